@@ -1,0 +1,202 @@
+/* SOCKS5 wire format (RFC 1928, RFC 1929): pure parsers and encoders, no I/O. */
+#include "config.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include "ferry/socks5.h"
+
+static uint16_t get_be16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+/* RFC 1928 section 3: VER(5) NMETHODS METHODS[NMETHODS]. */
+enum proto_status socks5_parse_greeting(const uint8_t *buf, size_t len, struct socks5_greeting *out,
+                                        size_t *consumed)
+{
+    size_t n;
+
+    if (len < 1)
+        return PROTO_NEED_MORE;
+    if (buf[0] != SOCKS5_VERSION)
+        return PROTO_ERROR;
+    if (len < 2)
+        return PROTO_NEED_MORE;
+    n = buf[1];
+    if (len < 2 + n)
+        return PROTO_NEED_MORE;
+    out->nmethods = (uint8_t)n;
+    memcpy(out->methods, buf + 2, n);
+    *consumed = 2 + n;
+    return PROTO_OK;
+}
+
+uint8_t socks5_choose_method(const struct socks5_greeting *g, const uint8_t *preferred, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (preferred[i] == SOCKS5_METHOD_NONE)
+            continue;
+        if (memchr(g->methods, preferred[i], g->nmethods) != NULL)
+            return preferred[i];
+    }
+    return SOCKS5_METHOD_NONE;
+}
+
+size_t socks5_encode_method(uint8_t out[2], uint8_t method)
+{
+    out[0] = SOCKS5_VERSION;
+    out[1] = method;
+    return 2;
+}
+
+/*
+ * RFC 1929 section 2: VER(1) ULEN UNAME PLEN PASSWD. A NUL byte inside either field is an
+ * error: the NUL-terminated copies would otherwise silently name a shorter user or password.
+ */
+enum proto_status socks5_parse_userpass(const uint8_t *buf, size_t len, struct socks5_userpass *out,
+                                        size_t *consumed)
+{
+    size_t ulen, plen, avail;
+
+    if (len < 1)
+        return PROTO_NEED_MORE;
+    if (buf[0] != SOCKS5_USERPASS_VERSION)
+        return PROTO_ERROR;
+    if (len < 2)
+        return PROTO_NEED_MORE;
+    ulen = buf[1];
+    avail = len - 2 < ulen ? len - 2 : ulen;
+    if (memchr(buf + 2, '\0', avail) != NULL)
+        return PROTO_ERROR;
+    if (len < 2 + ulen + 1)
+        return PROTO_NEED_MORE;
+    plen = buf[2 + ulen];
+    avail = len - 3 - ulen < plen ? len - 3 - ulen : plen;
+    if (memchr(buf + 3 + ulen, '\0', avail) != NULL)
+        return PROTO_ERROR;
+    if (len < 3 + ulen + plen)
+        return PROTO_NEED_MORE;
+
+    out->user_len = ulen;
+    memcpy(out->user, buf + 2, ulen);
+    out->user[ulen] = '\0';
+    out->pass_len = plen;
+    memcpy(out->pass, buf + 3 + ulen, plen);
+    out->pass[plen] = '\0';
+    *consumed = 3 + ulen + plen;
+    return PROTO_OK;
+}
+
+size_t socks5_encode_userpass_reply(uint8_t out[2], uint8_t status)
+{
+    out[0] = SOCKS5_USERPASS_VERSION;
+    out[1] = status;
+    return 2;
+}
+
+static enum proto_status request_error(uint8_t *rep, uint8_t code)
+{
+    if (rep != NULL)
+        *rep = code;
+    return PROTO_ERROR;
+}
+
+/*
+ * RFC 1928 section 4: VER CMD RSV ATYP DST.ADDR DST.PORT; section 5 for the address forms.
+ * Each field is judged as soon as it is in the buffer, so a bad request is refused at once.
+ */
+enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct socks5_request *out,
+                                       size_t *consumed, uint8_t *rep)
+{
+    size_t addr_off = 4, addr_len, total;
+    enum dest_type type;
+
+    if (len < 1)
+        return PROTO_NEED_MORE;
+    if (buf[0] != SOCKS5_VERSION)
+        return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
+    if (len < 2)
+        return PROTO_NEED_MORE;
+    if (buf[1] != SOCKS5_CMD_CONNECT && buf[1] != SOCKS5_CMD_BIND &&
+        buf[1] != SOCKS5_CMD_UDP_ASSOCIATE)
+        return request_error(rep, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
+    /* buf[2] is RSV: RFC 1928 says it must be 0, but nothing depends on it, so it is ignored. */
+    if (len < 4)
+        return PROTO_NEED_MORE;
+    switch (buf[3]) {
+    case SOCKS5_ATYP_IPV4:
+        type = DEST_IPV4;
+        addr_len = 4;
+        break;
+    case SOCKS5_ATYP_IPV6:
+        type = DEST_IPV6;
+        addr_len = 16;
+        break;
+    case SOCKS5_ATYP_DOMAIN:
+        type = DEST_NAME;
+        if (len < 5)
+            return PROTO_NEED_MORE;
+        addr_len = buf[4];
+        addr_off = 5;
+        if (addr_len == 0)
+            return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
+        if (memchr(buf + 5, '\0', len - 5 < addr_len ? len - 5 : addr_len) != NULL)
+            return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
+        break;
+    default:
+        return request_error(rep, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
+    }
+    total = addr_off + addr_len + 2;
+    if (len < total)
+        return PROTO_NEED_MORE;
+
+    memset(out, 0, sizeof(*out));
+    out->cmd = buf[1];
+    out->dest.type = type;
+    if (type == DEST_NAME) {
+        memcpy(out->dest.name, buf + addr_off, addr_len);
+        out->dest.name[addr_len] = '\0';
+    } else {
+        memcpy(out->dest.ip, buf + addr_off, addr_len);
+    }
+    out->dest.port = get_be16(buf + addr_off + addr_len);
+    *consumed = total;
+    if (rep != NULL)
+        *rep = SOCKS5_REP_SUCCEEDED;
+    return PROTO_OK;
+}
+
+/* RFC 1928 section 6. BND.ADDR is IPv4 unless the bound address is a real IPv6 one. */
+size_t socks5_encode_reply(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep, const struct sockaddr *bound)
+{
+    out[0] = SOCKS5_VERSION;
+    out[1] = rep;
+    out[2] = 0x00;
+
+    if (bound != NULL && bound->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)bound;
+        const uint8_t *ip = sin6->sin6_addr.s6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            out[3] = SOCKS5_ATYP_IPV4;
+            memcpy(out + 4, ip + 12, 4);
+            memcpy(out + 8, &sin6->sin6_port, 2);
+            return 10;
+        }
+        out[3] = SOCKS5_ATYP_IPV6;
+        memcpy(out + 4, ip, 16);
+        memcpy(out + 20, &sin6->sin6_port, 2);
+        return 22;
+    }
+
+    out[3] = SOCKS5_ATYP_IPV4;
+    if (bound != NULL && bound->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)bound;
+        memcpy(out + 4, &sin->sin_addr, 4);
+        memcpy(out + 8, &sin->sin_port, 2);
+    } else {
+        memset(out + 4, 0, 6);
+    }
+    return 10;
+}
