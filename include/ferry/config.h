@@ -1,0 +1,67 @@
+/* ferryd.conf: parsed once into an immutable struct config. Errors name file, line and problem. */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/addr.h"
+#include "ferry/relay.h"
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_DEFAULT_PORT 1080
+
+enum log_target {
+    LOG_TARGET_STDERR,
+    LOG_TARGET_SYSLOG,
+};
+
+struct config {
+    /* listen ADDR[:PORT] (repeatable). Without any, 127.0.0.1:1080 and [::1]:1080. */
+    struct addr listen[CONFIG_MAX_LISTEN];
+    size_t nlisten;
+    bool listen_is_default;          /* no listen line: failing to bind one default only warns */
+
+    /* auth METHOD... in the server's order of preference: SOCKS5_METHOD_NOAUTH/USERPASS. */
+    uint8_t methods[2];
+    size_t nmethods;
+    char *users_file;                /* users PATH; required when password is a method */
+
+    char *resolver_servers;          /* resolver system | LIST; NULL means system */
+    double resolver_timeout;         /* resolver timeout DURATION: first try of a DNS query */
+    int resolver_tries;              /* resolver tries N */
+
+    double timeout_negotiate;        /* timeout negotiate DURATION (default 10 s) */
+    double timeout_resolve;          /* timeout resolve DURATION (default 10 s) */
+    double timeout_connect;          /* timeout connect DURATION (default 10 s) */
+    double timeout_idle;             /* timeout idle DURATION (default 300 s) */
+
+    enum log_target log_target;      /* log stderr | log syslog [FACILITY] */
+    int syslog_facility;             /* LOG_DAEMON by default */
+    int log_level;                   /* log-level LEVEL: a syslog priority, LOG_INFO by default */
+
+    unsigned max_sessions;           /* max-sessions N (default 4096) */
+    enum relay_mode relay_mode;      /* relay auto|splice|buffered */
+    unsigned auth_threads;           /* auth-threads N: password verification threads (default 2) */
+};
+
+/* Built-in defaults: what ferryd runs with when given no file. */
+void config_defaults(struct config *c);
+
+/*
+ * Parse `text` as the contents of file `name` on top of the defaults. Returns 0, or -1 with
+ * "NAME:LINE: problem" in err. On failure *c holds nothing to free.
+ */
+int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen);
+
+/* Read and parse a file; errors as for config_parse, or "PATH: strerror" when unreadable. */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Release what config_parse/config_load allocated. */
+void config_release(struct config *c);
+
+/* Parse "10", "10s", "250ms", "5m", "1h" into seconds. Returns 0 or -1. */
+int config_parse_duration(const char *text, double *seconds);
+
+#endif

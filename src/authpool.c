@@ -1,0 +1,287 @@
+/*
+ * Password verification off the loop. Argon2id costs tens of milliseconds and tens of megabytes
+ * by design, so a few threads run crypto_pwhash_str_verify and hand results back to the loop
+ * through one ev_async. Jobs belong to the pool from authpool_verify until freed on the loop
+ * thread; a session that goes away only marks its job cancelled.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+#include <sodium.h>
+
+#include "ferry/authpool.h"
+
+/* Jobs in the pool at once (queued, running or waiting for the loop); more get EAGAIN. */
+#define AUTHPOOL_MAX_JOBS 1024
+#define AUTHPOOL_MAX_THREADS 64
+
+struct auth_job {
+    struct auth_job *next;
+    struct authpool *pool;
+    authpool_cb cb;
+    void *arg;
+    bool cancelled; /* written on the loop thread under the lock, read by workers under it */
+    bool ok;
+    bool dummy; /* unknown user: verify the dummy hash, answer false */
+    size_t len;
+    char hash[crypto_pwhash_STRBYTES];
+    char *password; /* len bytes, wiped before free */
+};
+
+/* A FIFO of jobs linked through next. */
+struct job_list {
+    struct auth_job *head;
+    struct auth_job *tail;
+};
+
+struct authpool {
+    struct ev_loop *loop;
+    ev_async async;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct job_list queued; /* waiting for a thread */
+    struct job_list done;   /* verified (or skipped when cancelled), waiting for the loop */
+    bool stopping;
+    size_t njobs; /* every job not yet freed; touched only on the loop thread */
+    pthread_t threads[AUTHPOOL_MAX_THREADS];
+    unsigned nthreads;
+    char dummy_hash[crypto_pwhash_STRBYTES];
+};
+
+static void list_push(struct job_list *l, struct auth_job *j)
+{
+    j->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+}
+
+static struct auth_job *list_pop(struct job_list *l)
+{
+    struct auth_job *j = l->head;
+
+    if (j != NULL) {
+        l->head = j->next;
+        if (l->head == NULL)
+            l->tail = NULL;
+        j->next = NULL;
+    }
+    return j;
+}
+
+static void job_free(struct auth_job *j)
+{
+    sodium_memzero(j->password, j->len);
+    free(j->password);
+    sodium_memzero(j, sizeof(*j));
+    free(j);
+}
+
+static void *worker_main(void *arg)
+{
+    struct authpool *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        struct auth_job *j;
+
+        while (!p->stopping && p->queued.head == NULL)
+            pthread_cond_wait(&p->wake, &p->lock);
+        if (p->stopping)
+            break;
+        j = list_pop(&p->queued);
+        if (!j->cancelled) {
+            const char *hash = j->dummy ? p->dummy_hash : j->hash;
+            bool match;
+
+            pthread_mutex_unlock(&p->lock);
+            match = crypto_pwhash_str_verify(hash, j->password, j->len) == 0;
+            sodium_memzero(j->password, j->len);
+            pthread_mutex_lock(&p->lock);
+            j->ok = match && !j->dummy;
+        }
+        list_push(&p->done, j);
+        ev_async_send(p->loop, &p->async);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* The loop's side: take every finished job, run the callbacks of those not cancelled. */
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct authpool *p = w->data;
+    struct auth_job *j;
+    struct job_list done;
+
+    pthread_mutex_lock(&p->lock);
+    done = p->done;
+    p->done.head = p->done.tail = NULL;
+    pthread_mutex_unlock(&p->lock);
+
+    /* A callback may cancel a job later in this list: cancelled is re-read for each. */
+    while ((j = list_pop(&done)) != NULL) {
+        bool cancelled, ok = j->ok;
+        authpool_cb cb = j->cb;
+        void *arg = j->arg;
+
+        /* Written only on this thread (authpool_cancel), so no lock is needed to read it. */
+        cancelled = j->cancelled;
+        job_free(j);
+        /* While jobs are out the pool holds a reference on the loop; drop it with the last. */
+        if (--p->njobs == 0)
+            ev_unref(p->loop);
+        if (!cancelled)
+            cb(ok, arg);
+    }
+}
+
+struct authpool *authpool_new(struct ev_loop *loop, unsigned threads)
+{
+    struct authpool *p;
+    unsigned char secret[32];
+    sigset_t all, old;
+
+    if (threads < 1 || threads > AUTHPOOL_MAX_THREADS) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (sodium_init() < 0) {
+        errno = ENOSYS;
+        return NULL;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->loop = loop;
+
+    /* Same cost as ferry-passwd's hashes, so unknown users take as long as known ones. */
+    randombytes_buf(secret, sizeof(secret));
+    if (crypto_pwhash_str(p->dummy_hash, (const char *)secret, sizeof(secret),
+                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+        sodium_memzero(secret, sizeof(secret));
+        free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    sodium_memzero(secret, sizeof(secret));
+
+    if (pthread_mutex_init(&p->lock, NULL) != 0) {
+        free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (pthread_cond_init(&p->wake, NULL) != 0) {
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    ev_async_init(&p->async, async_cb);
+    p->async.data = p;
+    ev_async_start(loop, &p->async);
+    ev_unref(loop); /* an idle pool does not keep the loop running */
+
+    /* Workers never take signals: the loop thread handles them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (; p->nthreads < threads; p->nthreads++) {
+        int e = pthread_create(&p->threads[p->nthreads], NULL, worker_main, p);
+        if (e != 0) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            authpool_free(p);
+            errno = e;
+            return NULL;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return p;
+}
+
+void authpool_free(struct authpool *p)
+{
+    struct auth_job *j;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+
+    while ((j = list_pop(&p->queued)) != NULL)
+        job_free(j);
+    while ((j = list_pop(&p->done)) != NULL)
+        job_free(j);
+    /* libev wants the reference back before an unref'd watcher stops. */
+    if (p->njobs == 0)
+        ev_ref(p->loop);
+    ev_async_stop(p->loop, &p->async);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    sodium_memzero(p, sizeof(*p));
+    free(p);
+}
+
+struct auth_job *authpool_verify(struct authpool *p, const char *hash, const char *password,
+                                 size_t len, authpool_cb cb, void *arg)
+{
+    struct auth_job *j;
+
+    if (p == NULL || cb == NULL || (password == NULL && len > 0)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (p->njobs >= AUTHPOOL_MAX_JOBS) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return NULL;
+    j->password = malloc(len > 0 ? len : 1);
+    if (j->password == NULL) {
+        free(j);
+        return NULL;
+    }
+    if (len > 0)
+        memcpy(j->password, password, len);
+    j->len = len;
+    j->pool = p;
+    j->cb = cb;
+    j->arg = arg;
+    /* A hash too long to be ours is treated as an unknown user: same time, answer false. */
+    if (hash == NULL || strlen(hash) >= sizeof(j->hash))
+        j->dummy = true;
+    else
+        memcpy(j->hash, hash, strlen(hash) + 1);
+
+    if (p->njobs++ == 0)
+        ev_ref(p->loop);
+    pthread_mutex_lock(&p->lock);
+    list_push(&p->queued, j);
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    return j;
+}
+
+/* Valid until the callback has run; after that the job is gone and must not be cancelled. */
+void authpool_cancel(struct auth_job *job)
+{
+    if (job == NULL)
+        return;
+    pthread_mutex_lock(&job->pool->lock);
+    job->cancelled = true;
+    pthread_mutex_unlock(&job->pool->lock);
+}

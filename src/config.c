@@ -1,0 +1,682 @@
+/*
+ * ferryd.conf: a line-based file of "keyword argument..." lines, '#' comments and blank lines.
+ * Each keyword has one handler in a table; errors are "FILE:LINE: problem".
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "ferry/config.h"
+#include "ferry/log.h"
+#include "ferry/socks5.h"
+
+/* Longest line accepted, not counting its newline. */
+#define CONFIG_MAX_LINE 4096
+/* Most arguments after the keyword on one line. */
+#define CONFIG_MAX_ARGS 16
+/* Larger files are refused rather than read into memory. */
+#define CONFIG_MAX_FILE (16u * 1024 * 1024)
+/* Longest duration accepted: anything above is a typo, not a timeout. */
+#define CONFIG_MAX_DURATION 1e9
+
+enum timeout_kind {
+    TIMEOUT_NEGOTIATE,
+    TIMEOUT_RESOLVE,
+    TIMEOUT_CONNECT,
+    TIMEOUT_IDLE,
+    TIMEOUT_COUNT,
+};
+
+struct parser;
+
+typedef int (*keyword_fn)(struct parser *p, int argc, char **argv);
+
+struct keyword {
+    const char *name;
+    keyword_fn handle;
+    int min_args;
+    int max_args;
+    const char *arg_names[2]; /* what is missing when fewer than min_args are given */
+    bool repeatable;          /* may appear on several lines (otherwise a duplicate is an error) */
+};
+
+/* What a handler needs: the config being built and where in which file we are. */
+struct parser {
+    struct config *c;
+    const char *name;    /* the file name used in messages */
+    const char *dir;     /* directory relative paths are resolved against, NULL for cwd */
+    unsigned line;       /* current line number */
+    const char *keyword; /* keyword of the current line */
+    char *err;
+    size_t errlen;
+    unsigned *first; /* per keyword: line of its first occurrence, 0 if none yet */
+    unsigned timeout_first[TIMEOUT_COUNT];
+    unsigned auth_line;
+    bool password_auth;
+};
+
+/* Write "NAME:LINE: problem" into the error buffer. Returns -1. */
+static int fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct parser *p, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (p->errlen == 0)
+        return -1;
+    n = snprintf(p->err, p->errlen, "%s:%u: ", p->name, p->line);
+    if (n < 0 || (size_t)n >= p->errlen)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A copy of s fit for a message: non-printable bytes as \xNN, long values cut short. */
+static const char *quote(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    for (; *s != '\0' && n + 8 < size; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch >= 0x7f || ch == '\\') {
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
+        } else {
+            buf[n++] = (char)ch;
+        }
+    }
+    if (*s != '\0') {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+#define Q(s) quote((s), (char[96]){0}, 96)
+
+/* Decimal number without sign, in [min, max]. */
+static int parse_uint(struct parser *p, const char *s, unsigned long min, unsigned long max,
+                      unsigned long *out)
+{
+    unsigned long v = 0;
+    const char *q;
+
+    if (*s == '\0')
+        return fail(p, "%s: '%s' is not a number", p->keyword, Q(s));
+    for (q = s; *q != '\0'; q++) {
+        if (*q < '0' || *q > '9')
+            return fail(p, "%s: '%s' is not a number", p->keyword, Q(s));
+        if (v > (ULONG_MAX - 9) / 10)
+            v = ULONG_MAX - 9; /* saturate: out of range below */
+        v = v * 10 + (unsigned long)(*q - '0');
+    }
+    if (v < min || v > max)
+        return fail(p, "%s: '%s' is out of range (%lu..%lu)", p->keyword, Q(s), min, max);
+    *out = v;
+    return 0;
+}
+
+int config_parse_duration(const char *text, double *seconds)
+{
+    const char *s = text;
+    double v = 0, scale = 1;
+    bool digits = false;
+
+    if (text == NULL)
+        return -1;
+    /* Digits by hand rather than strtod: no sign, no exponent, no "inf", no locale. */
+    for (; *s >= '0' && *s <= '9'; s++) {
+        v = v * 10 + (*s - '0');
+        digits = true;
+    }
+    if (!digits)
+        return -1;
+    if (*s == '.') {
+        double place = 0.1;
+        digits = false;
+        for (s++; *s >= '0' && *s <= '9'; s++, place /= 10) {
+            v += (*s - '0') * place;
+            digits = true;
+        }
+        if (!digits)
+            return -1;
+    }
+    if (strcmp(s, "") == 0 || strcmp(s, "s") == 0)
+        scale = 1;
+    else if (strcmp(s, "ms") == 0)
+        scale = 0.001;
+    else if (strcmp(s, "m") == 0)
+        scale = 60;
+    else if (strcmp(s, "h") == 0)
+        scale = 3600;
+    else
+        return -1;
+    v *= scale;
+    if (!(v <= CONFIG_MAX_DURATION))
+        return -1;
+    *seconds = v;
+    return 0;
+}
+
+/* A duration argument; zero only when allow_zero. */
+static int parse_duration_arg(struct parser *p, const char *s, bool allow_zero, double *out)
+{
+    double v;
+
+    if (config_parse_duration(s, &v) < 0)
+        return fail(p, "%s: '%s' is not a duration (like 10, 10s, 250ms, 5m, 1h)", p->keyword,
+                    Q(s));
+    if (v == 0 && !allow_zero)
+        return fail(p, "%s: '%s' must be greater than zero", p->keyword, Q(s));
+    *out = v;
+    return 0;
+}
+
+static int kw_listen(struct parser *p, int argc, char **argv)
+{
+    struct config *c = p->c;
+    struct addr a;
+    char buf[ADDR_STRLEN];
+
+    if (addr_parse(argv[0], CONFIG_DEFAULT_PORT, &a) < 0)
+        return fail(p, "listen: '%s' is not an address", Q(argv[0]));
+    if (c->listen_is_default) {
+        c->nlisten = 0;
+        c->listen_is_default = false;
+    }
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (addr_equal(&c->listen[i], &a))
+            return fail(p, "listen: duplicate address %s", addr_format(&a, buf, sizeof(buf)));
+    }
+    if (c->nlisten >= CONFIG_MAX_LISTEN)
+        return fail(p, "listen: too many listen lines (at most %d)", CONFIG_MAX_LISTEN);
+    c->listen[c->nlisten++] = a;
+    return 0;
+}
+
+static int kw_auth(struct parser *p, int argc, char **argv)
+{
+    struct config *c = p->c;
+    uint8_t m;
+
+    c->nmethods = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "none") == 0)
+            m = SOCKS5_METHOD_NOAUTH;
+        else if (strcmp(argv[i], "password") == 0)
+            m = SOCKS5_METHOD_USERPASS;
+        else
+            return fail(p, "auth: unknown method '%s' (none or password)", Q(argv[i]));
+        for (size_t j = 0; j < c->nmethods; j++) {
+            if (c->methods[j] == m)
+                return fail(p, "auth: method '%s' given twice", argv[i]);
+        }
+        c->methods[c->nmethods++] = m;
+        if (m == SOCKS5_METHOD_USERPASS)
+            p->password_auth = true;
+    }
+    p->auth_line = p->line;
+    return 0;
+}
+
+static int kw_users(struct parser *p, int argc, char **argv)
+{
+    const char *path = argv[0];
+    char *full;
+
+    if (path[0] == '/' || p->dir == NULL) {
+        full = strdup(path);
+    } else {
+        size_t dl = strlen(p->dir), pl = strlen(path);
+        full = malloc(dl + 1 + pl + 1);
+        if (full != NULL) {
+            memcpy(full, p->dir, dl);
+            full[dl] = '/';
+            memcpy(full + dl + 1, path, pl + 1);
+        }
+    }
+    if (full == NULL)
+        return fail(p, "users: %s", strerror(errno));
+    p->c->users_file = full;
+    return 0;
+}
+
+/*
+ * "system", or a comma-separated list of IP, IP:PORT, [IPv6], [IPv6]:PORT, stored in the form
+ * ares_set_servers_ports_csv reads: "127.0.0.1:5353,[::1]:53".
+ */
+static int kw_resolver(struct parser *p, int argc, char **argv)
+{
+    const char *list = argv[0];
+    char *csv, *out;
+    size_t cap;
+
+    if (strcmp(list, "system") == 0) {
+        p->c->resolver_servers = NULL;
+        return 0;
+    }
+    /* Each server grows by at most the brackets and ":65535". */
+    cap = (strlen(list) + 1) * (ADDR_STRLEN + 1);
+    csv = malloc(cap);
+    if (csv == NULL)
+        return fail(p, "resolver: %s", strerror(errno));
+    out = csv;
+    for (const char *s = list;;) {
+        const char *end = strchr(s, ',');
+        size_t n = end != NULL ? (size_t)(end - s) : strlen(s);
+        char one[ADDR_STRLEN + 8];
+        struct addr a;
+
+        if (n == 0) {
+            free(csv);
+            return fail(p, "resolver: empty server in '%s'", Q(list));
+        }
+        if (n >= sizeof(one)) {
+            memcpy(one, s, sizeof(one) - 1);
+            one[sizeof(one) - 1] = '\0';
+        } else {
+            memcpy(one, s, n);
+            one[n] = '\0';
+        }
+        if (n >= sizeof(one) || addr_parse(one, 53, &a) < 0 || addr_port(&a) == 0) {
+            free(csv);
+            return fail(p, "resolver: '%s' is not a server address (IP, IP:PORT or [IPv6]:PORT)",
+                        Q(one));
+        }
+        if (out != csv)
+            *out++ = ',';
+        addr_format(&a, out, cap - (size_t)(out - csv));
+        out += strlen(out);
+        if (end == NULL)
+            break;
+        s = end + 1;
+    }
+    p->c->resolver_servers = csv;
+    return 0;
+}
+
+static int kw_resolver_timeout(struct parser *p, int argc, char **argv)
+{
+    return parse_duration_arg(p, argv[0], false, &p->c->resolver_timeout);
+}
+
+static int kw_resolver_tries(struct parser *p, int argc, char **argv)
+{
+    unsigned long v;
+
+    if (parse_uint(p, argv[0], 1, 10, &v) < 0)
+        return -1;
+    p->c->resolver_tries = (int)v;
+    return 0;
+}
+
+static int kw_timeout(struct parser *p, int argc, char **argv)
+{
+    static const char *const names[TIMEOUT_COUNT] = {"negotiate", "resolve", "connect", "idle"};
+    struct config *c = p->c;
+    double *target[TIMEOUT_COUNT] = {&c->timeout_negotiate, &c->timeout_resolve,
+                                     &c->timeout_connect, &c->timeout_idle};
+    int k;
+
+    for (k = 0; k < TIMEOUT_COUNT; k++) {
+        if (strcmp(argv[0], names[k]) == 0)
+            break;
+    }
+    if (k == TIMEOUT_COUNT)
+        return fail(p, "timeout: unknown timeout '%s' (negotiate, resolve, connect or idle)",
+                    Q(argv[0]));
+    if (p->timeout_first[k] != 0)
+        return fail(p, "duplicate 'timeout %s' (first on line %u)", names[k], p->timeout_first[k]);
+    /* idle 0 turns the idle timeout off; the others must end. */
+    if (parse_duration_arg(p, argv[1], k == TIMEOUT_IDLE, target[k]) < 0)
+        return -1;
+    p->timeout_first[k] = p->line;
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int facility;
+} facilities[] = {
+    {"daemon", LOG_DAEMON},     {"user", LOG_USER},     {"auth", LOG_AUTH},
+    {"authpriv", LOG_AUTHPRIV}, {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
+    {"local2", LOG_LOCAL2},     {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
+    {"local5", LOG_LOCAL5},     {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+};
+
+static int kw_log(struct parser *p, int argc, char **argv)
+{
+    struct config *c = p->c;
+
+    if (strcmp(argv[0], "stderr") == 0) {
+        if (argc > 1)
+            return fail(p, "log: too many arguments (stderr takes no facility)");
+        c->log_target = LOG_TARGET_STDERR;
+        return 0;
+    }
+    if (strcmp(argv[0], "syslog") != 0)
+        return fail(p, "log: unknown target '%s' (stderr or syslog)", Q(argv[0]));
+    c->log_target = LOG_TARGET_SYSLOG;
+    c->syslog_facility = LOG_DAEMON;
+    if (argc < 2)
+        return 0;
+    for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++) {
+        if (strcmp(argv[1], facilities[i].name) == 0) {
+            c->syslog_facility = facilities[i].facility;
+            return 0;
+        }
+    }
+    return fail(p,
+                "log: unknown syslog facility '%s' (daemon, user, auth, authpriv, local0..local7)",
+                Q(argv[1]));
+}
+
+static int kw_log_level(struct parser *p, int argc, char **argv)
+{
+    int level = log_level_from_name(argv[0]);
+
+    if (level < 0)
+        return fail(p, "log-level: unknown level '%s' (err, warning, notice, info or debug)",
+                    Q(argv[0]));
+    p->c->log_level = level;
+    return 0;
+}
+
+static int kw_max_sessions(struct parser *p, int argc, char **argv)
+{
+    unsigned long v;
+
+    if (parse_uint(p, argv[0], 1, 1000000, &v) < 0)
+        return -1;
+    p->c->max_sessions = (unsigned)v;
+    return 0;
+}
+
+static int kw_auth_threads(struct parser *p, int argc, char **argv)
+{
+    unsigned long v;
+
+    if (parse_uint(p, argv[0], 1, 64, &v) < 0)
+        return -1;
+    p->c->auth_threads = (unsigned)v;
+    return 0;
+}
+
+static int kw_relay(struct parser *p, int argc, char **argv)
+{
+    if (strcmp(argv[0], "auto") == 0)
+        p->c->relay_mode = RELAY_AUTO;
+    else if (strcmp(argv[0], "splice") == 0)
+        p->c->relay_mode = RELAY_SPLICE;
+    else if (strcmp(argv[0], "buffered") == 0)
+        p->c->relay_mode = RELAY_BUFFERED;
+    else
+        return fail(p, "relay: unknown mode '%s' (auto, splice or buffered)", Q(argv[0]));
+    return 0;
+}
+
+/* Every keyword of the language. New blocks of settings (access rules) get a row here. */
+static const struct keyword keywords[] = {
+    {"listen", kw_listen, 1, 1, {"ADDRESS[:PORT]"}, true},
+    {"auth", kw_auth, 1, 2, {"METHOD (none or password)"}, false},
+    {"users", kw_users, 1, 1, {"PATH"}, false},
+    {"resolver", kw_resolver, 1, 1, {"'system' or SERVER[,SERVER...]"}, false},
+    {"resolver-timeout", kw_resolver_timeout, 1, 1, {"DURATION"}, false},
+    {"resolver-tries", kw_resolver_tries, 1, 1, {"N"}, false},
+    /* timeout checks duplicates per kind itself */
+    {"timeout", kw_timeout, 2, 2, {"negotiate|resolve|connect|idle", "DURATION"}, true},
+    {"log", kw_log, 1, 2, {"stderr or syslog"}, false},
+    {"log-level", kw_log_level, 1, 1, {"LEVEL"}, false},
+    {"max-sessions", kw_max_sessions, 1, 1, {"N"}, false},
+    {"auth-threads", kw_auth_threads, 1, 1, {"N"}, false},
+    {"relay", kw_relay, 1, 1, {"auto|splice|buffered"}, false},
+};
+
+#define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
+
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* One line (without its newline, at most CONFIG_MAX_LINE bytes): split, look up, dispatch. */
+static int parse_line(struct parser *p, const char *text, size_t len)
+{
+    char line[CONFIG_MAX_LINE + 1];
+    char *argv[CONFIG_MAX_ARGS + 2];
+    int argc = 0;
+    const struct keyword *kw = NULL;
+    size_t k;
+
+    memcpy(line, text, len);
+    line[len] = '\0';
+    for (char *s = line; *s != '\0';) {
+        while (is_space(*s))
+            s++;
+        if (*s == '\0' || *s == '#')
+            break;
+        if (argc == CONFIG_MAX_ARGS + 2)
+            break;
+        argv[argc++] = s;
+        while (*s != '\0' && *s != '#' && !is_space(*s))
+            s++;
+        if (*s == '#') {
+            *s = '\0';
+            break;
+        }
+        if (*s != '\0')
+            *s++ = '\0';
+    }
+    if (argc == 0)
+        return 0;
+
+    for (k = 0; k < NKEYWORDS; k++) {
+        if (strcmp(argv[0], keywords[k].name) == 0) {
+            kw = &keywords[k];
+            break;
+        }
+    }
+    if (kw == NULL)
+        return fail(p, "unknown keyword '%s'", Q(argv[0]));
+    p->keyword = kw->name;
+    if (!kw->repeatable && p->first[k] != 0)
+        return fail(p, "duplicate '%s' (first on line %u)", kw->name, p->first[k]);
+    argc--;
+    if (argc < kw->min_args)
+        return fail(p, "%s: missing %s", kw->name, kw->arg_names[argc]);
+    if (argc > kw->max_args)
+        return fail(p, "%s: too many arguments", kw->name);
+    if (kw->handle(p, argc, argv + 1) < 0)
+        return -1;
+    if (p->first[k] == 0)
+        p->first[k] = p->line;
+    return 0;
+}
+
+void config_defaults(struct config *c)
+{
+    static const uint8_t lo4[4] = {127, 0, 0, 1};
+    static const uint8_t lo6[16] = {[15] = 1};
+
+    memset(c, 0, sizeof(*c));
+    addr_from_ipv4(&c->listen[0], lo4, CONFIG_DEFAULT_PORT);
+    addr_from_ipv6(&c->listen[1], lo6, CONFIG_DEFAULT_PORT);
+    c->nlisten = 2;
+    c->listen_is_default = true;
+    c->methods[0] = SOCKS5_METHOD_NOAUTH;
+    c->nmethods = 1;
+    c->users_file = NULL;
+    c->resolver_servers = NULL;
+    c->resolver_timeout = 2;
+    c->resolver_tries = 2;
+    c->timeout_negotiate = 10;
+    c->timeout_resolve = 10;
+    c->timeout_connect = 10;
+    c->timeout_idle = 300;
+    c->log_target = LOG_TARGET_STDERR;
+    c->syslog_facility = LOG_DAEMON;
+    c->log_level = LOG_INFO;
+    c->max_sessions = 4096;
+    c->relay_mode = RELAY_AUTO;
+    c->auth_threads = 2;
+}
+
+void config_release(struct config *c)
+{
+    free(c->users_file);
+    free(c->resolver_servers);
+    c->users_file = NULL;
+    c->resolver_servers = NULL;
+}
+
+/* Parse text of len bytes; dir is where a relative users path points (NULL: as written). */
+static int parse_text(struct config *out, const char *text, size_t len, const char *name,
+                      const char *dir, char *err, size_t errlen)
+{
+    unsigned first[NKEYWORDS] = {0};
+    struct config c;
+    struct parser p = {
+        .c = &c, .name = name, .dir = dir, .err = err, .errlen = errlen, .first = first};
+    size_t pos = 0;
+
+    if (errlen > 0)
+        err[0] = '\0';
+    config_defaults(&c);
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t n = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
+
+        p.line++;
+        p.keyword = NULL;
+        if (memchr(text + pos, '\0', n) != NULL) {
+            fail(&p, "NUL byte in line");
+            goto fail;
+        }
+        if (n > CONFIG_MAX_LINE) {
+            fail(&p, "line too long (more than %d bytes)", CONFIG_MAX_LINE);
+            goto fail;
+        }
+        if (parse_line(&p, text + pos, n) < 0)
+            goto fail;
+        pos += n + (nl != NULL ? 1 : 0);
+    }
+    if (p.password_auth && c.users_file == NULL) {
+        p.line = p.auth_line;
+        fail(&p, "auth password needs a users file (users PATH)");
+        goto fail;
+    }
+    *out = c;
+    return 0;
+
+fail:
+    config_release(&c);
+    config_defaults(out);
+    return -1;
+}
+
+/* Directory part of path, NULL when it has none (a relative name in the current directory). */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+
+    if (slash == NULL)
+        return NULL;
+    if (slash == path)
+        return strdup("/");
+    dir = strndup(path, (size_t)(slash - path));
+    return dir;
+}
+
+int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen)
+{
+    char *dir = dir_of(name);
+    int r;
+
+    r = parse_text(c, text, strlen(text), name, dir, err, errlen);
+    free(dir);
+    return r;
+}
+
+/* Whole file into a NUL-terminated buffer; -1 with errno set. */
+static char *read_file(const char *path, size_t *lenp)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t len = 0, cap = 4096;
+    char *buf = NULL;
+    int saved;
+
+    if (fd < 0)
+        return NULL;
+    for (;;) {
+        ssize_t r;
+
+        if (buf == NULL || len + 1 >= cap) {
+            char *nbuf;
+            if (buf != NULL)
+                cap *= 2;
+            if (cap > CONFIG_MAX_FILE + 2) {
+                errno = EFBIG;
+                goto fail;
+            }
+            nbuf = realloc(buf, cap);
+            if (nbuf == NULL)
+                goto fail;
+            buf = nbuf;
+        }
+        r = read(fd, buf + len, cap - len - 1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    *lenp = len;
+    return buf;
+
+fail:
+    saved = errno;
+    free(buf);
+    close(fd);
+    errno = saved;
+    return NULL;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+    char *text, *dir, *absdir = NULL;
+    size_t len;
+    int r;
+
+    text = read_file(path, &len);
+    if (text == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        config_defaults(c);
+        return -1;
+    }
+    /* Resolve the directory now so the users path stays right if the daemon changes directory. */
+    dir = dir_of(path);
+    absdir = realpath(dir != NULL ? dir : ".", NULL);
+    r = parse_text(c, text, len, path, absdir != NULL ? absdir : dir, err, errlen);
+    free(absdir);
+    free(dir);
+    free(text);
+    return r;
+}

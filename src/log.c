@@ -1,0 +1,117 @@
+/* Log lines to stderr (with a UTC timestamp) or to syslog, filtered by a syslog priority. */
+#include "config.h"
+
+#include "ferry/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_target log_target = LOG_TARGET_STDERR;
+static int log_level = LOG_INFO;
+
+static const struct {
+    const char *name;
+    int level;
+} log_levels[] = {
+    {"err", LOG_ERR},       {"error", LOG_ERR},   {"warning", LOG_WARNING}, {"warn", LOG_WARNING},
+    {"notice", LOG_NOTICE}, {"info", LOG_INFO},   {"debug", LOG_DEBUG},
+};
+
+static const char *log_level_name(int level)
+{
+    switch (level) {
+    case LOG_EMERG:
+    case LOG_ALERT:
+    case LOG_CRIT:
+    case LOG_ERR:
+        return "error";
+    case LOG_WARNING:
+        return "warning";
+    case LOG_NOTICE:
+        return "notice";
+    case LOG_INFO:
+        return "info";
+    default:
+        return "debug";
+    }
+}
+
+int log_level_from_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++) {
+        if (strcasecmp(name, log_levels[i].name) == 0)
+            return log_levels[i].level;
+    }
+    return -1;
+}
+
+void log_sanitize(char *text)
+{
+    for (unsigned char *p = (unsigned char *)text; *p != '\0'; p++) {
+        if (*p <= ' ' || *p >= 0x7f)
+            *p = '?';
+    }
+}
+
+void log_open(enum log_target target, int facility, int level)
+{
+    if (log_target == LOG_TARGET_SYSLOG && target != LOG_TARGET_SYSLOG)
+        closelog();
+    log_target = target;
+    log_level = level;
+    if (target == LOG_TARGET_SYSLOG)
+        openlog("ferryd", LOG_PID | LOG_NDELAY, facility);
+}
+
+void log_set_level(int level)
+{
+    if (level < LOG_ERR)
+        level = LOG_ERR;
+    if (level > LOG_DEBUG)
+        level = LOG_DEBUG;
+    log_level = level;
+}
+
+bool log_enabled(int level)
+{
+    return level <= log_level;
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    if (log_target == LOG_TARGET_SYSLOG) {
+        vsyslog(level, fmt, ap);
+    } else {
+        /* One write per line so lines from concurrent processes do not interleave. */
+        char line[2048];
+        struct timespec ts;
+        struct tm tm;
+        size_t n;
+        int r;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+        r = snprintf(line + n, sizeof(line) - n, ".%03ldZ ferryd[%ld] %s: ", ts.tv_nsec / 1000000,
+                     (long)getpid(), log_level_name(level));
+        if (r > 0 && (size_t)r < sizeof(line) - n)
+            n += (size_t)r;
+        r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+        if (r > 0)
+            n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
+        if (n >= sizeof(line) - 1)
+            n = sizeof(line) - 2;
+        line[n++] = '\n';
+        (void)!write(STDERR_FILENO, line, n);
+    }
+    va_end(ap);
+}

@@ -1,0 +1,699 @@
+/* Unit tests for the ferryd.conf parser. */
+#include "config.h"
+
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "ferry/config.h"
+#include "ferry/socks5.h"
+
+static char err[512];
+
+/* Parse text as "t.conf" and expect success. */
+static void parse_ok(struct config *c, const char *text)
+{
+    int r = config_parse(c, text, "t.conf", err, sizeof(err));
+    ck_assert_msg(r == 0, "unexpected error: %s", err);
+}
+
+/* Parse text as "t.conf", expect failure with exactly `want`. */
+static void parse_err(const char *text, const char *want)
+{
+    struct config c;
+    int r = config_parse(&c, text, "t.conf", err, sizeof(err));
+
+    ck_assert_int_eq(r, -1);
+    ck_assert_str_eq(err, want);
+    /* Nothing to free, and the defaults are in place. */
+    ck_assert_ptr_null(c.users_file);
+    ck_assert_ptr_null(c.resolver_servers);
+    ck_assert_uint_eq(c.max_sessions, 4096);
+    config_release(&c);
+}
+
+static const char *fmt_listen(const struct config *c, size_t i)
+{
+    static char buf[ADDR_STRLEN];
+    return addr_format(&c->listen[i], buf, sizeof(buf));
+}
+
+static void check_defaults(const struct config *c)
+{
+    ck_assert_uint_eq(c->nlisten, 2);
+    ck_assert(c->listen_is_default);
+    ck_assert_str_eq(fmt_listen(c, 0), "127.0.0.1:1080");
+    ck_assert_str_eq(fmt_listen(c, 1), "[::1]:1080");
+    ck_assert_uint_eq(c->nmethods, 1);
+    ck_assert_uint_eq(c->methods[0], SOCKS5_METHOD_NOAUTH);
+    ck_assert_ptr_null(c->users_file);
+    ck_assert_ptr_null(c->resolver_servers);
+    ck_assert(c->resolver_timeout == 2);
+    ck_assert_int_eq(c->resolver_tries, 2);
+    ck_assert(c->timeout_negotiate == 10);
+    ck_assert(c->timeout_resolve == 10);
+    ck_assert(c->timeout_connect == 10);
+    ck_assert(c->timeout_idle == 300);
+    ck_assert_int_eq(c->log_target, LOG_TARGET_STDERR);
+    ck_assert_int_eq(c->syslog_facility, LOG_DAEMON);
+    ck_assert_int_eq(c->log_level, LOG_INFO);
+    ck_assert_uint_eq(c->max_sessions, 4096);
+    ck_assert_int_eq(c->relay_mode, RELAY_AUTO);
+    ck_assert_uint_eq(c->auth_threads, 2);
+}
+
+START_TEST(test_defaults_without_any_line)
+{
+    struct config c;
+
+    config_defaults(&c);
+    check_defaults(&c);
+    parse_ok(&c, "");
+    check_defaults(&c);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_comments_and_blank_lines_are_skipped)
+{
+    struct config c;
+
+    parse_ok(&c, "# a comment\n\n   \t\n  # indented comment\nmax-sessions 10 # trailing\n"
+                 "relay buffered#glued comment\n\n");
+    ck_assert_uint_eq(c.max_sessions, 10);
+    ck_assert_int_eq(c.relay_mode, RELAY_BUFFERED);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_crlf_and_missing_final_newline)
+{
+    struct config c;
+
+    parse_ok(&c, "max-sessions 7\r\nauth-threads 3");
+    ck_assert_uint_eq(c.max_sessions, 7);
+    ck_assert_uint_eq(c.auth_threads, 3);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_unknown_keyword)
+{
+    parse_err("\n\n\n\n\n\nlisen 127.0.0.1\n", "t.conf:7: unknown keyword 'lisen'");
+}
+END_TEST
+
+START_TEST(test_listen_addresses_and_default_port)
+{
+    struct config c;
+
+    parse_ok(&c, "listen 127.0.0.1:1080\nlisten [::1]:1081\nlisten 0.0.0.0\nlisten [::]\n"
+                 "listen 10.0.0.1:0\n");
+    ck_assert(!c.listen_is_default);
+    ck_assert_uint_eq(c.nlisten, 5);
+    ck_assert_str_eq(fmt_listen(&c, 0), "127.0.0.1:1080");
+    ck_assert_str_eq(fmt_listen(&c, 1), "[::1]:1081");
+    ck_assert_str_eq(fmt_listen(&c, 2), "0.0.0.0:1080");
+    ck_assert_str_eq(fmt_listen(&c, 3), "[::]:1080");
+    ck_assert_str_eq(fmt_listen(&c, 4), "10.0.0.1:0");
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_listen_bad_address)
+{
+    parse_err("\n\nlisten 1.2.3.4:99999\n", "t.conf:3: listen: '1.2.3.4:99999' is not an address");
+    parse_err("listen localhost\n", "t.conf:1: listen: 'localhost' is not an address");
+    parse_err("listen [::1\n", "t.conf:1: listen: '[::1' is not an address");
+    parse_err("listen\n", "t.conf:1: listen: missing ADDRESS[:PORT]");
+    parse_err("listen 127.0.0.1 ::1\n", "t.conf:1: listen: too many arguments");
+}
+END_TEST
+
+START_TEST(test_listen_duplicate_address)
+{
+    parse_err("listen 127.0.0.1:1080\nlisten 127.0.0.1\n",
+              "t.conf:2: listen: duplicate address 127.0.0.1:1080");
+}
+END_TEST
+
+START_TEST(test_listen_too_many)
+{
+    char text[1024] = "";
+
+    for (int i = 0; i <= CONFIG_MAX_LISTEN; i++)
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "listen 127.0.0.1:%d\n",
+                 2000 + i);
+    parse_err(text, "t.conf:17: listen: too many listen lines (at most 16)");
+}
+END_TEST
+
+START_TEST(test_auth_methods_in_order)
+{
+    struct config c;
+
+    parse_ok(&c, "auth password none\nusers /etc/ferry/users\n");
+    ck_assert_uint_eq(c.nmethods, 2);
+    ck_assert_uint_eq(c.methods[0], SOCKS5_METHOD_USERPASS);
+    ck_assert_uint_eq(c.methods[1], SOCKS5_METHOD_NOAUTH);
+    ck_assert_str_eq(c.users_file, "/etc/ferry/users");
+    config_release(&c);
+
+    parse_ok(&c, "auth none\n");
+    ck_assert_uint_eq(c.nmethods, 1);
+    ck_assert_uint_eq(c.methods[0], SOCKS5_METHOD_NOAUTH);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_auth_errors)
+{
+    parse_err("auth\n", "t.conf:1: auth: missing METHOD (none or password)");
+    parse_err("auth gssapi\n", "t.conf:1: auth: unknown method 'gssapi' (none or password)");
+    parse_err("auth none none\n", "t.conf:1: auth: method 'none' given twice");
+    parse_err("auth none password none\n", "t.conf:1: auth: too many arguments");
+}
+END_TEST
+
+START_TEST(test_auth_password_needs_users)
+{
+    parse_err("# x\nauth password\nmax-sessions 5\n",
+              "t.conf:2: auth password needs a users file (users PATH)");
+}
+END_TEST
+
+START_TEST(test_users_relative_path_uses_config_dir)
+{
+    struct config c;
+    int r;
+
+    r = config_parse(&c, "auth password\nusers ferry.users\n", "/etc/ferry/ferryd.conf", err,
+                     sizeof(err));
+    ck_assert_msg(r == 0, "%s", err);
+    ck_assert_str_eq(c.users_file, "/etc/ferry/ferry.users");
+    config_release(&c);
+
+    r = config_parse(&c, "users sub/u\n", "conf/t.conf", err, sizeof(err));
+    ck_assert_msg(r == 0, "%s", err);
+    ck_assert_str_eq(c.users_file, "conf/sub/u");
+    config_release(&c);
+
+    r = config_parse(&c, "users u\n", "t.conf", err, sizeof(err));
+    ck_assert_msg(r == 0, "%s", err);
+    ck_assert_str_eq(c.users_file, "u");
+    config_release(&c);
+
+    r = config_parse(&c, "users /abs/u\n", "conf/t.conf", err, sizeof(err));
+    ck_assert_msg(r == 0, "%s", err);
+    ck_assert_str_eq(c.users_file, "/abs/u");
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_load_resolves_users_against_absolute_config_dir)
+{
+    char dir[] = "/tmp/ferry-test-config-XXXXXX";
+    char path[PATH_MAX], want[PATH_MAX], *real;
+    struct config c;
+    FILE *f;
+    int r;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    real = realpath(dir, NULL);
+    ck_assert_ptr_nonnull(real);
+    snprintf(path, sizeof(path), "%s/t.conf", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("auth password\nusers users.txt\n", f);
+    fclose(f);
+
+    r = config_load(&c, path, err, sizeof(err));
+    ck_assert_msg(r == 0, "%s", err);
+    snprintf(want, sizeof(want), "%s/users.txt", real);
+    ck_assert_str_eq(c.users_file, want);
+    config_release(&c);
+
+    unlink(path);
+    rmdir(dir);
+    free(real);
+}
+END_TEST
+
+START_TEST(test_users_errors)
+{
+    parse_err("users\n", "t.conf:1: users: missing PATH");
+    parse_err("users a b\n", "t.conf:1: users: too many arguments");
+    parse_err("users a\nusers b\n", "t.conf:2: duplicate 'users' (first on line 1)");
+}
+END_TEST
+
+START_TEST(test_resolver_system_and_lists)
+{
+    struct config c;
+
+    parse_ok(&c, "resolver system\n");
+    ck_assert_ptr_null(c.resolver_servers);
+    config_release(&c);
+
+    parse_ok(&c, "resolver 127.0.0.1:5353,[::1],192.0.2.1,[2001:db8::1]:5300\n");
+    ck_assert_str_eq(c.resolver_servers, "127.0.0.1:5353,[::1]:53,192.0.2.1:53,[2001:db8::1]:5300");
+    config_release(&c);
+
+    parse_ok(&c, "resolver 127.0.0.1\n");
+    ck_assert_str_eq(c.resolver_servers, "127.0.0.1:53");
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_resolver_errors)
+{
+    parse_err("resolver\n", "t.conf:1: resolver: missing 'system' or SERVER[,SERVER...]");
+    parse_err("resolver 127.0.0.1,,::1\n", "t.conf:1: resolver: empty server in '127.0.0.1,,::1'");
+    parse_err("resolver 127.0.0.1,\n", "t.conf:1: resolver: empty server in '127.0.0.1,'");
+    parse_err("resolver dns.example\n", "t.conf:1: resolver: 'dns.example' is not a server "
+                                        "address (IP, IP:PORT or [IPv6]:PORT)");
+    parse_err("resolver 127.0.0.1:0\n", "t.conf:1: resolver: '127.0.0.1:0' is not a server "
+                                        "address (IP, IP:PORT or [IPv6]:PORT)");
+    parse_err("resolver 127.0.0.1 ::1\n", "t.conf:1: resolver: too many arguments");
+    parse_err("resolver system\nresolver system\n",
+              "t.conf:2: duplicate 'resolver' (first on line 1)");
+}
+END_TEST
+
+START_TEST(test_resolver_timeout_and_tries)
+{
+    struct config c;
+
+    parse_ok(&c, "resolver-timeout 500ms\nresolver-tries 10\n");
+    ck_assert(c.resolver_timeout == 0.5);
+    ck_assert_int_eq(c.resolver_tries, 10);
+    config_release(&c);
+
+    parse_err("resolver-timeout 0\n", "t.conf:1: resolver-timeout: '0' must be greater than zero");
+    parse_err("resolver-timeout soon\n", "t.conf:1: resolver-timeout: 'soon' is not a duration "
+                                         "(like 10, 10s, 250ms, 5m, 1h)");
+    parse_err("resolver-tries 0\n", "t.conf:1: resolver-tries: '0' is out of range (1..10)");
+    parse_err("resolver-tries 11\n", "t.conf:1: resolver-tries: '11' is out of range (1..10)");
+    parse_err("resolver-tries -1\n", "t.conf:1: resolver-tries: '-1' is not a number");
+    parse_err("resolver-tries\n", "t.conf:1: resolver-tries: missing N");
+}
+END_TEST
+
+START_TEST(test_durations)
+{
+    double d;
+
+    ck_assert_int_eq(config_parse_duration("10", &d), 0);
+    ck_assert(d == 10);
+    ck_assert_int_eq(config_parse_duration("10s", &d), 0);
+    ck_assert(d == 10);
+    ck_assert_int_eq(config_parse_duration("250ms", &d), 0);
+    ck_assert(d > 0.2499 && d < 0.2501);
+    ck_assert_int_eq(config_parse_duration("5m", &d), 0);
+    ck_assert(d == 300);
+    ck_assert_int_eq(config_parse_duration("1h", &d), 0);
+    ck_assert(d == 3600);
+    ck_assert_int_eq(config_parse_duration("1.5s", &d), 0);
+    ck_assert(d == 1.5);
+    ck_assert_int_eq(config_parse_duration("0.25", &d), 0);
+    ck_assert(d == 0.25);
+    ck_assert_int_eq(config_parse_duration("0", &d), 0);
+    ck_assert(d == 0);
+
+    d = 42;
+    ck_assert_int_eq(config_parse_duration("", &d), -1);
+    ck_assert_int_eq(config_parse_duration("-1", &d), -1);
+    ck_assert_int_eq(config_parse_duration("+1", &d), -1);
+    ck_assert_int_eq(config_parse_duration("1x", &d), -1);
+    ck_assert_int_eq(config_parse_duration("s", &d), -1);
+    ck_assert_int_eq(config_parse_duration("1.", &d), -1);
+    ck_assert_int_eq(config_parse_duration(".5", &d), -1);
+    ck_assert_int_eq(config_parse_duration("1e3", &d), -1);
+    ck_assert_int_eq(config_parse_duration("inf", &d), -1);
+    ck_assert_int_eq(config_parse_duration("nan", &d), -1);
+    ck_assert_int_eq(config_parse_duration("10 s", &d), -1);
+    ck_assert_int_eq(config_parse_duration("1sec", &d), -1);
+    ck_assert_int_eq(config_parse_duration("99999999999999999999h", &d), -1);
+    ck_assert(d == 42);
+}
+END_TEST
+
+START_TEST(test_timeouts)
+{
+    struct config c;
+
+    parse_ok(&c, "timeout negotiate 5s\ntimeout resolve 1.5\ntimeout connect 250ms\n"
+                 "timeout idle 1h\n");
+    ck_assert(c.timeout_negotiate == 5);
+    ck_assert(c.timeout_resolve == 1.5);
+    ck_assert(c.timeout_connect > 0.2499 && c.timeout_connect < 0.2501);
+    ck_assert(c.timeout_idle == 3600);
+    config_release(&c);
+
+    parse_ok(&c, "timeout idle 0\n");
+    ck_assert(c.timeout_idle == 0);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_timeout_errors)
+{
+    parse_err("\n\n\n\ntimeout idle\n", "t.conf:5: timeout: missing DURATION");
+    parse_err("timeout\n", "t.conf:1: timeout: missing negotiate|resolve|connect|idle");
+    parse_err("timeout idle 1 2\n", "t.conf:1: timeout: too many arguments");
+    parse_err("timeout dns 1\n", "t.conf:1: timeout: unknown timeout 'dns' (negotiate, resolve, "
+                                 "connect or idle)");
+    parse_err("timeout connect 0\n", "t.conf:1: timeout: '0' must be greater than zero");
+    parse_err("timeout negotiate 0ms\n", "t.conf:1: timeout: '0ms' must be greater than zero");
+    parse_err("timeout resolve -3\n", "t.conf:1: timeout: '-3' is not a duration (like 10, 10s, "
+                                      "250ms, 5m, 1h)");
+    parse_err("timeout idle 5\ntimeout connect 5\ntimeout idle 6\n",
+              "t.conf:3: duplicate 'timeout idle' (first on line 1)");
+}
+END_TEST
+
+START_TEST(test_log_targets)
+{
+    struct config c;
+
+    parse_ok(&c, "log syslog\n");
+    ck_assert_int_eq(c.log_target, LOG_TARGET_SYSLOG);
+    ck_assert_int_eq(c.syslog_facility, LOG_DAEMON);
+    config_release(&c);
+
+    parse_ok(&c, "log syslog local3\n");
+    ck_assert_int_eq(c.syslog_facility, LOG_LOCAL3);
+    config_release(&c);
+
+    parse_ok(&c, "log syslog authpriv\n");
+    ck_assert_int_eq(c.syslog_facility, LOG_AUTHPRIV);
+    config_release(&c);
+
+    parse_ok(&c, "log stderr\n");
+    ck_assert_int_eq(c.log_target, LOG_TARGET_STDERR);
+    config_release(&c);
+
+    parse_err("log file\n", "t.conf:1: log: unknown target 'file' (stderr or syslog)");
+    parse_err("log syslog local8\n", "t.conf:1: log: unknown syslog facility 'local8' (daemon, "
+                                     "user, auth, authpriv, local0..local7)");
+    parse_err("log stderr daemon\n",
+              "t.conf:1: log: too many arguments (stderr takes no facility)");
+    parse_err("log syslog daemon x\n", "t.conf:1: log: too many arguments");
+    parse_err("log\n", "t.conf:1: log: missing stderr or syslog");
+    parse_err("log stderr\nlog syslog\n", "t.conf:2: duplicate 'log' (first on line 1)");
+}
+END_TEST
+
+START_TEST(test_log_levels)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {{"err", LOG_ERR},
+                  {"warning", LOG_WARNING},
+                  {"notice", LOG_NOTICE},
+                  {"info", LOG_INFO},
+                  {"debug", LOG_DEBUG}};
+    struct config c;
+    char text[64];
+
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+        snprintf(text, sizeof(text), "log-level %s\n", levels[i].name);
+        parse_ok(&c, text);
+        ck_assert_int_eq(c.log_level, levels[i].level);
+        config_release(&c);
+    }
+    parse_err("log-level loud\n", "t.conf:1: log-level: unknown level 'loud' (err, warning, "
+                                  "notice, info or debug)");
+    parse_err("log-level\n", "t.conf:1: log-level: missing LEVEL");
+}
+END_TEST
+
+START_TEST(test_max_sessions_and_auth_threads)
+{
+    struct config c;
+
+    parse_ok(&c, "max-sessions 1000000\nauth-threads 64\n");
+    ck_assert_uint_eq(c.max_sessions, 1000000);
+    ck_assert_uint_eq(c.auth_threads, 64);
+    config_release(&c);
+
+    parse_ok(&c, "max-sessions 1\nauth-threads 1\n");
+    ck_assert_uint_eq(c.max_sessions, 1);
+    ck_assert_uint_eq(c.auth_threads, 1);
+    config_release(&c);
+
+    parse_err("\n\n\n\n\n\n\n\nmax-sessions 1 2\n", "t.conf:9: max-sessions: too many arguments");
+    parse_err("max-sessions 0\n", "t.conf:1: max-sessions: '0' is out of range (1..1000000)");
+    parse_err("max-sessions 1000001\n",
+              "t.conf:1: max-sessions: '1000001' is out of range (1..1000000)");
+    parse_err("max-sessions 99999999999999999999999\n",
+              "t.conf:1: max-sessions: '99999999999999999999999' is out of range (1..1000000)");
+    parse_err("max-sessions 12k\n", "t.conf:1: max-sessions: '12k' is not a number");
+    parse_err("auth-threads 65\n", "t.conf:1: auth-threads: '65' is out of range (1..64)");
+    parse_err("auth-threads 0x4\n", "t.conf:1: auth-threads: '0x4' is not a number");
+}
+END_TEST
+
+START_TEST(test_relay_modes)
+{
+    struct config c;
+
+    parse_ok(&c, "relay splice\n");
+    ck_assert_int_eq(c.relay_mode, RELAY_SPLICE);
+    config_release(&c);
+    parse_ok(&c, "relay auto\n");
+    ck_assert_int_eq(c.relay_mode, RELAY_AUTO);
+    config_release(&c);
+    parse_err("relay fast\n", "t.conf:1: relay: unknown mode 'fast' (auto, splice or buffered)");
+}
+END_TEST
+
+START_TEST(test_every_single_keyword_twice_is_duplicate)
+{
+    static const char *const lines[] = {
+        "auth none",  "users u",        "resolver system", "resolver-timeout 1", "resolver-tries 1",
+        "log stderr", "log-level info", "max-sessions 5",  "auth-threads 1",     "relay auto",
+    };
+    char text[256], want[256];
+
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        char kw[32];
+        sscanf(lines[i], "%31s", kw);
+        snprintf(text, sizeof(text), "%s\n# c\n%s\n", lines[i], lines[i]);
+        snprintf(want, sizeof(want), "t.conf:3: duplicate '%s' (first on line 1)", kw);
+        parse_err(text, want);
+    }
+}
+END_TEST
+
+START_TEST(test_long_line_is_an_error)
+{
+    size_t n = 5000;
+    char *text = malloc(n + 32);
+
+    strcpy(text, "# fine\n");
+    memset(text + 7, '#', n);
+    strcpy(text + 7 + n, "\n");
+    parse_err(text, "t.conf:2: line too long (more than 4096 bytes)");
+
+    /* Exactly 4096 bytes is still fine. */
+    memset(text, ' ', 4096);
+    text[4096] = '\0';
+    memcpy(text, "relay auto", 10);
+    {
+        struct config c;
+        parse_ok(&c, text);
+        config_release(&c);
+    }
+    free(text);
+}
+END_TEST
+
+/* Write len bytes to a fresh temporary file; returns its path (static buffer). */
+static const char *write_temp(const char *data, size_t len)
+{
+    static char path[64];
+    int fd;
+
+    strcpy(path, "/tmp/ferry-test-conf-XXXXXX");
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+START_TEST(test_nul_byte_is_an_error)
+{
+    static const char data[] = "relay auto\nmax-sessions 5\0 0\nauth none\n";
+    const char *path = write_temp(data, sizeof(data) - 1);
+    char want[128];
+    struct config c;
+
+    ck_assert_int_eq(config_load(&c, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: NUL byte in line", path);
+    ck_assert_str_eq(err, want);
+    config_release(&c);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_load_reads_a_file)
+{
+    static const char data[] = "listen 127.0.0.1:1090\nauth none\n";
+    const char *path = write_temp(data, sizeof(data) - 1);
+    struct config c;
+
+    ck_assert_int_eq(config_load(&c, path, err, sizeof(err)), 0);
+    ck_assert_uint_eq(c.nlisten, 1);
+    ck_assert_str_eq(fmt_listen(&c, 0), "127.0.0.1:1090");
+    config_release(&c);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_load_error_names_the_file)
+{
+    static const char data[] = "relay auto\nrelay auto\n";
+    const char *path = write_temp(data, sizeof(data) - 1);
+    char want[128];
+    struct config c;
+
+    ck_assert_int_eq(config_load(&c, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: duplicate 'relay' (first on line 1)", path);
+    ck_assert_str_eq(err, want);
+    config_release(&c);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_unreadable_file_is_path_and_strerror)
+{
+    struct config c;
+
+    ck_assert_int_eq(config_load(&c, "/nonexistent/ferryd.conf", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "/nonexistent/ferryd.conf: No such file or directory");
+    config_release(&c);
+
+    ck_assert_int_eq(config_load(&c, "/", err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "/: Is a directory");
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_control_characters_are_escaped_in_messages)
+{
+    parse_err("relay \x1b[31m\n", "t.conf:1: relay: unknown mode '\\x1b[31m' (auto, splice or "
+                                  "buffered)");
+}
+END_TEST
+
+START_TEST(test_too_many_arguments_on_a_line)
+{
+    parse_err("auth a b c d e f g h i j k l m n o p q r s t u v w x y z\n",
+              "t.conf:1: auth: too many arguments");
+}
+END_TEST
+
+START_TEST(test_a_full_config)
+{
+    struct config c;
+
+    parse_ok(&c, "listen [::]:1081\n"
+                 "auth password none\n"
+                 "users /etc/ferry/users\n"
+                 "resolver 127.0.0.1:5353\n"
+                 "resolver-timeout 1s\n"
+                 "resolver-tries 3\n"
+                 "timeout negotiate 5\n"
+                 "timeout idle 0\n"
+                 "log syslog local0\n"
+                 "log-level debug\n"
+                 "max-sessions 100\n"
+                 "auth-threads 4\n"
+                 "relay splice\n");
+    ck_assert_uint_eq(c.nlisten, 1);
+    ck_assert_str_eq(c.resolver_servers, "127.0.0.1:5353");
+    ck_assert_int_eq(c.resolver_tries, 3);
+    ck_assert(c.timeout_negotiate == 5);
+    ck_assert(c.timeout_resolve == 10);
+    ck_assert(c.timeout_idle == 0);
+    ck_assert_int_eq(c.syslog_facility, LOG_LOCAL0);
+    ck_assert_int_eq(c.log_level, LOG_DEBUG);
+    ck_assert_uint_eq(c.auth_threads, 4);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_shipped_example_config_loads)
+{
+    const char *srcdir = getenv("FERRY_SRCDIR");
+    char path[PATH_MAX];
+    struct config c;
+
+    ck_assert_msg(srcdir != NULL, "FERRY_SRCDIR (the source tree) is not set");
+    snprintf(path, sizeof(path), "%s/etc/ferryd.conf", srcdir);
+    ck_assert_msg(config_load(&c, path, err, sizeof(err)) == 0, "%s", err);
+    config_release(&c);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_defaults_without_any_line);
+    tcase_add_test(tc, test_comments_and_blank_lines_are_skipped);
+    tcase_add_test(tc, test_crlf_and_missing_final_newline);
+    tcase_add_test(tc, test_unknown_keyword);
+    tcase_add_test(tc, test_listen_addresses_and_default_port);
+    tcase_add_test(tc, test_listen_bad_address);
+    tcase_add_test(tc, test_listen_duplicate_address);
+    tcase_add_test(tc, test_listen_too_many);
+    tcase_add_test(tc, test_auth_methods_in_order);
+    tcase_add_test(tc, test_auth_errors);
+    tcase_add_test(tc, test_auth_password_needs_users);
+    tcase_add_test(tc, test_users_relative_path_uses_config_dir);
+    tcase_add_test(tc, test_load_resolves_users_against_absolute_config_dir);
+    tcase_add_test(tc, test_users_errors);
+    tcase_add_test(tc, test_resolver_system_and_lists);
+    tcase_add_test(tc, test_resolver_errors);
+    tcase_add_test(tc, test_resolver_timeout_and_tries);
+    tcase_add_test(tc, test_durations);
+    tcase_add_test(tc, test_timeouts);
+    tcase_add_test(tc, test_timeout_errors);
+    tcase_add_test(tc, test_log_targets);
+    tcase_add_test(tc, test_log_levels);
+    tcase_add_test(tc, test_max_sessions_and_auth_threads);
+    tcase_add_test(tc, test_relay_modes);
+    tcase_add_test(tc, test_every_single_keyword_twice_is_duplicate);
+    tcase_add_test(tc, test_long_line_is_an_error);
+    tcase_add_test(tc, test_nul_byte_is_an_error);
+    tcase_add_test(tc, test_load_reads_a_file);
+    tcase_add_test(tc, test_load_error_names_the_file);
+    tcase_add_test(tc, test_unreadable_file_is_path_and_strerror);
+    tcase_add_test(tc, test_control_characters_are_escaped_in_messages);
+    tcase_add_test(tc, test_too_many_arguments_on_a_line);
+    tcase_add_test(tc, test_a_full_config);
+    tcase_add_test(tc, test_shipped_example_config_loads);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
