@@ -1,0 +1,1094 @@
+/*
+ * Tests for the resolver (src/resolver.c) with real sockets: each test starts a small UDP DNS
+ * server of its own on 127.0.0.1, driven by the same libev loop as the resolver, and points
+ * c-ares at it.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ferry/resolver.h"
+
+/* ---- a tiny DNS server (RFC 1035 4.1) ----------------------------------------------------- */
+
+#define TYPE_A 1
+#define TYPE_AAAA 28
+#define TYPE_CNAME 5
+#define CLASS_IN 1
+#define RCODE_NOERROR 0
+#define RCODE_SERVFAIL 2
+#define RCODE_NXDOMAIN 3
+
+struct zone_name {
+    const char *name;
+    int rcode; /* RCODE_NOERROR when 0 */
+    int drop;  /* never answer */
+    uint32_t ttl;
+    const char *a[12];
+    const char *aaaa[12];
+    unsigned queries_a, queries_aaaa;
+    const char *cname; /* answer with a CNAME (TTL ttl) to this name of the zone */
+};
+
+static const struct zone_name zone_template[] = {
+    {.name = "a.test", .ttl = 300, .a = {"192.0.2.1"}, .aaaa = {"2001:db8::1"}},
+    {.name = "b.test", .ttl = 300, .a = {"192.0.2.11"}, .aaaa = {"2001:db8::11"}},
+    {.name = "v4.test", .ttl = 300, .a = {"192.0.2.4"}},
+    {.name = "ttl1.test", .ttl = 1, .a = {"192.0.2.2"}},
+    {.name = "ttl0.test", .ttl = 0, .a = {"192.0.2.3"}},
+    {.name = "nodata.test", .ttl = 300},
+    {.name = "nx.test", .rcode = RCODE_NXDOMAIN},
+    {.name = "fail.test", .rcode = RCODE_SERVFAIL},
+    {.name = "slow.test", .drop = 1},
+    {.name = "cname.test", .ttl = 1, .cname = "a.test"},
+    {.name = "many.test",
+     .ttl = 300,
+     .a = {"192.0.2.101", "192.0.2.102", "192.0.2.103", "192.0.2.104", "192.0.2.105", "192.0.2.106",
+           "192.0.2.107", "192.0.2.108", "192.0.2.109", "192.0.2.110", "192.0.2.111",
+           "192.0.2.112"},
+     .aaaa = {"2001:db8::101", "2001:db8::102", "2001:db8::103", "2001:db8::104", "2001:db8::105",
+              "2001:db8::106", "2001:db8::107", "2001:db8::108", "2001:db8::109", "2001:db8::110",
+              "2001:db8::111", "2001:db8::112"}},
+};
+
+#define NZONE (sizeof(zone_template) / sizeof(zone_template[0]))
+
+struct dns_server {
+    int fd;
+    uint16_t port;
+    ev_io io;
+    unsigned queries; /* every datagram received */
+    struct zone_name zone[NZONE];
+};
+
+static struct ev_loop *loop;
+static struct dns_server server;
+static struct resolver *resolver;
+
+static void put16(uint8_t *p, unsigned v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, v >> 16);
+    put16(p + 2, v & 0xffff);
+}
+
+static unsigned get16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+static struct zone_name *zone_find(const char *name)
+{
+    for (size_t i = 0; i < NZONE; i++) {
+        if (strcasecmp(server.zone[i].name, name) == 0)
+            return &server.zone[i];
+    }
+    return NULL;
+}
+
+/*
+ * Append the records of one type, owned by the name at offset `owner` of the message; returns
+ * the new length, or 0 when they do not fit.
+ */
+static size_t put_records(uint8_t *out, size_t len, size_t cap, size_t owner,
+                          const char *const *list, unsigned type, uint32_t ttl, unsigned *count)
+{
+    for (size_t i = 0; i < 12 && list[i] != NULL; i++) {
+        uint8_t ip[16];
+        size_t iplen = type == TYPE_A ? 4 : 16;
+        if (inet_pton(type == TYPE_A ? AF_INET : AF_INET6, list[i], ip) != 1)
+            return 0;
+        if (len + 12 + iplen > cap)
+            return 0;
+        put16(out + len, 0xc000 | (unsigned)owner); /* compression pointer, RFC 1035 4.1.4 */
+        put16(out + len + 2, type);
+        put16(out + len + 4, CLASS_IN);
+        put32(out + len + 6, ttl);
+        put16(out + len + 10, (unsigned)iplen);
+        memcpy(out + len + 12, ip, iplen);
+        len += 12 + iplen;
+        (*count)++;
+    }
+    return len;
+}
+
+/* Append a CNAME record from the question's name to target; *target_at gets its offset. */
+static size_t put_cname(uint8_t *out, size_t len, size_t cap, const char *target, uint32_t ttl,
+                        size_t *target_at, unsigned *count)
+{
+    size_t rdlen = strlen(target) + 2, at = len + 12;
+    const char *p = target;
+
+    if (at + rdlen > cap)
+        return 0;
+    put16(out + len, 0xc00c);
+    put16(out + len + 2, TYPE_CNAME);
+    put16(out + len + 4, CLASS_IN);
+    put32(out + len + 6, ttl);
+    put16(out + len + 10, (unsigned)rdlen);
+    while (*p != '\0') {
+        size_t label = strcspn(p, ".");
+        out[at++] = (uint8_t)label;
+        memcpy(out + at, p, label);
+        at += label;
+        p += label;
+        if (*p == '.')
+            p++;
+    }
+    out[at++] = 0;
+    *target_at = len + 12;
+    (*count)++;
+    return at;
+}
+
+static void on_server_readable(struct ev_loop *l, ev_io *w, int revents)
+{
+    uint8_t in[1500], out[1500];
+    struct sockaddr_storage peer;
+    socklen_t peerlen = sizeof(peer);
+    ssize_t n = recvfrom(w->fd, in, sizeof(in), 0, (struct sockaddr *)&peer, &peerlen);
+    char name[256];
+    size_t off = 12, namelen = 0, len;
+    unsigned qtype, ancount = 0, rcode;
+    struct zone_name *z;
+
+    (void)l;
+    (void)revents;
+    if (n < 12)
+        return;
+    server.queries++;
+    if (get16(in + 4) != 1)
+        return;
+    while (off < (size_t)n && in[off] != 0) {
+        size_t label = in[off];
+        if (label > 63 || off + 1 + label >= (size_t)n || namelen + label + 1 >= sizeof(name))
+            return;
+        if (namelen > 0)
+            name[namelen++] = '.';
+        memcpy(name + namelen, in + off + 1, label);
+        namelen += label;
+        off += 1 + label;
+    }
+    name[namelen] = '\0';
+    if (off + 5 > (size_t)n)
+        return;
+    qtype = get16(in + off + 1);
+    off += 5; /* root label, type, class */
+
+    z = zone_find(name);
+    if (z != NULL && qtype == TYPE_A)
+        z->queries_a++;
+    if (z != NULL && qtype == TYPE_AAAA)
+        z->queries_aaaa++;
+    if (z != NULL && z->drop)
+        return;
+    rcode = z == NULL ? RCODE_NXDOMAIN : (unsigned)z->rcode;
+
+    memcpy(out, in, off);
+    out[2] = (uint8_t)(0x80 | (in[2] & 0x79)); /* QR, opcode and RD from the query */
+    out[3] = (uint8_t)(0x80 | rcode);          /* RA */
+    put16(out + 6, 0);
+    put16(out + 8, 0);
+    put16(out + 10, 0);
+    len = off;
+    if (z != NULL && rcode == RCODE_NOERROR) {
+        size_t owner = 12;
+        if (z->cname != NULL) {
+            len = put_cname(out, len, sizeof(out), z->cname, z->ttl, &owner, &ancount);
+            z = zone_find(z->cname);
+            if (len == 0 || z == NULL)
+                return;
+        }
+        if (qtype == TYPE_A)
+            len = put_records(out, len, sizeof(out), owner, z->a, TYPE_A, z->ttl, &ancount);
+        else if (qtype == TYPE_AAAA)
+            len = put_records(out, len, sizeof(out), owner, z->aaaa, TYPE_AAAA, z->ttl, &ancount);
+        if (len == 0)
+            return;
+    }
+    put16(out + 6, ancount);
+    (void)sendto(w->fd, out, len, 0, (struct sockaddr *)&peer, peerlen);
+}
+
+static void server_start(void)
+{
+    struct sockaddr_in sin;
+    socklen_t slen = sizeof(sin);
+
+    memset(&server, 0, sizeof(server));
+    memcpy(server.zone, zone_template, sizeof(zone_template));
+    server.fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(server.fd, 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(server.fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(getsockname(server.fd, (struct sockaddr *)&sin, &slen), 0);
+    server.port = ntohs(sin.sin_port);
+    ev_io_init(&server.io, on_server_readable, server.fd, EV_READ);
+    ev_io_start(loop, &server.io);
+}
+
+static void server_stop(void)
+{
+    ev_io_stop(loop, &server.io);
+    close(server.fd);
+}
+
+static unsigned queries_for(const char *name)
+{
+    struct zone_name *z = zone_find(name);
+
+    ck_assert_ptr_nonnull(z);
+    return z->queries_a + z->queries_aaaa;
+}
+
+/* ---- loop helpers ------------------------------------------------------------------------- */
+
+static void on_guard(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)revents;
+    *(int *)w->data = 1;
+}
+
+/* Run the loop until *counter reaches want or `limit` seconds pass; true when it was reached. */
+static bool run_until(const int *counter, int want, double limit)
+{
+    ev_timer guard;
+    int expired = 0;
+
+    ev_timer_init(&guard, on_guard, limit, 0.);
+    guard.data = &expired;
+    ev_timer_start(loop, &guard);
+    while (*counter < want && !expired)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &guard);
+    return *counter >= want;
+}
+
+/* Run the loop for `seconds`, whatever happens. */
+static void run_for(double seconds)
+{
+    int never = 0;
+
+    (void)run_until(&never, 1, seconds);
+}
+
+/* Every callback lands in one of these. */
+struct got {
+    int calls;
+    struct resolver_result res;
+};
+
+static void on_result(const struct resolver_result *res, void *arg)
+{
+    struct got *g = arg;
+
+    g->calls++;
+    g->res = *res;
+}
+
+static struct resolver_options default_options(void)
+{
+    static char servers[64];
+    struct resolver_options opt;
+
+    snprintf(servers, sizeof(servers), "127.0.0.1:%u", (unsigned)server.port);
+    memset(&opt, 0, sizeof(opt));
+    opt.servers = servers;
+    opt.timeout = 1.0;
+    opt.tries = 2;
+    opt.cache_size = 64;
+    opt.negative_ttl = 30;
+    opt.max_ttl = 3600;
+    return opt;
+}
+
+static struct resolver *make_resolver(const struct resolver_options *opt)
+{
+    char err[256] = "";
+    struct resolver *r = resolver_new(loop, opt, err, sizeof(err));
+
+    ck_assert_msg(r != NULL, "resolver_new: %s", err);
+    return r;
+}
+
+static void setup(void)
+{
+    struct resolver_options opt;
+
+    loop = ev_loop_new(EVFLAG_AUTO);
+    ck_assert_ptr_nonnull(loop);
+    server_start();
+    opt = default_options();
+    resolver = make_resolver(&opt);
+}
+
+static void teardown(void)
+{
+    resolver_free(resolver);
+    resolver = NULL;
+    server_stop();
+    ev_loop_destroy(loop);
+    loop = NULL;
+}
+
+/* Replace the fixture's resolver with one built from opt. */
+static void use_options(const struct resolver_options *opt)
+{
+    resolver_free(resolver);
+    resolver = make_resolver(opt);
+}
+
+static struct resolver_query *lookup(const char *name, struct got *g)
+{
+    struct resolver_query *q = resolver_lookup(resolver, name, on_result, g);
+
+    ck_assert_msg(q != NULL, "resolver_lookup(%s): %s", name, strerror(errno));
+    ck_assert_msg(g->calls == 0, "callback for %s ran inside resolver_lookup", name);
+    return q;
+}
+
+/* Look a name up and wait for its answer. */
+static struct resolver_result resolve(const char *name)
+{
+    struct got g = {0};
+
+    lookup(name, &g);
+    ck_assert_msg(run_until(&g.calls, 1, 3.0), "no answer for %s", name);
+    ck_assert_int_eq(g.calls, 1);
+    return g.res;
+}
+
+static bool result_has(const struct resolver_result *res, const char *ip)
+{
+    char buf[ADDR_STRLEN];
+
+    for (size_t i = 0; i < res->count; i++) {
+        if (strcmp(addr_format_ip(&res->addrs[i], buf, sizeof(buf)), ip) == 0)
+            return true;
+    }
+    return false;
+}
+
+static size_t count_family(const struct resolver_result *res, int family)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < res->count; i++)
+        n += addr_family(&res->addrs[i]) == family;
+    return n;
+}
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+START_TEST(test_resolver_a_and_aaaa_answer_gives_both_addresses)
+{
+    struct resolver_result res = resolve("a.test");
+
+    ck_assert_int_eq(res.status, RESOLVER_OK);
+    ck_assert_uint_eq(res.count, 2);
+    ck_assert(result_has(&res, "192.0.2.1"));
+    ck_assert(result_has(&res, "2001:db8::1"));
+    for (size_t i = 0; i < res.count; i++)
+        ck_assert_uint_eq(addr_port(&res.addrs[i]), 0);
+    ck_assert_uint_eq(server.zone[0].queries_a, 1);
+    ck_assert_uint_eq(server.zone[0].queries_aaaa, 1);
+}
+END_TEST
+
+START_TEST(test_resolver_ipv4_only_name_gives_one_address)
+{
+    struct resolver_result res = resolve("v4.test");
+
+    ck_assert_int_eq(res.status, RESOLVER_OK);
+    ck_assert_uint_eq(res.count, 1);
+    ck_assert(result_has(&res, "192.0.2.4"));
+}
+END_TEST
+
+START_TEST(test_resolver_name_with_trailing_dot_resolves)
+{
+    struct resolver_result res = resolve("a.test.");
+
+    ck_assert_int_eq(res.status, RESOLVER_OK);
+    ck_assert(result_has(&res, "192.0.2.1"));
+}
+END_TEST
+
+START_TEST(test_resolver_many_addresses_keep_both_families)
+{
+    struct resolver_result res = resolve("many.test");
+
+    ck_assert_int_eq(res.status, RESOLVER_OK);
+    ck_assert_uint_eq(res.count, RESOLVER_MAX_ADDRS);
+    ck_assert_uint_eq(count_family(&res, AF_INET), RESOLVER_MAX_ADDRS / 2);
+    ck_assert_uint_eq(count_family(&res, AF_INET6), RESOLVER_MAX_ADDRS / 2);
+}
+END_TEST
+
+START_TEST(test_resolver_nxdomain_maps_to_nxdomain)
+{
+    struct resolver_result res = resolve("nx.test");
+
+    ck_assert_int_eq(res.status, RESOLVER_NXDOMAIN);
+    ck_assert_uint_eq(res.count, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_empty_answer_maps_to_nodata)
+{
+    struct resolver_result res = resolve("nodata.test");
+
+    ck_assert_int_eq(res.status, RESOLVER_NODATA);
+    ck_assert_uint_eq(res.count, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_servfail_maps_to_servfail)
+{
+    struct resolver_result res = resolve("fail.test");
+
+    ck_assert_int_eq(res.status, RESOLVER_SERVFAIL);
+    ck_assert_uint_eq(res.count, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_unanswered_query_times_out)
+{
+    struct resolver_options opt = default_options();
+    struct got g = {0};
+    double start;
+
+    opt.timeout = 0.2;
+    opt.tries = 1;
+    use_options(&opt);
+    start = ev_time();
+    lookup("slow.test", &g);
+    ck_assert(run_until(&g.calls, 1, 3.0));
+    ck_assert_int_eq(g.res.status, RESOLVER_TIMEOUT);
+    ck_assert_uint_eq(g.res.count, 0);
+    ck_assert_double_ge(ev_time() - start, 0.15);
+    ck_assert_double_lt(ev_time() - start, 1.5);
+    /* The channel still works after a timeout. */
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+}
+END_TEST
+
+/* ---- cache -------------------------------------------------------------------------------- */
+
+START_TEST(test_resolver_cache_hit_sends_no_query_and_is_async)
+{
+    struct resolver_result first = resolve("a.test"), second;
+    struct got g = {0};
+
+    ck_assert_uint_eq(queries_for("a.test"), 2);
+    lookup("a.test", &g); /* asserts the callback did not run inside */
+    ck_assert(run_until(&g.calls, 1, 1.0));
+    second = g.res;
+    ck_assert_uint_eq(queries_for("a.test"), 2);
+    ck_assert_int_eq(second.status, RESOLVER_OK);
+    ck_assert_uint_eq(second.count, first.count);
+    ck_assert(result_has(&second, "192.0.2.1"));
+    ck_assert(result_has(&second, "2001:db8::1"));
+}
+END_TEST
+
+START_TEST(test_resolver_cache_is_case_insensitive)
+{
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    ck_assert_int_eq(resolve("A.TeSt").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("a.test"), 2);
+}
+END_TEST
+
+START_TEST(test_resolver_max_ttl_caps_cache_lifetime)
+{
+    struct resolver_options opt = default_options();
+
+    opt.max_ttl = 0.2;
+    use_options(&opt);
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("a.test"), 2);
+    run_for(0.3);
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("a.test"), 4);
+}
+END_TEST
+
+/* ttl1.test has an A record with TTL 1; cname.test a CNAME with TTL 1 to a.test (TTL 300). */
+START_TEST(test_resolver_answer_and_cname_ttls_bound_cache_lifetime)
+{
+    struct resolver_result res = resolve("cname.test");
+
+    ck_assert_int_eq(res.status, RESOLVER_OK);
+    ck_assert(result_has(&res, "192.0.2.1"));
+    ck_assert(result_has(&res, "2001:db8::1"));
+    ck_assert_int_eq(resolve("ttl1.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("ttl1.test"), 2);
+    ck_assert_uint_eq(queries_for("cname.test"), 2);
+    run_for(0.5);
+    ck_assert_int_eq(resolve("ttl1.test").status, RESOLVER_OK);
+    ck_assert_int_eq(resolve("cname.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("ttl1.test"), 2);
+    ck_assert_uint_eq(queries_for("cname.test"), 2);
+    run_for(0.6);
+    ck_assert_int_eq(resolve("ttl1.test").status, RESOLVER_OK);
+    ck_assert_int_eq(resolve("cname.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("ttl1.test"), 4);
+    ck_assert_uint_eq(queries_for("cname.test"), 4);
+}
+END_TEST
+
+START_TEST(test_resolver_ttl_zero_answer_is_not_cached)
+{
+    ck_assert_int_eq(resolve("ttl0.test").status, RESOLVER_OK);
+    ck_assert_int_eq(resolve("ttl0.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("ttl0.test"), 4);
+}
+END_TEST
+
+START_TEST(test_resolver_cache_size_zero_disables_cache)
+{
+    struct resolver_options opt = default_options();
+
+    opt.cache_size = 0;
+    use_options(&opt);
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("a.test"), 4);
+}
+END_TEST
+
+START_TEST(test_resolver_negative_answer_is_cached_for_negative_ttl)
+{
+    struct resolver_options opt = default_options();
+
+    opt.negative_ttl = 0.3;
+    use_options(&opt);
+    ck_assert_int_eq(resolve("nx.test").status, RESOLVER_NXDOMAIN);
+    ck_assert_uint_eq(queries_for("nx.test"), 2);
+    ck_assert_int_eq(resolve("nx.test").status, RESOLVER_NXDOMAIN);
+    ck_assert_int_eq(resolve("nodata.test").status, RESOLVER_NODATA);
+    ck_assert_int_eq(resolve("nodata.test").status, RESOLVER_NODATA);
+    ck_assert_uint_eq(queries_for("nx.test"), 2);
+    ck_assert_uint_eq(queries_for("nodata.test"), 2);
+    run_for(0.35);
+    ck_assert_int_eq(resolve("nx.test").status, RESOLVER_NXDOMAIN);
+    ck_assert_uint_eq(queries_for("nx.test"), 4);
+}
+END_TEST
+
+START_TEST(test_resolver_servfail_is_not_cached)
+{
+    unsigned first;
+
+    ck_assert_int_eq(resolve("fail.test").status, RESOLVER_SERVFAIL);
+    first = queries_for("fail.test");
+    ck_assert_uint_gt(first, 0);
+    ck_assert_int_eq(resolve("fail.test").status, RESOLVER_SERVFAIL);
+    ck_assert_uint_eq(queries_for("fail.test"), 2 * first);
+}
+END_TEST
+
+START_TEST(test_resolver_timeout_is_not_cached)
+{
+    struct resolver_options opt = default_options();
+
+    opt.timeout = 0.1;
+    opt.tries = 1;
+    use_options(&opt);
+    ck_assert_int_eq(resolve("slow.test").status, RESOLVER_TIMEOUT);
+    ck_assert_uint_eq(queries_for("slow.test"), 2);
+    ck_assert_int_eq(resolve("slow.test").status, RESOLVER_TIMEOUT);
+    ck_assert_uint_eq(queries_for("slow.test"), 4);
+}
+END_TEST
+
+/* ---- coalescing and cancel ---------------------------------------------------------------- */
+
+START_TEST(test_resolver_identical_lookups_share_one_query)
+{
+    struct got g[10];
+
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < 10; i++)
+        lookup(i % 2 ? "a.test" : "A.Test", &g[i]);
+    for (int i = 0; i < 10; i++) {
+        ck_assert(run_until(&g[i].calls, 1, 3.0));
+    }
+    run_for(0.05);
+    ck_assert_uint_eq(server.zone[0].queries_a, 1);
+    ck_assert_uint_eq(server.zone[0].queries_aaaa, 1);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(g[i].calls, 1);
+        ck_assert_int_eq(g[i].res.status, RESOLVER_OK);
+        ck_assert_uint_eq(g[i].res.count, 2);
+    }
+}
+END_TEST
+
+START_TEST(test_resolver_different_names_are_not_merged)
+{
+    struct got ga = {0}, gb = {0};
+
+    lookup("a.test", &ga);
+    lookup("b.test", &gb);
+    ck_assert(run_until(&ga.calls, 1, 3.0));
+    ck_assert(run_until(&gb.calls, 1, 3.0));
+    ck_assert(result_has(&ga.res, "192.0.2.1"));
+    ck_assert(result_has(&gb.res, "192.0.2.11"));
+    ck_assert(!result_has(&gb.res, "192.0.2.1"));
+}
+END_TEST
+
+/* More names in flight than the in-flight table starts with, each asked for twice. */
+START_TEST(test_resolver_many_names_in_flight_are_all_answered)
+{
+    enum { NAMES = 100 }; /* 200 datagrams: within the server socket's default buffer */
+    static struct got g[2 * NAMES];
+    int total = 0;
+    char name[32];
+
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < 2 * NAMES; i++) {
+        snprintf(name, sizeof(name), "host%d.test", i % NAMES);
+        lookup(name, &g[i]);
+    }
+    for (double end = ev_time() + 3.0; total < 2 * NAMES && ev_time() < end;) {
+        run_for(0.01);
+        total = 0;
+        for (int i = 0; i < 2 * NAMES; i++)
+            total += g[i].calls;
+    }
+    ck_assert_int_eq(total, 2 * NAMES);
+    for (int i = 0; i < 2 * NAMES; i++) {
+        ck_assert_int_eq(g[i].calls, 1);
+        ck_assert_int_eq(g[i].res.status, RESOLVER_NXDOMAIN);
+    }
+    ck_assert_uint_eq(server.queries, 2 * NAMES); /* A and AAAA per name */
+}
+END_TEST
+
+START_TEST(test_resolver_cancelled_waiter_gets_no_callback)
+{
+    struct got g[3];
+    struct resolver_query *q[3];
+
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < 3; i++)
+        q[i] = lookup("a.test", &g[i]);
+    resolver_cancel(q[1]);
+    ck_assert(run_until(&g[0].calls, 1, 3.0));
+    ck_assert(run_until(&g[2].calls, 1, 3.0));
+    run_for(0.05);
+    ck_assert_int_eq(g[0].calls, 1);
+    ck_assert_int_eq(g[1].calls, 0);
+    ck_assert_int_eq(g[2].calls, 1);
+    ck_assert_int_eq(g[2].res.status, RESOLVER_OK);
+}
+END_TEST
+
+START_TEST(test_resolver_cancel_of_ready_answer_gets_no_callback)
+{
+    struct got lit = {0}, hit = {0}, bad = {0};
+
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    resolver_cancel(lookup("192.0.2.9", &lit));
+    resolver_cancel(lookup("a.test", &hit));
+    resolver_cancel(lookup("bad name", &bad));
+    run_for(0.05);
+    ck_assert_int_eq(lit.calls, 0);
+    ck_assert_int_eq(hit.calls, 0);
+    ck_assert_int_eq(bad.calls, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_cancelled_lone_query_still_fills_cache)
+{
+    struct got g = {0};
+
+    resolver_cancel(lookup("a.test", &g));
+    run_for(0.2);
+    ck_assert_int_eq(g.calls, 0);
+    ck_assert_uint_eq(queries_for("a.test"), 2);
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("a.test"), 2);
+}
+END_TEST
+
+/* A callback that cancels another query of the same answer, and one that starts a lookup. */
+struct chain {
+    struct got got;
+    struct resolver_query *cancel_me;
+    struct got *relookup;
+};
+
+static void on_result_chain(const struct resolver_result *res, void *arg)
+{
+    struct chain *c = arg;
+
+    on_result(res, &c->got);
+    if (c->cancel_me != NULL) {
+        resolver_cancel(c->cancel_me);
+        c->cancel_me = NULL;
+    }
+    if (c->relookup != NULL) {
+        ck_assert_ptr_nonnull(resolver_lookup(resolver, "a.test", on_result, c->relookup));
+        ck_assert_int_eq(c->relookup->calls, 0);
+        c->relookup = NULL;
+    }
+}
+
+START_TEST(test_resolver_callback_may_cancel_other_waiter_of_same_name)
+{
+    struct chain first = {0}, second = {0}, third = {0};
+    struct resolver_query *q3;
+
+    ck_assert_ptr_nonnull(resolver_lookup(resolver, "a.test", on_result_chain, &first));
+    ck_assert_ptr_nonnull(resolver_lookup(resolver, "a.test", on_result_chain, &second));
+    q3 = resolver_lookup(resolver, "a.test", on_result_chain, &third);
+    ck_assert_ptr_nonnull(q3);
+    first.cancel_me = q3;
+    ck_assert(run_until(&second.got.calls, 1, 3.0));
+    run_for(0.05);
+    ck_assert_int_eq(first.got.calls, 1);
+    ck_assert_int_eq(second.got.calls, 1);
+    ck_assert_int_eq(third.got.calls, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_cancel_from_own_callback_is_ignored)
+{
+    struct chain self = {0};
+    struct resolver_query *q = resolver_lookup(resolver, "192.0.2.1", on_result_chain, &self);
+
+    ck_assert_ptr_nonnull(q);
+    self.cancel_me = q;
+    ck_assert(run_until(&self.got.calls, 1, 1.0));
+    run_for(0.02);
+    ck_assert_int_eq(self.got.calls, 1);
+}
+END_TEST
+
+START_TEST(test_resolver_callback_may_start_new_lookup)
+{
+    struct chain first = {0};
+    struct got again = {0};
+
+    first.relookup = &again;
+    ck_assert_ptr_nonnull(resolver_lookup(resolver, "a.test", on_result_chain, &first));
+    ck_assert(run_until(&again.calls, 1, 3.0));
+    ck_assert_int_eq(first.got.calls, 1);
+    ck_assert_int_eq(again.res.status, RESOLVER_OK);
+    ck_assert_uint_eq(queries_for("a.test"), 2);
+}
+END_TEST
+
+/* ---- answers without a query -------------------------------------------------------------- */
+
+START_TEST(test_resolver_ip_literals_are_answered_without_query)
+{
+    struct resolver_result v4 = resolve("127.0.0.1");
+    struct resolver_result v6 = resolve("::1");
+    struct resolver_result doc = resolve("2001:db8::5");
+
+    ck_assert_int_eq(v4.status, RESOLVER_OK);
+    ck_assert_uint_eq(v4.count, 1);
+    ck_assert_int_eq(addr_family(&v4.addrs[0]), AF_INET);
+    ck_assert(result_has(&v4, "127.0.0.1"));
+    ck_assert_uint_eq(addr_port(&v4.addrs[0]), 0);
+    ck_assert_int_eq(v6.status, RESOLVER_OK);
+    ck_assert_uint_eq(v6.count, 1);
+    ck_assert_int_eq(addr_family(&v6.addrs[0]), AF_INET6);
+    ck_assert(result_has(&v6, "::1"));
+    ck_assert(result_has(&doc, "2001:db8::5"));
+    ck_assert_uint_eq(server.queries, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_invalid_names_fail_with_error)
+{
+    char long_name[300], long_label[80];
+    const char *names[] = {"",
+                           "a b",
+                           "a..b",
+                           ".a",
+                           "a\tb",
+                           "a\x01"
+                           "b",
+                           "bad\\name",
+                           "\x7f",
+                           ".",
+                           long_name,
+                           long_label};
+
+    memset(long_name, 'a', sizeof(long_name));
+    for (size_t i = 1; i < 256; i += 2)
+        long_name[i] = '.';
+    long_name[256] = '\0';
+    memset(long_label, 'b', sizeof(long_label));
+    memcpy(long_label + 64, ".test", 6);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct resolver_result res = resolve(names[i]);
+        ck_assert_msg(res.status == RESOLVER_ERROR, "name %zu: %s", i,
+                      resolver_status_name(res.status));
+        ck_assert_uint_eq(res.count, 0);
+    }
+    ck_assert_uint_eq(server.queries, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_longest_valid_name_is_queried)
+{
+    char name[256];
+
+    /* 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 bytes, plus a trailing dot. */
+    memset(name, 'c', sizeof(name));
+    name[63] = name[127] = name[191] = '.';
+    name[253] = '.';
+    name[254] = '\0';
+    ck_assert_int_eq(resolve(name).status, RESOLVER_NXDOMAIN);
+    ck_assert_uint_gt(server.queries, 0);
+}
+END_TEST
+
+/* c-ares answers "localhost" from the hosts file or its built-in fallback, inside
+ * ares_getaddrinfo; the answer must still come from the loop. */
+START_TEST(test_resolver_synchronous_c_ares_answer_is_deferred)
+{
+    struct resolver_result res = resolve("localhost");
+
+    ck_assert_int_eq(res.status, RESOLVER_OK);
+    ck_assert_uint_ge(res.count, 1);
+    ck_assert_uint_eq(server.queries, 0);
+}
+END_TEST
+
+/* c-ares 1.18 rejects .onion names (RFC 7686 2) inside ares_getaddrinfo, without a query. */
+START_TEST(test_resolver_onion_name_is_nxdomain_without_query)
+{
+    struct resolver_result res = resolve("hidden.onion");
+
+    ck_assert_int_eq(res.status, RESOLVER_NXDOMAIN);
+    ck_assert_uint_eq(server.queries, 0);
+}
+END_TEST
+
+/* LOCALDOMAIN sets a search list when c-ares reads the environment; we ask for none. */
+START_TEST(test_resolver_search_domains_are_not_applied)
+{
+    struct resolver_options opt = default_options();
+
+    setenv("LOCALDOMAIN", "example.org corp.test", 1);
+    use_options(&opt);
+    unsetenv("LOCALDOMAIN");
+    ck_assert_int_eq(resolve("nx.test").status, RESOLVER_NXDOMAIN);
+    ck_assert_int_eq(resolve("single").status, RESOLVER_NXDOMAIN);
+    ck_assert_uint_eq(queries_for("nx.test"), 2);
+    ck_assert_uint_eq(server.queries, 4);
+}
+END_TEST
+
+/* ---- freeing ------------------------------------------------------------------------------ */
+
+START_TEST(test_resolver_free_with_queries_in_flight_runs_no_callback)
+{
+    struct got g[5];
+
+    memset(g, 0, sizeof(g));
+    ck_assert_int_eq(resolve("b.test").status, RESOLVER_OK);
+    lookup("slow.test", &g[0]);
+    lookup("slow.test", &g[1]);
+    run_for(0.05); /* the queries for slow.test reach the server, which never answers */
+    ck_assert_uint_eq(queries_for("slow.test"), 2);
+    lookup("a.test", &g[2]);    /* in flight */
+    lookup("127.0.0.1", &g[3]); /* ready */
+    lookup("b.test", &g[4]);    /* ready, from the cache */
+    resolver_free(resolver);
+    resolver = NULL;
+    run_for(0.1);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(g[i].calls, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_free_right_after_lookup_runs_no_callback)
+{
+    struct got g = {0};
+
+    lookup("a.test", &g);
+    resolver_free(resolver);
+    resolver = NULL;
+    run_for(0.1);
+    ck_assert_int_eq(g.calls, 0);
+}
+END_TEST
+
+static void on_result_free_resolver(const struct resolver_result *res, void *arg)
+{
+    on_result(res, arg);
+    resolver_free(resolver);
+    resolver = NULL;
+}
+
+START_TEST(test_resolver_free_from_callback_stops_other_callbacks)
+{
+    struct got first = {0}, second = {0}, third = {0};
+
+    ck_assert_ptr_nonnull(resolver_lookup(resolver, "192.0.2.1", on_result_free_resolver, &first));
+    lookup("192.0.2.2", &second);
+    lookup("slow.test", &third);
+    ck_assert(run_until(&first.calls, 1, 1.0));
+    run_for(0.1);
+    ck_assert_ptr_null(resolver);
+    ck_assert_int_eq(second.calls, 0);
+    ck_assert_int_eq(third.calls, 0);
+}
+END_TEST
+
+/* ---- options and names -------------------------------------------------------------------- */
+
+START_TEST(test_resolver_bad_server_list_fails_with_message)
+{
+    const char *bad[] = {"not-an-address", "",           "127.0.0.1:99999",
+                         "127.0.0.1:0",    "127.0.0.1,", ",127.0.0.1",
+                         "127.0.0.1,,::1", "[::1",       "example.com"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct resolver_options opt = default_options();
+        char err[256] = "";
+        opt.servers = bad[i];
+        ck_assert_msg(resolver_new(loop, &opt, err, sizeof(err)) == NULL, "accepted \"%s\"",
+                      bad[i]);
+        ck_assert_msg(err[0] != '\0', "no message for \"%s\"", bad[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_resolver_server_list_allows_blanks_around_entries)
+{
+    struct resolver_options opt = default_options();
+    char servers[64];
+
+    snprintf(servers, sizeof(servers), " 127.0.0.1:%u ", (unsigned)server.port);
+    opt.servers = servers;
+    use_options(&opt);
+    ck_assert_int_eq(resolve("a.test").status, RESOLVER_OK);
+}
+END_TEST
+
+START_TEST(test_resolver_server_list_takes_ipv6_forms)
+{
+    const char *good[] = {"::1", "[::1]", "[::1]:5353", "127.0.0.1, [2001:db8::53]:53"};
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct resolver_options opt = default_options();
+        char err[256] = "";
+        struct resolver *r;
+        opt.servers = good[i];
+        r = resolver_new(loop, &opt, err, sizeof(err));
+        ck_assert_msg(r != NULL, "refused \"%s\": %s", good[i], err);
+        resolver_free(r);
+    }
+}
+END_TEST
+
+START_TEST(test_resolver_lookup_without_callback_is_einval)
+{
+    errno = 0;
+    ck_assert_ptr_null(resolver_lookup(resolver, "a.test", NULL, NULL));
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_ptr_null(resolver_lookup(resolver, NULL, on_result, NULL));
+    resolver_cancel(NULL);
+}
+END_TEST
+
+START_TEST(test_resolver_status_names_are_distinct)
+{
+    ck_assert_str_eq(resolver_status_name(RESOLVER_OK), "ok");
+    ck_assert_str_eq(resolver_status_name(RESOLVER_NXDOMAIN), "nxdomain");
+    ck_assert_str_eq(resolver_status_name(RESOLVER_NODATA), "nodata");
+    ck_assert_str_eq(resolver_status_name(RESOLVER_TIMEOUT), "timeout");
+    ck_assert_str_eq(resolver_status_name(RESOLVER_SERVFAIL), "servfail");
+    ck_assert_str_eq(resolver_status_name(RESOLVER_ERROR), "error");
+}
+END_TEST
+
+static Suite *resolver_suite(void)
+{
+    Suite *s = suite_create("resolver");
+    TCase *tc = tcase_create("loopback");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_resolver_a_and_aaaa_answer_gives_both_addresses);
+    tcase_add_test(tc, test_resolver_ipv4_only_name_gives_one_address);
+    tcase_add_test(tc, test_resolver_name_with_trailing_dot_resolves);
+    tcase_add_test(tc, test_resolver_many_addresses_keep_both_families);
+    tcase_add_test(tc, test_resolver_nxdomain_maps_to_nxdomain);
+    tcase_add_test(tc, test_resolver_empty_answer_maps_to_nodata);
+    tcase_add_test(tc, test_resolver_servfail_maps_to_servfail);
+    tcase_add_test(tc, test_resolver_unanswered_query_times_out);
+    tcase_add_test(tc, test_resolver_cache_hit_sends_no_query_and_is_async);
+    tcase_add_test(tc, test_resolver_cache_is_case_insensitive);
+    tcase_add_test(tc, test_resolver_max_ttl_caps_cache_lifetime);
+    tcase_add_test(tc, test_resolver_answer_and_cname_ttls_bound_cache_lifetime);
+    tcase_add_test(tc, test_resolver_ttl_zero_answer_is_not_cached);
+    tcase_add_test(tc, test_resolver_cache_size_zero_disables_cache);
+    tcase_add_test(tc, test_resolver_negative_answer_is_cached_for_negative_ttl);
+    tcase_add_test(tc, test_resolver_servfail_is_not_cached);
+    tcase_add_test(tc, test_resolver_timeout_is_not_cached);
+    tcase_add_test(tc, test_resolver_identical_lookups_share_one_query);
+    tcase_add_test(tc, test_resolver_different_names_are_not_merged);
+    tcase_add_test(tc, test_resolver_many_names_in_flight_are_all_answered);
+    tcase_add_test(tc, test_resolver_cancelled_waiter_gets_no_callback);
+    tcase_add_test(tc, test_resolver_cancel_of_ready_answer_gets_no_callback);
+    tcase_add_test(tc, test_resolver_cancelled_lone_query_still_fills_cache);
+    tcase_add_test(tc, test_resolver_callback_may_cancel_other_waiter_of_same_name);
+    tcase_add_test(tc, test_resolver_cancel_from_own_callback_is_ignored);
+    tcase_add_test(tc, test_resolver_callback_may_start_new_lookup);
+    tcase_add_test(tc, test_resolver_ip_literals_are_answered_without_query);
+    tcase_add_test(tc, test_resolver_invalid_names_fail_with_error);
+    tcase_add_test(tc, test_resolver_longest_valid_name_is_queried);
+    tcase_add_test(tc, test_resolver_synchronous_c_ares_answer_is_deferred);
+    tcase_add_test(tc, test_resolver_onion_name_is_nxdomain_without_query);
+    tcase_add_test(tc, test_resolver_search_domains_are_not_applied);
+    tcase_add_test(tc, test_resolver_free_with_queries_in_flight_runs_no_callback);
+    tcase_add_test(tc, test_resolver_free_right_after_lookup_runs_no_callback);
+    tcase_add_test(tc, test_resolver_free_from_callback_stops_other_callbacks);
+    tcase_add_test(tc, test_resolver_bad_server_list_fails_with_message);
+    tcase_add_test(tc, test_resolver_server_list_allows_blanks_around_entries);
+    tcase_add_test(tc, test_resolver_server_list_takes_ipv6_forms);
+    tcase_add_test(tc, test_resolver_lookup_without_callback_is_einval);
+    tcase_add_test(tc, test_resolver_status_names_are_distinct);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(resolver_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
