@@ -17,8 +17,8 @@ static const struct {
     const char *name;
     int level;
 } log_levels[] = {
-    {"err", LOG_ERR},       {"error", LOG_ERR},   {"warning", LOG_WARNING}, {"warn", LOG_WARNING},
-    {"notice", LOG_NOTICE}, {"info", LOG_INFO},   {"debug", LOG_DEBUG},
+    {"err", LOG_ERR},       {"error", LOG_ERR}, {"warning", LOG_WARNING}, {"warn", LOG_WARNING},
+    {"notice", LOG_NOTICE}, {"info", LOG_INFO}, {"debug", LOG_DEBUG},
 };
 
 static const char *log_level_name(int level)

@@ -1,0 +1,36 @@
+/* One client session: the state machine from greeting to relay, and the worker's session list. */
+#ifndef FERRY_SESSION_H
+#define FERRY_SESSION_H
+
+#include <stdint.h>
+
+#include "ferry/addr.h"
+
+struct ev_loop;
+struct config;
+struct resolver;
+struct authpool;
+struct userdb;
+struct session;
+
+/* What the sessions of one worker share. The server owns it; sessions only read it, except for
+ * the session list and counters that session.c keeps. */
+struct session_ctx {
+    struct ev_loop *loop;
+    const struct config *config;
+    struct resolver *resolver;
+    struct authpool *authpool;  /* NULL when no password method is configured */
+    const struct userdb *users; /* NULL likewise */
+
+    struct session *sessions; /* every live session, for shutdown */
+    unsigned nsessions;
+    uint64_t total_sessions;
+};
+
+/* Take ownership of an accepted, non-blocking client socket and start negotiating. */
+void session_start(struct session_ctx *ctx, int fd, const struct addr *client);
+
+/* Close every session of ctx (shutdown). */
+void session_close_all(struct session_ctx *ctx);
+
+#endif

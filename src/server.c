@@ -1,0 +1,244 @@
+/*
+ * A worker: the listening sockets of one loop, the resolver and auth pool its sessions share,
+ * and accept with a back-off when the process runs out of file descriptors.
+ */
+#include "config.h"
+
+#include "ferry/server.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ferry/authpool.h"
+#include "ferry/config.h"
+#include "ferry/log.h"
+#include "ferry/resolver.h"
+#include "ferry/session.h"
+#include "ferry/socks5.h"
+
+#define LISTEN_BACKLOG 1024
+/* Connections taken per readiness event before other watchers get a turn. */
+#define ACCEPT_BATCH 64
+/* Pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
+#define ACCEPT_BACKOFF 0.1
+
+/* Default resolver cache settings; not yet configurable. */
+#define RESOLVER_CACHE_SIZE 4096
+#define RESOLVER_NEGATIVE_TTL 5.0
+#define RESOLVER_MAX_TTL 3600.0
+
+struct listener {
+    struct server *srv;
+    int fd;
+    ev_io readable;
+    struct addr addr;
+};
+
+struct server {
+    struct ev_loop *loop;
+    struct session_ctx ctx;
+    ev_timer backoff;
+    size_t nlisteners;
+    struct listener listeners[CONFIG_MAX_LISTEN];
+};
+
+static void listeners_pause(struct server *srv)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        ev_io_stop(srv->loop, &srv->listeners[i].readable);
+    ev_timer_set(&srv->backoff, ACCEPT_BACKOFF, 0.);
+    ev_timer_start(srv->loop, &srv->backoff);
+}
+
+static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct server *srv = w->data;
+
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        ev_io_start(loop, &srv->listeners[i].readable);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct listener *l = w->data;
+    struct server *srv = l->srv;
+
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct addr client;
+        int fd;
+
+        client.len = sizeof(client.u);
+        fd = accept4(l->fd, &client.u.sa, &client.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+            case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+            case EWOULDBLOCK:
+#endif
+                return;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                /* Level-triggered readiness would spin: stop listening for a moment. */
+                log_warn("accept: %s; pausing accept for %.0f ms", strerror(errno),
+                         ACCEPT_BACKOFF * 1000);
+                listeners_pause(srv);
+                return;
+            default:
+                log_err("accept: %s", strerror(errno));
+                return;
+            }
+        }
+        session_start(&srv->ctx, fd, &client);
+    }
+}
+
+/* Bind and listen on a; fills l. Returns 0, or -1 with errno and a message in err. */
+static int listener_open(struct server *srv, struct listener *l, const struct addr *a, char *err,
+                         size_t errlen)
+{
+    char name[ADDR_STRLEN];
+    int one = 1;
+    int fd;
+
+    addr_format(a, name, sizeof(name));
+    fd = socket(addr_family(a), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr_family(a) == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+        goto fail;
+    l->addr.len = sizeof(l->addr.u);
+    if (getsockname(fd, &l->addr.u.sa, &l->addr.len) < 0)
+        goto fail;
+    l->srv = srv;
+    l->fd = fd;
+    ev_io_init(&l->readable, accept_cb, fd, EV_READ);
+    l->readable.data = l;
+    return 0;
+
+fail:
+    snprintf(err, errlen, "listen %s: %s", name, strerror(errno));
+    if (fd >= 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return -1;
+}
+
+static bool config_has_method(const struct config *cfg, uint8_t method)
+{
+    for (size_t i = 0; i < cfg->nmethods; i++) {
+        if (cfg->methods[i] == method)
+            return true;
+    }
+    return false;
+}
+
+struct server *server_new(struct ev_loop *loop, const struct config *cfg,
+                          const struct userdb *users, char *err, size_t errlen)
+{
+    struct resolver_options ropt = {
+        .servers = cfg->resolver_servers,
+        .timeout = cfg->resolver_timeout,
+        .tries = cfg->resolver_tries,
+        .cache_size = RESOLVER_CACHE_SIZE,
+        .negative_ttl = RESOLVER_NEGATIVE_TTL,
+        .max_ttl = RESOLVER_MAX_TTL,
+    };
+    struct server *srv = calloc(1, sizeof(*srv));
+
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->loop = loop;
+    srv->ctx.loop = loop;
+    srv->ctx.config = cfg;
+    srv->ctx.users = users;
+    ev_timer_init(&srv->backoff, backoff_cb, 0., 0.);
+    srv->backoff.data = srv;
+
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        struct listener *l = &srv->listeners[srv->nlisteners];
+
+        if (listener_open(srv, l, &cfg->listen[i], err, errlen) < 0) {
+            /* The built-in pair may meet a host without IPv6: one is enough then. */
+            if (cfg->listen_is_default) {
+                log_warn("%s", err);
+                continue;
+            }
+            goto fail;
+        }
+        srv->nlisteners++;
+    }
+    if (srv->nlisteners == 0) {
+        if (cfg->nlisten > 0 && !cfg->listen_is_default)
+            goto fail;
+        if (cfg->listen_is_default)
+            snprintf(err + strlen(err), errlen - strlen(err), " (no listener could be opened)");
+        goto fail;
+    }
+
+    srv->ctx.resolver = resolver_new(loop, &ropt, err, errlen);
+    if (srv->ctx.resolver == NULL)
+        goto fail;
+    if (config_has_method(cfg, SOCKS5_METHOD_USERPASS)) {
+        srv->ctx.authpool = authpool_new(loop, cfg->auth_threads);
+        if (srv->ctx.authpool == NULL) {
+            snprintf(err, errlen, "cannot start the password verification threads: %s",
+                     strerror(errno));
+            goto fail;
+        }
+    }
+
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        char name[ADDR_STRLEN];
+
+        ev_io_start(loop, &srv->listeners[i].readable);
+        log_notice("listening on %s", addr_format(&srv->listeners[i].addr, name, sizeof(name)));
+    }
+    return srv;
+
+fail:
+    server_free(srv);
+    return NULL;
+}
+
+void server_stop_listening(struct server *srv)
+{
+    ev_timer_stop(srv->loop, &srv->backoff);
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        ev_io_stop(srv->loop, &srv->listeners[i].readable);
+        close(srv->listeners[i].fd);
+    }
+    srv->nlisteners = 0;
+}
+
+void server_free(struct server *srv)
+{
+    if (srv == NULL)
+        return;
+    server_stop_listening(srv);
+    session_close_all(&srv->ctx);
+    if (srv->ctx.authpool != NULL)
+        authpool_free(srv->ctx.authpool);
+    if (srv->ctx.resolver != NULL)
+        resolver_free(srv->ctx.resolver);
+    free(srv);
+}

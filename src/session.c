@@ -1,0 +1,774 @@
+/*
+ * The session state machine. Each state waits on one thing (client bytes, the auth pool, the
+ * resolver, the connector, the client draining a reply, the relay) and one timer bounds it:
+ *
+ *   S_WAIT_GREETING -> [S_WAIT_AUTH -> S_VERIFYING] -> S_WAIT_REQUEST -> [S_RESOLVING]
+ *       -> S_CONNECTING -> S_REPLYING -> S_RELAY
+ *
+ * and S_CLOSING (flush a failure reply, then close) from any of them. session_close is the one
+ * release path for everything a session owns.
+ */
+#include "config.h"
+
+#include "ferry/session.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ferry/authpool.h"
+#include "ferry/config.h"
+#include "ferry/connect.h"
+#include "ferry/log.h"
+#include "ferry/relay.h"
+#include "ferry/reply.h"
+#include "ferry/resolver.h"
+#include "ferry/socks4.h"
+#include "ferry/socks5.h"
+#include "ferry/userdb.h"
+
+/*
+ * Negotiation input: greeting (257) + sub-negotiation (513) + request (262) may all arrive in
+ * one segment, and a client may send its first data right behind them.
+ */
+#define NEGOTIATION_BUF 2048
+#define CONNECT_ATTEMPT_DELAY 0.250 /* RFC 8305 section 8 recommends 250 ms */
+/* Sessions beyond max-sessions are told so with a failure reply; past this many more, they
+ * are closed at accept. */
+#define SESSION_OVERFLOW 64
+/* Longest wait for a client to close after a final message. */
+#define SESSION_LINGER 2.0
+
+enum session_state {
+    S_WAIT_GREETING,
+    S_WAIT_AUTH,
+    S_VERIFYING,
+    S_WAIT_REQUEST,
+    S_RESOLVING,
+    S_CONNECTING,
+    S_REPLYING,
+    S_RELAY,
+    S_CLOSING,
+};
+
+/* Why a session ended, for the access line. */
+enum session_end {
+    END_NONE,
+    END_DONE,
+    END_REPLIED_FAILURE,
+    END_CLIENT_GONE,
+    END_CLIENT_ERROR,
+    END_TARGET_ERROR,
+    END_BAD_GREETING,
+    END_NO_METHOD,
+    END_AUTH_FAILED,
+    END_NEGOTIATE_TIMEOUT,
+    END_IDLE_TIMEOUT,
+    END_REPLY_TIMEOUT,
+    END_RELAY_ERROR,
+    END_RESOURCES,
+    END_SHUTDOWN,
+};
+
+static const char *const end_names[] = {
+    [END_NONE] = "-",
+    [END_DONE] = "eof",
+    [END_REPLIED_FAILURE] = "failure-reply",
+    [END_CLIENT_GONE] = "client-closed",
+    [END_CLIENT_ERROR] = "client-error",
+    [END_TARGET_ERROR] = "target-error",
+    [END_BAD_GREETING] = "bad-greeting",
+    [END_NO_METHOD] = "no-acceptable-method",
+    [END_AUTH_FAILED] = "auth-failed",
+    [END_NEGOTIATE_TIMEOUT] = "negotiate-timeout",
+    [END_IDLE_TIMEOUT] = "idle-timeout",
+    [END_REPLY_TIMEOUT] = "reply-timeout",
+    [END_RELAY_ERROR] = "relay-error",
+    [END_RESOURCES] = "out-of-resources",
+    [END_SHUTDOWN] = "shutdown",
+};
+
+struct negotiation {
+    size_t len;
+    uint8_t buf[NEGOTIATION_BUF];
+};
+
+struct session {
+    struct session_ctx *ctx;
+    struct session *prev;
+    struct session *next;
+    enum session_state state;
+    enum session_end end;
+    uint8_t version; /* 4 or 5 once the first byte is read */
+    uint8_t cmd;     /* SOCKS5 command code (SOCKS4 codes are mapped) */
+    uint8_t rep;     /* SOCKS5 REP sent, 0xff before any */
+    bool requested;  /* a request was parsed: dest and cmd are valid */
+    bool over_limit; /* accepted beyond max-sessions */
+    bool client_eof; /* client half-closed before the relay started */
+    int client_fd;
+    int target_fd;
+    ev_io client_readable;
+    ev_io client_writable;
+    ev_timer timer;
+    ev_tstamp started;
+    struct addr client_addr;
+    struct addr target_addr; /* the address connected to */
+    struct socks_dest dest;
+    char *user;               /* authenticated user name */
+    struct negotiation *nego; /* freed when the relay starts */
+    uint8_t out[SOCKS5_REPLY_MAX + 4];
+    size_t out_len;
+    struct auth_job *auth_job;
+    struct resolver_query *query;
+    struct connector *connector;
+    struct relay *relay;
+};
+
+static void session_advance(struct session *s);
+static void session_start_relay(struct session *s);
+
+static const char *cmd_name(const struct session *s)
+{
+    if (!s->requested)
+        return "-";
+    switch (s->cmd) {
+    case SOCKS5_CMD_CONNECT:
+        return "connect";
+    case SOCKS5_CMD_BIND:
+        return "bind";
+    case SOCKS5_CMD_UDP_ASSOCIATE:
+        return "udp";
+    default:
+        return "?";
+    }
+}
+
+/* The one access line of a session. */
+static void session_log(const struct session *s)
+{
+    char client[ADDR_STRLEN], target[DEST_NAME_MAX + 16], connected[ADDR_STRLEN];
+    uint64_t up = 0, down = 0;
+
+    if (!log_enabled(LOG_INFO))
+        return;
+    if (s->relay != NULL)
+        relay_bytes(s->relay, &up, &down);
+    addr_format(&s->client_addr, client, sizeof(client));
+    if (s->requested)
+        socks_dest_format(&s->dest, target, sizeof(target));
+    else
+        strcpy(target, "-");
+    if (s->target_fd >= 0)
+        addr_format(&s->target_addr, connected, sizeof(connected));
+    else
+        strcpy(connected, "-");
+    log_info("session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s up=%" PRIu64
+             " down=%" PRIu64 " duration=%.3f end=%s",
+             client, s->user != NULL ? s->user : "-", s->version == 4 ? "socks4-" : "", cmd_name(s),
+             target, connected, s->rep == 0xff ? "-" : reply_name(s->rep), up, down,
+             ev_now(s->ctx->loop) - s->started, end_names[s->end]);
+}
+
+/* The one release path: everything the session owns goes here. */
+static void session_close(struct session *s)
+{
+    struct session_ctx *ctx = s->ctx;
+    struct ev_loop *loop = ctx->loop;
+
+    session_log(s);
+    if (s->auth_job != NULL)
+        authpool_cancel(s->auth_job);
+    if (s->query != NULL)
+        resolver_cancel(s->query);
+    if (s->connector != NULL)
+        connector_cancel(s->connector);
+    relay_free(s->relay);
+    ev_io_stop(loop, &s->client_readable);
+    ev_io_stop(loop, &s->client_writable);
+    ev_timer_stop(loop, &s->timer);
+    if (s->client_fd >= 0)
+        close(s->client_fd);
+    if (s->target_fd >= 0)
+        close(s->target_fd);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        ctx->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    ctx->nsessions--;
+    free(s->user);
+    free(s->nego);
+    free(s);
+}
+
+static void session_end(struct session *s, enum session_end why)
+{
+    if (s->end == END_NONE)
+        s->end = why;
+    session_close(s);
+}
+
+static void session_arm_timer(struct session *s, double seconds)
+{
+    ev_timer_stop(s->ctx->loop, &s->timer);
+    if (seconds > 0) {
+        ev_timer_set(&s->timer, seconds, 0.);
+        ev_timer_start(s->ctx->loop, &s->timer);
+    }
+}
+
+/* Write what is queued in s->out. Returns 0 when all is written, 1 when some waits, -1 on error. */
+static int session_flush(struct session *s)
+{
+    while (s->out_len > 0) {
+        ssize_t n = send(s->client_fd, s->out, s->out_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(s->ctx->loop, &s->client_writable);
+                return 1;
+            }
+            return -1;
+        }
+        memmove(s->out, s->out + n, s->out_len - (size_t)n);
+        s->out_len -= (size_t)n;
+    }
+    ev_io_stop(s->ctx->loop, &s->client_writable);
+    return 0;
+}
+
+/* Queue bytes for the client and try to send them now. Returns as session_flush. */
+static int session_send(struct session *s, const uint8_t *bytes, size_t len)
+{
+    if (len > sizeof(s->out) - s->out_len) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    memcpy(s->out + s->out_len, bytes, len);
+    s->out_len += len;
+    return session_flush(s);
+}
+
+/*
+ * Close after a final message (failure reply, auth failure, no method): once it is written,
+ * send FIN and discard what the client still sends until its EOF. Closing with unread input
+ * would make the kernel answer with RST, which can destroy the reply before the client reads it.
+ */
+static void session_linger(struct session *s)
+{
+    int r;
+
+    s->state = S_CLOSING;
+    r = session_flush(s);
+    if (r < 0) {
+        session_close(s);
+        return;
+    }
+    if (r == 0 && shutdown(s->client_fd, SHUT_WR) < 0) {
+        session_close(s);
+        return;
+    }
+    ev_io_start(s->ctx->loop, &s->client_readable);
+    session_arm_timer(s, SESSION_LINGER < s->ctx->config->timeout_negotiate
+                             ? SESSION_LINGER
+                             : s->ctx->config->timeout_negotiate);
+}
+
+/* Send the SOCKS reply for the request, in the client's protocol version. */
+static int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bound)
+{
+    uint8_t msg[SOCKS5_REPLY_MAX];
+    size_t len;
+
+    s->rep = rep;
+    if (s->version == SOCKS4_VERSION)
+        len = socks4_encode_reply(msg, reply_socks4_from_socks5(rep), bound);
+    else
+        len = socks5_encode_reply(msg, rep, bound);
+    return session_send(s, msg, len);
+}
+
+/* Answer with a failure and close once the reply is out (or the client stops reading). */
+static void session_fail(struct session *s, uint8_t rep)
+{
+    s->end = END_REPLIED_FAILURE;
+    session_reply(s, rep, NULL);
+    session_linger(s);
+}
+
+/* Drop n parsed bytes from the front of the negotiation buffer. */
+static void session_consume(struct session *s, size_t n)
+{
+    struct negotiation *ng = s->nego;
+
+    memmove(ng->buf, ng->buf + n, ng->len - n);
+    ng->len -= n;
+}
+
+static bool session_method_allowed(const struct session *s, uint8_t method)
+{
+    const struct config *cfg = s->ctx->config;
+
+    for (size_t i = 0; i < cfg->nmethods; i++) {
+        if (cfg->methods[i] == method)
+            return true;
+    }
+    return false;
+}
+
+static void on_connected(int fd, int err, const struct addr *peer, void *arg)
+{
+    struct session *s = arg;
+    struct addr bound;
+    int one = 1;
+
+    s->connector = NULL;
+    if (fd < 0) {
+        log_debug("connect failed: %s", strerror(err));
+        session_fail(s, reply_from_errno(err));
+        return;
+    }
+    s->target_fd = fd;
+    s->target_addr = *peer;
+    bound.len = sizeof(bound.u);
+    if (getsockname(fd, &bound.u.sa, &bound.len) < 0) {
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    /* The proxy must not add Nagle delays the endpoints did not ask for. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(s->client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    switch (session_reply(s, SOCKS5_REP_SUCCEEDED, &bound.u.sa)) {
+    case 0:
+        session_start_relay(s);
+        break;
+    case 1:
+        s->state = S_REPLYING;
+        ev_io_stop(s->ctx->loop, &s->client_readable);
+        session_arm_timer(s, s->ctx->config->timeout_negotiate);
+        break;
+    default:
+        session_end(s, END_CLIENT_ERROR);
+        break;
+    }
+}
+
+static void session_connect(struct session *s, const struct addr *addrs, size_t n)
+{
+    s->state = S_CONNECTING;
+    session_arm_timer(s, s->ctx->config->timeout_connect);
+    s->connector = connector_start(s->ctx->loop, addrs, n, s->dest.port, CONNECT_ATTEMPT_DELAY,
+                                   on_connected, s);
+    if (s->connector == NULL)
+        session_fail(s, reply_from_errno(errno));
+}
+
+static void on_resolved(const struct resolver_result *res, void *arg)
+{
+    struct session *s = arg;
+
+    s->query = NULL;
+    if (res->status != RESOLVER_OK || res->count == 0) {
+        log_debug("resolving %s failed: %s", s->dest.name, resolver_status_name(res->status));
+        session_fail(s, reply_from_resolver(res->status));
+        return;
+    }
+    session_connect(s, res->addrs, res->count);
+}
+
+/* A whole request is in: check what we serve, then resolve or connect. */
+static void session_handle_request(struct session *s)
+{
+    const struct config *cfg = s->ctx->config;
+    struct addr target;
+
+    s->requested = true;
+    if (s->over_limit) {
+        log_warn("max-sessions (%u) reached, refusing a request", cfg->max_sessions);
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    if (s->cmd != SOCKS5_CMD_CONNECT) {
+        session_fail(s, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
+        return;
+    }
+    switch (s->dest.type) {
+    case DEST_IPV4:
+        addr_from_ipv4(&target, s->dest.ip, s->dest.port);
+        session_connect(s, &target, 1);
+        break;
+    case DEST_IPV6:
+        addr_from_ipv6(&target, s->dest.ip, s->dest.port);
+        session_connect(s, &target, 1);
+        break;
+    case DEST_NAME:
+        s->state = S_RESOLVING;
+        session_arm_timer(s, cfg->timeout_resolve);
+        s->query = resolver_lookup(s->ctx->resolver, s->dest.name, on_resolved, s);
+        if (s->query == NULL)
+            session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        break;
+    }
+}
+
+static void on_auth_verified(bool ok, void *arg)
+{
+    struct session *s = arg;
+    uint8_t msg[2];
+
+    s->auth_job = NULL;
+    socks5_encode_userpass_reply(msg, ok ? SOCKS5_USERPASS_OK : SOCKS5_USERPASS_FAIL);
+    if (!ok) {
+        char client[ADDR_STRLEN];
+
+        log_notice("authentication failed for user '%s' from %s", s->user,
+                   addr_format(&s->client_addr, client, sizeof(client)));
+        /* RFC 1929 section 2: on failure the server MUST close the connection. */
+        s->end = END_AUTH_FAILED;
+        session_send(s, msg, sizeof(msg));
+        session_linger(s);
+        return;
+    }
+    s->state = S_WAIT_REQUEST;
+    if (session_send(s, msg, sizeof(msg)) < 0) {
+        session_end(s, END_CLIENT_ERROR);
+        return;
+    }
+    session_advance(s);
+}
+
+/* SOCKS5 greeting parsed: pick a method. Returns false when the session is gone or closing. */
+static bool session_choose_method(struct session *s, const struct socks5_greeting *g)
+{
+    const struct config *cfg = s->ctx->config;
+    uint8_t msg[2];
+    uint8_t method = socks5_choose_method(g, cfg->methods, cfg->nmethods);
+
+    socks5_encode_method(msg, method);
+    if (method == SOCKS5_METHOD_NONE) {
+        s->end = END_NO_METHOD;
+        session_send(s, msg, sizeof(msg));
+        session_linger(s);
+        return false;
+    }
+    s->state = method == SOCKS5_METHOD_USERPASS ? S_WAIT_AUTH : S_WAIT_REQUEST;
+    if (session_send(s, msg, sizeof(msg)) < 0) {
+        session_end(s, END_CLIENT_ERROR);
+        return false;
+    }
+    return true;
+}
+
+/* RFC 1929 sub-negotiation parsed: hand the password to the pool. */
+static bool session_verify(struct session *s, struct socks5_userpass *up)
+{
+    const char *hash = userdb_lookup(s->ctx->users, up->user, up->user_len);
+
+    /* A name with a NUL byte cannot be a valid user; it still costs a verification. */
+    s->user = strndup(up->user, up->user_len);
+    if (s->user == NULL) {
+        sodium_memzero(up, sizeof(*up));
+        session_end(s, END_RESOURCES);
+        return false;
+    }
+    log_sanitize(s->user);
+    s->auth_job =
+        authpool_verify(s->ctx->authpool, hash, up->pass, up->pass_len, on_auth_verified, s);
+    sodium_memzero(up, sizeof(*up));
+    if (s->auth_job == NULL) {
+        log_warn("cannot queue a password verification: %s", strerror(errno));
+        session_end(s, END_RESOURCES);
+        return false;
+    }
+    s->state = S_VERIFYING;
+    return true;
+}
+
+/* Parse as many whole messages as the negotiation buffer holds and act on them. */
+static void session_advance(struct session *s)
+{
+    for (;;) {
+        struct negotiation *ng = s->nego;
+        enum proto_status st;
+        size_t used = 0;
+
+        if (ng->len == 0)
+            return;
+        switch (s->state) {
+        case S_WAIT_GREETING: {
+            struct socks5_greeting g;
+
+            if (ng->buf[0] == SOCKS4_VERSION) {
+                s->version = SOCKS4_VERSION;
+                s->state = S_WAIT_REQUEST;
+                continue;
+            }
+            st = socks5_parse_greeting(ng->buf, ng->len, &g, &used);
+            if (st == PROTO_NEED_MORE)
+                return;
+            if (st == PROTO_ERROR) {
+                session_end(s, END_BAD_GREETING);
+                return;
+            }
+            s->version = SOCKS5_VERSION;
+            session_consume(s, used);
+            if (!session_choose_method(s, &g))
+                return;
+            break;
+        }
+        case S_WAIT_AUTH: {
+            struct socks5_userpass up;
+
+            st = socks5_parse_userpass(ng->buf, ng->len, &up, &used);
+            if (st == PROTO_NEED_MORE)
+                return;
+            /* Wipe the password bytes from our buffer as soon as they are parsed. */
+            sodium_memzero(ng->buf, st == PROTO_OK ? used : ng->len);
+            if (st == PROTO_ERROR) {
+                sodium_memzero(&up, sizeof(up));
+                session_end(s, END_BAD_GREETING);
+                return;
+            }
+            session_consume(s, used);
+            if (!session_verify(s, &up))
+                return;
+            return; /* the pool's answer continues */
+        }
+        case S_WAIT_REQUEST:
+            if (s->version == SOCKS4_VERSION) {
+                struct socks4_request req;
+
+                st = socks4_parse_request(ng->buf, ng->len, &req, &used);
+                if (st == PROTO_NEED_MORE)
+                    return;
+                if (st == PROTO_ERROR) {
+                    session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+                    return;
+                }
+                session_consume(s, used);
+                s->cmd = req.cmd == SOCKS4_CMD_BIND ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
+                s->dest = req.dest;
+                if (!session_method_allowed(s, SOCKS5_METHOD_NOAUTH)) {
+                    /* SOCKS4 carries no password: only served when no-auth is allowed. */
+                    s->requested = true;
+                    session_fail(s, SOCKS5_REP_NOT_ALLOWED);
+                    return;
+                }
+            } else {
+                struct socks5_request req;
+                uint8_t rep = SOCKS5_REP_GENERAL_FAILURE;
+
+                st = socks5_parse_request(ng->buf, ng->len, &req, &used, &rep);
+                if (st == PROTO_NEED_MORE)
+                    return;
+                if (st == PROTO_ERROR) {
+                    session_fail(s, rep);
+                    return;
+                }
+                session_consume(s, used);
+                s->cmd = req.cmd;
+                s->dest = req.dest;
+            }
+            session_handle_request(s);
+            return;
+        default:
+            /* Resolving or connecting: bytes wait in the buffer as early data. */
+            return;
+        }
+    }
+}
+
+static void on_relay_done(int err, void *arg)
+{
+    struct session *s = arg;
+
+    if (err != 0)
+        log_debug("relay ended: %s", strerror(err));
+    session_end(s, err == 0 ? END_DONE : END_RELAY_ERROR);
+}
+
+static void session_start_relay(struct session *s)
+{
+    struct negotiation *ng = s->nego;
+
+    ev_io_stop(s->ctx->loop, &s->client_readable);
+    ev_io_stop(s->ctx->loop, &s->client_writable);
+    s->relay = relay_start(s->ctx->loop, s->client_fd, s->target_fd, s->ctx->config->relay_mode,
+                           ng->buf, ng->len, s->client_eof, on_relay_done, s);
+    if (s->relay == NULL) {
+        session_end(s, END_RESOURCES);
+        return;
+    }
+    free(s->nego);
+    s->nego = NULL;
+    s->state = S_RELAY;
+    session_arm_timer(s, s->ctx->config->timeout_idle);
+}
+
+/* S_CLOSING: read and drop client bytes until EOF. */
+static void session_drain(struct session *s)
+{
+    uint8_t sink[512];
+
+    for (;;) {
+        ssize_t n = recv(s->client_fd, sink, sizeof(sink), 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        session_close(s);
+        return;
+    }
+}
+
+static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct session *s = w->data;
+    struct negotiation *ng = s->nego;
+    ssize_t n;
+
+    if (s->state == S_CLOSING) {
+        session_drain(s);
+        return;
+    }
+    if (ng->len == sizeof(ng->buf)) {
+        /* Full: the request is whole by now, so this is early data waiting for the target. */
+        ev_io_stop(loop, w);
+        return;
+    }
+    n = recv(s->client_fd, ng->buf + ng->len, sizeof(ng->buf) - ng->len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        session_end(s, END_CLIENT_ERROR);
+        return;
+    }
+    if (n == 0) {
+        if (s->state == S_RESOLVING || s->state == S_CONNECTING) {
+            /* Request complete, client half-closed: pass the EOF on after connecting. */
+            s->client_eof = true;
+            ev_io_stop(loop, w);
+            return;
+        }
+        session_end(s, END_CLIENT_GONE);
+        return;
+    }
+    ng->len += (size_t)n;
+    session_advance(s);
+}
+
+static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct session *s = w->data;
+    int r = session_flush(s);
+
+    if (r < 0) {
+        session_end(s, END_CLIENT_ERROR);
+        return;
+    }
+    if (r > 0)
+        return;
+    if (s->state == S_CLOSING) {
+        if (shutdown(s->client_fd, SHUT_WR) < 0)
+            session_close(s);
+    } else if (s->state == S_REPLYING)
+        session_start_relay(s);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct session *s = w->data;
+    double idle, left;
+
+    switch (s->state) {
+    case S_RESOLVING:
+        resolver_cancel(s->query);
+        s->query = NULL;
+        log_debug("resolving %s timed out", s->dest.name);
+        session_fail(s, reply_from_resolver(RESOLVER_TIMEOUT));
+        break;
+    case S_CONNECTING:
+        connector_cancel(s->connector);
+        s->connector = NULL;
+        session_fail(s, reply_from_errno(ETIMEDOUT));
+        break;
+    case S_RELAY:
+        idle = s->ctx->config->timeout_idle;
+        left = relay_last_activity(s->relay) + idle - ev_now(loop);
+        if (left > 0.001) {
+            session_arm_timer(s, left);
+            return;
+        }
+        session_end(s, END_IDLE_TIMEOUT);
+        break;
+    case S_REPLYING:
+    case S_CLOSING:
+        session_end(s, END_REPLY_TIMEOUT);
+        break;
+    default:
+        session_end(s, END_NEGOTIATE_TIMEOUT);
+        break;
+    }
+}
+
+void session_start(struct session_ctx *ctx, int fd, const struct addr *client)
+{
+    const struct config *cfg = ctx->config;
+    struct session *s;
+
+    if (ctx->nsessions >= cfg->max_sessions + SESSION_OVERFLOW) {
+        close(fd);
+        return;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->nego = malloc(sizeof(*s->nego))) == NULL) {
+        log_warn("out of memory for a new session");
+        free(s);
+        close(fd);
+        return;
+    }
+    s->ctx = ctx;
+    s->nego->len = 0;
+    s->client_fd = fd;
+    s->target_fd = -1;
+    s->client_addr = *client;
+    s->rep = 0xff;
+    s->state = S_WAIT_GREETING;
+    s->started = ev_now(ctx->loop);
+    s->over_limit = ctx->nsessions >= cfg->max_sessions;
+    ev_io_init(&s->client_readable, on_client_readable, fd, EV_READ);
+    ev_io_init(&s->client_writable, on_client_writable, fd, EV_WRITE);
+    ev_timer_init(&s->timer, on_timer, 0., 0.);
+    s->client_readable.data = s;
+    s->client_writable.data = s;
+    s->timer.data = s;
+
+    s->next = ctx->sessions;
+    if (ctx->sessions != NULL)
+        ctx->sessions->prev = s;
+    ctx->sessions = s;
+    ctx->nsessions++;
+    ctx->total_sessions++;
+
+    ev_io_start(ctx->loop, &s->client_readable);
+    /* One deadline for the whole negotiation, so a slow trickle cannot hold a session. */
+    session_arm_timer(s, cfg->timeout_negotiate);
+}
+
+void session_close_all(struct session_ctx *ctx)
+{
+    while (ctx->sessions != NULL)
+        session_end(ctx->sessions, END_SHUTDOWN);
+}
