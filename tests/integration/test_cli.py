@@ -1,0 +1,176 @@
+"""ferryd's command line: -V, -h, -t with good and bad files, signals, a port already in use."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import ferrytest as ft
+
+
+def configure_version():
+    with open(os.path.join(ft.SRCDIR, "configure.ac")) as f:
+        m = re.search(r"AC_INIT\(\[ferry\],\s*\[([^\]]+)\]", f.read())
+    return m.group(1) if m else None
+
+
+class CLITest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ferrycli-")
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def ferryd(self, *args, timeout=10):
+        return ft.run([ft.FERRYD] + list(args), timeout=timeout)
+
+    def check(self, path):
+        r = self.ferryd("-t", "-f", path)
+        return r.returncode, r.stderr.decode("utf-8", "replace")
+
+    def test_version_prints_name_and_version(self):
+        r = self.ferryd("-V")
+        self.assertEqual(r.returncode, 0)
+        out = (r.stdout + r.stderr).decode()
+        version = configure_version()
+        self.assertIsNotNone(version)
+        self.assertRegex(out.strip(), r"^ferryd %s\b" % re.escape(version))
+
+    def test_help_lists_options_and_exits_0(self):
+        r = self.ferryd("-h")
+        self.assertEqual(r.returncode, 0)
+        out = (r.stdout + r.stderr).decode()
+        for opt in ("-f", "-t", "-V", "-h"):
+            self.assertIn(opt, out)
+        self.assertRegex(out.lower(), "usage")
+
+    def test_unknown_option_fails(self):
+        r = self.ferryd("--no-such-option")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertNotEqual(r.stderr, b"")
+
+    def test_check_good_config_exits_0(self):
+        users = ft.make_users_file(self, {"alice": "pw"}, self.dir)
+        path = self.write("good.conf", """# a comment
+listen 127.0.0.1:1080   # trailing comment
+listen [::1]:1080
+auth password none
+users %s
+resolver 127.0.0.1:5353,[::1]:5353
+resolver-timeout 2s
+resolver-tries 2
+timeout negotiate 10s
+timeout resolve 500ms
+timeout connect 10s
+timeout idle 5m
+log stderr
+log-level debug
+max-sessions 100
+relay buffered
+auth-threads 2
+""" % users)
+        rc, err = self.check(path)
+        self.assertEqual(rc, 0, err)
+
+    def test_check_bad_configs_name_file_and_line(self):
+        cases = [
+            ("listen 127.0.0.1:0\nfrobnicate yes\n", 2),
+            ("# comment\n\nlisten 127.0.0.1:99999\n", 3),
+            ("listen not-an-address\n", 1),
+            ("log stderr\ntimeout idle forever\n", 2),
+            ("timeout negotiate\n", 1),
+            ("timeout sometimes 1s\n", 1),
+            ("log-level loud\n", 1),
+            ("relay fast\n", 1),
+            ("auth none\nauth kerberos\n", 2),
+            ("max-sessions many\n", 1),
+            ("resolver-tries lots\n", 1),
+            ("log stderr\nlog paper\n", 2),
+        ]
+        for text, line in cases:
+            with self.subTest(text=text):
+                path = self.write("bad.conf", text)
+                rc, err = self.check(path)
+                self.assertEqual(rc, 1, err)
+                self.assertIn("bad.conf:%d:" % line, err)
+
+    def test_check_password_without_users_file_fails(self):
+        path = self.write("nousers.conf", "auth password\n")
+        rc, err = self.check(path)
+        self.assertEqual(rc, 1)
+        self.assertIn("nousers.conf", err)
+        self.assertIn("users", err)
+
+    def test_check_users_file_with_bad_line_names_it(self):
+        users = ft.make_users_file(self, {"alice": "pw"}, self.dir)
+        with open(users) as f:
+            good = f.read()
+        bad = self.write("bad-users", "# users\n" + good + "this line has no colon\n")
+        nlines = 1 + good.count("\n") + 1
+        path = self.write("u.conf", "auth password\nusers %s\n" % bad)
+        rc, err = self.check(path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("bad-users:%d:" % nlines, err)
+
+    def test_check_missing_users_file_fails(self):
+        missing = os.path.join(self.dir, "no-such-users")
+        path = self.write("m.conf", "auth password\nusers %s\n" % missing)
+        rc, err = self.check(path)
+        self.assertEqual(rc, 1)
+        self.assertIn("no-such-users", err)
+
+    def test_missing_config_file_fails(self):
+        rc, err = self.check(os.path.join(self.dir, "absent.conf"))
+        self.assertEqual(rc, 1)
+        self.assertIn("absent.conf", err)
+
+    def test_shipped_config_passes_check(self):
+        shipped = os.path.join(ft.SRCDIR, "etc", "ferryd.conf")
+        self.assertTrue(os.path.exists(shipped), shipped)
+        rc, err = self.check(shipped)
+        self.assertEqual(rc, 0, err)
+
+    def stop_with(self, sig):
+        echo = ft.EchoOrigin(self)
+        ferry = ft.start_ferryd(self)
+        s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", echo.port)
+        with s:
+            self.assertEqual(rep, ft.REP_SUCCEEDED)
+            start = time.monotonic()
+            ferry.proc.send_signal(sig)
+            try:
+                rc = ferry.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.fail("ferryd still running 3 s after signal %d" % sig)
+            self.assertEqual(rc, 0)
+            self.assertLess(time.monotonic() - start, 3)
+
+    def test_sigterm_exits_0_promptly_with_a_session_open(self):
+        self.stop_with(signal.SIGTERM)
+
+    def test_sigint_exits_0_promptly(self):
+        self.stop_with(signal.SIGINT)
+
+    def test_listen_on_port_in_use_exits_1_with_message(self):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            conf = ft.make_config(listen=["127.0.0.1:%d" % port])
+            path = self.write("busy.conf", conf)
+            r = self.ferryd("-f", path, timeout=10)
+            err = r.stderr.decode("utf-8", "replace")
+            self.assertEqual(r.returncode, 1, err)
+            self.assertIn("in use", err.lower())
+            self.assertIn(str(port), err)
+
+
+if __name__ == "__main__":
+    ft.main()
