@@ -99,6 +99,26 @@ bool addr_equal(const struct addr *a, const struct addr *b)
     }
 }
 
+/* The 4 IPv4 bytes of an AF_INET or IPv4-mapped AF_INET6 address, else NULL. */
+static const uint8_t *addr_ipv4_bytes(const struct addr *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return (const uint8_t *)&a->u.in4.sin_addr;
+    if (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
+        return a->u.in6.sin6_addr.s6_addr + 12;
+    return NULL;
+}
+
+bool addr_same_ip(const struct addr *a, const struct addr *b)
+{
+    const uint8_t *a4 = addr_ipv4_bytes(a), *b4 = addr_ipv4_bytes(b);
+
+    if (a4 != NULL || b4 != NULL)
+        return a4 != NULL && b4 != NULL && memcmp(a4, b4, 4) == 0;
+    return a->u.sa.sa_family == AF_INET6 && b->u.sa.sa_family == AF_INET6 &&
+           memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
+}
+
 /* Numeric address text into tmp (INET6_ADDRSTRLEN bytes); "?" for other families. */
 static const char *format_ip(const struct addr *a, char *tmp)
 {

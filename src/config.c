@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -33,12 +34,37 @@ enum timeout_kind {
     TIMEOUT_RESOLVE,
     TIMEOUT_CONNECT,
     TIMEOUT_IDLE,
+    TIMEOUT_UDP,
+    TIMEOUT_BIND,
     TIMEOUT_COUNT,
+};
+
+/* Sub-keywords of "udp" and "bind", each allowed once. */
+enum udp_setting {
+    UDP_ADDRESS,
+    UDP_PORT_RANGE,
+    UDP_FILTER,
+    UDP_MAX_PER_CLIENT,
+    UDP_MAX_TOTAL,
+    UDP_COUNT,
+};
+
+enum bind_setting {
+    BIND_PORT_RANGE,
+    BIND_PEER,
+    BIND_COUNT,
 };
 
 struct parser;
 
 typedef int (*keyword_fn)(struct parser *p, int argc, char **argv);
+
+/* A setting of a block keyword ("udp filter any"): its name, value handler and value name. */
+struct subkeyword {
+    const char *name;
+    int (*handle)(struct parser *p, const char *value);
+    const char *arg_name;
+};
 
 struct keyword {
     const char *name;
@@ -60,6 +86,8 @@ struct parser {
     size_t errlen;
     unsigned *first; /* per keyword: line of its first occurrence, 0 if none yet */
     unsigned timeout_first[TIMEOUT_COUNT];
+    unsigned udp_first[UDP_COUNT];
+    unsigned bind_first[BIND_COUNT];
     unsigned auth_line;
     bool password_auth;
 };
@@ -184,14 +212,51 @@ static int parse_duration_arg(struct parser *p, const char *s, bool allow_zero, 
     return 0;
 }
 
+/*
+ * An IP address without a port: "192.0.2.1", "2001:db8::1" or "[2001:db8::1]". The unspecified
+ * address (0.0.0.0, ::) and multicast addresses are refused: neither can be put in a reply as
+ * the place a client should send to.
+ */
+static int parse_ip_arg(struct parser *p, const char *what, const char *s, struct addr *out)
+{
+    const char *colon = strchr(s, ':');
+    bool has_port;
+
+    if (s[0] == '[')
+        has_port = s[strlen(s) - 1] != ']';
+    else
+        has_port = colon != NULL && strchr(colon + 1, ':') == NULL;
+    if (has_port || addr_parse(s, 0, out) < 0)
+        return fail(p, "%s: '%s' is not an IP address", what, Q(s));
+    if (addr_family(out) == AF_INET) {
+        uint32_t ip = ntohl(out->u.in4.sin_addr.s_addr);
+        if (ip == 0 || (ip >> 28) == 0xe)
+            return fail(p, "%s: '%s' is not a unicast address", what, Q(s));
+    } else if (IN6_IS_ADDR_UNSPECIFIED(&out->u.in6.sin6_addr) ||
+               IN6_IS_ADDR_MULTICAST(&out->u.in6.sin6_addr)) {
+        return fail(p, "%s: '%s' is not a unicast address", what, Q(s));
+    }
+    return 0;
+}
+
+/* listen ADDR[:PORT] [advertise IP] */
 static int kw_listen(struct parser *p, int argc, char **argv)
 {
     struct config *c = p->c;
-    struct addr a;
+    struct addr a, adv;
     char buf[ADDR_STRLEN];
 
     if (addr_parse(argv[0], CONFIG_DEFAULT_PORT, &a) < 0)
         return fail(p, "listen: '%s' is not an address", Q(argv[0]));
+    memset(&adv, 0, sizeof(adv));
+    if (argc > 1) {
+        if (strcmp(argv[1], "advertise") != 0)
+            return fail(p, "listen: unknown option '%s' (advertise IP)", Q(argv[1]));
+        if (argc < 3)
+            return fail(p, "listen: advertise: missing IP");
+        if (parse_ip_arg(p, "listen: advertise", argv[2], &adv) < 0)
+            return -1;
+    }
     if (c->listen_is_default) {
         c->nlisten = 0;
         c->listen_is_default = false;
@@ -202,6 +267,7 @@ static int kw_listen(struct parser *p, int argc, char **argv)
     }
     if (c->nlisten >= CONFIG_MAX_LISTEN)
         return fail(p, "listen: too many listen lines (at most %d)", CONFIG_MAX_LISTEN);
+    c->listen_advertise[c->nlisten] = adv;
     c->listen[c->nlisten++] = a;
     return 0;
 }
@@ -324,10 +390,12 @@ static int kw_resolver_tries(struct parser *p, int argc, char **argv)
 
 static int kw_timeout(struct parser *p, int argc, char **argv)
 {
-    static const char *const names[TIMEOUT_COUNT] = {"negotiate", "resolve", "connect", "idle"};
+    static const char *const names[TIMEOUT_COUNT] = {"negotiate", "resolve", "connect",
+                                                     "idle",      "udp",     "bind"};
     struct config *c = p->c;
     double *target[TIMEOUT_COUNT] = {&c->timeout_negotiate, &c->timeout_resolve,
-                                     &c->timeout_connect, &c->timeout_idle};
+                                     &c->timeout_connect,   &c->timeout_idle,
+                                     &c->timeout_udp,       &c->timeout_bind};
     int k;
 
     for (k = 0; k < TIMEOUT_COUNT; k++) {
@@ -335,7 +403,9 @@ static int kw_timeout(struct parser *p, int argc, char **argv)
             break;
     }
     if (k == TIMEOUT_COUNT)
-        return fail(p, "timeout: unknown timeout '%s' (negotiate, resolve, connect or idle)",
+        return fail(p,
+                    "timeout: unknown timeout '%s' (negotiate, resolve, connect, idle, udp or "
+                    "bind)",
                     Q(argv[0]));
     if (p->timeout_first[k] != 0)
         return fail(p, "duplicate 'timeout %s' (first on line %u)", names[k], p->timeout_first[k]);
@@ -344,6 +414,147 @@ static int kw_timeout(struct parser *p, int argc, char **argv)
         return -1;
     p->timeout_first[k] = p->line;
     return 0;
+}
+
+/* "LOW-HIGH" with 1 <= LOW <= HIGH <= 65535, or "0-0" / "ephemeral": let the kernel choose. */
+static int parse_port_range(struct parser *p, const char *s, uint16_t *min, uint16_t *max)
+{
+    const char *dash = strchr(s, '-');
+    char low[8];
+    unsigned long lo, hi;
+    size_t n;
+
+    if (strcmp(s, "ephemeral") == 0 || strcmp(s, "0-0") == 0) {
+        *min = 0;
+        *max = 0;
+        return 0;
+    }
+    n = dash != NULL ? (size_t)(dash - s) : 0;
+    if (dash == NULL || n == 0 || n >= sizeof(low))
+        return fail(p, "%s: '%s' is not a port range (LOW-HIGH or ephemeral)", p->keyword, Q(s));
+    memcpy(low, s, n);
+    low[n] = '\0';
+    if (parse_uint(p, low, 1, 65535, &lo) < 0 || parse_uint(p, dash + 1, 1, 65535, &hi) < 0)
+        return -1;
+    if (lo > hi)
+        return fail(p, "%s: '%s' is an empty range (LOW is above HIGH)", p->keyword, Q(s));
+    *min = (uint16_t)lo;
+    *max = (uint16_t)hi;
+    return 0;
+}
+
+static int udp_address(struct parser *p, const char *value)
+{
+    return parse_ip_arg(p, p->keyword, value, &p->c->udp_address);
+}
+
+static int udp_port_range(struct parser *p, const char *value)
+{
+    return parse_port_range(p, value, &p->c->udp_port_min, &p->c->udp_port_max);
+}
+
+static int udp_filter(struct parser *p, const char *value)
+{
+    if (strcmp(value, "address") == 0)
+        p->c->udp_any_sender = false;
+    else if (strcmp(value, "any") == 0)
+        p->c->udp_any_sender = true;
+    else
+        return fail(p, "%s: unknown filter '%s' (address or any)", p->keyword, Q(value));
+    return 0;
+}
+
+static int udp_max_per_client(struct parser *p, const char *value)
+{
+    unsigned long v;
+
+    if (parse_uint(p, value, 1, 65535, &v) < 0)
+        return -1;
+    p->c->udp_max_per_client = (unsigned)v;
+    return 0;
+}
+
+static int udp_max_total(struct parser *p, const char *value)
+{
+    unsigned long v;
+
+    if (parse_uint(p, value, 1, 1000000, &v) < 0)
+        return -1;
+    p->c->udp_max_total = (unsigned)v;
+    return 0;
+}
+
+static int bind_port_range(struct parser *p, const char *value)
+{
+    return parse_port_range(p, value, &p->c->bind_port_min, &p->c->bind_port_max);
+}
+
+static int bind_peer(struct parser *p, const char *value)
+{
+    if (strcmp(value, "expected") == 0)
+        p->c->bind_any_peer = false;
+    else if (strcmp(value, "any") == 0)
+        p->c->bind_any_peer = true;
+    else
+        return fail(p, "%s: unknown peer '%s' (expected or any)", p->keyword, Q(value));
+    return 0;
+}
+
+static const struct subkeyword udp_settings[UDP_COUNT] = {
+    [UDP_ADDRESS] = {"address", udp_address, "IP"},
+    [UDP_PORT_RANGE] = {"port-range", udp_port_range, "LOW-HIGH"},
+    [UDP_FILTER] = {"filter", udp_filter, "address|any"},
+    [UDP_MAX_PER_CLIENT] = {"max-per-client", udp_max_per_client, "N"},
+    [UDP_MAX_TOTAL] = {"max-total", udp_max_total, "N"},
+};
+
+static const struct subkeyword bind_settings[BIND_COUNT] = {
+    [BIND_PORT_RANGE] = {"port-range", bind_port_range, "LOW-HIGH"},
+    [BIND_PEER] = {"peer", bind_peer, "expected|any"},
+};
+
+/*
+ * "KEYWORD SETTING VALUE": find SETTING in the table, refuse a second line for the same one,
+ * and hand VALUE to its handler with "KEYWORD SETTING" as the name used in messages.
+ */
+static int parse_setting(struct parser *p, int argc, char **argv, const struct subkeyword *table,
+                         size_t n, unsigned *first, const char *known)
+{
+    const char *block = p->keyword;
+    char what[64];
+    size_t k;
+    int r;
+
+    for (k = 0; k < n; k++) {
+        if (strcmp(argv[0], table[k].name) == 0)
+            break;
+    }
+    if (k == n)
+        return fail(p, "%s: unknown setting '%s' (%s)", block, Q(argv[0]), known);
+    snprintf(what, sizeof(what), "%s %s", block, table[k].name);
+    if (first[k] != 0)
+        return fail(p, "duplicate '%s' (first on line %u)", what, first[k]);
+    if (argc < 2)
+        return fail(p, "%s: missing %s", what, table[k].arg_name);
+    p->keyword = what;
+    r = table[k].handle(p, argv[1]);
+    p->keyword = block;
+    if (r < 0)
+        return -1;
+    first[k] = p->line;
+    return 0;
+}
+
+static int kw_udp(struct parser *p, int argc, char **argv)
+{
+    return parse_setting(p, argc, argv, udp_settings, UDP_COUNT, p->udp_first,
+                         "address, port-range, filter, max-per-client or max-total");
+}
+
+static int kw_bind(struct parser *p, int argc, char **argv)
+{
+    return parse_setting(p, argc, argv, bind_settings, BIND_COUNT, p->bind_first,
+                         "port-range or peer");
 }
 
 static const struct {
@@ -429,14 +640,17 @@ static int kw_relay(struct parser *p, int argc, char **argv)
 
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
 static const struct keyword keywords[] = {
-    {"listen", kw_listen, 1, 1, {"ADDRESS[:PORT]"}, true},
+    {"listen", kw_listen, 1, 3, {"ADDRESS[:PORT]"}, true},
     {"auth", kw_auth, 1, 2, {"METHOD (none or password)"}, false},
     {"users", kw_users, 1, 1, {"PATH"}, false},
     {"resolver", kw_resolver, 1, 1, {"'system' or SERVER[,SERVER...]"}, false},
     {"resolver-timeout", kw_resolver_timeout, 1, 1, {"DURATION"}, false},
     {"resolver-tries", kw_resolver_tries, 1, 1, {"N"}, false},
     /* timeout checks duplicates per kind itself */
-    {"timeout", kw_timeout, 2, 2, {"negotiate|resolve|connect|idle", "DURATION"}, true},
+    {"timeout", kw_timeout, 2, 2, {"negotiate|resolve|connect|idle|udp|bind", "DURATION"}, true},
+    /* udp and bind check duplicates per setting themselves */
+    {"udp", kw_udp, 1, 2, {"address|port-range|filter|max-per-client|max-total"}, true},
+    {"bind", kw_bind, 1, 2, {"port-range|peer"}, true},
     {"log", kw_log, 1, 2, {"stderr or syslog"}, false},
     {"log-level", kw_log_level, 1, 1, {"LEVEL"}, false},
     {"max-sessions", kw_max_sessions, 1, 1, {"N"}, false},
@@ -525,6 +739,16 @@ void config_defaults(struct config *c)
     c->timeout_resolve = 10;
     c->timeout_connect = 10;
     c->timeout_idle = 300;
+    c->timeout_udp = 120;
+    c->timeout_bind = 60;
+    c->udp_port_min = 0;
+    c->udp_port_max = 0;
+    c->udp_any_sender = false;
+    c->udp_max_per_client = 16;
+    c->udp_max_total = 1024;
+    c->bind_port_min = 0;
+    c->bind_port_max = 0;
+    c->bind_any_peer = false;
     c->log_target = LOG_TARGET_STDERR;
     c->syslog_facility = LOG_DAEMON;
     c->log_level = LOG_INFO;

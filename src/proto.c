@@ -34,6 +34,20 @@ static size_t escape_name(const char *name, char *out, size_t size)
     return o;
 }
 
+int socks_dest_to_addr(const struct socks_dest *d, struct addr *out)
+{
+    switch (d->type) {
+    case DEST_IPV4:
+        addr_from_ipv4(out, d->ip, d->port);
+        return 0;
+    case DEST_IPV6:
+        addr_from_ipv6(out, d->ip, d->port);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 const char *socks_dest_format(const struct socks_dest *d, char *buf, size_t size)
 {
     char host[4 * DEST_NAME_MAX + 1];

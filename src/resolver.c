@@ -23,6 +23,10 @@
  *   control characters, spaces, backslashes) fail with RESOLVER_ERROR, still through the loop.
  * - Answers are cached for min(TTL of every address and CNAME, max_ttl); NXDOMAIN and NODATA for
  *   negative_ttl (also capped by max_ttl); other failures are not cached.
+ * - Reverse lookups (resolver_lookup_ptr) are one ares_gethostbyaddr each, neither cached nor
+ *   merged, answered through the same ready list. c-ares tries the hosts file and DNS in the
+ *   resolv.conf order and reports any DNS failure as ARES_ENOTFOUND, so a reverse lookup fails
+ *   with NXDOMAIN whatever went wrong.
  */
 #include "config.h"
 
@@ -30,6 +34,7 @@
 #include <ares.h>
 #include <errno.h>
 #include <ev.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +45,10 @@
 
 #include "ferry/dnscache.h"
 #include "ferry/resolver.h"
+
+#define INFLIGHT_MIN_BUCKETS 64
+#define DNS_NAME_MAX 255
+#define DNS_LABEL_MAX 63
 
 /* A doubly linked ring with a sentinel, so that a node unlinks without knowing its list. */
 struct qlink {
@@ -55,9 +64,11 @@ enum query_state {
 struct resolver_query {
     struct qlink link; /* first member: a qlink pointer is a query pointer */
     enum query_state state;
-    resolver_cb cb;
+    resolver_cb cb;         /* forward lookup; NULL for a reverse one */
+    resolver_ptr_cb ptr_cb; /* reverse lookup */
     void *arg;
-    struct resolver_result res;
+    struct resolver_result res;      /* res.status is the status of a reverse lookup too */
+    char ptr_name[DNS_NAME_MAX + 1]; /* reverse lookup answer */
 };
 
 /* One ares_getaddrinfo in flight, shared by every lookup of the same name. */
@@ -67,6 +78,15 @@ struct inflight {
     size_t hash;
     struct qlink waiters;
     char *name;
+};
+
+/*
+ * One ares_gethostbyaddr in flight. Its query is on `waiters` until it is answered or
+ * cancelled; c-ares keeps the pointer, so this outlives a cancelled query.
+ */
+struct ptr_request {
+    struct resolver *r;
+    struct qlink waiters;
 };
 
 /* One ev_io per socket c-ares has asked us to watch. */
@@ -94,10 +114,6 @@ struct resolver {
     bool free_requested; /* resolver_free was called from a callback */
     bool destroying;     /* inside resolver_destroy: c-ares callbacks only clean up */
 };
-
-#define INFLIGHT_MIN_BUCKETS 64
-#define DNS_NAME_MAX 255
-#define DNS_LABEL_MAX 63
 
 /* ---- lists ---------------------------------------------------------------------------------- */
 
@@ -324,7 +340,10 @@ static void on_ready_timer(struct ev_loop *loop, ev_timer *w, int revents)
         struct resolver_query *q = query_of(batch.next);
         qlist_unlink(&q->link);
         q->state = Q_RUNNING;
-        q->cb(&q->res, q->arg);
+        if (q->cb != NULL)
+            q->cb(&q->res, q->arg);
+        else
+            q->ptr_cb(q->res.status, q->res.status == RESOLVER_OK ? q->ptr_name : NULL, q->arg);
         free(q);
     }
     r->delivering = false;
@@ -782,6 +801,97 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
     hints.ai_flags = ARES_AI_NOSORT;
     /* May call on_ares_answer right away (hosts file, bad name, no memory): f is then gone. */
     ares_getaddrinfo(r->channel, name, NULL, &hints, on_ares_answer, f);
+    rearm_ares_timer(r);
+    return q;
+}
+
+/*
+ * The answer to one ares_gethostbyaddr: hand it to the query, unless that was cancelled. Runs
+ * inside c-ares (ares_process_fd, ares_gethostbyaddr or ares_destroy).
+ */
+static void on_ptr_answer(void *arg, int status, int timeouts, struct hostent *host)
+{
+    struct ptr_request *pr = arg;
+    struct resolver *r = pr->r;
+    struct resolver_query *q;
+    size_t len;
+
+    (void)timeouts;
+    if (r->destroying || qlist_empty(&pr->waiters)) {
+        free_query_list(&pr->waiters);
+        free(pr);
+        return;
+    }
+    q = query_of(pr->waiters.next);
+    qlist_unlink(&q->link);
+    free(pr);
+    q->res.status = map_ares_status(status);
+    if (status == ARES_SUCCESS) {
+        len = host != NULL && host->h_name != NULL ? strlen(host->h_name) : 0;
+        /* An empty or overlong name cannot be handed on: an answer we cannot use. */
+        if (len == 0 || len > DNS_NAME_MAX) {
+            q->res.status = RESOLVER_SERVFAIL;
+        } else {
+            memcpy(q->ptr_name, host->h_name, len + 1);
+        }
+    }
+    make_ready(r, q);
+}
+
+struct resolver_query *resolver_lookup_ptr(struct resolver *r, const struct addr *a,
+                                           resolver_ptr_cb cb, void *arg)
+{
+    struct resolver_query *q;
+    struct ptr_request *pr;
+    uint8_t ip[16];
+    int family;
+    size_t iplen;
+
+    if (r == NULL || a == NULL || cb == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (r->free_requested) {
+        errno = ECANCELED;
+        return NULL;
+    }
+    q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    q->ptr_cb = cb;
+    q->arg = arg;
+    q->res.status = RESOLVER_ERROR;
+    qlist_init(&q->link);
+
+    family = addr_family(a);
+    if (family == AF_INET) {
+        memcpy(ip, &a->u.in4.sin_addr, 4);
+        iplen = 4;
+    } else if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+        /* ::ffff:192.0.2.1 has the PTR record of 192.0.2.1, not an ip6.arpa one. */
+        memcpy(ip, a->u.in6.sin6_addr.s6_addr + 12, 4);
+        family = AF_INET;
+        iplen = 4;
+    } else if (family == AF_INET6) {
+        memcpy(ip, a->u.in6.sin6_addr.s6_addr, 16);
+        iplen = 16;
+    } else {
+        make_ready(r, q);
+        return q;
+    }
+
+    pr = malloc(sizeof(*pr));
+    if (pr == NULL) {
+        free(q);
+        errno = ENOMEM;
+        return NULL;
+    }
+    pr->r = r;
+    qlist_init(&pr->waiters);
+    q->state = Q_WAITING;
+    qlist_append(&pr->waiters, &q->link);
+    /* May call on_ptr_answer right away (hosts file): q is then on the ready list. */
+    ares_gethostbyaddr(r->channel, ip, (int)iplen, family, on_ptr_answer, pr);
     rearm_ares_timer(r);
     return q;
 }

@@ -45,16 +45,19 @@ enum proto_status socks4_parse_request(const uint8_t *buf, size_t len, struct so
         return PROTO_ERROR;
     if (len < 2)
         return PROTO_NEED_MORE;
-    if (buf[1] != SOCKS4_CMD_CONNECT && buf[1] != SOCKS4_CMD_BIND)
+    if (buf[1] != SOCKS4_CMD_CONNECT && buf[1] != SOCKS4_CMD_BIND && buf[1] != SOCKS4_CMD_RESOLVE)
         return PROTO_ERROR;
     if (len < SOCKS4_USERID_OFF)
         return PROTO_NEED_MORE;
+    is_4a = buf[4] == 0 && buf[5] == 0 && buf[6] == 0 && buf[7] != 0;
+    /* Tor's SOCKS4a RESOLVE (doc/socks-extensions.txt) needs a HOSTNAME to look up. */
+    if (buf[1] == SOCKS4_CMD_RESOLVE && !is_4a)
+        return PROTO_ERROR;
 
     r = find_nul(buf, len, SOCKS4_USERID_OFF, SOCKS4_USERID_MAX, &user_end);
     if (r != 0)
         return r < 0 ? PROTO_ERROR : PROTO_NEED_MORE;
 
-    is_4a = buf[4] == 0 && buf[5] == 0 && buf[6] == 0 && buf[7] != 0;
     if (is_4a) {
         if (len < user_end + 2)
             return PROTO_NEED_MORE;

@@ -102,6 +102,21 @@ static enum proto_status request_error(uint8_t *rep, uint8_t code)
     return PROTO_ERROR;
 }
 
+/* RFC 1928 section 4 commands, plus Tor's RESOLVE and RESOLVE_PTR extensions. */
+static bool known_cmd(uint8_t cmd)
+{
+    switch (cmd) {
+    case SOCKS5_CMD_CONNECT:
+    case SOCKS5_CMD_BIND:
+    case SOCKS5_CMD_UDP_ASSOCIATE:
+    case SOCKS5_CMD_RESOLVE:
+    case SOCKS5_CMD_RESOLVE_PTR:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /*
  * RFC 1928 section 4: VER CMD RSV ATYP DST.ADDR DST.PORT; section 5 for the address forms.
  * Each field is judged as soon as it is in the buffer, so a bad request is refused at once.
@@ -118,8 +133,7 @@ enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct so
         return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
     if (len < 2)
         return PROTO_NEED_MORE;
-    if (buf[1] != SOCKS5_CMD_CONNECT && buf[1] != SOCKS5_CMD_BIND &&
-        buf[1] != SOCKS5_CMD_UDP_ASSOCIATE)
+    if (!known_cmd(buf[1]))
         return request_error(rep, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
     /* buf[2] is RSV: RFC 1928 says it must be 0, but nothing depends on it, so it is ignored. */
     if (len < 4)
@@ -134,6 +148,9 @@ enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct so
         addr_len = 16;
         break;
     case SOCKS5_ATYP_DOMAIN:
+        /* Tor's RESOLVE_PTR (doc/socks-extensions.txt) looks up an address, never a name. */
+        if (buf[1] == SOCKS5_CMD_RESOLVE_PTR)
+            return request_error(rep, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
         type = DEST_NAME;
         if (len < 5)
             return PROTO_NEED_MORE;
@@ -199,4 +216,108 @@ size_t socks5_encode_reply(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep, const str
         memset(out + 4, 0, 6);
     }
     return 10;
+}
+
+/* Tor's RESOLVE_PTR answer (doc/socks-extensions.txt): the name in the BND.ADDR field, ATYP 3. */
+size_t socks5_encode_reply_name(uint8_t *out, size_t size, uint8_t rep, const char *name,
+                                uint16_t port)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > 255 || size < 7 + n)
+        return 0;
+    out[0] = SOCKS5_VERSION;
+    out[1] = rep;
+    out[2] = 0x00;
+    out[3] = SOCKS5_ATYP_DOMAIN;
+    out[4] = (uint8_t)n;
+    memcpy(out + 5, name, n);
+    out[5 + n] = (uint8_t)(port >> 8);
+    out[6 + n] = (uint8_t)(port & 0xff);
+    return 7 + n;
+}
+
+/*
+ * RFC 1928 section 7: RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA. A datagram arrives whole, so
+ * anything short of a complete header is an error. RSV is ignored as in requests.
+ */
+enum proto_status socks5_parse_udp_header(const uint8_t *buf, size_t len,
+                                          struct socks5_udp_header *out, size_t *hdrlen)
+{
+    size_t addr_off = 4, addr_len, total;
+    enum dest_type type;
+
+    if (len < 4)
+        return PROTO_ERROR;
+    switch (buf[3]) {
+    case SOCKS5_ATYP_IPV4:
+        type = DEST_IPV4;
+        addr_len = 4;
+        break;
+    case SOCKS5_ATYP_IPV6:
+        type = DEST_IPV6;
+        addr_len = 16;
+        break;
+    case SOCKS5_ATYP_DOMAIN:
+        type = DEST_NAME;
+        if (len < 5)
+            return PROTO_ERROR;
+        addr_len = buf[4];
+        addr_off = 5;
+        if (addr_len == 0)
+            return PROTO_ERROR;
+        break;
+    default:
+        return PROTO_ERROR;
+    }
+    total = addr_off + addr_len + 2;
+    if (len < total)
+        return PROTO_ERROR;
+    if (type == DEST_NAME && memchr(buf + addr_off, '\0', addr_len) != NULL)
+        return PROTO_ERROR;
+
+    memset(out, 0, sizeof(*out));
+    out->frag = buf[2];
+    out->dest.type = type;
+    if (type == DEST_NAME) {
+        memcpy(out->dest.name, buf + addr_off, addr_len);
+        out->dest.name[addr_len] = '\0';
+    } else {
+        memcpy(out->dest.ip, buf + addr_off, addr_len);
+    }
+    out->dest.port = get_be16(buf + addr_off + addr_len);
+    *hdrlen = total;
+    return PROTO_OK;
+}
+
+/* RFC 1928 section 7 header naming the sender of a datagram relayed to the client. */
+size_t socks5_encode_udp_header(uint8_t out[22], const struct sockaddr *from)
+{
+    out[0] = 0x00;
+    out[1] = 0x00;
+    out[2] = 0x00;
+    if (from->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)from;
+
+        out[3] = SOCKS5_ATYP_IPV4;
+        memcpy(out + 4, &sin->sin_addr, 4);
+        memcpy(out + 8, &sin->sin_port, 2);
+        return 10;
+    }
+    if (from->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)from;
+        const uint8_t *ip = sin6->sin6_addr.s6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            out[3] = SOCKS5_ATYP_IPV4;
+            memcpy(out + 4, ip + 12, 4);
+            memcpy(out + 8, &sin6->sin6_port, 2);
+            return 10;
+        }
+        out[3] = SOCKS5_ATYP_IPV6;
+        memcpy(out + 4, ip, 16);
+        memcpy(out + 20, &sin6->sin6_port, 2);
+        return 22;
+    }
+    return 0;
 }

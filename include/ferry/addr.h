@@ -30,6 +30,8 @@ int addr_family(const struct addr *a);
 uint16_t addr_port(const struct addr *a);
 void addr_set_port(struct addr *a, uint16_t port);
 bool addr_equal(const struct addr *a, const struct addr *b);
+/* Same IP, ports ignored; an IPv4-mapped IPv6 address equals its IPv4 address. */
+bool addr_same_ip(const struct addr *a, const struct addr *b);
 
 /* "192.0.2.1:80" or "[2001:db8::1]:80". Returns buf. */
 const char *addr_format(const struct addr *a, char *buf, size_t size);

@@ -20,30 +20,50 @@ enum log_target {
 struct config {
     /* listen ADDR[:PORT] (repeatable). Without any, 127.0.0.1:1080 and [::1]:1080. */
     struct addr listen[CONFIG_MAX_LISTEN];
+    /* listen ADDR[:PORT] advertise IP: the public address put in UDP ASSOCIATE and BIND
+     * replies for sessions of that listener (ferry behind NAT). Family AF_UNSPEC (len 0) when
+     * not set. */
+    struct addr listen_advertise[CONFIG_MAX_LISTEN];
     size_t nlisten;
-    bool listen_is_default;          /* no listen line: failing to bind one default only warns */
+    bool listen_is_default; /* no listen line: failing to bind one default only warns */
 
     /* auth METHOD... in the server's order of preference: SOCKS5_METHOD_NOAUTH/USERPASS. */
     uint8_t methods[2];
     size_t nmethods;
-    char *users_file;                /* users PATH; required when password is a method */
+    char *users_file; /* users PATH; required when password is a method */
 
-    char *resolver_servers;          /* resolver system | LIST; NULL means system */
-    double resolver_timeout;         /* resolver timeout DURATION: first try of a DNS query */
-    int resolver_tries;              /* resolver tries N */
+    char *resolver_servers;  /* resolver system | LIST; NULL means system */
+    double resolver_timeout; /* resolver timeout DURATION: first try of a DNS query */
+    int resolver_tries;      /* resolver tries N */
 
-    double timeout_negotiate;        /* timeout negotiate DURATION (default 10 s) */
-    double timeout_resolve;          /* timeout resolve DURATION (default 10 s) */
-    double timeout_connect;          /* timeout connect DURATION (default 10 s) */
-    double timeout_idle;             /* timeout idle DURATION (default 300 s) */
+    double timeout_negotiate; /* timeout negotiate DURATION (default 10 s) */
+    double timeout_resolve;   /* timeout resolve DURATION (default 10 s) */
+    double timeout_connect;   /* timeout connect DURATION (default 10 s) */
+    double timeout_idle;      /* timeout idle DURATION (default 300 s) */
 
-    enum log_target log_target;      /* log stderr | log syslog [FACILITY] */
-    int syslog_facility;             /* LOG_DAEMON by default */
-    int log_level;                   /* log-level LEVEL: a syslog priority, LOG_INFO by default */
+    enum log_target log_target; /* log stderr | log syslog [FACILITY] */
+    int syslog_facility;        /* LOG_DAEMON by default */
+    int log_level;              /* log-level LEVEL: a syslog priority, LOG_INFO by default */
 
-    unsigned max_sessions;           /* max-sessions N (default 4096) */
-    enum relay_mode relay_mode;      /* relay auto|splice|buffered */
-    unsigned auth_threads;           /* auth-threads N: password verification threads (default 2) */
+    /* UDP ASSOCIATE (RFC 1928 section 7) */
+    struct addr udp_address; /* udp address IP: bind relay sockets here; len 0 = the
+                              * address the client reached us on */
+    uint16_t udp_port_min;   /* udp port-range LOW-HIGH; 0-0 (default) = ephemeral */
+    uint16_t udp_port_max;
+    bool udp_any_sender;         /* udp filter address (default) | any */
+    unsigned udp_max_per_client; /* udp max-per-client N (default 16) */
+    unsigned udp_max_total;      /* udp max-total N (default 1024) */
+    double timeout_udp;          /* timeout udp DURATION: association idle (default 120 s) */
+
+    /* BIND */
+    uint16_t bind_port_min; /* bind port-range LOW-HIGH; 0-0 (default) = ephemeral */
+    uint16_t bind_port_max;
+    bool bind_any_peer;  /* bind peer expected (default) | any */
+    double timeout_bind; /* timeout bind DURATION: wait for the peer (default 60 s) */
+
+    unsigned max_sessions;      /* max-sessions N (default 4096) */
+    enum relay_mode relay_mode; /* relay auto|splice|buffered */
+    unsigned auth_threads;      /* auth-threads N: password verification threads (default 2) */
 };
 
 /* Built-in defaults: what ferryd runs with when given no file. */

@@ -10,7 +10,7 @@ struct ev_loop;
 struct relay;
 
 enum relay_mode {
-    RELAY_AUTO,      /* splice where the kernel supports it, buffered otherwise */
+    RELAY_AUTO, /* splice where the kernel supports it, buffered otherwise */
     RELAY_SPLICE,
     RELAY_BUFFERED,
 };
@@ -24,8 +24,8 @@ typedef void (*relay_done_cb)(int err, void *arg);
  * the client already half-closed. The callback runs once, from the loop.
  */
 struct relay *relay_start(struct ev_loop *loop, int client_fd, int target_fd, enum relay_mode mode,
-                          const uint8_t *early, size_t early_len, bool client_eof,
-                          relay_done_cb cb, void *arg);
+                          const uint8_t *early, size_t early_len, bool client_eof, relay_done_cb cb,
+                          void *arg);
 
 /* Stop every watcher and free buffers and pipes; the callback will not run. */
 void relay_free(struct relay *r);

@@ -10,11 +10,11 @@ struct ev_loop;
 
 enum resolver_status {
     RESOLVER_OK = 0,
-    RESOLVER_NXDOMAIN,   /* the name does not exist */
-    RESOLVER_NODATA,     /* the name exists but has no A or AAAA record */
-    RESOLVER_TIMEOUT,    /* no server answered in time */
-    RESOLVER_SERVFAIL,   /* servers failed, refused, or sent an answer we could not use */
-    RESOLVER_ERROR,      /* local trouble: out of memory, bad name, shutting down */
+    RESOLVER_NXDOMAIN, /* the name does not exist */
+    RESOLVER_NODATA,   /* the name exists but has no A or AAAA record */
+    RESOLVER_TIMEOUT,  /* no server answered in time */
+    RESOLVER_SERVFAIL, /* servers failed, refused, or sent an answer we could not use */
+    RESOLVER_ERROR,    /* local trouble: out of memory, bad name, shutting down */
 };
 
 /* Addresses kept per name; more are dropped (the connector tries them in turn). */
@@ -28,12 +28,12 @@ struct resolver_result {
 };
 
 struct resolver_options {
-    const char *servers;     /* "ip[:port],[ip6]:port,..." or NULL for the system's resolv.conf */
-    double timeout;          /* seconds for the first try of a query (c-ares backs off after) */
-    int tries;               /* attempts per server */
-    size_t cache_size;       /* entries; 0 disables the cache */
-    double negative_ttl;     /* seconds to remember NXDOMAIN/NODATA */
-    double max_ttl;          /* upper bound on any cached TTL */
+    const char *servers; /* "ip[:port],[ip6]:port,..." or NULL for the system's resolv.conf */
+    double timeout;      /* seconds for the first try of a query (c-ares backs off after) */
+    int tries;           /* attempts per server */
+    size_t cache_size;   /* entries; 0 disables the cache */
+    double negative_ttl; /* seconds to remember NXDOMAIN/NODATA */
+    double max_ttl;      /* upper bound on any cached TTL */
 };
 
 struct resolver;
@@ -56,6 +56,16 @@ void resolver_free(struct resolver *r);
  */
 struct resolver_query *resolver_lookup(struct resolver *r, const char *name, resolver_cb cb,
                                        void *arg);
+
+/* Called once per reverse lookup that was not cancelled; name is NULL unless status is OK. */
+typedef void (*resolver_ptr_cb)(enum resolver_status status, const char *name, void *arg);
+
+/*
+ * Reverse lookup (PTR) of an IPv4 or IPv6 address through the same channel. Not cached, not
+ * coalesced. Same callback rules as resolver_lookup; cancel with resolver_cancel.
+ */
+struct resolver_query *resolver_lookup_ptr(struct resolver *r, const struct addr *a,
+                                           resolver_ptr_cb cb, void *arg);
 
 /* The callback of q will not run; q is freed. Safe until the callback has started. */
 void resolver_cancel(struct resolver_query *q);

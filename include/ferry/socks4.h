@@ -17,6 +17,7 @@
 enum socks4_cmd {
     SOCKS4_CMD_CONNECT = 0x01,
     SOCKS4_CMD_BIND = 0x02,
+    SOCKS4_CMD_RESOLVE = 0xf0, /* Tor extension, SOCKS4a only: the reply carries the IPv4 */
 };
 
 enum socks4_cd {
@@ -30,13 +31,14 @@ enum socks4_cd {
 struct socks4_request {
     uint8_t cmd;
     bool is_4a;
-    struct socks_dest dest;          /* DEST_IPV4, or DEST_NAME for SOCKS4a */
+    struct socks_dest dest; /* DEST_IPV4, or DEST_NAME for SOCKS4a */
     char userid[SOCKS4_USERID_MAX + 1];
 };
 
 /*
- * Error when VN is not 4, CD is neither CONNECT nor BIND, USERID or HOSTNAME is longer than
- * 255 bytes, or the SOCKS4a HOSTNAME is empty. The only error reply SOCKS4 has is 91.
+ * Error when VN is not 4, CD is not CONNECT, BIND or RESOLVE (RESOLVE needs the 4a form),
+ * USERID or HOSTNAME is longer than 255 bytes, or the SOCKS4a HOSTNAME is empty. The only error
+ * reply SOCKS4 has is 91.
  */
 enum proto_status socks4_parse_request(const uint8_t *buf, size_t len, struct socks4_request *out,
                                        size_t *consumed);

@@ -26,6 +26,8 @@ enum socks5_cmd {
     SOCKS5_CMD_CONNECT = 0x01,
     SOCKS5_CMD_BIND = 0x02,
     SOCKS5_CMD_UDP_ASSOCIATE = 0x03,
+    SOCKS5_CMD_RESOLVE = 0xf0,     /* Tor extension: name -> address */
+    SOCKS5_CMD_RESOLVE_PTR = 0xf1, /* Tor extension: address -> name */
 };
 
 enum socks5_atyp {
@@ -88,6 +90,8 @@ enum proto_status socks5_parse_userpass(const uint8_t *buf, size_t len, struct s
 size_t socks5_encode_userpass_reply(uint8_t out[2], uint8_t status);
 
 /*
+ * Known commands: CONNECT, BIND, UDP ASSOCIATE, RESOLVE and RESOLVE_PTR (RESOLVE_PTR takes an
+ * IPv4 or IPv6 address, a name gives ADDRESS_TYPE_NOT_SUPPORTED).
  * Checks fields as soon as they arrive: VER != 5 gives GENERAL_FAILURE, an unknown CMD
  * COMMAND_NOT_SUPPORTED, an unknown ATYP ADDRESS_TYPE_NOT_SUPPORTED, a zero-length domain or
  * one holding a NUL byte GENERAL_FAILURE; on PROTO_ERROR *rep holds that code.
@@ -99,6 +103,37 @@ enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct so
  * VER REP RSV ATYP BND.ADDR BND.PORT. `bound` may be NULL (0.0.0.0:0); an IPv4-mapped IPv6
  * address is sent as IPv4. Returns the length (10 or 22); out holds SOCKS5_REPLY_MAX bytes.
  */
-size_t socks5_encode_reply(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep, const struct sockaddr *bound);
+size_t socks5_encode_reply(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep,
+                           const struct sockaddr *bound);
+
+/*
+ * Reply naming a host (RESOLVE_PTR answers): VER REP RSV ATYP=3 LEN NAME PORT. name is 1..255
+ * bytes. Returns the length, or 0 when it does not fit in size bytes.
+ */
+size_t socks5_encode_reply_name(uint8_t *out, size_t size, uint8_t rep, const char *name,
+                                uint16_t port);
+
+/* RFC 1928 section 7: RSV(2) FRAG ATYP DST.ADDR DST.PORT, then DATA. */
+struct socks5_udp_header {
+    uint8_t frag;
+    struct socks_dest dest;
+};
+
+/* Largest header: 4 + 1 + 255 + 2. */
+#define SOCKS5_UDP_HEADER_MAX 262
+
+/*
+ * Parse the header of one whole datagram. PROTO_OK with *hdrlen = header length (the payload
+ * follows); PROTO_ERROR when it is truncated, ATYP is unknown, or a name is empty or holds a
+ * NUL. FRAG is returned, not judged. Never PROTO_NEED_MORE: a datagram is all there is.
+ */
+enum proto_status socks5_parse_udp_header(const uint8_t *buf, size_t len,
+                                          struct socks5_udp_header *out, size_t *hdrlen);
+
+/*
+ * Header for a datagram from `from` (IPv4-mapped sent as IPv4), FRAG 0. Returns 10 or 22, or 0
+ * for another family. out holds 22 bytes.
+ */
+size_t socks5_encode_udp_header(uint8_t out[22], const struct sockaddr *from);
 
 #endif

@@ -65,6 +65,19 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->max_sessions, 4096);
     ck_assert_int_eq(c->relay_mode, RELAY_AUTO);
     ck_assert_uint_eq(c->auth_threads, 2);
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        ck_assert_uint_eq(c->listen_advertise[i].len, 0);
+    ck_assert_uint_eq(c->udp_address.len, 0);
+    ck_assert_uint_eq(c->udp_port_min, 0);
+    ck_assert_uint_eq(c->udp_port_max, 0);
+    ck_assert(!c->udp_any_sender);
+    ck_assert_uint_eq(c->udp_max_per_client, 16);
+    ck_assert_uint_eq(c->udp_max_total, 1024);
+    ck_assert(c->timeout_udp == 120);
+    ck_assert_uint_eq(c->bind_port_min, 0);
+    ck_assert_uint_eq(c->bind_port_max, 0);
+    ck_assert(!c->bind_any_peer);
+    ck_assert(c->timeout_bind == 60);
 }
 
 START_TEST(test_defaults_without_any_line)
@@ -131,7 +144,8 @@ START_TEST(test_listen_bad_address)
     parse_err("listen localhost\n", "t.conf:1: listen: 'localhost' is not an address");
     parse_err("listen [::1\n", "t.conf:1: listen: '[::1' is not an address");
     parse_err("listen\n", "t.conf:1: listen: missing ADDRESS[:PORT]");
-    parse_err("listen 127.0.0.1 ::1\n", "t.conf:1: listen: too many arguments");
+    parse_err("listen 127.0.0.1 ::1\n", "t.conf:1: listen: unknown option '::1' (advertise IP)");
+    parse_err("listen 127.0.0.1 advertise 1.2.3.4 x\n", "t.conf:1: listen: too many arguments");
 }
 END_TEST
 
@@ -361,13 +375,244 @@ START_TEST(test_timeouts)
 }
 END_TEST
 
+START_TEST(test_timeout_udp_and_bind)
+{
+    struct config c;
+
+    parse_ok(&c, "timeout udp 30s\ntimeout bind 2m\n");
+    ck_assert(c.timeout_udp == 30);
+    ck_assert(c.timeout_bind == 120);
+    ck_assert(c.timeout_idle == 300);
+    config_release(&c);
+
+    parse_ok(&c, "timeout bind 500ms\n");
+    ck_assert(c.timeout_bind > 0.4999 && c.timeout_bind < 0.5001);
+    ck_assert(c.timeout_udp == 120);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_timeout_udp_and_bind_errors)
+{
+    parse_err("timeout udp 0\n", "t.conf:1: timeout: '0' must be greater than zero");
+    parse_err("timeout bind 0s\n", "t.conf:1: timeout: '0s' must be greater than zero");
+    parse_err("timeout bind soon\n", "t.conf:1: timeout: 'soon' is not a duration (like 10, 10s, "
+                                     "250ms, 5m, 1h)");
+    parse_err("timeout udp\n", "t.conf:1: timeout: missing DURATION");
+    parse_err("timeout udp 1\ntimeout bind 1\ntimeout udp 2\n",
+              "t.conf:3: duplicate 'timeout udp' (first on line 1)");
+    parse_err("timeout bind 1\n\ntimeout bind 1\n",
+              "t.conf:3: duplicate 'timeout bind' (first on line 1)");
+}
+END_TEST
+
+static const char *fmt_ip(const struct addr *a)
+{
+    static char buf[ADDR_STRLEN];
+    return addr_format_ip(a, buf, sizeof(buf));
+}
+
+START_TEST(test_listen_advertise_any_family)
+{
+    struct config c;
+
+    parse_ok(&c, "listen 0.0.0.0:1080 advertise 203.0.113.7\n"
+                 "listen [::]:1080 advertise 2001:db8::7\n"
+                 "listen 10.0.0.1 advertise [2001:db8::8]\n"
+                 "listen [::1]:1081 advertise 198.51.100.1\n"
+                 "listen 127.0.0.1:1082\n");
+    ck_assert_uint_eq(c.nlisten, 5);
+    ck_assert_int_eq(addr_family(&c.listen_advertise[0]), AF_INET);
+    ck_assert_str_eq(fmt_ip(&c.listen_advertise[0]), "203.0.113.7");
+    ck_assert_int_eq(addr_family(&c.listen_advertise[1]), AF_INET6);
+    ck_assert_str_eq(fmt_ip(&c.listen_advertise[1]), "2001:db8::7");
+    ck_assert_str_eq(fmt_ip(&c.listen_advertise[2]), "2001:db8::8");
+    ck_assert_str_eq(fmt_listen(&c, 2), "10.0.0.1:1080");
+    ck_assert_str_eq(fmt_ip(&c.listen_advertise[3]), "198.51.100.1");
+    ck_assert_str_eq(fmt_listen(&c, 3), "[::1]:1081");
+    /* Not advertised: nothing set. */
+    ck_assert_uint_eq(c.listen_advertise[4].len, 0);
+    ck_assert_uint_eq(addr_port(&c.listen_advertise[0]), 0);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_listen_advertise_errors)
+{
+    parse_err("listen 0.0.0.0 advertise\n", "t.conf:1: listen: advertise: missing IP");
+    parse_err("listen 0.0.0.0 advertise example.com\n",
+              "t.conf:1: listen: advertise: 'example.com' is not an IP address");
+    parse_err("listen 0.0.0.0 advertise 203.0.113.7:1080\n",
+              "t.conf:1: listen: advertise: '203.0.113.7:1080' is not an IP address");
+    parse_err("listen 0.0.0.0 advertise [2001:db8::1]:1080\n",
+              "t.conf:1: listen: advertise: '[2001:db8::1]:1080' is not an IP address");
+    parse_err("listen 0.0.0.0 advertise 0.0.0.0\n",
+              "t.conf:1: listen: advertise: '0.0.0.0' is not a unicast address");
+    parse_err("listen 0.0.0.0 advertise ::\n",
+              "t.conf:1: listen: advertise: '::' is not a unicast address");
+    parse_err("listen 0.0.0.0 advertise 224.0.0.1\n",
+              "t.conf:1: listen: advertise: '224.0.0.1' is not a unicast address");
+    parse_err("listen 0.0.0.0 advertize 1.2.3.4\n",
+              "t.conf:1: listen: unknown option 'advertize' (advertise IP)");
+}
+END_TEST
+
+START_TEST(test_udp_settings)
+{
+    struct config c;
+
+    parse_ok(&c, "udp address 192.0.2.10\n"
+                 "udp port-range 40000-40099\n"
+                 "udp filter any\n"
+                 "udp max-per-client 4\n"
+                 "udp max-total 100000\n");
+    ck_assert_int_eq(addr_family(&c.udp_address), AF_INET);
+    ck_assert_str_eq(fmt_ip(&c.udp_address), "192.0.2.10");
+    ck_assert_uint_eq(addr_port(&c.udp_address), 0);
+    ck_assert_uint_eq(c.udp_port_min, 40000);
+    ck_assert_uint_eq(c.udp_port_max, 40099);
+    ck_assert(c.udp_any_sender);
+    ck_assert_uint_eq(c.udp_max_per_client, 4);
+    ck_assert_uint_eq(c.udp_max_total, 100000);
+    /* bind is untouched */
+    ck_assert_uint_eq(c.bind_port_min, 0);
+    config_release(&c);
+
+    parse_ok(&c, "udp address ::1\nudp filter address\nudp port-range 1-65535\n");
+    ck_assert_int_eq(addr_family(&c.udp_address), AF_INET6);
+    ck_assert(!c.udp_any_sender);
+    ck_assert_uint_eq(c.udp_port_min, 1);
+    ck_assert_uint_eq(c.udp_port_max, 65535);
+    config_release(&c);
+
+    parse_ok(&c, "udp address [2001:db8::1]\nudp port-range 5000-5000\n");
+    ck_assert_str_eq(fmt_ip(&c.udp_address), "2001:db8::1");
+    ck_assert_uint_eq(c.udp_port_min, 5000);
+    ck_assert_uint_eq(c.udp_port_max, 5000);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_port_range_ephemeral_forms)
+{
+    struct config c;
+
+    parse_ok(&c, "udp port-range ephemeral\nbind port-range 0-0\n");
+    ck_assert_uint_eq(c.udp_port_min, 0);
+    ck_assert_uint_eq(c.udp_port_max, 0);
+    ck_assert_uint_eq(c.bind_port_min, 0);
+    ck_assert_uint_eq(c.bind_port_max, 0);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_port_range_errors)
+{
+    parse_err("udp port-range 5000\n",
+              "t.conf:1: udp port-range: '5000' is not a port range (LOW-HIGH or ephemeral)");
+    parse_err("udp port-range -5000\n",
+              "t.conf:1: udp port-range: '-5000' is not a port range (LOW-HIGH or ephemeral)");
+    parse_err("udp port-range 5000-\n", "t.conf:1: udp port-range: '' is not a number");
+    parse_err("bind port-range 0-100\n",
+              "t.conf:1: bind port-range: '0' is out of range (1..65535)");
+    parse_err("bind port-range 100-0\n",
+              "t.conf:1: bind port-range: '0' is out of range (1..65535)");
+    parse_err("bind port-range 1-65536\n",
+              "t.conf:1: bind port-range: '65536' is out of range (1..65535)");
+    parse_err("udp port-range 6000-5000\n",
+              "t.conf:1: udp port-range: '6000-5000' is an empty range (LOW is above HIGH)");
+    parse_err("udp port-range 1-2-3\n", "t.conf:1: udp port-range: '2-3' is not a number");
+    parse_err("udp port-range 1000000000000000000000-2\n",
+              "t.conf:1: udp port-range: '1000000000000000000000-2' is not a port range (LOW-HIGH "
+              "or ephemeral)");
+    parse_err("udp port-range +1-2\n", "t.conf:1: udp port-range: '+1' is not a number");
+    parse_err("udp port-range\n", "t.conf:1: udp port-range: missing LOW-HIGH");
+}
+END_TEST
+
+START_TEST(test_udp_errors)
+{
+    parse_err("udp\n", "t.conf:1: udp: missing address|port-range|filter|max-per-client|max-total");
+    parse_err("udp filter any extra\n", "t.conf:1: udp: too many arguments");
+    parse_err("udp port 1-2\n", "t.conf:1: udp: unknown setting 'port' (address, port-range, "
+                                "filter, max-per-client or max-total)");
+    parse_err("udp address\n", "t.conf:1: udp address: missing IP");
+    parse_err("udp address localhost\n", "t.conf:1: udp address: 'localhost' is not an IP address");
+    parse_err("udp address 192.0.2.1:53\n",
+              "t.conf:1: udp address: '192.0.2.1:53' is not an IP address");
+    parse_err("udp address 0.0.0.0\n", "t.conf:1: udp address: '0.0.0.0' is not a unicast address");
+    parse_err("udp address ff02::1\n", "t.conf:1: udp address: 'ff02::1' is not a unicast address");
+    parse_err("udp filter cone\n", "t.conf:1: udp filter: unknown filter 'cone' (address or any)");
+    parse_err("udp filter\n", "t.conf:1: udp filter: missing address|any");
+    parse_err("udp max-per-client 0\n",
+              "t.conf:1: udp max-per-client: '0' is out of range (1..65535)");
+    parse_err("udp max-per-client 65536\n",
+              "t.conf:1: udp max-per-client: '65536' is out of range (1..65535)");
+    parse_err("udp max-total 0\n", "t.conf:1: udp max-total: '0' is out of range (1..1000000)");
+    parse_err("udp max-total 1000001\n",
+              "t.conf:1: udp max-total: '1000001' is out of range (1..1000000)");
+    parse_err("udp max-total many\n", "t.conf:1: udp max-total: 'many' is not a number");
+}
+END_TEST
+
+START_TEST(test_bind_settings)
+{
+    struct config c;
+
+    parse_ok(&c, "bind port-range 50000-50010\nbind peer any\n");
+    ck_assert_uint_eq(c.bind_port_min, 50000);
+    ck_assert_uint_eq(c.bind_port_max, 50010);
+    ck_assert(c.bind_any_peer);
+    ck_assert_uint_eq(c.udp_port_min, 0);
+    config_release(&c);
+
+    parse_ok(&c, "bind peer expected\n");
+    ck_assert(!c.bind_any_peer);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_bind_errors)
+{
+    parse_err("bind\n", "t.conf:1: bind: missing port-range|peer");
+    parse_err("bind peer\n", "t.conf:1: bind peer: missing expected|any");
+    parse_err("bind peer anyone\n", "t.conf:1: bind peer: unknown peer 'anyone' (expected or any)");
+    parse_err("bind address 1.2.3.4\n",
+              "t.conf:1: bind: unknown setting 'address' (port-range or peer)");
+    parse_err("bind peer any 1\n", "t.conf:1: bind: too many arguments");
+}
+END_TEST
+
+START_TEST(test_udp_and_bind_settings_twice_are_duplicates)
+{
+    static const char *const lines[] = {
+        "udp address 192.0.2.1", "udp port-range 1-2",  "udp filter any", "udp max-per-client 1",
+        "udp max-total 1",       "bind port-range 1-2", "bind peer any",
+    };
+    char text[256], want[256];
+
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        char kw[32], sub[32];
+        sscanf(lines[i], "%31s %31s", kw, sub);
+        snprintf(text, sizeof(text), "%s\n# c\n%s\n", lines[i], lines[i]);
+        snprintf(want, sizeof(want), "t.conf:3: duplicate '%s %s' (first on line 1)", kw, sub);
+        parse_err(text, want);
+    }
+    /* Duplicates are per setting: other settings of either block in between are fine. */
+    parse_err("udp port-range 1-2\nbind port-range 1-2\nudp filter any\nudp port-range 3-4\n",
+              "t.conf:4: duplicate 'udp port-range' (first on line 1)");
+    parse_err("bind peer any\nbind port-range 1-2\nbind peer expected\n",
+              "t.conf:3: duplicate 'bind peer' (first on line 1)");
+}
+END_TEST
+
 START_TEST(test_timeout_errors)
 {
     parse_err("\n\n\n\ntimeout idle\n", "t.conf:5: timeout: missing DURATION");
-    parse_err("timeout\n", "t.conf:1: timeout: missing negotiate|resolve|connect|idle");
+    parse_err("timeout\n", "t.conf:1: timeout: missing negotiate|resolve|connect|idle|udp|bind");
     parse_err("timeout idle 1 2\n", "t.conf:1: timeout: too many arguments");
     parse_err("timeout dns 1\n", "t.conf:1: timeout: unknown timeout 'dns' (negotiate, resolve, "
-                                 "connect or idle)");
+                                 "connect, idle, udp or bind)");
     parse_err("timeout connect 0\n", "t.conf:1: timeout: '0' must be greater than zero");
     parse_err("timeout negotiate 0ms\n", "t.conf:1: timeout: '0ms' must be greater than zero");
     parse_err("timeout resolve -3\n", "t.conf:1: timeout: '-3' is not a duration (like 10, 10s, "
@@ -617,8 +862,22 @@ START_TEST(test_a_full_config)
                  "log-level debug\n"
                  "max-sessions 100\n"
                  "auth-threads 4\n"
-                 "relay splice\n");
+                 "relay splice\n"
+                 "udp address 192.0.2.1\n"
+                 "udp port-range 40000-40100\n"
+                 "udp filter any\n"
+                 "udp max-per-client 8\n"
+                 "udp max-total 512\n"
+                 "timeout udp 60\n"
+                 "bind port-range 50000-50100\n"
+                 "bind peer any\n"
+                 "timeout bind 30\n");
     ck_assert_uint_eq(c.nlisten, 1);
+    ck_assert_uint_eq(c.udp_max_per_client, 8);
+    ck_assert_uint_eq(c.udp_max_total, 512);
+    ck_assert(c.timeout_udp == 60);
+    ck_assert(c.timeout_bind == 30);
+    ck_assert(c.bind_any_peer);
     ck_assert_str_eq(c.resolver_servers, "127.0.0.1:5353");
     ck_assert_int_eq(c.resolver_tries, 3);
     ck_assert(c.timeout_negotiate == 5);
@@ -669,6 +928,17 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_durations);
     tcase_add_test(tc, test_timeouts);
     tcase_add_test(tc, test_timeout_errors);
+    tcase_add_test(tc, test_timeout_udp_and_bind);
+    tcase_add_test(tc, test_timeout_udp_and_bind_errors);
+    tcase_add_test(tc, test_listen_advertise_any_family);
+    tcase_add_test(tc, test_listen_advertise_errors);
+    tcase_add_test(tc, test_udp_settings);
+    tcase_add_test(tc, test_port_range_ephemeral_forms);
+    tcase_add_test(tc, test_port_range_errors);
+    tcase_add_test(tc, test_udp_errors);
+    tcase_add_test(tc, test_bind_settings);
+    tcase_add_test(tc, test_bind_errors);
+    tcase_add_test(tc, test_udp_and_bind_settings_twice_are_duplicates);
     tcase_add_test(tc, test_log_targets);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_max_sessions_and_auth_threads);

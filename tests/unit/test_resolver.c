@@ -23,6 +23,7 @@
 #define TYPE_A 1
 #define TYPE_AAAA 28
 #define TYPE_CNAME 5
+#define TYPE_PTR 12
 #define CLASS_IN 1
 #define RCODE_NOERROR 0
 #define RCODE_SERVFAIL 2
@@ -35,8 +36,9 @@ struct zone_name {
     uint32_t ttl;
     const char *a[12];
     const char *aaaa[12];
-    unsigned queries_a, queries_aaaa;
+    unsigned queries_a, queries_aaaa, queries_ptr;
     const char *cname; /* answer with a CNAME (TTL ttl) to this name of the zone */
+    const char *ptr;   /* answer PTR queries with this name */
 };
 
 static const struct zone_name zone_template[] = {
@@ -50,6 +52,13 @@ static const struct zone_name zone_template[] = {
     {.name = "fail.test", .rcode = RCODE_SERVFAIL},
     {.name = "slow.test", .drop = 1},
     {.name = "cname.test", .ttl = 1, .cname = "a.test"},
+    /* reverse zones: 192.0.2.1, 2001:db8::1, 192.0.2.66 (SERVFAIL), 192.0.2.77 (dropped) */
+    {.name = "1.2.0.192.in-addr.arpa", .ttl = 300, .ptr = "a.test"},
+    {.name = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+     .ttl = 300,
+     .ptr = "v6.test"},
+    {.name = "66.2.0.192.in-addr.arpa", .rcode = RCODE_SERVFAIL},
+    {.name = "77.2.0.192.in-addr.arpa", .drop = 1},
     {.name = "many.test",
      .ttl = 300,
      .a = {"192.0.2.101", "192.0.2.102", "192.0.2.103", "192.0.2.104", "192.0.2.105", "192.0.2.106",
@@ -126,9 +135,12 @@ static size_t put_records(uint8_t *out, size_t len, size_t cap, size_t owner,
     return len;
 }
 
-/* Append a CNAME record from the question's name to target; *target_at gets its offset. */
-static size_t put_cname(uint8_t *out, size_t len, size_t cap, const char *target, uint32_t ttl,
-                        size_t *target_at, unsigned *count)
+/*
+ * Append a CNAME or PTR record from the question's name to target; *target_at gets the
+ * target's offset.
+ */
+static size_t put_name_record(uint8_t *out, size_t len, size_t cap, unsigned type,
+                              const char *target, uint32_t ttl, size_t *target_at, unsigned *count)
 {
     size_t rdlen = strlen(target) + 2, at = len + 12;
     const char *p = target;
@@ -136,7 +148,7 @@ static size_t put_cname(uint8_t *out, size_t len, size_t cap, const char *target
     if (at + rdlen > cap)
         return 0;
     put16(out + len, 0xc00c);
-    put16(out + len + 2, TYPE_CNAME);
+    put16(out + len + 2, type);
     put16(out + len + 4, CLASS_IN);
     put32(out + len + 6, ttl);
     put16(out + len + 10, (unsigned)rdlen);
@@ -194,6 +206,8 @@ static void on_server_readable(struct ev_loop *l, ev_io *w, int revents)
         z->queries_a++;
     if (z != NULL && qtype == TYPE_AAAA)
         z->queries_aaaa++;
+    if (z != NULL && qtype == TYPE_PTR)
+        z->queries_ptr++;
     if (z != NULL && z->drop)
         return;
     rcode = z == NULL ? RCODE_NXDOMAIN : (unsigned)z->rcode;
@@ -208,7 +222,8 @@ static void on_server_readable(struct ev_loop *l, ev_io *w, int revents)
     if (z != NULL && rcode == RCODE_NOERROR) {
         size_t owner = 12;
         if (z->cname != NULL) {
-            len = put_cname(out, len, sizeof(out), z->cname, z->ttl, &owner, &ancount);
+            len = put_name_record(out, len, sizeof(out), TYPE_CNAME, z->cname, z->ttl, &owner,
+                                  &ancount);
             z = zone_find(z->cname);
             if (len == 0 || z == NULL)
                 return;
@@ -217,6 +232,9 @@ static void on_server_readable(struct ev_loop *l, ev_io *w, int revents)
             len = put_records(out, len, sizeof(out), owner, z->a, TYPE_A, z->ttl, &ancount);
         else if (qtype == TYPE_AAAA)
             len = put_records(out, len, sizeof(out), owner, z->aaaa, TYPE_AAAA, z->ttl, &ancount);
+        else if (qtype == TYPE_PTR && z->ptr != NULL)
+            len =
+                put_name_record(out, len, sizeof(out), TYPE_PTR, z->ptr, z->ttl, &owner, &ancount);
         if (len == 0)
             return;
     }
@@ -963,6 +981,258 @@ START_TEST(test_resolver_free_from_callback_stops_other_callbacks)
 }
 END_TEST
 
+/* ---- reverse lookups ---------------------------------------------------------------------- */
+
+struct got_ptr {
+    int calls;
+    enum resolver_status status;
+    bool name_null;
+    char name[300];
+};
+
+static void on_ptr(enum resolver_status status, const char *name, void *arg)
+{
+    struct got_ptr *g = arg;
+
+    g->calls++;
+    g->status = status;
+    g->name_null = name == NULL;
+    snprintf(g->name, sizeof(g->name), "%s", name != NULL ? name : "");
+}
+
+static struct addr ip_addr(const char *ip)
+{
+    struct addr a;
+
+    ck_assert_msg(addr_parse(ip, 0, &a) == 0, "bad test address %s", ip);
+    return a;
+}
+
+static struct resolver_query *lookup_ptr(const char *ip, struct got_ptr *g)
+{
+    struct addr a = ip_addr(ip);
+    struct resolver_query *q = resolver_lookup_ptr(resolver, &a, on_ptr, g);
+
+    ck_assert_msg(q != NULL, "resolver_lookup_ptr(%s): %s", ip, strerror(errno));
+    ck_assert_msg(g->calls == 0, "callback for %s ran inside resolver_lookup_ptr", ip);
+    return q;
+}
+
+/* Reverse-resolve ip and wait for the answer. */
+static struct got_ptr resolve_ptr(const char *ip)
+{
+    struct got_ptr g = {0};
+
+    lookup_ptr(ip, &g);
+    ck_assert_msg(run_until(&g.calls, 1, 4.0), "no reverse answer for %s", ip);
+    ck_assert_int_eq(g.calls, 1);
+    return g;
+}
+
+static unsigned ptr_queries_for(const char *name)
+{
+    struct zone_name *z = zone_find(name);
+
+    ck_assert_ptr_nonnull(z);
+    return z->queries_ptr;
+}
+
+#define PTR6_NAME "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+
+START_TEST(test_resolver_ptr_ipv4_answer_gives_name)
+{
+    struct got_ptr g = resolve_ptr("192.0.2.1");
+
+    ck_assert_int_eq(g.status, RESOLVER_OK);
+    ck_assert(!g.name_null);
+    ck_assert_str_eq(g.name, "a.test");
+    ck_assert_uint_eq(ptr_queries_for("1.2.0.192.in-addr.arpa"), 1);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_ipv6_answer_gives_name)
+{
+    struct got_ptr g = resolve_ptr("2001:db8::1");
+
+    ck_assert_int_eq(g.status, RESOLVER_OK);
+    ck_assert_str_eq(g.name, "v6.test");
+    ck_assert_uint_eq(ptr_queries_for(PTR6_NAME), 1);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_ipv4_mapped_address_asks_in_addr_arpa)
+{
+    struct got_ptr g = resolve_ptr("::ffff:192.0.2.1");
+
+    ck_assert_int_eq(g.status, RESOLVER_OK);
+    ck_assert_str_eq(g.name, "a.test");
+    ck_assert_uint_eq(ptr_queries_for("1.2.0.192.in-addr.arpa"), 1);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_nxdomain_maps_to_nxdomain_without_name)
+{
+    struct got_ptr g = resolve_ptr("192.0.2.99");
+
+    ck_assert_int_eq(g.status, RESOLVER_NXDOMAIN);
+    ck_assert(g.name_null);
+    ck_assert_uint_eq(server.queries, 1);
+
+    g = resolve_ptr("2001:db8::2");
+    ck_assert_int_eq(g.status, RESOLVER_NXDOMAIN);
+    ck_assert(g.name_null);
+}
+END_TEST
+
+/* c-ares turns every DNS failure of a reverse lookup into ENOTFOUND: it only has to fail. */
+START_TEST(test_resolver_ptr_servfail_fails_without_name)
+{
+    struct got_ptr g = resolve_ptr("192.0.2.66");
+
+    ck_assert_int_ne(g.status, RESOLVER_OK);
+    ck_assert(g.name_null);
+    ck_assert_uint_ge(ptr_queries_for("66.2.0.192.in-addr.arpa"), 1);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_unanswered_query_fails)
+{
+    struct resolver_options opt = default_options();
+    struct got_ptr g = {0};
+
+    opt.timeout = 0.2;
+    opt.tries = 1;
+    use_options(&opt);
+    lookup_ptr("192.0.2.77", &g);
+    ck_assert(run_until(&g.calls, 1, 3.0));
+    ck_assert_int_ne(g.status, RESOLVER_OK);
+    ck_assert(g.name_null);
+    ck_assert_uint_eq(ptr_queries_for("77.2.0.192.in-addr.arpa"), 1);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_answers_are_not_cached_or_merged)
+{
+    struct got_ptr g1 = {0}, g2 = {0};
+
+    lookup_ptr("192.0.2.1", &g1);
+    lookup_ptr("192.0.2.1", &g2);
+    ck_assert(run_until(&g2.calls, 1, 3.0));
+    ck_assert(run_until(&g1.calls, 1, 3.0));
+    ck_assert_str_eq(g1.name, "a.test");
+    ck_assert_str_eq(g2.name, "a.test");
+    ck_assert_uint_eq(ptr_queries_for("1.2.0.192.in-addr.arpa"), 2);
+    ck_assert_str_eq(resolve_ptr("192.0.2.1").name, "a.test");
+    ck_assert_uint_eq(ptr_queries_for("1.2.0.192.in-addr.arpa"), 3);
+}
+END_TEST
+
+/* 127.0.0.1 is in /etc/hosts: c-ares answers inside ares_gethostbyaddr, we from the loop. */
+START_TEST(test_resolver_ptr_hosts_file_answer_is_deferred)
+{
+    struct got_ptr g = resolve_ptr("127.0.0.1");
+
+    ck_assert_int_eq(g.status, RESOLVER_OK);
+    ck_assert(!g.name_null);
+    ck_assert_uint_gt(strlen(g.name), 0);
+    ck_assert_uint_eq(server.queries, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_cancelled_query_gets_no_callback)
+{
+    struct got_ptr slow = {0}, fast = {0}, after = {0};
+    struct resolver_query *q;
+
+    q = lookup_ptr("192.0.2.77", &slow);
+    run_for(0.05);
+    ck_assert_uint_eq(ptr_queries_for("77.2.0.192.in-addr.arpa"), 1);
+    resolver_cancel(q);
+    /* Cancelled while its answer is already on the ready list. */
+    q = lookup_ptr("127.0.0.1", &fast);
+    resolver_cancel(q);
+    lookup_ptr("192.0.2.1", &after);
+    ck_assert(run_until(&after.calls, 1, 3.0));
+    run_for(3.5); /* long enough for c-ares to give up on the dropped query */
+    ck_assert_int_eq(slow.calls, 0);
+    ck_assert_int_eq(fast.calls, 0);
+    ck_assert_int_eq(after.calls, 1);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_free_with_queries_in_flight_runs_no_callback)
+{
+    struct got_ptr g[3];
+    struct got fwd = {0};
+
+    memset(g, 0, sizeof(g));
+    lookup_ptr("192.0.2.77", &g[0]);
+    run_for(0.05);
+    lookup_ptr("192.0.2.1", &g[1]); /* in flight */
+    lookup_ptr("127.0.0.1", &g[2]); /* ready, from the hosts file */
+    lookup("slow.test", &fwd);
+    resolver_free(resolver);
+    resolver = NULL;
+    run_for(0.1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(g[i].calls, 0);
+    ck_assert_int_eq(fwd.calls, 0);
+}
+END_TEST
+
+static void on_ptr_free_resolver(enum resolver_status status, const char *name, void *arg)
+{
+    on_ptr(status, name, arg);
+    resolver_free(resolver);
+    resolver = NULL;
+}
+
+START_TEST(test_resolver_ptr_free_from_callback_stops_other_callbacks)
+{
+    struct got_ptr first = {0}, second = {0};
+    struct addr a = ip_addr("127.0.0.1");
+
+    ck_assert_ptr_nonnull(resolver_lookup_ptr(resolver, &a, on_ptr_free_resolver, &first));
+    lookup_ptr("127.0.0.1", &second);
+    ck_assert(run_until(&first.calls, 1, 1.0));
+    run_for(0.1);
+    ck_assert_ptr_null(resolver);
+    ck_assert_int_eq(second.calls, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_of_non_ip_address_fails_with_error_from_loop)
+{
+    struct addr a;
+    struct got_ptr g = {0};
+
+    memset(&a, 0, sizeof(a));
+    a.u.sa.sa_family = AF_UNIX;
+    ck_assert_ptr_nonnull(resolver_lookup_ptr(resolver, &a, on_ptr, &g));
+    ck_assert_int_eq(g.calls, 0);
+    ck_assert(run_until(&g.calls, 1, 1.0));
+    ck_assert_int_eq(g.status, RESOLVER_ERROR);
+    ck_assert(g.name_null);
+    ck_assert_uint_eq(server.queries, 0);
+}
+END_TEST
+
+START_TEST(test_resolver_ptr_without_callback_or_address_is_einval)
+{
+    struct addr a = ip_addr("192.0.2.1");
+
+    errno = 0;
+    ck_assert_ptr_null(resolver_lookup_ptr(resolver, &a, NULL, NULL));
+    ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_null(resolver_lookup_ptr(resolver, NULL, on_ptr, NULL));
+    ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_null(resolver_lookup_ptr(NULL, &a, on_ptr, NULL));
+    ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
 /* ---- options and names -------------------------------------------------------------------- */
 
 START_TEST(test_resolver_bad_server_list_fails_with_message)
@@ -1078,6 +1348,19 @@ static Suite *resolver_suite(void)
     tcase_add_test(tc, test_resolver_server_list_takes_ipv6_forms);
     tcase_add_test(tc, test_resolver_lookup_without_callback_is_einval);
     tcase_add_test(tc, test_resolver_status_names_are_distinct);
+    tcase_add_test(tc, test_resolver_ptr_ipv4_answer_gives_name);
+    tcase_add_test(tc, test_resolver_ptr_ipv6_answer_gives_name);
+    tcase_add_test(tc, test_resolver_ptr_ipv4_mapped_address_asks_in_addr_arpa);
+    tcase_add_test(tc, test_resolver_ptr_nxdomain_maps_to_nxdomain_without_name);
+    tcase_add_test(tc, test_resolver_ptr_servfail_fails_without_name);
+    tcase_add_test(tc, test_resolver_ptr_unanswered_query_fails);
+    tcase_add_test(tc, test_resolver_ptr_answers_are_not_cached_or_merged);
+    tcase_add_test(tc, test_resolver_ptr_hosts_file_answer_is_deferred);
+    tcase_add_test(tc, test_resolver_ptr_cancelled_query_gets_no_callback);
+    tcase_add_test(tc, test_resolver_ptr_free_with_queries_in_flight_runs_no_callback);
+    tcase_add_test(tc, test_resolver_ptr_free_from_callback_stops_other_callbacks);
+    tcase_add_test(tc, test_resolver_ptr_of_non_ip_address_fails_with_error_from_loop);
+    tcase_add_test(tc, test_resolver_ptr_without_callback_or_address_is_einval);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -300,7 +300,7 @@ END_TEST
 
 START_TEST(test_unknown_command_is_error_on_second_byte)
 {
-    static const uint8_t cds[] = {0x00, 0x03, 0x5a, 0xff};
+    static const uint8_t cds[] = {0x00, 0x03, 0x5a, 0xef, 0xf1, 0xff};
     uint8_t msg[64];
     struct socks4_request req;
     size_t consumed, len;
@@ -310,6 +310,51 @@ START_TEST(test_unknown_command_is_error_on_second_byte)
         ck_assert_int_eq(parse(msg, 2, &req, &consumed), PROTO_ERROR);
         ck_assert_int_eq(parse(msg, len, &req, &consumed), PROTO_ERROR);
     }
+}
+END_TEST
+
+START_TEST(test_socks4a_resolve_parses)
+{
+    uint8_t msg[64];
+    size_t len = build(msg, SOCKS4_CMD_RESOLVE, 0, ip_4a, "", "example.com");
+    struct socks4_request req;
+    size_t consumed = 0;
+
+    ck_assert_int_eq(parse(msg, len, &req, &consumed), PROTO_OK);
+    ck_assert_uint_eq(consumed, len);
+    ck_assert_uint_eq(req.cmd, SOCKS4_CMD_RESOLVE);
+    ck_assert(req.is_4a);
+    ck_assert_int_eq(req.dest.type, DEST_NAME);
+    ck_assert_str_eq(req.dest.name, "example.com");
+    ck_assert_uint_eq(req.dest.port, 0);
+}
+END_TEST
+
+START_TEST(test_plain_socks4_resolve_is_error_on_dstip)
+{
+    static const uint8_t ip_zero[4] = {0, 0, 0, 0};
+    uint8_t msg[64];
+    struct socks4_request req;
+    size_t consumed, len;
+
+    len = build(msg, SOCKS4_CMD_RESOLVE, 0, ip_192_0_2_1, "u", NULL);
+    /* Still undecided until DSTIP is complete, refused once it is. */
+    for (size_t i = 0; i < 8; i++)
+        ck_assert_int_eq(parse(msg, i, &req, &consumed), PROTO_NEED_MORE);
+    for (size_t i = 8; i <= len; i++)
+        ck_assert_int_eq(parse(msg, i, &req, &consumed), PROTO_ERROR);
+
+    len = build(msg, SOCKS4_CMD_RESOLVE, 0, ip_zero, "u", NULL);
+    ck_assert_int_eq(parse(msg, len, &req, &consumed), PROTO_ERROR);
+}
+END_TEST
+
+START_TEST(test_every_prefix_needs_more_socks4a_resolve)
+{
+    uint8_t msg[64];
+    size_t len = build(msg, SOCKS4_CMD_RESOLVE, 0, ip_4a, "tor", "example.com");
+
+    assert_prefixes(msg, len);
 }
 END_TEST
 
@@ -391,6 +436,9 @@ static Suite *socks4_suite(void)
     tcase_add_test(tc, test_pipelined_leaves_extra_bytes);
     tcase_add_test(tc, test_wrong_version_is_error_on_first_byte);
     tcase_add_test(tc, test_unknown_command_is_error_on_second_byte);
+    tcase_add_test(tc, test_socks4a_resolve_parses);
+    tcase_add_test(tc, test_plain_socks4_resolve_is_error_on_dstip);
+    tcase_add_test(tc, test_every_prefix_needs_more_socks4a_resolve);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("reply");

@@ -707,6 +707,421 @@ START_TEST(test_reply_carries_every_rep_code)
 }
 END_TEST
 
+/* ---- Tor extensions: RESOLVE and RESOLVE_PTR ------------------------------------------ */
+
+static const uint8_t req_resolve[] = {0x05, 0xf0, 0x00, 0x03, 11,  'e', 'x', 'a', 'm',
+                                      'p',  'l',  'e',  '.',  'c', 'o', 'm', 0,   0};
+static const uint8_t req_resolve_ptr4[] = {0x05, 0xf1, 0x00, 0x01, 127, 0, 0, 1, 0, 0};
+static const uint8_t req_resolve_ptr6[] = {0x05, 0xf1, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0,
+                                           0,    0,    0,    0,    0, 0, 0, 0, 1, 0, 0};
+
+START_TEST(test_request_resolve_with_name_parses)
+{
+    struct socks5_request req;
+    size_t consumed = 0;
+    uint8_t rep = 0xee;
+
+    ck_assert_int_eq(request(req_resolve, sizeof(req_resolve), &req, &consumed, &rep), PROTO_OK);
+    ck_assert_uint_eq(consumed, sizeof(req_resolve));
+    ck_assert_uint_eq(rep, SOCKS5_REP_SUCCEEDED);
+    ck_assert_uint_eq(req.cmd, SOCKS5_CMD_RESOLVE);
+    ck_assert_int_eq(req.dest.type, DEST_NAME);
+    ck_assert_str_eq(req.dest.name, "example.com");
+    ck_assert_uint_eq(req.dest.port, 0);
+}
+END_TEST
+
+START_TEST(test_request_resolve_with_address_parses)
+{
+    /* A RESOLVE of a literal address is the session's business, not the parser's. */
+    uint8_t msg[10];
+    struct socks5_request req;
+    size_t consumed = 0;
+    uint8_t rep;
+
+    memcpy(msg, req_ipv4, sizeof(msg));
+    msg[1] = SOCKS5_CMD_RESOLVE;
+    ck_assert_int_eq(request(msg, sizeof(msg), &req, &consumed, &rep), PROTO_OK);
+    ck_assert_uint_eq(req.cmd, SOCKS5_CMD_RESOLVE);
+    ck_assert_int_eq(req.dest.type, DEST_IPV4);
+}
+END_TEST
+
+START_TEST(test_request_resolve_ptr_ipv4_and_ipv6_parse)
+{
+    struct socks5_request req;
+    size_t consumed = 0;
+    uint8_t rep = 0xee;
+
+    ck_assert_int_eq(request(req_resolve_ptr4, sizeof(req_resolve_ptr4), &req, &consumed, &rep),
+                     PROTO_OK);
+    ck_assert_uint_eq(consumed, 10);
+    ck_assert_uint_eq(req.cmd, SOCKS5_CMD_RESOLVE_PTR);
+    ck_assert_int_eq(req.dest.type, DEST_IPV4);
+    ck_assert_mem_eq(req.dest.ip, "\x7f\x00\x00\x01", 4);
+
+    ck_assert_int_eq(request(req_resolve_ptr6, sizeof(req_resolve_ptr6), &req, &consumed, &rep),
+                     PROTO_OK);
+    ck_assert_uint_eq(consumed, 22);
+    ck_assert_uint_eq(req.cmd, SOCKS5_CMD_RESOLVE_PTR);
+    ck_assert_int_eq(req.dest.type, DEST_IPV6);
+    ck_assert_mem_eq(req.dest.ip, in6addr_loopback.s6_addr, 16);
+}
+END_TEST
+
+START_TEST(test_request_resolve_ptr_with_name_is_address_type_not_supported)
+{
+    uint8_t msg[sizeof(req_resolve)];
+
+    memcpy(msg, req_resolve, sizeof(msg));
+    msg[1] = SOCKS5_CMD_RESOLVE_PTR;
+    /* Refused on the ATYP byte, before the name arrives. */
+    assert_request_error(msg, 4, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
+    assert_request_error(msg, sizeof(msg), SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
+}
+END_TEST
+
+START_TEST(test_request_every_prefix_needs_more_resolve)
+{
+    assert_request_prefixes(req_resolve, sizeof(req_resolve));
+    assert_request_prefixes(req_resolve_ptr4, sizeof(req_resolve_ptr4));
+    assert_request_prefixes(req_resolve_ptr6, sizeof(req_resolve_ptr6));
+    assert_request_pipelined(req_resolve, sizeof(req_resolve));
+    assert_request_pipelined(req_resolve_ptr6, sizeof(req_resolve_ptr6));
+}
+END_TEST
+
+START_TEST(test_request_commands_next_to_tor_extensions_stay_unsupported)
+{
+    static const uint8_t cmds[] = {0xef, 0xf2, 0xf3};
+    uint8_t msg[10];
+
+    for (size_t i = 0; i < sizeof(cmds); i++) {
+        memcpy(msg, req_ipv4, sizeof(msg));
+        msg[1] = cmds[i];
+        assert_request_error(msg, 2, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
+    }
+}
+END_TEST
+
+START_TEST(test_reply_name_is_byte_exact)
+{
+    uint8_t out[300];
+    static const uint8_t want[] = {0x05, 0x00, 0x00, 0x03, 9,   'l', 'o', 'c',
+                                   'a',  'l',  'h',  'o',  's', 't', 0,   0};
+
+    memset(out, 0xaa, sizeof(out));
+    ck_assert_uint_eq(
+        socks5_encode_reply_name(out, sizeof(out), SOCKS5_REP_SUCCEEDED, "localhost", 0),
+        sizeof(want));
+    ck_assert_mem_eq(out, want, sizeof(want));
+    ck_assert_uint_eq(out[sizeof(want)], 0xaa);
+
+    ck_assert_uint_eq(socks5_encode_reply_name(out, sizeof(out), 0x04, "h", 0x1234), 8);
+    ck_assert_mem_eq(out, "\x05\x04\x00\x03\x01h\x12\x34", 8);
+}
+END_TEST
+
+START_TEST(test_reply_name_255_bytes_and_exact_size)
+{
+    char name[257];
+    uint8_t out[262];
+
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    ck_assert_uint_eq(socks5_encode_reply_name(out, 262, SOCKS5_REP_SUCCEEDED, name, 80), 262);
+    ck_assert_uint_eq(out[4], 255);
+    ck_assert_uint_eq(out[259], 'n');
+    ck_assert_mem_eq(out + 260, "\x00\x50", 2);
+    /* One byte short of room. */
+    ck_assert_uint_eq(socks5_encode_reply_name(out, 261, SOCKS5_REP_SUCCEEDED, name, 80), 0);
+}
+END_TEST
+
+START_TEST(test_reply_name_empty_or_too_long_is_refused)
+{
+    char name[257];
+    uint8_t out[300];
+
+    ck_assert_uint_eq(socks5_encode_reply_name(out, sizeof(out), 0, "", 0), 0);
+    memset(name, 'n', 256);
+    name[256] = '\0';
+    ck_assert_uint_eq(socks5_encode_reply_name(out, sizeof(out), 0, name, 0), 0);
+    ck_assert_uint_eq(socks5_encode_reply_name(out, 7, 0, "ab", 0), 0);
+    ck_assert_uint_eq(socks5_encode_reply_name(out, 9, 0, "ab", 0), 9);
+}
+END_TEST
+
+/* ---- UDP header (RFC 1928 section 7) -------------------------------------------------- */
+
+static enum proto_status udp_header(const uint8_t *msg, size_t len, struct socks5_udp_header *h,
+                                    size_t *hdrlen)
+{
+    uint8_t *p = exact_copy(msg, len);
+    enum proto_status st = socks5_parse_udp_header(p, len, h, hdrlen);
+    free(p);
+    return st;
+}
+
+static const uint8_t udp_ipv4[] = {0, 0, 0, 0x01, 192, 0, 2, 1, 0x00, 0x35};
+static const uint8_t udp_ipv6[] = {0, 0, 0, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0, 0,    0,
+                                   0, 0, 0, 0,    0,    0,    0,    0,    9, 0x1f, 0x90};
+static const uint8_t udp_domain[] = {0,   0,   0,   0x03, 7,   'e',  'x',
+                                     '.', 't', 'e', 's',  't', 0x01, 0xbb};
+
+/* Every proper prefix of a header is an error (a datagram is all there is); whole is OK. */
+static void assert_udp_truncations(const uint8_t *hdr, size_t len)
+{
+    struct socks5_udp_header h;
+    size_t hdrlen;
+
+    for (size_t i = 0; i < len; i++) {
+        hdrlen = 12345;
+        ck_assert_msg(udp_header(hdr, i, &h, &hdrlen) == PROTO_ERROR,
+                      "truncated header of %zu/%zu bytes not PROTO_ERROR", i, len);
+        ck_assert_uint_eq(hdrlen, 12345);
+    }
+    ck_assert_int_eq(udp_header(hdr, len, &h, &hdrlen), PROTO_OK);
+    ck_assert_uint_eq(hdrlen, len);
+}
+
+START_TEST(test_udp_header_ipv4_fields_and_payload_offset)
+{
+    uint8_t dgram[sizeof(udp_ipv4) + 5];
+    struct socks5_udp_header h;
+    size_t hdrlen = 0;
+
+    memcpy(dgram, udp_ipv4, sizeof(udp_ipv4));
+    memcpy(dgram + sizeof(udp_ipv4), "hello", 5);
+    memset(&h, 'x', sizeof(h));
+    ck_assert_int_eq(udp_header(dgram, sizeof(dgram), &h, &hdrlen), PROTO_OK);
+    ck_assert_uint_eq(hdrlen, 10);
+    ck_assert_uint_eq(h.frag, 0);
+    ck_assert_int_eq(h.dest.type, DEST_IPV4);
+    ck_assert_mem_eq(h.dest.ip, "\xc0\x00\x02\x01", 4);
+    ck_assert_uint_eq(h.dest.port, 53);
+    ck_assert_mem_eq(dgram + hdrlen, "hello", 5);
+}
+END_TEST
+
+START_TEST(test_udp_header_ipv6_fields)
+{
+    static const uint8_t ip[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 9};
+    struct socks5_udp_header h;
+    size_t hdrlen = 0;
+
+    ck_assert_int_eq(udp_header(udp_ipv6, sizeof(udp_ipv6), &h, &hdrlen), PROTO_OK);
+    ck_assert_uint_eq(hdrlen, 22);
+    ck_assert_int_eq(h.dest.type, DEST_IPV6);
+    ck_assert_mem_eq(h.dest.ip, ip, 16);
+    ck_assert_uint_eq(h.dest.port, 8080);
+}
+END_TEST
+
+START_TEST(test_udp_header_domain_fields)
+{
+    struct socks5_udp_header h;
+    size_t hdrlen = 0;
+
+    memset(&h, 'x', sizeof(h));
+    ck_assert_int_eq(udp_header(udp_domain, sizeof(udp_domain), &h, &hdrlen), PROTO_OK);
+    ck_assert_uint_eq(hdrlen, sizeof(udp_domain));
+    ck_assert_int_eq(h.dest.type, DEST_NAME);
+    ck_assert_str_eq(h.dest.name, "ex.test");
+    ck_assert_uint_eq(h.dest.port, 443);
+}
+END_TEST
+
+START_TEST(test_udp_header_255_byte_domain_parses)
+{
+    uint8_t dgram[SOCKS5_UDP_HEADER_MAX + 1];
+    struct socks5_udp_header h;
+    size_t hdrlen = 0;
+
+    memcpy(dgram, "\x00\x00\x00\x03\xff", 5);
+    memset(dgram + 5, 'a', 255);
+    dgram[260] = 0x00;
+    dgram[261] = 0x35;
+    dgram[262] = 'X';
+    ck_assert_int_eq(udp_header(dgram, sizeof(dgram), &h, &hdrlen), PROTO_OK);
+    ck_assert_uint_eq(hdrlen, SOCKS5_UDP_HEADER_MAX);
+    ck_assert_uint_eq(strlen(h.dest.name), 255);
+    ck_assert_uint_eq(h.dest.port, 53);
+    ck_assert_int_eq(udp_header(dgram, SOCKS5_UDP_HEADER_MAX - 1, &h, &hdrlen), PROTO_ERROR);
+}
+END_TEST
+
+START_TEST(test_udp_header_every_truncation_is_error)
+{
+    assert_udp_truncations(udp_ipv4, sizeof(udp_ipv4));
+    assert_udp_truncations(udp_ipv6, sizeof(udp_ipv6));
+    assert_udp_truncations(udp_domain, sizeof(udp_domain));
+}
+END_TEST
+
+START_TEST(test_udp_header_domain_length_past_end_is_error)
+{
+    /* LEN 200 with only a few bytes after it, and LEN 255 in a short datagram. */
+    static const uint8_t short_name[] = {0, 0, 0, 0x03, 200, 'a', 'b', 'c', 0x00, 0x35};
+    static const uint8_t max_len[] = {0, 0, 0, 0x03, 0xff, 'a', 0x00, 0x35};
+    struct socks5_udp_header h;
+    size_t hdrlen = 777;
+
+    ck_assert_int_eq(udp_header(short_name, sizeof(short_name), &h, &hdrlen), PROTO_ERROR);
+    ck_assert_int_eq(udp_header(max_len, sizeof(max_len), &h, &hdrlen), PROTO_ERROR);
+    ck_assert_uint_eq(hdrlen, 777);
+}
+END_TEST
+
+START_TEST(test_udp_header_zero_length_domain_is_error)
+{
+    static const uint8_t msg[] = {0, 0, 0, 0x03, 0, 0x00, 0x35, 'd', 'a', 't', 'a'};
+    struct socks5_udp_header h;
+    size_t hdrlen;
+
+    ck_assert_int_eq(udp_header(msg, sizeof(msg), &h, &hdrlen), PROTO_ERROR);
+}
+END_TEST
+
+START_TEST(test_udp_header_nul_in_domain_is_error)
+{
+    static const uint8_t mid[] = {0, 0, 0, 0x03, 3, 'a', 0, 'b', 0x00, 0x35};
+    static const uint8_t first[] = {0, 0, 0, 0x03, 2, 0, 'b', 0x00, 0x35};
+    static const uint8_t last[] = {0, 0, 0, 0x03, 2, 'a', 0, 0x00, 0x35};
+    struct socks5_udp_header h;
+    size_t hdrlen;
+
+    ck_assert_int_eq(udp_header(mid, sizeof(mid), &h, &hdrlen), PROTO_ERROR);
+    ck_assert_int_eq(udp_header(first, sizeof(first), &h, &hdrlen), PROTO_ERROR);
+    ck_assert_int_eq(udp_header(last, sizeof(last), &h, &hdrlen), PROTO_ERROR);
+}
+END_TEST
+
+START_TEST(test_udp_header_unknown_atyp_is_error)
+{
+    static const uint8_t atyps[] = {0x00, 0x02, 0x05, 0xff};
+    uint8_t msg[sizeof(udp_ipv6)];
+    struct socks5_udp_header h;
+    size_t hdrlen;
+
+    for (size_t i = 0; i < sizeof(atyps); i++) {
+        memcpy(msg, udp_ipv6, sizeof(msg));
+        msg[3] = atyps[i];
+        ck_assert_int_eq(udp_header(msg, sizeof(msg), &h, &hdrlen), PROTO_ERROR);
+        ck_assert_int_eq(udp_header(msg, 4, &h, &hdrlen), PROTO_ERROR);
+    }
+}
+END_TEST
+
+START_TEST(test_udp_header_frag_is_passed_through)
+{
+    uint8_t msg[sizeof(udp_ipv4)];
+    struct socks5_udp_header h;
+    size_t hdrlen;
+
+    memcpy(msg, udp_ipv4, sizeof(msg));
+    for (unsigned frag = 0; frag <= 0xff; frag++) {
+        msg[2] = (uint8_t)frag;
+        ck_assert_int_eq(udp_header(msg, sizeof(msg), &h, &hdrlen), PROTO_OK);
+        ck_assert_uint_eq(h.frag, frag);
+    }
+}
+END_TEST
+
+START_TEST(test_udp_header_rsv_is_ignored)
+{
+    uint8_t msg[sizeof(udp_ipv4)];
+    struct socks5_udp_header h;
+    size_t hdrlen;
+
+    memcpy(msg, udp_ipv4, sizeof(msg));
+    msg[0] = 0xff;
+    msg[1] = 0x01;
+    ck_assert_int_eq(udp_header(msg, sizeof(msg), &h, &hdrlen), PROTO_OK);
+    ck_assert_uint_eq(hdrlen, 10);
+}
+END_TEST
+
+START_TEST(test_udp_header_encode_ipv4_is_byte_exact)
+{
+    struct sockaddr_in sin;
+    uint8_t out[22];
+    static const uint8_t want[] = {0, 0, 0, 0x01, 198, 51, 100, 7, 0x00, 0x35};
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(53);
+    sin.sin_addr.s_addr = htonl(0xc6336407);
+    memset(out, 0xaa, sizeof(out));
+    ck_assert_uint_eq(socks5_encode_udp_header(out, (struct sockaddr *)&sin), 10);
+    ck_assert_mem_eq(out, want, sizeof(want));
+    ck_assert_uint_eq(out[10], 0xaa);
+}
+END_TEST
+
+START_TEST(test_udp_header_encode_ipv6_is_byte_exact)
+{
+    struct sockaddr_in6 sin6;
+    uint8_t out[22];
+    static const uint8_t want[] = {0, 0, 0, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0, 0,    0,
+                                   0, 0, 0, 0,    0,    0,    0,    0,    2, 0x04, 0x38};
+
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(1080);
+    ck_assert_int_eq(inet_pton(AF_INET6, "2001:db8::2", &sin6.sin6_addr), 1);
+    ck_assert_uint_eq(socks5_encode_udp_header(out, (struct sockaddr *)&sin6), 22);
+    ck_assert_mem_eq(out, want, sizeof(want));
+}
+END_TEST
+
+START_TEST(test_udp_header_encode_ipv4_mapped_is_sent_as_ipv4)
+{
+    struct sockaddr_in6 sin6;
+    uint8_t out[22];
+    static const uint8_t want[] = {0, 0, 0, 0x01, 127, 0, 0, 1, 0x30, 0x39};
+
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(12345);
+    ck_assert_int_eq(inet_pton(AF_INET6, "::ffff:127.0.0.1", &sin6.sin6_addr), 1);
+    ck_assert_uint_eq(socks5_encode_udp_header(out, (struct sockaddr *)&sin6), 10);
+    ck_assert_mem_eq(out, want, sizeof(want));
+}
+END_TEST
+
+START_TEST(test_udp_header_encode_other_family_is_zero)
+{
+    struct sockaddr_un sun;
+    uint8_t out[22];
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    ck_assert_uint_eq(socks5_encode_udp_header(out, (struct sockaddr *)&sun), 0);
+}
+END_TEST
+
+START_TEST(test_udp_header_encode_parses_back)
+{
+    struct sockaddr_in6 sin6;
+    uint8_t out[22];
+    struct socks5_udp_header h;
+    size_t n, hdrlen;
+
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(5353);
+    sin6.sin6_addr = in6addr_loopback;
+    n = socks5_encode_udp_header(out, (struct sockaddr *)&sin6);
+    ck_assert_int_eq(udp_header(out, n, &h, &hdrlen), PROTO_OK);
+    ck_assert_uint_eq(hdrlen, n);
+    ck_assert_uint_eq(h.frag, 0);
+    ck_assert_int_eq(h.dest.type, DEST_IPV6);
+    ck_assert_mem_eq(h.dest.ip, in6addr_loopback.s6_addr, 16);
+    ck_assert_uint_eq(h.dest.port, 5353);
+}
+END_TEST
+
 /* ---- socks_dest_format ---------------------------------------------------------------- */
 
 START_TEST(test_dest_format_name_ipv4_ipv6)
@@ -876,6 +1291,37 @@ static Suite *socks5_suite(void)
     tcase_add_test(tc, test_reply_null_bound_is_ipv4_zeros);
     tcase_add_test(tc, test_reply_non_inet_bound_is_ipv4_zeros);
     tcase_add_test(tc, test_reply_carries_every_rep_code);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("tor_extensions");
+    tcase_add_test(tc, test_request_resolve_with_name_parses);
+    tcase_add_test(tc, test_request_resolve_with_address_parses);
+    tcase_add_test(tc, test_request_resolve_ptr_ipv4_and_ipv6_parse);
+    tcase_add_test(tc, test_request_resolve_ptr_with_name_is_address_type_not_supported);
+    tcase_add_test(tc, test_request_every_prefix_needs_more_resolve);
+    tcase_add_test(tc, test_request_commands_next_to_tor_extensions_stay_unsupported);
+    tcase_add_test(tc, test_reply_name_is_byte_exact);
+    tcase_add_test(tc, test_reply_name_255_bytes_and_exact_size);
+    tcase_add_test(tc, test_reply_name_empty_or_too_long_is_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("udp_header");
+    tcase_add_test(tc, test_udp_header_ipv4_fields_and_payload_offset);
+    tcase_add_test(tc, test_udp_header_ipv6_fields);
+    tcase_add_test(tc, test_udp_header_domain_fields);
+    tcase_add_test(tc, test_udp_header_255_byte_domain_parses);
+    tcase_add_test(tc, test_udp_header_every_truncation_is_error);
+    tcase_add_test(tc, test_udp_header_domain_length_past_end_is_error);
+    tcase_add_test(tc, test_udp_header_zero_length_domain_is_error);
+    tcase_add_test(tc, test_udp_header_nul_in_domain_is_error);
+    tcase_add_test(tc, test_udp_header_unknown_atyp_is_error);
+    tcase_add_test(tc, test_udp_header_frag_is_passed_through);
+    tcase_add_test(tc, test_udp_header_rsv_is_ignored);
+    tcase_add_test(tc, test_udp_header_encode_ipv4_is_byte_exact);
+    tcase_add_test(tc, test_udp_header_encode_ipv6_is_byte_exact);
+    tcase_add_test(tc, test_udp_header_encode_ipv4_mapped_is_sent_as_ipv4);
+    tcase_add_test(tc, test_udp_header_encode_other_family_is_zero);
+    tcase_add_test(tc, test_udp_header_encode_parses_back);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dest_format");
