@@ -1,0 +1,58 @@
+/* UDP ASSOCIATE (RFC 1928 section 7): one association, its sockets and its datagram relay. */
+#ifndef FERRY_UDP_H
+#define FERRY_UDP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ferry/addr.h"
+
+struct ev_loop;
+struct config;
+struct resolver;
+struct udp_assoc;
+
+struct udp_assoc_params {
+    struct ev_loop *loop;
+    const struct config *config; /* udp_* settings */
+    struct resolver *resolver;   /* for DEST_NAME destinations */
+    struct addr client;          /* the TCP control connection's peer */
+    uint16_t client_port;        /* the client's UDP source port, or 0: learn it from the
+                                  * first datagram from the client's IP */
+    struct addr local;           /* where to bind the client-facing socket (port ignored) */
+};
+
+/* Why datagrams were dropped; counted per association. */
+struct udp_stats {
+    uint64_t up_packets;   /* client -> targets, sent */
+    uint64_t up_bytes;     /* payload bytes */
+    uint64_t down_packets; /* targets -> client, sent */
+    uint64_t down_bytes;
+    uint64_t drop_stranger;  /* from an IP (or port, once fixed) not the client's */
+    uint64_t drop_frag;      /* FRAG != 0 */
+    uint64_t drop_malformed; /* truncated header, bad ATYP, empty name */
+    uint64_t drop_filtered;  /* reply from an address the client never sent to */
+    uint64_t drop_resolve;   /* the destination name did not resolve */
+    uint64_t drop_queue;     /* pending-resolution queue full */
+    uint64_t drop_send;      /* sendto failed (ENOBUFS, EAGAIN, unreachable...) */
+    uint64_t drop_oversize;  /* a reply too large to carry with its header */
+};
+
+/*
+ * Open the client-facing socket (in the configured port range) and start relaying. The
+ * outbound sockets (IPv4, IPv6) are opened when first needed. Returns NULL with errno set.
+ */
+struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p);
+
+/* The client-facing socket's address: what BND.ADDR/BND.PORT report (before advertise). */
+const struct addr *udp_assoc_local(const struct udp_assoc *a);
+
+/* ev_now of the last datagram relayed in either direction. */
+double udp_assoc_last_activity(const struct udp_assoc *a);
+
+void udp_assoc_stats(const struct udp_assoc *a, struct udp_stats *out);
+
+/* Close every socket, cancel pending resolutions, free queued datagrams and a. */
+void udp_assoc_free(struct udp_assoc *a);
+
+#endif

@@ -1,0 +1,66 @@
+/* Socket helpers shared by the UDP and BIND modules. */
+#include "config.h"
+
+#include "ferry/net.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int net_bind_in_range(int fd, struct addr *a, uint16_t min, uint16_t max)
+{
+    uint32_t span, start;
+
+    if (min == 0 && max == 0) {
+        addr_set_port(a, 0);
+        if (bind(fd, &a->u.sa, a->len) < 0)
+            return -1;
+    } else {
+        if (min > max || min == 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        span = (uint32_t)max - min + 1;
+        start = randombytes_uniform(span);
+        for (uint32_t i = 0;; i++) {
+            if (i == span) {
+                errno = EADDRINUSE;
+                return -1;
+            }
+            addr_set_port(a, (uint16_t)(min + (start + i) % span));
+            if (bind(fd, &a->u.sa, a->len) == 0)
+                break;
+            if (errno != EADDRINUSE && errno != EACCES)
+                return -1;
+        }
+    }
+    a->len = sizeof(a->u);
+    return getsockname(fd, &a->u.sa, &a->len);
+}
+
+int net_route_source(const struct addr *to, struct addr *local)
+{
+    struct addr dst = *to;
+    int fd = socket(addr_family(to), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int err;
+
+    if (fd < 0)
+        return -1;
+    if (addr_port(&dst) == 0)
+        addr_set_port(&dst, 9); /* any port routes the same; 0 may be refused */
+    if (connect(fd, &dst.u.sa, dst.len) < 0)
+        goto fail;
+    local->len = sizeof(local->u);
+    if (getsockname(fd, &local->u.sa, &local->len) < 0)
+        goto fail;
+    addr_set_port(local, 0);
+    close(fd);
+    return 0;
+
+fail:
+    err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+}

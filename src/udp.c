@@ -1,0 +1,602 @@
+/*
+ * UDP ASSOCIATE (RFC 1928 section 7): the datagram relay of one association.
+ *
+ * Sockets: one client-facing socket bound to params->local (port from `udp port-range`), and
+ * one outbound socket per address family, opened on the first datagram to that family and
+ * bound to the wildcard address with an ephemeral port.
+ *
+ * Client binding: only datagrams from the client's IP (the TCP control connection's peer) are
+ * taken. When the request named the client's port, only that port; otherwise the first
+ * datagram from the client's IP fixes the port, and the rest from other ports are strangers.
+ * Replies go to that learned address; until the client has sent anything there is nowhere to
+ * deliver them, so they are dropped and counted as drop_filtered.
+ *
+ * Filtering of replies: with `udp filter address` (the default) a target's datagram is relayed
+ * only when the client has sent to its IP (any port) through this association: a set of the
+ * last UDP_PEERS_MAX destination IPs, oldest evicted first (address-dependent filtering, RFC
+ * 4787 section 5). With `udp filter any` every sender is relayed (endpoint-independent).
+ *
+ * Names: a datagram to a name waits in a small per-association queue while the shared resolver
+ * works; every datagram waiting for that name is then sent to one address: the first IPv4
+ * address of the answer, or the first address when there is no IPv4 one (IPv4 first because
+ * it is what a client's UDP peer most likely answers on, and one name should mean one peer for
+ * the reply filter). The answer is remembered for UDP_NAME_TTL seconds in a handful of slots so
+ * a stream of datagrams to one name does not ask the resolver each time.
+ *
+ * Nothing a datagram holds tears the association down: every bad datagram is dropped and
+ * counted. A readiness event handles at most UDP_BATCH datagrams so a flood cannot starve the
+ * rest of the loop; the loop is shaped so recvmmsg/sendmmsg can replace recvfrom/sendto later.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ferry/config.h"
+#include "ferry/log.h"
+#include "ferry/net.h"
+#include "ferry/resolver.h"
+#include "ferry/socks5.h"
+#include "ferry/udp.h"
+
+#define UDP_BATCH 64               /* datagrams per readiness event */
+#define UDP_PEERS_MAX 64           /* destination IPs remembered for the reply filter */
+#define UDP_NAMES_MAX 8            /* names remembered per association */
+#define UDP_NAME_TTL 60.0          /* seconds a resolved name is remembered */
+#define UDP_QUEUE_MAX 16           /* datagrams waiting for names, per association */
+#define UDP_QUEUE_BYTES 65536      /* payload bytes waiting for names, per association */
+#define UDP_DATAGRAM_MAX 65535     /* largest datagram we read */
+#define UDP_REPLY_HEADER_MAX 22    /* socks5_encode_udp_header: IPv6 header */
+#define UDP_PAYLOAD_MAX_IPV4 65507 /* 65535 - 20 (IPv4) - 8 (UDP) */
+#define UDP_PAYLOAD_MAX_IPV6 65527 /* 65535 - 8 (UDP): IPv6's length excludes its header */
+
+/* A datagram waiting for its destination name to resolve. */
+struct udp_queued {
+    struct udp_queued *next;
+    uint16_t port;
+    size_t len;
+    uint8_t data[];
+};
+
+/* One name being resolved, with the datagrams waiting for it. */
+struct udp_pending {
+    struct udp_pending *next;
+    struct udp_assoc *assoc;
+    struct resolver_query *query;
+    struct udp_queued *head, *tail;
+    char name[DEST_NAME_MAX + 1];
+};
+
+struct udp_name {
+    char name[DEST_NAME_MAX + 1]; /* empty: free slot */
+    struct addr addr;             /* port 0 */
+    double expires;
+};
+
+/* One outbound socket (-1 until the first datagram to its family). */
+struct udp_out {
+    int fd;
+    ev_io io;
+    struct udp_assoc *assoc;
+};
+
+struct udp_assoc {
+    struct ev_loop *loop;
+    struct resolver *resolver;
+    bool any_sender;
+
+    struct addr client;   /* the client's IP (port unused) */
+    uint16_t client_port; /* fixed by the request, or 0 */
+    bool client_known;    /* client_addr holds where to send replies */
+    struct addr client_addr;
+
+    struct addr local;
+    int client_fd;
+    ev_io client_io;
+    struct udp_out out4, out6;
+
+    struct addr peers[UDP_PEERS_MAX]; /* ring of destination IPs the client sent to */
+    size_t npeers, peers_next;
+
+    struct udp_name names[UDP_NAMES_MAX];
+    struct udp_pending *pending;
+    size_t queued, queued_bytes;
+
+    double last_activity;
+    struct udp_stats stats;
+};
+
+/*
+ * Scratch space for one datagram, shared by every association of the loop's thread (callbacks
+ * never nest). Upward datagrams are read at the start; downward ones after room for the header
+ * we prepend, so header and payload go out in one sendto without a copy.
+ */
+static _Thread_local uint8_t scratch[UDP_REPLY_HEADER_MAX + UDP_DATAGRAM_MAX + 1];
+
+/* An IPv4-mapped IPv6 address becomes the plain IPv4 address (same port). */
+static void addr_unmap(struct addr *a)
+{
+    if (addr_family(a) == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+        uint8_t ip4[4];
+        uint16_t port = addr_port(a);
+        memcpy(ip4, a->u.in6.sin6_addr.s6_addr + 12, 4);
+        addr_from_ipv4(a, ip4, port);
+    }
+}
+
+static void touch(struct udp_assoc *a)
+{
+    a->last_activity = ev_now(a->loop);
+}
+
+/* Remember that the client sent to ip, for the reply filter. */
+static void peers_add(struct udp_assoc *a, const struct addr *ip)
+{
+    for (size_t i = 0; i < a->npeers; i++) {
+        if (addr_same_ip(&a->peers[i], ip))
+            return;
+    }
+    a->peers[a->peers_next] = *ip;
+    a->peers_next = (a->peers_next + 1) % UDP_PEERS_MAX;
+    if (a->npeers < UDP_PEERS_MAX)
+        a->npeers++;
+}
+
+static bool peers_has(const struct udp_assoc *a, const struct addr *ip)
+{
+    for (size_t i = 0; i < a->npeers; i++) {
+        if (addr_same_ip(&a->peers[i], ip))
+            return true;
+    }
+    return false;
+}
+
+static const struct udp_name *names_find(struct udp_assoc *a, const char *name)
+{
+    double now = ev_now(a->loop);
+
+    for (size_t i = 0; i < UDP_NAMES_MAX; i++) {
+        struct udp_name *n = &a->names[i];
+        if (n->name[0] != '\0' && n->expires > now && strcasecmp(n->name, name) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+/* Store name -> ip in the slot of the same name, a free or expired slot, or the oldest one. */
+static void names_put(struct udp_assoc *a, const char *name, const struct addr *ip)
+{
+    double now = ev_now(a->loop);
+    struct udp_name *slot = &a->names[0];
+
+    for (size_t i = 0; i < UDP_NAMES_MAX; i++) {
+        struct udp_name *n = &a->names[i];
+        if (n->name[0] != '\0' && strcasecmp(n->name, name) == 0) {
+            slot = n;
+            break;
+        }
+        if (n->name[0] == '\0' || n->expires <= now || n->expires < slot->expires)
+            slot = n;
+    }
+    snprintf(slot->name, sizeof(slot->name), "%s", name);
+    slot->addr = *ip;
+    slot->expires = now + UDP_NAME_TTL;
+}
+
+static void on_out_readable(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The outbound socket for family (AF_INET or AF_INET6), opened on first use; -1 on failure. */
+static int out_socket(struct udp_assoc *a, int family)
+{
+    struct udp_out *o = family == AF_INET ? &a->out4 : &a->out6;
+    struct addr any;
+    int fd, on = 1;
+
+    if (o->fd >= 0)
+        return o->fd;
+    fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    memset(&any, 0, sizeof(any));
+    if (family == AF_INET) {
+        any.u.in4.sin_family = AF_INET;
+        any.len = sizeof(any.u.in4);
+    } else {
+        /* IPv4 destinations always go out through the IPv4 socket. */
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
+            goto fail;
+        any.u.in6.sin6_family = AF_INET6;
+        any.len = sizeof(any.u.in6);
+    }
+    if (bind(fd, &any.u.sa, any.len) < 0)
+        goto fail;
+    o->fd = fd;
+    o->assoc = a;
+    ev_io_init(&o->io, on_out_readable, fd, EV_READ);
+    o->io.data = o;
+    ev_io_start(a->loop, &o->io);
+    return fd;
+
+fail:
+    close(fd);
+    return -1;
+}
+
+/* Send one payload to a target (an IP address, mapped IPv4 already unmapped). */
+static void send_to_target(struct udp_assoc *a, const struct addr *to, const uint8_t *payload,
+                           size_t len)
+{
+    int fd = out_socket(a, addr_family(to));
+
+    if (fd < 0 || sendto(fd, payload, len, 0, &to->u.sa, to->len) < 0) {
+        if (log_enabled(LOG_DEBUG)) {
+            char buf[ADDR_STRLEN];
+            log_debug("udp: send to %s: %s", addr_format(to, buf, sizeof(buf)), strerror(errno));
+        }
+        a->stats.drop_send++;
+        return;
+    }
+    peers_add(a, to);
+    a->stats.up_packets++;
+    a->stats.up_bytes += len;
+    touch(a);
+}
+
+/* The address a name's datagrams go to: the first IPv4 address, else the first address. */
+static const struct addr *pick_address(const struct resolver_result *res)
+{
+    for (size_t i = 0; i < res->count; i++) {
+        if (addr_family(&res->addrs[i]) == AF_INET)
+            return &res->addrs[i];
+    }
+    return res->count > 0 ? &res->addrs[0] : NULL;
+}
+
+static void pending_unlink(struct udp_assoc *a, struct udp_pending *p)
+{
+    for (struct udp_pending **pp = &a->pending; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+    }
+}
+
+/* Free p's queue (after sending it, or to drop it) and p itself; p must be unlinked. */
+static void pending_free(struct udp_assoc *a, struct udp_pending *p)
+{
+    struct udp_queued *q = p->head;
+
+    while (q != NULL) {
+        struct udp_queued *next = q->next;
+        a->queued--;
+        a->queued_bytes -= q->len;
+        free(q);
+        q = next;
+    }
+    free(p);
+}
+
+static void on_resolved(const struct resolver_result *res, void *arg)
+{
+    struct udp_pending *p = arg;
+    struct udp_assoc *a = p->assoc;
+    const struct addr *picked = res->status == RESOLVER_OK ? pick_address(res) : NULL;
+    struct addr to;
+
+    p->query = NULL; /* the resolver frees it after we return */
+    pending_unlink(a, p);
+    if (picked == NULL) {
+        size_t n = 0;
+        for (struct udp_queued *q = p->head; q != NULL; q = q->next)
+            n++;
+        log_debug("udp: %s: %s, %zu datagrams dropped", p->name, resolver_status_name(res->status),
+                  n);
+        a->stats.drop_resolve += n;
+    } else {
+        to = *picked;
+        addr_unmap(&to);
+        addr_set_port(&to, 0);
+        names_put(a, p->name, &to);
+        for (struct udp_queued *q = p->head; q != NULL; q = q->next) {
+            addr_set_port(&to, q->port);
+            send_to_target(a, &to, q->data, q->len);
+        }
+    }
+    pending_free(a, p);
+}
+
+/* Queue a datagram for a name being resolved, starting the lookup when it is the first. */
+static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const uint8_t *payload,
+                         size_t len)
+{
+    const struct udp_name *known = names_find(a, d->name);
+    struct udp_pending *p;
+    struct udp_queued *q;
+
+    if (known != NULL) {
+        struct addr to = known->addr;
+        addr_set_port(&to, d->port);
+        send_to_target(a, &to, payload, len);
+        return;
+    }
+    if (a->queued >= UDP_QUEUE_MAX || a->queued_bytes + len > UDP_QUEUE_BYTES) {
+        a->stats.drop_queue++;
+        return;
+    }
+    for (p = a->pending; p != NULL; p = p->next) {
+        if (strcasecmp(p->name, d->name) == 0)
+            break;
+    }
+    q = malloc(sizeof(*q) + len);
+    if (q == NULL) {
+        a->stats.drop_queue++;
+        return;
+    }
+    q->next = NULL;
+    q->port = d->port;
+    q->len = len;
+    memcpy(q->data, payload, len);
+    if (p == NULL) {
+        p = calloc(1, sizeof(*p));
+        if (p == NULL) {
+            free(q);
+            a->stats.drop_queue++;
+            return;
+        }
+        p->assoc = a;
+        snprintf(p->name, sizeof(p->name), "%s", d->name);
+        if (a->resolver != NULL)
+            p->query = resolver_lookup(a->resolver, p->name, on_resolved, p);
+        else
+            errno = ENOSYS;
+        if (p->query == NULL) {
+            log_debug("udp: lookup %s: %s", p->name, strerror(errno));
+            free(p);
+            free(q);
+            a->stats.drop_resolve++;
+            return;
+        }
+        p->next = a->pending;
+        a->pending = p;
+    }
+    if (p->tail != NULL)
+        p->tail->next = q;
+    else
+        p->head = q;
+    p->tail = q;
+    a->queued++;
+    a->queued_bytes += len;
+}
+
+/* One datagram from the client-facing socket: check its source, parse, forward. */
+static void client_datagram(struct udp_assoc *a, const struct addr *from, const uint8_t *buf,
+                            size_t len)
+{
+    struct socks5_udp_header hdr;
+    size_t hdrlen;
+    struct addr to;
+
+    if (!addr_same_ip(from, &a->client)) {
+        a->stats.drop_stranger++;
+        return;
+    }
+    if (a->client_known) {
+        if (addr_port(from) != addr_port(&a->client_addr)) {
+            a->stats.drop_stranger++;
+            return;
+        }
+    } else {
+        if (a->client_port != 0 && addr_port(from) != a->client_port) {
+            a->stats.drop_stranger++;
+            return;
+        }
+        a->client_addr = *from;
+        a->client_known = true;
+    }
+
+    if (socks5_parse_udp_header(buf, len, &hdr, &hdrlen) != PROTO_OK || hdrlen > len) {
+        a->stats.drop_malformed++;
+        return;
+    }
+    /* RFC 1928 section 7: fragmentation is optional; we do not reassemble, so drop. */
+    if (hdr.frag != 0) {
+        a->stats.drop_frag++;
+        return;
+    }
+    if (hdr.dest.type == DEST_NAME) {
+        send_to_name(a, &hdr.dest, buf + hdrlen, len - hdrlen);
+        return;
+    }
+    if (socks_dest_to_addr(&hdr.dest, &to) < 0) {
+        a->stats.drop_malformed++;
+        return;
+    }
+    addr_unmap(&to);
+    send_to_target(a, &to, buf + hdrlen, len - hdrlen);
+}
+
+static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct udp_assoc *a = w->data;
+
+    (void)loop;
+    (void)revents;
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct addr from;
+        ssize_t n;
+
+        from.len = sizeof(from.u);
+        n = recvfrom(a->client_fd, scratch, UDP_DATAGRAM_MAX + 1, MSG_TRUNC, &from.u.sa, &from.len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break; /* EAGAIN, or an error the socket reported: nothing more to read now */
+        }
+        if (addr_family(&from) != AF_INET && addr_family(&from) != AF_INET6)
+            continue;
+        if ((size_t)n > UDP_DATAGRAM_MAX) {
+            a->stats.drop_oversize++;
+            continue;
+        }
+        client_datagram(a, &from, scratch, (size_t)n);
+    }
+}
+
+/* One datagram from a target: filter, prepend the header naming the sender, send to the
+ * client. payload sits in scratch after UDP_REPLY_HEADER_MAX bytes of room. */
+static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *payload,
+                            size_t len)
+{
+    uint8_t hdr[UDP_REPLY_HEADER_MAX];
+    size_t hdrlen, limit;
+    uint8_t *start;
+
+    if (!a->client_known || (!a->any_sender && !peers_has(a, from))) {
+        a->stats.drop_filtered++;
+        return;
+    }
+    hdrlen = socks5_encode_udp_header(hdr, &from->u.sa);
+    if (hdrlen == 0 || hdrlen > UDP_REPLY_HEADER_MAX) {
+        a->stats.drop_malformed++;
+        return;
+    }
+    limit = addr_family(&a->client_addr) == AF_INET ? UDP_PAYLOAD_MAX_IPV4 : UDP_PAYLOAD_MAX_IPV6;
+    if (len > limit - hdrlen) {
+        a->stats.drop_oversize++;
+        return;
+    }
+    start = payload - hdrlen;
+    memcpy(start, hdr, hdrlen);
+    if (sendto(a->client_fd, start, hdrlen + len, 0, &a->client_addr.u.sa, a->client_addr.len) <
+        0) {
+        log_debug("udp: send to client: %s", strerror(errno));
+        a->stats.drop_send++;
+        return;
+    }
+    a->stats.down_packets++;
+    a->stats.down_bytes += len;
+    touch(a);
+}
+
+static void on_out_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct udp_out *o = w->data;
+    struct udp_assoc *a = o->assoc;
+    uint8_t *payload = scratch + UDP_REPLY_HEADER_MAX;
+
+    (void)loop;
+    (void)revents;
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct addr from;
+        ssize_t n;
+
+        from.len = sizeof(from.u);
+        n = recvfrom(o->fd, payload, UDP_DATAGRAM_MAX + 1, MSG_TRUNC, &from.u.sa, &from.len);
+        if (n < 0) {
+            /* ICMP errors for earlier sends may surface here: ignore them, read on. */
+            if (errno == EINTR || errno == ECONNREFUSED || errno == EHOSTUNREACH ||
+                errno == ENETUNREACH)
+                continue;
+            break;
+        }
+        if (addr_family(&from) != AF_INET && addr_family(&from) != AF_INET6)
+            continue;
+        if ((size_t)n > UDP_DATAGRAM_MAX) {
+            a->stats.drop_oversize++;
+            continue;
+        }
+        target_datagram(a, &from, payload, (size_t)n);
+    }
+}
+
+struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
+{
+    struct udp_assoc *a = calloc(1, sizeof(*a));
+    int err;
+
+    if (a == NULL)
+        return NULL;
+    a->loop = p->loop;
+    a->resolver = p->resolver;
+    a->any_sender = p->config != NULL && p->config->udp_any_sender;
+    a->client = p->client;
+    addr_unmap(&a->client);
+    a->client_port = p->client_port;
+    a->local = p->local;
+    addr_unmap(&a->local);
+    a->out4.fd = -1;
+    a->out6.fd = -1;
+
+    if (addr_family(&a->local) != AF_INET && addr_family(&a->local) != AF_INET6) {
+        free(a);
+        errno = EAFNOSUPPORT;
+        return NULL;
+    }
+    a->client_fd = socket(addr_family(&a->local), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (a->client_fd < 0) {
+        free(a);
+        return NULL;
+    }
+    if (net_bind_in_range(a->client_fd, &a->local, p->config ? p->config->udp_port_min : 0,
+                          p->config ? p->config->udp_port_max : 0) < 0) {
+        err = errno;
+        close(a->client_fd);
+        free(a);
+        errno = err;
+        return NULL;
+    }
+    ev_io_init(&a->client_io, on_client_readable, a->client_fd, EV_READ);
+    a->client_io.data = a;
+    ev_io_start(a->loop, &a->client_io);
+    touch(a);
+    return a;
+}
+
+const struct addr *udp_assoc_local(const struct udp_assoc *a)
+{
+    return &a->local;
+}
+
+double udp_assoc_last_activity(const struct udp_assoc *a)
+{
+    return a->last_activity;
+}
+
+void udp_assoc_stats(const struct udp_assoc *a, struct udp_stats *out)
+{
+    *out = a->stats;
+}
+
+static void out_close(struct udp_assoc *a, struct udp_out *o)
+{
+    if (o->fd < 0)
+        return;
+    ev_io_stop(a->loop, &o->io);
+    close(o->fd);
+    o->fd = -1;
+}
+
+void udp_assoc_free(struct udp_assoc *a)
+{
+    if (a == NULL)
+        return;
+    ev_io_stop(a->loop, &a->client_io);
+    close(a->client_fd);
+    out_close(a, &a->out4);
+    out_close(a, &a->out6);
+    while (a->pending != NULL) {
+        struct udp_pending *p = a->pending;
+        a->pending = p->next;
+        resolver_cancel(p->query);
+        pending_free(a, p);
+    }
+    free(a);
+}
