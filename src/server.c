@@ -38,6 +38,7 @@ struct listener {
     int fd;
     ev_io readable;
     struct addr addr;
+    const struct addr *advertise; /* from the listen line, or NULL */
 };
 
 struct server {
@@ -100,7 +101,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             }
         }
-        session_start(&srv->ctx, fd, &client);
+        session_start(&srv->ctx, fd, &client, l->advertise);
     }
 }
 
@@ -177,6 +178,7 @@ struct server *server_new(struct ev_loop *loop, const struct config *cfg,
     for (size_t i = 0; i < cfg->nlisten; i++) {
         struct listener *l = &srv->listeners[srv->nlisteners];
 
+        l->advertise = cfg->listen_advertise[i].len > 0 ? &cfg->listen_advertise[i] : NULL;
         if (listener_open(srv, l, &cfg->listen[i], err, errlen) < 0) {
             /* The built-in pair may meet a host without IPv6: one is enough then. */
             if (cfg->listen_is_default) {

@@ -24,14 +24,17 @@
 #include <unistd.h>
 
 #include "ferry/authpool.h"
+#include "ferry/bind.h"
 #include "ferry/config.h"
 #include "ferry/connect.h"
 #include "ferry/log.h"
+#include "ferry/net.h"
 #include "ferry/relay.h"
 #include "ferry/reply.h"
 #include "ferry/resolver.h"
 #include "ferry/socks4.h"
 #include "ferry/socks5.h"
+#include "ferry/udp.h"
 #include "ferry/userdb.h"
 
 /*
@@ -54,6 +57,8 @@ enum session_state {
     S_RESOLVING,
     S_CONNECTING,
     S_REPLYING,
+    S_BIND_WAIT,
+    S_UDP,
     S_RELAY,
     S_CLOSING,
 };
@@ -95,9 +100,15 @@ static const char *const end_names[] = {
     [END_SHUTDOWN] = "shutdown",
 };
 
+/* Reply bytes waiting for the client: two BIND replies, or a RESOLVE_PTR reply with a name. */
+#define SESSION_OUT_BUF 272
+
+/* What a session needs only until its relay starts. */
 struct negotiation {
     size_t len;
+    size_t out_len;
     uint8_t buf[NEGOTIATION_BUF];
+    uint8_t out[SESSION_OUT_BUF];
 };
 
 struct session {
@@ -123,12 +134,13 @@ struct session {
     struct socks_dest dest;
     char *user;               /* authenticated user name */
     struct negotiation *nego; /* freed when the relay starts */
-    uint8_t out[SOCKS5_REPLY_MAX + 4];
-    size_t out_len;
     struct auth_job *auth_job;
     struct resolver_query *query;
     struct connector *connector;
     struct relay *relay;
+    struct binder *binder;
+    struct udp_assoc *udp;
+    const struct addr *advertise; /* the listener's public address, or NULL */
 };
 
 static void session_advance(struct session *s);
@@ -145,6 +157,10 @@ static const char *cmd_name(const struct session *s)
         return "bind";
     case SOCKS5_CMD_UDP_ASSOCIATE:
         return "udp";
+    case SOCKS5_CMD_RESOLVE:
+        return "resolve";
+    case SOCKS5_CMD_RESOLVE_PTR:
+        return "resolve-ptr";
     default:
         return "?";
     }
@@ -154,26 +170,41 @@ static const char *cmd_name(const struct session *s)
 static void session_log(const struct session *s)
 {
     char client[ADDR_STRLEN], target[DEST_NAME_MAX + 16], connected[ADDR_STRLEN];
+    char udp[256] = "";
     uint64_t up = 0, down = 0;
+    struct udp_stats us;
 
     if (!log_enabled(LOG_INFO))
         return;
+
     if (s->relay != NULL)
         relay_bytes(s->relay, &up, &down);
+    if (s->udp != NULL) {
+        udp_assoc_stats(s->udp, &us);
+        up = us.up_bytes;
+        down = us.down_bytes;
+        snprintf(udp, sizeof(udp),
+                 " udp=up:%" PRIu64 "/down:%" PRIu64 " drop=stranger:%" PRIu64 ",frag:%" PRIu64
+                 ",malformed:%" PRIu64 ",filtered:%" PRIu64 ",resolve:%" PRIu64 ",queue:%" PRIu64
+                 ",send:%" PRIu64 ",oversize:%" PRIu64,
+                 us.up_packets, us.down_packets, us.drop_stranger, us.drop_frag, us.drop_malformed,
+                 us.drop_filtered, us.drop_resolve, us.drop_queue, us.drop_send, us.drop_oversize);
+    }
     addr_format(&s->client_addr, client, sizeof(client));
     if (s->requested)
         socks_dest_format(&s->dest, target, sizeof(target));
     else
         strcpy(target, "-");
-    if (s->target_fd >= 0)
+    if (s->target_fd >= 0 || s->udp != NULL || s->target_addr.len > 0)
         addr_format(&s->target_addr, connected, sizeof(connected));
     else
         strcpy(connected, "-");
     log_info("session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s up=%" PRIu64
-             " down=%" PRIu64 " duration=%.3f end=%s",
-             client, s->user != NULL ? s->user : "-", s->version == 4 ? "socks4-" : "", cmd_name(s),
-             target, connected, s->rep == 0xff ? "-" : reply_name(s->rep), up, down,
-             ev_now(s->ctx->loop) - s->started, end_names[s->end]);
+             " down=%" PRIu64 " duration=%.3f end=%s%s",
+             client, s->user != NULL ? s->user : "-",
+             s->requested && s->version == 4 ? "socks4-" : "", cmd_name(s), target, connected,
+             s->rep == 0xff ? "-" : reply_name(s->rep), up, down, ev_now(s->ctx->loop) - s->started,
+             end_names[s->end], udp);
 }
 
 /* The one release path: everything the session owns goes here. */
@@ -189,6 +220,12 @@ static void session_close(struct session *s)
         resolver_cancel(s->query);
     if (s->connector != NULL)
         connector_cancel(s->connector);
+    if (s->binder != NULL)
+        binder_cancel(s->binder);
+    if (s->udp != NULL) {
+        udp_assoc_free(s->udp);
+        ctx->nudp--;
+    }
     relay_free(s->relay);
     ev_io_stop(loop, &s->client_readable);
     ev_io_stop(loop, &s->client_writable);
@@ -228,8 +265,10 @@ static void session_arm_timer(struct session *s, double seconds)
 /* Write what is queued in s->out. Returns 0 when all is written, 1 when some waits, -1 on error. */
 static int session_flush(struct session *s)
 {
-    while (s->out_len > 0) {
-        ssize_t n = send(s->client_fd, s->out, s->out_len, MSG_NOSIGNAL);
+    struct negotiation *ng = s->nego;
+
+    while (ng->out_len > 0) {
+        ssize_t n = send(s->client_fd, ng->out, ng->out_len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -239,8 +278,8 @@ static int session_flush(struct session *s)
             }
             return -1;
         }
-        memmove(s->out, s->out + n, s->out_len - (size_t)n);
-        s->out_len -= (size_t)n;
+        memmove(ng->out, ng->out + n, ng->out_len - (size_t)n);
+        ng->out_len -= (size_t)n;
     }
     ev_io_stop(s->ctx->loop, &s->client_writable);
     return 0;
@@ -249,12 +288,14 @@ static int session_flush(struct session *s)
 /* Queue bytes for the client and try to send them now. Returns as session_flush. */
 static int session_send(struct session *s, const uint8_t *bytes, size_t len)
 {
-    if (len > sizeof(s->out) - s->out_len) {
+    struct negotiation *ng = s->nego;
+
+    if (len > sizeof(ng->out) - ng->out_len) {
         errno = ENOBUFS;
         return -1;
     }
-    memcpy(s->out + s->out_len, bytes, len);
-    s->out_len += len;
+    memcpy(ng->out + ng->out_len, bytes, len);
+    ng->out_len += len;
     return session_flush(s);
 }
 
@@ -325,30 +366,16 @@ static bool session_method_allowed(const struct session *s, uint8_t method)
     return false;
 }
 
-static void on_connected(int fd, int err, const struct addr *peer, void *arg)
+/* Send the success reply naming `bound`, then relay (once the reply is out). */
+static void session_reply_then_relay(struct session *s, const struct addr *bound)
 {
-    struct session *s = arg;
-    struct addr bound;
     int one = 1;
 
-    s->connector = NULL;
-    if (fd < 0) {
-        log_debug("connect failed: %s", strerror(err));
-        session_fail(s, reply_from_errno(err));
-        return;
-    }
-    s->target_fd = fd;
-    s->target_addr = *peer;
-    bound.len = sizeof(bound.u);
-    if (getsockname(fd, &bound.u.sa, &bound.len) < 0) {
-        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
-        return;
-    }
     /* The proxy must not add Nagle delays the endpoints did not ask for. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(s->target_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(s->client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-    switch (session_reply(s, SOCKS5_REP_SUCCEEDED, &bound.u.sa)) {
+    switch (session_reply(s, SOCKS5_REP_SUCCEEDED, &bound->u.sa)) {
     case 0:
         session_start_relay(s);
         break;
@@ -363,6 +390,27 @@ static void on_connected(int fd, int err, const struct addr *peer, void *arg)
     }
 }
 
+static void on_connected(int fd, int err, const struct addr *peer, void *arg)
+{
+    struct session *s = arg;
+    struct addr bound;
+
+    s->connector = NULL;
+    if (fd < 0) {
+        log_debug("connect failed: %s", strerror(err));
+        session_fail(s, reply_from_errno(err));
+        return;
+    }
+    s->target_fd = fd;
+    s->target_addr = *peer;
+    bound.len = sizeof(bound.u);
+    if (getsockname(fd, &bound.u.sa, &bound.len) < 0) {
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    session_reply_then_relay(s, &bound);
+}
+
 static void session_connect(struct session *s, const struct addr *addrs, size_t n)
 {
     s->state = S_CONNECTING;
@@ -371,6 +419,208 @@ static void session_connect(struct session *s, const struct addr *addrs, size_t 
                                    on_connected, s);
     if (s->connector == NULL)
         session_fail(s, reply_from_errno(errno));
+}
+
+/* The address the client reached us on. */
+static int session_local_addr(const struct session *s, struct addr *local)
+{
+    local->len = sizeof(local->u);
+    return getsockname(s->client_fd, &local->u.sa, &local->len);
+}
+
+/* What replies report for a socket bound at `bound`: the listener's advertised IP if set. */
+static struct addr session_advertised(const struct session *s, const struct addr *bound)
+{
+    struct addr shown = *bound;
+
+    if (s->advertise != NULL) {
+        shown = *s->advertise;
+        addr_set_port(&shown, addr_port(bound));
+    }
+    return shown;
+}
+
+static bool addr_is_unspecified(const struct addr *a)
+{
+    if (addr_family(a) == AF_INET)
+        return a->u.in4.sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+}
+
+static void on_bind_accepted(int fd, int err, const struct addr *peer, void *arg)
+{
+    struct session *s = arg;
+
+    s->binder = NULL;
+    if (fd < 0) {
+        log_debug("bind: accept failed: %s", strerror(err));
+        session_fail(s, reply_from_errno(err));
+        return;
+    }
+    s->target_fd = fd;
+    s->target_addr = *peer;
+    /* Second reply: the peer that connected (RFC 1928 section 4, BIND). */
+    session_reply_then_relay(s, peer);
+}
+
+/*
+ * BIND: listen on the address we would use to reach the expected peer, tell the client where
+ * (first reply), and wait for that peer. A peer of 0.0.0.0 or :: means any.
+ */
+static void session_bind(struct session *s, const struct addr *peers, size_t n)
+{
+    const struct config *cfg = s->ctx->config;
+    struct addr local, bound, shown;
+    bool unspecified = n == 0 || addr_is_unspecified(&peers[0]);
+    bool any = cfg->bind_any_peer || unspecified;
+
+    if (unspecified || net_route_source(&peers[0], &local) < 0) {
+        if (session_local_addr(s, &local) < 0) {
+            session_fail(s, reply_from_errno(errno));
+            return;
+        }
+    }
+    s->binder = binder_start(s->ctx->loop, &local, cfg->bind_port_min, cfg->bind_port_max,
+                             any ? NULL : peers, any ? 0 : n, on_bind_accepted, s, &bound);
+    if (s->binder == NULL) {
+        log_warn("bind: cannot listen: %s", strerror(errno));
+        session_fail(s, reply_from_errno(errno));
+        return;
+    }
+    s->target_addr = bound;
+    shown = session_advertised(s, &bound);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa) < 0) {
+        session_end(s, END_CLIENT_ERROR);
+        return;
+    }
+    s->state = S_BIND_WAIT;
+    session_arm_timer(s, cfg->timeout_bind);
+}
+
+/* Associations of this client's IP, against udp max-per-client. */
+static unsigned session_udp_count(const struct session *s)
+{
+    unsigned n = 0;
+
+    for (const struct session *o = s->ctx->sessions; o != NULL; o = o->next) {
+        if (o->udp != NULL && addr_same_ip(&o->client_addr, &s->client_addr))
+            n++;
+    }
+    return n;
+}
+
+/* UDP ASSOCIATE (RFC 1928 section 7): open the association and tell the client where to send. */
+static void session_udp(struct session *s)
+{
+    struct session_ctx *ctx = s->ctx;
+    const struct config *cfg = ctx->config;
+    struct udp_assoc_params p = {
+        .loop = ctx->loop,
+        .config = cfg,
+        .resolver = ctx->resolver,
+        .client = s->client_addr,
+    };
+    struct addr claimed, shown;
+
+    if (ctx->nudp >= cfg->udp_max_total || session_udp_count(s) >= cfg->udp_max_per_client) {
+        log_notice("udp: association limit reached (max-total %u, max-per-client %u)",
+                   cfg->udp_max_total, cfg->udp_max_per_client);
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    /*
+     * Datagrams are taken only from the control connection's IP. A claimed port counts only
+     * when the claimed IP is that IP: behind NAT the client cannot know its outside port, so
+     * it is learned from the first datagram instead.
+     */
+    if (s->dest.type != DEST_NAME && socks_dest_to_addr(&s->dest, &claimed) == 0 &&
+        addr_same_ip(&claimed, &s->client_addr))
+        p.client_port = s->dest.port;
+    if (cfg->udp_address.len > 0)
+        p.local = cfg->udp_address;
+    else if (session_local_addr(s, &p.local) < 0) {
+        session_fail(s, reply_from_errno(errno));
+        return;
+    }
+    s->udp = udp_assoc_start(&p);
+    if (s->udp == NULL) {
+        log_warn("udp: cannot open an association: %s", strerror(errno));
+        session_fail(s, reply_from_errno(errno));
+        return;
+    }
+    ctx->nudp++;
+    s->target_addr = *udp_assoc_local(s->udp);
+    shown = session_advertised(s, &s->target_addr);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa) < 0) {
+        session_end(s, END_CLIENT_ERROR);
+        return;
+    }
+    /* The association lives as long as the control connection, or until it idles out. */
+    s->state = S_UDP;
+    session_arm_timer(s, cfg->timeout_udp);
+}
+
+/* Tor's RESOLVE answer: the first IPv4 address, else the first IPv6 one. */
+static void session_answer_resolve(struct session *s, const struct addr *addrs, size_t n)
+{
+    const struct addr *pick = NULL;
+
+    for (size_t i = 0; i < n && pick == NULL; i++) {
+        if (addr_family(&addrs[i]) == AF_INET)
+            pick = &addrs[i];
+    }
+    if (pick == NULL && s->version == SOCKS5_VERSION && n > 0)
+        pick = &addrs[0];
+    if (pick == NULL) {
+        /* SOCKS4a can only carry IPv4. */
+        session_fail(s, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
+        return;
+    }
+    s->target_addr = *pick;
+    s->end = END_DONE;
+    session_reply(s, SOCKS5_REP_SUCCEEDED, &pick->u.sa);
+    session_linger(s);
+}
+
+static void on_ptr_resolved(enum resolver_status status, const char *name, void *arg)
+{
+    struct session *s = arg;
+    uint8_t msg[SESSION_OUT_BUF];
+    size_t len;
+
+    s->query = NULL;
+    if (status != RESOLVER_OK) {
+        session_fail(s, reply_from_resolver(status));
+        return;
+    }
+    len = socks5_encode_reply_name(msg, sizeof(msg), SOCKS5_REP_SUCCEEDED, name, 0);
+    if (len == 0) {
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    s->rep = SOCKS5_REP_SUCCEEDED;
+    s->end = END_DONE;
+    session_send(s, msg, len);
+    session_linger(s);
+}
+
+/* Act on the request's addresses: resolved from a name, or the one IP the client sent. */
+static void session_dispatch(struct session *s, const struct addr *addrs, size_t n)
+{
+    switch (s->cmd) {
+    case SOCKS5_CMD_CONNECT:
+        session_connect(s, addrs, n);
+        break;
+    case SOCKS5_CMD_BIND:
+        session_bind(s, addrs, n);
+        break;
+    case SOCKS5_CMD_RESOLVE:
+        session_answer_resolve(s, addrs, n);
+        break;
+    default:
+        session_fail(s, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
+        break;
+    }
 }
 
 static void on_resolved(const struct resolver_result *res, void *arg)
@@ -383,10 +633,10 @@ static void on_resolved(const struct resolver_result *res, void *arg)
         session_fail(s, reply_from_resolver(res->status));
         return;
     }
-    session_connect(s, res->addrs, res->count);
+    session_dispatch(s, res->addrs, res->count);
 }
 
-/* A whole request is in: check what we serve, then resolve or connect. */
+/* A whole request is in: check what we serve, then resolve or act. */
 static void session_handle_request(struct session *s)
 {
     const struct config *cfg = s->ctx->config;
@@ -398,27 +648,34 @@ static void session_handle_request(struct session *s)
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
         return;
     }
-    if (s->cmd != SOCKS5_CMD_CONNECT) {
-        session_fail(s, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
+    switch (s->cmd) {
+    case SOCKS5_CMD_UDP_ASSOCIATE:
+        session_udp(s);
         return;
-    }
-    switch (s->dest.type) {
-    case DEST_IPV4:
-        addr_from_ipv4(&target, s->dest.ip, s->dest.port);
-        session_connect(s, &target, 1);
-        break;
-    case DEST_IPV6:
-        addr_from_ipv6(&target, s->dest.ip, s->dest.port);
-        session_connect(s, &target, 1);
-        break;
-    case DEST_NAME:
+    case SOCKS5_CMD_RESOLVE_PTR:
+        if (socks_dest_to_addr(&s->dest, &target) < 0) {
+            session_fail(s, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
+            return;
+        }
         s->state = S_RESOLVING;
         session_arm_timer(s, cfg->timeout_resolve);
-        s->query = resolver_lookup(s->ctx->resolver, s->dest.name, on_resolved, s);
+        s->query = resolver_lookup_ptr(s->ctx->resolver, &target, on_ptr_resolved, s);
         if (s->query == NULL)
             session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    default:
         break;
     }
+    if (s->dest.type != DEST_NAME) {
+        socks_dest_to_addr(&s->dest, &target);
+        session_dispatch(s, &target, 1);
+        return;
+    }
+    s->state = S_RESOLVING;
+    session_arm_timer(s, cfg->timeout_resolve);
+    s->query = resolver_lookup(s->ctx->resolver, s->dest.name, on_resolved, s);
+    if (s->query == NULL)
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
 }
 
 static void on_auth_verified(bool ok, void *arg)
@@ -556,7 +813,9 @@ static void session_advance(struct session *s)
                     return;
                 }
                 session_consume(s, used);
-                s->cmd = req.cmd == SOCKS4_CMD_BIND ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
+                s->cmd = req.cmd == SOCKS4_CMD_BIND      ? SOCKS5_CMD_BIND
+                         : req.cmd == SOCKS4_CMD_RESOLVE ? SOCKS5_CMD_RESOLVE
+                                                         : SOCKS5_CMD_CONNECT;
                 s->dest = req.dest;
                 if (!session_method_allowed(s, SOCKS5_METHOD_NOAUTH)) {
                     /* SOCKS4 carries no password: only served when no-auth is allowed. */
@@ -615,12 +874,13 @@ static void session_start_relay(struct session *s)
     session_arm_timer(s, s->ctx->config->timeout_idle);
 }
 
-/* S_CLOSING: read and drop client bytes until EOF. */
+/* S_CLOSING and S_UDP: read and drop client bytes until EOF. */
 static void session_drain(struct session *s)
 {
     uint8_t sink[512];
 
-    for (;;) {
+    /* Bounded per event: a client streaming junk must not hold the loop. */
+    for (int i = 0; i < 64; i++) {
         ssize_t n = recv(s->client_fd, sink, sizeof(sink), 0);
         if (n > 0)
             continue;
@@ -628,7 +888,7 @@ static void session_drain(struct session *s)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        session_close(s);
+        session_end(s, n == 0 ? END_CLIENT_GONE : END_CLIENT_ERROR);
         return;
     }
 }
@@ -639,7 +899,7 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
     struct negotiation *ng = s->nego;
     ssize_t n;
 
-    if (s->state == S_CLOSING) {
+    if (s->state == S_CLOSING || s->state == S_UDP) {
         session_drain(s);
         return;
     }
@@ -704,6 +964,20 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         s->connector = NULL;
         session_fail(s, reply_from_errno(ETIMEDOUT));
         break;
+    case S_BIND_WAIT:
+        binder_cancel(s->binder);
+        s->binder = NULL;
+        log_debug("bind: no peer within %.1f s", s->ctx->config->timeout_bind);
+        session_fail(s, reply_from_errno(ETIMEDOUT));
+        break;
+    case S_UDP:
+        left = udp_assoc_last_activity(s->udp) + s->ctx->config->timeout_udp - ev_now(loop);
+        if (left > 0.001) {
+            session_arm_timer(s, left);
+            return;
+        }
+        session_end(s, END_IDLE_TIMEOUT);
+        break;
     case S_RELAY:
         idle = s->ctx->config->timeout_idle;
         left = relay_last_activity(s->relay) + idle - ev_now(loop);
@@ -723,7 +997,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-void session_start(struct session_ctx *ctx, int fd, const struct addr *client)
+void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
+                   const struct addr *advertise)
 {
     const struct config *cfg = ctx->config;
     struct session *s;
@@ -741,9 +1016,11 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client)
     }
     s->ctx = ctx;
     s->nego->len = 0;
+    s->nego->out_len = 0;
     s->client_fd = fd;
     s->target_fd = -1;
     s->client_addr = *client;
+    s->advertise = advertise;
     s->rep = 0xff;
     s->state = S_WAIT_GREETING;
     s->started = ev_now(ctx->loop);

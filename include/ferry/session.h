@@ -24,11 +24,16 @@ struct session_ctx {
 
     struct session *sessions; /* every live session, for shutdown */
     unsigned nsessions;
+    unsigned nudp; /* live UDP associations */
     uint64_t total_sessions;
 };
 
-/* Take ownership of an accepted, non-blocking client socket and start negotiating. */
-void session_start(struct session_ctx *ctx, int fd, const struct addr *client);
+/*
+ * Take ownership of an accepted, non-blocking client socket and start negotiating. advertise is
+ * the accepting listener's public address for UDP and BIND replies, or NULL.
+ */
+void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
+                   const struct addr *advertise);
 
 /* Close every session of ctx (shutdown). */
 void session_close_all(struct session_ctx *ctx);
