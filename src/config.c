@@ -615,6 +615,12 @@ static int kw_max_sessions(struct parser *p, int argc, char **argv)
     return 0;
 }
 
+static int kw_shutdown_grace(struct parser *p, int argc, char **argv)
+{
+    /* 0: close every session at once. */
+    return parse_duration_arg(p, argv[0], true, &p->c->shutdown_grace);
+}
+
 static int kw_auth_threads(struct parser *p, int argc, char **argv)
 {
     unsigned long v;
@@ -654,6 +660,7 @@ static const struct keyword keywords[] = {
     {"log", kw_log, 1, 2, {"stderr or syslog"}, false},
     {"log-level", kw_log_level, 1, 1, {"LEVEL"}, false},
     {"max-sessions", kw_max_sessions, 1, 1, {"N"}, false},
+    {"shutdown-grace", kw_shutdown_grace, 1, 1, {"DURATION"}, false},
     {"auth-threads", kw_auth_threads, 1, 1, {"N"}, false},
     {"relay", kw_relay, 1, 1, {"auto|splice|buffered"}, false},
 };
@@ -753,6 +760,7 @@ void config_defaults(struct config *c)
     c->syslog_facility = LOG_DAEMON;
     c->log_level = LOG_INFO;
     c->max_sessions = 4096;
+    c->shutdown_grace = 5;
     c->relay_mode = RELAY_AUTO;
     c->auth_threads = 2;
 }

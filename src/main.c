@@ -36,13 +36,53 @@ static bool config_uses_passwords(const struct config *cfg)
     return false;
 }
 
+/*
+ * Shutdown: the first SIGTERM/SIGINT closes the listeners and gives the sessions in flight
+ * shutdown-grace seconds to finish; a second signal, or the end of the grace, closes the rest.
+ */
+struct shutdown {
+    struct server *srv;
+    double grace;
+    bool stopping;
+    ev_timer poll;   /* ends the loop as soon as the last session is gone */
+    ev_timer expiry; /* ends it when the grace is over */
+};
+
+static void shutdown_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct shutdown *sd = w->data;
+
+    if (server_sessions(sd->srv) == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void shutdown_expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct shutdown *sd = w->data;
+
+    log_notice("shutdown grace of %.1f s over: closing %u sessions", sd->grace,
+               server_sessions(sd->srv));
+    ev_break(loop, EVBREAK_ALL);
+}
+
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    struct server *srv = w->data;
+    struct shutdown *sd = w->data;
+    unsigned live = server_sessions(sd->srv);
 
-    log_notice("signal %d: shutting down", w->signum);
-    server_stop_listening(srv);
-    ev_break(loop, EVBREAK_ALL);
+    if (sd->stopping || live == 0 || sd->grace <= 0) {
+        log_notice("signal %d: shutting down now (%u sessions)", w->signum, live);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    sd->stopping = true;
+    log_notice("signal %d: shutting down, %u sessions may finish within %.1f s", w->signum, live,
+               sd->grace);
+    server_stop_listening(sd->srv);
+    ev_timer_set(&sd->poll, 0.05, 0.05);
+    ev_timer_start(loop, &sd->poll);
+    ev_timer_set(&sd->expiry, sd->grace, 0.);
+    ev_timer_start(loop, &sd->expiry);
 }
 
 int main(int argc, char **argv)
@@ -56,6 +96,7 @@ int main(int argc, char **argv)
     struct ev_loop *loop;
     struct server *srv;
     ev_signal sigterm, sigint;
+    struct shutdown sd = {0};
     int opt;
 
     while ((opt = getopt(argc, argv, "f:tvqVh")) != -1) {
@@ -137,15 +178,22 @@ int main(int argc, char **argv)
         config_release(&cfg);
         return 1;
     }
+    sd.srv = srv;
+    sd.grace = cfg.shutdown_grace;
+    ev_timer_init(&sd.poll, shutdown_poll_cb, 0., 0.);
+    ev_timer_init(&sd.expiry, shutdown_expiry_cb, 0., 0.);
+    sd.poll.data = sd.expiry.data = &sd;
     ev_signal_init(&sigterm, stop_cb, SIGTERM);
     ev_signal_init(&sigint, stop_cb, SIGINT);
-    sigterm.data = sigint.data = srv;
+    sigterm.data = sigint.data = &sd;
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
     log_notice("ferryd %s started", PACKAGE_VERSION);
 
     ev_run(loop, 0);
 
+    ev_timer_stop(loop, &sd.poll);
+    ev_timer_stop(loop, &sd.expiry);
     server_free(srv);
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);

@@ -232,6 +232,11 @@ void server_stop_listening(struct server *srv)
     srv->nlisteners = 0;
 }
 
+unsigned server_sessions(const struct server *srv)
+{
+    return srv->ctx.nsessions;
+}
+
 void server_free(struct server *srv)
 {
     if (srv == NULL)

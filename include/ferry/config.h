@@ -62,6 +62,8 @@ struct config {
     double timeout_bind; /* timeout bind DURATION: wait for the peer (default 60 s) */
 
     unsigned max_sessions;      /* max-sessions N (default 4096) */
+    double shutdown_grace;      /* shutdown-grace DURATION: how long sessions may finish after
+                                 * SIGTERM/SIGINT (default 5 s, 0 = close at once) */
     enum relay_mode relay_mode; /* relay auto|splice|buffered */
     unsigned auth_threads;      /* auth-threads N: password verification threads (default 2) */
 };

@@ -19,6 +19,9 @@ struct server *server_new(struct ev_loop *loop, const struct config *cfg,
 /* Stop accepting; sessions keep running. */
 void server_stop_listening(struct server *srv);
 
+/* Sessions alive now. */
+unsigned server_sessions(const struct server *srv);
+
 /* Close listeners and sessions and free everything. */
 void server_free(struct server *srv);
 

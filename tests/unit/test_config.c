@@ -679,6 +679,24 @@ START_TEST(test_log_levels)
 }
 END_TEST
 
+START_TEST(test_shutdown_grace_default_zero_and_errors)
+{
+    struct config c;
+
+    config_defaults(&c);
+    ck_assert(c.shutdown_grace == 5.0);
+    parse_ok(&c, "shutdown-grace 0\n");
+    ck_assert(c.shutdown_grace == 0.0);
+    config_release(&c);
+    parse_ok(&c, "shutdown-grace 1500ms\n");
+    ck_assert(c.shutdown_grace == 1.5);
+    config_release(&c);
+    parse_err("shutdown-grace\n", "t.conf:1: shutdown-grace: missing DURATION");
+    parse_err("shutdown-grace 1s\nshutdown-grace 2s\n",
+              "t.conf:2: duplicate 'shutdown-grace' (first on line 1)");
+}
+END_TEST
+
 START_TEST(test_max_sessions_and_auth_threads)
 {
     struct config c;
@@ -942,6 +960,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_log_targets);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_max_sessions_and_auth_threads);
+    tcase_add_test(tc, test_shutdown_grace_default_zero_and_errors);
     tcase_add_test(tc, test_relay_modes);
     tcase_add_test(tc, test_every_single_keyword_twice_is_duplicate);
     tcase_add_test(tc, test_long_line_is_an_error);
