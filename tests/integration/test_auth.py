@@ -217,7 +217,7 @@ class AuthTest(unittest.TestCase):
             self.assertEqual(ft.read_socks5_reply(s)[0], ft.REP_SUCCEEDED)
 
     def test_sigterm_with_verifications_in_flight_exits_0(self):
-        ferry = self.start("password", "auth-threads 1")
+        ferry = self.start("password", "auth-threads 1", "shutdown-grace 0")
         socks = []
         try:
             for _ in range(6):

@@ -139,7 +139,7 @@ auth-threads 2
 
     def stop_with(self, sig):
         echo = ft.EchoOrigin(self)
-        ferry = ft.start_ferryd(self)
+        ferry = ft.start_ferryd(self, extra=["shutdown-grace 0"])
         s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", echo.port)
         with s:
             self.assertEqual(rep, ft.REP_SUCCEEDED)
@@ -157,6 +157,35 @@ auth-threads 2
 
     def test_sigint_exits_0_promptly(self):
         self.stop_with(signal.SIGINT)
+
+    def test_second_signal_ends_the_shutdown_grace_at_once(self):
+        echo = ft.EchoOrigin(self)
+        ferry = ft.start_ferryd(self, extra=["shutdown-grace 30s"])
+        s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", echo.port)
+        with s:
+            self.assertEqual(rep, ft.REP_SUCCEEDED)
+            ferry.proc.send_signal(signal.SIGTERM)
+            # The listener closes at once while the open session may go on.
+            deadline = time.monotonic() + 2
+            while True:
+                try:
+                    socket.create_connection(ferry.addr(), timeout=1).close()
+                except ConnectionRefusedError:
+                    break
+                self.assertLess(time.monotonic(), deadline, "listener still open after SIGTERM")
+                time.sleep(0.05)
+            s.sendall(b"still here\n")
+            self.assertEqual(ft.recv_exact(s, 11), b"still here\n")
+            self.assertIsNone(ferry.proc.poll())
+            start = time.monotonic()
+            ferry.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = ferry.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.fail("ferryd still running 3 s after the second signal")
+            self.assertEqual(rc, 0)
+            self.assertLess(time.monotonic() - start, 3)
+            self.assertEqual(ft.recv_until_eof(s, 64), b"")
 
     def test_listen_on_port_in_use_exits_1_with_message(self):
         with socket.socket() as busy:
