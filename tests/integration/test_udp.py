@@ -389,6 +389,32 @@ class RawUDPTest(unittest.TestCase):
         self.assertNotEqual(a.relay[1], 0)
         self.assertEqual(a.roundtrip(self.echo, b"x"), ("127.0.0.1", self.echo.port, b"x"))
 
+    def test_advertised_address_replaces_bnd_addr_with_the_real_port(self):
+        # ferry behind NAT: the reply names the public address, the port is the relay's.
+        ferry = self.start(listen=("127.0.0.1:0 advertise 192.0.2.77",))
+        a = RawAssoc(self, ferry)
+        self.assertEqual(a.rep, ft.REP_SUCCEEDED)
+        self.assertEqual(a.relay[0], "192.0.2.77")
+        self.assertNotEqual(a.relay[1], 0)
+        a.relay = ("127.0.0.1", a.relay[1])  # what the NAT would forward to
+        self.assertEqual(a.roundtrip(self.echo, b"nat"), ("127.0.0.1", self.echo.port, b"nat"))
+
+    def test_advertised_ipv6_address_for_an_ipv6_listener(self):
+        ferry = self.start(listen=("[::1]:0 advertise 2001:db8::7",))
+        ctl, rep, host, port = ft.socks5_open(ferry.addr(), "0.0.0.0", 0,
+                                              cmd=ft.CMD_UDP_ASSOCIATE)
+        self.addCleanup(ctl.close)
+        self.assertEqual(rep, ft.REP_SUCCEEDED)
+        self.assertEqual(host, "2001:db8::7")
+        self.assertNotEqual(port, 0)
+
+    def test_udp_address_setting_binds_the_relay_there(self):
+        ferry = self.start("udp address 127.0.0.3")
+        a = RawAssoc(self, ferry)
+        self.assertEqual(a.rep, ft.REP_SUCCEEDED)
+        self.assertEqual(a.relay[0], "127.0.0.3")
+        self.assertEqual(a.roundtrip(self.echo, b"there")[2], b"there")
+
     def test_udp_port_range_is_used_for_the_relay(self):
         low = 43000 + (os.getpid() % 1000) * 10
         ferry = self.start("udp port-range %d-%d" % (low, low + 9))
