@@ -36,7 +36,7 @@ struct dnscache {
 #define DNSCACHE_MAX_BUCKETS ((size_t)1 << 20)
 
 /* FNV-1a over the lower-cased name. */
-static size_t name_hash(const char *name)
+size_t dnscache_hash(const char *name)
 {
     uint64_t h = 1469598103934665603ULL;
 
@@ -160,7 +160,7 @@ bool dnscache_get(struct dnscache *c, const char *name, double now, struct resol
 
     if (c == NULL || name == NULL)
         return false;
-    e = find(c, name, name_hash(name));
+    e = find(c, name, dnscache_hash(name));
     if (e == NULL)
         return false;
     if (e->expires <= now) {
@@ -182,7 +182,7 @@ void dnscache_put(struct dnscache *c, const char *name, const struct resolver_re
 
     if (c == NULL || name == NULL || res == NULL)
         return;
-    hash = name_hash(name);
+    hash = dnscache_hash(name);
     /* Newer information replaces the old entry, even when it says "do not cache". */
     old = find(c, name, hash);
     if (old != NULL)

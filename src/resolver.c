@@ -163,20 +163,6 @@ static struct resolver_query *query_of(struct qlink *link)
 
 /* ---- names ---------------------------------------------------------------------------------- */
 
-static size_t name_hash(const char *name)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
-        unsigned char c = *p;
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c - 'A' + 'a');
-        h ^= c;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
 /*
  * A name we are willing to put in a query: 1..255 bytes, printable ASCII other than space and
  * backslash (c-ares would read it as an escape), labels of 1..63 bytes (RFC 1035 2.3.4), one
@@ -772,7 +758,7 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
         return q;
     }
 
-    hash = name_hash(name);
+    hash = dnscache_hash(name);
     f = inflight_find(r, name, hash);
     if (f != NULL) {
         q->state = Q_WAITING;

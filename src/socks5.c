@@ -184,38 +184,53 @@ enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct so
     return PROTO_OK;
 }
 
-/* RFC 1928 section 6. BND.ADDR is IPv4 unless the bound address is a real IPv6 one. */
-size_t socks5_encode_reply(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep, const struct sockaddr *bound)
+/*
+ * ATYP ADDR PORT at out (out[0] is ATYP) for an IPv4 or IPv6 address, an IPv4-mapped one as
+ * IPv4. Returns the bytes written (7 or 19), or 0 for another family.
+ */
+static size_t encode_address(uint8_t *out, const struct sockaddr *sa)
 {
-    out[0] = SOCKS5_VERSION;
-    out[1] = rep;
-    out[2] = 0x00;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
 
-    if (bound != NULL && bound->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)bound;
+        out[0] = SOCKS5_ATYP_IPV4;
+        memcpy(out + 1, &sin->sin_addr, 4);
+        memcpy(out + 5, &sin->sin_port, 2);
+        return 7;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
         const uint8_t *ip = sin6->sin6_addr.s6_addr;
 
         if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            out[3] = SOCKS5_ATYP_IPV4;
-            memcpy(out + 4, ip + 12, 4);
-            memcpy(out + 8, &sin6->sin6_port, 2);
-            return 10;
+            out[0] = SOCKS5_ATYP_IPV4;
+            memcpy(out + 1, ip + 12, 4);
+            memcpy(out + 5, &sin6->sin6_port, 2);
+            return 7;
         }
-        out[3] = SOCKS5_ATYP_IPV6;
-        memcpy(out + 4, ip, 16);
-        memcpy(out + 20, &sin6->sin6_port, 2);
-        return 22;
+        out[0] = SOCKS5_ATYP_IPV6;
+        memcpy(out + 1, ip, 16);
+        memcpy(out + 17, &sin6->sin6_port, 2);
+        return 19;
     }
+    return 0;
+}
 
-    out[3] = SOCKS5_ATYP_IPV4;
-    if (bound != NULL && bound->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)bound;
-        memcpy(out + 4, &sin->sin_addr, 4);
-        memcpy(out + 8, &sin->sin_port, 2);
-    } else {
+/* RFC 1928 section 6. BND.ADDR is IPv4 unless the bound address is a real IPv6 one. */
+size_t socks5_encode_reply(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep, const struct sockaddr *bound)
+{
+    size_t n = bound != NULL ? encode_address(out + 3, bound) : 0;
+
+    out[0] = SOCKS5_VERSION;
+    out[1] = rep;
+    out[2] = 0x00;
+    if (n == 0) {
+        /* Nothing to name: 0.0.0.0:0. */
+        out[3] = SOCKS5_ATYP_IPV4;
         memset(out + 4, 0, 6);
+        n = 7;
     }
-    return 10;
+    return 3 + n;
 }
 
 /* Tor's RESOLVE_PTR answer (doc/socks-extensions.txt): the name in the BND.ADDR field, ATYP 3. */
@@ -293,31 +308,10 @@ enum proto_status socks5_parse_udp_header(const uint8_t *buf, size_t len,
 /* RFC 1928 section 7 header naming the sender of a datagram relayed to the client. */
 size_t socks5_encode_udp_header(uint8_t out[22], const struct sockaddr *from)
 {
+    size_t n = encode_address(out + 3, from);
+
     out[0] = 0x00;
     out[1] = 0x00;
-    out[2] = 0x00;
-    if (from->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)from;
-
-        out[3] = SOCKS5_ATYP_IPV4;
-        memcpy(out + 4, &sin->sin_addr, 4);
-        memcpy(out + 8, &sin->sin_port, 2);
-        return 10;
-    }
-    if (from->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)from;
-        const uint8_t *ip = sin6->sin6_addr.s6_addr;
-
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            out[3] = SOCKS5_ATYP_IPV4;
-            memcpy(out + 4, ip + 12, 4);
-            memcpy(out + 8, &sin6->sin6_port, 2);
-            return 10;
-        }
-        out[3] = SOCKS5_ATYP_IPV6;
-        memcpy(out + 4, ip, 16);
-        memcpy(out + 20, &sin6->sin6_port, 2);
-        return 22;
-    }
-    return 0;
+    out[2] = 0x00; /* FRAG: we never fragment */
+    return n == 0 ? 0 : 3 + n;
 }

@@ -20,6 +20,10 @@ bool dnscache_get(struct dnscache *c, const char *name, double now, struct resol
 void dnscache_put(struct dnscache *c, const char *name, const struct resolver_result *res,
                   double ttl, double now);
 
+/* Case-insensitive hash of a name, as the cache uses (the resolver keys in-flight queries by it
+ * too). */
+size_t dnscache_hash(const char *name);
+
 /* Live and expired entries still held. */
 size_t dnscache_count(const struct dnscache *c);
 
