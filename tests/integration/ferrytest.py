@@ -835,3 +835,136 @@ def run(argv, timeout=30, input=None):
 def main():
     """unittest.main with verbose output; exit status is what automake reads."""
     unittest.main(verbosity=2)
+
+
+# --- fault injection and soak helpers ---------------------------------------------------------
+
+def open_fds(pid):
+    """How many file descriptors process pid has open (entries in /proc/PID/fd)."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time process pid has used so far, in seconds (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After "pid (comm)": state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    """VmRSS of process pid in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def set_nofile(pid, soft, hard=None):
+    """Set RLIMIT_NOFILE of a running process (prlimit(2)); pid 0 is this process."""
+    import resource
+    if hard is None:
+        hard = max(soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def wait_fds(pid, expected, timeout=5.0):
+    """Wait until pid has exactly expected fds open; returns the last count seen."""
+    wait_until(lambda: open_fds(pid) == expected, timeout)
+    return open_fds(pid)
+
+
+class PendingTarget:
+    """A TCP address where a connect never completes: a listener with backlog 0 whose one-slot
+    accept queue is filled and never drained, so the kernel drops further SYNs and connects
+    stay in SYN-SENT. Checked with a probe when made."""
+
+    def __init__(self, testcase, host="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(0)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        testcase.addCleanup(self.close)
+        # The first connect fills the queue; a second makes sure it is full.
+        for _ in range(2):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex((host, self.port))
+            self.fillers.append(s)
+            time.sleep(0.05)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            probe.connect_ex((host, self.port))
+            _, w, _ = select.select([], [probe], [], 0.3)
+            if w:
+                raise AssertionError("connect to the full listener completed")
+        finally:
+            probe.close()
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.sock.close()
+
+
+class FaultyDNSServer(DNSServer):
+    """A DNSServer that can also answer badly for a name (set_fault):
+      "garbage"   random bytes of a plausible size, with the query's ID
+      "short"     only 6 bytes of a header
+      "truncated" a NOERROR answer announcing at least one record, cut 7 bytes into it (TC
+                  bit clear)
+      "tc"        an empty answer with the TC bit set (a resolver retries over TCP, which this
+                  server does not serve)
+      "badid"     a well-formed answer with the wrong query ID
+    Other names behave as in DNSServer."""
+
+    FAULTS = ("garbage", "short", "truncated", "tc", "badid")
+
+    def __init__(self, testcase, host="127.0.0.1"):
+        self.faults = {}
+        super().__init__(testcase, host)
+
+    def set_fault(self, name, fault, a=("127.0.0.1",)):
+        assert fault in self.FAULTS
+        name = name.lower().rstrip(".")
+        self.add(name, a=list(a))
+        with self.lock:
+            self.faults[name] = fault
+
+    def handle(self, msg):
+        reply, delay = super().handle(msg)
+        if reply is None:
+            return reply, delay
+        # The question name, as DNSServer.handle read it.
+        pos, labels = 12, []
+        while msg[pos]:
+            labels.append(msg[pos + 1:pos + 1 + msg[pos]].decode("ascii", "replace"))
+            pos += 1 + msg[pos]
+        with self.lock:
+            fault = self.faults.get(".".join(labels).lower())
+        if fault is None:
+            return reply, delay
+        if fault == "garbage":
+            return msg[:2] + os.urandom(max(len(reply) - 2, 40)), delay
+        if fault == "short":
+            return reply[:6], delay
+        if fault == "truncated":
+            # At least one answer announced, and the data stops 7 bytes into it.
+            qend = pos + 1 + 4
+            ancount = max(struct.unpack("!H", reply[6:8])[0], 1)
+            record = reply[qend:qend + 7]
+            if len(record) < 7:
+                record = b"\xc0\x0c\x00\x01\x00\x01\x00"
+            return reply[:6] + struct.pack("!H", ancount) + reply[8:qend] + record, delay
+        if fault == "tc":
+            qend = pos + 1 + 4
+            flags = struct.unpack("!H", reply[2:4])[0] | 0x0200
+            return reply[:2] + struct.pack("!HHHHH", flags, 1, 0, 0, 0) + reply[12:qend], delay
+        if fault == "badid":
+            wrong = (struct.unpack("!H", reply[:2])[0] + 1) & 0xFFFF
+            return struct.pack("!H", wrong) + reply[2:], delay
+        return reply, delay
