@@ -90,6 +90,8 @@ struct parser {
     unsigned bind_first[BIND_COUNT];
     unsigned auth_line;
     bool password_auth;
+    unsigned listen_line[CONFIG_MAX_LISTEN]; /* line of each listen address */
+    unsigned allow_unauthenticated_line;
 };
 
 /* Write "NAME:LINE: problem" into the error buffer. Returns -1. */
@@ -268,6 +270,7 @@ static int kw_listen(struct parser *p, int argc, char **argv)
     if (c->nlisten >= CONFIG_MAX_LISTEN)
         return fail(p, "listen: too many listen lines (at most %d)", CONFIG_MAX_LISTEN);
     c->listen_advertise[c->nlisten] = adv;
+    p->listen_line[c->nlisten] = p->line;
     c->listen[c->nlisten++] = a;
     return 0;
 }
@@ -644,6 +647,89 @@ static int kw_relay(struct parser *p, int argc, char **argv)
     return 0;
 }
 
+/* client|request pass|block CONDITION...: one rule appended to its set (see acl.h). */
+static int add_rule(struct parser *p, struct acl_rules **set, bool is_client, int argc, char **argv)
+{
+    char msg[256];
+
+    if (*set == NULL) {
+        *set = acl_rules_new();
+        if (*set == NULL)
+            return fail(p, "%s: %s", p->keyword, strerror(errno));
+    }
+    if (acl_add_rule(*set, is_client, argc, argv, p->line, msg, sizeof(msg)) < 0)
+        return fail(p, "%s", msg);
+    return 0;
+}
+
+static int kw_client(struct parser *p, int argc, char **argv)
+{
+    return add_rule(p, &p->c->client_rules, true, argc, argv);
+}
+
+static int kw_request(struct parser *p, int argc, char **argv)
+{
+    return add_rule(p, &p->c->request_rules, false, argc, argv);
+}
+
+/* trusted-clients CIDR... (blank- or comma-separated) | none */
+static int kw_trusted_clients(struct parser *p, int argc, char **argv)
+{
+    struct config *c = p->c;
+
+    c->ntrusted_clients = 0;
+    if (argc == 1 && strcmp(argv[0], "none") == 0)
+        return 0;
+    for (int i = 0; i < argc; i++) {
+        for (const char *s = argv[i];;) {
+            const char *end = strchr(s, ',');
+            size_t n = end != NULL ? (size_t)(end - s) : strlen(s);
+            char item[INET6_ADDRSTRLEN + 8];
+
+            if (n == 0)
+                return fail(p, "trusted-clients: empty item in '%s'", Q(argv[i]));
+            if (n >= sizeof(item))
+                n = sizeof(item) - 1; /* cut short: cannot be a range, refused below */
+            memcpy(item, s, n);
+            item[n] = '\0';
+            if (strcmp(item, "none") == 0)
+                return fail(p, "trusted-clients: 'none' must stand alone");
+            if (c->ntrusted_clients == CONFIG_MAX_TRUSTED)
+                return fail(p, "trusted-clients: too many ranges (at most %d)", CONFIG_MAX_TRUSTED);
+            if (acl_parse_cidr(item, &c->trusted_clients[c->ntrusted_clients]) < 0)
+                return fail(p, "trusted-clients: '%s' is not an address range", Q(item));
+            c->ntrusted_clients++;
+            if (end == NULL)
+                break;
+            s = end + 1;
+        }
+    }
+    return 0;
+}
+
+static int kw_private_destinations(struct parser *p, int argc, char **argv)
+{
+    if (strcmp(argv[0], "block") == 0)
+        p->c->private_destinations = false;
+    else if (strcmp(argv[0], "allow") == 0)
+        p->c->private_destinations = true;
+    else
+        return fail(p, "private-destinations: unknown value '%s' (block or allow)", Q(argv[0]));
+    return 0;
+}
+
+static int kw_allow_unauthenticated(struct parser *p, int argc, char **argv)
+{
+    if (strcmp(argv[0], "no") == 0)
+        p->c->allow_unauthenticated = false;
+    else if (strcmp(argv[0], "yes") == 0)
+        p->c->allow_unauthenticated = true;
+    else
+        return fail(p, "allow-unauthenticated: unknown value '%s' (no or yes)", Q(argv[0]));
+    p->allow_unauthenticated_line = p->line;
+    return 0;
+}
+
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
 static const struct keyword keywords[] = {
     {"listen", kw_listen, 1, 3, {"ADDRESS[:PORT]"}, true},
@@ -663,6 +749,11 @@ static const struct keyword keywords[] = {
     {"shutdown-grace", kw_shutdown_grace, 1, 1, {"DURATION"}, false},
     {"auth-threads", kw_auth_threads, 1, 1, {"N"}, false},
     {"relay", kw_relay, 1, 1, {"auto|splice|buffered"}, false},
+    {"client", kw_client, 1, CONFIG_MAX_ARGS, {"pass or block"}, true},
+    {"request", kw_request, 1, CONFIG_MAX_ARGS, {"pass or block"}, true},
+    {"trusted-clients", kw_trusted_clients, 1, CONFIG_MAX_ARGS, {"CIDR or none"}, false},
+    {"private-destinations", kw_private_destinations, 1, 1, {"block or allow"}, false},
+    {"allow-unauthenticated", kw_allow_unauthenticated, 1, 1, {"no or yes"}, false},
 };
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
@@ -729,6 +820,7 @@ static int parse_line(struct parser *p, const char *text, size_t len)
 void config_defaults(struct config *c)
 {
     static const uint8_t lo4[4] = {127, 0, 0, 1};
+    static const uint8_t lo4net[4] = {127, 0, 0, 0};
     static const uint8_t lo6[16] = {[15] = 1};
 
     memset(c, 0, sizeof(*c));
@@ -763,14 +855,77 @@ void config_defaults(struct config *c)
     c->shutdown_grace = 5;
     c->relay_mode = RELAY_AUTO;
     c->auth_threads = 2;
+    c->client_rules = NULL;
+    c->request_rules = NULL;
+    addr_from_ipv4(&c->trusted_clients[0].net, lo4net, 0);
+    c->trusted_clients[0].prefix = 8;
+    addr_from_ipv6(&c->trusted_clients[1].net, lo6, 0);
+    c->trusted_clients[1].prefix = 128;
+    c->ntrusted_clients = 2;
+    c->private_destinations = false;
+    c->allow_unauthenticated = false;
 }
 
 void config_release(struct config *c)
 {
     free(c->users_file);
     free(c->resolver_servers);
+    acl_rules_free(c->client_rules);
+    acl_rules_free(c->request_rules);
     c->users_file = NULL;
     c->resolver_servers = NULL;
+    c->client_rules = NULL;
+    c->request_rules = NULL;
+}
+
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this host can reach a listener there. */
+static bool is_loopback(const struct addr *a)
+{
+    const uint8_t *ip;
+
+    if (addr_family(a) == AF_INET)
+        return (ntohl(a->u.in4.sin_addr.s_addr) >> 24) == 127;
+    if (addr_family(a) != AF_INET6)
+        return false;
+    ip = a->u.in6.sin6_addr.s6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr))
+        return true;
+    return IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr) && ip[12] == 127;
+}
+
+/*
+ * Safe defaults: no open proxy by accident. A listener others can reach must ask for a
+ * password, unless the file says that unauthenticated access is meant, and then client rules
+ * must say who may connect.
+ */
+static int check_safe_defaults(struct parser *p)
+{
+    const struct config *c = p->c;
+    bool noauth = false;
+    char buf[ADDR_STRLEN];
+
+    if (c->allow_unauthenticated) {
+        if (acl_rules_count(c->client_rules) == 0) {
+            p->line = p->allow_unauthenticated_line;
+            return fail(p, "allow-unauthenticated yes needs at least one 'client' rule (who "
+                           "may connect)");
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < c->nmethods; i++)
+        noauth = noauth || c->methods[i] == SOCKS5_METHOD_NOAUTH;
+    if (!noauth)
+        return 0;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (is_loopback(&c->listen[i]))
+            continue;
+        p->line = p->listen_line[i];
+        return fail(p,
+                    "listen %s is not a loopback address and auth allows 'none': use 'auth "
+                    "password', or 'allow-unauthenticated yes' with client rules",
+                    addr_format(&c->listen[i], buf, sizeof(buf)));
+    }
+    return 0;
 }
 
 /* Parse text of len bytes; dir is where a relative users path points (NULL: as written). */
@@ -809,6 +964,8 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
         fail(&p, "auth password needs a users file (users PATH)");
         goto fail;
     }
+    if (check_safe_defaults(&p) < 0)
+        goto fail;
     *out = c;
     return 0;
 

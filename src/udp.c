@@ -91,6 +91,8 @@ struct udp_assoc {
     struct ev_loop *loop;
     struct resolver *resolver;
     bool any_sender;
+    udp_policy_cb policy;
+    void *policy_arg;
 
     struct addr client;   /* the client's IP (port unused) */
     uint16_t client_port; /* fixed by the request, or 0 */
@@ -229,6 +231,15 @@ fail:
     return -1;
 }
 
+/* Ask the session's policy about a destination; counts a refusal. */
+static bool allowed(struct udp_assoc *a, const char *name, const struct addr *to, uint16_t port)
+{
+    if (a->policy == NULL || a->policy(a->policy_arg, name, to, port))
+        return true;
+    a->stats.drop_blocked++;
+    return false;
+}
+
 /* Send one payload to a target (an IP address, mapped IPv4 already unmapped). */
 static void send_to_target(struct udp_assoc *a, const struct addr *to, const uint8_t *payload,
                            size_t len)
@@ -307,7 +318,8 @@ static void on_resolved(const struct resolver_result *res, void *arg)
         names_put(a, p->name, &to);
         for (struct udp_queued *q = p->head; q != NULL; q = q->next) {
             addr_set_port(&to, q->port);
-            send_to_target(a, &to, q->data, q->len);
+            if (allowed(a, p->name, &to, q->port))
+                send_to_target(a, &to, q->data, q->len);
         }
     }
     pending_free(a, p);
@@ -324,9 +336,13 @@ static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const 
     if (known != NULL) {
         struct addr to = known->addr;
         addr_set_port(&to, d->port);
-        send_to_target(a, &to, payload, len);
+        if (allowed(a, d->name, &to, d->port))
+            send_to_target(a, &to, payload, len);
         return;
     }
+    /* Name rules first: a refused name is not looked up. */
+    if (!allowed(a, d->name, NULL, d->port))
+        return;
     if (a->queued >= UDP_QUEUE_MAX || a->queued_bytes + len > UDP_QUEUE_BYTES) {
         a->stats.drop_queue++;
         return;
@@ -420,7 +436,8 @@ static void client_datagram(struct udp_assoc *a, const struct addr *from, const 
         return;
     }
     addr_unmap(&to);
-    send_to_target(a, &to, buf + hdrlen, len - hdrlen);
+    if (allowed(a, NULL, &to, hdr.dest.port))
+        send_to_target(a, &to, buf + hdrlen, len - hdrlen);
 }
 
 static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -527,6 +544,8 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
     a->loop = p->loop;
     a->resolver = p->resolver;
     a->any_sender = p->config != NULL && p->config->udp_any_sender;
+    a->policy = p->policy;
+    a->policy_arg = p->policy_arg;
     a->client = p->client;
     addr_unmap(&a->client);
     a->client_port = p->client_port;

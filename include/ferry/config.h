@@ -6,11 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry/acl.h"
 #include "ferry/addr.h"
 #include "ferry/relay.h"
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_DEFAULT_PORT 1080
+#define CONFIG_MAX_TRUSTED 32
 
 enum log_target {
     LOG_TARGET_STDERR,
@@ -60,6 +62,16 @@ struct config {
     uint16_t bind_port_max;
     bool bind_any_peer;  /* bind peer expected (default) | any */
     double timeout_bind; /* timeout bind DURATION: wait for the peer (default 60 s) */
+    /* Access control (see acl.h). */
+    struct acl_rules *client_rules;  /* client pass|block ... lines; NULL: none */
+    struct acl_rules *request_rules; /* request pass|block ... lines; NULL: none */
+    struct acl_cidr trusted_clients[CONFIG_MAX_TRUSTED];
+    size_t ntrusted_clients;         /* trusted-clients CIDR...: exempt from the private-
+                                      * destination block (default 127.0.0.0/8 ::1) */
+    bool private_destinations;       /* private-destinations block (default) | allow */
+    bool allow_unauthenticated;      /* allow-unauthenticated no (default) | yes: serve without
+                                      * auth on a non-loopback listener (needs client rules) */
+
 
     unsigned max_sessions;      /* max-sessions N (default 4096) */
     double shutdown_grace;      /* shutdown-grace DURATION: how long sessions may finish after

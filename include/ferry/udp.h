@@ -12,6 +12,13 @@ struct config;
 struct resolver;
 struct udp_assoc;
 
+/*
+ * Per-datagram policy: return false to drop (counted as drop_blocked). name is the destination
+ * name as the client sent it (NULL for an address); to is the address, NULL while a name is
+ * not resolved yet (only name rules can refuse then); port is the destination port.
+ */
+typedef bool (*udp_policy_cb)(void *arg, const char *name, const struct addr *to, uint16_t port);
+
 struct udp_assoc_params {
     struct ev_loop *loop;
     const struct config *config; /* udp_* settings */
@@ -20,6 +27,8 @@ struct udp_assoc_params {
     uint16_t client_port;        /* the client's UDP source port, or 0: learn it from the
                                   * first datagram from the client's IP */
     struct addr local;           /* where to bind the client-facing socket (port ignored) */
+    udp_policy_cb policy; /* NULL: every destination allowed */
+    void *policy_arg;
 };
 
 /* Why datagrams were dropped; counted per association. */
@@ -36,6 +45,7 @@ struct udp_stats {
     uint64_t drop_queue;     /* pending-resolution queue full */
     uint64_t drop_send;      /* sendto failed (ENOBUFS, EAGAIN, unreachable...) */
     uint64_t drop_oversize;  /* a reply too large to carry with its header */
+    uint64_t drop_blocked;  /* destination refused by the policy */
 };
 
 /*

@@ -34,6 +34,9 @@ static void parse_err(const char *text, const char *want)
     ck_assert_ptr_null(c.users_file);
     ck_assert_ptr_null(c.resolver_servers);
     ck_assert_uint_eq(c.max_sessions, 4096);
+    ck_assert_ptr_null(c.client_rules);
+    ck_assert_ptr_null(c.request_rules);
+    ck_assert(!c.allow_unauthenticated);
     config_release(&c);
 }
 
@@ -41,6 +44,41 @@ static const char *fmt_listen(const struct config *c, size_t i)
 {
     static char buf[ADDR_STRLEN];
     return addr_format(&c->listen[i], buf, sizeof(buf));
+}
+
+static struct addr ip(const char *text)
+{
+    struct addr a;
+
+    ck_assert_msg(addr_parse(text, 0, &a) == 0, "bad test address %s", text);
+    return a;
+}
+
+static bool trusted(const struct config *c, const char *text)
+{
+    struct addr a = ip(text);
+
+    for (size_t i = 0; i < c->ntrusted_clients; i++) {
+        if (acl_cidr_contains(&c->trusted_clients[i], &a))
+            return true;
+    }
+    return false;
+}
+
+static void check_access_defaults(const struct config *c)
+{
+    ck_assert_ptr_null(c->client_rules);
+    ck_assert_ptr_null(c->request_rules);
+    ck_assert_uint_eq(c->ntrusted_clients, 2);
+    ck_assert(trusted(c, "127.0.0.1"));
+    ck_assert(trusted(c, "127.255.255.255"));
+    ck_assert(trusted(c, "::ffff:127.0.0.2"));
+    ck_assert(trusted(c, "::1"));
+    ck_assert(!trusted(c, "128.0.0.1"));
+    ck_assert(!trusted(c, "::2"));
+    ck_assert(!trusted(c, "10.0.0.1"));
+    ck_assert(!c->private_destinations);
+    ck_assert(!c->allow_unauthenticated);
 }
 
 static void check_defaults(const struct config *c)
@@ -78,6 +116,7 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->bind_port_max, 0);
     ck_assert(!c->bind_any_peer);
     ck_assert(c->timeout_bind == 60);
+    check_access_defaults(c);
 }
 
 START_TEST(test_defaults_without_any_line)
@@ -126,7 +165,7 @@ START_TEST(test_listen_addresses_and_default_port)
     struct config c;
 
     parse_ok(&c, "listen 127.0.0.1:1080\nlisten [::1]:1081\nlisten 0.0.0.0\nlisten [::]\n"
-                 "listen 10.0.0.1:0\n");
+                 "listen 10.0.0.1:0\nauth password\nusers u\n");
     ck_assert(!c.listen_is_default);
     ck_assert_uint_eq(c.nlisten, 5);
     ck_assert_str_eq(fmt_listen(&c, 0), "127.0.0.1:1080");
@@ -420,7 +459,8 @@ START_TEST(test_listen_advertise_any_family)
                  "listen [::]:1080 advertise 2001:db8::7\n"
                  "listen 10.0.0.1 advertise [2001:db8::8]\n"
                  "listen [::1]:1081 advertise 198.51.100.1\n"
-                 "listen 127.0.0.1:1082\n");
+                 "listen 127.0.0.1:1082\n"
+                 "auth password\nusers u\n");
     ck_assert_uint_eq(c.nlisten, 5);
     ck_assert_int_eq(addr_family(&c.listen_advertise[0]), AF_INET);
     ck_assert_str_eq(fmt_ip(&c.listen_advertise[0]), "203.0.113.7");
@@ -740,8 +780,19 @@ END_TEST
 START_TEST(test_every_single_keyword_twice_is_duplicate)
 {
     static const char *const lines[] = {
-        "auth none",  "users u",        "resolver system", "resolver-timeout 1", "resolver-tries 1",
-        "log stderr", "log-level info", "max-sessions 5",  "auth-threads 1",     "relay auto",
+        "auth none",
+        "users u",
+        "resolver system",
+        "resolver-timeout 1",
+        "resolver-tries 1",
+        "log stderr",
+        "log-level info",
+        "max-sessions 5",
+        "auth-threads 1",
+        "relay auto",
+        "trusted-clients 127.0.0.1",
+        "private-destinations allow",
+        "allow-unauthenticated no",
     };
     char text[256], want[256];
 
@@ -889,7 +940,16 @@ START_TEST(test_a_full_config)
                  "timeout udp 60\n"
                  "bind port-range 50000-50100\n"
                  "bind peer any\n"
-                 "timeout bind 30\n");
+                 "timeout bind 30\n"
+                 "allow-unauthenticated yes\n"
+                 "client pass from 192.0.2.0/24,2001:db8::/32 log\n"
+                 "client block\n"
+                 "request block to 10.0.0.0/8 log\n"
+                 "request pass user alice,bob command connect,resolve to .example.com "
+                 "port 80,443\n"
+                 "request pass\n"
+                 "trusted-clients 127.0.0.0/8 ::1 192.0.2.5\n"
+                 "private-destinations allow\n");
     ck_assert_uint_eq(c.nlisten, 1);
     ck_assert_uint_eq(c.udp_max_per_client, 8);
     ck_assert_uint_eq(c.udp_max_total, 512);
@@ -904,6 +964,11 @@ START_TEST(test_a_full_config)
     ck_assert_int_eq(c.syslog_facility, LOG_LOCAL0);
     ck_assert_int_eq(c.log_level, LOG_DEBUG);
     ck_assert_uint_eq(c.auth_threads, 4);
+    ck_assert(c.allow_unauthenticated);
+    ck_assert(c.private_destinations);
+    ck_assert_uint_eq(acl_rules_count(c.client_rules), 2);
+    ck_assert_uint_eq(acl_rules_count(c.request_rules), 3);
+    ck_assert_uint_eq(c.ntrusted_clients, 3);
     config_release(&c);
 }
 END_TEST
@@ -918,6 +983,213 @@ START_TEST(test_shipped_example_config_loads)
     snprintf(path, sizeof(path), "%s/etc/ferryd.conf", srcdir);
     ck_assert_msg(config_load(&c, path, err, sizeof(err)) == 0, "%s", err);
     config_release(&c);
+}
+END_TEST
+
+START_TEST(test_client_and_request_rules_are_numbered_in_file_order)
+{
+    struct config c;
+    struct addr client = ip("192.0.2.9"), listener = ip("127.0.0.1:1080");
+    struct acl_result r;
+
+    parse_ok(&c, "client block from 192.0.2.9\n"
+                 "request pass to example.com\n"
+                 "# comment\n"
+                 "client pass\n"
+                 "request block\n");
+    ck_assert_uint_eq(acl_rules_count(c.client_rules), 2);
+    ck_assert_uint_eq(acl_rules_count(c.request_rules), 2);
+    r = acl_check_client(c.client_rules, &client, &listener);
+    ck_assert_int_eq(r.verdict, ACL_VERDICT_BLOCK);
+    ck_assert_uint_eq(r.rule, 1);
+    ck_assert_uint_eq(r.line, 1);
+    client = ip("192.0.2.10");
+    r = acl_check_client(c.client_rules, &client, &listener);
+    ck_assert_int_eq(r.verdict, ACL_VERDICT_PASS);
+    ck_assert_uint_eq(r.rule, 2);
+    ck_assert_uint_eq(r.line, 4);
+    {
+        struct acl_request req = {
+            .client = &client, .command = ACL_CMD_CONNECT, .name = "other.example", .port = 80};
+        r = acl_check_request(c.request_rules, &req);
+        ck_assert_int_eq(r.verdict, ACL_VERDICT_BLOCK);
+        ck_assert_uint_eq(r.rule, 2);
+        ck_assert_uint_eq(r.line, 5);
+    }
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_only_one_kind_of_rules_leaves_the_other_null)
+{
+    struct config c;
+
+    parse_ok(&c, "request block to .internal\n");
+    ck_assert_ptr_null(c.client_rules);
+    ck_assert_uint_eq(acl_rules_count(c.request_rules), 1);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_rule_errors_name_file_and_line)
+{
+    parse_err("\n\nrequest pass to\n", "t.conf:3: request: 'to' needs a value");
+    parse_err("request pass to 10.0.0.0/33\n",
+              "t.conf:1: request: '10.0.0.0/33' is not an address range or host name");
+    parse_err("client pass user alice\n",
+              "t.conf:1: client: unknown condition 'user' (from, listener, log)");
+    parse_err("request pass port 80 port 443\n", "t.conf:1: request: duplicate condition 'port'");
+    parse_err("request allow\n", "t.conf:1: request: first word must be pass or block");
+    parse_err("client\n", "t.conf:1: client: missing pass or block");
+    parse_err("request\n", "t.conf:1: request: missing pass or block");
+    parse_err("client pass from 10.0.0.0/8\nclient pass from 10.0.0.0/99\n",
+              "t.conf:2: client: '10.0.0.0/99' is not an address range");
+    parse_err("client pass listener example.com\n",
+              "t.conf:1: client: 'example.com' is not an address (ADDRESS or ADDRESS:PORT)");
+    /* The error leaves nothing behind, even when earlier rules were parsed. */
+    parse_err("client pass\nrequest pass\nrequest block command jump\n",
+              "t.conf:3: request: unknown command 'jump' (connect, bind, udp, resolve)");
+}
+END_TEST
+
+START_TEST(test_trusted_clients_replace_the_default)
+{
+    struct config c;
+
+    parse_ok(&c, "trusted-clients 10.0.0.0/8 2001:db8::/32,192.0.2.1\n");
+    ck_assert_uint_eq(c.ntrusted_clients, 3);
+    ck_assert(trusted(&c, "10.1.2.3"));
+    ck_assert(trusted(&c, "2001:db8::5"));
+    ck_assert(trusted(&c, "192.0.2.1"));
+    ck_assert(!trusted(&c, "192.0.2.2"));
+    ck_assert(!trusted(&c, "127.0.0.1"));
+    ck_assert(!trusted(&c, "::1"));
+    config_release(&c);
+
+    parse_ok(&c, "trusted-clients none\n");
+    ck_assert_uint_eq(c.ntrusted_clients, 0);
+    ck_assert(!trusted(&c, "127.0.0.1"));
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_trusted_clients_errors)
+{
+    char text[1024] = "trusted-clients ";
+
+    parse_err("trusted-clients\n", "t.conf:1: trusted-clients: missing CIDR or none");
+    parse_err("trusted-clients 10.0.0.0/8 localhost\n",
+              "t.conf:1: trusted-clients: 'localhost' is not an address range");
+    parse_err("trusted-clients 10.0.0.0/8,,::1\n",
+              "t.conf:1: trusted-clients: empty item in '10.0.0.0/8,,::1'");
+    parse_err("trusted-clients 10.0.0.0/8,\n",
+              "t.conf:1: trusted-clients: empty item in '10.0.0.0/8,'");
+    parse_err("trusted-clients none ::1\n", "t.conf:1: trusted-clients: 'none' must stand alone");
+    parse_err("trusted-clients ::1\ntrusted-clients ::1\n",
+              "t.conf:2: duplicate 'trusted-clients' (first on line 1)");
+    for (int i = 0; i <= CONFIG_MAX_TRUSTED; i++)
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s10.0.0.%d", i > 0 ? "," : "",
+                 i);
+    strcat(text, "\n");
+    parse_err(text, "t.conf:1: trusted-clients: too many ranges (at most 32)");
+}
+END_TEST
+
+START_TEST(test_private_destinations_and_allow_unauthenticated_values)
+{
+    struct config c;
+
+    parse_ok(&c, "private-destinations allow\n");
+    ck_assert(c.private_destinations);
+    config_release(&c);
+    parse_ok(&c, "private-destinations block\n");
+    ck_assert(!c.private_destinations);
+    config_release(&c);
+    parse_ok(&c, "allow-unauthenticated no\n");
+    ck_assert(!c.allow_unauthenticated);
+    config_release(&c);
+    parse_err("private-destinations open\n",
+              "t.conf:1: private-destinations: unknown value 'open' (block or allow)");
+    parse_err("private-destinations\n", "t.conf:1: private-destinations: missing block or allow");
+    parse_err("allow-unauthenticated true\n",
+              "t.conf:1: allow-unauthenticated: unknown value 'true' (no or yes)");
+    parse_err("allow-unauthenticated yes yes\n", "t.conf:1: allow-unauthenticated: too many "
+                                                 "arguments");
+}
+END_TEST
+
+START_TEST(test_public_listener_without_auth_is_refused)
+{
+    parse_err("listen 127.0.0.1\n# public\nlisten 0.0.0.0:1080\n",
+              "t.conf:3: listen 0.0.0.0:1080 is not a loopback address and auth allows 'none': "
+              "use 'auth password', or 'allow-unauthenticated yes' with client rules");
+    parse_err("listen [::]:1081\nauth none\n",
+              "t.conf:1: listen [::]:1081 is not a loopback address and auth allows 'none': "
+              "use 'auth password', or 'allow-unauthenticated yes' with client rules");
+    /* 'none' beside 'password' still lets anybody in. */
+    parse_err("auth password none\nusers u\nlisten 192.0.2.1\n",
+              "t.conf:3: listen 192.0.2.1:1080 is not a loopback address and auth allows "
+              "'none': use 'auth password', or 'allow-unauthenticated yes' with client rules");
+    /* 128.0.0.1 is just outside loopback. */
+    parse_err("listen 128.0.0.1\n",
+              "t.conf:1: listen 128.0.0.1:1080 is not a loopback address and auth allows "
+              "'none': use 'auth password', or 'allow-unauthenticated yes' with client rules");
+}
+END_TEST
+
+START_TEST(test_public_listener_with_password_only_is_fine)
+{
+    struct config c;
+
+    parse_ok(&c, "listen 0.0.0.0:1080\nlisten [::]:1080\nauth password\nusers u\n");
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_loopback_listeners_without_auth_are_fine)
+{
+    struct config c;
+
+    parse_ok(&c, "listen 127.0.0.2:1080\nlisten [::1]:1081\nlisten 127.255.255.254\n"
+                 "listen [::ffff:127.0.0.1]:1082\nauth none\n");
+    ck_assert_uint_eq(c.nlisten, 4);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_allow_unauthenticated_needs_client_rules)
+{
+    parse_err("listen 0.0.0.0\n\nallow-unauthenticated yes\nrequest pass\n",
+              "t.conf:3: allow-unauthenticated yes needs at least one 'client' rule (who may "
+              "connect)");
+    /* Even on loopback: the setting is meaningless without rules, so it is a mistake. */
+    parse_err("allow-unauthenticated yes\n",
+              "t.conf:1: allow-unauthenticated yes needs at least one 'client' rule (who may "
+              "connect)");
+}
+END_TEST
+
+START_TEST(test_allow_unauthenticated_with_client_rule_serves_public_listener)
+{
+    struct config c;
+
+    parse_ok(&c, "listen 0.0.0.0:1080\nauth none\nallow-unauthenticated yes\n"
+                 "client pass from 192.0.2.0/24\n");
+    ck_assert(c.allow_unauthenticated);
+    ck_assert_uint_eq(acl_rules_count(c.client_rules), 1);
+    config_release(&c);
+
+    /* Rules may come before the setting. */
+    parse_ok(&c, "client block from 198.51.100.0/24\nlisten [::]\nallow-unauthenticated yes\n");
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_allow_unauthenticated_no_keeps_the_check)
+{
+    parse_err("listen 0.0.0.0\nallow-unauthenticated no\nclient pass from 192.0.2.0/24\n",
+              "t.conf:1: listen 0.0.0.0:1080 is not a loopback address and auth allows 'none': "
+              "use 'auth password', or 'allow-unauthenticated yes' with client rules");
 }
 END_TEST
 
@@ -971,6 +1243,18 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_control_characters_are_escaped_in_messages);
     tcase_add_test(tc, test_too_many_arguments_on_a_line);
     tcase_add_test(tc, test_a_full_config);
+    tcase_add_test(tc, test_client_and_request_rules_are_numbered_in_file_order);
+    tcase_add_test(tc, test_only_one_kind_of_rules_leaves_the_other_null);
+    tcase_add_test(tc, test_rule_errors_name_file_and_line);
+    tcase_add_test(tc, test_trusted_clients_replace_the_default);
+    tcase_add_test(tc, test_trusted_clients_errors);
+    tcase_add_test(tc, test_private_destinations_and_allow_unauthenticated_values);
+    tcase_add_test(tc, test_public_listener_without_auth_is_refused);
+    tcase_add_test(tc, test_public_listener_with_password_only_is_fine);
+    tcase_add_test(tc, test_loopback_listeners_without_auth_are_fine);
+    tcase_add_test(tc, test_allow_unauthenticated_needs_client_rules);
+    tcase_add_test(tc, test_allow_unauthenticated_with_client_rule_serves_public_listener);
+    tcase_add_test(tc, test_allow_unauthenticated_no_keeps_the_check);
     tcase_add_test(tc, test_shipped_example_config_loads);
     suite_add_tcase(s, tc);
     return s;

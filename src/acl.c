@@ -1,0 +1,904 @@
+/*
+ * Access rules: "client" and "request" lines parsed into compact rules, first-match checks,
+ * and the table of special-purpose destinations blocked by default. Pure: no I/O, no logging,
+ * no globals but constant tables.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/acl.h"
+
+/* Longest host name (RFC 1035 section 2.3.4, without the trailing dot) and label. */
+#define ACL_MAX_NAME 253
+#define ACL_MAX_LABEL 63
+/* Longest user name: the RFC 1929 UNAME field holds at most 255 bytes. */
+#define ACL_MAX_USER 255
+
+/* A host-name entry of a 'to' condition, lower case, without leading or trailing dot. */
+struct acl_name {
+    char *text;
+    size_t len;
+    bool suffix; /* written ".example.com": the name itself and every name under it */
+};
+
+struct acl_port_range {
+    uint16_t low;
+    uint16_t high;
+};
+
+/* One rule. A condition with no entries (count 0, commands 0) is absent and matches all. */
+struct acl_rule {
+    enum acl_action action;
+    bool log;
+    unsigned line;
+    unsigned commands; /* ACL_CMD_* bits */
+    struct acl_cidr *from;
+    size_t nfrom;
+    struct acl_cidr *to_nets;
+    size_t nto_nets;
+    struct acl_name *to_names;
+    size_t nto_names;
+    struct acl_port_range *ports;
+    size_t nports;
+    char **users;
+    size_t nusers;
+    bool has_listener;
+    bool listener_has_port;
+    struct addr listener;
+};
+
+struct acl_rules {
+    struct acl_rule *rule;
+    size_t n;
+    size_t cap;
+};
+
+/* The conditions of both rule kinds; a rule may use each at most once. */
+enum acl_cond {
+    COND_FROM,
+    COND_LISTENER,
+    COND_USER,
+    COND_COMMAND,
+    COND_TO,
+    COND_PORT,
+    COND_LOG,
+    COND_COUNT,
+};
+
+static const char *const cond_names[COND_COUNT] = {
+    [COND_FROM] = "from", [COND_LISTENER] = "listener",
+    [COND_USER] = "user", [COND_COMMAND] = "command",
+    [COND_TO] = "to",     [COND_PORT] = "port",
+    [COND_LOG] = "log",
+};
+
+static const unsigned client_conds = 1u << COND_FROM | 1u << COND_LISTENER | 1u << COND_LOG;
+static const unsigned request_conds = 1u << COND_FROM | 1u << COND_USER | 1u << COND_COMMAND |
+                                      1u << COND_TO | 1u << COND_PORT | 1u << COND_LOG;
+
+/* What a parse needs to write a message: "client" or "request", and the error buffer. */
+struct acl_parse {
+    const char *kind;
+    char *err;
+    size_t errlen;
+};
+
+static int acl_fail(struct acl_parse *ps, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* "KIND: message" into the error buffer. Returns -1. */
+static int acl_fail(struct acl_parse *ps, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (ps->errlen == 0)
+        return -1;
+    n = snprintf(ps->err, ps->errlen, "%s: ", ps->kind);
+    if (n < 0 || (size_t)n >= ps->errlen)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A copy of s fit for a message: non-printable bytes as \xNN, long values cut short. */
+static const char *acl_quote(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    for (; *s != '\0' && n + 8 < size; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch >= 0x7f || ch == '\\')
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
+        else
+            buf[n++] = (char)ch;
+    }
+    if (*s != '\0') {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+#define Q(s) acl_quote((s), (char[96]){0}, 96)
+
+static char ascii_lower(char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+}
+
+/* ASCII case-insensitive comparison of n bytes, independent of the locale. */
+static bool same_text_nocase(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ascii_lower(a[i]) != ascii_lower(b[i]))
+            return false;
+    }
+    return true;
+}
+
+/* --- addresses --------------------------------------------------------------------------- */
+
+/* The 4 IPv4 bytes of an AF_INET or IPv4-mapped AF_INET6 address, else NULL. */
+static const uint8_t *ipv4_bytes(const struct addr *a)
+{
+    if (addr_family(a) == AF_INET)
+        return (const uint8_t *)&a->u.in4.sin_addr;
+    if (addr_family(a) == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
+        return a->u.in6.sin6_addr.s6_addr + 12;
+    return NULL;
+}
+
+/* True when the first `prefix` bits of x and y are equal. */
+static bool prefix_equal(const uint8_t *x, const uint8_t *y, unsigned prefix)
+{
+    unsigned whole = prefix / 8, rest = prefix % 8;
+
+    if (memcmp(x, y, whole) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    return ((x[whole] ^ y[whole]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+/* Clear every bit after the first `prefix` of the n bytes at ip. */
+static void mask_host_bits(uint8_t *ip, size_t n, unsigned prefix)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (prefix >= 8 * (i + 1))
+            continue;
+        if (prefix <= 8 * i)
+            ip[i] = 0;
+        else
+            ip[i] &= (uint8_t)(0xff << (8 * (i + 1) - prefix));
+    }
+}
+
+/*
+ * "192.0.2.0/24", "2001:db8::/32", "[2001:db8::]/32", or one address (a /32 or /128). The prefix
+ * is 1 to 3 digits. Host bits set after the prefix are accepted and cleared: "10.1.2.3/8" is
+ * 10.0.0.0/8.
+ */
+int acl_parse_cidr(const char *text, struct acl_cidr *out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *slash, *start = text;
+    uint8_t ip[16];
+    unsigned long prefix, max;
+    bool bracket = false;
+    int family;
+    size_t n;
+
+    if (text == NULL || out == NULL)
+        return -1;
+    slash = strchr(text, '/');
+    n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    if (n >= 2 && text[0] == '[' && text[n - 1] == ']') {
+        start = text + 1;
+        n -= 2;
+        bracket = true;
+    }
+    if (n == 0 || n >= sizeof(host))
+        return -1;
+    memcpy(host, start, n);
+    host[n] = '\0';
+    if (strchr(host, ':') != NULL) {
+        family = AF_INET6;
+        max = 128;
+    } else {
+        if (bracket)
+            return -1;
+        family = AF_INET;
+        max = 32;
+    }
+    if (inet_pton(family, host, ip) != 1)
+        return -1;
+    prefix = max;
+    if (slash != NULL) {
+        const char *s = slash + 1;
+        size_t digits = 0;
+
+        prefix = 0;
+        for (; *s != '\0'; s++, digits++) {
+            if (*s < '0' || *s > '9' || digits == 3)
+                return -1;
+            prefix = prefix * 10 + (unsigned long)(*s - '0');
+        }
+        if (digits == 0 || prefix > max)
+            return -1;
+    }
+    mask_host_bits(ip, family == AF_INET ? 4 : 16, (unsigned)prefix);
+    if (family == AF_INET)
+        addr_from_ipv4(&out->net, ip, 0);
+    else
+        addr_from_ipv6(&out->net, ip, 0);
+    out->prefix = (unsigned)prefix;
+    return 0;
+}
+
+/*
+ * IPv4-mapped addresses (::ffff:a.b.c.d) are IPv4 addresses here, on both sides: an IPv4 range
+ * contains the mapped form of its addresses, and a range inside ::ffff:0:0/96 contains the
+ * plain IPv4 ones. An IPv6 range wider than that (::/0) contains no IPv4 address.
+ */
+bool acl_cidr_contains(const struct acl_cidr *c, const struct addr *a)
+{
+    const uint8_t *net4 = NULL, *ip4;
+    unsigned prefix4 = 0;
+
+    if (c == NULL || a == NULL)
+        return false;
+    if (addr_family(&c->net) == AF_INET) {
+        net4 = ipv4_bytes(&c->net);
+        prefix4 = c->prefix;
+    } else if (addr_family(&c->net) == AF_INET6 && c->prefix >= 96 &&
+               IN6_IS_ADDR_V4MAPPED(&c->net.u.in6.sin6_addr)) {
+        net4 = c->net.u.in6.sin6_addr.s6_addr + 12;
+        prefix4 = c->prefix - 96;
+    }
+    ip4 = ipv4_bytes(a);
+    if (net4 != NULL || ip4 != NULL)
+        return net4 != NULL && ip4 != NULL && prefix_equal(net4, ip4, prefix4);
+    if (addr_family(&c->net) != AF_INET6 || addr_family(a) != AF_INET6)
+        return false;
+    return prefix_equal(c->net.u.in6.sin6_addr.s6_addr, a->u.in6.sin6_addr.s6_addr, c->prefix);
+}
+
+/* --- special-purpose destinations -------------------------------------------------------- */
+
+struct special_range {
+    uint8_t net[16];
+    unsigned prefix;
+};
+
+/* RFC 6890 and its updates: what a proxy open to others must not reach by default. */
+static const struct special_range special_ipv4[] = {
+    {{0, 0, 0, 0}, 8},      /* "this network" (RFC 791), incl. 0.0.0.0 */
+    {{10, 0, 0, 0}, 8},     /* private (RFC 1918) */
+    {{100, 64, 0, 0}, 10},  /* shared address space, CGNAT (RFC 6598) */
+    {{127, 0, 0, 0}, 8},    /* loopback */
+    {{169, 254, 0, 0}, 16}, /* link-local (RFC 3927), incl. cloud metadata 169.254.169.254 */
+    {{172, 16, 0, 0}, 12},  /* private (RFC 1918) */
+    {{192, 0, 0, 0}, 24},   /* IETF protocol assignments (RFC 6890) */
+    {{192, 168, 0, 0}, 16}, /* private (RFC 1918) */
+    {{198, 18, 0, 0}, 15},  /* benchmarking (RFC 2544) */
+    {{224, 0, 0, 0}, 4},    /* multicast */
+    {{240, 0, 0, 0}, 4},    /* reserved, incl. limited broadcast 255.255.255.255 */
+};
+
+static const struct special_range special_ipv6[] = {
+    {{0}, 128},         /* unspecified :: */
+    {{[15] = 1}, 128},  /* loopback ::1 */
+    {{0xfe, 0x80}, 10}, /* link-local */
+    {{0xfe, 0xc0}, 10}, /* site-local, deprecated (RFC 3879) */
+    {{0xfc}, 7},        /* unique local (RFC 4193) */
+    {{0xff}, 8},        /* multicast */
+};
+
+/* IPv6 ranges that carry an IPv4 address, and the byte offset of those 4 bytes. */
+static const struct {
+    struct special_range range;
+    size_t offset;
+} embedding_ipv6[] = {
+    {{{[10] = 0xff, [11] = 0xff}, 96}, 12},           /* IPv4-mapped ::ffff:0:0/96 */
+    {{{0}, 96}, 12},                                  /* IPv4-compatible ::/96 (RFC 4291) */
+    {{{0x00, 0x64, 0xff, 0x9b}, 96}, 12},             /* NAT64 well-known (RFC 6052) */
+    {{{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48}, 12}, /* NAT64 local use (RFC 8215) */
+    {{{0x20, 0x02}, 16}, 2},                          /* 6to4 (RFC 3056) */
+};
+
+static bool special_ipv4_bytes(const uint8_t ip[4])
+{
+    for (size_t i = 0; i < sizeof(special_ipv4) / sizeof(special_ipv4[0]); i++) {
+        if (prefix_equal(special_ipv4[i].net, ip, special_ipv4[i].prefix))
+            return true;
+    }
+    return false;
+}
+
+/* An address of any other family than IPv4 and IPv6 is special too: nothing to reach there. */
+bool acl_is_special_destination(const struct addr *a)
+{
+    const uint8_t *ip;
+
+    if (a == NULL)
+        return true;
+    if (addr_family(a) == AF_INET)
+        return special_ipv4_bytes((const uint8_t *)&a->u.in4.sin_addr);
+    if (addr_family(a) != AF_INET6)
+        return true;
+    ip = a->u.in6.sin6_addr.s6_addr;
+    for (size_t i = 0; i < sizeof(special_ipv6) / sizeof(special_ipv6[0]); i++) {
+        if (prefix_equal(special_ipv6[i].net, ip, special_ipv6[i].prefix))
+            return true;
+    }
+    for (size_t i = 0; i < sizeof(embedding_ipv6) / sizeof(embedding_ipv6[0]); i++) {
+        if (prefix_equal(embedding_ipv6[i].range.net, ip, embedding_ipv6[i].range.prefix) &&
+            special_ipv4_bytes(ip + embedding_ipv6[i].offset))
+            return true;
+    }
+    return false;
+}
+
+/* --- rule sets --------------------------------------------------------------------------- */
+
+struct acl_rules *acl_rules_new(void)
+{
+    return calloc(1, sizeof(struct acl_rules));
+}
+
+static void rule_release(struct acl_rule *r)
+{
+    for (size_t i = 0; i < r->nto_names; i++)
+        free(r->to_names[i].text);
+    for (size_t i = 0; i < r->nusers; i++)
+        free(r->users[i]);
+    free(r->from);
+    free(r->to_nets);
+    free(r->to_names);
+    free(r->ports);
+    free(r->users);
+    memset(r, 0, sizeof(*r));
+}
+
+void acl_rules_free(struct acl_rules *rules)
+{
+    if (rules == NULL)
+        return;
+    for (size_t i = 0; i < rules->n; i++)
+        rule_release(&rules->rule[i]);
+    free(rules->rule);
+    free(rules);
+}
+
+size_t acl_rules_count(const struct acl_rules *rules)
+{
+    return rules != NULL ? rules->n : 0;
+}
+
+/* --- parsing ----------------------------------------------------------------------------- */
+
+/* Number of comma-separated items in a list, each at least one byte long; 0 if one is empty. */
+static size_t list_count(const char *list)
+{
+    size_t n = 1;
+    const char *s = list;
+
+    if (*s == '\0' || *s == ',')
+        return 0;
+    for (; *s != '\0'; s++) {
+        if (*s != ',')
+            continue;
+        if (s[1] == '\0' || s[1] == ',')
+            return 0;
+        n++;
+    }
+    return n;
+}
+
+/*
+ * Split list into its items and hand each, NUL-terminated, to fn. The item buffer holds the
+ * longest valid item of any kind; a longer one is passed cut short and marked too_long.
+ */
+typedef int (*item_fn)(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long);
+
+#define ACL_ITEM_MAX (ACL_MAX_USER + 1)
+
+static int each_item(struct acl_parse *ps, struct acl_rule *r, const char *list, item_fn fn)
+{
+    for (const char *s = list;;) {
+        const char *end = strchr(s, ',');
+        size_t n = end != NULL ? (size_t)(end - s) : strlen(s);
+        char item[ACL_ITEM_MAX + 1];
+        bool too_long = n > ACL_ITEM_MAX;
+
+        if (too_long)
+            n = ACL_ITEM_MAX;
+        memcpy(item, s, n);
+        item[n] = '\0';
+        if (fn(ps, r, item, too_long) < 0)
+            return -1;
+        if (end == NULL)
+            return 0;
+        s = end + 1;
+    }
+}
+
+static int from_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
+{
+    if (too_long || acl_parse_cidr(item, &r->from[r->nfrom]) < 0)
+        return acl_fail(ps, "'%s' is not an address range", Q(item));
+    r->nfrom++;
+    return 0;
+}
+
+/*
+ * A host name for a 'to' condition: letters, digits, '-' and '_' in labels of 1 to 63 bytes,
+ * at most 253 bytes, the last label not all digits (that would be a mistyped address). A
+ * leading '.' makes it a domain suffix; one trailing '.' is ignored.
+ */
+static bool parse_name(const char *item, struct acl_name *out)
+{
+    const char *s = item;
+    size_t len, label = 0;
+    bool digits_only = true, suffix = false;
+
+    if (*s == '.') {
+        suffix = true;
+        s++;
+    }
+    len = strlen(s);
+    if (len > 0 && s[len - 1] == '.')
+        len--;
+    if (len == 0 || len > ACL_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            digits_only = true;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_'))
+            return false;
+        if (ch < '0' || ch > '9')
+            digits_only = false;
+        if (++label > ACL_MAX_LABEL)
+            return false;
+    }
+    if (label == 0 || digits_only)
+        return false;
+    out->text = malloc(len + 1);
+    if (out->text == NULL)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        out->text[i] = ascii_lower(s[i]);
+    out->text[len] = '\0';
+    out->len = len;
+    out->suffix = suffix;
+    return true;
+}
+
+static int to_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
+{
+    if (!too_long && acl_parse_cidr(item, &r->to_nets[r->nto_nets]) == 0) {
+        r->nto_nets++;
+        return 0;
+    }
+    if (!too_long && parse_name(item, &r->to_names[r->nto_names])) {
+        r->nto_names++;
+        return 0;
+    }
+    if (item[0] == '*' && item[1] == '.')
+        return acl_fail(ps,
+                        "'%s' is not an address range or host name (write '%s' for %s and every "
+                        "name under it)",
+                        Q(item), Q(item + 1), Q(item + 2));
+    return acl_fail(ps, "'%s' is not an address range or host name", Q(item));
+}
+
+/* "PORT" or "LOW-HIGH", decimal, 0 to 65535. */
+static bool parse_port_number(const char *s, size_t n, uint16_t *out)
+{
+    unsigned long v = 0;
+
+    if (n == 0 || n > 5)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v > 65535)
+        return false;
+    *out = (uint16_t)v;
+    return true;
+}
+
+static int port_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
+{
+    const char *dash = strchr(item, '-');
+    struct acl_port_range *pr = &r->ports[r->nports];
+    bool ok;
+
+    if (dash == NULL) {
+        ok = parse_port_number(item, strlen(item), &pr->low);
+        pr->high = pr->low;
+    } else {
+        ok = parse_port_number(item, (size_t)(dash - item), &pr->low) &&
+             parse_port_number(dash + 1, strlen(dash + 1), &pr->high);
+    }
+    if (too_long || !ok)
+        return acl_fail(ps, "'%s' is not a port or port range (like 443 or 8000-8999)", Q(item));
+    if (pr->low > pr->high)
+        return acl_fail(ps, "port range '%s' runs backwards (LOW-HIGH)", Q(item));
+    r->nports++;
+    return 0;
+}
+
+static int user_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
+{
+    if (too_long || strlen(item) > ACL_MAX_USER)
+        return acl_fail(ps, "user name '%s' is too long (at most %d bytes)", Q(item), ACL_MAX_USER);
+    r->users[r->nusers] = strdup(item);
+    if (r->users[r->nusers] == NULL)
+        return acl_fail(ps, "out of memory");
+    r->nusers++;
+    return 0;
+}
+
+static int command_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } commands[] = {
+        {"connect", ACL_CMD_CONNECT},
+        {"bind", ACL_CMD_BIND},
+        {"udp", ACL_CMD_UDP},
+        {"resolve", ACL_CMD_RESOLVE},
+    };
+
+    for (size_t i = 0; !too_long && i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(item, commands[i].name) == 0) {
+            r->commands |= commands[i].bit;
+            return 0;
+        }
+    }
+    return acl_fail(ps, "unknown command '%s' (connect, bind, udp, resolve)", Q(item));
+}
+
+/* listener ADDR[:PORT]: "192.0.2.1", "192.0.2.1:1080", "[2001:db8::1]:1080", "2001:db8::1". */
+static int parse_listener(struct acl_parse *ps, struct acl_rule *r, const char *value)
+{
+    const char *colon = strchr(value, ':');
+    bool has_port;
+
+    if (value[0] == '[') {
+        const char *close = strchr(value, ']');
+        has_port = close != NULL && close[1] == ':';
+    } else {
+        has_port = colon != NULL && strchr(colon + 1, ':') == NULL;
+    }
+    if (addr_parse(value, 0, &r->listener) < 0)
+        return acl_fail(ps, "'%s' is not an address (ADDRESS or ADDRESS:PORT)", Q(value));
+    r->has_listener = true;
+    r->listener_has_port = has_port;
+    return 0;
+}
+
+/* Room for every item of a list condition; count items first so each array is sized once. */
+static int parse_list(struct acl_parse *ps, struct acl_rule *r, enum acl_cond cond,
+                      const char *value)
+{
+    size_t n = list_count(value);
+
+    if (n == 0)
+        return acl_fail(ps, "empty item in '%s'", Q(value));
+    for (const char *s = value;;) {
+        const char *end = strchr(s, ',');
+        size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+
+        if (len == 3 && memcmp(s, "any", 3) == 0 && n > 1)
+            return acl_fail(ps, "'any' must stand alone, not in a list ('%s')", Q(value));
+        if (end == NULL)
+            break;
+        s = end + 1;
+    }
+    switch (cond) {
+    case COND_FROM:
+        r->from = calloc(n, sizeof(*r->from));
+        if (r->from == NULL)
+            return acl_fail(ps, "out of memory");
+        return each_item(ps, r, value, from_item);
+    case COND_TO:
+        r->to_nets = calloc(n, sizeof(*r->to_nets));
+        r->to_names = calloc(n, sizeof(*r->to_names));
+        if (r->to_nets == NULL || r->to_names == NULL)
+            return acl_fail(ps, "out of memory");
+        return each_item(ps, r, value, to_item);
+    case COND_PORT:
+        r->ports = calloc(n, sizeof(*r->ports));
+        if (r->ports == NULL)
+            return acl_fail(ps, "out of memory");
+        return each_item(ps, r, value, port_item);
+    case COND_USER:
+        r->users = calloc(n, sizeof(*r->users));
+        if (r->users == NULL)
+            return acl_fail(ps, "out of memory");
+        return each_item(ps, r, value, user_item);
+    case COND_COMMAND:
+        return each_item(ps, r, value, command_item);
+    case COND_LISTENER:
+        return parse_listener(ps, r, value);
+    default:
+        return acl_fail(ps, "internal error: condition %d", (int)cond);
+    }
+}
+
+/* Shrink the 'to' arrays to what was used: a list is mostly all names or all ranges. */
+static void trim_to(struct acl_rule *r)
+{
+    if (r->nto_nets == 0) {
+        free(r->to_nets);
+        r->to_nets = NULL;
+    }
+    if (r->nto_names == 0) {
+        free(r->to_names);
+        r->to_names = NULL;
+    }
+}
+
+static bool is_condition_word(const char *word, unsigned allowed)
+{
+    for (int k = 0; k < COND_COUNT; k++) {
+        if ((allowed & 1u << k) && strcmp(word, cond_names[k]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The rule in words after the keyword: action, then condition-value pairs and 'log'. */
+static int parse_rule(struct acl_parse *ps, bool is_client, int argc, char **argv,
+                      struct acl_rule *r)
+{
+    unsigned allowed = is_client ? client_conds : request_conds;
+    unsigned seen = 0;
+
+    if (argc < 1)
+        return acl_fail(ps, "missing pass or block");
+    if (strcmp(argv[0], "pass") == 0)
+        r->action = ACL_PASS;
+    else if (strcmp(argv[0], "block") == 0)
+        r->action = ACL_BLOCK;
+    else
+        return acl_fail(ps, "first word must be pass or block");
+
+    for (int i = 1; i < argc; i++) {
+        const char *word = argv[i];
+        int k;
+
+        for (k = 0; k < COND_COUNT; k++) {
+            if ((allowed & 1u << k) && strcmp(word, cond_names[k]) == 0)
+                break;
+        }
+        if (k == COND_COUNT)
+            return acl_fail(ps, "unknown condition '%s' (%s)", Q(word),
+                            is_client ? "from, listener, log"
+                                      : "from, user, command, to, port, log");
+        if (seen & 1u << k)
+            return acl_fail(ps, "duplicate condition '%s'", word);
+        seen |= 1u << k;
+        if (k == COND_LOG) {
+            r->log = true;
+            continue;
+        }
+        /* A condition word where a value belongs is a missing value, not a strange value. */
+        if (i + 1 >= argc || is_condition_word(argv[i + 1], allowed))
+            return acl_fail(ps, "'%s' needs a value", word);
+        i++;
+        if (strcmp(argv[i], "any") == 0)
+            continue;
+        if (parse_list(ps, r, (enum acl_cond)k, argv[i]) < 0)
+            return -1;
+        if (k == COND_TO)
+            trim_to(r);
+    }
+    return 0;
+}
+
+int acl_add_rule(struct acl_rules *rules, bool is_client, int argc, char **argv, unsigned line,
+                 char *err, size_t errlen)
+{
+    struct acl_parse ps = {.kind = is_client ? "client" : "request", .err = err, .errlen = errlen};
+    struct acl_rule r;
+
+    if (errlen > 0)
+        err[0] = '\0';
+    if (rules == NULL)
+        return acl_fail(&ps, "no rule set");
+    memset(&r, 0, sizeof(r));
+    r.line = line;
+    if (parse_rule(&ps, is_client, argc, argv, &r) < 0) {
+        rule_release(&r);
+        return -1;
+    }
+    if (rules->n == rules->cap) {
+        size_t cap = rules->cap != 0 ? rules->cap * 2 : 8;
+        struct acl_rule *grown = realloc(rules->rule, cap * sizeof(*grown));
+
+        if (grown == NULL) {
+            rule_release(&r);
+            return acl_fail(&ps, "out of memory");
+        }
+        rules->rule = grown;
+        rules->cap = cap;
+    }
+    rules->rule[rules->n++] = r;
+    return 0;
+}
+
+/* --- matching ---------------------------------------------------------------------------- */
+
+/* A rule condition's answer: yes, no, or cannot tell without the destination address. */
+enum tri {
+    TRI_NO,
+    TRI_YES,
+    TRI_UNKNOWN,
+};
+
+static bool any_cidr_contains(const struct acl_cidr *nets, size_t n, const struct addr *a)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (acl_cidr_contains(&nets[i], a))
+            return true;
+    }
+    return false;
+}
+
+/* Exact or suffix match of a requested name; case and one trailing dot do not count. */
+static bool name_matches(const struct acl_name *entry, const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len > 0 && name[len - 1] == '.')
+        len--;
+    if (len == entry->len)
+        return same_text_nocase(name, entry->text, len);
+    return entry->suffix && len > entry->len && name[len - entry->len - 1] == '.' &&
+           same_text_nocase(name + len - entry->len, entry->text, entry->len);
+}
+
+static bool any_name_matches(const struct acl_rule *r, const char *name)
+{
+    for (size_t i = 0; i < r->nto_names; i++) {
+        if (name_matches(&r->to_names[i], name))
+            return true;
+    }
+    return false;
+}
+
+static struct acl_result decided(const struct acl_rule *r, size_t index)
+{
+    struct acl_result res = {
+        .verdict = r->action == ACL_PASS ? ACL_VERDICT_PASS : ACL_VERDICT_BLOCK,
+        .rule = (unsigned)(index + 1),
+        .line = r->line,
+        .log = r->log,
+    };
+    return res;
+}
+
+/* No rule matched: an empty set passes, a set with rules ends with an implicit block. */
+static struct acl_result fell_through(const struct acl_rules *rules)
+{
+    struct acl_result res = {
+        .verdict = acl_rules_count(rules) == 0 ? ACL_VERDICT_PASS : ACL_VERDICT_BLOCK,
+    };
+    return res;
+}
+
+struct acl_result acl_check_client(const struct acl_rules *rules, const struct addr *client,
+                                   const struct addr *listener)
+{
+    for (size_t i = 0; i < acl_rules_count(rules); i++) {
+        const struct acl_rule *r = &rules->rule[i];
+
+        if (r->nfrom > 0 && (client == NULL || !any_cidr_contains(r->from, r->nfrom, client)))
+            continue;
+        if (r->has_listener) {
+            if (listener == NULL || !addr_same_ip(&r->listener, listener))
+                continue;
+            if (r->listener_has_port && addr_port(&r->listener) != addr_port(listener))
+                continue;
+        }
+        return decided(r, i);
+    }
+    return fell_through(rules);
+}
+
+/* The destination part of a request rule ('to' and 'port'); *explicit_dest when a range hit. */
+static enum tri match_destination(const struct acl_rule *r, const struct acl_request *req,
+                                  bool *explicit_dest)
+{
+    bool known = req->name != NULL || req->dest != NULL;
+
+    *explicit_dest = false;
+    if (r->nports > 0) {
+        bool hit = false;
+
+        if (!known)
+            return TRI_UNKNOWN;
+        for (size_t i = 0; i < r->nports && !hit; i++)
+            hit = req->port >= r->ports[i].low && req->port <= r->ports[i].high;
+        if (!hit)
+            return TRI_NO;
+    }
+    if (r->nto_nets + r->nto_names == 0)
+        return TRI_YES;
+    if (!known)
+        return TRI_UNKNOWN;
+    if (req->dest != NULL && any_cidr_contains(r->to_nets, r->nto_nets, req->dest)) {
+        *explicit_dest = true;
+        return TRI_YES;
+    }
+    if (req->name != NULL && any_name_matches(r, req->name))
+        return TRI_YES;
+    /* The names did not match; a range may still match once the address is known. */
+    return req->dest == NULL && r->nto_nets > 0 ? TRI_UNKNOWN : TRI_NO;
+}
+
+static bool user_matches(const struct acl_rule *r, const char *user)
+{
+    if (r->nusers == 0)
+        return true;
+    if (user == NULL)
+        return false;
+    for (size_t i = 0; i < r->nusers; i++) {
+        if (strcmp(r->users[i], user) == 0)
+            return true;
+    }
+    return false;
+}
+
+struct acl_result acl_check_request(const struct acl_rules *rules, const struct acl_request *req)
+{
+    for (size_t i = 0; i < acl_rules_count(rules); i++) {
+        const struct acl_rule *r = &rules->rule[i];
+        struct acl_result res;
+        bool explicit_dest;
+        enum tri dest;
+
+        if (r->nfrom > 0 &&
+            (req->client == NULL || !any_cidr_contains(r->from, r->nfrom, req->client)))
+            continue;
+        if (!user_matches(r, req->user))
+            continue;
+        if (r->commands != 0 && (r->commands & req->command) == 0)
+            continue;
+        dest = match_destination(r, req, &explicit_dest);
+        if (dest == TRI_NO)
+            continue;
+        if (dest == TRI_UNKNOWN) {
+            res = decided(r, i);
+            res.verdict = ACL_VERDICT_NEED_ADDRESS;
+            res.log = false;
+            return res;
+        }
+        res = decided(r, i);
+        res.explicit_dest = explicit_dest;
+        return res;
+    }
+    return fell_through(rules);
+}
