@@ -18,6 +18,7 @@
 #include "ferry/authpool.h"
 #include "ferry/config.h"
 #include "ferry/log.h"
+#include "ferry/policy.h"
 #include "ferry/resolver.h"
 #include "ferry/session.h"
 #include "ferry/socks5.h"
@@ -65,6 +66,28 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_io_start(loop, &srv->listeners[i].readable);
 }
 
+/* Client rules, before a byte is read: a blocked client is closed without a reply. */
+static bool client_allowed(const struct server *srv, const struct listener *l,
+                           const struct addr *client)
+{
+    struct policy_decision d = policy_check_client(srv->ctx.config, client, &l->addr);
+    char name[ADDR_STRLEN];
+
+    if (d.verdict == ACL_VERDICT_PASS && !d.log)
+        return true;
+    addr_format(client, name, sizeof(name));
+    if (d.verdict == ACL_VERDICT_PASS) {
+        log_notice("client %s passed by client rule %u (line %u)", name, d.rule, d.line);
+        return true;
+    }
+    if (d.rule == 0)
+        log_info("client %s blocked: no client rule passes it", name);
+    else
+        log_msg(d.log ? LOG_NOTICE : LOG_INFO, "client %s blocked by client rule %u (line %u)",
+                name, d.rule, d.line);
+    return false;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = w->data;
@@ -100,6 +123,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 log_err("accept: %s", strerror(errno));
                 return;
             }
+        }
+        if (!client_allowed(srv, l, &client)) {
+            close(fd);
+            continue;
         }
         session_start(&srv->ctx, fd, &client, l->advertise);
     }

@@ -29,6 +29,7 @@
 #include "ferry/connect.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
+#include "ferry/policy.h"
 #include "ferry/relay.h"
 #include "ferry/reply.h"
 #include "ferry/resolver.h"
@@ -123,6 +124,7 @@ struct session {
     bool requested;  /* a request was parsed: dest and cmd are valid */
     bool over_limit; /* accepted beyond max-sessions */
     bool client_eof; /* client half-closed before the relay started */
+    bool refused;    /* the access policy refused the request: see refusal */
     int client_fd;
     int target_fd;
     ev_io client_readable;
@@ -141,6 +143,7 @@ struct session {
     struct binder *binder;
     struct udp_assoc *udp;
     const struct addr *advertise; /* the listener's public address, or NULL */
+    struct policy_decision refusal;
 };
 
 static void session_advance(struct session *s);
@@ -170,7 +173,7 @@ static const char *cmd_name(const struct session *s)
 static void session_log(const struct session *s)
 {
     char client[ADDR_STRLEN], target[DEST_NAME_MAX + 16], connected[ADDR_STRLEN];
-    char udp[256] = "";
+    char udp[256] = "", rule[32] = "";
     uint64_t up = 0, down = 0;
     struct udp_stats us;
 
@@ -186,9 +189,10 @@ static void session_log(const struct session *s)
         snprintf(udp, sizeof(udp),
                  " udp=up:%" PRIu64 "/down:%" PRIu64 " drop=stranger:%" PRIu64 ",frag:%" PRIu64
                  ",malformed:%" PRIu64 ",filtered:%" PRIu64 ",resolve:%" PRIu64 ",queue:%" PRIu64
-                 ",send:%" PRIu64 ",oversize:%" PRIu64,
+                 ",send:%" PRIu64 ",oversize:%" PRIu64 ",blocked:%" PRIu64,
                  us.up_packets, us.down_packets, us.drop_stranger, us.drop_frag, us.drop_malformed,
-                 us.drop_filtered, us.drop_resolve, us.drop_queue, us.drop_send, us.drop_oversize);
+                 us.drop_filtered, us.drop_resolve, us.drop_queue, us.drop_send, us.drop_oversize,
+                 us.drop_blocked);
     }
     addr_format(&s->client_addr, client, sizeof(client));
     if (s->requested)
@@ -199,12 +203,16 @@ static void session_log(const struct session *s)
         addr_format(&s->target_addr, connected, sizeof(connected));
     else
         strcpy(connected, "-");
-    log_info("session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s up=%" PRIu64
+    if (s->refused && s->refusal.private_dest)
+        strcpy(rule, " rule=private");
+    else if (s->refused)
+        snprintf(rule, sizeof(rule), " rule=request:%u", s->refusal.rule);
+    log_info("session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s%s up=%" PRIu64
              " down=%" PRIu64 " duration=%.3f end=%s%s",
              client, s->user != NULL ? s->user : "-",
              s->requested && s->version == 4 ? "socks4-" : "", cmd_name(s), target, connected,
-             s->rep == 0xff ? "-" : reply_name(s->rep), up, down, ev_now(s->ctx->loop) - s->started,
-             end_names[s->end], udp);
+             s->rep == 0xff ? "-" : reply_name(s->rep), rule, up, down,
+             ev_now(s->ctx->loop) - s->started, end_names[s->end], udp);
 }
 
 /* The one release path: everything the session owns goes here. */
@@ -497,6 +505,114 @@ static void session_bind(struct session *s, const struct addr *peers, size_t n)
     session_arm_timer(s, cfg->timeout_bind);
 }
 
+/* --- access policy (policy.h): after authentication, before any DNS query ---------------- */
+
+static unsigned session_acl_command(const struct session *s)
+{
+    switch (s->cmd) {
+    case SOCKS5_CMD_BIND:
+        return ACL_CMD_BIND;
+    case SOCKS5_CMD_UDP_ASSOCIATE:
+        return ACL_CMD_UDP;
+    case SOCKS5_CMD_RESOLVE:
+    case SOCKS5_CMD_RESOLVE_PTR:
+        return ACL_CMD_RESOLVE;
+    default:
+        return ACL_CMD_CONNECT;
+    }
+}
+
+/*
+ * Check the request with the name it asked for (if any) and dest, the address to judge (NULL
+ * before resolution). UDP ASSOCIATE names no destination: its datagrams are checked one by one.
+ */
+static struct policy_decision session_policy(const struct session *s, const struct addr *dest)
+{
+    struct acl_request req = {
+        .client = &s->client_addr,
+        .user = s->user,
+        .command = session_acl_command(s),
+        .port = s->dest.port,
+    };
+
+    if (s->cmd != SOCKS5_CMD_UDP_ASSOCIATE) {
+        req.name = s->dest.type == DEST_NAME ? s->dest.name : NULL;
+        req.dest = dest;
+    }
+    return policy_check_request(s->ctx->config, &req);
+}
+
+/* The notice line of a rule with the 'log' flag. */
+static void session_log_rule(const struct session *s, const struct policy_decision *d)
+{
+    char client[ADDR_STRLEN], target[DEST_NAME_MAX + 16];
+
+    addr_format(&s->client_addr, client, sizeof(client));
+    socks_dest_format(&s->dest, target, sizeof(target));
+    log_notice("request rule %u (line %u) %s: client=%s user=%s cmd=%s target=%s", d->rule,
+               d->line, d->verdict == ACL_VERDICT_BLOCK ? "block" : "pass", client,
+               s->user != NULL ? s->user : "-", cmd_name(s), target);
+}
+
+/* Act on a decision: true to go on; false when refused (reply 0x02 / 91 is on its way). */
+static bool session_allowed(struct session *s, const struct policy_decision *d)
+{
+    if (d->log)
+        session_log_rule(s, d);
+    if (d->verdict != ACL_VERDICT_BLOCK)
+        return true;
+    s->refused = true;
+    s->refusal = *d;
+    session_fail(s, SOCKS5_REP_NOT_ALLOWED);
+    return false;
+}
+
+/*
+ * Keep, in order, the resolved addresses the policy passes, into out. *d is the decision for
+ * the first address kept, or for the first address when none is.
+ */
+static size_t session_filter(const struct session *s, const struct addr *in, size_t n,
+                             struct addr *out, struct policy_decision *d)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        struct policy_decision di = session_policy(s, &in[i]);
+
+        if (di.verdict == ACL_VERDICT_PASS) {
+            if (kept == 0)
+                *d = di;
+            out[kept++] = in[i];
+        } else if (i == 0) {
+            *d = di;
+        }
+    }
+    /* The address is known to every check here: a pass or a block decided each one. */
+    if (kept == 0)
+        d->verdict = ACL_VERDICT_BLOCK;
+    return kept;
+}
+
+/* The per-datagram policy of a UDP association (udp.h): name first, then each address. */
+static bool session_udp_policy(void *arg, const char *name, const struct addr *to, uint16_t port)
+{
+    const struct session *s = arg;
+    struct acl_request req = {
+        .client = &s->client_addr,
+        .user = s->user,
+        .command = ACL_CMD_UDP,
+        .name = name,
+        .dest = to,
+        .port = port,
+    };
+    struct policy_decision d = policy_check_request(s->ctx->config, &req);
+
+    /* Rules marked 'log' are not logged per datagram: the access line counts what was blocked. */
+    if (to == NULL)
+        return d.verdict != ACL_VERDICT_BLOCK;
+    return d.verdict == ACL_VERDICT_PASS;
+}
+
 /* Associations of this client's IP, against udp max-per-client. */
 static unsigned session_udp_count(const struct session *s)
 {
@@ -519,6 +635,8 @@ static void session_udp(struct session *s)
         .config = cfg,
         .resolver = ctx->resolver,
         .client = s->client_addr,
+        .policy = session_udp_policy,
+        .policy_arg = s,
     };
     struct addr claimed, shown;
 
@@ -626,6 +744,9 @@ static void session_dispatch(struct session *s, const struct addr *addrs, size_t
 static void on_resolved(const struct resolver_result *res, void *arg)
 {
     struct session *s = arg;
+    struct addr passed[RESOLVER_MAX_ADDRS];
+    struct policy_decision d;
+    size_t n;
 
     s->query = NULL;
     if (res->status != RESOLVER_OK || res->count == 0) {
@@ -633,13 +754,18 @@ static void on_resolved(const struct resolver_result *res, void *arg)
         session_fail(s, reply_from_resolver(res->status));
         return;
     }
-    session_dispatch(s, res->addrs, res->count);
+    /* Every address is checked, and only those that passed are used: no second lookup. */
+    n = session_filter(s, res->addrs, res->count, passed, &d);
+    if (!session_allowed(s, &d))
+        return;
+    session_dispatch(s, passed, n);
 }
 
 /* A whole request is in: check what we serve, then resolve or act. */
 static void session_handle_request(struct session *s)
 {
     const struct config *cfg = s->ctx->config;
+    struct policy_decision d;
     struct addr target;
 
     s->requested = true;
@@ -650,13 +776,18 @@ static void session_handle_request(struct session *s)
     }
     switch (s->cmd) {
     case SOCKS5_CMD_UDP_ASSOCIATE:
-        session_udp(s);
+        d = session_policy(s, NULL);
+        if (session_allowed(s, &d))
+            session_udp(s);
         return;
     case SOCKS5_CMD_RESOLVE_PTR:
         if (socks_dest_to_addr(&s->dest, &target) < 0) {
             session_fail(s, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
             return;
         }
+        d = session_policy(s, &target);
+        if (!session_allowed(s, &d))
+            return;
         s->state = S_RESOLVING;
         session_arm_timer(s, cfg->timeout_resolve);
         s->query = resolver_lookup_ptr(s->ctx->resolver, &target, on_ptr_resolved, s);
@@ -668,9 +799,15 @@ static void session_handle_request(struct session *s)
     }
     if (s->dest.type != DEST_NAME) {
         socks_dest_to_addr(&s->dest, &target);
-        session_dispatch(s, &target, 1);
+        d = session_policy(s, &target);
+        if (session_allowed(s, &d))
+            session_dispatch(s, &target, 1);
         return;
     }
+    /* By name, before any DNS query: a refused name is never looked up. */
+    d = session_policy(s, NULL);
+    if (!session_allowed(s, &d))
+        return;
     s->state = S_RESOLVING;
     session_arm_timer(s, cfg->timeout_resolve);
     s->query = resolver_lookup(s->ctx->resolver, s->dest.name, on_resolved, s);

@@ -657,12 +657,15 @@ def dns_query(server, name, qtype=QTYPE_A, timeout=2.0):
 
 # --- raw SOCKS clients ----------------------------------------------------------------------
 
-def connect(host, port, timeout=IO_TIMEOUT):
+def connect(host, port, timeout=IO_TIMEOUT, source=None):
+    """A TCP connection to host:port, from the address source when given (e.g. 127.0.0.2)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
+        if source is not None:
+            s.bind((source, 0))
         s.connect((host, port))
     except OSError:
         s.close()
@@ -773,9 +776,9 @@ def read_socks5_reply(s):
 
 
 def socks5_open(proxy, host, port, user=None, password=None, cmd=CMD_CONNECT,
-                timeout=IO_TIMEOUT):
+                timeout=IO_TIMEOUT, source=None):
     """Greeting, optional RFC 1929 auth, request. Returns (sock, rep, bnd_addr, bnd_port)."""
-    s = connect(proxy[0], proxy[1], timeout)
+    s = connect(proxy[0], proxy[1], timeout, source)
     try:
         if user is None:
             s.sendall(socks5_greeting((METHOD_NOAUTH,)))
@@ -968,3 +971,170 @@ class FaultyDNSServer(DNSServer):
             wrong = (struct.unpack("!H", reply[:2])[0] + 1) & 0xFFFF
             return struct.pack("!H", wrong) + reply[2:], delay
         return reply, delay
+
+
+# --- UDP ASSOCIATE helpers ------------------------------------------------------------------
+
+# The drop= reasons of a UDP association's access line, in order.
+DROP_REASONS = ("stranger", "frag", "malformed", "filtered", "resolve", "queue", "send",
+                "oversize", "blocked")
+
+class UDPEcho:
+    """A UDP echo server on loopback (a thread): sends every datagram back to its sender.
+    Records the peers it saw and counts datagrams."""
+
+    def __init__(self, testcase, host="127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.peers = []
+        self.count = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        testcase.addCleanup(self.stop)
+
+    def _serve(self):
+        while self.running:
+            try:
+                r, _, _ = select.select([self.sock], [], [], 0.05)
+                if not r:
+                    continue
+                data, peer = self.sock.recvfrom(65535)
+            except (OSError, ValueError):
+                return
+            self.count += 1
+            if not self.peers or self.peers[-1] != peer[:2]:
+                self.peers.append(peer[:2])
+            try:
+                self.sock.sendto(data, peer)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.running = False
+        self.thread.join(5)
+        self.sock.close()
+
+
+def udp_header(host, port, frag=0):
+    """RSV(2) FRAG ATYP DST.ADDR DST.PORT."""
+    return b"\0\0" + bytes([frag]) + encode_dest5(host, port)
+
+
+def parse_udp_datagram(data):
+    """(frag, host, port, payload) of a datagram from the relay."""
+    if len(data) < 4:
+        raise AssertionError("short datagram %r" % data)
+    frag, atyp = data[2], data[3]
+    if atyp == 1:
+        host = socket.inet_ntop(socket.AF_INET, data[4:8])
+        pos = 8
+    elif atyp == 4:
+        host = socket.inet_ntop(socket.AF_INET6, data[4:20])
+        pos = 20
+    elif atyp == 3:
+        n = data[4]
+        host = data[5:5 + n].decode()
+        pos = 5 + n
+    else:
+        raise AssertionError("bad ATYP %d in %r" % (atyp, data[:32]))
+    (port,) = struct.unpack("!H", data[pos:pos + 2])
+    return frag, host, port, data[pos + 2:]
+
+
+def udp_socket(ip, timeout=5.0):
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((ip, 0))
+    s.settimeout(timeout)
+    return s
+
+
+def drops(sess):
+    """{reason: count} from an access line's drop= field."""
+    field = sess.get("drop")
+    if field is None:
+        raise AssertionError("no drop= field in %r" % sess)
+    out = {}
+    for item in field.split(","):
+        name, _, value = item.partition(":")
+        out[name] = int(value)
+    for reason in DROP_REASONS:
+        if reason not in out:
+            raise AssertionError("drop= lacks %s: %r" % (reason, field))
+    return out
+
+
+def udp_packets(sess):
+    """(up, down) datagram counts from an access line's udp=up:N/down:N field."""
+    field = sess.get("udp")
+    if field is None:
+        raise AssertionError("no udp= field in %r" % sess)
+    up, down = field.split("/")
+    if not up.startswith("up:") or not down.startswith("down:"):
+        raise AssertionError("bad udp= field %r" % field)
+    return int(up[3:]), int(down[5:])
+
+
+def is_udp(sess):
+    return sess.get("cmd") == "udp"
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+class RawAssoc:
+    """A UDP association opened by hand: the TCP control connection (ctl, from the address
+    source when given), the relay address from the reply, and a UDP socket (sock) bound to
+    bind_ip. claim is what DST.ADDR/DST.PORT say: a (host, port) pair, or "self" for the UDP
+    socket's own address."""
+
+    def __init__(self, testcase, ferry, claim=("0.0.0.0", 0), bind_ip="127.0.0.1", proxy=None,
+                 source=None):
+        self.sock = udp_socket(bind_ip)
+        testcase.addCleanup(self.sock.close)
+        if claim == "self":
+            claim = self.sock.getsockname()[:2]
+        self.ctl, self.rep, host, port = socks5_open(proxy or ferry.addr(), claim[0], claim[1],
+                                                     cmd=CMD_UDP_ASSOCIATE, source=source)
+        testcase.addCleanup(self.ctl.close)
+        self.relay = (host, port)
+
+    def send(self, host, port, payload, frag=0, sock=None):
+        (sock or self.sock).sendto(udp_header(host, port, frag) + payload, self.relay)
+
+    def send_raw(self, data, sock=None):
+        (sock or self.sock).sendto(data, self.relay)
+
+    def recv(self, sock=None, timeout=5.0):
+        """(host, port, payload) of the next datagram from the relay."""
+        s = sock or self.sock
+        s.settimeout(timeout)
+        data, peer = s.recvfrom(65535)
+        if peer[:2] != self.relay:
+            raise AssertionError("datagram from %r, not the relay %r" % (peer, self.relay))
+        frag, host, port, payload = parse_udp_datagram(data)
+        if frag != 0:
+            raise AssertionError("FRAG %d from the relay" % frag)
+        return host, port, payload
+
+    def roundtrip(self, echo, payload, sock=None):
+        self.send(echo.host, echo.port, payload, sock=sock)
+        return self.recv(sock)
+
+    def close(self):
+        self.ctl.close()
+
+
+def nothing_arrives(sock, wait=0.3):
+    sock.settimeout(wait)
+    try:
+        data = sock.recv(65535)
+    except socket.timeout:
+        return True
+    raise AssertionError("unexpected datagram %r" % data[:64])

@@ -313,33 +313,6 @@ class RawTest(unittest.TestCase):
             s.sendall(b"\x05\x09\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", self.echo.port))
             self.assert_reply_then_closed(s, ft.REP_COMMAND_NOT_SUPPORTED)
 
-    # BIND and UDP ASSOCIATE were answered 0x07 before they were implemented; once ferryd
-    # grants them, test_bind.py and test_udp.py check them and these tests step aside. Any
-    # other answer (a wrong code, a malformed reply, silence) still fails.
-    def test_bind_unsupported_is_command_not_supported(self):
-        with self.negotiated() as s:
-            s.sendall(ft.socks5_request(ft.CMD_BIND, "127.0.0.1", self.echo.port))
-            rep, _, _ = ft.read_socks5_reply(s)
-            if rep == ft.REP_SUCCEEDED:
-                self.skipTest("BIND is implemented (see test_bind.py)")
-            self.assertEqual(rep, ft.REP_COMMAND_NOT_SUPPORTED)
-            closed, data, _ = ft.wait_closed(s, 3)
-            self.assertTrue(closed)
-            self.assertEqual(data, b"")
-        sess = self.ferry.wait_sessions(1)[-1]
-        self.assertEqual(sess.get("reply"), "command-not-supported", sess)
-
-    def test_udp_associate_unsupported_is_command_not_supported(self):
-        with self.negotiated() as s:
-            s.sendall(ft.socks5_request(ft.CMD_UDP_ASSOCIATE, "0.0.0.0", 0))
-            rep, _, _ = ft.read_socks5_reply(s)
-            if rep == ft.REP_SUCCEEDED:
-                self.skipTest("UDP ASSOCIATE is implemented (see test_udp.py)")
-            self.assertEqual(rep, ft.REP_COMMAND_NOT_SUPPORTED)
-            closed, data, _ = ft.wait_closed(s, 3)
-            self.assertTrue(closed)
-            self.assertEqual(data, b"")
-
     def test_closed_port_is_connection_refused(self):
         port = ft.closed_port()
         with self.negotiated() as s:
@@ -428,13 +401,14 @@ class RawTest(unittest.TestCase):
             self.assert_reply_then_closed(s, ft.REP_GENERAL_FAILURE)
         self.assertEqual(self.dns.count(), 0)
 
-    def test_socks4_bind_unsupported_is_rejected(self):
+    def test_socks4_unknown_command_is_rejected(self):
         with self.client() as s:
-            s.sendall(ft.socks4_request("127.0.0.1", self.echo.port, cmd=2))
+            s.sendall(ft.socks4_request("127.0.0.1", self.echo.port, cmd=3))
             cd, _, _ = ft.read_socks4_reply(s)
-            if cd == ft.SOCKS4_GRANTED:
-                self.skipTest("BIND is implemented (see test_bind.py)")
             self.assertEqual(cd, ft.SOCKS4_REJECTED)
+            closed, _, _ = ft.wait_closed(s, 3)
+            self.assertTrue(closed)
+        self.assertEqual(self.echo.peers, [])
 
     # --- timeouts ---------------------------------------------------------------------------
 
