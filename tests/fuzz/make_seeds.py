@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Write the hand-made seed inputs (corpus/<harness>/seed-*) of the fuzz harnesses.
+
+Valid messages of every kind and the edge cases around them; the fuzzer's own finds sit beside
+them in the same directories. Run from anywhere: python3 tests/fuzz/make_seeds.py
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(harness, name, data):
+    d = os.path.join(HERE, "corpus", harness)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def s5_greeting():
+    h = "socks5_greeting"
+    write(h, "noauth", b"\x05\x01\x00")
+    write(h, "noauth-userpass", b"\x05\x02\x00\x02")
+    write(h, "zero-methods", b"\x05\x00")
+    write(h, "all-methods", b"\x05\xff" + bytes(range(255)))
+    write(h, "pipelined", b"\x05\x01\x02\x05\x02\x00\x02")
+    write(h, "truncated", b"\x05\x03\x00")
+    write(h, "socks4-version", b"\x04\x01\x00\x50")
+    write(h, "offers-ff", b"\x05\x01\xff")
+
+
+def s5_userpass():
+    h = "socks5_userpass"
+    write(h, "alice", b"\x01\x05alice\x06secret")
+    write(h, "empty", b"\x01\x00\x00")
+    write(h, "long", b"\x01\xff" + b"u" * 255 + b"\xff" + b"p" * 255)
+    write(h, "nul-in-user", b"\x01\x03a\x00b\x01x")
+    write(h, "nul-in-pass", b"\x01\x01a\x03x\x00y")
+    write(h, "bad-version", b"\x05\x01a\x01b")
+    write(h, "pipelined", b"\x01\x01a\x01b\x01\x01c\x01d")
+    write(h, "truncated", b"\x01\x05ali")
+
+
+def s5_req(cmd, atyp, addr, port, rsv=0):
+    return bytes([5, cmd, rsv, atyp]) + addr + struct.pack(">H", port)
+
+
+def s5_request():
+    h = "socks5_request"
+    v4 = bytes([192, 0, 2, 1])
+    v6 = bytes.fromhex("20010db8000000000000000000000001")
+    mapped = bytes.fromhex("00000000000000000000ffffc0000201")
+    name = b"example.com"
+    write(h, "connect-ipv4", s5_req(1, 1, v4, 80))
+    write(h, "connect-ipv6", s5_req(1, 4, v6, 443))
+    write(h, "connect-mapped", s5_req(1, 4, mapped, 443))
+    write(h, "connect-name", s5_req(1, 3, bytes([len(name)]) + name, 80))
+    write(h, "bind-ipv4", s5_req(2, 1, bytes(4), 0))
+    write(h, "udp-ipv4-zero", s5_req(3, 1, bytes(4), 0))
+    write(h, "resolve-name", s5_req(0xF0, 3, bytes([len(name)]) + name, 0))
+    write(h, "resolve-ptr-ipv4", s5_req(0xF1, 1, v4, 0))
+    write(h, "resolve-ptr-name", s5_req(0xF1, 3, bytes([len(name)]) + name, 0))
+    write(h, "name-255", s5_req(1, 3, b"\xff" + b"a" * 255, 65535))
+    write(h, "name-empty", s5_req(1, 3, b"\x00", 80))
+    write(h, "name-nul", s5_req(1, 3, b"\x03a\x00b", 80))
+    write(h, "name-control", s5_req(1, 3, b"\x05a\nb\\c", 80))
+    write(h, "rsv-set", s5_req(1, 1, v4, 80, rsv=0xFF))
+    write(h, "bad-version", b"\x04\x01\x00\x01" + v4 + b"\x00\x50")
+    write(h, "bad-cmd", s5_req(9, 1, v4, 80))
+    write(h, "bad-atyp", s5_req(1, 2, v4, 80))
+    write(h, "pipelined", s5_req(1, 1, v4, 80) + s5_req(1, 3, b"\x01x", 1))
+    write(h, "truncated", s5_req(1, 4, v6, 443)[:12])
+
+
+def s4_request():
+    h = "socks4_request"
+    write(h, "connect", b"\x04\x01\x00\x50\xc0\x00\x02\x01\x00")
+    write(h, "connect-user", b"\x04\x01\x00\x50\xc0\x00\x02\x01alice\x00")
+    write(h, "bind", b"\x04\x02\x00\x00\x00\x00\x00\x00\x00")
+    write(h, "4a-connect", b"\x04\x01\x01\xbb\x00\x00\x00\x01\x00example.com\x00")
+    write(h, "4a-user", b"\x04\x01\x01\xbb\x00\x00\x00\xffbob\x00example.com\x00")
+    write(h, "4a-resolve", b"\x04\xf0\x00\x00\x00\x00\x00\x01\x00example.com\x00")
+    write(h, "resolve-not-4a", b"\x04\xf0\x00\x00\xc0\x00\x02\x01\x00")
+    write(h, "4a-empty-host", b"\x04\x01\x00\x50\x00\x00\x00\x01\x00\x00")
+    write(h, "userid-255", b"\x04\x01\x00\x50\xc0\x00\x02\x01" + b"u" * 255 + b"\x00")
+    write(h, "userid-256", b"\x04\x01\x00\x50\xc0\x00\x02\x01" + b"u" * 256 + b"\x00")
+    write(h, "4a-host-255", b"\x04\x01\x00\x50\x00\x00\x00\x01\x00" + b"h" * 255 + b"\x00")
+    write(h, "4a-host-256", b"\x04\x01\x00\x50\x00\x00\x00\x01\x00" + b"h" * 256 + b"\x00")
+    write(h, "bad-version", b"\x05\x01\x00\x50\xc0\x00\x02\x01\x00")
+    write(h, "bad-cmd", b"\x04\x03\x00\x50\xc0\x00\x02\x01\x00")
+    write(h, "pipelined", b"\x04\x01\x00\x50\xc0\x00\x02\x01\x00\x04\x02\x00\x01\x01\x01\x01\x01x\x00")
+    write(h, "truncated", b"\x04\x01\x00\x50\x00\x00\x00\x01ab\x00exa")
+
+
+def udp_header():
+    h = "udp_header"
+    v4 = bytes([192, 0, 2, 1])
+    v6 = bytes.fromhex("20010db8000000000000000000000001")
+    mapped = bytes.fromhex("00000000000000000000ffffc0000201")
+    write(h, "ipv4", b"\x00\x00\x00\x01" + v4 + b"\x00\x35" + b"payload")
+    write(h, "ipv4-empty-payload", b"\x00\x00\x00\x01" + v4 + b"\x00\x35")
+    write(h, "ipv6", b"\x00\x00\x00\x04" + v6 + b"\x00\x35" + b"data")
+    write(h, "mapped", b"\x00\x00\x00\x04" + mapped + b"\x00\x35" + b"data")
+    write(h, "name", b"\x00\x00\x00\x03\x0bexample.com\x00\x35" + b"q")
+    write(h, "name-1", b"\x00\x00\x00\x03\x01a\x00\x35")
+    write(h, "name-255", b"\x00\x00\x00\x03\xff" + b"n" * 255 + b"\x00\x35")
+    write(h, "name-empty", b"\x00\x00\x00\x03\x00\x00\x35")
+    write(h, "name-nul", b"\x00\x00\x00\x03\x03a\x00b\x00\x35")
+    write(h, "frag", b"\x00\x00\x01\x01" + v4 + b"\x00\x35" + b"x")
+    write(h, "rsv-set", b"\xff\xff\x00\x01" + v4 + b"\x00\x35")
+    write(h, "bad-atyp", b"\x00\x00\x00\x05" + v4 + b"\x00\x35")
+    write(h, "truncated", b"\x00\x00\x00\x04" + v6[:7])
+
+
+def config():
+    h = "config"
+    write(h, "empty", "")
+    write(h, "comments", "# nothing\n\n   # indented\n")
+    write(h, "shipped", """listen 127.0.0.1:1080
+listen [::1]:1080
+auth none
+resolver system
+resolver-timeout 2s
+resolver-tries 2
+timeout negotiate 10s
+timeout resolve 10s
+timeout connect 10s
+timeout idle 5m
+timeout udp 2m
+timeout bind 1m
+udp port-range ephemeral
+udp filter address
+udp max-per-client 16
+udp max-total 1024
+bind port-range 0-0
+bind peer expected
+log stderr
+log-level info
+max-sessions 4096
+shutdown-grace 5s
+relay auto
+auth-threads 2
+private-destinations block
+trusted-clients 127.0.0.0/8 ::1
+""")
+    write(h, "password", """listen 0.0.0.0:1080 advertise 198.51.100.7
+auth password none
+users ferry.users
+resolver 127.0.0.1:5353,[::1]:53
+udp address 192.0.2.10
+udp port-range 40000-40100
+bind port-range 41000-41100
+log syslog local3
+""")
+    write(h, "open-proxy-rules", """listen 0.0.0.0
+auth none
+allow-unauthenticated yes
+client pass from 10.0.0.0/8,192.168.0.0/16 listener 0.0.0.0:1080 log
+client block
+request block to .internal.example,169.254.0.0/16 port 1-1024 log
+request pass user alice,bob command connect,udp to any port 80,443,8000-8999
+request pass command resolve
+trusted-clients none
+""")
+    write(h, "errors", "listen 1.2.3.4:99999\n")
+    write(h, "unknown", "frobnicate yes\n")
+    write(h, "duplicate", "max-sessions 1\nmax-sessions 2\n")
+    write(h, "durations", "timeout idle 0\nshutdown-grace 0.25\nresolver-timeout 250ms\ntimeout connect 1h\n")
+    write(h, "too-many-args", "request pass " + " ".join(["log"] * 20) + "\n")
+    write(h, "long-line", "listen " + "1" * 5000 + "\n")
+    write(h, "crlf", "auth none\r\nrelay buffered\r\n")
+
+
+def userdb():
+    h = "userdb"
+    hash1 = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Y3qE8wKd0nH2nEN1b1cQd4l9j1V0O5zS4Yw3p9xk0Zc"
+    hash2 = "$argon2i$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+    write(h, "one", "alice:" + hash1 + "\n")
+    write(h, "two-crlf", "alice:" + hash1 + "\r\nbob:" + hash2 + "\r\n")
+    write(h, "comments", "# users\n\n  # x\nalice:" + hash1 + "   \n")
+    write(h, "duplicate", "alice:" + hash1 + "\nalice:" + hash2 + "\n")
+    write(h, "no-colon", "alice\n")
+    write(h, "empty-user", ":" + hash1 + "\n")
+    write(h, "bad-hash", "alice:$2y$10$abcdefghijklmnopqrstuv\n")
+    write(h, "space-in-name", "al ice:" + hash1 + "\n")
+    write(h, "colon-in-hash", "alice:" + hash1 + ":x\n")
+    write(h, "long-name", "u" * 256 + ":" + hash1 + "\n")
+    write(h, "many", "".join("user%d:%s\n" % (i, hash1) for i in range(40)))
+
+
+ACL_HEAD_FIELDS = struct.Struct(">BBHH16s16s16s")
+
+
+def acl_head(flags, cmd, port, lport, client, dest, listener):
+    def ip(b):
+        return b.ljust(16, b"\x00")
+    return ACL_HEAD_FIELDS.pack(flags, cmd, port, lport, ip(client), ip(dest), ip(listener))
+
+
+def acl():
+    h = "acl"
+    v4c = bytes([10, 1, 2, 3])
+    v4d = bytes([192, 0, 2, 1])
+    v6d = bytes.fromhex("20010db8000000000000000000000001")
+    lst = bytes([127, 0, 0, 1])
+    known = 0x80 | 0x20  # client and listener known
+    rules = """client pass from 10.0.0.0/8 listener 127.0.0.1:1080 log
+client block
+request block to .internal.example,169.254.0.0/16 port 1-1024 log
+request pass user alice,bob command connect,udp to any port 80,443,8000-8999
+request pass command resolve
+request block to 192.0.2.0/24
+request pass to example.com,[2001:db8::]/32
+name www.internal.example
+user alice
+"""
+    write(h, "rules-v4", acl_head(known | 0x04 | 0x10, 0, 80, 1080, v4c, v4d, lst) + rules.encode())
+    write(h, "rules-name", acl_head(known | 0x08 | 0x10, 0, 443, 1080, v4c, v4d, lst) + rules.encode())
+    write(h, "rules-v6", acl_head(known | 0x02 | 0x04, 2, 8080, 1080, v4c, v6d, lst) + rules.encode())
+    write(h, "udp-unknown", acl_head(known, 2, 0, 1080, v4c, b"", lst) + rules.encode())
+    write(h, "empty", acl_head(known | 0x04, 0, 80, 1080, v4c, v4d, lst))
+    write(h, "errors", acl_head(0, 0, 0, 0, b"", b"", b"") + b"""request pass to *.example.com
+request pass port 2000-1000
+request pass from any,10.0.0.0/8
+request pass to
+request pass user
+client pass command connect
+request maybe
+request pass log log
+request pass to a..b
+request pass to 1.2.3
+request pass port 65536
+client pass listener [::1]:1080
+""")
+    write(h, "mapped", acl_head(known | 0x02 | 0x04 | 0x01, 0, 80, 0,
+                                bytes.fromhex("00000000000000000000ffff0a010203"),
+                                bytes.fromhex("00000000000000000000ffffc0000201"), lst)
+          + b"client pass from ::ffff:10.0.0.0/104\nrequest block to ::ffff:192.0.2.0/120\n")
+
+
+def addr():
+    h = "addr"
+    for i, text in enumerate(["192.0.2.1", "192.0.2.1:80", "[2001:db8::1]:443", "[::1]", "::1",
+                              "::ffff:192.0.2.1", "10.0.0.0/8", "2001:db8::/32",
+                              "[2001:db8::]/32", "10.1.2.3/8", "1.2.3.4/33", "::/0", "10s",
+                              "250ms", "1.5m", "1h", "0", "1e9", "[::1]:", "1.2.3.4:65536",
+                              "1.2.3.4:00080", "[fe80::1%eth0]:1"]):
+        write(h, "%02d" % i, struct.pack(">H", 1080) + text.encode())
+
+
+if __name__ == "__main__":
+    s5_greeting()
+    s5_userpass()
+    s5_request()
+    s4_request()
+    udp_header()
+    config()
+    userdb()
+    acl()
+    addr()
