@@ -55,6 +55,17 @@ enum bind_setting {
     BIND_COUNT,
 };
 
+enum limit_setting {
+    LIMIT_SESSIONS_PER_CLIENT,
+    LIMIT_SESSIONS_PER_USER,
+    LIMIT_ACCEPT_RATE,
+    LIMIT_AUTH_FAILURES,
+    LIMIT_BANDWIDTH_PER_CLIENT,
+    LIMIT_BANDWIDTH_PER_USER,
+    LIMIT_QUOTA_PER_USER,
+    LIMIT_COUNT,
+};
+
 struct parser;
 
 typedef int (*keyword_fn)(struct parser *p, int argc, char **argv);
@@ -88,6 +99,7 @@ struct parser {
     unsigned timeout_first[TIMEOUT_COUNT];
     unsigned udp_first[UDP_COUNT];
     unsigned bind_first[BIND_COUNT];
+    unsigned limit_first[LIMIT_COUNT];
     unsigned auth_line;
     bool password_auth;
     unsigned listen_line[CONFIG_MAX_LISTEN]; /* line of each listen address */
@@ -191,6 +203,8 @@ int config_parse_duration(const char *text, double *seconds)
         scale = 60;
     else if (strcmp(s, "h") == 0)
         scale = 3600;
+    else if (strcmp(s, "d") == 0)
+        scale = 86400;
     else
         return -1;
     v *= scale;
@@ -206,8 +220,8 @@ static int parse_duration_arg(struct parser *p, const char *s, bool allow_zero, 
     double v;
 
     if (config_parse_duration(s, &v) < 0)
-        return fail(p, "%s: '%s' is not a duration (like 10, 10s, 250ms, 5m, 1h)", p->keyword,
-                    Q(s));
+        return fail(p, "%s: '%s' is not a duration (like 10, 10s, 250ms, 5m, 1h, 1d)",
+                    p->keyword, Q(s));
     if (v == 0 && !allow_zero)
         return fail(p, "%s: '%s' must be greater than zero", p->keyword, Q(s));
     *out = v;
@@ -517,6 +531,170 @@ static const struct subkeyword bind_settings[BIND_COUNT] = {
 };
 
 /*
+ * A byte count: digits with an optional K, M, G or T suffix (powers of 1024), at most
+ * `max` bytes.
+ */
+static int parse_bytes(struct parser *p, const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0, scale = 1;
+    const char *q = s;
+
+    for (; *q >= '0' && *q <= '9'; q++) {
+        if (v > max)
+            break; /* out of range below; stop before the multiplication can overflow */
+        v = v * 10 + (uint64_t)(*q - '0');
+    }
+    if (q == s)
+        return fail(p, "%s: '%s' is not a byte count (like 512K, 10M, 1G)", p->keyword, Q(s));
+    switch (*q) {
+    case '\0':
+        break;
+    case 'K':
+    case 'k':
+        scale = 1ull << 10;
+        break;
+    case 'M':
+        scale = 1ull << 20;
+        break;
+    case 'G':
+        scale = 1ull << 30;
+        break;
+    case 'T':
+        scale = 1ull << 40;
+        break;
+    default:
+        return fail(p, "%s: '%s' is not a byte count (like 512K, 10M, 1G)", p->keyword, Q(s));
+    }
+    if (*q != '\0' && q[1] != '\0')
+        return fail(p, "%s: '%s' is not a byte count (like 512K, 10M, 1G)", p->keyword, Q(s));
+    if (v > max / scale)
+        return fail(p, "%s: '%s' is too large", p->keyword, Q(s));
+    *out = v * scale;
+    return 0;
+}
+
+/* "COUNT/PERIOD" (or "COUNT": per second) for a rate of events; "0" or "off" is none. */
+static int parse_event_rate(struct parser *p, const char *s, struct limit_rate *out)
+{
+    const char *slash = strchr(s, '/');
+    char count[16];
+    double period = 1;
+    unsigned long n;
+    size_t len = slash != NULL ? (size_t)(slash - s) : strlen(s);
+
+    if (strcmp(s, "off") == 0 || strcmp(s, "0") == 0) {
+        out->rate = out->burst = 0;
+        return 0;
+    }
+    if (len == 0 || len >= sizeof(count))
+        return fail(p, "%s: '%s' is not a rate (COUNT/PERIOD, like 20/1s or 10/1m)",
+                    p->keyword, Q(s));
+    memcpy(count, s, len);
+    count[len] = '\0';
+    if (parse_uint(p, count, 1, 1000000, &n) < 0)
+        return -1;
+    if (slash != NULL && parse_duration_arg(p, slash + 1, false, &period) < 0)
+        return -1;
+    out->rate = (double)n / period;
+    out->burst = (double)n;
+    return 0;
+}
+
+/* Bytes per second, for a bandwidth bucket; the burst is a tenth of a second, at least 16 KiB. */
+static int parse_bandwidth(struct parser *p, const char *s, struct limit_rate *out)
+{
+    uint64_t v;
+
+    if (strcmp(s, "off") == 0) {
+        out->rate = out->burst = 0;
+        return 0;
+    }
+    if (parse_bytes(p, s, 1ull << 40, &v) < 0)
+        return -1;
+    out->rate = (double)v;
+    out->burst = v == 0 ? 0 : (double)v / 10 > 16384 ? (double)v / 10 : 16384;
+    return 0;
+}
+
+static int parse_count_or_off(struct parser *p, const char *s, unsigned *out)
+{
+    unsigned long v;
+
+    if (strcmp(s, "off") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (parse_uint(p, s, 0, 1000000, &v) < 0)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int limit_sessions_per_client(struct parser *p, const char *value)
+{
+    return parse_count_or_off(p, value, &p->c->sessions_per_client);
+}
+
+static int limit_sessions_per_user(struct parser *p, const char *value)
+{
+    return parse_count_or_off(p, value, &p->c->sessions_per_user);
+}
+
+static int limit_accept_rate(struct parser *p, const char *value)
+{
+    return parse_event_rate(p, value, &p->c->accept_rate);
+}
+
+static int limit_auth_failures(struct parser *p, const char *value)
+{
+    return parse_event_rate(p, value, &p->c->auth_failures);
+}
+
+static int limit_bandwidth_per_client(struct parser *p, const char *value)
+{
+    return parse_bandwidth(p, value, &p->c->bandwidth_per_client);
+}
+
+static int limit_bandwidth_per_user(struct parser *p, const char *value)
+{
+    return parse_bandwidth(p, value, &p->c->bandwidth_per_user);
+}
+
+/* BYTES/PERIOD: bytes both ways together per user per period, like 10G/1d; off for none. */
+static int limit_quota_per_user(struct parser *p, const char *value)
+{
+    const char *slash = strchr(value, '/');
+    char bytes[32];
+    size_t len;
+
+    if (strcmp(value, "off") == 0) {
+        p->c->quota_per_user = 0;
+        return 0;
+    }
+    len = slash != NULL ? (size_t)(slash - value) : 0;
+    if (slash == NULL || len == 0 || len >= sizeof(bytes))
+        return fail(p, "%s: '%s' is not a quota (BYTES/PERIOD, like 10G/1d)", p->keyword,
+                    Q(value));
+    memcpy(bytes, value, len);
+    bytes[len] = '\0';
+    if (parse_bytes(p, bytes, 1ull << 50, &p->c->quota_per_user) < 0 ||
+        parse_duration_arg(p, slash + 1, false, &p->c->quota_period) < 0)
+        return -1;
+    return 0;
+}
+
+static const struct subkeyword limit_settings[LIMIT_COUNT] = {
+    [LIMIT_SESSIONS_PER_CLIENT] = {"sessions-per-client", limit_sessions_per_client, "N"},
+    [LIMIT_SESSIONS_PER_USER] = {"sessions-per-user", limit_sessions_per_user, "N"},
+    [LIMIT_ACCEPT_RATE] = {"accept-rate", limit_accept_rate, "COUNT/PERIOD"},
+    [LIMIT_AUTH_FAILURES] = {"auth-failures", limit_auth_failures, "COUNT/PERIOD"},
+    [LIMIT_BANDWIDTH_PER_CLIENT] = {"bandwidth-per-client", limit_bandwidth_per_client,
+                                    "BYTES"},
+    [LIMIT_BANDWIDTH_PER_USER] = {"bandwidth-per-user", limit_bandwidth_per_user, "BYTES"},
+    [LIMIT_QUOTA_PER_USER] = {"quota-per-user", limit_quota_per_user, "BYTES/PERIOD"},
+};
+
+/*
  * "KEYWORD SETTING VALUE": find SETTING in the table, refuse a second line for the same one,
  * and hand VALUE to its handler with "KEYWORD SETTING" as the name used in messages.
  */
@@ -558,6 +736,27 @@ static int kw_bind(struct parser *p, int argc, char **argv)
 {
     return parse_setting(p, argc, argv, bind_settings, BIND_COUNT, p->bind_first,
                          "port-range or peer");
+}
+
+static int kw_limit(struct parser *p, int argc, char **argv)
+{
+    return parse_setting(p, argc, argv, limit_settings, LIMIT_COUNT, p->limit_first,
+                         "sessions-per-client, sessions-per-user, accept-rate, auth-failures, "
+                         "bandwidth-per-client, bandwidth-per-user or quota-per-user");
+}
+
+static int kw_workers(struct parser *p, int argc, char **argv)
+{
+    unsigned long v;
+
+    if (strcmp(argv[0], "auto") == 0) {
+        p->c->workers = 0;
+        return 0;
+    }
+    if (parse_uint(p, argv[0], 1, 256, &v) < 0)
+        return -1;
+    p->c->workers = (unsigned)v;
+    return 0;
 }
 
 static const struct {
@@ -749,6 +948,8 @@ static const struct keyword keywords[] = {
     {"shutdown-grace", kw_shutdown_grace, 1, 1, {"DURATION"}, false},
     {"auth-threads", kw_auth_threads, 1, 1, {"N"}, false},
     {"relay", kw_relay, 1, 1, {"auto|splice|buffered"}, false},
+    {"limit", kw_limit, 1, 2, {"SETTING", "VALUE"}, true},
+    {"workers", kw_workers, 1, 1, {"N or auto"}, false},
     {"client", kw_client, 1, CONFIG_MAX_ARGS, {"pass or block"}, true},
     {"request", kw_request, 1, CONFIG_MAX_ARGS, {"pass or block"}, true},
     {"trusted-clients", kw_trusted_clients, 1, CONFIG_MAX_ARGS, {"CIDR or none"}, false},
@@ -855,6 +1056,11 @@ void config_defaults(struct config *c)
     c->shutdown_grace = 5;
     c->relay_mode = RELAY_AUTO;
     c->auth_threads = 2;
+    c->workers = 0;
+    c->sessions_per_client = 512;
+    c->sessions_per_user = 0;
+    c->auth_failures.rate = 10.0 / 60;
+    c->auth_failures.burst = 10;
     c->client_rules = NULL;
     c->request_rules = NULL;
     addr_from_ipv4(&c->trusted_clients[0].net, lo4net, 0);

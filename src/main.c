@@ -1,4 +1,7 @@
-/* ferryd: command line, configuration, signals, and the loop. */
+/*
+ * ferryd: command line, configuration, signals, and the workers. The main thread only loads
+ * configurations and handles signals; the workers (worker.c) serve the clients.
+ */
 #include "config.h"
 
 #include <ev.h>
@@ -10,10 +13,15 @@
 #include <unistd.h>
 
 #include "ferry/config.h"
+#include "ferry/limits.h"
+#include "ferry/listener.h"
 #include "ferry/log.h"
-#include "ferry/server.h"
-#include "ferry/socks5.h"
-#include "ferry/userdb.h"
+#include "ferry/snapshot.h"
+#include "ferry/worker.h"
+
+/* Client and user entries remembered without sessions (rates, failed logins, quotas). */
+#define LIMITS_MAX_IDLE 65536
+#define MAX_WORKERS 256
 
 static void usage(FILE *out)
 {
@@ -27,91 +35,180 @@ static void usage(FILE *out)
                  "  -h       print this help and exit\n");
 }
 
-static bool config_uses_passwords(const struct config *cfg)
+struct daemon {
+    const char *path; /* the configuration file, NULL for the built-in defaults */
+    int verbosity;
+    struct snapshot *snap; /* the configuration now in force */
+    struct limits *limits;
+    struct worker *workers[MAX_WORKERS];
+    unsigned nworkers;
+    bool stopping;
+    ev_timer poll; /* shutting down: ends the loop once every worker is done */
+};
+
+static unsigned daemon_sessions(const struct daemon *d)
 {
-    for (size_t i = 0; i < cfg->nmethods; i++) {
-        if (cfg->methods[i] == SOCKS5_METHOD_USERPASS)
-            return true;
-    }
-    return false;
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < d->nworkers; i++)
+        n += worker_sessions(d->workers[i]);
+    return n;
+}
+
+static unsigned workers_wanted(const struct config *cfg)
+{
+    long cpus;
+
+    if (cfg->workers > 0)
+        return cfg->workers;
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        return 1;
+    return cpus > MAX_WORKERS ? MAX_WORKERS : (unsigned)cpus;
 }
 
 /*
- * Shutdown: the first SIGTERM/SIGINT closes the listeners and gives the sessions in flight
- * shutdown-grace seconds to finish; a second signal, or the end of the grace, closes the rest.
+ * Settings a reload cannot change: the sockets, threads, resolver and log target were made
+ * from the first configuration. Logs each one that differs.
  */
-struct shutdown {
-    struct server *srv;
-    double grace;
-    bool stopping;
-    ev_timer poll;   /* ends the loop as soon as the last session is gone */
-    ev_timer expiry; /* ends it when the grace is over */
-};
-
-static void shutdown_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void warn_restart_settings(const struct config *old, const struct config *new)
 {
-    struct shutdown *sd = w->data;
+    bool listen_same = old->nlisten == new->nlisten;
+    const char *a = old->resolver_servers, *b = new->resolver_servers;
 
-    if (server_sessions(sd->srv) == 0)
-        ev_break(loop, EVBREAK_ALL);
+    for (size_t i = 0; listen_same && i < old->nlisten; i++)
+        listen_same = addr_equal(&old->listen[i], &new->listen[i]) &&
+                      addr_equal(&old->listen_advertise[i], &new->listen_advertise[i]);
+    if (!listen_same)
+        log_warn("reload: listen lines changed; they take effect at the next restart");
+    if (old->workers != new->workers)
+        log_warn("reload: workers changed; it takes effect at the next restart");
+    if (old->auth_threads != new->auth_threads)
+        log_warn("reload: auth-threads changed; it takes effect at the next restart");
+    if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0) ||
+        old->resolver_timeout != new->resolver_timeout ||
+        old->resolver_tries != new->resolver_tries)
+        log_warn("reload: resolver settings changed; they take effect at the next restart");
+    if (old->log_target != new->log_target || old->syslog_facility != new->syslog_facility)
+        log_warn("reload: the log target changed; it takes effect at the next restart");
 }
 
-static void shutdown_expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* SIGHUP: load the file again; a good one replaces the old for new sessions, a bad one not. */
+static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    struct shutdown *sd = w->data;
+    struct daemon *d = w->data;
+    char err[1024] = "", warn[512] = "";
+    struct snapshot *snap;
 
-    log_notice("shutdown grace of %.1f s over: closing %u sessions", sd->grace,
-               server_sessions(sd->srv));
+    if (d->stopping)
+        return;
+    snap = snapshot_load(d->path, err, sizeof(err), warn, sizeof(warn));
+    if (snap == NULL) {
+        log_err("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    if (warn[0] != '\0')
+        log_warn("%s", warn);
+    snap->generation = d->snap->generation + 1;
+    warn_restart_settings(&d->snap->config, &snap->config);
+    log_set_level(snap->config.log_level + d->verbosity);
+    for (unsigned i = 0; i < d->nworkers; i++)
+        worker_reload(d->workers[i], snap);
+    snapshot_unref(d->snap);
+    d->snap = snap;
+    log_notice("reloaded %s (configuration %u): new sessions use it, %u running sessions keep "
+               "theirs",
+               d->path != NULL ? d->path : "built-in defaults", snap->generation,
+               daemon_sessions(d));
+}
+
+static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct daemon *d = w->data;
+
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        if (!worker_done(d->workers[i]))
+            return;
+    }
     ev_break(loop, EVBREAK_ALL);
 }
 
+/*
+ * SIGTERM/SIGINT: the first closes the listeners and gives the sessions in flight
+ * shutdown-grace seconds to finish; a second signal, or the end of the grace, closes the rest.
+ */
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    struct shutdown *sd = w->data;
-    unsigned live = server_sessions(sd->srv);
+    struct daemon *d = w->data;
+    double grace = d->snap->config.shutdown_grace;
+    unsigned live = daemon_sessions(d);
+    bool now = d->stopping || live == 0 || grace <= 0;
 
-    if (sd->stopping || live == 0 || sd->grace <= 0) {
+    if (now)
         log_notice("signal %d: shutting down now (%u sessions)", w->signum, live);
-        ev_break(loop, EVBREAK_ALL);
-        return;
+    else
+        log_notice("signal %d: shutting down, %u sessions may finish within %.1f s", w->signum,
+                   live, grace);
+    d->stopping = true;
+    for (unsigned i = 0; i < d->nworkers; i++)
+        worker_shutdown(d->workers[i], grace, now);
+    if (!ev_is_active(&d->poll)) {
+        ev_timer_set(&d->poll, 0.01, 0.01);
+        ev_timer_start(loop, &d->poll);
     }
-    sd->stopping = true;
-    log_notice("signal %d: shutting down, %u sessions may finish within %.1f s", w->signum, live,
-               sd->grace);
-    server_stop_listening(sd->srv);
-    ev_timer_set(&sd->poll, 0.05, 0.05);
-    ev_timer_start(loop, &sd->poll);
-    ev_timer_set(&sd->expiry, sd->grace, 0.);
-    ev_timer_start(loop, &sd->expiry);
+}
+
+/* Open the sockets and start the workers; on failure nothing is left running. */
+static int daemon_start(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->snap->config;
+    struct listen_set ls;
+    unsigned n = workers_wanted(cfg);
+
+    if (listen_set_open(&ls, cfg, n, err, errlen) < 0)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        d->workers[i] = worker_start(i, d->snap, d->limits, &ls, err, errlen);
+        if (d->workers[i] == NULL) {
+            for (unsigned j = 0; j < i; j++) {
+                worker_shutdown(d->workers[j], 0, true);
+                worker_join(d->workers[j]);
+            }
+            listen_set_close(&ls);
+            return -1;
+        }
+    }
+    d->nworkers = n;
+    for (size_t i = 0; i < ls.naddrs; i++) {
+        char name[ADDR_STRLEN];
+        log_notice("listening on %s", addr_format(&ls.addrs[i], name, sizeof(name)));
+    }
+    listen_set_close(&ls);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL;
+    struct daemon d = {0};
     bool check_only = false;
-    int verbosity = 0;
-    char err[1024] = "";
-    struct config cfg;
-    struct userdb *users = NULL;
+    char err[1024] = "", warn[512] = "";
     struct ev_loop *loop;
-    struct server *srv;
-    ev_signal sigterm, sigint;
-    struct shutdown sd = {0};
+    ev_signal sigterm, sigint, sighup;
     int opt;
 
     while ((opt = getopt(argc, argv, "f:tvqVh")) != -1) {
         switch (opt) {
         case 'f':
-            path = optarg;
+            d.path = optarg;
             break;
         case 't':
             check_only = true;
             break;
         case 'v':
-            verbosity++;
+            d.verbosity++;
             break;
         case 'q':
-            verbosity--;
+            d.verbosity--;
             break;
         case 'V':
             printf("ferryd %s\n", PACKAGE_VERSION);
@@ -129,77 +226,66 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-
-    if (path != NULL) {
-        if (config_load(&cfg, path, err, sizeof(err)) < 0) {
-            fprintf(stderr, "ferryd: %s\n", err);
-            return 1;
-        }
-    } else {
-        config_defaults(&cfg);
-    }
     if (sodium_init() < 0) {
         fprintf(stderr, "ferryd: libsodium failed to initialise\n");
         return 1;
     }
-    if (config_uses_passwords(&cfg)) {
-        users = userdb_load(cfg.users_file, err, sizeof(err));
-        if (users == NULL) {
-            fprintf(stderr, "ferryd: %s\n", err);
-            config_release(&cfg);
-            return 1;
-        }
-        if (userdb_count(users) == 0)
-            fprintf(stderr, "ferryd: warning: %s has no users: every login will fail\n",
-                    cfg.users_file);
+    d.snap = snapshot_load(d.path, err, sizeof(err), warn, sizeof(warn));
+    if (d.snap == NULL) {
+        fprintf(stderr, "ferryd: %s\n", err);
+        return 1;
     }
+    if (warn[0] != '\0')
+        fprintf(stderr, "ferryd: warning: %s\n", warn);
     if (check_only) {
-        printf("ferryd: %s: configuration OK\n", path != NULL ? path : "built-in defaults");
-        userdb_free(users);
-        config_release(&cfg);
+        printf("ferryd: %s: configuration OK\n", d.path != NULL ? d.path : "built-in defaults");
+        snapshot_unref(d.snap);
         return 0;
     }
 
-    log_open(cfg.log_target, cfg.syslog_facility, cfg.log_level);
-    log_set_level(cfg.log_level + verbosity);
+    log_open(d.snap->config.log_target, d.snap->config.syslog_facility,
+             d.snap->config.log_level);
+    log_set_level(d.snap->config.log_level + d.verbosity);
     signal(SIGPIPE, SIG_IGN);
 
     loop = ev_default_loop(EVFLAG_AUTO);
-    if (loop == NULL) {
+    d.limits = limits_new(LIMITS_MAX_IDLE);
+    if (loop == NULL || d.limits == NULL) {
         fprintf(stderr, "ferryd: cannot create the event loop\n");
         return 1;
     }
-    srv = server_new(loop, &cfg, users, err, sizeof(err));
-    if (srv == NULL) {
-        log_err("%s", err);
-        if (cfg.log_target != LOG_TARGET_STDERR)
-            fprintf(stderr, "ferryd: %s\n", err);
-        userdb_free(users);
-        config_release(&cfg);
-        return 1;
-    }
-    sd.srv = srv;
-    sd.grace = cfg.shutdown_grace;
-    ev_timer_init(&sd.poll, shutdown_poll_cb, 0., 0.);
-    ev_timer_init(&sd.expiry, shutdown_expiry_cb, 0., 0.);
-    sd.poll.data = sd.expiry.data = &sd;
+    /* Signals caught from now on; one that comes before the loop runs waits for it. */
+    ev_timer_init(&d.poll, poll_cb, 0., 0.);
+    d.poll.data = &d;
     ev_signal_init(&sigterm, stop_cb, SIGTERM);
     ev_signal_init(&sigint, stop_cb, SIGINT);
-    sigterm.data = sigint.data = &sd;
+    ev_signal_init(&sighup, reload_cb, SIGHUP);
+    sigterm.data = sigint.data = sighup.data = &d;
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
-    log_notice("ferryd %s started", PACKAGE_VERSION);
+    ev_signal_start(loop, &sighup);
+    if (daemon_start(&d, err, sizeof(err)) < 0) {
+        log_err("%s", err);
+        if (d.snap->config.log_target != LOG_TARGET_STDERR)
+            fprintf(stderr, "ferryd: %s\n", err);
+        limits_free(d.limits);
+        snapshot_unref(d.snap);
+        return 1;
+    }
+    log_notice("ferryd %s started with %u worker%s", PACKAGE_VERSION, d.nworkers,
+               d.nworkers == 1 ? "" : "s");
 
     ev_run(loop, 0);
 
-    ev_timer_stop(loop, &sd.poll);
-    ev_timer_stop(loop, &sd.expiry);
-    server_free(srv);
+    ev_timer_stop(loop, &d.poll);
+    for (unsigned i = 0; i < d.nworkers; i++)
+        worker_join(d.workers[i]);
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);
+    ev_signal_stop(loop, &sighup);
     ev_loop_destroy(loop);
-    userdb_free(users);
-    config_release(&cfg);
+    limits_free(d.limits);
+    snapshot_unref(d.snap);
     log_notice("stopped");
     return 0;
 }

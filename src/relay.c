@@ -25,6 +25,7 @@
 
 struct relay_dir {
     struct relay *relay;
+    enum relay_dir_index index;
     int from_fd;
     int to_fd;
     ev_io readable; /* from_fd */
@@ -42,13 +43,20 @@ struct relay_dir {
     bool shut;      /* shutdown(to_fd, SHUT_WR) done */
 };
 
+/* Only for throttled relays: the timers that resume a paused direction. */
+struct relay_pause {
+    struct relay_throttle throttle;
+    ev_timer resume[2]; /* per relay_dir_index */
+};
+
 struct relay {
     struct ev_loop *loop;
     relay_done_cb cb;
     void *arg;
     double last_activity;
-    struct relay_dir up;   /* client -> target */
-    struct relay_dir down; /* target -> client */
+    struct relay_pause *pause; /* NULL unless throttled */
+    struct relay_dir up;       /* client -> target */
+    struct relay_dir down;     /* target -> client */
 };
 
 static int dir_open_pipe(struct relay_dir *d)
@@ -115,20 +123,22 @@ static ssize_t dir_flush_some(struct relay_dir *d)
     return n;
 }
 
-/* Read from from_fd into the pipe or buffer. Returns bytes read, 0 at EOF, -1 with errno. */
-static ssize_t dir_fill(struct relay_dir *d)
+/*
+ * Read at most max bytes from from_fd into the pipe or buffer. Returns bytes read, 0 at EOF,
+ * -1 with errno.
+ */
+static ssize_t dir_fill(struct relay_dir *d, size_t max)
 {
     ssize_t n;
 
     if (d->splice) {
-        n = splice(d->from_fd, NULL, d->pipe_w, NULL, RELAY_CHUNK,
-                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        n = splice(d->from_fd, NULL, d->pipe_w, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0)
             d->pipe_len = (size_t)n;
         if (n >= 0 || errno != EINVAL || dir_use_buffer(d) < 0)
             return n;
     }
-    n = recv(d->from_fd, d->buf, RELAY_CHUNK, 0);
+    n = recv(d->from_fd, d->buf, max, 0);
     if (n > 0) {
         d->buf_off = 0;
         d->buf_len = (size_t)n;
@@ -169,7 +179,26 @@ static int dir_pump(struct relay_dir *d)
             }
             return 0;
         }
-        ssize_t n = dir_fill(d);
+        size_t max = RELAY_CHUNK;
+        if (r->pause != NULL) {
+            const struct relay_throttle *t = &r->pause->throttle;
+            double wait = 0;
+            ssize_t allowed = t->allow(t->arg, d->index, RELAY_CHUNK, &wait);
+
+            if (allowed < 0)
+                return errno != 0 ? errno : EIO;
+            if (allowed == 0) {
+                /* Over the rate: no reads, hence no readiness events, until tokens are back. */
+                ev_io_stop(r->loop, &d->readable);
+                ev_timer_set(&r->pause->resume[d->index], wait > 0.001 ? wait : 0.001, 0.);
+                ev_timer_start(r->loop, &r->pause->resume[d->index]);
+                return 0;
+            }
+            max = (size_t)allowed;
+        }
+        ssize_t n = dir_fill(d, max);
+        if (n > 0 && r->pause != NULL)
+            r->pause->throttle.used(r->pause->throttle.arg, d->index, (size_t)n);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 ev_io_start(r->loop, &d->readable);
@@ -197,6 +226,10 @@ static void relay_stop_watchers(struct relay *r)
     ev_io_stop(r->loop, &r->up.writable);
     ev_io_stop(r->loop, &r->down.readable);
     ev_io_stop(r->loop, &r->down.writable);
+    if (r->pause != NULL) {
+        ev_timer_stop(r->loop, &r->pause->resume[RELAY_UP]);
+        ev_timer_stop(r->loop, &r->pause->resume[RELAY_DOWN]);
+    }
 }
 
 /* Run a direction and end the relay on error or when both directions are done. */
@@ -222,9 +255,17 @@ static void writable_cb(struct ev_loop *loop, ev_io *w, int revents)
     relay_step(d->relay, d);
 }
 
-static int dir_init(struct relay *r, struct relay_dir *d, int from_fd, int to_fd, bool splice)
+static void resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct relay_dir *d = w->data;
+    relay_step(d->relay, d);
+}
+
+static int dir_init(struct relay *r, struct relay_dir *d, enum relay_dir_index index, int from_fd,
+                    int to_fd, bool splice)
 {
     d->relay = r;
+    d->index = index;
     d->from_fd = from_fd;
     d->to_fd = to_fd;
     d->pipe_r = d->pipe_w = -1;
@@ -239,8 +280,8 @@ static int dir_init(struct relay *r, struct relay_dir *d, int from_fd, int to_fd
 }
 
 struct relay *relay_start(struct ev_loop *loop, int client_fd, int target_fd, enum relay_mode mode,
-                          const uint8_t *early, size_t early_len, bool client_eof, relay_done_cb cb,
-                          void *arg)
+                          const uint8_t *early, size_t early_len, bool client_eof,
+                          const struct relay_throttle *throttle, relay_done_cb cb, void *arg)
 {
     struct relay *r = calloc(1, sizeof(*r));
     bool splice = mode != RELAY_BUFFERED;
@@ -251,9 +292,19 @@ struct relay *relay_start(struct ev_loop *loop, int client_fd, int target_fd, en
     r->cb = cb;
     r->arg = arg;
     r->last_activity = ev_now(loop);
-    if (dir_init(r, &r->up, client_fd, target_fd, splice) < 0 ||
-        dir_init(r, &r->down, target_fd, client_fd, splice) < 0)
+    if (dir_init(r, &r->up, RELAY_UP, client_fd, target_fd, splice) < 0 ||
+        dir_init(r, &r->down, RELAY_DOWN, target_fd, client_fd, splice) < 0)
         goto fail;
+    if (throttle != NULL) {
+        r->pause = calloc(1, sizeof(*r->pause));
+        if (r->pause == NULL)
+            goto fail;
+        r->pause->throttle = *throttle;
+        ev_timer_init(&r->pause->resume[RELAY_UP], resume_cb, 0., 0.);
+        ev_timer_init(&r->pause->resume[RELAY_DOWN], resume_cb, 0., 0.);
+        r->pause->resume[RELAY_UP].data = &r->up;
+        r->pause->resume[RELAY_DOWN].data = &r->down;
+    }
     if (early_len > 0) {
         /* Bytes the client sent with its request go out first, whatever the mode. */
         if (r->up.buf_cap < early_len) {
@@ -286,6 +337,7 @@ void relay_free(struct relay *r)
     dir_close_pipe(&r->down);
     free(r->up.buf);
     free(r->down.buf);
+    free(r->pause);
     free(r);
 }
 

@@ -1,6 +1,7 @@
 /*
- * A worker: the listening sockets of one loop, the resolver and auth pool its sessions share,
- * and accept with a back-off when the process runs out of file descriptors.
+ * A worker's server: the listening sockets of one loop, the resolver and auth pool its
+ * sessions share, client rules and the accept rate at accept, and a back-off when the process
+ * runs out of file descriptors.
  */
 #include "config.h"
 
@@ -8,7 +9,6 @@
 
 #include <errno.h>
 #include <ev.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +17,14 @@
 
 #include "ferry/authpool.h"
 #include "ferry/config.h"
+#include "ferry/limits.h"
+#include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/policy.h"
 #include "ferry/resolver.h"
 #include "ferry/session.h"
-#include "ferry/socks5.h"
+#include "ferry/snapshot.h"
 
-#define LISTEN_BACKLOG 1024
 /* Connections taken per readiness event before other watchers get a turn. */
 #define ACCEPT_BATCH 64
 /* Pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
@@ -48,6 +49,7 @@ struct server {
     ev_timer backoff;
     size_t nlisteners;
     struct listener listeners[CONFIG_MAX_LISTEN];
+    struct addr advertise[CONFIG_MAX_LISTEN];
 };
 
 static void listeners_pause(struct server *srv)
@@ -70,7 +72,7 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static bool client_allowed(const struct server *srv, const struct listener *l,
                            const struct addr *client)
 {
-    struct policy_decision d = policy_check_client(srv->ctx.config, client, &l->addr);
+    struct policy_decision d = policy_check_client(&srv->ctx.snap->config, client, &l->addr);
     char name[ADDR_STRLEN];
 
     if (d.verdict == ACL_VERDICT_PASS && !d.log)
@@ -86,6 +88,35 @@ static bool client_allowed(const struct server *srv, const struct listener *l,
         log_msg(d.log ? LOG_NOTICE : LOG_INFO, "client %s blocked by client rule %u (line %u)",
                 name, d.rule, d.line);
     return false;
+}
+
+/* Client rules, then the client IP's accept rate; then the session owns fd. */
+static void accept_client(struct server *srv, struct listener *l, int fd,
+                          const struct addr *client)
+{
+    struct limits *limits = srv->ctx.limits;
+    struct limit *e;
+
+    if (!client_allowed(srv, l, client)) {
+        close(fd);
+        return;
+    }
+    e = limits_client(limits, client);
+    if (e == NULL) {
+        log_warn("out of memory for a new session");
+        close(fd);
+        return;
+    }
+    if (!limits_accept(limits, e, &srv->ctx.snap->config.accept_rate, limits_clock())) {
+        char name[ADDR_STRLEN];
+
+        log_debug("client %s over limit accept-rate: closed",
+                  addr_format(client, name, sizeof(name)));
+        limits_release(limits, e);
+        close(fd);
+        return;
+    }
+    session_start(&srv->ctx, fd, client, l->advertise, e);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -124,63 +155,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             }
         }
-        if (!client_allowed(srv, l, &client)) {
-            close(fd);
-            continue;
-        }
-        session_start(&srv->ctx, fd, &client, l->advertise);
+        accept_client(srv, l, fd, &client);
     }
 }
 
-/* Bind and listen on a; fills l. Returns 0, or -1 with errno and a message in err. */
-static int listener_open(struct server *srv, struct listener *l, const struct addr *a, char *err,
-                         size_t errlen)
+struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
+                          struct listen_set *ls, unsigned w, char *err, size_t errlen)
 {
-    char name[ADDR_STRLEN];
-    int one = 1;
-    int fd;
-
-    addr_format(a, name, sizeof(name));
-    fd = socket(addr_family(a), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        goto fail;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (addr_family(a) == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-        goto fail;
-    if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
-        goto fail;
-    l->addr.len = sizeof(l->addr.u);
-    if (getsockname(fd, &l->addr.u.sa, &l->addr.len) < 0)
-        goto fail;
-    l->srv = srv;
-    l->fd = fd;
-    ev_io_init(&l->readable, accept_cb, fd, EV_READ);
-    l->readable.data = l;
-    return 0;
-
-fail:
-    snprintf(err, errlen, "listen %s: %s", name, strerror(errno));
-    if (fd >= 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-    }
-    return -1;
-}
-
-static bool config_has_method(const struct config *cfg, uint8_t method)
-{
-    for (size_t i = 0; i < cfg->nmethods; i++) {
-        if (cfg->methods[i] == method)
-            return true;
-    }
-    return false;
-}
-
-struct server *server_new(struct ev_loop *loop, const struct config *cfg,
-                          const struct userdb *users, char *err, size_t errlen)
-{
+    const struct config *cfg = &snap->config;
     struct resolver_options ropt = {
         .servers = cfg->resolver_servers,
         .timeout = cfg->resolver_timeout,
@@ -197,56 +179,48 @@ struct server *server_new(struct ev_loop *loop, const struct config *cfg,
     }
     srv->loop = loop;
     srv->ctx.loop = loop;
-    srv->ctx.config = cfg;
-    srv->ctx.users = users;
+    srv->ctx.snap = snapshot_ref(snap);
+    srv->ctx.limits = limits;
     ev_timer_init(&srv->backoff, backoff_cb, 0., 0.);
     srv->backoff.data = srv;
 
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        struct listener *l = &srv->listeners[srv->nlisteners];
+    for (size_t i = 0; i < ls->naddrs; i++) {
+        struct listener *l = &srv->listeners[srv->nlisteners++];
 
-        l->advertise = cfg->listen_advertise[i].len > 0 ? &cfg->listen_advertise[i] : NULL;
-        if (listener_open(srv, l, &cfg->listen[i], err, errlen) < 0) {
-            /* The built-in pair may meet a host without IPv6: one is enough then. */
-            if (cfg->listen_is_default) {
-                log_warn("%s", err);
-                continue;
-            }
-            goto fail;
-        }
-        srv->nlisteners++;
-    }
-    if (srv->nlisteners == 0) {
-        if (cfg->nlisten > 0 && !cfg->listen_is_default)
-            goto fail;
-        if (cfg->listen_is_default)
-            snprintf(err + strlen(err), errlen - strlen(err), " (no listener could be opened)");
-        goto fail;
+        l->srv = srv;
+        l->fd = listen_set_take(ls, w, i);
+        l->addr = ls->addrs[i];
+        srv->advertise[i] = ls->advertise[i];
+        l->advertise = srv->advertise[i].len > 0 ? &srv->advertise[i] : NULL;
+        ev_io_init(&l->readable, accept_cb, l->fd, EV_READ);
+        l->readable.data = l;
     }
 
     srv->ctx.resolver = resolver_new(loop, &ropt, err, errlen);
     if (srv->ctx.resolver == NULL)
         goto fail;
-    if (config_has_method(cfg, SOCKS5_METHOD_USERPASS)) {
-        srv->ctx.authpool = authpool_new(loop, cfg->auth_threads);
-        if (srv->ctx.authpool == NULL) {
-            snprintf(err, errlen, "cannot start the password verification threads: %s",
-                     strerror(errno));
-            goto fail;
-        }
+    /* Always there, so that a reload may turn password authentication on. */
+    srv->ctx.authpool = authpool_new(loop, cfg->auth_threads);
+    if (srv->ctx.authpool == NULL) {
+        snprintf(err, errlen, "cannot start the password verification threads: %s",
+                 strerror(errno));
+        goto fail;
     }
-
-    for (size_t i = 0; i < srv->nlisteners; i++) {
-        char name[ADDR_STRLEN];
-
+    for (size_t i = 0; i < srv->nlisteners; i++)
         ev_io_start(loop, &srv->listeners[i].readable);
-        log_notice("listening on %s", addr_format(&srv->listeners[i].addr, name, sizeof(name)));
-    }
     return srv;
 
 fail:
     server_free(srv);
     return NULL;
+}
+
+void server_reload(struct server *srv, struct snapshot *snap)
+{
+    struct snapshot *old = srv->ctx.snap;
+
+    srv->ctx.snap = snapshot_ref(snap);
+    snapshot_unref(old);
 }
 
 void server_stop_listening(struct server *srv)
@@ -274,5 +248,6 @@ void server_free(struct server *srv)
         authpool_free(srv->ctx.authpool);
     if (srv->ctx.resolver != NULL)
         resolver_free(srv->ctx.resolver);
+    snapshot_unref(srv->ctx.snap);
     free(srv);
 }

@@ -32,7 +32,9 @@
 #include "ferry/policy.h"
 #include "ferry/relay.h"
 #include "ferry/reply.h"
+#include "ferry/limits.h"
 #include "ferry/resolver.h"
+#include "ferry/snapshot.h"
 #include "ferry/socks4.h"
 #include "ferry/socks5.h"
 #include "ferry/udp.h"
@@ -44,9 +46,12 @@
  */
 #define NEGOTIATION_BUF 2048
 #define CONNECT_ATTEMPT_DELAY 0.250 /* RFC 8305 section 8 recommends 250 ms */
-/* Sessions beyond max-sessions are told so with a failure reply; past this many more, they
- * are closed at accept. */
+/* Sessions beyond max-sessions (or limit sessions-per-client) are told so with a failure
+ * reply; past this many more, they are closed at accept. */
 #define SESSION_OVERFLOW 64
+#define SESSION_CLIENT_OVERFLOW 8
+/* Smallest read a bandwidth-limited relay waits for: fewer, larger reads. */
+#define THROTTLE_MIN_READ 4096
 /* Longest wait for a client to close after a final message. */
 #define SESSION_LINGER 2.0
 
@@ -75,6 +80,7 @@ enum session_end {
     END_BAD_GREETING,
     END_NO_METHOD,
     END_AUTH_FAILED,
+    END_AUTH_LIMITED,
     END_NEGOTIATE_TIMEOUT,
     END_IDLE_TIMEOUT,
     END_REPLY_TIMEOUT,
@@ -93,12 +99,30 @@ static const char *const end_names[] = {
     [END_BAD_GREETING] = "bad-greeting",
     [END_NO_METHOD] = "no-acceptable-method",
     [END_AUTH_FAILED] = "auth-failed",
+    [END_AUTH_LIMITED] = "auth-rate-limited",
     [END_NEGOTIATE_TIMEOUT] = "negotiate-timeout",
     [END_IDLE_TIMEOUT] = "idle-timeout",
     [END_REPLY_TIMEOUT] = "reply-timeout",
     [END_RELAY_ERROR] = "relay-error",
     [END_RESOURCES] = "out-of-resources",
     [END_SHUTDOWN] = "shutdown",
+};
+
+/* Which limit refused a session, for the access line. */
+enum session_limit {
+    LIMITED_NONE,
+    LIMITED_TOTAL,
+    LIMITED_CLIENT,
+    LIMITED_USER,
+    LIMITED_QUOTA,
+};
+
+static const char *const limit_names[] = {
+    [LIMITED_NONE] = "-",
+    [LIMITED_TOTAL] = "max-sessions",
+    [LIMITED_CLIENT] = "sessions-per-client",
+    [LIMITED_USER] = "sessions-per-user",
+    [LIMITED_QUOTA] = "quota-per-user",
 };
 
 /* Reply bytes waiting for the client: two BIND replies, or a RESOLVE_PTR reply with a name. */
@@ -114,6 +138,8 @@ struct negotiation {
 
 struct session {
     struct session_ctx *ctx;
+    struct snapshot *snap;    /* the configuration this session started under (a reference) */
+    const struct config *cfg; /* &snap->config */
     struct session *prev;
     struct session *next;
     enum session_state state;
@@ -122,7 +148,8 @@ struct session {
     uint8_t cmd;     /* SOCKS5 command code (SOCKS4 codes are mapped) */
     uint8_t rep;     /* SOCKS5 REP sent, 0xff before any */
     bool requested;  /* a request was parsed: dest and cmd are valid */
-    bool over_limit; /* accepted beyond max-sessions */
+    enum session_limit limited; /* a limit refuses the request (a failure reply) */
+    bool counted_udp;           /* holds one of the client's and the process's UDP slots */
     bool client_eof; /* client half-closed before the relay started */
     bool refused;    /* the access policy refused the request: see refusal */
     int client_fd;
@@ -144,6 +171,8 @@ struct session {
     struct udp_assoc *udp;
     const struct addr *advertise; /* the listener's public address, or NULL */
     struct policy_decision refusal;
+    struct limit *client_limit; /* the client IP's entry (a reference, one session counted) */
+    struct limit *user_limit;   /* the user's entry once authenticated, likewise */
 };
 
 static void session_advance(struct session *s);
@@ -173,7 +202,7 @@ static const char *cmd_name(const struct session *s)
 static void session_log(const struct session *s)
 {
     char client[ADDR_STRLEN], target[DEST_NAME_MAX + 16], connected[ADDR_STRLEN];
-    char udp[256] = "", rule[32] = "";
+    char udp[256] = "", rule[48] = "";
     uint64_t up = 0, down = 0;
     struct udp_stats us;
 
@@ -207,6 +236,8 @@ static void session_log(const struct session *s)
         strcpy(rule, " rule=private");
     else if (s->refused)
         snprintf(rule, sizeof(rule), " rule=request:%u", s->refusal.rule);
+    else if (s->limited != LIMITED_NONE)
+        snprintf(rule, sizeof(rule), " limit=%s", limit_names[s->limited]);
     log_info("session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s%s up=%" PRIu64
              " down=%" PRIu64 " duration=%.3f end=%s%s",
              client, s->user != NULL ? s->user : "-",
@@ -230,10 +261,19 @@ static void session_close(struct session *s)
         connector_cancel(s->connector);
     if (s->binder != NULL)
         binder_cancel(s->binder);
-    if (s->udp != NULL) {
+    if (s->udp != NULL)
         udp_assoc_free(s->udp);
-        ctx->nudp--;
+    if (s->counted_udp) {
+        limits_udp_leave(ctx->limits, s->client_limit);
+        limits_udp_total_leave(ctx->limits);
     }
+    if (s->user_limit != NULL) {
+        limits_session_leave(ctx->limits, s->user_limit);
+        limits_release(ctx->limits, s->user_limit);
+    }
+    limits_session_leave(ctx->limits, s->client_limit);
+    limits_release(ctx->limits, s->client_limit);
+    limits_total_leave(ctx->limits);
     relay_free(s->relay);
     ev_io_stop(loop, &s->client_readable);
     ev_io_stop(loop, &s->client_writable);
@@ -249,6 +289,7 @@ static void session_close(struct session *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     ctx->nsessions--;
+    snapshot_unref(s->snap);
     free(s->user);
     free(s->nego);
     free(s);
@@ -327,9 +368,9 @@ static void session_linger(struct session *s)
         return;
     }
     ev_io_start(s->ctx->loop, &s->client_readable);
-    session_arm_timer(s, SESSION_LINGER < s->ctx->config->timeout_negotiate
+    session_arm_timer(s, SESSION_LINGER < s->cfg->timeout_negotiate
                              ? SESSION_LINGER
-                             : s->ctx->config->timeout_negotiate);
+                             : s->cfg->timeout_negotiate);
 }
 
 /* Send the SOCKS reply for the request, in the client's protocol version. */
@@ -365,7 +406,7 @@ static void session_consume(struct session *s, size_t n)
 
 static bool session_method_allowed(const struct session *s, uint8_t method)
 {
-    const struct config *cfg = s->ctx->config;
+    const struct config *cfg = s->cfg;
 
     for (size_t i = 0; i < cfg->nmethods; i++) {
         if (cfg->methods[i] == method)
@@ -390,7 +431,7 @@ static void session_reply_then_relay(struct session *s, const struct addr *bound
     case 1:
         s->state = S_REPLYING;
         ev_io_stop(s->ctx->loop, &s->client_readable);
-        session_arm_timer(s, s->ctx->config->timeout_negotiate);
+        session_arm_timer(s, s->cfg->timeout_negotiate);
         break;
     default:
         session_end(s, END_CLIENT_ERROR);
@@ -422,7 +463,7 @@ static void on_connected(int fd, int err, const struct addr *peer, void *arg)
 static void session_connect(struct session *s, const struct addr *addrs, size_t n)
 {
     s->state = S_CONNECTING;
-    session_arm_timer(s, s->ctx->config->timeout_connect);
+    session_arm_timer(s, s->cfg->timeout_connect);
     s->connector = connector_start(s->ctx->loop, addrs, n, s->dest.port, CONNECT_ATTEMPT_DELAY,
                                    on_connected, s);
     if (s->connector == NULL)
@@ -477,7 +518,7 @@ static void on_bind_accepted(int fd, int err, const struct addr *peer, void *arg
  */
 static void session_bind(struct session *s, const struct addr *peers, size_t n)
 {
-    const struct config *cfg = s->ctx->config;
+    const struct config *cfg = s->cfg;
     struct addr local, bound, shown;
     bool unspecified = n == 0 || addr_is_unspecified(&peers[0]);
     bool any = cfg->bind_any_peer || unspecified;
@@ -539,7 +580,7 @@ static struct policy_decision session_policy(const struct session *s, const stru
         req.name = s->dest.type == DEST_NAME ? s->dest.name : NULL;
         req.dest = dest;
     }
-    return policy_check_request(s->ctx->config, &req);
+    return policy_check_request(s->cfg, &req);
 }
 
 /* The notice line of a rule with the 'log' flag. */
@@ -605,7 +646,7 @@ static bool session_udp_policy(void *arg, const char *name, const struct addr *t
         .dest = to,
         .port = port,
     };
-    struct policy_decision d = policy_check_request(s->ctx->config, &req);
+    struct policy_decision d = policy_check_request(s->cfg, &req);
 
     /* Rules marked 'log' are not logged per datagram: the access line counts what was blocked. */
     if (to == NULL)
@@ -613,23 +654,26 @@ static bool session_udp_policy(void *arg, const char *name, const struct addr *t
     return d.verdict == ACL_VERDICT_PASS;
 }
 
-/* Associations of this client's IP, against udp max-per-client. */
-static unsigned session_udp_count(const struct session *s)
+/* Take one of the client's and one of the process's UDP association slots. */
+static bool session_udp_slot(struct session *s)
 {
-    unsigned n = 0;
+    struct limits *l = s->ctx->limits;
 
-    for (const struct session *o = s->ctx->sessions; o != NULL; o = o->next) {
-        if (o->udp != NULL && addr_same_ip(&o->client_addr, &s->client_addr))
-            n++;
+    if (!limits_udp_total_enter(l, s->cfg->udp_max_total))
+        return false;
+    if (!limits_udp_enter(l, s->client_limit, s->cfg->udp_max_per_client)) {
+        limits_udp_total_leave(l);
+        return false;
     }
-    return n;
+    s->counted_udp = true;
+    return true;
 }
 
 /* UDP ASSOCIATE (RFC 1928 section 7): open the association and tell the client where to send. */
 static void session_udp(struct session *s)
 {
     struct session_ctx *ctx = s->ctx;
-    const struct config *cfg = ctx->config;
+    const struct config *cfg = s->cfg;
     struct udp_assoc_params p = {
         .loop = ctx->loop,
         .config = cfg,
@@ -640,7 +684,7 @@ static void session_udp(struct session *s)
     };
     struct addr claimed, shown;
 
-    if (ctx->nudp >= cfg->udp_max_total || session_udp_count(s) >= cfg->udp_max_per_client) {
+    if (!session_udp_slot(s)) {
         log_notice("udp: association limit reached (max-total %u, max-per-client %u)",
                    cfg->udp_max_total, cfg->udp_max_per_client);
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
@@ -666,7 +710,6 @@ static void session_udp(struct session *s)
         session_fail(s, reply_from_errno(errno));
         return;
     }
-    ctx->nudp++;
     s->target_addr = *udp_assoc_local(s->udp);
     shown = session_advertised(s, &s->target_addr);
     if (session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa) < 0) {
@@ -761,19 +804,55 @@ static void on_resolved(const struct resolver_result *res, void *arg)
     session_dispatch(s, passed, n);
 }
 
+/*
+ * The limits a request must be within: sessions in total, of this client and of this user
+ * (a failure reply, 0x01), and the user's quota (0x02). Returns false when refused.
+ */
+static bool session_within_limits(struct session *s)
+{
+    const struct config *cfg = s->cfg;
+    struct limits *l = s->ctx->limits;
+    char client[ADDR_STRLEN];
+
+    if (s->limited == LIMITED_NONE && s->user_limit != NULL &&
+        limits_quota_left(l, s->user_limit, cfg->quota_per_user, cfg->quota_period,
+                          limits_clock()) == 0)
+        s->limited = LIMITED_QUOTA;
+    if (s->limited == LIMITED_NONE)
+        return true;
+    addr_format(&s->client_addr, client, sizeof(client));
+    switch (s->limited) {
+    case LIMITED_TOTAL:
+        log_warn("max-sessions (%u) reached, refusing a request from %s", cfg->max_sessions,
+                 client);
+        break;
+    case LIMITED_CLIENT:
+        log_notice("limit sessions-per-client (%u) reached by %s", cfg->sessions_per_client,
+                   client);
+        break;
+    case LIMITED_USER:
+        log_notice("limit sessions-per-user (%u) reached by user %s", cfg->sessions_per_user,
+                   s->user);
+        break;
+    default:
+        log_notice("limit quota-per-user used up by user %s", s->user);
+        session_fail(s, SOCKS5_REP_NOT_ALLOWED);
+        return false;
+    }
+    session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+    return false;
+}
+
 /* A whole request is in: check what we serve, then resolve or act. */
 static void session_handle_request(struct session *s)
 {
-    const struct config *cfg = s->ctx->config;
+    const struct config *cfg = s->cfg;
     struct policy_decision d;
     struct addr target;
 
     s->requested = true;
-    if (s->over_limit) {
-        log_warn("max-sessions (%u) reached, refusing a request", cfg->max_sessions);
-        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+    if (!session_within_limits(s))
         return;
-    }
     switch (s->cmd) {
     case SOCKS5_CMD_UDP_ASSOCIATE:
         d = session_policy(s, NULL);
@@ -815,15 +894,37 @@ static void session_handle_request(struct session *s)
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
 }
 
+/* Authenticated: count the session for its user. Returns false when the session is gone. */
+static bool session_enter_user(struct session *s)
+{
+    struct limits *l = s->ctx->limits;
+    unsigned max = s->cfg->sessions_per_user;
+
+    s->user_limit = limits_user(l, s->user);
+    if (s->user_limit == NULL) {
+        session_end(s, END_RESOURCES);
+        return false;
+    }
+    limits_session_enter(l, s->user_limit, 0);
+    if (max > 0 && limits_sessions_of(l, s->user_limit) > max && s->limited == LIMITED_NONE)
+        s->limited = LIMITED_USER;
+    return true;
+}
+
 static void on_auth_verified(bool ok, void *arg)
 {
     struct session *s = arg;
     uint8_t msg[2];
 
     s->auth_job = NULL;
+    if (ok && !session_enter_user(s))
+        return;
     socks5_encode_userpass_reply(msg, ok ? SOCKS5_USERPASS_OK : SOCKS5_USERPASS_FAIL);
     if (!ok) {
         char client[ADDR_STRLEN];
+
+        limits_auth_failed(s->ctx->limits, s->client_limit, &s->cfg->auth_failures,
+                           limits_clock());
 
         log_notice("authentication failed for user '%s' from %s", s->user,
                    addr_format(&s->client_addr, client, sizeof(client)));
@@ -844,7 +945,7 @@ static void on_auth_verified(bool ok, void *arg)
 /* SOCKS5 greeting parsed: pick a method. Returns false when the session is gone or closing. */
 static bool session_choose_method(struct session *s, const struct socks5_greeting *g)
 {
-    const struct config *cfg = s->ctx->config;
+    const struct config *cfg = s->cfg;
     uint8_t msg[2];
     uint8_t method = socks5_choose_method(g, cfg->methods, cfg->nmethods);
 
@@ -866,7 +967,7 @@ static bool session_choose_method(struct session *s, const struct socks5_greetin
 /* RFC 1929 sub-negotiation parsed: hand the password to the pool. */
 static bool session_verify(struct session *s, struct socks5_userpass *up)
 {
-    const char *hash = userdb_lookup(s->ctx->users, up->user, up->user_len);
+    const char *hash = userdb_lookup(s->snap->users, up->user, up->user_len);
 
     /* A name with a NUL byte cannot be a valid user; it still costs a verification. */
     s->user = strndup(up->user, up->user_len);
@@ -876,6 +977,22 @@ static bool session_verify(struct session *s, struct socks5_userpass *up)
         return false;
     }
     log_sanitize(s->user);
+    if (!limits_auth_allowed(s->ctx->limits, s->client_limit, &s->cfg->auth_failures,
+                             limits_clock())) {
+        uint8_t msg[2];
+        char client[ADDR_STRLEN];
+
+        /* Too many failures from this IP: refused without checking, so guessing stalls. */
+        sodium_memzero(up, sizeof(*up));
+        log_notice("login attempts from %s are rate-limited (limit auth-failures): refusing user "
+                   "'%s' unchecked",
+                   addr_format(&s->client_addr, client, sizeof(client)), s->user);
+        socks5_encode_userpass_reply(msg, SOCKS5_USERPASS_FAIL);
+        s->end = END_AUTH_LIMITED;
+        session_send(s, msg, sizeof(msg));
+        session_linger(s);
+        return false;
+    }
     s->auth_job =
         authpool_verify(s->ctx->authpool, hash, up->pass, up->pass_len, on_auth_verified, s);
     sodium_memzero(up, sizeof(*up));
@@ -993,14 +1110,88 @@ static void on_relay_done(int err, void *arg)
     session_end(s, err == 0 ? END_DONE : END_RELAY_ERROR);
 }
 
+/*
+ * The relay's throttle (relay.h): the bandwidth buckets of the client IP and of the user, and
+ * the user's quota. The smallest allowance of the three wins; what is read counts for all.
+ */
+static ssize_t session_throttle_allow(void *arg, enum relay_dir_index dir, size_t want,
+                                      double *wait)
+{
+    struct session *s = arg;
+    const struct config *cfg = s->cfg;
+    struct limits *l = s->ctx->limits;
+    enum limit_dir ld = dir == RELAY_UP ? LIMIT_UP : LIMIT_DOWN;
+    double now = limits_clock(), w = 0;
+    size_t allowed = want;
+
+    if (cfg->bandwidth_per_client.rate > 0) {
+        allowed = limits_bandwidth_allow(l, s->client_limit, ld, &cfg->bandwidth_per_client,
+                                         allowed, THROTTLE_MIN_READ, now, &w);
+        if (allowed == 0) {
+            *wait = w;
+            return 0;
+        }
+    }
+    if (s->user_limit != NULL && cfg->bandwidth_per_user.rate > 0) {
+        allowed = limits_bandwidth_allow(l, s->user_limit, ld, &cfg->bandwidth_per_user, allowed,
+                                         THROTTLE_MIN_READ, now, &w);
+        if (allowed == 0) {
+            *wait = w;
+            return 0;
+        }
+    }
+    if (s->user_limit != NULL && cfg->quota_per_user > 0) {
+        uint64_t left = limits_quota_left(l, s->user_limit, cfg->quota_per_user,
+                                          cfg->quota_period, now);
+        if (left == 0) {
+            log_notice("limit quota-per-user used up by user %s: closing its session", s->user);
+            errno = EDQUOT;
+            return -1;
+        }
+        if (left < allowed)
+            allowed = (size_t)left;
+    }
+    return (ssize_t)allowed;
+}
+
+static void session_throttle_used(void *arg, enum relay_dir_index dir, size_t n)
+{
+    struct session *s = arg;
+    const struct config *cfg = s->cfg;
+    struct limits *l = s->ctx->limits;
+    enum limit_dir ld = dir == RELAY_UP ? LIMIT_UP : LIMIT_DOWN;
+    double now = limits_clock();
+
+    limits_bandwidth_used(l, s->client_limit, ld, &cfg->bandwidth_per_client, n, now);
+    if (s->user_limit != NULL) {
+        limits_bandwidth_used(l, s->user_limit, ld, &cfg->bandwidth_per_user, n, now);
+        limits_quota_used(l, s->user_limit, cfg->quota_per_user, cfg->quota_period, n, now);
+    }
+}
+
+static bool session_throttled(const struct session *s)
+{
+    const struct config *cfg = s->cfg;
+
+    return cfg->bandwidth_per_client.rate > 0 ||
+           (s->user_limit != NULL &&
+            (cfg->bandwidth_per_user.rate > 0 || cfg->quota_per_user > 0));
+}
+
 static void session_start_relay(struct session *s)
 {
     struct negotiation *ng = s->nego;
+    struct relay_throttle throttle = {
+        .allow = session_throttle_allow,
+        .used = session_throttle_used,
+        .arg = s,
+    };
 
     ev_io_stop(s->ctx->loop, &s->client_readable);
     ev_io_stop(s->ctx->loop, &s->client_writable);
-    s->relay = relay_start(s->ctx->loop, s->client_fd, s->target_fd, s->ctx->config->relay_mode,
-                           ng->buf, ng->len, s->client_eof, on_relay_done, s);
+    s->relay = relay_start(s->ctx->loop, s->client_fd, s->target_fd, s->cfg->relay_mode,
+                           ng->buf, ng->len, s->client_eof,
+                           session_throttled(s) ? &throttle : NULL, on_relay_done, s);
     if (s->relay == NULL) {
         session_end(s, END_RESOURCES);
         return;
@@ -1008,7 +1199,7 @@ static void session_start_relay(struct session *s)
     free(s->nego);
     s->nego = NULL;
     s->state = S_RELAY;
-    session_arm_timer(s, s->ctx->config->timeout_idle);
+    session_arm_timer(s, s->cfg->timeout_idle);
 }
 
 /* S_CLOSING and S_UDP: read and drop client bytes until EOF. */
@@ -1104,11 +1295,11 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     case S_BIND_WAIT:
         binder_cancel(s->binder);
         s->binder = NULL;
-        log_debug("bind: no peer within %.1f s", s->ctx->config->timeout_bind);
+        log_debug("bind: no peer within %.1f s", s->cfg->timeout_bind);
         session_fail(s, reply_from_errno(ETIMEDOUT));
         break;
     case S_UDP:
-        left = udp_assoc_last_activity(s->udp) + s->ctx->config->timeout_udp - ev_now(loop);
+        left = udp_assoc_last_activity(s->udp) + s->cfg->timeout_udp - ev_now(loop);
         if (left > 0.001) {
             session_arm_timer(s, left);
             return;
@@ -1116,7 +1307,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         session_end(s, END_IDLE_TIMEOUT);
         break;
     case S_RELAY:
-        idle = s->ctx->config->timeout_idle;
+        idle = s->cfg->timeout_idle;
         left = relay_last_activity(s->relay) + idle - ev_now(loop);
         if (left > 0.001) {
             session_arm_timer(s, left);
@@ -1135,12 +1326,23 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
-                   const struct addr *advertise)
+                   const struct addr *advertise, struct limit *client_limit)
 {
-    const struct config *cfg = ctx->config;
+    const struct config *cfg = &ctx->snap->config;
+    struct limits *l = ctx->limits;
+    unsigned per_client = cfg->sessions_per_client;
     struct session *s;
 
-    if (ctx->nsessions >= cfg->max_sessions + SESSION_OVERFLOW) {
+    /* Beyond the limits plus a margin answered with failure replies: closed at once. */
+    if (!limits_total_enter(l, cfg->max_sessions + SESSION_OVERFLOW)) {
+        limits_release(l, client_limit);
+        close(fd);
+        return;
+    }
+    if (!limits_session_enter(l, client_limit,
+                              per_client > 0 ? per_client + SESSION_CLIENT_OVERFLOW : 0)) {
+        limits_total_leave(l);
+        limits_release(l, client_limit);
         close(fd);
         return;
     }
@@ -1148,10 +1350,20 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     if (s == NULL || (s->nego = malloc(sizeof(*s->nego))) == NULL) {
         log_warn("out of memory for a new session");
         free(s);
+        limits_session_leave(l, client_limit);
+        limits_total_leave(l);
+        limits_release(l, client_limit);
         close(fd);
         return;
     }
     s->ctx = ctx;
+    s->snap = snapshot_ref(ctx->snap);
+    s->cfg = &s->snap->config;
+    s->client_limit = client_limit;
+    if (limits_total(l) > cfg->max_sessions)
+        s->limited = LIMITED_TOTAL;
+    else if (per_client > 0 && limits_sessions_of(l, client_limit) > per_client)
+        s->limited = LIMITED_CLIENT;
     s->nego->len = 0;
     s->nego->out_len = 0;
     s->client_fd = fd;
@@ -1161,7 +1373,6 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     s->rep = 0xff;
     s->state = S_WAIT_GREETING;
     s->started = ev_now(ctx->loop);
-    s->over_limit = ctx->nsessions >= cfg->max_sessions;
     ev_io_init(&s->client_readable, on_client_readable, fd, EV_READ);
     ev_io_init(&s->client_writable, on_client_writable, fd, EV_WRITE);
     ev_timer_init(&s->timer, on_timer, 0., 0.);

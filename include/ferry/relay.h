@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct ev_loop;
 struct relay;
@@ -18,14 +19,32 @@ enum relay_mode {
 /* err is 0 when both directions ended with EOF, else the errno that stopped the relay. */
 typedef void (*relay_done_cb)(int err, void *arg);
 
+enum relay_dir_index {
+    RELAY_UP,   /* client -> target */
+    RELAY_DOWN, /* target -> client */
+};
+
+/*
+ * A bandwidth limit or quota on a relay. Before each read in a direction, allow() says how many
+ * bytes it may read, at most want: 0 with *wait set pauses that direction's reads for *wait
+ * seconds (no watcher runs meanwhile); -1 with errno set ends the relay with that error. After
+ * a read, used() counts what was read.
+ */
+struct relay_throttle {
+    ssize_t (*allow)(void *arg, enum relay_dir_index dir, size_t want, double *wait);
+    void (*used)(void *arg, enum relay_dir_index dir, size_t n);
+    void *arg;
+};
+
 /*
  * Relay between two connected non-blocking sockets, which stay owned by the caller. `early`
  * holds client bytes read before the relay started (sent to the target first); client_eof says
- * the client already half-closed. The callback runs once, from the loop.
+ * the client already half-closed. throttle (copied; NULL for none) limits the reads. The
+ * callback runs once, from the loop.
  */
 struct relay *relay_start(struct ev_loop *loop, int client_fd, int target_fd, enum relay_mode mode,
-                          const uint8_t *early, size_t early_len, bool client_eof, relay_done_cb cb,
-                          void *arg);
+                          const uint8_t *early, size_t early_len, bool client_eof,
+                          const struct relay_throttle *throttle, relay_done_cb cb, void *arg);
 
 /* Stop every watcher and free buffers and pipes; the callback will not run. */
 void relay_free(struct relay *r);

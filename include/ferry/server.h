@@ -1,22 +1,26 @@
-/* A worker: its loop's listeners, resolver, auth pool and sessions. */
+/* A worker's server: its listening sockets, resolver, auth pool and sessions, on one loop. */
 #ifndef FERRY_SERVER_H
 #define FERRY_SERVER_H
 
 #include <stddef.h>
 
 struct ev_loop;
-struct config;
-struct userdb;
+struct limits;
+struct listen_set;
 struct server;
+struct snapshot;
 
 /*
- * Bind every listener of cfg and start accepting on loop. users may be NULL when no password
- * method is configured. Returns NULL with a message in err (e.g. a listen address in use).
+ * Start serving worker w's sockets of ls (taken over) on loop, under snap (a reference is
+ * taken) and the process's limits. Returns NULL with a message in err.
  */
-struct server *server_new(struct ev_loop *loop, const struct config *cfg,
-                          const struct userdb *users, char *err, size_t errlen);
+struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
+                          struct listen_set *ls, unsigned w, char *err, size_t errlen);
 
-/* Stop accepting; sessions keep running. */
+/* New sessions start under snap from now on; running ones keep their own. */
+void server_reload(struct server *srv, struct snapshot *snap);
+
+/* Stop accepting and close the listening sockets; sessions keep running. */
 void server_stop_listening(struct server *srv);
 
 /* Sessions alive now. */

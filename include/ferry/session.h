@@ -7,33 +7,34 @@
 #include "ferry/addr.h"
 
 struct ev_loop;
-struct config;
-struct resolver;
 struct authpool;
-struct userdb;
+struct limit;
+struct limits;
+struct resolver;
 struct session;
+struct snapshot;
 
 /* What the sessions of one worker share. The server owns it; sessions only read it, except for
  * the session list and counters that session.c keeps. */
 struct session_ctx {
     struct ev_loop *loop;
-    const struct config *config;
+    struct snapshot *snap;      /* what new sessions start under; each takes a reference */
     struct resolver *resolver;
-    struct authpool *authpool;  /* NULL when no password method is configured */
-    const struct userdb *users; /* NULL likewise */
+    struct authpool *authpool;
+    struct limits *limits;      /* the process's limits, shared by every worker */
 
     struct session *sessions; /* every live session, for shutdown */
     unsigned nsessions;
-    unsigned nudp; /* live UDP associations */
     uint64_t total_sessions;
 };
 
 /*
- * Take ownership of an accepted, non-blocking client socket and start negotiating. advertise is
- * the accepting listener's public address for UDP and BIND replies, or NULL.
+ * Take ownership of an accepted, non-blocking client socket and of a reference on the client
+ * IP's limits entry, and start negotiating. advertise is the accepting listener's public
+ * address for UDP and BIND replies, or NULL.
  */
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
-                   const struct addr *advertise);
+                   const struct addr *advertise, struct limit *client_limit);
 
 /* Close every session of ctx (shutdown). */
 void session_close_all(struct session_ctx *ctx);

@@ -263,6 +263,10 @@ def make_config(listen=("127.0.0.1:0",), dns=None, extra=(), auth=None, users=No
         lines.append("listen %s" % l)
     lines.append("log stderr")
     lines.append("log-level info")
+    # One worker unless a test asks for more: caches and lazily opened sockets are per worker,
+    # and tests count queries and file descriptors. test_workers.py runs several.
+    if not any(e.startswith("workers ") for e in extra):
+        lines.append("workers 1")
     if dns is not None:
         lines.append("resolver %s" % dns.spec)
     else:

@@ -349,7 +349,7 @@ START_TEST(test_resolver_timeout_and_tries)
 
     parse_err("resolver-timeout 0\n", "t.conf:1: resolver-timeout: '0' must be greater than zero");
     parse_err("resolver-timeout soon\n", "t.conf:1: resolver-timeout: 'soon' is not a duration "
-                                         "(like 10, 10s, 250ms, 5m, 1h)");
+                                         "(like 10, 10s, 250ms, 5m, 1h, 1d)");
     parse_err("resolver-tries 0\n", "t.conf:1: resolver-tries: '0' is out of range (1..10)");
     parse_err("resolver-tries 11\n", "t.conf:1: resolver-tries: '11' is out of range (1..10)");
     parse_err("resolver-tries -1\n", "t.conf:1: resolver-tries: '-1' is not a number");
@@ -436,7 +436,7 @@ START_TEST(test_timeout_udp_and_bind_errors)
     parse_err("timeout udp 0\n", "t.conf:1: timeout: '0' must be greater than zero");
     parse_err("timeout bind 0s\n", "t.conf:1: timeout: '0s' must be greater than zero");
     parse_err("timeout bind soon\n", "t.conf:1: timeout: 'soon' is not a duration (like 10, 10s, "
-                                     "250ms, 5m, 1h)");
+                                     "250ms, 5m, 1h, 1d)");
     parse_err("timeout udp\n", "t.conf:1: timeout: missing DURATION");
     parse_err("timeout udp 1\ntimeout bind 1\ntimeout udp 2\n",
               "t.conf:3: duplicate 'timeout udp' (first on line 1)");
@@ -656,7 +656,7 @@ START_TEST(test_timeout_errors)
     parse_err("timeout connect 0\n", "t.conf:1: timeout: '0' must be greater than zero");
     parse_err("timeout negotiate 0ms\n", "t.conf:1: timeout: '0ms' must be greater than zero");
     parse_err("timeout resolve -3\n", "t.conf:1: timeout: '-3' is not a duration (like 10, 10s, "
-                                      "250ms, 5m, 1h)");
+                                      "250ms, 5m, 1h, 1d)");
     parse_err("timeout idle 5\ntimeout connect 5\ntimeout idle 6\n",
               "t.conf:3: duplicate 'timeout idle' (first on line 1)");
 }

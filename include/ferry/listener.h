@@ -1,0 +1,36 @@
+/*
+ * The listening sockets: one per listen address and worker. With several workers each has its
+ * own socket per address, bound with SO_REUSEPORT to the same port, so the kernel spreads new
+ * connections over the workers and nothing is shared on the accept path.
+ */
+#ifndef FERRY_LISTENER_H
+#define FERRY_LISTENER_H
+
+#include <stddef.h>
+
+#include "ferry/addr.h"
+#include "ferry/config.h"
+
+struct listen_set {
+    unsigned nworkers;
+    size_t naddrs;                               /* addresses opened */
+    struct addr addrs[CONFIG_MAX_LISTEN];        /* as bound: a port 0 became the real one */
+    struct addr advertise[CONFIG_MAX_LISTEN];    /* from the listen line; len 0 if none */
+    int *fds;                                    /* fds[worker * naddrs + i]; -1 once taken */
+};
+
+/*
+ * Open every listen address of cfg for nworkers workers. A built-in default address that
+ * cannot be bound only warns (a host without IPv6); any other failure returns -1 with
+ * "listen ADDRESS: strerror" in err and nothing left open.
+ */
+int listen_set_open(struct listen_set *ls, const struct config *cfg, unsigned nworkers,
+                    char *err, size_t errlen);
+
+/* Take worker w's socket for address i: the caller owns it from now on. */
+int listen_set_take(struct listen_set *ls, unsigned w, size_t i);
+
+/* Close the sockets nobody took and free the set. */
+void listen_set_close(struct listen_set *ls);
+
+#endif

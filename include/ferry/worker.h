@@ -1,0 +1,42 @@
+/*
+ * A worker: one thread running one libev loop with its own server (listeners, resolver, auth
+ * pool, sessions). The main thread talks to it only through worker_* calls, which post to the
+ * worker's loop with an ev_async and never touch its sessions.
+ */
+#ifndef FERRY_WORKER_H
+#define FERRY_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct limits;
+struct listen_set;
+struct snapshot;
+struct worker;
+
+/*
+ * Build worker w's loop and server (taking its sockets from ls) on the calling thread, so that
+ * errors come back here, then start its thread. Returns NULL with a message in err.
+ */
+struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *limits,
+                            struct listen_set *ls, char *err, size_t errlen);
+
+/* New sessions of the worker start under snap (a reference is taken). */
+void worker_reload(struct worker *wk, struct snapshot *snap);
+
+/*
+ * Stop accepting; the worker's thread ends once its sessions are gone or after grace seconds,
+ * whichever comes first. now: end at once, closing every session.
+ */
+void worker_shutdown(struct worker *wk, double grace, bool now);
+
+/* Live sessions of the worker (read without a lock: a recent value). */
+unsigned worker_sessions(struct worker *wk);
+
+/* True once the worker's loop has ended. */
+bool worker_done(struct worker *wk);
+
+/* Wait for the thread to end and free everything of the worker. */
+void worker_join(struct worker *wk);
+
+#endif

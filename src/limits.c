@@ -1,0 +1,477 @@
+/* Limits across sessions and workers: one hash table of client and user entries (limits.h). */
+#include "config.h"
+
+#include "ferry/limits.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ferry/addr.h"
+
+#define LIMITS_BUCKETS 4096 /* hash chains; a power of two */
+
+enum limit_kind {
+    KIND_CLIENT,
+    KIND_USER,
+};
+
+/* A token bucket; `full` until first used, so an entry that never hit a limit stays trivial. */
+struct bucket {
+    double tokens;
+    double stamp;
+    bool used;
+};
+
+struct limit {
+    struct limit *next;                /* hash chain */
+    struct limit *idle_prev, *idle_next; /* entries without references, oldest first */
+    unsigned refs;
+    unsigned sessions;
+    unsigned udp;
+    struct bucket accept;
+    struct bucket auth;
+    struct bucket bandwidth[2];
+    bool quota_on;
+    double quota_start;
+    uint64_t quota_used;
+    uint32_t hash;
+    uint8_t kind;
+    uint16_t keylen;
+    unsigned char key[];
+};
+
+struct limits {
+    pthread_mutex_t lock;
+    size_t max_idle;
+    size_t nidle;
+    size_t nentries;
+    unsigned total;
+    unsigned udp_total;
+    struct limit *idle_head, *idle_tail;
+    struct limit *chain[LIMITS_BUCKETS];
+};
+
+double limits_clock(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct limits *limits_new(size_t max_idle)
+{
+    struct limits *l = calloc(1, sizeof(*l));
+
+    if (l == NULL)
+        return NULL;
+    if (pthread_mutex_init(&l->lock, NULL) != 0) {
+        free(l);
+        return NULL;
+    }
+    l->max_idle = max_idle;
+    return l;
+}
+
+void limits_free(struct limits *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < LIMITS_BUCKETS; i++) {
+        for (struct limit *e = l->chain[i], *next; e != NULL; e = next) {
+            next = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+/* --- token buckets (callers hold the lock) ----------------------------------------------- */
+
+static void bucket_refill(struct bucket *b, const struct limit_rate *r, double now)
+{
+    if (!b->used) {
+        b->used = true;
+        b->tokens = r->burst;
+        b->stamp = now;
+        return;
+    }
+    /* Workers' clocks agree, but a caller may pass a time a hair older than the last one. */
+    if (now > b->stamp) {
+        b->tokens += (now - b->stamp) * r->rate;
+        b->stamp = now;
+    }
+    if (b->tokens > r->burst)
+        b->tokens = r->burst;
+}
+
+/* A bucket that is full again remembers nothing. */
+static bool bucket_trivial(const struct bucket *b, const struct limit_rate *r, double now)
+{
+    return !b->used || b->tokens + (now - b->stamp) * r->rate >= r->burst;
+}
+
+/* --- the table --------------------------------------------------------------------------- */
+
+static uint32_t key_hash(uint8_t kind, const unsigned char *key, size_t len)
+{
+    uint32_t h = 2166136261u ^ kind; /* FNV-1a */
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= key[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static void idle_unlink(struct limits *l, struct limit *e)
+{
+    if (e->idle_prev != NULL)
+        e->idle_prev->idle_next = e->idle_next;
+    else
+        l->idle_head = e->idle_next;
+    if (e->idle_next != NULL)
+        e->idle_next->idle_prev = e->idle_prev;
+    else
+        l->idle_tail = e->idle_prev;
+    e->idle_prev = e->idle_next = NULL;
+    l->nidle--;
+}
+
+static void entry_remove(struct limits *l, struct limit *e)
+{
+    struct limit **p = &l->chain[e->hash & (LIMITS_BUCKETS - 1)];
+
+    while (*p != e)
+        p = &(*p)->next;
+    *p = e->next;
+    l->nentries--;
+    free(e);
+}
+
+/*
+ * Whether an entry without sessions still holds state worth keeping. Buckets are judged full
+ * when their last rate refilled them; a quota period with bytes used is kept until its end is
+ * unknown, so it is always kept (the idle bound drops it eventually).
+ */
+static bool entry_remembers(const struct limit *e)
+{
+    return e->accept.used || e->auth.used || e->bandwidth[0].used || e->bandwidth[1].used ||
+           e->quota_on;
+}
+
+static struct limit *lookup(struct limits *l, uint8_t kind, const unsigned char *key, size_t len)
+{
+    uint32_t h = key_hash(kind, key, len);
+    struct limit **head = &l->chain[h & (LIMITS_BUCKETS - 1)];
+    struct limit *e;
+
+    for (e = *head; e != NULL; e = e->next) {
+        if (e->hash == h && e->kind == kind && e->keylen == len && memcmp(e->key, key, len) == 0)
+            break;
+    }
+    if (e == NULL) {
+        e = calloc(1, sizeof(*e) + len);
+        if (e == NULL)
+            return NULL;
+        e->hash = h;
+        e->kind = kind;
+        e->keylen = (uint16_t)len;
+        memcpy(e->key, key, len);
+        e->next = *head;
+        *head = e;
+        l->nentries++;
+    } else if (e->refs == 0) {
+        idle_unlink(l, e);
+    }
+    e->refs++;
+    return e;
+}
+
+static struct limit *acquire(struct limits *l, uint8_t kind, const unsigned char *key,
+                             size_t len)
+{
+    struct limit *e;
+
+    pthread_mutex_lock(&l->lock);
+    e = lookup(l, kind, key, len);
+    pthread_mutex_unlock(&l->lock);
+    return e;
+}
+
+struct limit *limits_client(struct limits *l, const struct addr *ip)
+{
+    const unsigned char *bytes;
+    size_t len;
+
+    if (addr_family(ip) == AF_INET) {
+        bytes = (const unsigned char *)&ip->u.in4.sin_addr;
+        len = 4;
+    } else if (IN6_IS_ADDR_V4MAPPED(&ip->u.in6.sin6_addr)) {
+        bytes = ip->u.in6.sin6_addr.s6_addr + 12;
+        len = 4;
+    } else {
+        bytes = ip->u.in6.sin6_addr.s6_addr;
+        len = 16;
+    }
+    return acquire(l, KIND_CLIENT, bytes, len);
+}
+
+struct limit *limits_user(struct limits *l, const char *user)
+{
+    return acquire(l, KIND_USER, (const unsigned char *)user, strlen(user));
+}
+
+void limits_release(struct limits *l, struct limit *e)
+{
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&l->lock);
+    if (--e->refs == 0) {
+        if (!entry_remembers(e)) {
+            entry_remove(l, e);
+        } else {
+            e->idle_prev = l->idle_tail;
+            if (l->idle_tail != NULL)
+                l->idle_tail->idle_next = e;
+            else
+                l->idle_head = e;
+            l->idle_tail = e;
+            l->nidle++;
+            while (l->nidle > l->max_idle) {
+                struct limit *old = l->idle_head;
+                idle_unlink(l, old);
+                entry_remove(l, old);
+            }
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+size_t limits_entries(struct limits *l)
+{
+    size_t n;
+
+    pthread_mutex_lock(&l->lock);
+    n = l->nentries;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+/* --- counts ------------------------------------------------------------------------------ */
+
+static bool count_enter(struct limits *l, unsigned *count, unsigned max)
+{
+    bool ok;
+
+    pthread_mutex_lock(&l->lock);
+    ok = max == 0 || *count < max;
+    if (ok)
+        (*count)++;
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+static void count_leave(struct limits *l, unsigned *count)
+{
+    pthread_mutex_lock(&l->lock);
+    if (*count > 0)
+        (*count)--;
+    pthread_mutex_unlock(&l->lock);
+}
+
+bool limits_session_enter(struct limits *l, struct limit *e, unsigned max)
+{
+    return count_enter(l, &e->sessions, max);
+}
+
+void limits_session_leave(struct limits *l, struct limit *e)
+{
+    count_leave(l, &e->sessions);
+}
+
+bool limits_udp_enter(struct limits *l, struct limit *e, unsigned max)
+{
+    return count_enter(l, &e->udp, max);
+}
+
+void limits_udp_leave(struct limits *l, struct limit *e)
+{
+    count_leave(l, &e->udp);
+}
+
+unsigned limits_sessions_of(struct limits *l, const struct limit *e)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&l->lock);
+    n = e->sessions;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+bool limits_total_enter(struct limits *l, unsigned max)
+{
+    return count_enter(l, &l->total, max);
+}
+
+void limits_total_leave(struct limits *l)
+{
+    count_leave(l, &l->total);
+}
+
+bool limits_udp_total_enter(struct limits *l, unsigned max)
+{
+    return count_enter(l, &l->udp_total, max);
+}
+
+void limits_udp_total_leave(struct limits *l)
+{
+    count_leave(l, &l->udp_total);
+}
+
+unsigned limits_total(struct limits *l)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&l->lock);
+    n = l->total;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+/* --- rates ------------------------------------------------------------------------------- */
+
+bool limits_accept(struct limits *l, struct limit *e, const struct limit_rate *r, double now)
+{
+    bool ok = true;
+
+    if (r->rate <= 0)
+        return true;
+    pthread_mutex_lock(&l->lock);
+    bucket_refill(&e->accept, r, now);
+    if (e->accept.tokens >= 1)
+        e->accept.tokens -= 1;
+    else
+        ok = false;
+    if (bucket_trivial(&e->accept, r, now))
+        e->accept.used = false;
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+bool limits_auth_allowed(struct limits *l, struct limit *e, const struct limit_rate *r,
+                         double now)
+{
+    bool ok;
+
+    if (r->rate <= 0)
+        return true;
+    pthread_mutex_lock(&l->lock);
+    if (!e->auth.used) {
+        ok = true;
+    } else {
+        bucket_refill(&e->auth, r, now);
+        ok = e->auth.tokens >= 1;
+        if (bucket_trivial(&e->auth, r, now))
+            e->auth.used = false;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+void limits_auth_failed(struct limits *l, struct limit *e, const struct limit_rate *r, double now)
+{
+    if (r->rate <= 0)
+        return;
+    pthread_mutex_lock(&l->lock);
+    bucket_refill(&e->auth, r, now);
+    e->auth.tokens -= 1;
+    if (e->auth.tokens < 0)
+        e->auth.tokens = 0;
+    pthread_mutex_unlock(&l->lock);
+}
+
+size_t limits_bandwidth_allow(struct limits *l, struct limit *e, enum limit_dir dir,
+                              const struct limit_rate *r, size_t want, size_t min, double now,
+                              double *wait)
+{
+    struct bucket *b = &e->bandwidth[dir];
+    size_t allowed;
+
+    *wait = 0;
+    if (r->rate <= 0)
+        return want;
+    if ((double)min > r->burst)
+        min = (size_t)r->burst;
+    if (min == 0)
+        min = 1;
+    pthread_mutex_lock(&l->lock);
+    bucket_refill(b, r, now);
+    if (b->tokens < (double)min) {
+        *wait = ((double)min - b->tokens) / r->rate;
+        allowed = 0;
+    } else {
+        allowed = b->tokens < (double)want ? (size_t)b->tokens : want;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return allowed;
+}
+
+void limits_bandwidth_used(struct limits *l, struct limit *e, enum limit_dir dir,
+                           const struct limit_rate *r, size_t n, double now)
+{
+    struct bucket *b = &e->bandwidth[dir];
+
+    if (r->rate <= 0)
+        return;
+    pthread_mutex_lock(&l->lock);
+    bucket_refill(b, r, now);
+    /* Sessions of one entry on several workers may overdraw a little: that is debt. */
+    b->tokens -= (double)n;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Move the quota period on to the one holding now. Caller holds the lock. */
+static void quota_roll(struct limit *e, double period, double now)
+{
+    if (!e->quota_on) {
+        e->quota_on = true;
+        e->quota_start = now;
+        e->quota_used = 0;
+        return;
+    }
+    if (period > 0 && now >= e->quota_start + period) {
+        double periods = (double)(long long)((now - e->quota_start) / period);
+        e->quota_start += periods * period;
+        e->quota_used = 0;
+    }
+}
+
+uint64_t limits_quota_left(struct limits *l, struct limit *e, uint64_t quota, double period,
+                           double now)
+{
+    uint64_t left;
+
+    if (quota == 0)
+        return UINT64_MAX;
+    pthread_mutex_lock(&l->lock);
+    quota_roll(e, period, now);
+    left = e->quota_used < quota ? quota - e->quota_used : 0;
+    pthread_mutex_unlock(&l->lock);
+    return left;
+}
+
+void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double period,
+                       uint64_t n, double now)
+{
+    if (quota == 0)
+        return;
+    pthread_mutex_lock(&l->lock);
+    quota_roll(e, period, now);
+    e->quota_used += n;
+    pthread_mutex_unlock(&l->lock);
+}

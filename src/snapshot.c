@@ -1,0 +1,69 @@
+/* Reference-counted configuration snapshots (see snapshot.h). */
+#include "config.h"
+
+#include "ferry/snapshot.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ferry/socks5.h"
+#include "ferry/userdb.h"
+
+bool snapshot_uses_passwords(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nmethods; i++) {
+        if (cfg->methods[i] == SOCKS5_METHOD_USERPASS)
+            return true;
+    }
+    return false;
+}
+
+struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char *warn,
+                               size_t warnlen)
+{
+    struct snapshot *s = calloc(1, sizeof(*s));
+
+    if (warnlen > 0)
+        warn[0] = '\0';
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (path == NULL) {
+        config_defaults(&s->config);
+    } else if (config_load(&s->config, path, err, errlen) < 0) {
+        free(s);
+        return NULL;
+    }
+    if (snapshot_uses_passwords(&s->config)) {
+        s->users = userdb_load(s->config.users_file, err, errlen);
+        if (s->users == NULL) {
+            config_release(&s->config);
+            free(s);
+            return NULL;
+        }
+        if (userdb_count(s->users) == 0)
+            snprintf(warn, warnlen, "%s has no users: every login will fail",
+                     s->config.users_file);
+    }
+    atomic_init(&s->refs, 1);
+    s->generation = 1;
+    return s;
+}
+
+struct snapshot *snapshot_ref(struct snapshot *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void snapshot_unref(struct snapshot *s)
+{
+    if (s == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    userdb_free(s->users);
+    config_release(&s->config);
+    free(s);
+}
