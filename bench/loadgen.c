@@ -1747,8 +1747,13 @@ static void raise_nofile(unsigned need)
     if (rl.rlim_cur >= need)
         return;
     rl.rlim_cur = need;
-    if (rl.rlim_max < need)
-        rl.rlim_max = need;
+    if (rl.rlim_max < need) {
+        struct rlimit more = {need, need};
+
+        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+            return;
+        rl.rlim_cur = rl.rlim_max; /* without CAP_SYS_RESOURCE: as far as allowed */
+    }
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
         fail("cannot raise RLIMIT_NOFILE to %u: %s", need, strerror(errno));
 }
@@ -1841,7 +1846,7 @@ int main(int argc, char **argv)
 
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
         fail("signal: %s", strerror(errno));
-    raise_nofile(2 * g.conc + 256);
+    raise_nofile(2 * g.conc + 64);
     pattern_init();
     g.loop = ev_default_loop(EVBACKEND_EPOLL);
     if (g.loop == NULL)
