@@ -540,9 +540,8 @@ static int parse_bytes(struct parser *p, const char *s, uint64_t max, uint64_t *
     const char *q = s;
 
     for (; *q >= '0' && *q <= '9'; q++) {
-        if (v > max)
-            break; /* out of range below; stop before the multiplication can overflow */
-        v = v * 10 + (uint64_t)(*q - '0');
+        if (v <= max) /* past max it stays past max: refused below, never overflowing */
+            v = v * 10 + (uint64_t)(*q - '0');
     }
     if (q == s)
         return fail(p, "%s: '%s' is not a byte count (like 512K, 10M, 1G)", p->keyword, Q(s));

@@ -1193,6 +1193,88 @@ START_TEST(test_allow_unauthenticated_no_keeps_the_check)
 }
 END_TEST
 
+START_TEST(test_limit_defaults)
+{
+    struct config c;
+
+    config_defaults(&c);
+    ck_assert_uint_eq(c.sessions_per_client, 512);
+    ck_assert_uint_eq(c.sessions_per_user, 0);
+    ck_assert(c.accept_rate.rate == 0);
+    ck_assert_double_eq_tol(c.auth_failures.rate, 10.0 / 60, 1e-12);
+    ck_assert(c.auth_failures.burst == 10);
+    ck_assert(c.bandwidth_per_client.rate == 0);
+    ck_assert(c.bandwidth_per_user.rate == 0);
+    ck_assert_uint_eq(c.quota_per_user, 0);
+    ck_assert_uint_eq(c.workers, 0);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_limit_settings)
+{
+    struct config c;
+
+    parse_ok(&c, "limit sessions-per-client 10\n"
+                 "limit sessions-per-user 3\n"
+                 "limit accept-rate 600/1m\n"
+                 "limit auth-failures 5/30s\n"
+                 "limit bandwidth-per-client 2M\n"
+                 "limit bandwidth-per-user 64K\n"
+                 "limit quota-per-user 10G/1d\n"
+                 "workers 4\n");
+    ck_assert_uint_eq(c.sessions_per_client, 10);
+    ck_assert_uint_eq(c.sessions_per_user, 3);
+    ck_assert_double_eq_tol(c.accept_rate.rate, 10, 1e-12);
+    ck_assert(c.accept_rate.burst == 600);
+    ck_assert_double_eq_tol(c.auth_failures.rate, 5.0 / 30, 1e-12);
+    ck_assert(c.bandwidth_per_client.rate == 2 * 1048576.0);
+    ck_assert(c.bandwidth_per_client.burst == 2 * 1048576.0 / 10);
+    ck_assert(c.bandwidth_per_user.rate == 65536);
+    ck_assert(c.bandwidth_per_user.burst == 16384); /* at least 16 KiB */
+    ck_assert_uint_eq(c.quota_per_user, 10ull << 30);
+    ck_assert(c.quota_period == 86400);
+    ck_assert_uint_eq(c.workers, 4);
+    config_release(&c);
+
+    parse_ok(&c, "limit sessions-per-client off\nlimit auth-failures off\n"
+                 "limit accept-rate 20\nworkers auto\n");
+    ck_assert_uint_eq(c.sessions_per_client, 0);
+    ck_assert(c.auth_failures.rate == 0);
+    ck_assert(c.accept_rate.rate == 20 && c.accept_rate.burst == 20);
+    ck_assert_uint_eq(c.workers, 0);
+    config_release(&c);
+}
+END_TEST
+
+START_TEST(test_limit_errors)
+{
+    parse_err("limit\n", "t.conf:1: limit: missing SETTING");
+    parse_err("limit speed 1\n", "t.conf:1: limit: unknown setting 'speed' (sessions-per-client, "
+                                 "sessions-per-user, accept-rate, auth-failures, "
+                                 "bandwidth-per-client, bandwidth-per-user or quota-per-user)");
+    parse_err("limit sessions-per-client\n",
+              "t.conf:1: limit sessions-per-client: missing N");
+    parse_err("limit sessions-per-client 2\nlimit sessions-per-client 3\n",
+              "t.conf:2: duplicate 'limit sessions-per-client' (first on line 1)");
+    parse_err("limit sessions-per-user many\n",
+              "t.conf:1: limit sessions-per-user: 'many' is not a number");
+    parse_err("limit accept-rate 10/never\n", "t.conf:1: limit accept-rate: 'never' is not a "
+                                              "duration (like 10, 10s, 250ms, 5m, 1h, 1d)");
+    parse_err("limit accept-rate /1s\n", "t.conf:1: limit accept-rate: '/1s' is not a rate "
+                                         "(COUNT/PERIOD, like 20/1s or 10/1m)");
+    parse_err("limit auth-failures 10/0\n",
+              "t.conf:1: limit auth-failures: '0' must be greater than zero");
+    parse_err("limit bandwidth-per-user 10Mb\n", "t.conf:1: limit bandwidth-per-user: '10Mb' is "
+                                                 "not a byte count (like 512K, 10M, 1G)");
+    parse_err("limit bandwidth-per-client 99999999999999T\n",
+              "t.conf:1: limit bandwidth-per-client: '99999999999999T' is too large");
+    parse_err("limit quota-per-user 10G\n", "t.conf:1: limit quota-per-user: '10G' is not a "
+                                            "quota (BYTES/PERIOD, like 10G/1d)");
+    parse_err("workers 0\n", "t.conf:1: workers: '0' is out of range (1..256)");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1256,6 +1338,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_allow_unauthenticated_with_client_rule_serves_public_listener);
     tcase_add_test(tc, test_allow_unauthenticated_no_keeps_the_check);
     tcase_add_test(tc, test_shipped_example_config_loads);
+    tcase_add_test(tc, test_limit_defaults);
+    tcase_add_test(tc, test_limit_settings);
+    tcase_add_test(tc, test_limit_errors);
     suite_add_tcase(s, tc);
     return s;
 }
