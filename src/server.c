@@ -151,7 +151,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 listeners_pause(srv);
                 return;
             default:
-                log_err("accept: %s", strerror(errno));
+                /* Unexpected, maybe lasting: back off rather than spin on it. */
+                log_err("accept: %s; pausing accept for %.0f ms", strerror(errno),
+                        ACCEPT_BACKOFF * 1000);
+                listeners_pause(srv);
                 return;
             }
         }

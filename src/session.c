@@ -513,6 +513,24 @@ static void on_bind_accepted(int fd, int err, const struct addr *peer, void *arg
 }
 
 /*
+ * A SOCKS4 reply carries an IPv4 address only: a client that reached us over IPv6 gets its
+ * BIND port on 127.0.0.1 when it came over ::1, else on every IPv4 address, named 0.0.0.0 in
+ * the reply, which SOCKS4 defines as "the address of the SOCKS server".
+ */
+static void socks4_local_address(struct addr *local)
+{
+    static const uint8_t lo4[4] = {127, 0, 0, 1}, any4[4] = {0, 0, 0, 0};
+    const struct in6_addr *ip6 = &local->u.in6.sin6_addr;
+
+    if (addr_family(local) != AF_INET6)
+        return;
+    if (IN6_IS_ADDR_V4MAPPED(ip6))
+        addr_from_ipv4(local, ip6->s6_addr + 12, 0);
+    else
+        addr_from_ipv4(local, IN6_IS_ADDR_LOOPBACK(ip6) ? lo4 : any4, 0);
+}
+
+/*
  * BIND: listen on the address we would use to reach the expected peer, tell the client where
  * (first reply), and wait for that peer. A peer of 0.0.0.0 or :: means any.
  */
@@ -529,6 +547,8 @@ static void session_bind(struct session *s, const struct addr *peers, size_t n)
             return;
         }
     }
+    if (s->version == SOCKS4_VERSION)
+        socks4_local_address(&local);
     s->binder = binder_start(s->ctx->loop, &local, cfg->bind_port_min, cfg->bind_port_max,
                              any ? NULL : peers, any ? 0 : n, on_bind_accepted, s, &bound);
     if (s->binder == NULL) {
@@ -997,8 +1017,14 @@ static bool session_verify(struct session *s, struct socks5_userpass *up)
         authpool_verify(s->ctx->authpool, hash, up->pass, up->pass_len, on_auth_verified, s);
     sodium_memzero(up, sizeof(*up));
     if (s->auth_job == NULL) {
+        uint8_t msg[2];
+
+        /* The pool is full (or out of memory): an honest failure status, then close. */
         log_warn("cannot queue a password verification: %s", strerror(errno));
-        session_end(s, END_RESOURCES);
+        socks5_encode_userpass_reply(msg, SOCKS5_USERPASS_FAIL);
+        s->end = END_RESOURCES;
+        session_send(s, msg, sizeof(msg));
+        session_linger(s);
         return false;
     }
     s->state = S_VERIFYING;

@@ -15,8 +15,9 @@ import unittest
 
 import ferrytest as ft
 
-# Far from the ranges the unit tests use (47000-47699), in case both run at once.
-PORT_RANGE = (48200, 48209)
+# Below the ephemeral port range (no outgoing connection holds one of these), and far from
+# the ranges the unit tests use (27000-27699), in case both run at once.
+PORT_RANGE = (28200, 28209)
 
 
 def connect_from(source, dest, timeout=5):
@@ -39,10 +40,14 @@ def readable(s, timeout):
 
 
 def connect_refused(dest, source="127.0.0.1"):
+    """True when nothing listens at dest any more. A connect that met a listener as ferryd
+    closed it may see a reset instead of a refusal: that counts as not refused yet."""
     try:
         s = connect_from(source, dest, timeout=2)
     except ConnectionRefusedError:
         return True
+    except (ConnectionResetError, ConnectionAbortedError):
+        return False
     s.close()
     return False
 
@@ -301,6 +306,28 @@ class Socks4BindTest(BindTest):
         line = self.ferry.wait_sessions(1, pred=lambda l: l.get("cmd") == "socks4-bind")[0]
         self.assertEqual(line["reply"], "succeeded")
         self.assertEqual(line["addr"], "127.0.0.1:%d" % pport)
+
+
+@unittest.skipUnless(ft.ipv6_available(), "no IPv6 loopback")
+class Socks4BindOverIPv6Test(unittest.TestCase):
+    """A SOCKS4 reply holds an IPv4 address only: a client that reached ferryd over [::1] gets
+    its BIND port on 127.0.0.1, named in the reply, not 0.0.0.0:0."""
+
+    def test_socks4_bind_through_an_ipv6_listener_names_a_usable_port(self):
+        ferry = ft.start_ferryd(self, listen=("[::1]:0",))
+        s = ft.connect(*ferry.addr(), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(ft.socks4_request("0.0.0.0", 0, cmd=ft.CMD_BIND))
+        cd, bport, bip = ft.read_socks4_reply(s)
+        self.assertEqual(cd, ft.SOCKS4_GRANTED)
+        self.assertEqual(bip, "127.0.0.1")
+        self.assertNotEqual(bport, 0)
+        peer = connect_from("127.0.0.1", (bip, bport))
+        self.addCleanup(peer.close)
+        cd, pport, pip = ft.read_socks4_reply(s)
+        self.assertEqual((cd, pip, pport), (ft.SOCKS4_GRANTED,) + peer.getsockname()[:2])
+        peer.sendall(b"from the peer")
+        self.assertEqual(ft.recv_exact(s, 13), b"from the peer")
 
 
 # --- active-mode FTP through socksify -------------------------------------------------------

@@ -258,7 +258,7 @@ class RawUDPTest(unittest.TestCase):
         self.assertEqual(a.roundtrip(self.echo, b"there")[2], b"there")
 
     def test_udp_port_range_is_used_for_the_relay(self):
-        low = 43000 + (os.getpid() % 1000) * 10
+        low = 20000 + (os.getpid() % 1000) * 10
         ferry = self.start("udp port-range %d-%d" % (low, low + 9))
         a = RawAssoc(self, ferry)
         self.assertEqual(a.rep, ft.REP_SUCCEEDED)
@@ -502,8 +502,17 @@ class RawUDPTest(unittest.TestCase):
             self.assertEqual(ft.echo_roundtrip(s, b"during the flood"), b"during the flood")
         self.assertTrue(done.wait(30))
         t.join(5)
-        # And after it, the association itself still relays.
-        self.assertEqual(a.roundtrip(self.echo, b"after the flood")[2], b"after the flood")
+        # And after it, the association itself still relays. The kernel may still drop a
+        # datagram while ferryd works through the junk queued in its socket: a few tries.
+        for attempt in range(5):
+            a.send(self.echo.host, self.echo.port, b"after the flood")
+            try:
+                self.assertEqual(a.recv(timeout=1.0)[2], b"after the flood")
+                break
+            except socket.timeout:
+                ft.log("probe %d after the flood lost" % attempt)
+        else:
+            self.fail("the association relays nothing after the flood")
         a.close()
         sess = ferry.wait_sessions(1, pred=is_udp)[-1]
         d = drops(sess)

@@ -336,10 +336,10 @@ START_TEST(test_bind_port_is_taken_from_the_configured_range)
     struct binder *b;
 
     for (int i = 0; i < 20; i++) {
-        b = start("127.0.0.1", 47000, 47009, NULL, 0, &bound);
+        b = start("127.0.0.1", 27000, 27009, NULL, 0, &bound);
         ck_assert_msg(b != NULL, "binder_start: %s", strerror(errno));
-        ck_assert_uint_ge(addr_port(&bound), 47000);
-        ck_assert_uint_le(addr_port(&bound), 47009);
+        ck_assert_uint_ge(addr_port(&bound), 27000);
+        ck_assert_uint_le(addr_port(&bound), 27009);
         binder_cancel(b);
     }
     ck_assert_int_eq(result.calls, 0);
@@ -348,19 +348,25 @@ END_TEST
 
 START_TEST(test_bind_range_with_one_free_port_finds_it)
 {
-    int fds[4];
+    int fds[5];
     uint16_t base = 0;
     struct addr bound;
     struct binder *b;
 
-    /* Ports base..base+3 taken, base+4 free: the binder must land on base+4. */
-    for (uint16_t try = 47100; try < 47400 && base == 0; try += 10) {
-        if (occupy(fds, try, 4))
+    /*
+     * Ports base..base+3 taken, base+4 free: the binder must land on base+4. All five are
+     * taken first and the last let go just before, so it is known to be free (the ranges sit
+     * below the ephemeral ports, so no outgoing connection takes it meanwhile).
+     */
+    for (uint16_t try = 27100; try < 27400 && base == 0; try += 10) {
+        if (occupy(fds, try, 5))
             base = try;
     }
     ck_assert_uint_ne(base, 0);
+    close(fds[4]);
+    fds[4] = -1;
     b = start("127.0.0.1", base, (uint16_t)(base + 4), NULL, 0, &bound);
-    release(fds, 4);
+    release(fds, 5);
     ck_assert_ptr_nonnull(b);
     ck_assert_uint_eq(addr_port(&bound), base + 4);
     binder_cancel(b);
@@ -373,7 +379,7 @@ START_TEST(test_bind_fully_occupied_range_fails_with_eaddrinuse)
     uint16_t base = 0;
     struct binder *b;
 
-    for (uint16_t try = 47400; try < 47700 && base == 0; try += 10) {
+    for (uint16_t try = 27400; try < 27700 && base == 0; try += 10) {
         if (occupy(fds, try, 3))
             base = try;
     }

@@ -557,16 +557,16 @@ START_TEST(test_udp_client_facing_port_comes_from_configured_range)
     struct udp_assoc *a, *b;
     uint16_t pa, pb;
 
-    cfg.udp_port_min = 42170;
-    cfg.udp_port_max = 42179;
+    cfg.udp_port_min = 22170;
+    cfg.udp_port_max = 22179;
     a = assoc_start("127.0.0.1", 0, "127.0.0.1");
     b = assoc_start("127.0.0.1", 0, "127.0.0.1");
     pa = addr_port(udp_assoc_local(a));
     pb = addr_port(udp_assoc_local(b));
-    ck_assert_uint_ge(pa, 42170);
-    ck_assert_uint_le(pa, 42179);
-    ck_assert_uint_ge(pb, 42170);
-    ck_assert_uint_le(pb, 42179);
+    ck_assert_uint_ge(pa, 22170);
+    ck_assert_uint_le(pa, 22179);
+    ck_assert_uint_ge(pb, 22170);
+    ck_assert_uint_le(pb, 22179);
     ck_assert_uint_ne(pa, pb);
     ck_assert_str_eq(inet_ntoa(udp_assoc_local(a)->u.in4.sin_addr), "127.0.0.1");
     udp_assoc_free(a);
