@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ferry/acl.h"
+#include "ferry/units.h"
 
 /* Longest host name (RFC 1035 section 2.3.4, without the trailing dot) and label. */
 #define ACL_MAX_NAME 253
@@ -35,6 +36,8 @@ struct acl_port_range {
 struct acl_rule {
     enum acl_action action;
     bool log;
+    unsigned max_sessions; /* sessions N: 0 for none */
+    uint64_t bandwidth;    /* bandwidth BYTES: 0 for none */
     unsigned line;
     unsigned commands; /* ACL_CMD_* bits */
     struct acl_cidr *from;
@@ -67,6 +70,8 @@ enum acl_cond {
     COND_TO,
     COND_PORT,
     COND_LOG,
+    COND_SESSIONS,  /* a limit of the rule, not a condition: sessions it passed at once */
+    COND_BANDWIDTH, /* likewise: bytes per second for all the sessions it passed */
     COND_COUNT,
 };
 
@@ -74,12 +79,14 @@ static const char *const cond_names[COND_COUNT] = {
     [COND_FROM] = "from", [COND_LISTENER] = "listener",
     [COND_USER] = "user", [COND_COMMAND] = "command",
     [COND_TO] = "to",     [COND_PORT] = "port",
-    [COND_LOG] = "log",
+    [COND_LOG] = "log",   [COND_SESSIONS] = "sessions",
+    [COND_BANDWIDTH] = "bandwidth",
 };
 
 static const unsigned client_conds = 1u << COND_FROM | 1u << COND_LISTENER | 1u << COND_LOG;
 static const unsigned request_conds = 1u << COND_FROM | 1u << COND_USER | 1u << COND_COMMAND |
-                                      1u << COND_TO | 1u << COND_PORT | 1u << COND_LOG;
+                                      1u << COND_TO | 1u << COND_PORT | 1u << COND_LOG |
+                                      1u << COND_SESSIONS | 1u << COND_BANDWIDTH;
 
 /* What a parse needs to write a message: "client" or "request", and the error buffer. */
 struct acl_parse {
@@ -660,6 +667,36 @@ static void trim_to(struct acl_rule *r)
     }
 }
 
+/* sessions N (1..1000000) or bandwidth BYTES (at least 1 KiB/s) of a pass rule. */
+static int parse_rule_limit(struct acl_parse *ps, struct acl_rule *r, enum acl_cond cond,
+                            const char *value)
+{
+    uint64_t v;
+
+    if (cond == COND_SESSIONS) {
+        const char *q = value;
+
+        for (v = 0; *q >= '0' && *q <= '9' && v <= 1000000; q++)
+            v = v * 10 + (uint64_t)(*q - '0');
+        if (q == value || *q != '\0' || v == 0 || v > 1000000)
+            return acl_fail(ps, "sessions: '%s' is not a number from 1 to 1000000", Q(value));
+        r->max_sessions = (unsigned)v;
+        return 0;
+    }
+    switch (units_parse_bytes(value, 1ull << 40, &v)) {
+    case UNITS_OK:
+        if (v >= 1024)
+            break;
+        return acl_fail(ps, "bandwidth: '%s' is below 1K (bytes per second)", Q(value));
+    case UNITS_TOO_LARGE:
+        return acl_fail(ps, "bandwidth: '%s' is too large", Q(value));
+    default:
+        return acl_fail(ps, "bandwidth: '%s' is not a byte count (like 512K, 10M, 1G)", Q(value));
+    }
+    r->bandwidth = v;
+    return 0;
+}
+
 static bool is_condition_word(const char *word, unsigned allowed)
 {
     for (int k = 0; k < COND_COUNT; k++) {
@@ -696,7 +733,8 @@ static int parse_rule(struct acl_parse *ps, bool is_client, int argc, char **arg
         if (k == COND_COUNT)
             return acl_fail(ps, "unknown condition '%s' (%s)", Q(word),
                             is_client ? "from, listener, log"
-                                      : "from, user, command, to, port, log");
+                                      : "from, user, command, to, port, log, sessions, "
+                                        "bandwidth");
         if (seen & 1u << k)
             return acl_fail(ps, "duplicate condition '%s'", word);
         seen |= 1u << k;
@@ -710,6 +748,13 @@ static int parse_rule(struct acl_parse *ps, bool is_client, int argc, char **arg
         i++;
         if (strcmp(argv[i], "any") == 0)
             continue;
+        if (k == COND_SESSIONS || k == COND_BANDWIDTH) {
+            if (r->action != ACL_PASS)
+                return acl_fail(ps, "'%s' is a limit for a pass rule", word);
+            if (parse_rule_limit(ps, r, (enum acl_cond)k, argv[i]) < 0)
+                return -1;
+            continue;
+        }
         if (parse_list(ps, r, (enum acl_cond)k, argv[i]) < 0)
             return -1;
         if (k == COND_TO)
@@ -796,6 +841,8 @@ static struct acl_result decided(const struct acl_rule *r, size_t index)
         .rule = (unsigned)(index + 1),
         .line = r->line,
         .log = r->log,
+        .max_sessions = r->max_sessions,
+        .bandwidth = r->bandwidth,
     };
     return res;
 }

@@ -19,6 +19,7 @@
 #include "ferry/config.h"
 #include "ferry/log.h"
 #include "ferry/socks5.h"
+#include "ferry/units.h"
 
 /* Longest line accepted, not counting its newline. */
 #define CONFIG_MAX_LINE 4096
@@ -530,46 +531,17 @@ static const struct subkeyword bind_settings[BIND_COUNT] = {
     [BIND_PEER] = {"peer", bind_peer, "expected|any"},
 };
 
-/*
- * A byte count: digits with an optional K, M, G or T suffix (powers of 1024), at most
- * `max` bytes.
- */
+/* A byte count (units.h), at most max bytes. */
 static int parse_bytes(struct parser *p, const char *s, uint64_t max, uint64_t *out)
 {
-    uint64_t v = 0, scale = 1;
-    const char *q = s;
-
-    for (; *q >= '0' && *q <= '9'; q++) {
-        if (v <= max) /* past max it stays past max: refused below, never overflowing */
-            v = v * 10 + (uint64_t)(*q - '0');
-    }
-    if (q == s)
-        return fail(p, "%s: '%s' is not a byte count (like 512K, 10M, 1G)", p->keyword, Q(s));
-    switch (*q) {
-    case '\0':
-        break;
-    case 'K':
-    case 'k':
-        scale = 1ull << 10;
-        break;
-    case 'M':
-        scale = 1ull << 20;
-        break;
-    case 'G':
-        scale = 1ull << 30;
-        break;
-    case 'T':
-        scale = 1ull << 40;
-        break;
+    switch (units_parse_bytes(s, max, out)) {
+    case UNITS_OK:
+        return 0;
+    case UNITS_TOO_LARGE:
+        return fail(p, "%s: '%s' is too large", p->keyword, Q(s));
     default:
         return fail(p, "%s: '%s' is not a byte count (like 512K, 10M, 1G)", p->keyword, Q(s));
     }
-    if (*q != '\0' && q[1] != '\0')
-        return fail(p, "%s: '%s' is not a byte count (like 512K, 10M, 1G)", p->keyword, Q(s));
-    if (v > max / scale)
-        return fail(p, "%s: '%s' is too large", p->keyword, Q(s));
-    *out = v * scale;
-    return 0;
 }
 
 /* "COUNT/PERIOD" (or "COUNT": per second) for a rate of events; "0" or "off" is none. */

@@ -15,6 +15,7 @@
 enum limit_kind {
     KIND_CLIENT,
     KIND_USER,
+    KIND_RULE,
 };
 
 /* A token bucket; `full` until first used, so an entry that never hit a limit stays trivial. */
@@ -223,6 +224,13 @@ struct limit *limits_client(struct limits *l, const struct addr *ip)
 struct limit *limits_user(struct limits *l, const char *user)
 {
     return acquire(l, KIND_USER, (const unsigned char *)user, strlen(user));
+}
+
+struct limit *limits_rule(struct limits *l, unsigned generation, unsigned rule)
+{
+    uint32_t key[2] = {generation, rule};
+
+    return acquire(l, KIND_RULE, (const unsigned char *)key, sizeof(key));
 }
 
 void limits_release(struct limits *l, struct limit *e)

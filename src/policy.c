@@ -12,6 +12,8 @@ static struct policy_decision from_acl(const struct acl_result *r)
         .rule = r->rule,
         .line = r->line,
         .log = r->log,
+        .max_sessions = r->max_sessions,
+        .bandwidth = r->bandwidth,
     };
     return d;
 }

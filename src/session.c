@@ -115,6 +115,7 @@ enum session_limit {
     LIMITED_CLIENT,
     LIMITED_USER,
     LIMITED_QUOTA,
+    LIMITED_RULE,
 };
 
 static const char *const limit_names[] = {
@@ -123,6 +124,7 @@ static const char *const limit_names[] = {
     [LIMITED_CLIENT] = "sessions-per-client",
     [LIMITED_USER] = "sessions-per-user",
     [LIMITED_QUOTA] = "quota-per-user",
+    [LIMITED_RULE] = "rule",
 };
 
 /* Reply bytes waiting for the client: two BIND replies, or a RESOLVE_PTR reply with a name. */
@@ -173,6 +175,8 @@ struct session {
     struct policy_decision refusal;
     struct limit *client_limit; /* the client IP's entry (a reference, one session counted) */
     struct limit *user_limit;   /* the user's entry once authenticated, likewise */
+    struct limit *rule_limit;   /* the passing rule's entry when it has limits, likewise */
+    struct limit_rate rule_bandwidth; /* that rule's bandwidth, rate 0 for none */
 };
 
 static void session_advance(struct session *s);
@@ -236,6 +240,8 @@ static void session_log(const struct session *s)
         strcpy(rule, " rule=private");
     else if (s->refused)
         snprintf(rule, sizeof(rule), " rule=request:%u", s->refusal.rule);
+    else if (s->limited == LIMITED_RULE)
+        snprintf(rule, sizeof(rule), " limit=rule:%u", s->refusal.rule);
     else if (s->limited != LIMITED_NONE)
         snprintf(rule, sizeof(rule), " limit=%s", limit_names[s->limited]);
     log_info("session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s%s up=%" PRIu64
@@ -270,6 +276,11 @@ static void session_close(struct session *s)
     if (s->user_limit != NULL) {
         limits_session_leave(ctx->limits, s->user_limit);
         limits_release(ctx->limits, s->user_limit);
+    }
+    if (s->rule_limit != NULL) {
+        if (s->limited != LIMITED_RULE)
+            limits_session_leave(ctx->limits, s->rule_limit);
+        limits_release(ctx->limits, s->rule_limit);
     }
     limits_session_leave(ctx->limits, s->client_limit);
     limits_release(ctx->limits, s->client_limit);
@@ -615,11 +626,44 @@ static void session_log_rule(const struct session *s, const struct policy_decisi
                s->user != NULL ? s->user : "-", cmd_name(s), target);
 }
 
+/*
+ * The limits of the pass rule that decided (sessions N, bandwidth BYTES), taken once per
+ * session. Returns false when its session limit is reached (reply 0x01 is on its way).
+ */
+static bool session_rule_limits(struct session *s, const struct policy_decision *d)
+{
+    struct limits *l = s->ctx->limits;
+
+    if (s->rule_limit != NULL || (d->max_sessions == 0 && d->bandwidth == 0))
+        return true;
+    s->rule_limit = limits_rule(l, s->snap->generation, d->rule);
+    if (s->rule_limit == NULL) {
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return false;
+    }
+    if (!limits_session_enter(l, s->rule_limit, d->max_sessions)) {
+        log_notice("request rule %u (line %u): its limit of %u sessions is reached", d->rule,
+                   d->line, d->max_sessions);
+        s->limited = LIMITED_RULE;
+        s->refusal = *d;
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return false;
+    }
+    if (d->bandwidth > 0) {
+        s->rule_bandwidth.rate = (double)d->bandwidth;
+        s->rule_bandwidth.burst = (double)d->bandwidth / 10 > 16384 ? (double)d->bandwidth / 10
+                                                                    : 16384;
+    }
+    return true;
+}
+
 /* Act on a decision: true to go on; false when refused (reply 0x02 / 91 is on its way). */
 static bool session_allowed(struct session *s, const struct policy_decision *d)
 {
     if (d->log)
         session_log_rule(s, d);
+    if (d->verdict == ACL_VERDICT_PASS)
+        return session_rule_limits(s, d);
     if (d->verdict != ACL_VERDICT_BLOCK)
         return true;
     s->refused = true;
@@ -1166,6 +1210,14 @@ static ssize_t session_throttle_allow(void *arg, enum relay_dir_index dir, size_
             return 0;
         }
     }
+    if (s->rule_bandwidth.rate > 0) {
+        allowed = limits_bandwidth_allow(l, s->rule_limit, ld, &s->rule_bandwidth, allowed,
+                                         THROTTLE_MIN_READ, now, &w);
+        if (allowed == 0) {
+            *wait = w;
+            return 0;
+        }
+    }
     if (s->user_limit != NULL && cfg->quota_per_user > 0) {
         uint64_t left = limits_quota_left(l, s->user_limit, cfg->quota_per_user,
                                           cfg->quota_period, now);
@@ -1189,6 +1241,8 @@ static void session_throttle_used(void *arg, enum relay_dir_index dir, size_t n)
     double now = limits_clock();
 
     limits_bandwidth_used(l, s->client_limit, ld, &cfg->bandwidth_per_client, n, now);
+    if (s->rule_limit != NULL)
+        limits_bandwidth_used(l, s->rule_limit, ld, &s->rule_bandwidth, n, now);
     if (s->user_limit != NULL) {
         limits_bandwidth_used(l, s->user_limit, ld, &cfg->bandwidth_per_user, n, now);
         limits_quota_used(l, s->user_limit, cfg->quota_per_user, cfg->quota_period, n, now);
@@ -1199,7 +1253,7 @@ static bool session_throttled(const struct session *s)
 {
     const struct config *cfg = s->cfg;
 
-    return cfg->bandwidth_per_client.rate > 0 ||
+    return cfg->bandwidth_per_client.rate > 0 || s->rule_bandwidth.rate > 0 ||
            (s->user_limit != NULL &&
             (cfg->bandwidth_per_user.rate > 0 || cfg->quota_per_user > 0));
 }

@@ -57,6 +57,8 @@ struct acl_result {
     unsigned line;            /* config line of that rule; 0: none */
     bool log;                 /* the deciding rule asked for a log line */
     bool explicit_dest;       /* decided by a 'to' address range that contains dest */
+    unsigned max_sessions;    /* the deciding pass rule's 'sessions N', 0 for none */
+    uint64_t bandwidth;       /* its 'bandwidth BYTES' (per second), 0 for none */
 };
 
 /* Every function taking a rule set accepts NULL as the empty set. */
@@ -69,6 +71,7 @@ size_t acl_rules_count(const struct acl_rules *rules);
  *   client  pass|block [from CIDR[,CIDR...]] [listener ADDR[:PORT]] [log]
  *   request pass|block [from CIDR,...] [user NAME,...] [command connect|bind|udp|resolve,...]
  *                      [to DEST,...] [port PORT|LOW-HIGH,...] [log]
+ *                      [sessions N] [bandwidth BYTES]    (limits: pass rules only)
  * DEST is a CIDR or single IP, an exact host name, or ".domain" (the domain and every name
  * under it); "any" stands for an absent condition. line is kept for messages. Returns 0, or -1
  * with a message (without file and line) in err.

@@ -47,6 +47,8 @@ struct limit *limits_client(struct limits *l, const struct addr *ip);
 struct limit *limits_user(struct limits *l, const char *user);
 /* Drop a reference. NULL is ignored. */
 void limits_release(struct limits *l, struct limit *e);
+/* The entry of request rule `rule` of configuration `generation` (its sessions/bandwidth). */
+struct limit *limits_rule(struct limits *l, unsigned generation, unsigned rule);
 
 /*
  * Count one more session (or UDP association) of e if it has fewer than max (0: no limit).

@@ -18,6 +18,8 @@ struct policy_decision {
     unsigned line;     /* that rule's config line, 0: none */
     bool private_dest; /* refused by the private-destination block */
     bool log;          /* the deciding rule asked for a log line */
+    unsigned max_sessions; /* the deciding pass rule's limits (acl.h), 0 for none */
+    uint64_t bandwidth;
 };
 
 /* Client rules, at accept; listener is the listening socket's address. */

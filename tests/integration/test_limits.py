@@ -277,5 +277,32 @@ class QuotaTest(unittest.TestCase):
         held(self, ferry, echo, 1, user="bob", password="pb")
 
 
+class RuleLimitsTest(unittest.TestCase):
+    def test_rule_sessions_limit_counts_the_sessions_the_rule_passed(self):
+        echo = ft.EchoOrigin(self)
+        other = ft.EchoOrigin(self, "127.0.0.5")
+        ferry = ft.start_ferryd(self, extra=["request pass to 127.0.0.1 sessions 2",
+                                             "request pass"])
+        held(self, ferry, echo, 2)
+        refused_reply(self, ferry, echo, ft.REP_GENERAL_FAILURE, source=CLIENT2)
+        sess = ferry.wait_sessions(1)[0]
+        self.assertEqual((sess["reply"], sess["limit"]), ("general-failure", "rule:1"))
+        ferry.wait_line(r"request rule 1 \(line \d+\): its limit of 2 sessions is reached")
+        # Sessions another rule passes are not counted against it.
+        held(self, ferry, other, 3)
+
+    def test_rule_bandwidth_is_shared_by_the_sessions_it_passed(self):
+        data = os.urandom(2 << 20)
+        origin = ft.BulkOrigin(self, data)
+        ferry = ft.start_ferryd(self, extra=["request pass port %d bandwidth 1M" % origin.port,
+                                             "request pass"])
+        took, ok = timed_download(ferry, origin, len(data))
+        self.assertTrue(ok)
+        rate = len(data) / took
+        ft.log("rule bandwidth 1M: %.0f B/s" % rate)
+        self.assertGreater(rate, 0.8 * (1 << 20))
+        self.assertLess(rate, 1.2 * (1 << 20))
+
+
 if __name__ == "__main__":
     ft.main()

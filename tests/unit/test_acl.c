@@ -899,9 +899,11 @@ START_TEST(test_parse_error_messages)
              "request: '10.0.0.256' is not an address range or host name");
     rule_err(true, "pass user alice", "client: unknown condition 'user' (from, listener, log)");
     rule_err(false, "pass listener 127.0.0.1",
-             "request: unknown condition 'listener' (from, user, command, to, port, log)");
+             "request: unknown condition 'listener' (from, user, command, to, port, log, "
+             "sessions, bandwidth)");
     rule_err(false, "pass from 10.0.0.0/8 dest 1.2.3.4",
-             "request: unknown condition 'dest' (from, user, command, to, port, log)");
+             "request: unknown condition 'dest' (from, user, command, to, port, log, "
+             "sessions, bandwidth)");
     rule_err(false, "pass port 80 port 443", "request: duplicate condition 'port'");
     rule_err(false, "pass log log", "request: duplicate condition 'log'");
     rule_err(true, "pass from any from 10.0.0.0/8", "client: duplicate condition 'from'");
@@ -1055,6 +1057,49 @@ START_TEST(test_many_rules_keep_their_numbers)
 }
 END_TEST
 
+START_TEST(test_pass_rule_limits_are_carried_by_the_result)
+{
+    struct acl_rules *set = REQUEST_RULES("pass user alice sessions 2 bandwidth 64K",
+                                          "pass port 80 bandwidth 1M", "pass");
+    struct acl_result r;
+
+    r = CHECK(set, .user = "alice", .dest = "198.51.100.1", .port = 443);
+    expect(r, PASS, 1);
+    ck_assert_uint_eq(r.max_sessions, 2);
+    ck_assert_uint_eq(r.bandwidth, 65536);
+    r = CHECK(set, .dest = "198.51.100.1", .port = 80);
+    expect(r, PASS, 2);
+    ck_assert_uint_eq(r.max_sessions, 0);
+    ck_assert_uint_eq(r.bandwidth, 1 << 20);
+    r = CHECK(set, .dest = "198.51.100.1", .port = 81);
+    expect(r, PASS, 3);
+    ck_assert_uint_eq(r.max_sessions, 0);
+    ck_assert_uint_eq(r.bandwidth, 0);
+    acl_rules_free(set);
+}
+END_TEST
+
+START_TEST(test_rule_limit_errors)
+{
+    rule_err(false, "block sessions 2", "request: 'sessions' is a limit for a pass rule");
+    rule_err(false, "block bandwidth 1M", "request: 'bandwidth' is a limit for a pass rule");
+    rule_err(false, "pass sessions 0",
+             "request: sessions: '0' is not a number from 1 to 1000000");
+    rule_err(false, "pass sessions 2x",
+             "request: sessions: '2x' is not a number from 1 to 1000000");
+    rule_err(false, "pass sessions 1000001",
+             "request: sessions: '1000001' is not a number from 1 to 1000000");
+    rule_err(false, "pass bandwidth 100", "request: bandwidth: '100' is below 1K (bytes per "
+                                          "second)");
+    rule_err(false, "pass bandwidth fast",
+             "request: bandwidth: 'fast' is not a byte count (like 512K, 10M, 1G)");
+    rule_err(false, "pass bandwidth 2000T", "request: bandwidth: '2000T' is too large");
+    rule_err(false, "pass sessions", "request: 'sessions' needs a value");
+    rule_err(true, "pass sessions 2",
+             "client: unknown condition 'sessions' (from, listener, log)");
+}
+END_TEST
+
 static Suite *acl_suite(void)
 {
     Suite *s = suite_create("acl");
@@ -1076,6 +1121,8 @@ static Suite *acl_suite(void)
     tcase_add_test(tc, test_request_to_cidr_matches_and_sets_explicit_dest);
     tcase_add_test(tc, test_request_name_match_is_not_an_explicit_dest);
     tcase_add_test(tc, test_request_exact_name_ignores_case_and_trailing_dot);
+    tcase_add_test(tc, test_pass_rule_limits_are_carried_by_the_result);
+    tcase_add_test(tc, test_rule_limit_errors);
     tcase_add_test(tc, test_request_domain_matches_itself_and_names_under_it_not_lookalikes);
     tcase_add_test(tc, test_request_host_name_never_matches_an_ip_literal);
     tcase_add_test(tc, test_cidr_rule_before_name_rule_needs_the_address);

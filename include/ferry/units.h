@@ -1,0 +1,19 @@
+/* Numbers with units, as ferryd.conf writes them. Pure. */
+#ifndef FERRY_UNITS_H
+#define FERRY_UNITS_H
+
+#include <stdint.h>
+
+enum units_status {
+    UNITS_OK = 0,
+    UNITS_BAD = -1,      /* not a number of that kind */
+    UNITS_TOO_LARGE = -2,
+};
+
+/*
+ * A byte count: decimal digits with an optional K, M, G or T suffix (powers of 1024; k is K),
+ * at most max bytes.
+ */
+enum units_status units_parse_bytes(const char *s, uint64_t max, uint64_t *out);
+
+#endif
