@@ -47,7 +47,7 @@ int addr_from_sockaddr(struct addr *a, const struct sockaddr *sa, socklen_t len)
         return -1;
     }
     memset(a, 0, sizeof(*a));
-    memcpy(&a->u.ss, sa, need);
+    memcpy(&a->u, sa, need);
     a->len = (socklen_t)need;
     return 0;
 }

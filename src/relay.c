@@ -1,11 +1,18 @@
 /*
  * The TCP relay: two directions, each moving bytes from one socket to the other either through
- * a pipe with splice(2) (no copy to user space) or through a buffer with read/write.
+ * a pipe with splice(2) (no copy to user space) or through the worker's scratch buffer with
+ * recv/send.
  *
- * A direction reads only when everything it read before has been written (at most one pipe
- * or buffer of data in flight), so a slow receiver stops the sender: back-pressure without
- * unbounded buffering. EOF on one side is passed on with shutdown(SHUT_WR) once the data before
- * it has been written, so a peer that half-closes still gets its answer.
+ * An idle relay holds nothing but its two watchers: pipes and buffers come from the worker's
+ * pool (relay_pool) for the moment data is in flight and go back as soon as it is written. A
+ * read goes out at once; only what the receiver cannot take yet stays in a pooled buffer or
+ * pipe, and the direction reads again only when that is written (at most one chunk in flight),
+ * so a slow receiver stops the sender: back-pressure without unbounded buffering. EOF on one
+ * side is passed on with shutdown(SHUT_WR) once the data before it has been written, so a peer
+ * that half-closes still gets its answer.
+ *
+ * One ev_io per socket serves both directions: the client socket's watcher reads for the up
+ * direction and writes for the down direction, and the other way round for the target.
  */
 #include "config.h"
 
@@ -19,31 +26,54 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RELAY_CHUNK (64 * 1024)
+#define RELAY_CHUNK (128 * 1024)
 /* Reads per event before yielding to other sessions on the loop. */
 #define RELAY_ROUNDS 16
+/*
+ * Spare pipes and buffers a worker keeps for the next relay that needs one, and how long
+ * unused ones stay: an idle worker gives them all back.
+ */
+#define POOL_MAX_PIPES 64
+#define POOL_MAX_BUFS 64
+#define POOL_IDLE 1.0
+/*
+ * relay auto: a direction starts with recv/send, which costs less for small messages, and
+ * switches to splice after RELAY_BULK_READS reads in a row filled a whole chunk (a bulk
+ * transfer), back after RELAY_SMALL_SPLICES splices in a row moved less than RELAY_SMALL.
+ */
+#define RELAY_BULK_READS 2
+#define RELAY_SMALL_SPLICES 4
+#define RELAY_SMALL (16 * 1024)
 
-struct relay_dir {
-    struct relay *relay;
-    enum relay_dir_index index;
-    int from_fd;
-    int to_fd;
-    ev_io readable; /* from_fd */
-    ev_io writable; /* to_fd */
-    bool splice;    /* move data through the pipe, else through buf */
-    int pipe_r;
-    int pipe_w;
-    size_t pipe_len; /* bytes waiting in the pipe */
-    uint8_t *buf;    /* buffered mode; in splice mode only early data */
-    size_t buf_cap;
-    size_t buf_off;
-    size_t buf_len; /* bytes waiting in buf at buf_off */
-    uint64_t bytes; /* bytes written to to_fd */
-    bool eof;       /* from_fd reached end of stream */
-    bool shut;      /* shutdown(to_fd, SHUT_WR) done */
+struct relay_pool {
+    struct ev_loop *loop;
+    ev_timer trim;    /* frees the spares once they have not been used for POOL_IDLE */
+    bool used;        /* a spare was taken or given since the last trim tick */
+    uint8_t *scratch; /* RELAY_CHUNK: a read on its way straight out */
+    int pipes[POOL_MAX_PIPES][2];
+    size_t npipes;
+    uint8_t *bufs[POOL_MAX_BUFS];
+    size_t nbufs;
 };
 
-/* Only for throttled relays: the timers that resume a paused direction. */
+struct relay_dir {
+    uint64_t bytes;  /* bytes written to the destination socket */
+    uint8_t *buf;    /* unsent bytes (a pool buffer), NULL when none */
+    uint32_t buf_off;
+    uint32_t buf_len;
+    int pipe_r;      /* a pool pipe holding pipe_len unsent bytes, -1 when none */
+    int pipe_w;
+    uint32_t pipe_len;
+    uint8_t index;   /* enum relay_dir_index */
+    bool eof;        /* the source reached end of stream */
+    bool shut;       /* shutdown(destination, SHUT_WR) done */
+    bool splice;     /* reads go through a pipe */
+    bool want_read;  /* waiting for the source to be readable */
+    bool want_write; /* waiting for the destination to be writable */
+    uint8_t streak;  /* relay auto: bulk reads or small splices in a row */
+};
+
+/* Only for throttled relays: the limit and the timers that resume a paused direction. */
 struct relay_pause {
     struct relay_throttle throttle;
     ev_timer resume[2]; /* per relay_dir_index */
@@ -51,157 +81,322 @@ struct relay_pause {
 
 struct relay {
     struct ev_loop *loop;
+    struct relay_pool *pool;
     relay_done_cb cb;
     void *arg;
     double last_activity;
     struct relay_pause *pause; /* NULL unless throttled */
-    struct relay_dir up;       /* client -> target */
-    struct relay_dir down;     /* target -> client */
+    ev_io io[2];               /* RELAY_UP: the client socket, RELAY_DOWN: the target socket */
+    struct relay_dir dir[2];   /* RELAY_UP: client -> target, RELAY_DOWN: target -> client */
+    uint8_t mode;              /* enum relay_mode */
 };
 
-static int dir_open_pipe(struct relay_dir *d)
+/* --- the pool ---------------------------------------------------------------------------- */
+
+static void pool_release_spares(struct relay_pool *p)
+{
+    for (size_t i = 0; i < p->npipes; i++) {
+        close(p->pipes[i][0]);
+        close(p->pipes[i][1]);
+    }
+    for (size_t i = 0; i < p->nbufs; i++)
+        free(p->bufs[i]);
+    p->npipes = p->nbufs = 0;
+}
+
+static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct relay_pool *p = w->data;
+
+    if (p->used) {
+        p->used = false;
+        return;
+    }
+    pool_release_spares(p);
+    ev_timer_stop(loop, w);
+}
+
+/* Note a use of the spares, and make sure they are trimmed once unused. */
+static void pool_touch(struct relay_pool *p)
+{
+    p->used = true;
+    if (!ev_is_active(&p->trim))
+        ev_timer_again(p->loop, &p->trim);
+}
+
+struct relay_pool *relay_pool_new(struct ev_loop *loop)
+{
+    struct relay_pool *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return NULL;
+    p->scratch = malloc(RELAY_CHUNK);
+    if (p->scratch == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->loop = loop;
+    ev_init(&p->trim, trim_cb);
+    p->trim.repeat = POOL_IDLE;
+    p->trim.data = p;
+    return p;
+}
+
+void relay_pool_free(struct relay_pool *p)
+{
+    if (p == NULL)
+        return;
+    ev_timer_stop(p->loop, &p->trim);
+    pool_release_spares(p);
+    free(p->scratch);
+    free(p);
+}
+
+void relay_pool_stats(const struct relay_pool *p, size_t *pipes, size_t *bufs)
+{
+    *pipes = p->npipes;
+    *bufs = p->nbufs;
+}
+
+/* An empty pipe for d, from the pool or new. Returns 0 or -1 with errno. */
+static int pipe_take(struct relay_pool *p, struct relay_dir *d)
 {
     int fds[2];
 
+    if (p->npipes > 0) {
+        pool_touch(p);
+        p->npipes--;
+        d->pipe_r = p->pipes[p->npipes][0];
+        d->pipe_w = p->pipes[p->npipes][1];
+        return 0;
+    }
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
         return -1;
+    /* A chunk at once (the default pipe holds 64 KiB); if refused, the pipe is smaller. */
+    (void)fcntl(fds[1], F_SETPIPE_SZ, RELAY_CHUNK);
     d->pipe_r = fds[0];
     d->pipe_w = fds[1];
     return 0;
 }
 
-static void dir_close_pipe(struct relay_dir *d)
+/* d's pipe back to the pool when it is empty, else closed (its bytes are lost with d). */
+static void pipe_give(struct relay_pool *p, struct relay_dir *d)
 {
-    if (d->pipe_r >= 0)
+    if (d->pipe_r < 0)
+        return;
+    if (d->pipe_len == 0 && p->npipes < POOL_MAX_PIPES) {
+        pool_touch(p);
+        p->pipes[p->npipes][0] = d->pipe_r;
+        p->pipes[p->npipes][1] = d->pipe_w;
+        p->npipes++;
+    } else {
         close(d->pipe_r);
-    if (d->pipe_w >= 0)
         close(d->pipe_w);
+    }
     d->pipe_r = d->pipe_w = -1;
+    d->pipe_len = 0;
 }
 
-/* Switch a direction to buffered mode (no pipe, or splice refused by the kernel). */
-static int dir_use_buffer(struct relay_dir *d)
+static uint8_t *buf_take(struct relay_pool *p)
 {
-    if (d->pipe_len > 0)
-        return -1; /* data already sits in the pipe: keep splicing */
-    dir_close_pipe(d);
-    d->splice = false;
-    if (d->buf_cap < RELAY_CHUNK) {
-        uint8_t *buf = realloc(d->buf, RELAY_CHUNK);
-        if (buf == NULL)
-            return -1;
-        d->buf = buf;
-        d->buf_cap = RELAY_CHUNK;
+    if (p->nbufs > 0) {
+        pool_touch(p);
+        return p->bufs[--p->nbufs];
     }
+    return malloc(RELAY_CHUNK);
+}
+
+static void buf_give(struct relay_pool *p, struct relay_dir *d)
+{
+    if (d->buf == NULL)
+        return;
+    if (p->nbufs < POOL_MAX_BUFS) {
+        pool_touch(p);
+        p->bufs[p->nbufs++] = d->buf;
+    } else {
+        free(d->buf);
+    }
+    d->buf = NULL;
+    d->buf_off = d->buf_len = 0;
+}
+
+/* --- one direction ----------------------------------------------------------------------- */
+
+static int dir_from_fd(const struct relay *r, const struct relay_dir *d)
+{
+    return r->io[d->index].fd;
+}
+
+static int dir_to_fd(const struct relay *r, const struct relay_dir *d)
+{
+    return r->io[d->index ^ 1].fd;
+}
+
+/*
+ * Write what d holds (buffer or pipe) to its destination. Returns 0 when nothing is left,
+ * 1 when the destination would block, -1 with errno on an error.
+ */
+static int dir_flush(struct relay *r, struct relay_dir *d)
+{
+    int to = dir_to_fd(r, d);
+
+    while (d->buf_len > 0) {
+        ssize_t n = send(to, d->buf + d->buf_off, d->buf_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
+        }
+        d->buf_off += (uint32_t)n;
+        d->buf_len -= (uint32_t)n;
+        d->bytes += (uint64_t)n;
+    }
+    buf_give(r->pool, d);
+    while (d->pipe_len > 0) {
+        ssize_t n = splice(d->pipe_r, NULL, to, NULL, d->pipe_len,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
+        }
+        d->pipe_len -= (uint32_t)n;
+        d->bytes += (uint64_t)n;
+    }
+    pipe_give(r->pool, d);
     return 0;
 }
 
-/* Write what is pending towards to_fd. Returns bytes written, or -1 with errno. */
-static ssize_t dir_flush_some(struct relay_dir *d)
+/*
+ * Read at most max bytes into the scratch buffer and send them on at once; what the
+ * destination does not take now is kept in a pool buffer. Returns bytes read, 0 at EOF, -1
+ * with errno.
+ */
+static ssize_t dir_recv(struct relay *r, struct relay_dir *d, size_t max)
+{
+    uint8_t *scratch = r->pool->scratch;
+    ssize_t n = recv(dir_from_fd(r, d), scratch, max, 0);
+    ssize_t sent;
+
+    if (n <= 0)
+        return n;
+    sent = send(dir_to_fd(r, d), scratch, (size_t)n, MSG_NOSIGNAL);
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        sent = 0;
+    }
+    d->bytes += (uint64_t)sent;
+    if (sent < n) {
+        d->buf = buf_take(r->pool);
+        if (d->buf == NULL)
+            return -1;
+        memcpy(d->buf, scratch + sent, (size_t)(n - sent));
+        d->buf_off = 0;
+        d->buf_len = (uint32_t)(n - sent);
+    }
+    return n;
+}
+
+/* Read at most max bytes into a pool pipe. Returns as dir_recv; errno EINVAL: cannot splice. */
+static ssize_t dir_splice(struct relay *r, struct relay_dir *d, size_t max)
 {
     ssize_t n;
 
-    if (d->buf_len > 0) {
-        n = send(d->to_fd, d->buf + d->buf_off, d->buf_len, MSG_NOSIGNAL);
-        if (n > 0) {
-            d->buf_off += (size_t)n;
-            d->buf_len -= (size_t)n;
-            if (d->buf_len == 0)
-                d->buf_off = 0;
-            if (d->buf_len == 0 && d->splice) {
-                /* Early data sent: a splicing direction needs no buffer. */
-                free(d->buf);
-                d->buf = NULL;
-                d->buf_cap = 0;
-            }
-        }
+    if (pipe_take(r->pool, d) < 0)
+        return dir_recv(r, d, max); /* out of descriptors for a pipe: copy this once */
+    n = splice(dir_from_fd(r, d), NULL, d->pipe_w, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n <= 0) {
+        int saved = errno;
+        pipe_give(r->pool, d);
+        errno = saved;
         return n;
     }
-    n = splice(d->pipe_r, NULL, d->to_fd, NULL, d->pipe_len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0)
-        d->pipe_len -= (size_t)n;
+    d->pipe_len = (uint32_t)n;
     return n;
 }
 
-/*
- * Read at most max bytes from from_fd into the pipe or buffer. Returns bytes read, 0 at EOF,
- * -1 with errno.
- */
-static ssize_t dir_fill(struct relay_dir *d, size_t max)
+/* relay auto: bulk reads move a direction to splice, small splices move it back. */
+static void dir_adapt(struct relay *r, struct relay_dir *d, size_t n, size_t max)
 {
-    ssize_t n;
-
-    if (d->splice) {
-        n = splice(d->from_fd, NULL, d->pipe_w, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0)
-            d->pipe_len = (size_t)n;
-        if (n >= 0 || errno != EINVAL || dir_use_buffer(d) < 0)
-            return n;
-    }
-    n = recv(d->from_fd, d->buf, max, 0);
-    if (n > 0) {
-        d->buf_off = 0;
-        d->buf_len = (size_t)n;
-    }
-    return n;
-}
-
-/*
- * Move data in one direction until a socket would block, EOF, or the round budget is spent.
- * Returns 0, or an errno that ends the relay.
- */
-static int dir_pump(struct relay_dir *d)
-{
-    struct relay *r = d->relay;
-
-    for (int round = 0; round < RELAY_ROUNDS; round++) {
-        while (d->buf_len + d->pipe_len > 0) {
-            ssize_t n = dir_flush_some(d);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    ev_io_stop(r->loop, &d->readable);
-                    ev_io_start(r->loop, &d->writable);
-                    return 0;
-                }
-                if (errno == EINTR)
-                    continue;
-                return errno;
-            }
-            d->bytes += (uint64_t)n;
+    if (r->mode != RELAY_AUTO)
+        return;
+    if (!d->splice) {
+        d->streak = n == max && max == RELAY_CHUNK ? d->streak + 1 : 0;
+        if (d->streak >= RELAY_BULK_READS) {
+            d->splice = true;
+            d->streak = 0;
         }
-        ev_io_stop(r->loop, &d->writable);
+    } else {
+        d->streak = n < RELAY_SMALL ? d->streak + 1 : 0;
+        if (d->streak >= RELAY_SMALL_SPLICES) {
+            d->splice = false;
+            d->streak = 0;
+        }
+    }
+}
+
+/* How much d may read now under the throttle; 0 pauses it (a timer resumes), -1: errno. */
+static ssize_t dir_allowance(struct relay *r, struct relay_dir *d)
+{
+    const struct relay_throttle *t;
+    double wait = 0;
+    ssize_t allowed;
+
+    if (r->pause == NULL)
+        return RELAY_CHUNK;
+    t = &r->pause->throttle;
+    allowed = t->allow(t->arg, (enum relay_dir_index)d->index, RELAY_CHUNK, &wait);
+    if (allowed == 0) {
+        /* Over the rate: no reads, hence no readiness events, until tokens are back. */
+        ev_timer_set(&r->pause->resume[d->index], wait > 0.001 ? wait : 0.001, 0.);
+        ev_timer_start(r->loop, &r->pause->resume[d->index]);
+    }
+    if (allowed < 0 && errno == 0)
+        errno = EIO;
+    return allowed;
+}
+
+/*
+ * Move data in one direction until a socket would block, EOF, a pause, or the round budget
+ * is spent; sets what the direction waits for. Returns 0, or an errno that ends the relay.
+ */
+static int dir_pump(struct relay *r, struct relay_dir *d)
+{
+    d->want_read = d->want_write = false;
+    for (int round = 0; round < RELAY_ROUNDS; round++) {
+        ssize_t allowed, n;
+
+        switch (dir_flush(r, d)) {
+        case 1:
+            d->want_write = true;
+            return 0;
+        case -1:
+            return errno;
+        default:
+            break;
+        }
         if (d->eof) {
-            ev_io_stop(r->loop, &d->readable);
             if (!d->shut) {
                 d->shut = true;
-                if (shutdown(d->to_fd, SHUT_WR) < 0 && errno != ENOTCONN)
+                if (shutdown(dir_to_fd(r, d), SHUT_WR) < 0 && errno != ENOTCONN)
                     return errno;
             }
             return 0;
         }
-        size_t max = RELAY_CHUNK;
-        if (r->pause != NULL) {
-            const struct relay_throttle *t = &r->pause->throttle;
-            double wait = 0;
-            ssize_t allowed = t->allow(t->arg, d->index, RELAY_CHUNK, &wait);
-
-            if (allowed < 0)
-                return errno != 0 ? errno : EIO;
-            if (allowed == 0) {
-                /* Over the rate: no reads, hence no readiness events, until tokens are back. */
-                ev_io_stop(r->loop, &d->readable);
-                ev_timer_set(&r->pause->resume[d->index], wait > 0.001 ? wait : 0.001, 0.);
-                ev_timer_start(r->loop, &r->pause->resume[d->index]);
-                return 0;
-            }
-            max = (size_t)allowed;
+        allowed = dir_allowance(r, d);
+        if (allowed < 0)
+            return errno;
+        if (allowed == 0)
+            return 0;
+        n = d->splice ? dir_splice(r, d, (size_t)allowed) : dir_recv(r, d, (size_t)allowed);
+        if (n < 0 && d->splice && errno == EINVAL) {
+            d->splice = false; /* a socket splice cannot serve: copy from now on */
+            n = dir_recv(r, d, (size_t)allowed);
         }
-        ssize_t n = dir_fill(d, max);
-        if (n > 0 && r->pause != NULL)
-            r->pause->throttle.used(r->pause->throttle.arg, d->index, (size_t)n);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(r->loop, &d->readable);
+                d->want_read = true;
                 return 0;
             }
             if (errno == EINTR)
@@ -209,118 +404,142 @@ static int dir_pump(struct relay_dir *d)
             return errno;
         }
         r->last_activity = ev_now(r->loop);
-        if (n == 0)
+        if (n == 0) {
             d->eof = true;
+            continue;
+        }
+        if (r->pause != NULL)
+            r->pause->throttle.used(r->pause->throttle.arg, (enum relay_dir_index)d->index,
+                                    (size_t)n);
+        dir_adapt(r, d, (size_t)n, (size_t)allowed);
     }
-    /* Budget spent with data still flowing: come back on the next loop iteration. */
+    /* Budget spent with data still flowing: readiness brings us back on the next iteration. */
     if (d->buf_len + d->pipe_len > 0)
-        ev_io_start(r->loop, &d->writable);
+        d->want_write = true;
     else
-        ev_io_start(r->loop, &d->readable);
+        d->want_read = true;
     return 0;
+}
+
+/* --- the two sockets --------------------------------------------------------------------- */
+
+/* Give each socket's watcher the events its two directions wait for. */
+static void relay_update(struct relay *r)
+{
+    for (int i = 0; i < 2; i++) {
+        ev_io *io = &r->io[i];
+        int events = (r->dir[i].want_read ? EV_READ : 0) | (r->dir[i ^ 1].want_write ? EV_WRITE : 0);
+
+        if (events == (ev_is_active(io) ? (io->events & (EV_READ | EV_WRITE)) : 0))
+            continue;
+        ev_io_stop(r->loop, io);
+        if (events != 0) {
+            ev_io_set(io, io->fd, events);
+            ev_io_start(r->loop, io);
+        }
+    }
 }
 
 static void relay_stop_watchers(struct relay *r)
 {
-    ev_io_stop(r->loop, &r->up.readable);
-    ev_io_stop(r->loop, &r->up.writable);
-    ev_io_stop(r->loop, &r->down.readable);
-    ev_io_stop(r->loop, &r->down.writable);
+    ev_io_stop(r->loop, &r->io[RELAY_UP]);
+    ev_io_stop(r->loop, &r->io[RELAY_DOWN]);
     if (r->pause != NULL) {
         ev_timer_stop(r->loop, &r->pause->resume[RELAY_UP]);
         ev_timer_stop(r->loop, &r->pause->resume[RELAY_DOWN]);
     }
 }
 
-/* Run a direction and end the relay on error or when both directions are done. */
-static void relay_step(struct relay *r, struct relay_dir *d)
+/* Run the directions that are due; end the relay on error or when both are done. */
+static void relay_step(struct relay *r, bool run_up, bool run_down)
 {
-    int err = dir_pump(d);
+    int err = 0;
 
-    if (err == 0 && !(r->up.shut && r->down.shut))
+    if (run_up)
+        err = dir_pump(r, &r->dir[RELAY_UP]);
+    if (err == 0 && run_down)
+        err = dir_pump(r, &r->dir[RELAY_DOWN]);
+    if (err == 0 && !(r->dir[RELAY_UP].shut && r->dir[RELAY_DOWN].shut)) {
+        relay_update(r);
         return;
+    }
     relay_stop_watchers(r);
     r->cb(err, r->arg);
 }
 
-static void readable_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Readiness of socket i: its reading direction (i) and its writing direction (i ^ 1). */
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct relay_dir *d = w->data;
-    relay_step(d->relay, d);
-}
+    struct relay *r = w->data;
+    int i = w == &r->io[RELAY_UP] ? RELAY_UP : RELAY_DOWN;
+    bool reads = (revents & EV_READ) && r->dir[i].want_read;
+    bool writes = (revents & EV_WRITE) && r->dir[i ^ 1].want_write;
 
-static void writable_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct relay_dir *d = w->data;
-    relay_step(d->relay, d);
+    relay_step(r, i == RELAY_UP ? reads : writes, i == RELAY_UP ? writes : reads);
 }
 
 static void resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct relay_dir *d = w->data;
-    relay_step(d->relay, d);
+    struct relay *r = w->data;
+    int i = w == &r->pause->resume[RELAY_UP] ? RELAY_UP : RELAY_DOWN;
+
+    relay_step(r, i == RELAY_UP, i == RELAY_DOWN);
 }
 
-static int dir_init(struct relay *r, struct relay_dir *d, enum relay_dir_index index, int from_fd,
-                    int to_fd, bool splice)
-{
-    d->relay = r;
-    d->index = index;
-    d->from_fd = from_fd;
-    d->to_fd = to_fd;
-    d->pipe_r = d->pipe_w = -1;
-    ev_io_init(&d->readable, readable_cb, from_fd, EV_READ);
-    ev_io_init(&d->writable, writable_cb, to_fd, EV_WRITE);
-    d->readable.data = d;
-    d->writable.data = d;
-    d->splice = splice && dir_open_pipe(d) == 0;
-    if (!d->splice)
-        return dir_use_buffer(d);
-    return 0;
-}
-
-struct relay *relay_start(struct ev_loop *loop, int client_fd, int target_fd, enum relay_mode mode,
-                          const uint8_t *early, size_t early_len, bool client_eof,
+struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int client_fd,
+                          int target_fd, enum relay_mode mode, const uint8_t *early,
+                          size_t early_len, bool client_eof,
                           const struct relay_throttle *throttle, relay_done_cb cb, void *arg)
 {
     struct relay *r = calloc(1, sizeof(*r));
-    bool splice = mode != RELAY_BUFFERED;
 
     if (r == NULL)
         return NULL;
     r->loop = loop;
+    r->pool = pool;
     r->cb = cb;
     r->arg = arg;
+    r->mode = (uint8_t)mode;
     r->last_activity = ev_now(loop);
-    if (dir_init(r, &r->up, RELAY_UP, client_fd, target_fd, splice) < 0 ||
-        dir_init(r, &r->down, RELAY_DOWN, target_fd, client_fd, splice) < 0)
-        goto fail;
+    ev_io_init(&r->io[RELAY_UP], io_cb, client_fd, EV_READ);
+    ev_io_init(&r->io[RELAY_DOWN], io_cb, target_fd, EV_READ);
+    r->io[RELAY_UP].data = r->io[RELAY_DOWN].data = r;
+    for (int i = 0; i < 2; i++) {
+        struct relay_dir *d = &r->dir[i];
+
+        d->index = (uint8_t)i;
+        d->pipe_r = d->pipe_w = -1;
+        d->splice = mode == RELAY_SPLICE;
+        d->want_read = true;
+    }
     if (throttle != NULL) {
         r->pause = calloc(1, sizeof(*r->pause));
         if (r->pause == NULL)
             goto fail;
         r->pause->throttle = *throttle;
-        ev_timer_init(&r->pause->resume[RELAY_UP], resume_cb, 0., 0.);
-        ev_timer_init(&r->pause->resume[RELAY_DOWN], resume_cb, 0., 0.);
-        r->pause->resume[RELAY_UP].data = &r->up;
-        r->pause->resume[RELAY_DOWN].data = &r->down;
+        for (int i = 0; i < 2; i++) {
+            ev_timer_init(&r->pause->resume[i], resume_cb, 0., 0.);
+            r->pause->resume[i].data = r;
+        }
     }
     if (early_len > 0) {
         /* Bytes the client sent with its request go out first, whatever the mode. */
-        if (r->up.buf_cap < early_len) {
-            free(r->up.buf);
-            r->up.buf_cap = 0;
-            if ((r->up.buf = malloc(early_len)) == NULL)
-                goto fail;
-            r->up.buf_cap = early_len;
-        }
-        memcpy(r->up.buf, early, early_len);
-        r->up.buf_len = early_len;
+        struct relay_dir *up = &r->dir[RELAY_UP];
+
+        if (early_len > RELAY_CHUNK || (up->buf = buf_take(pool)) == NULL)
+            goto fail;
+        memcpy(up->buf, early, early_len);
+        up->buf_len = (uint32_t)early_len;
+        up->want_read = false;
+        up->want_write = true;
     }
-    r->up.eof = client_eof;
-    /* Start both directions from the loop, so the callback never runs inside relay_start. */
-    ev_io_start(loop, early_len > 0 || client_eof ? &r->up.writable : &r->up.readable);
-    ev_io_start(loop, &r->down.readable);
+    r->dir[RELAY_UP].eof = client_eof;
+    if (client_eof) {
+        r->dir[RELAY_UP].want_read = false;
+        r->dir[RELAY_UP].want_write = true; /* pass the EOF on once writable */
+    }
+    /* Watchers only: the callback runs from the loop, never inside relay_start. */
+    relay_update(r);
     return r;
 
 fail:
@@ -333,18 +552,18 @@ void relay_free(struct relay *r)
     if (r == NULL)
         return;
     relay_stop_watchers(r);
-    dir_close_pipe(&r->up);
-    dir_close_pipe(&r->down);
-    free(r->up.buf);
-    free(r->down.buf);
+    for (int i = 0; i < 2; i++) {
+        buf_give(r->pool, &r->dir[i]);
+        pipe_give(r->pool, &r->dir[i]);
+    }
     free(r->pause);
     free(r);
 }
 
 void relay_bytes(const struct relay *r, uint64_t *up, uint64_t *down)
 {
-    *up = r->up.bytes;
-    *down = r->down.bytes;
+    *up = r->dir[RELAY_UP].bytes;
+    *down = r->dir[RELAY_DOWN].bytes;
 }
 
 double relay_last_activity(const struct relay *r)

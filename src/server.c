@@ -15,12 +15,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ferry/authcache.h"
 #include "ferry/authpool.h"
 #include "ferry/config.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
 #include "ferry/policy.h"
+#include "ferry/relay.h"
 #include "ferry/resolver.h"
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
@@ -29,6 +31,9 @@
 #define ACCEPT_BATCH 64
 /* Pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
 #define ACCEPT_BACKOFF 0.1
+
+/* Logins remembered per worker (auth-cache). */
+#define AUTH_CACHE_SLOTS 4096
 
 /* Default resolver cache settings; not yet configurable. */
 #define RESOLVER_CACHE_SIZE 4096
@@ -199,6 +204,12 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
         l->readable.data = l;
     }
 
+    srv->ctx.relay_pool = relay_pool_new(loop);
+    srv->ctx.authcache = authcache_new(AUTH_CACHE_SLOTS);
+    if (srv->ctx.relay_pool == NULL || srv->ctx.authcache == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     srv->ctx.resolver = resolver_new(loop, &ropt, err, errlen);
     if (srv->ctx.resolver == NULL)
         goto fail;
@@ -251,6 +262,8 @@ void server_free(struct server *srv)
         authpool_free(srv->ctx.authpool);
     if (srv->ctx.resolver != NULL)
         resolver_free(srv->ctx.resolver);
+    relay_pool_free(srv->ctx.relay_pool);
+    authcache_free(srv->ctx.authcache);
     snapshot_unref(srv->ctx.snap);
     free(srv);
 }

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ferry/authcache.h"
 #include "ferry/authpool.h"
 #include "ferry/bind.h"
 #include "ferry/config.h"
@@ -134,6 +135,9 @@ static const char *const limit_names[] = {
 struct negotiation {
     size_t len;
     size_t out_len;
+    struct socks_dest dest; /* the request's destination, once requested */
+    bool login_cached;      /* login_key holds the auth cache key of the login being checked */
+    unsigned char login_key[AUTHCACHE_KEY_LEN];
     uint8_t buf[NEGOTIATION_BUF];
     uint8_t out[SESSION_OUT_BUF];
 };
@@ -162,7 +166,8 @@ struct session {
     ev_tstamp started;
     struct addr client_addr;
     struct addr target_addr; /* the address connected to */
-    struct socks_dest dest;
+    char *target;             /* the destination as asked, for the access line once nego is
+                               * gone (the relay runs); NULL before */
     char *user;               /* authenticated user name */
     struct negotiation *nego; /* freed when the relay starts */
     struct auth_job *auth_job;
@@ -205,7 +210,7 @@ static const char *cmd_name(const struct session *s)
 /* The one access line of a session. */
 static void session_log(const struct session *s)
 {
-    char client[ADDR_STRLEN], target[DEST_NAME_MAX + 16], connected[ADDR_STRLEN];
+    char client[ADDR_STRLEN], target[DEST_NAME_MAX * 4 + 16], connected[ADDR_STRLEN];
     char udp[256] = "", rule[48] = "";
     uint64_t up = 0, down = 0;
     struct udp_stats us;
@@ -228,8 +233,10 @@ static void session_log(const struct session *s)
                  us.drop_blocked);
     }
     addr_format(&s->client_addr, client, sizeof(client));
-    if (s->requested)
-        socks_dest_format(&s->dest, target, sizeof(target));
+    if (s->target != NULL)
+        snprintf(target, sizeof(target), "%s", s->target);
+    else if (s->requested && s->nego != NULL)
+        socks_dest_format(&s->nego->dest, target, sizeof(target));
     else
         strcpy(target, "-");
     if (s->target_fd >= 0 || s->udp != NULL || s->target_addr.len > 0)
@@ -301,6 +308,7 @@ static void session_close(struct session *s)
         s->next->prev = s->prev;
     ctx->nsessions--;
     snapshot_unref(s->snap);
+    free(s->target);
     free(s->user);
     free(s->nego);
     free(s);
@@ -475,7 +483,7 @@ static void session_connect(struct session *s, const struct addr *addrs, size_t 
 {
     s->state = S_CONNECTING;
     session_arm_timer(s, s->cfg->timeout_connect);
-    s->connector = connector_start(s->ctx->loop, addrs, n, s->dest.port, CONNECT_ATTEMPT_DELAY,
+    s->connector = connector_start(s->ctx->loop, addrs, n, s->nego->dest.port, CONNECT_ATTEMPT_DELAY,
                                    on_connected, s);
     if (s->connector == NULL)
         session_fail(s, reply_from_errno(errno));
@@ -604,11 +612,11 @@ static struct policy_decision session_policy(const struct session *s, const stru
         .client = &s->client_addr,
         .user = s->user,
         .command = session_acl_command(s),
-        .port = s->dest.port,
+        .port = s->nego->dest.port,
     };
 
     if (s->cmd != SOCKS5_CMD_UDP_ASSOCIATE) {
-        req.name = s->dest.type == DEST_NAME ? s->dest.name : NULL;
+        req.name = s->nego->dest.type == DEST_NAME ? s->nego->dest.name : NULL;
         req.dest = dest;
     }
     return policy_check_request(s->cfg, &req);
@@ -617,10 +625,10 @@ static struct policy_decision session_policy(const struct session *s, const stru
 /* The notice line of a rule with the 'log' flag. */
 static void session_log_rule(const struct session *s, const struct policy_decision *d)
 {
-    char client[ADDR_STRLEN], target[DEST_NAME_MAX + 16];
+    char client[ADDR_STRLEN], target[DEST_NAME_MAX * 4 + 16];
 
     addr_format(&s->client_addr, client, sizeof(client));
-    socks_dest_format(&s->dest, target, sizeof(target));
+    socks_dest_format(&s->nego->dest, target, sizeof(target));
     log_notice("request rule %u (line %u) %s: client=%s user=%s cmd=%s target=%s", d->rule,
                d->line, d->verdict == ACL_VERDICT_BLOCK ? "block" : "pass", client,
                s->user != NULL ? s->user : "-", cmd_name(s), target);
@@ -759,9 +767,9 @@ static void session_udp(struct session *s)
      * when the claimed IP is that IP: behind NAT the client cannot know its outside port, so
      * it is learned from the first datagram instead.
      */
-    if (s->dest.type != DEST_NAME && socks_dest_to_addr(&s->dest, &claimed) == 0 &&
+    if (s->nego->dest.type != DEST_NAME && socks_dest_to_addr(&s->nego->dest, &claimed) == 0 &&
         addr_same_ip(&claimed, &s->client_addr))
-        p.client_port = s->dest.port;
+        p.client_port = s->nego->dest.port;
     if (cfg->udp_address.len > 0)
         p.local = cfg->udp_address;
     else if (session_local_addr(s, &p.local) < 0) {
@@ -857,7 +865,7 @@ static void on_resolved(const struct resolver_result *res, void *arg)
 
     s->query = NULL;
     if (res->status != RESOLVER_OK || res->count == 0) {
-        log_debug("resolving %s failed: %s", s->dest.name, resolver_status_name(res->status));
+        log_debug("resolving %s failed: %s", s->nego->dest.name, resolver_status_name(res->status));
         session_fail(s, reply_from_resolver(res->status));
         return;
     }
@@ -924,7 +932,7 @@ static void session_handle_request(struct session *s)
             session_udp(s);
         return;
     case SOCKS5_CMD_RESOLVE_PTR:
-        if (socks_dest_to_addr(&s->dest, &target) < 0) {
+        if (socks_dest_to_addr(&s->nego->dest, &target) < 0) {
             session_fail(s, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
             return;
         }
@@ -940,8 +948,8 @@ static void session_handle_request(struct session *s)
     default:
         break;
     }
-    if (s->dest.type != DEST_NAME) {
-        socks_dest_to_addr(&s->dest, &target);
+    if (s->nego->dest.type != DEST_NAME) {
+        socks_dest_to_addr(&s->nego->dest, &target);
         d = session_policy(s, &target);
         if (session_allowed(s, &d))
             session_dispatch(s, &target, 1);
@@ -953,7 +961,7 @@ static void session_handle_request(struct session *s)
         return;
     s->state = S_RESOLVING;
     session_arm_timer(s, cfg->timeout_resolve);
-    s->query = resolver_lookup(s->ctx->resolver, s->dest.name, on_resolved, s);
+    s->query = resolver_lookup(s->ctx->resolver, s->nego->dest.name, on_resolved, s);
     if (s->query == NULL)
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
 }
@@ -981,6 +989,11 @@ static void on_auth_verified(bool ok, void *arg)
     uint8_t msg[2];
 
     s->auth_job = NULL;
+    if (ok && s->nego->login_cached) {
+        authcache_put(s->ctx->authcache, s->nego->login_key, s->snap->generation,
+                      ev_now(s->ctx->loop), s->cfg->auth_cache);
+        sodium_memzero(s->nego->login_key, sizeof(s->nego->login_key));
+    }
     if (ok && !session_enter_user(s))
         return;
     socks5_encode_userpass_reply(msg, ok ? SOCKS5_USERPASS_OK : SOCKS5_USERPASS_FAIL);
@@ -1056,6 +1069,22 @@ static bool session_verify(struct session *s, struct socks5_userpass *up)
         session_send(s, msg, sizeof(msg));
         session_linger(s);
         return false;
+    }
+    if (hash != NULL && s->cfg->auth_cache > 0) {
+        struct negotiation *ng = s->nego;
+
+        /* A login verified a moment ago under this users file: no second Argon2id run. */
+        authcache_key(s->ctx->authcache, up->user, up->user_len, up->pass, up->pass_len,
+                      ng->login_key);
+        ng->login_cached = true;
+        if (authcache_check(s->ctx->authcache, ng->login_key, s->snap->generation,
+                            ev_now(s->ctx->loop))) {
+            sodium_memzero(up, sizeof(*up));
+            ng->login_cached = false;
+            log_debug("login of user '%s' verified from the auth cache", s->user);
+            on_auth_verified(true, s);
+            return false; /* on_auth_verified went on (and may have closed the session) */
+        }
     }
     s->auth_job =
         authpool_verify(s->ctx->authpool, hash, up->pass, up->pass_len, on_auth_verified, s);
@@ -1140,7 +1169,7 @@ static void session_advance(struct session *s)
                 s->cmd = req.cmd == SOCKS4_CMD_BIND      ? SOCKS5_CMD_BIND
                          : req.cmd == SOCKS4_CMD_RESOLVE ? SOCKS5_CMD_RESOLVE
                                                          : SOCKS5_CMD_CONNECT;
-                s->dest = req.dest;
+                s->nego->dest = req.dest;
                 if (!session_method_allowed(s, SOCKS5_METHOD_NOAUTH)) {
                     /* SOCKS4 carries no password: only served when no-auth is allowed. */
                     s->requested = true;
@@ -1160,7 +1189,7 @@ static void session_advance(struct session *s)
                 }
                 session_consume(s, used);
                 s->cmd = req.cmd;
-                s->dest = req.dest;
+                s->nego->dest = req.dest;
             }
             session_handle_request(s);
             return;
@@ -1269,12 +1298,19 @@ static void session_start_relay(struct session *s)
 
     ev_io_stop(s->ctx->loop, &s->client_readable);
     ev_io_stop(s->ctx->loop, &s->client_writable);
-    s->relay = relay_start(s->ctx->loop, s->client_fd, s->target_fd, s->cfg->relay_mode,
+    s->relay = relay_start(s->ctx->relay_pool, s->ctx->loop, s->client_fd, s->target_fd,
+                           s->cfg->relay_mode,
                            ng->buf, ng->len, s->client_eof,
                            session_throttled(s) ? &throttle : NULL, on_relay_done, s);
     if (s->relay == NULL) {
         session_end(s, END_RESOURCES);
         return;
+    }
+    /* The negotiation buffers go; the access line keeps the destination as text. */
+    {
+        char target[DEST_NAME_MAX * 4 + 16];
+        socks_dest_format(&ng->dest, target, sizeof(target));
+        s->target = strdup(target);
     }
     free(s->nego);
     s->nego = NULL;
@@ -1364,7 +1400,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     case S_RESOLVING:
         resolver_cancel(s->query);
         s->query = NULL;
-        log_debug("resolving %s timed out", s->dest.name);
+        log_debug("resolving %s timed out", s->nego->dest.name);
         session_fail(s, reply_from_resolver(RESOLVER_TIMEOUT));
         break;
     case S_CONNECTING:
@@ -1446,6 +1482,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
         s->limited = LIMITED_CLIENT;
     s->nego->len = 0;
     s->nego->out_len = 0;
+    s->nego->login_cached = false;
     s->client_fd = fd;
     s->target_fd = -1;
     s->client_addr = *client;

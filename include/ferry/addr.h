@@ -8,13 +8,15 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* A socket address of either family together with its length. */
+/*
+ * A socket address of either family together with its length. Only as large as the larger
+ * of the two (32 bytes, not a sockaddr_storage): sessions keep several.
+ */
 struct addr {
     union {
         struct sockaddr sa;
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
-        struct sockaddr_storage ss;
     } u;
     socklen_t len;
 };

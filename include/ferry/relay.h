@@ -9,11 +9,12 @@
 
 struct ev_loop;
 struct relay;
+struct relay_pool;
 
 enum relay_mode {
-    RELAY_AUTO, /* splice where the kernel supports it, buffered otherwise */
-    RELAY_SPLICE,
-    RELAY_BUFFERED,
+    RELAY_AUTO,     /* recv/send for small messages, splice for bulk transfers */
+    RELAY_SPLICE,   /* splice(2) wherever the kernel supports it */
+    RELAY_BUFFERED, /* recv/send only */
 };
 
 /* err is 0 when both directions ended with EOF, else the errno that stopped the relay. */
@@ -37,13 +38,24 @@ struct relay_throttle {
 };
 
 /*
- * Relay between two connected non-blocking sockets, which stay owned by the caller. `early`
- * holds client bytes read before the relay started (sent to the target first); client_eof says
- * the client already half-closed. throttle (copied; NULL for none) limits the reads. The
- * callback runs once, from the loop.
+ * The spare pipes and buffers of one worker, and its scratch buffer: relays take them only
+ * while data is in flight, and spares unused for a second are given back. One per loop; it
+ * must outlive the loop's relays.
  */
-struct relay *relay_start(struct ev_loop *loop, int client_fd, int target_fd, enum relay_mode mode,
-                          const uint8_t *early, size_t early_len, bool client_eof,
+struct relay_pool *relay_pool_new(struct ev_loop *loop);
+void relay_pool_free(struct relay_pool *p);
+/* Spare pipes and buffers held now (for tests). */
+void relay_pool_stats(const struct relay_pool *p, size_t *pipes, size_t *bufs);
+
+/*
+ * Relay between two connected non-blocking sockets, which stay owned by the caller. `early`
+ * holds client bytes read before the relay started (sent to the target first, at most 64 KiB);
+ * client_eof says the client already half-closed. throttle (copied; NULL for none) limits the
+ * reads. The callback runs once, from the loop.
+ */
+struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int client_fd,
+                          int target_fd, enum relay_mode mode, const uint8_t *early,
+                          size_t early_len, bool client_eof,
                           const struct relay_throttle *throttle, relay_done_cb cb, void *arg);
 
 /* Stop every watcher and free buffers and pipes; the callback will not run. */

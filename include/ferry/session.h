@@ -7,9 +7,11 @@
 #include "ferry/addr.h"
 
 struct ev_loop;
+struct authcache;
 struct authpool;
 struct limit;
 struct limits;
+struct relay_pool;
 struct resolver;
 struct session;
 struct snapshot;
@@ -21,6 +23,8 @@ struct session_ctx {
     struct snapshot *snap;      /* what new sessions start under; each takes a reference */
     struct resolver *resolver;
     struct authpool *authpool;
+    struct relay_pool *relay_pool; /* the worker's spare pipes and buffers */
+    struct authcache *authcache;   /* the worker's recently verified logins */
     struct limits *limits;      /* the process's limits, shared by every worker */
 
     struct session *sessions; /* every live session, for shutdown */

@@ -850,9 +850,27 @@ def main():
 
 # --- fault injection and soak helpers ---------------------------------------------------------
 
+def _fd_targets(pid):
+    """{fd number: what it points to} of process pid (/proc/PID/fd)."""
+    out = {}
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[int(name)] = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def open_fds(pid):
-    """How many file descriptors process pid has open (entries in /proc/PID/fd)."""
-    return len(os.listdir("/proc/%d/fd" % pid))
+    """How many file descriptors process pid has open, not counting pipes beyond stdin,
+    stdout and stderr: ferryd keeps spare splice pipes for a second after use (relay_pool),
+    so their number comes and goes; wait_fds waits for them to be given back."""
+    return sum(1 for fd, what in _fd_targets(pid).items() if fd < 3 or not what.startswith("pipe:"))
+
+
+def relay_pipes(pid):
+    """Pipe descriptors of process pid beyond 0, 1 and 2 (splice pipes, in use or spare)."""
+    return sum(1 for fd, what in _fd_targets(pid).items() if fd >= 3 and what.startswith("pipe:"))
 
 
 def cpu_seconds(pid):
@@ -881,9 +899,11 @@ def set_nofile(pid, soft, hard=None):
 
 
 def wait_fds(pid, expected, timeout=5.0):
-    """Wait until pid has exactly expected fds open; returns the last count seen."""
-    wait_until(lambda: open_fds(pid) == expected, timeout)
-    return open_fds(pid)
+    """Wait until pid has exactly expected fds open (as open_fds counts them) and no splice
+    pipe (spares are given back a second or two after the last use); returns the count of
+    fds, pipes included, so that a pipe that stays is a failure."""
+    wait_until(lambda: open_fds(pid) == expected and relay_pipes(pid) == 0, timeout)
+    return open_fds(pid) + relay_pipes(pid)
 
 
 class PendingTarget:
