@@ -804,6 +804,12 @@ static int kw_auth_threads(struct parser *p, int argc, char **argv)
     return 0;
 }
 
+static int kw_auth_cache(struct parser *p, int argc, char **argv)
+{
+    /* 0: every login runs Argon2id. */
+    return parse_duration_arg(p, argv[0], true, &p->c->auth_cache);
+}
+
 static int kw_relay(struct parser *p, int argc, char **argv)
 {
     if (strcmp(argv[0], "auto") == 0)
@@ -918,6 +924,7 @@ static const struct keyword keywords[] = {
     {"max-sessions", kw_max_sessions, 1, 1, {"N"}, false},
     {"shutdown-grace", kw_shutdown_grace, 1, 1, {"DURATION"}, false},
     {"auth-threads", kw_auth_threads, 1, 1, {"N"}, false},
+    {"auth-cache", kw_auth_cache, 1, 1, {"DURATION"}, false},
     {"relay", kw_relay, 1, 1, {"auto|splice|buffered"}, false},
     {"limit", kw_limit, 1, 2, {"SETTING", "VALUE"}, true},
     {"workers", kw_workers, 1, 1, {"N or auto"}, false},
@@ -1027,6 +1034,7 @@ void config_defaults(struct config *c)
     c->shutdown_grace = 5;
     c->relay_mode = RELAY_AUTO;
     c->auth_threads = 2;
+    c->auth_cache = 300;
     c->workers = 0;
     c->sessions_per_client = 512;
     c->sessions_per_user = 0;

@@ -90,6 +90,8 @@ struct config {
                                  * SIGTERM/SIGINT (default 5 s, 0 = close at once) */
     enum relay_mode relay_mode; /* relay auto|splice|buffered */
     unsigned auth_threads;      /* auth-threads N: password verification threads (default 2) */
+    double auth_cache;          /* auth-cache DURATION: how long a verified login is
+                                 * remembered (default 5m, 0 = never) */
 };
 
 /* Built-in defaults: what ferryd runs with when given no file. */

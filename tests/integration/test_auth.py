@@ -253,5 +253,61 @@ class AuthTest(unittest.TestCase):
         self.assertLess(ratio, 2.0, timings)
 
 
+    # --- the cache of verified logins (auth-cache) ---------------------------------------------
+
+    def cached_logins(self, ferry):
+        with ferry.cond:
+            return sum(1 for l in ferry.lines if "verified from the auth cache" in l)
+
+    def test_a_verified_login_is_remembered_and_a_wrong_one_is_not(self):
+        ferry = ft.start_ferryd(self, auth="password", users=self.users, args=("-v",))
+        user, password = next(iter(USERS.items()))
+        for i in range(3):
+            s, status = self.auth(ferry, user, password)
+            s.close()
+            self.assertEqual(status, 0)
+        ferry.wait_sessions(3)
+        self.assertEqual(self.cached_logins(ferry), 2)
+        # A wrong password is checked every time, and never remembered.
+        for _ in range(2):
+            s, status = self.auth(ferry, user, password + "x")
+            s.close()
+            self.assertEqual(status, 1)
+        ferry.wait_sessions(5)
+        self.assertEqual(self.cached_logins(ferry), 2)
+
+    def test_auth_cache_0_verifies_every_login(self):
+        ferry = ft.start_ferryd(self, auth="password", users=self.users, extra=["auth-cache 0"],
+                                args=("-v",))
+        user, password = next(iter(USERS.items()))
+        for _ in range(3):
+            s, status = self.auth(ferry, user, password)
+            s.close()
+            self.assertEqual(status, 0)
+        ferry.wait_sessions(3)
+        self.assertEqual(self.cached_logins(ferry), 0)
+
+    def test_reload_forgets_remembered_logins(self):
+        users = ft.make_users_file(self, {"carol": "old"})
+        ferry = ft.start_ferryd(self, auth="password", users=users, args=("-v",))
+        for _ in range(2):
+            s, status = self.auth(ferry, "carol", "old")
+            s.close()
+            self.assertEqual(status, 0)
+        # The password changes; after SIGHUP the old one no longer works, cached or not.
+        r = ft.run([ft.FERRY_PASSWD, users, "carol"], input=b"new\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = len(ferry.lines)
+        ferry.proc.send_signal(signal.SIGHUP)
+        ferry.wait_line("reloaded", start=lines)
+        s, status = self.auth(ferry, "carol", "old")
+        s.close()
+        self.assertEqual(status, 1)
+        s, status = self.auth(ferry, "carol", "new")
+        s.close()
+        self.assertEqual(status, 0)
+        ferry.wait_sessions(4)
+        self.assertEqual(self.cached_logins(ferry), 1)  # only the second "old" login
+
 if __name__ == "__main__":
     ft.main()

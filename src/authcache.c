@@ -1,0 +1,98 @@
+/* Recently verified logins (see authcache.h). */
+#include "config.h"
+
+#include "ferry/authcache.h"
+
+#include <sodium.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct authcache_slot {
+    uint8_t hash[AUTHCACHE_KEY_LEN];
+    unsigned generation; /* 0: empty */
+    double expires;
+};
+
+struct authcache {
+    uint8_t key[crypto_generichash_KEYBYTES];
+    size_t mask;
+    struct authcache_slot *slots;
+};
+
+struct authcache *authcache_new(size_t slots)
+{
+    struct authcache *c = calloc(1, sizeof(*c));
+    size_t n = 1;
+
+    if (c == NULL)
+        return NULL;
+    while (n < slots && n < ((size_t)1 << 20))
+        n <<= 1;
+    c->slots = calloc(n, sizeof(*c->slots));
+    if (c->slots == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->mask = n - 1;
+    randombytes_buf(c->key, sizeof(c->key));
+    return c;
+}
+
+void authcache_free(struct authcache *c)
+{
+    if (c == NULL)
+        return;
+    sodium_memzero(c->slots, (c->mask + 1) * sizeof(*c->slots));
+    sodium_memzero(c->key, sizeof(c->key));
+    free(c->slots);
+    free(c);
+}
+
+/* BLAKE2b keyed with the process's secret over len(user) || user || password. */
+void authcache_key(const struct authcache *c, const char *user, size_t user_len,
+                   const char *password, size_t pass_len, unsigned char key[AUTHCACHE_KEY_LEN])
+{
+    crypto_generichash_state st;
+    uint8_t ulen = (uint8_t)(user_len > 255 ? 255 : user_len);
+
+    crypto_generichash_init(&st, c->key, sizeof(c->key), AUTHCACHE_KEY_LEN);
+    crypto_generichash_update(&st, &ulen, 1);
+    crypto_generichash_update(&st, (const unsigned char *)user, user_len);
+    crypto_generichash_update(&st, (const unsigned char *)password, pass_len);
+    crypto_generichash_final(&st, key, AUTHCACHE_KEY_LEN);
+    sodium_memzero(&st, sizeof(st));
+}
+
+static struct authcache_slot *slot_of(const struct authcache *c, const unsigned char *key)
+{
+    uint32_t h;
+
+    memcpy(&h, key, sizeof(h));
+    return &c->slots[h & c->mask];
+}
+
+bool authcache_check(const struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LEN],
+                     unsigned generation, double now)
+{
+    const struct authcache_slot *s;
+
+    if (c == NULL || generation == 0)
+        return false;
+    s = slot_of(c, key);
+    return s->generation == generation && now < s->expires &&
+           sodium_memcmp(s->hash, key, AUTHCACHE_KEY_LEN) == 0;
+}
+
+void authcache_put(struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LEN],
+                   unsigned generation, double now, double ttl)
+{
+    struct authcache_slot *s;
+
+    if (c == NULL || ttl <= 0 || generation == 0)
+        return;
+    s = slot_of(c, key);
+    memcpy(s->hash, key, AUTHCACHE_KEY_LEN);
+    s->generation = generation;
+    s->expires = now + ttl;
+}

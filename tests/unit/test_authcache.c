@@ -1,0 +1,90 @@
+/* Unit tests for the cache of verified logins. */
+#include "config.h"
+
+#include <check.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "ferry/authcache.h"
+
+static unsigned char k_alice[AUTHCACHE_KEY_LEN], k_wrong[AUTHCACHE_KEY_LEN];
+
+static struct authcache *make(void)
+{
+    struct authcache *c = authcache_new(64);
+
+    ck_assert_ptr_nonnull(c);
+    authcache_key(c, "alice", 5, "secret", 6, k_alice);
+    authcache_key(c, "alice", 5, "secreT", 6, k_wrong);
+    return c;
+}
+
+START_TEST(test_only_what_was_put_is_found)
+{
+    struct authcache *c = make();
+
+    ck_assert(!authcache_check(c, k_alice, 1, 10.0));
+    authcache_put(c, k_alice, 1, 10.0, 300);
+    ck_assert(authcache_check(c, k_alice, 1, 20.0));
+    ck_assert(!authcache_check(c, k_wrong, 1, 20.0));
+    authcache_free(c);
+}
+END_TEST
+
+START_TEST(test_entries_expire_and_die_with_their_generation)
+{
+    struct authcache *c = make();
+
+    authcache_put(c, k_alice, 3, 100.0, 60);
+    ck_assert(authcache_check(c, k_alice, 3, 159.9));
+    ck_assert(!authcache_check(c, k_alice, 3, 160.0));
+    ck_assert(!authcache_check(c, k_alice, 4, 120.0)); /* reloaded users file */
+    authcache_put(c, k_alice, 3, 100.0, 0);            /* ttl 0: off */
+    authcache_put(c, k_alice, 0, 100.0, 60);           /* generation 0: never */
+    ck_assert(!authcache_check(c, k_alice, 0, 120.0));
+    authcache_free(c);
+}
+END_TEST
+
+START_TEST(test_keys_separate_user_and_password_and_differ_per_cache)
+{
+    struct authcache *c = make(), *d = make();
+    unsigned char a[AUTHCACHE_KEY_LEN], b[AUTHCACHE_KEY_LEN];
+
+    /* "ab" + "c" is not "a" + "bc": the user's length is in the hash. */
+    authcache_key(c, "ab", 2, "c", 1, a);
+    authcache_key(c, "a", 1, "bc", 2, b);
+    ck_assert(memcmp(a, b, sizeof(a)) != 0);
+    /* Another cache (another process) has another secret key. */
+    authcache_key(d, "ab", 2, "c", 1, b);
+    ck_assert(memcmp(a, b, sizeof(a)) != 0);
+    authcache_free(c);
+    authcache_free(d);
+}
+END_TEST
+
+static Suite *authcache_suite(void)
+{
+    Suite *s = suite_create("authcache");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_only_what_was_put_is_found);
+    tcase_add_test(tc, test_entries_expire_and_die_with_their_generation);
+    tcase_add_test(tc, test_keys_separate_user_and_password_and_differ_per_cache);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    if (sodium_init() < 0)
+        return 1;
+    sr = srunner_create(authcache_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
