@@ -26,6 +26,7 @@
 #include "ferry/resolver.h"
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
+#include "ferry/udp.h"
 
 /* Connections taken per readiness event before other watchers get a turn. */
 #define ACCEPT_BATCH 64
@@ -206,7 +207,8 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
 
     srv->ctx.relay_pool = relay_pool_new(loop);
     srv->ctx.authcache = authcache_new(AUTH_CACHE_SLOTS);
-    if (srv->ctx.relay_pool == NULL || srv->ctx.authcache == NULL) {
+    srv->ctx.udp_batch = udp_batch_new();
+    if (srv->ctx.relay_pool == NULL || srv->ctx.authcache == NULL || srv->ctx.udp_batch == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -264,6 +266,7 @@ void server_free(struct server *srv)
         resolver_free(srv->ctx.resolver);
     relay_pool_free(srv->ctx.relay_pool);
     authcache_free(srv->ctx.authcache);
+    udp_batch_free(srv->ctx.udp_batch);
     snapshot_unref(srv->ctx.snap);
     free(srv);
 }

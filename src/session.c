@@ -750,6 +750,7 @@ static void session_udp(struct session *s)
         .loop = ctx->loop,
         .config = cfg,
         .resolver = ctx->resolver,
+        .batch = ctx->udp_batch,
         .client = s->client_addr,
         .policy = session_udp_policy,
         .policy_arg = s,

@@ -25,7 +25,10 @@
  *
  * Nothing a datagram holds tears the association down: every bad datagram is dropped and
  * counted. A readiness event handles at most UDP_BATCH datagrams so a flood cannot starve the
- * rest of the loop; the loop is shaped so recvmmsg/sendmmsg can replace recvfrom/sendto later.
+ * rest of the loop. Datagrams are read UDP_MMSG at a time with recvmmsg(2) into the loop's
+ * batch buffers and sent on with sendmmsg(2), one call per run of datagrams to the same
+ * socket, so a busy association costs a few system calls per batch rather than two per
+ * datagram.
  */
 #include "config.h"
 
@@ -47,6 +50,7 @@
 #include "ferry/udp.h"
 
 #define UDP_BATCH 64               /* datagrams per readiness event */
+#define UDP_MMSG 16                /* datagrams per recvmmsg/sendmmsg call */
 #define UDP_PEERS_MAX 64           /* destination IPs remembered for the reply filter */
 #define UDP_NAMES_MAX 8            /* names remembered per association */
 #define UDP_NAME_TTL 60.0          /* seconds a resolved name is remembered */
@@ -90,6 +94,7 @@ struct udp_out {
 struct udp_assoc {
     struct ev_loop *loop;
     struct resolver *resolver;
+    struct udp_batch *batch;
     bool any_sender;
     udp_policy_cb policy;
     void *policy_arg;
@@ -115,12 +120,150 @@ struct udp_assoc {
     struct udp_stats stats;
 };
 
+static void touch(struct udp_assoc *a)
+{
+    a->last_activity = ev_now(a->loop);
+}
+
+/* A datagram slot: room for the reply header we prepend, then the datagram as read. */
+#define UDP_SLOT (UDP_REPLY_HEADER_MAX + UDP_DATAGRAM_MAX + 1)
+
 /*
- * Scratch space for one datagram, shared by every association of the loop's thread (callbacks
- * never nest). Upward datagrams are read at the start; downward ones after room for the header
- * we prepend, so header and payload go out in one sendto without a copy.
+ * The loop's batch buffers (callbacks never nest). Datagrams are read into slots after
+ * UDP_REPLY_HEADER_MAX bytes of room, so a reply's header and payload go out in one send
+ * without a copy. Sends queue in `out` until udp_flush: all to one socket, for one
+ * association, pointing into the slots or into a name's queue, which stay until the flush.
+ * The slots are one large allocation whose pages the kernel touches only as datagrams fill
+ * them.
  */
-static _Thread_local uint8_t scratch[UDP_REPLY_HEADER_MAX + UDP_DATAGRAM_MAX + 1];
+struct udp_batch {
+    struct mmsghdr in[UDP_MMSG];
+    struct iovec in_iov[UDP_MMSG];
+    struct addr in_from[UDP_MMSG];
+    struct mmsghdr out[UDP_MMSG];
+    struct iovec out_iov[UDP_MMSG];
+    struct addr out_to[UDP_MMSG];
+    size_t out_payload[UDP_MMSG]; /* payload bytes of each queued send, for the counters */
+    size_t nout;
+    int out_fd;
+    bool out_down; /* the queued sends go to the client (else to targets) */
+    struct udp_assoc *out_assoc;
+    uint8_t *slots; /* UDP_MMSG * UDP_SLOT */
+};
+
+struct udp_batch *udp_batch_new(void)
+{
+    struct udp_batch *b = calloc(1, sizeof(*b));
+
+    if (b == NULL)
+        return NULL;
+    b->slots = malloc((size_t)UDP_MMSG * UDP_SLOT);
+    if (b->slots == NULL) {
+        free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < UDP_MMSG; i++) {
+        b->in_iov[i].iov_base = b->slots + i * UDP_SLOT + UDP_REPLY_HEADER_MAX;
+        b->in_iov[i].iov_len = UDP_DATAGRAM_MAX + 1;
+    }
+    b->out_fd = -1;
+    return b;
+}
+
+void udp_batch_free(struct udp_batch *b)
+{
+    if (b == NULL)
+        return;
+    free(b->slots);
+    free(b);
+}
+
+/* Send what is queued; each datagram the kernel refuses is dropped and counted. */
+static void udp_flush(struct udp_batch *b)
+{
+    struct udp_assoc *a = b->out_assoc;
+    size_t done = 0;
+
+    while (done < b->nout) {
+        int n = sendmmsg(b->out_fd, b->out + done, (unsigned)(b->nout - done), 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            /* The first datagram failed (ENOBUFS, EAGAIN, unreachable...): drop it, go on. */
+            if (log_enabled(LOG_DEBUG))
+                log_debug("udp: send: %s", strerror(errno));
+            a->stats.drop_send++;
+            done++;
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            size_t len = b->out_payload[done + (size_t)i];
+            if (b->out_down) {
+                a->stats.down_packets++;
+                a->stats.down_bytes += len;
+            } else {
+                a->stats.up_packets++;
+                a->stats.up_bytes += len;
+            }
+        }
+        touch(a);
+        done += (size_t)n;
+    }
+    b->nout = 0;
+    b->out_fd = -1;
+    b->out_assoc = NULL;
+}
+
+/* Queue one send (data stays valid until the flush); a different socket flushes first. */
+static void udp_queue(struct udp_assoc *a, int fd, bool down, const struct addr *to,
+                      const uint8_t *data, size_t len, size_t payload)
+{
+    struct udp_batch *b = a->batch;
+    size_t i;
+
+    if (b->nout > 0 && (b->out_fd != fd || b->out_assoc != a || b->nout == UDP_MMSG))
+        udp_flush(b);
+    i = b->nout++;
+    b->out_fd = fd;
+    b->out_down = down;
+    b->out_assoc = a;
+    b->out_to[i] = *to;
+    b->out_iov[i].iov_base = (void *)data;
+    b->out_iov[i].iov_len = len;
+    b->out_payload[i] = payload;
+    memset(&b->out[i], 0, sizeof(b->out[i]));
+    b->out[i].msg_hdr.msg_name = &b->out_to[i].u.sa;
+    b->out[i].msg_hdr.msg_namelen = b->out_to[i].len;
+    b->out[i].msg_hdr.msg_iov = &b->out_iov[i];
+    b->out[i].msg_hdr.msg_iovlen = 1;
+}
+
+/*
+ * Read up to UDP_MMSG datagrams from fd into the batch slots. Returns how many (0 when none
+ * is waiting or on an error the socket reported).
+ */
+static int udp_receive(struct udp_batch *b, int fd)
+{
+    int n;
+
+    for (size_t i = 0; i < UDP_MMSG; i++) {
+        memset(&b->in[i].msg_hdr, 0, sizeof(b->in[i].msg_hdr));
+        b->in_from[i].len = sizeof(b->in_from[i].u);
+        b->in[i].msg_hdr.msg_name = &b->in_from[i].u.sa;
+        b->in[i].msg_hdr.msg_namelen = b->in_from[i].len;
+        b->in[i].msg_hdr.msg_iov = &b->in_iov[i];
+        b->in[i].msg_hdr.msg_iovlen = 1;
+    }
+    do {
+        n = recvmmsg(fd, b->in, UDP_MMSG, MSG_DONTWAIT, NULL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        b->in_from[i].len = b->in[i].msg_hdr.msg_namelen;
+    return n;
+}
 
 /* An IPv4-mapped IPv6 address becomes the plain IPv4 address (same port). */
 static void addr_unmap(struct addr *a)
@@ -133,10 +276,6 @@ static void addr_unmap(struct addr *a)
     }
 }
 
-static void touch(struct udp_assoc *a)
-{
-    a->last_activity = ev_now(a->loop);
-}
 
 /* Remember that the client sent to ip, for the reply filter. */
 static void peers_add(struct udp_assoc *a, const struct addr *ip)
@@ -240,24 +379,21 @@ static bool allowed(struct udp_assoc *a, const char *name, const struct addr *to
     return false;
 }
 
-/* Send one payload to a target (an IP address, mapped IPv4 already unmapped). */
+/*
+ * Queue one payload for a target (an IP address, mapped IPv4 already unmapped); it goes out
+ * at the next udp_flush.
+ */
 static void send_to_target(struct udp_assoc *a, const struct addr *to, const uint8_t *payload,
                            size_t len)
 {
     int fd = out_socket(a, addr_family(to));
 
-    if (fd < 0 || sendto(fd, payload, len, 0, &to->u.sa, to->len) < 0) {
-        if (log_enabled(LOG_DEBUG)) {
-            char buf[ADDR_STRLEN];
-            log_debug("udp: send to %s: %s", addr_format(to, buf, sizeof(buf)), strerror(errno));
-        }
+    if (fd < 0) {
         a->stats.drop_send++;
         return;
     }
     peers_add(a, to);
-    a->stats.up_packets++;
-    a->stats.up_bytes += len;
-    touch(a);
+    udp_queue(a, fd, false, to, payload, len, len);
 }
 
 /* The address a name's datagrams go to: the first IPv4 address, else the first address. */
@@ -321,6 +457,7 @@ static void on_resolved(const struct resolver_result *res, void *arg)
             if (allowed(a, p->name, &to, q->port))
                 send_to_target(a, &to, q->data, q->len);
         }
+        udp_flush(a->batch); /* before the queue, which the sends point into, goes */
     }
     pending_free(a, p);
 }
@@ -440,35 +577,45 @@ static void client_datagram(struct udp_assoc *a, const struct addr *from, const 
         send_to_target(a, &to, buf + hdrlen, len - hdrlen);
 }
 
+/* Datagram i of the batch just read: its sender, or NULL (another family, or too large). */
+static const struct addr *received(struct udp_assoc *a, int i)
+{
+    struct udp_batch *b = a->batch;
+    const struct addr *from = &b->in_from[i];
+
+    if (addr_family(from) != AF_INET && addr_family(from) != AF_INET6)
+        return NULL;
+    if ((b->in[i].msg_hdr.msg_flags & MSG_TRUNC) || b->in[i].msg_len > UDP_DATAGRAM_MAX) {
+        a->stats.drop_oversize++;
+        return NULL;
+    }
+    return from;
+}
+
 static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct udp_assoc *a = w->data;
+    struct udp_batch *b = a->batch;
 
     (void)loop;
     (void)revents;
-    for (int i = 0; i < UDP_BATCH; i++) {
-        struct addr from;
-        ssize_t n;
+    for (int got = 0; got < UDP_BATCH;) {
+        int n = udp_receive(b, a->client_fd);
 
-        from.len = sizeof(from.u);
-        n = recvfrom(a->client_fd, scratch, UDP_DATAGRAM_MAX + 1, MSG_TRUNC, &from.u.sa, &from.len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            break; /* EAGAIN, or an error the socket reported: nothing more to read now */
+        for (int i = 0; i < n; i++) {
+            const struct addr *from = received(a, i);
+            if (from != NULL)
+                client_datagram(a, from, b->in_iov[i].iov_base, b->in[i].msg_len);
         }
-        if (addr_family(&from) != AF_INET && addr_family(&from) != AF_INET6)
-            continue;
-        if ((size_t)n > UDP_DATAGRAM_MAX) {
-            a->stats.drop_oversize++;
-            continue;
-        }
-        client_datagram(a, &from, scratch, (size_t)n);
+        udp_flush(b);
+        if (n < UDP_MMSG)
+            break; /* the socket is drained (or reported an error): wait for the next event */
+        got += n;
     }
 }
 
-/* One datagram from a target: filter, prepend the header naming the sender, send to the
- * client. payload sits in scratch after UDP_REPLY_HEADER_MAX bytes of room. */
+/* One datagram from a target: filter, prepend the header naming the sender, queue it for the
+ * client. payload sits in a batch slot after UDP_REPLY_HEADER_MAX bytes of room. */
 static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *payload,
                             size_t len)
 {
@@ -492,45 +639,31 @@ static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_
     }
     start = payload - hdrlen;
     memcpy(start, hdr, hdrlen);
-    if (sendto(a->client_fd, start, hdrlen + len, 0, &a->client_addr.u.sa, a->client_addr.len) <
-        0) {
-        log_debug("udp: send to client: %s", strerror(errno));
-        a->stats.drop_send++;
-        return;
-    }
-    a->stats.down_packets++;
-    a->stats.down_bytes += len;
-    touch(a);
+    udp_queue(a, a->client_fd, true, &a->client_addr, start, hdrlen + len, len);
 }
 
 static void on_out_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct udp_out *o = w->data;
     struct udp_assoc *a = o->assoc;
-    uint8_t *payload = scratch + UDP_REPLY_HEADER_MAX;
+    struct udp_batch *b = a->batch;
 
     (void)loop;
     (void)revents;
-    for (int i = 0; i < UDP_BATCH; i++) {
-        struct addr from;
-        ssize_t n;
+    for (int got = 0, errors = 0; got < UDP_BATCH;) {
+        int n = udp_receive(b, o->fd);
 
-        from.len = sizeof(from.u);
-        n = recvfrom(o->fd, payload, UDP_DATAGRAM_MAX + 1, MSG_TRUNC, &from.u.sa, &from.len);
-        if (n < 0) {
-            /* ICMP errors for earlier sends may surface here: ignore them, read on. */
-            if (errno == EINTR || errno == ECONNREFUSED || errno == EHOSTUNREACH ||
-                errno == ENETUNREACH)
-                continue;
+        if (n == 0 && errno != EAGAIN && errno != EWOULDBLOCK && errors++ < UDP_MMSG)
+            continue; /* an ICMP error for an earlier send surfaced here: read on */
+        for (int i = 0; i < n; i++) {
+            const struct addr *from = received(a, i);
+            if (from != NULL)
+                target_datagram(a, from, b->in_iov[i].iov_base, b->in[i].msg_len);
+        }
+        udp_flush(b);
+        if (n < UDP_MMSG)
             break;
-        }
-        if (addr_family(&from) != AF_INET && addr_family(&from) != AF_INET6)
-            continue;
-        if ((size_t)n > UDP_DATAGRAM_MAX) {
-            a->stats.drop_oversize++;
-            continue;
-        }
-        target_datagram(a, &from, payload, (size_t)n);
+        got += n;
     }
 }
 
@@ -543,6 +676,7 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
         return NULL;
     a->loop = p->loop;
     a->resolver = p->resolver;
+    a->batch = p->batch;
     a->any_sender = p->config != NULL && p->config->udp_any_sender;
     a->policy = p->policy;
     a->policy_arg = p->policy_arg;

@@ -15,6 +15,7 @@ struct relay_pool;
 struct resolver;
 struct session;
 struct snapshot;
+struct udp_batch;
 
 /* What the sessions of one worker share. The server owns it; sessions only read it, except for
  * the session list and counters that session.c keeps. */
@@ -25,6 +26,7 @@ struct session_ctx {
     struct authpool *authpool;
     struct relay_pool *relay_pool; /* the worker's spare pipes and buffers */
     struct authcache *authcache;   /* the worker's recently verified logins */
+    struct udp_batch *udp_batch;   /* the worker's datagram batch buffers */
     struct limits *limits;      /* the process's limits, shared by every worker */
 
     struct session *sessions; /* every live session, for shutdown */

@@ -11,6 +11,14 @@ struct ev_loop;
 struct config;
 struct resolver;
 struct udp_assoc;
+struct udp_batch;
+
+/*
+ * The buffers one loop uses to move datagrams in batches (recvmmsg/sendmmsg): shared by every
+ * association of the loop, which must not outlive it. NULL when out of memory.
+ */
+struct udp_batch *udp_batch_new(void);
+void udp_batch_free(struct udp_batch *b);
 
 /*
  * Per-datagram policy: return false to drop (counted as drop_blocked). name is the destination
@@ -23,6 +31,7 @@ struct udp_assoc_params {
     struct ev_loop *loop;
     const struct config *config; /* udp_* settings */
     struct resolver *resolver;   /* for DEST_NAME destinations */
+    struct udp_batch *batch;     /* the loop's batch buffers */
     struct addr client;          /* the TCP control connection's peer */
     uint16_t client_port;        /* the client's UDP source port, or 0: learn it from the
                                   * first datagram from the client's IP */

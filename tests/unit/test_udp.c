@@ -271,6 +271,7 @@ static void on_dns_readable(struct ev_loop *l, ev_io *w, int revents)
 /* ---- fixture ------------------------------------------------------------------------------ */
 
 static struct resolver *resolver;
+static struct udp_batch *batch;
 static struct config cfg;
 
 static void setup(void)
@@ -302,6 +303,8 @@ static void setup(void)
     opt.negative_ttl = 1;
     opt.max_ttl = 300;
     resolver = resolver_new(loop, &opt, err, sizeof(err));
+    batch = udp_batch_new();
+    ck_assert_ptr_nonnull(batch);
     ck_assert_msg(resolver != NULL, "resolver_new: %s", err);
 
     memset(&cfg, 0, sizeof(cfg));
@@ -311,6 +314,7 @@ static void setup(void)
 static void teardown(void)
 {
     resolver_free(resolver);
+    udp_batch_free(batch);
     ev_io_stop(loop, &dns.io);
     close(dns.fd);
     echo_stop(&echo4);
@@ -330,6 +334,7 @@ static struct udp_assoc *assoc_start(const char *client_ip, uint16_t client_port
     p.loop = loop;
     p.config = &cfg;
     p.resolver = resolver;
+    p.batch = batch;
     p.client = ip_addr(client_ip, 0);
     p.client_port = client_port;
     p.local = ip_addr(local_ip, 0);
@@ -579,13 +584,14 @@ START_TEST(test_udp_start_fails_when_port_range_is_exhausted)
     struct udp_assoc *a, *b;
     struct udp_assoc_params p;
 
-    cfg.udp_port_min = 42180;
-    cfg.udp_port_max = 42180;
+    cfg.udp_port_min = 22180;
+    cfg.udp_port_max = 22180;
     a = assoc_start("127.0.0.1", 0, "127.0.0.1");
     memset(&p, 0, sizeof(p));
     p.loop = loop;
     p.config = &cfg;
     p.resolver = resolver;
+    p.batch = batch;
     p.client = ip_addr("127.0.0.1", 0);
     p.local = ip_addr("127.0.0.1", 0);
     errno = 0;
