@@ -126,28 +126,7 @@ static int fail(struct parser *p, const char *fmt, ...)
     return -1;
 }
 
-/* A copy of s fit for a message: non-printable bytes as \xNN, long values cut short. */
-static const char *quote(const char *s, char *buf, size_t size)
-{
-    size_t n = 0;
-
-    for (; *s != '\0' && n + 8 < size; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20 || ch >= 0x7f || ch == '\\') {
-            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
-        } else {
-            buf[n++] = (char)ch;
-        }
-    }
-    if (*s != '\0') {
-        memcpy(buf + n, "...", 3);
-        n += 3;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
-#define Q(s) quote((s), (char[96]){0}, 96)
+#define Q(s) units_quote((s), (char[96]){0}, 96)
 
 /* Decimal number without sign, in [min, max]. */
 static int parse_uint(struct parser *p, const char *s, unsigned long min, unsigned long max,

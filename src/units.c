@@ -3,6 +3,9 @@
 
 #include "ferry/units.h"
 
+#include <stdio.h>
+#include <string.h>
+
 enum units_status units_parse_bytes(const char *s, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0, scale = 1;
@@ -39,4 +42,23 @@ enum units_status units_parse_bytes(const char *s, uint64_t max, uint64_t *out)
         return UNITS_TOO_LARGE;
     *out = v * scale;
     return UNITS_OK;
+}
+
+const char *units_quote(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    for (; *s != '\0' && n + 8 < size; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch >= 0x7f || ch == '\\')
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
+        else
+            buf[n++] = (char)ch;
+    }
+    if (*s != '\0') {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
 }

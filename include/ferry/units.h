@@ -1,7 +1,8 @@
-/* Numbers with units, as ferryd.conf writes them. Pure. */
+/* Values as ferryd.conf writes them: numbers with units, and quoting for messages. Pure. */
 #ifndef FERRY_UNITS_H
 #define FERRY_UNITS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum units_status {
@@ -15,5 +16,11 @@ enum units_status {
  * at most max bytes.
  */
 enum units_status units_parse_bytes(const char *s, uint64_t max, uint64_t *out);
+
+/*
+ * A copy of s fit for an error message, in buf (size bytes, at least 12): bytes that are not
+ * printable ASCII, and backslashes, as \xNN; a value too long is cut short with "...".
+ */
+const char *units_quote(const char *s, char *buf, size_t size);
 
 #endif
