@@ -74,7 +74,37 @@ class BufferedBulkTest(BulkTest):
     mode = "buffered"
 
 
+class AutoBulkTest(BulkTest):
+    """relay auto starts with recv/send and moves a bulk direction to splice."""
+    mode = "auto"
+
+
 del BulkTest
+
+
+class IdleSessionsHoldNothingTest(unittest.TestCase):
+    """Pipes and buffers are taken only while data moves: established sessions that have
+    moved data and now idle hold no pipe (spares go back a second after their last use)."""
+
+    def test_idle_spliced_sessions_hold_no_pipes(self):
+        echo = ft.EchoOrigin(self)
+        ferry = ft.start_ferryd(self, extra=["relay splice"])
+        pid = ferry.proc.pid
+        socks = []
+        blob = os.urandom(1 << 20)
+        for _ in range(10):
+            s, rep, _, _ = ft.socks5_open(ferry.addr(), echo.host, echo.port, timeout=30)
+            self.addCleanup(s.close)
+            self.assertEqual(rep, ft.REP_SUCCEEDED)
+            socks.append(s)
+        for s in socks:
+            self.assertEqual(ft.echo_roundtrip(s, blob), blob)
+        self.assertTrue(ft.wait_until(lambda: ft.relay_pipes(pid) == 0, 5),
+                        "%d pipe fds left with 10 idle sessions" % ft.relay_pipes(pid))
+        # ... while every session is still open (none has written its access line).
+        self.assertEqual(len(ferry.sessions()), 0)
+        for s in socks:
+            self.assertEqual(ft.echo_roundtrip(s, b"still here"), b"still here")
 
 if __name__ == "__main__":
     ft.main()
