@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <ev.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -53,6 +54,24 @@ static unsigned daemon_sessions(const struct daemon *d)
     for (unsigned i = 0; i < d->nworkers; i++)
         n += worker_sessions(d->workers[i]);
     return n;
+}
+
+/* One line of totals over every worker: on SIGUSR1 and when ferryd stops. */
+static void daemon_log_totals(const struct daemon *d, const char *what)
+{
+    struct worker_totals t = {0};
+
+    for (unsigned i = 0; i < d->nworkers; i++)
+        worker_add_counters(d->workers[i], &t);
+    log_notice("%s: sessions live=%u ended=%" PRIu64 " refused=%" PRIu64 " limited=%" PRIu64
+               " failed=%" PRIu64 " bytes up=%" PRIu64 " down=%" PRIu64 " workers=%u",
+               what, daemon_sessions(d), t.sessions, t.refused, t.limited, t.failed, t.up, t.down,
+               d->nworkers);
+}
+
+static void stats_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    daemon_log_totals(w->data, "stats");
 }
 
 static unsigned workers_wanted(const struct config *cfg)
@@ -193,7 +212,7 @@ int main(int argc, char **argv)
     bool check_only = false;
     char err[1024] = "", warn[512] = "";
     struct ev_loop *loop;
-    ev_signal sigterm, sigint, sighup;
+    ev_signal sigterm, sigint, sighup, sigusr1;
     int opt;
 
     while ((opt = getopt(argc, argv, "f:tvqVh")) != -1) {
@@ -260,10 +279,12 @@ int main(int argc, char **argv)
     ev_signal_init(&sigterm, stop_cb, SIGTERM);
     ev_signal_init(&sigint, stop_cb, SIGINT);
     ev_signal_init(&sighup, reload_cb, SIGHUP);
-    sigterm.data = sigint.data = sighup.data = &d;
+    ev_signal_init(&sigusr1, stats_cb, SIGUSR1);
+    sigterm.data = sigint.data = sighup.data = sigusr1.data = &d;
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sighup);
+    ev_signal_start(loop, &sigusr1);
     if (daemon_start(&d, err, sizeof(err)) < 0) {
         log_err("%s", err);
         if (d.snap->config.log_target != LOG_TARGET_STDERR)
@@ -279,10 +300,14 @@ int main(int argc, char **argv)
 
     ev_timer_stop(loop, &d.poll);
     for (unsigned i = 0; i < d.nworkers; i++)
+        worker_join_thread(d.workers[i]);
+    daemon_log_totals(&d, "totals");
+    for (unsigned i = 0; i < d.nworkers; i++)
         worker_join(d.workers[i]);
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);
     ev_signal_stop(loop, &sighup);
+    ev_signal_stop(loop, &sigusr1);
     ev_loop_destroy(loop);
     limits_free(d.limits);
     snapshot_unref(d.snap);

@@ -169,7 +169,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
-                          struct listen_set *ls, unsigned w, char *err, size_t errlen)
+                          struct session_counters *counters, struct listen_set *ls, unsigned w,
+                          char *err, size_t errlen)
 {
     const struct config *cfg = &snap->config;
     struct resolver_options ropt = {
@@ -190,6 +191,7 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
     srv->ctx.loop = loop;
     srv->ctx.snap = snapshot_ref(snap);
     srv->ctx.limits = limits;
+    srv->ctx.counters = counters;
     ev_timer_init(&srv->backoff, backoff_cb, 0., 0.);
     srv->backoff.data = srv;
 

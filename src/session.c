@@ -259,6 +259,31 @@ static void session_log(const struct session *s)
              ev_now(s->ctx->loop) - s->started, end_names[s->end], udp);
 }
 
+/* Add the session's figures to the worker's counters (relaxed: only totals for logs). */
+static void session_count(const struct session *s)
+{
+    struct session_counters *c = s->ctx->counters;
+    uint64_t up = 0, down = 0;
+    struct udp_stats us;
+
+    if (s->relay != NULL)
+        relay_bytes(s->relay, &up, &down);
+    if (s->udp != NULL) {
+        udp_assoc_stats(s->udp, &us);
+        up = us.up_bytes;
+        down = us.down_bytes;
+    }
+    atomic_fetch_add_explicit(&c->sessions, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->up, up, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->down, down, memory_order_relaxed);
+    if (s->refused)
+        atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);
+    else if (s->limited != LIMITED_NONE)
+        atomic_fetch_add_explicit(&c->limited, 1, memory_order_relaxed);
+    else if (s->rep != 0xff && s->rep != SOCKS5_REP_SUCCEEDED)
+        atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
+}
+
 /* The one release path: everything the session owns goes here. */
 static void session_close(struct session *s)
 {
@@ -266,6 +291,7 @@ static void session_close(struct session *s)
     struct ev_loop *loop = ctx->loop;
 
     session_log(s);
+    session_count(s);
     if (s->auth_job != NULL)
         authpool_cancel(s->auth_job);
     if (s->query != NULL)
@@ -1503,7 +1529,6 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
         ctx->sessions->prev = s;
     ctx->sessions = s;
     ctx->nsessions++;
-    ctx->total_sessions++;
 
     ev_io_start(ctx->loop, &s->client_readable);
     /* One deadline for the whole negotiation, so a slow trickle cannot hold a session. */

@@ -14,6 +14,7 @@
 
 #include "ferry/log.h"
 #include "ferry/server.h"
+#include "ferry/session.h"
 #include "ferry/snapshot.h"
 
 /* How often a stopping worker looks whether its last session is gone. */
@@ -29,6 +30,7 @@ struct worker {
     ev_timer grace;         /* stopping: the end of the grace */
     ev_prepare publish;     /* every loop iteration: publish the session count */
     atomic_uint sessions;   /* server_sessions, published for the main thread */
+    struct session_counters counters; /* totals of the sessions that ended */
     atomic_bool done;
 
     pthread_mutex_t lock;   /* guards what the main thread posts */
@@ -37,6 +39,7 @@ struct worker {
     bool stop_now;
     double stop_grace;
     bool stopping;            /* (worker thread only) shutdown under way */
+    bool joined;              /* (main thread only) the thread has been joined */
 };
 
 static void publish(struct worker *wk)
@@ -135,7 +138,7 @@ struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *li
         snprintf(err, errlen, "cannot create an event loop");
         goto fail;
     }
-    wk->srv = server_new(wk->loop, snap, limits, ls, w, err, errlen);
+    wk->srv = server_new(wk->loop, snap, limits, &wk->counters, ls, w, err, errlen);
     if (wk->srv == NULL)
         goto fail;
     ev_async_init(&wk->wake, wake_cb);
@@ -193,14 +196,34 @@ unsigned worker_sessions(struct worker *wk)
     return atomic_load_explicit(&wk->sessions, memory_order_relaxed);
 }
 
+void worker_add_counters(struct worker *wk, struct worker_totals *t)
+{
+    const struct session_counters *c = &wk->counters;
+
+    t->sessions += atomic_load_explicit(&c->sessions, memory_order_relaxed);
+    t->up += atomic_load_explicit(&c->up, memory_order_relaxed);
+    t->down += atomic_load_explicit(&c->down, memory_order_relaxed);
+    t->refused += atomic_load_explicit(&c->refused, memory_order_relaxed);
+    t->limited += atomic_load_explicit(&c->limited, memory_order_relaxed);
+    t->failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
+}
+
 bool worker_done(struct worker *wk)
 {
     return atomic_load(&wk->done);
 }
 
+void worker_join_thread(struct worker *wk)
+{
+    if (!wk->joined) {
+        pthread_join(wk->thread, NULL);
+        wk->joined = true;
+    }
+}
+
 void worker_join(struct worker *wk)
 {
-    pthread_join(wk->thread, NULL);
+    worker_join_thread(wk);
     snapshot_unref(wk->pending);
     ev_loop_destroy(wk->loop);
     pthread_mutex_destroy(&wk->lock);

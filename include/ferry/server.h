@@ -8,14 +8,17 @@ struct ev_loop;
 struct limits;
 struct listen_set;
 struct server;
+struct session_counters;
 struct snapshot;
 
 /*
  * Start serving worker w's sockets of ls (taken over) on loop, under snap (a reference is
- * taken) and the process's limits. Returns NULL with a message in err.
+ * taken) and the process's limits, adding to counters (which must outlive the server).
+ * Returns NULL with a message in err.
  */
 struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
-                          struct listen_set *ls, unsigned w, char *err, size_t errlen);
+                          struct session_counters *counters, struct listen_set *ls, unsigned w,
+                          char *err, size_t errlen);
 
 /* New sessions start under snap from now on; running ones keep their own. */
 void server_reload(struct server *srv, struct snapshot *snap);

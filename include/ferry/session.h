@@ -2,6 +2,7 @@
 #ifndef FERRY_SESSION_H
 #define FERRY_SESSION_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "ferry/addr.h"
@@ -17,6 +18,19 @@ struct session;
 struct snapshot;
 struct udp_batch;
 
+/*
+ * A worker's running totals, written by its own loop when sessions end (never per byte) and
+ * read by the main thread for its log lines: nothing shared on the hot path.
+ */
+struct session_counters {
+    _Atomic uint64_t sessions; /* sessions that ended */
+    _Atomic uint64_t up;       /* bytes client -> target (relayed and UDP payload) */
+    _Atomic uint64_t down;     /* bytes target -> client */
+    _Atomic uint64_t refused;  /* requests refused by the rules (0x02) */
+    _Atomic uint64_t limited;  /* requests refused by a limit */
+    _Atomic uint64_t failed;   /* other failure replies */
+};
+
 /* What the sessions of one worker share. The server owns it; sessions only read it, except for
  * the session list and counters that session.c keeps. */
 struct session_ctx {
@@ -31,7 +45,7 @@ struct session_ctx {
 
     struct session *sessions; /* every live session, for shutdown */
     unsigned nsessions;
-    uint64_t total_sessions;
+    struct session_counters *counters; /* the worker's, outliving its sessions */
 };
 
 /*

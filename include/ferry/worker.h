@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct limits;
 struct listen_set;
@@ -33,10 +34,21 @@ void worker_shutdown(struct worker *wk, double grace, bool now);
 /* Live sessions of the worker (read without a lock: a recent value). */
 unsigned worker_sessions(struct worker *wk);
 
+/* Totals of the sessions that ended, summed over workers by worker_add_counters. */
+struct worker_totals {
+    uint64_t sessions, up, down, refused, limited, failed;
+};
+
+/* Add the worker's totals (recent values, read without a lock) to t. */
+void worker_add_counters(struct worker *wk, struct worker_totals *t);
+
 /* True once the worker's loop has ended. */
 bool worker_done(struct worker *wk);
 
-/* Wait for the thread to end and free everything of the worker. */
+/* Wait for the thread to end; the worker's totals stay readable. */
+void worker_join_thread(struct worker *wk);
+
+/* Wait for the thread to end (if not yet) and free everything of the worker. */
 void worker_join(struct worker *wk);
 
 #endif

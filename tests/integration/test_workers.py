@@ -93,5 +93,26 @@ class WorkersTest(unittest.TestCase):
         ferry.wait_line(r"stopped")
 
 
+    def test_sigusr1_logs_totals_over_every_worker(self):
+        ferry = ft.start_ferryd(self, extra=["workers 2", "request block port 9",
+                                             "request pass"])
+        for i in range(20):
+            s, rep, _, _ = ft.socks5_open(ferry.addr(), self.echo.host, self.echo.port)
+            with s:
+                self.assertEqual(rep, ft.REP_SUCCEEDED)
+                self.assertEqual(ft.echo_roundtrip(s, b"x" * 100), b"x" * 100)
+        s, rep, _, _ = ft.socks5_open(ferry.addr(), self.echo.host, 9)
+        s.close()
+        self.assertEqual(rep, ft.REP_NOT_ALLOWED)
+        ferry.wait_sessions(21)
+        lines = len(ferry.lines)
+        ferry.proc.send_signal(signal.SIGUSR1)
+        m = ferry.wait_line(r"stats: sessions live=0 ended=(\d+) refused=(\d+) limited=0 "
+                            r"failed=0 bytes up=(\d+) down=(\d+) workers=2", start=lines)
+        self.assertEqual([int(x) for x in m.groups()], [21, 1, 2000, 2000])
+        # The same totals when ferryd stops.
+        ferry.stop()
+        ferry.wait_line(r"totals: sessions live=0 ended=21 refused=1 .* up=2000 down=2000")
+
 if __name__ == "__main__":
     ft.main()
