@@ -76,10 +76,14 @@ enum acl_cond {
 };
 
 static const char *const cond_names[COND_COUNT] = {
-    [COND_FROM] = "from", [COND_LISTENER] = "listener",
-    [COND_USER] = "user", [COND_COMMAND] = "command",
-    [COND_TO] = "to",     [COND_PORT] = "port",
-    [COND_LOG] = "log",   [COND_SESSIONS] = "sessions",
+    [COND_FROM] = "from",
+    [COND_LISTENER] = "listener",
+    [COND_USER] = "user",
+    [COND_COMMAND] = "command",
+    [COND_TO] = "to",
+    [COND_PORT] = "port",
+    [COND_LOG] = "log",
+    [COND_SESSIONS] = "sessions",
     [COND_BANDWIDTH] = "bandwidth",
 };
 

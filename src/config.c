@@ -200,8 +200,8 @@ static int parse_duration_arg(struct parser *p, const char *s, bool allow_zero, 
     double v;
 
     if (config_parse_duration(s, &v) < 0)
-        return fail(p, "%s: '%s' is not a duration (like 10, 10s, 250ms, 5m, 1h, 1d)",
-                    p->keyword, Q(s));
+        return fail(p, "%s: '%s' is not a duration (like 10, 10s, 250ms, 5m, 1h, 1d)", p->keyword,
+                    Q(s));
     if (v == 0 && !allow_zero)
         return fail(p, "%s: '%s' must be greater than zero", p->keyword, Q(s));
     *out = v;
@@ -537,8 +537,8 @@ static int parse_event_rate(struct parser *p, const char *s, struct limit_rate *
         return 0;
     }
     if (len == 0 || len >= sizeof(count))
-        return fail(p, "%s: '%s' is not a rate (COUNT/PERIOD, like 20/1s or 10/1m)",
-                    p->keyword, Q(s));
+        return fail(p, "%s: '%s' is not a rate (COUNT/PERIOD, like 20/1s or 10/1m)", p->keyword,
+                    Q(s));
     memcpy(count, s, len);
     count[len] = '\0';
     if (parse_uint(p, count, 1, 1000000, &n) < 0)
@@ -623,8 +623,7 @@ static int limit_quota_per_user(struct parser *p, const char *value)
     }
     len = slash != NULL ? (size_t)(slash - value) : 0;
     if (slash == NULL || len == 0 || len >= sizeof(bytes))
-        return fail(p, "%s: '%s' is not a quota (BYTES/PERIOD, like 10G/1d)", p->keyword,
-                    Q(value));
+        return fail(p, "%s: '%s' is not a quota (BYTES/PERIOD, like 10G/1d)", p->keyword, Q(value));
     memcpy(bytes, value, len);
     bytes[len] = '\0';
     if (parse_bytes(p, bytes, 1ull << 50, &p->c->quota_per_user) < 0 ||
@@ -638,8 +637,7 @@ static const struct subkeyword limit_settings[LIMIT_COUNT] = {
     [LIMIT_SESSIONS_PER_USER] = {"sessions-per-user", limit_sessions_per_user, "N"},
     [LIMIT_ACCEPT_RATE] = {"accept-rate", limit_accept_rate, "COUNT/PERIOD"},
     [LIMIT_AUTH_FAILURES] = {"auth-failures", limit_auth_failures, "COUNT/PERIOD"},
-    [LIMIT_BANDWIDTH_PER_CLIENT] = {"bandwidth-per-client", limit_bandwidth_per_client,
-                                    "BYTES"},
+    [LIMIT_BANDWIDTH_PER_CLIENT] = {"bandwidth-per-client", limit_bandwidth_per_client, "BYTES"},
     [LIMIT_BANDWIDTH_PER_USER] = {"bandwidth-per-user", limit_bandwidth_per_user, "BYTES"},
     [LIMIT_QUOTA_PER_USER] = {"quota-per-user", limit_quota_per_user, "BYTES/PERIOD"},
 };

@@ -26,7 +26,7 @@ struct bucket {
 };
 
 struct limit {
-    struct limit *next;                /* hash chain */
+    struct limit *next;                  /* hash chain */
     struct limit *idle_prev, *idle_next; /* entries without references, oldest first */
     unsigned refs;
     unsigned sessions;
@@ -192,8 +192,7 @@ static struct limit *lookup(struct limits *l, uint8_t kind, const unsigned char 
     return e;
 }
 
-static struct limit *acquire(struct limits *l, uint8_t kind, const unsigned char *key,
-                             size_t len)
+static struct limit *acquire(struct limits *l, uint8_t kind, const unsigned char *key, size_t len)
 {
     struct limit *e;
 
@@ -371,8 +370,7 @@ bool limits_accept(struct limits *l, struct limit *e, const struct limit_rate *r
     return ok;
 }
 
-bool limits_auth_allowed(struct limits *l, struct limit *e, const struct limit_rate *r,
-                         double now)
+bool limits_auth_allowed(struct limits *l, struct limit *e, const struct limit_rate *r, double now)
 {
     bool ok;
 
@@ -473,8 +471,8 @@ uint64_t limits_quota_left(struct limits *l, struct limit *e, uint64_t quota, do
     return left;
 }
 
-void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double period,
-                       uint64_t n, double now)
+void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double period, uint64_t n,
+                       double now)
 {
     if (quota == 0)
         return;

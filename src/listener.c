@@ -69,8 +69,8 @@ static void close_column(struct listen_set *ls, size_t col, size_t stride)
     }
 }
 
-int listen_set_open(struct listen_set *ls, const struct config *cfg, unsigned nworkers,
-                    char *err, size_t errlen)
+int listen_set_open(struct listen_set *ls, const struct config *cfg, unsigned nworkers, char *err,
+                    size_t errlen)
 {
     size_t stride = cfg->nlisten;
 

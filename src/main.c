@@ -262,8 +262,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    log_open(d.snap->config.log_target, d.snap->config.syslog_facility,
-             d.snap->config.log_level);
+    log_open(d.snap->config.log_target, d.snap->config.syslog_facility, d.snap->config.log_level);
     log_set_level(d.snap->config.log_level + d.verbosity);
     signal(SIGPIPE, SIG_IGN);
 

@@ -41,8 +41,7 @@ static bool sends_to_destination(unsigned command)
     return command == ACL_CMD_CONNECT || command == ACL_CMD_UDP;
 }
 
-struct policy_decision policy_check_request(const struct config *cfg,
-                                            const struct acl_request *req)
+struct policy_decision policy_check_request(const struct config *cfg, const struct acl_request *req)
 {
     struct acl_result r = acl_check_request(cfg->request_rules, req);
     struct policy_decision d = from_acl(&r);

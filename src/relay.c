@@ -57,11 +57,11 @@ struct relay_pool {
 };
 
 struct relay_dir {
-    uint64_t bytes;  /* bytes written to the destination socket */
-    uint8_t *buf;    /* unsent bytes (a pool buffer), NULL when none */
+    uint64_t bytes; /* bytes written to the destination socket */
+    uint8_t *buf;   /* unsent bytes (a pool buffer), NULL when none */
     uint32_t buf_off;
     uint32_t buf_len;
-    int pipe_r;      /* a pool pipe holding pipe_len unsent bytes, -1 when none */
+    int pipe_r; /* a pool pipe holding pipe_len unsent bytes, -1 when none */
     int pipe_w;
     uint32_t pipe_len;
     uint8_t index;   /* enum relay_dir_index */
@@ -253,8 +253,8 @@ static int dir_flush(struct relay *r, struct relay_dir *d)
     }
     buf_give(r->pool, d);
     while (d->pipe_len > 0) {
-        ssize_t n = splice(d->pipe_r, NULL, to, NULL, d->pipe_len,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        ssize_t n =
+            splice(d->pipe_r, NULL, to, NULL, d->pipe_len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -428,7 +428,8 @@ static void relay_update(struct relay *r)
 {
     for (int i = 0; i < 2; i++) {
         ev_io *io = &r->io[i];
-        int events = (r->dir[i].want_read ? EV_READ : 0) | (r->dir[i ^ 1].want_write ? EV_WRITE : 0);
+        int events =
+            (r->dir[i].want_read ? EV_READ : 0) | (r->dir[i ^ 1].want_write ? EV_WRITE : 0);
 
         if (events == (ev_is_active(io) ? (io->events & (EV_READ | EV_WRITE)) : 0))
             continue;
@@ -488,8 +489,8 @@ static void resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int client_fd,
                           int target_fd, enum relay_mode mode, const uint8_t *early,
-                          size_t early_len, bool client_eof,
-                          const struct relay_throttle *throttle, relay_done_cb cb, void *arg)
+                          size_t early_len, bool client_eof, const struct relay_throttle *throttle,
+                          relay_done_cb cb, void *arg)
 {
     struct relay *r = calloc(1, sizeof(*r));
 

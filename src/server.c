@@ -97,8 +97,7 @@ static bool client_allowed(const struct server *srv, const struct listener *l,
 }
 
 /* Client rules, then the client IP's accept rate; then the session owns fd. */
-static void accept_client(struct server *srv, struct listener *l, int fd,
-                          const struct addr *client)
+static void accept_client(struct server *srv, struct listener *l, int fd, const struct addr *client)
 {
     struct limits *limits = srv->ctx.limits;
     struct limit *e;

@@ -150,14 +150,14 @@ struct session {
     struct session *next;
     enum session_state state;
     enum session_end end;
-    uint8_t version; /* 4 or 5 once the first byte is read */
-    uint8_t cmd;     /* SOCKS5 command code (SOCKS4 codes are mapped) */
-    uint8_t rep;     /* SOCKS5 REP sent, 0xff before any */
-    bool requested;  /* a request was parsed: dest and cmd are valid */
+    uint8_t version;            /* 4 or 5 once the first byte is read */
+    uint8_t cmd;                /* SOCKS5 command code (SOCKS4 codes are mapped) */
+    uint8_t rep;                /* SOCKS5 REP sent, 0xff before any */
+    bool requested;             /* a request was parsed: dest and cmd are valid */
     enum session_limit limited; /* a limit refuses the request (a failure reply) */
     bool counted_udp;           /* holds one of the client's and the process's UDP slots */
-    bool client_eof; /* client half-closed before the relay started */
-    bool refused;    /* the access policy refused the request: see refusal */
+    bool client_eof;            /* client half-closed before the relay started */
+    bool refused;               /* the access policy refused the request: see refusal */
     int client_fd;
     int target_fd;
     ev_io client_readable;
@@ -165,7 +165,7 @@ struct session {
     ev_timer timer;
     ev_tstamp started;
     struct addr client_addr;
-    struct addr target_addr; /* the address connected to */
+    struct addr target_addr;  /* the address connected to */
     char *target;             /* the destination as asked, for the access line once nego is
                                * gone (the relay runs); NULL before */
     char *user;               /* authenticated user name */
@@ -178,9 +178,9 @@ struct session {
     struct udp_assoc *udp;
     const struct addr *advertise; /* the listener's public address, or NULL */
     struct policy_decision refusal;
-    struct limit *client_limit; /* the client IP's entry (a reference, one session counted) */
-    struct limit *user_limit;   /* the user's entry once authenticated, likewise */
-    struct limit *rule_limit;   /* the passing rule's entry when it has limits, likewise */
+    struct limit *client_limit;       /* the client IP's entry (a reference, one session counted) */
+    struct limit *user_limit;         /* the user's entry once authenticated, likewise */
+    struct limit *rule_limit;         /* the passing rule's entry when it has limits, likewise */
     struct limit_rate rule_bandwidth; /* that rule's bandwidth, rate 0 for none */
 };
 
@@ -413,9 +413,8 @@ static void session_linger(struct session *s)
         return;
     }
     ev_io_start(s->ctx->loop, &s->client_readable);
-    session_arm_timer(s, SESSION_LINGER < s->cfg->timeout_negotiate
-                             ? SESSION_LINGER
-                             : s->cfg->timeout_negotiate);
+    session_arm_timer(s, SESSION_LINGER < s->cfg->timeout_negotiate ? SESSION_LINGER
+                                                                    : s->cfg->timeout_negotiate);
 }
 
 /* Send the SOCKS reply for the request, in the client's protocol version. */
@@ -509,8 +508,8 @@ static void session_connect(struct session *s, const struct addr *addrs, size_t 
 {
     s->state = S_CONNECTING;
     session_arm_timer(s, s->cfg->timeout_connect);
-    s->connector = connector_start(s->ctx->loop, addrs, n, s->nego->dest.port, CONNECT_ATTEMPT_DELAY,
-                                   on_connected, s);
+    s->connector = connector_start(s->ctx->loop, addrs, n, s->nego->dest.port,
+                                   CONNECT_ATTEMPT_DELAY, on_connected, s);
     if (s->connector == NULL)
         session_fail(s, reply_from_errno(errno));
 }
@@ -655,8 +654,8 @@ static void session_log_rule(const struct session *s, const struct policy_decisi
 
     addr_format(&s->client_addr, client, sizeof(client));
     socks_dest_format(&s->nego->dest, target, sizeof(target));
-    log_notice("request rule %u (line %u) %s: client=%s user=%s cmd=%s target=%s", d->rule,
-               d->line, d->verdict == ACL_VERDICT_BLOCK ? "block" : "pass", client,
+    log_notice("request rule %u (line %u) %s: client=%s user=%s cmd=%s target=%s", d->rule, d->line,
+               d->verdict == ACL_VERDICT_BLOCK ? "block" : "pass", client,
                s->user != NULL ? s->user : "-", cmd_name(s), target);
 }
 
@@ -685,8 +684,8 @@ static bool session_rule_limits(struct session *s, const struct policy_decision 
     }
     if (d->bandwidth > 0) {
         s->rule_bandwidth.rate = (double)d->bandwidth;
-        s->rule_bandwidth.burst = (double)d->bandwidth / 10 > 16384 ? (double)d->bandwidth / 10
-                                                                    : 16384;
+        s->rule_bandwidth.burst =
+            (double)d->bandwidth / 10 > 16384 ? (double)d->bandwidth / 10 : 16384;
     }
     return true;
 }
@@ -1027,8 +1026,7 @@ static void on_auth_verified(bool ok, void *arg)
     if (!ok) {
         char client[ADDR_STRLEN];
 
-        limits_auth_failed(s->ctx->limits, s->client_limit, &s->cfg->auth_failures,
-                           limits_clock());
+        limits_auth_failed(s->ctx->limits, s->client_limit, &s->cfg->auth_failures, limits_clock());
 
         log_notice("authentication failed for user '%s' from %s", s->user,
                    addr_format(&s->client_addr, client, sizeof(client)));
@@ -1275,8 +1273,8 @@ static ssize_t session_throttle_allow(void *arg, enum relay_dir_index dir, size_
         }
     }
     if (s->user_limit != NULL && cfg->quota_per_user > 0) {
-        uint64_t left = limits_quota_left(l, s->user_limit, cfg->quota_per_user,
-                                          cfg->quota_period, now);
+        uint64_t left =
+            limits_quota_left(l, s->user_limit, cfg->quota_per_user, cfg->quota_period, now);
         if (left == 0) {
             log_notice("limit quota-per-user used up by user %s: closing its session", s->user);
             errno = EDQUOT;
@@ -1310,8 +1308,7 @@ static bool session_throttled(const struct session *s)
     const struct config *cfg = s->cfg;
 
     return cfg->bandwidth_per_client.rate > 0 || s->rule_bandwidth.rate > 0 ||
-           (s->user_limit != NULL &&
-            (cfg->bandwidth_per_user.rate > 0 || cfg->quota_per_user > 0));
+           (s->user_limit != NULL && (cfg->bandwidth_per_user.rate > 0 || cfg->quota_per_user > 0));
 }
 
 static void session_start_relay(struct session *s)
@@ -1326,8 +1323,7 @@ static void session_start_relay(struct session *s)
     ev_io_stop(s->ctx->loop, &s->client_readable);
     ev_io_stop(s->ctx->loop, &s->client_writable);
     s->relay = relay_start(s->ctx->relay_pool, s->ctx->loop, s->client_fd, s->target_fd,
-                           s->cfg->relay_mode,
-                           ng->buf, ng->len, s->client_eof,
+                           s->cfg->relay_mode, ng->buf, ng->len, s->client_eof,
                            session_throttled(s) ? &throttle : NULL, on_relay_done, s);
     if (s->relay == NULL) {
         session_end(s, END_RESOURCES);

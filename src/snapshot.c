@@ -43,8 +43,7 @@ struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char 
             return NULL;
         }
         if (userdb_count(s->users) == 0)
-            snprintf(warn, warnlen, "%s has no users: every login will fail",
-                     s->config.users_file);
+            snprintf(warn, warnlen, "%s has no users: every login will fail", s->config.users_file);
     }
     atomic_init(&s->refs, 1);
     s->generation = 1;

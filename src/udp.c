@@ -276,7 +276,6 @@ static void addr_unmap(struct addr *a)
     }
 }
 
-
 /* Remember that the client sent to ip, for the reply filter. */
 static void peers_add(struct udp_assoc *a, const struct addr *ip)
 {

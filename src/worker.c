@@ -25,21 +25,21 @@ struct worker {
     pthread_t thread;
     struct ev_loop *loop;
     struct server *srv;
-    ev_async wake;          /* the main thread has posted something below */
-    ev_timer drain;         /* stopping: poll for the last session */
-    ev_timer grace;         /* stopping: the end of the grace */
-    ev_prepare publish;     /* every loop iteration: publish the session count */
-    atomic_uint sessions;   /* server_sessions, published for the main thread */
+    ev_async wake;                    /* the main thread has posted something below */
+    ev_timer drain;                   /* stopping: poll for the last session */
+    ev_timer grace;                   /* stopping: the end of the grace */
+    ev_prepare publish;               /* every loop iteration: publish the session count */
+    atomic_uint sessions;             /* server_sessions, published for the main thread */
     struct session_counters counters; /* totals of the sessions that ended */
     atomic_bool done;
 
-    pthread_mutex_t lock;   /* guards what the main thread posts */
+    pthread_mutex_t lock;     /* guards what the main thread posts */
     struct snapshot *pending; /* a snapshot to switch to, or NULL */
     bool stop;                /* shutdown asked */
     bool stop_now;
     double stop_grace;
-    bool stopping;            /* (worker thread only) shutdown under way */
-    bool joined;              /* (main thread only) the thread has been joined */
+    bool stopping; /* (worker thread only) shutdown under way */
+    bool joined;   /* (main thread only) the thread has been joined */
 };
 
 static void publish(struct worker *wk)

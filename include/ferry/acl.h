@@ -37,12 +37,12 @@ struct acl_rules; /* one ordered rule set, built by acl_add_rule */
  * IP-literal destination).
  */
 struct acl_request {
-    const struct addr *client;  /* client address (port ignored) */
-    const char *user;           /* authenticated user, or NULL */
-    unsigned command;           /* one ACL_CMD_* bit */
-    const char *name;           /* destination host name as asked, or NULL for an IP */
-    const struct addr *dest;    /* destination address (resolved or literal), or NULL */
-    uint16_t port;              /* destination port */
+    const struct addr *client; /* client address (port ignored) */
+    const char *user;          /* authenticated user, or NULL */
+    unsigned command;          /* one ACL_CMD_* bit */
+    const char *name;          /* destination host name as asked, or NULL for an IP */
+    const struct addr *dest;   /* destination address (resolved or literal), or NULL */
+    uint16_t port;             /* destination port */
 };
 
 enum acl_verdict {
@@ -53,12 +53,12 @@ enum acl_verdict {
 
 struct acl_result {
     enum acl_verdict verdict;
-    unsigned rule;            /* 1-based number of the deciding rule in its set; 0: no rule */
-    unsigned line;            /* config line of that rule; 0: none */
-    bool log;                 /* the deciding rule asked for a log line */
-    bool explicit_dest;       /* decided by a 'to' address range that contains dest */
-    unsigned max_sessions;    /* the deciding pass rule's 'sessions N', 0 for none */
-    uint64_t bandwidth;       /* its 'bandwidth BYTES' (per second), 0 for none */
+    unsigned rule;         /* 1-based number of the deciding rule in its set; 0: no rule */
+    unsigned line;         /* config line of that rule; 0: none */
+    bool log;              /* the deciding rule asked for a log line */
+    bool explicit_dest;    /* decided by a 'to' address range that contains dest */
+    unsigned max_sessions; /* the deciding pass rule's 'sessions N', 0 for none */
+    uint64_t bandwidth;    /* its 'bandwidth BYTES' (per second), 0 for none */
 };
 
 /* Every function taking a rule set accepts NULL as the empty set. */

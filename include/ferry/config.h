@@ -67,24 +67,23 @@ struct config {
     struct acl_rules *client_rules;  /* client pass|block ... lines; NULL: none */
     struct acl_rules *request_rules; /* request pass|block ... lines; NULL: none */
     struct acl_cidr trusted_clients[CONFIG_MAX_TRUSTED];
-    size_t ntrusted_clients;         /* trusted-clients CIDR...: exempt from the private-
-                                      * destination block (default 127.0.0.0/8 ::1) */
-    bool private_destinations;       /* private-destinations block (default) | allow */
-    bool allow_unauthenticated;      /* allow-unauthenticated no (default) | yes: serve without
-                                      * auth on a non-loopback listener (needs client rules) */
-
+    size_t ntrusted_clients;    /* trusted-clients CIDR...: exempt from the private-
+                                 * destination block (default 127.0.0.0/8 ::1) */
+    bool private_destinations;  /* private-destinations block (default) | allow */
+    bool allow_unauthenticated; /* allow-unauthenticated no (default) | yes: serve without
+                                 * auth on a non-loopback listener (needs client rules) */
 
     /* Limits (limit SETTING VALUE); 0 / a zero rate means none. */
-    unsigned max_sessions;          /* max-sessions N: in the whole process (default 4096) */
-    unsigned sessions_per_client;   /* limit sessions-per-client N (default 512) */
-    unsigned sessions_per_user;     /* limit sessions-per-user N (default off) */
-    struct limit_rate accept_rate;  /* limit accept-rate COUNT/PERIOD per client IP (off) */
+    unsigned max_sessions;           /* max-sessions N: in the whole process (default 4096) */
+    unsigned sessions_per_client;    /* limit sessions-per-client N (default 512) */
+    unsigned sessions_per_user;      /* limit sessions-per-user N (default off) */
+    struct limit_rate accept_rate;   /* limit accept-rate COUNT/PERIOD per client IP (off) */
     struct limit_rate auth_failures; /* limit auth-failures COUNT/PERIOD per client IP (10/1m) */
     struct limit_rate bandwidth_per_client; /* limit bandwidth-per-client B/s, each way (off) */
     struct limit_rate bandwidth_per_user;   /* limit bandwidth-per-user B/s, each way (off) */
-    uint64_t quota_per_user;        /* limit quota-per-user BYTES/PERIOD, both ways (off) */
+    uint64_t quota_per_user;                /* limit quota-per-user BYTES/PERIOD, both ways (off) */
     double quota_period;
-    unsigned workers;               /* workers N: event loops on threads; 0 = one per CPU */
+    unsigned workers; /* workers N: event loops on threads; 0 = one per CPU */
 
     double shutdown_grace;      /* shutdown-grace DURATION: how long sessions may finish after
                                  * SIGTERM/SIGINT (default 5 s, 0 = close at once) */

@@ -74,8 +74,7 @@ bool limits_accept(struct limits *l, struct limit *e, const struct limit_rate *r
  * Failed logins: limits_auth_allowed says whether e may try a password now (its failure
  * bucket holds a token); limits_auth_failed takes one.
  */
-bool limits_auth_allowed(struct limits *l, struct limit *e, const struct limit_rate *r,
-                         double now);
+bool limits_auth_allowed(struct limits *l, struct limit *e, const struct limit_rate *r, double now);
 void limits_auth_failed(struct limits *l, struct limit *e, const struct limit_rate *r, double now);
 
 /*
@@ -95,8 +94,8 @@ void limits_bandwidth_used(struct limits *l, struct limit *e, enum limit_dir dir
  */
 uint64_t limits_quota_left(struct limits *l, struct limit *e, uint64_t quota, double period,
                            double now);
-void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double period,
-                       uint64_t n, double now);
+void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double period, uint64_t n,
+                       double now);
 
 /* Entries in the table now (with or without sessions), for tests and logs. */
 size_t limits_entries(struct limits *l);

@@ -13,10 +13,10 @@
 
 struct listen_set {
     unsigned nworkers;
-    size_t naddrs;                               /* addresses opened */
-    struct addr addrs[CONFIG_MAX_LISTEN];        /* as bound: a port 0 became the real one */
-    struct addr advertise[CONFIG_MAX_LISTEN];    /* from the listen line; len 0 if none */
-    int *fds;                                    /* fds[worker * naddrs + i]; -1 once taken */
+    size_t naddrs;                            /* addresses opened */
+    struct addr addrs[CONFIG_MAX_LISTEN];     /* as bound: a port 0 became the real one */
+    struct addr advertise[CONFIG_MAX_LISTEN]; /* from the listen line; len 0 if none */
+    int *fds;                                 /* fds[worker * naddrs + i]; -1 once taken */
 };
 
 /*
@@ -24,8 +24,8 @@ struct listen_set {
  * cannot be bound only warns (a host without IPv6); any other failure returns -1 with
  * "listen ADDRESS: strerror" in err and nothing left open.
  */
-int listen_set_open(struct listen_set *ls, const struct config *cfg, unsigned nworkers,
-                    char *err, size_t errlen);
+int listen_set_open(struct listen_set *ls, const struct config *cfg, unsigned nworkers, char *err,
+                    size_t errlen);
 
 /* Take worker w's socket for address i: the caller owns it from now on. */
 int listen_set_take(struct listen_set *ls, unsigned w, size_t i);

@@ -14,10 +14,10 @@ struct config;
 
 struct policy_decision {
     enum acl_verdict verdict;
-    unsigned rule;     /* 1-based rule of its set that decided; 0: none (default or private) */
-    unsigned line;     /* that rule's config line, 0: none */
-    bool private_dest; /* refused by the private-destination block */
-    bool log;          /* the deciding rule asked for a log line */
+    unsigned rule;         /* 1-based rule of its set that decided; 0: none (default or private) */
+    unsigned line;         /* that rule's config line, 0: none */
+    bool private_dest;     /* refused by the private-destination block */
+    bool log;              /* the deciding rule asked for a log line */
     unsigned max_sessions; /* the deciding pass rule's limits (acl.h), 0 for none */
     uint64_t bandwidth;
 };

@@ -55,8 +55,8 @@ void relay_pool_stats(const struct relay_pool *p, size_t *pipes, size_t *bufs);
  */
 struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int client_fd,
                           int target_fd, enum relay_mode mode, const uint8_t *early,
-                          size_t early_len, bool client_eof,
-                          const struct relay_throttle *throttle, relay_done_cb cb, void *arg);
+                          size_t early_len, bool client_eof, const struct relay_throttle *throttle,
+                          relay_done_cb cb, void *arg);
 
 /* Stop every watcher and free buffers and pipes; the callback will not run. */
 void relay_free(struct relay *r);

@@ -35,13 +35,13 @@ struct session_counters {
  * the session list and counters that session.c keeps. */
 struct session_ctx {
     struct ev_loop *loop;
-    struct snapshot *snap;      /* what new sessions start under; each takes a reference */
+    struct snapshot *snap; /* what new sessions start under; each takes a reference */
     struct resolver *resolver;
     struct authpool *authpool;
     struct relay_pool *relay_pool; /* the worker's spare pipes and buffers */
     struct authcache *authcache;   /* the worker's recently verified logins */
     struct udp_batch *udp_batch;   /* the worker's datagram batch buffers */
-    struct limits *limits;      /* the process's limits, shared by every worker */
+    struct limits *limits;         /* the process's limits, shared by every worker */
 
     struct session *sessions; /* every live session, for shutdown */
     unsigned nsessions;

@@ -36,7 +36,7 @@ struct udp_assoc_params {
     uint16_t client_port;        /* the client's UDP source port, or 0: learn it from the
                                   * first datagram from the client's IP */
     struct addr local;           /* where to bind the client-facing socket (port ignored) */
-    udp_policy_cb policy; /* NULL: every destination allowed */
+    udp_policy_cb policy;        /* NULL: every destination allowed */
     void *policy_arg;
 };
 
@@ -54,7 +54,7 @@ struct udp_stats {
     uint64_t drop_queue;     /* pending-resolution queue full */
     uint64_t drop_send;      /* sendto failed (ENOBUFS, EAGAIN, unreachable...) */
     uint64_t drop_oversize;  /* a reply too large to carry with its header */
-    uint64_t drop_blocked;  /* destination refused by the policy */
+    uint64_t drop_blocked;   /* destination refused by the policy */
 };
 
 /*

@@ -7,7 +7,7 @@
 
 enum units_status {
     UNITS_OK = 0,
-    UNITS_BAD = -1,      /* not a number of that kind */
+    UNITS_BAD = -1, /* not a number of that kind */
     UNITS_TOO_LARGE = -2,
 };
 

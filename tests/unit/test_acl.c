@@ -1083,20 +1083,19 @@ START_TEST(test_rule_limit_errors)
 {
     rule_err(false, "block sessions 2", "request: 'sessions' is a limit for a pass rule");
     rule_err(false, "block bandwidth 1M", "request: 'bandwidth' is a limit for a pass rule");
-    rule_err(false, "pass sessions 0",
-             "request: sessions: '0' is not a number from 1 to 1000000");
+    rule_err(false, "pass sessions 0", "request: sessions: '0' is not a number from 1 to 1000000");
     rule_err(false, "pass sessions 2x",
              "request: sessions: '2x' is not a number from 1 to 1000000");
     rule_err(false, "pass sessions 1000001",
              "request: sessions: '1000001' is not a number from 1 to 1000000");
-    rule_err(false, "pass bandwidth 100", "request: bandwidth: '100' is below 1K (bytes per "
-                                          "second)");
+    rule_err(false, "pass bandwidth 100",
+             "request: bandwidth: '100' is below 1K (bytes per "
+             "second)");
     rule_err(false, "pass bandwidth fast",
              "request: bandwidth: 'fast' is not a byte count (like 512K, 10M, 1G)");
     rule_err(false, "pass bandwidth 2000T", "request: bandwidth: '2000T' is too large");
     rule_err(false, "pass sessions", "request: 'sessions' needs a value");
-    rule_err(true, "pass sessions 2",
-             "client: unknown condition 'sessions' (from, listener, log)");
+    rule_err(true, "pass sessions 2", "client: unknown condition 'sessions' (from, listener, log)");
 }
 END_TEST
 

@@ -1253,8 +1253,7 @@ START_TEST(test_limit_errors)
     parse_err("limit speed 1\n", "t.conf:1: limit: unknown setting 'speed' (sessions-per-client, "
                                  "sessions-per-user, accept-rate, auth-failures, "
                                  "bandwidth-per-client, bandwidth-per-user or quota-per-user)");
-    parse_err("limit sessions-per-client\n",
-              "t.conf:1: limit sessions-per-client: missing N");
+    parse_err("limit sessions-per-client\n", "t.conf:1: limit sessions-per-client: missing N");
     parse_err("limit sessions-per-client 2\nlimit sessions-per-client 3\n",
               "t.conf:2: duplicate 'limit sessions-per-client' (first on line 1)");
     parse_err("limit sessions-per-user many\n",

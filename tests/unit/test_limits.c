@@ -151,9 +151,9 @@ START_TEST(test_bandwidth_allows_burst_then_waits_for_min_read)
     ck_assert_uint_eq(n, 0);
     ck_assert(wait > 0.4);
     /* No limit: everything asked for. */
-    ck_assert_uint_eq(limits_bandwidth_allow(l, e, LIMIT_DOWN, &(struct limit_rate){0}, 777, 4096,
-                                             10.1, &wait),
-                      777);
+    ck_assert_uint_eq(
+        limits_bandwidth_allow(l, e, LIMIT_DOWN, &(struct limit_rate){0}, 777, 4096, 10.1, &wait),
+        777);
     limits_release(l, e);
     limits_free(l);
 }

@@ -57,9 +57,21 @@ static struct policy_decision check(const char *client, unsigned command, const 
 START_TEST(test_private_destination_refused_to_untrusted_client)
 {
     static const char *const private[] = {
-        "127.0.0.1", "10.1.2.3",  "172.16.0.1",      "192.168.1.1",     "100.64.0.1",
-        "169.254.169.254", "0.0.0.0", "224.0.0.1",   "::1",             "fe80::1",
-        "fd00::1",   "::",        "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "2002:7f00:1::",
     };
 
     for (size_t i = 0; i < sizeof(private) / sizeof(private[0]); i++) {
