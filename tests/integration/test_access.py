@@ -337,7 +337,7 @@ class SafeDefaultsTest(unittest.TestCase):
         conf = os.path.join(tempfile.mkdtemp(prefix="ferrytest-"), "ferryd.conf")
         with open(conf, "w") as f:
             f.write(text)
-        return ft.run([ft.FERRYD, "-t", "-f", conf]), conf
+        return ft.run(ft.ferryd_argv("-t", "-f", conf)), conf
 
     def test_unauthenticated_listener_on_a_public_address_refuses_to_start(self):
         r, conf = self.check("listen 0.0.0.0:1080\n")
@@ -360,7 +360,7 @@ class SafeDefaultsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_builtin_defaults_still_serve_loopback_without_auth(self):
-        r = ft.run([ft.FERRYD, "-t"])
+        r = ft.run(ft.ferryd_argv("-t"))
         self.assertEqual(r.returncode, 0, r.stderr)
 
 

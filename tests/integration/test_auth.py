@@ -24,7 +24,7 @@ class AuthTest(unittest.TestCase):
         return ft.start_ferryd(self, auth=auth, users=self.users, extra=list(extra))
 
     def greet(self, ferry, methods):
-        s = ft.connect(*ferry.addr(), timeout=10)
+        s = ft.connect(*ferry.addr(), timeout=10 * ft.SLOW)
         s.sendall(ft.socks5_greeting(methods))
         return s, ft.read_method(s)
 
@@ -188,7 +188,7 @@ class AuthTest(unittest.TestCase):
                 self.assertEqual(ft.echo_roundtrip(c, b"fast"), b"fast")
             noauth_done = time.monotonic()
             for t in threads:
-                t.join(60)
+                t.join(60 * ft.SLOW)
         finally:
             for s in socks:
                 s.close()
@@ -199,8 +199,10 @@ class AuthTest(unittest.TestCase):
                % (noauth_done - start, ", ".join("%.3f" % t for t in times)))
         # One verification takes tens of milliseconds and eight are queued on one thread: a
         # loop that is never blocked finishes the no-auth CONNECT before the first answer.
-        self.assertLess(noauth_done - start, times[0],
-                        "the no-auth client waited for a password check")
+        # (valgrind runs one thread at a time: there the pool's thread does hold up the loop.)
+        if not ft.distorted_by_valgrind("the no-auth CONNECT before the first verification"):
+            self.assertLess(noauth_done - start, times[0],
+                            "the no-auth client waited for a password check")
 
     def test_clients_gone_during_verification(self):
         ferry = self.start("password", "auth-threads 1")

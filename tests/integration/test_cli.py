@@ -29,7 +29,7 @@ class CLITest(unittest.TestCase):
         return path
 
     def ferryd(self, *args, timeout=10):
-        return ft.run([ft.FERRYD] + list(args), timeout=timeout)
+        return ft.run(ft.ferryd_argv(*args), timeout=timeout)
 
     def check(self, path):
         r = self.ferryd("-t", "-f", path)

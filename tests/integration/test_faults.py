@@ -513,6 +513,7 @@ class FaultTest(unittest.TestCase):
         # they wait in the listen queue because ferryd cannot accept them. (How many of the
         # burst got through depends on timing: connects that met EMFILE were answered.)
         lines = len(ferry.lines)
+        held_before = counts["held"]
         for _ in range(10):
             late = 20
             for _ in range(late):
@@ -523,6 +524,18 @@ class FaultTest(unittest.TestCase):
             ft.log("with %d more: %s, ferryd fds %d" % (late, dict(counts), ft.open_fds(pid)))
             if counts["waiting"] > 0 and ft.open_fds(pid) >= limit - 2:
                 break
+            used = set(int(fd) for fd in os.listdir("/proc/%d/fd" % pid))
+            spare = [fd for fd in range(limit) if fd not in used]
+            if counts["held"] == held_before and spare:
+                # None got through and none waits: ferryd has one descriptor to spare, accepts,
+                # cannot open the outbound socket and answers with a failure, over and over.
+                # (Whether one is left over depends on how many it had before the burst;
+                # valgrind, say, keeps one of its own.) A limit at that descriptor, and it
+                # cannot accept.
+                limit = spare[0]
+                ft.set_nofile(pid, limit)
+                ft.log("RLIMIT_NOFILE lowered to %d" % limit)
+            held_before = counts["held"]
         self.assertGreater(counts["waiting"], 0, "ferryd never ran out of descriptors")
         ferry.wait_line("accept: Too many open files", start=lines)
         self.assertGreaterEqual(ft.open_fds(pid), limit - 2)

@@ -202,7 +202,10 @@ class BandwidthTest(unittest.TestCase):
     def assert_rate(self, took, size):
         rate = size / took
         ft.log("%d bytes in %.2f s: %.0f B/s (limit %d B/s)" % (size, took, rate, self.RATE))
-        self.assertGreater(rate, 0.8 * self.RATE)
+        # The time includes the SOCKS handshake, and under valgrind that (Argon2id above all)
+        # takes seconds: there only the limit itself is checked.
+        if not ft.distorted_by_valgrind("the rate's lower bound (0.8 x the limit)"):
+            self.assertGreater(rate, 0.8 * self.RATE)
         self.assertLess(rate, 1.2 * self.RATE)
 
     def test_bandwidth_per_client_download_and_upload(self):
