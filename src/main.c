@@ -288,6 +288,11 @@ int main(int argc, char **argv)
         log_err("%s", err);
         if (d.snap->config.log_target != LOG_TARGET_STDERR)
             fprintf(stderr, "ferryd: %s\n", err);
+        ev_signal_stop(loop, &sigterm);
+        ev_signal_stop(loop, &sigint);
+        ev_signal_stop(loop, &sighup);
+        ev_signal_stop(loop, &sigusr1);
+        ev_loop_destroy(loop);
         limits_free(d.limits);
         snapshot_unref(d.snap);
         return 1;
