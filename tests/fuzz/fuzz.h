@@ -18,12 +18,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An invariant of the code under test; a violation aborts with the line that failed. */
-#define FUZZ_CHECK(cond)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);          \
-            abort();                                                                              \
-        }                                                                                         \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* A copy in a buffer of exactly len bytes, so that ASan sees any read past the end. */
@@ -64,8 +64,7 @@ typedef struct fuzz_parse (*fuzz_parse_fn)(const uint8_t *buf, size_t len, void 
 typedef bool (*fuzz_same_fn)(const void *a, const void *b);
 
 static inline bool fuzz_parse_same(const struct fuzz_parse *a, const void *out_a,
-                                   const struct fuzz_parse *b, const void *out_b,
-                                   fuzz_same_fn same)
+                                   const struct fuzz_parse *b, const void *out_b, fuzz_same_fn same)
 {
     if (a->status != b->status)
         return false;

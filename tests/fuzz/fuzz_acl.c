@@ -164,8 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (next != NULL)
             *next++ = '\0';
         line++;
-        for (char *w = strtok(s, " \t"); w != NULL && argc < ACL_MAX_WORDS;
-             w = strtok(NULL, " \t"))
+        for (char *w = strtok(s, " \t"); w != NULL && argc < ACL_MAX_WORDS; w = strtok(NULL, " \t"))
             argv[argc++] = w;
         if (argc == 0)
             continue;

@@ -71,7 +71,8 @@ static void check_config(const struct config *c, const char *text)
                c->timeout_udp > 0 && c->timeout_bind > 0 && c->timeout_idle >= 0);
     FUZZ_CHECK(c->timeout_negotiate <= 1e9 && c->timeout_idle <= 1e9 && c->shutdown_grace >= 0 &&
                c->shutdown_grace <= 1e9);
-    FUZZ_CHECK(c->udp_port_min <= c->udp_port_max && (c->udp_port_min == 0) == (c->udp_port_max == 0));
+    FUZZ_CHECK(c->udp_port_min <= c->udp_port_max &&
+               (c->udp_port_min == 0) == (c->udp_port_max == 0));
     FUZZ_CHECK(c->bind_port_min <= c->bind_port_max &&
                (c->bind_port_min == 0) == (c->bind_port_max == 0));
     FUZZ_CHECK(c->udp_max_per_client >= 1 && c->udp_max_total >= 1);
