@@ -37,10 +37,13 @@
 #define POOL_MAX_BUFS 64
 #define POOL_IDLE 1.0
 /*
- * relay auto: a direction starts with recv/send, which costs less for small messages, and
- * switches to splice after RELAY_BULK_READS reads in a row filled a whole chunk (a bulk
- * transfer), back after RELAY_SMALL_SPLICES splices in a row moved less than RELAY_SMALL.
+ * relay auto, from bench/ on loopback: recv/send costs less for small messages and for many
+ * bulk transfers at once; splice moves a single bulk transfer 10-15% faster. So a direction
+ * starts with recv/send and switches to splice after RELAY_BULK_READS reads in a row filled a
+ * whole chunk, when fewer than RELAY_SPLICE_MAX directions of the worker splice already;
+ * it switches back after RELAY_SMALL_SPLICES splices in a row moved less than RELAY_SMALL.
  */
+#define RELAY_SPLICE_MAX 1
 #define RELAY_BULK_READS 2
 #define RELAY_SMALL_SPLICES 4
 #define RELAY_SMALL (16 * 1024)
@@ -50,6 +53,7 @@ struct relay_pool {
     ev_timer trim;    /* frees the spares once they have not been used for POOL_IDLE */
     bool used;        /* a spare was taken or given since the last trim tick */
     uint8_t *scratch; /* RELAY_CHUNK: a read on its way straight out */
+    unsigned spliced; /* relay auto: directions now in splice mode */
     int pipes[POOL_MAX_PIPES][2];
     size_t npipes;
     uint8_t *bufs[POOL_MAX_BUFS];
@@ -323,15 +327,17 @@ static void dir_adapt(struct relay *r, struct relay_dir *d, size_t n, size_t max
         return;
     if (!d->splice) {
         d->streak = n == max && max == RELAY_CHUNK ? d->streak + 1 : 0;
-        if (d->streak >= RELAY_BULK_READS) {
+        if (d->streak >= RELAY_BULK_READS && r->pool->spliced < RELAY_SPLICE_MAX) {
             d->splice = true;
             d->streak = 0;
+            r->pool->spliced++;
         }
     } else {
         d->streak = n < RELAY_SMALL ? d->streak + 1 : 0;
         if (d->streak >= RELAY_SMALL_SPLICES) {
             d->splice = false;
             d->streak = 0;
+            r->pool->spliced--;
         }
     }
 }
@@ -392,6 +398,8 @@ static int dir_pump(struct relay *r, struct relay_dir *d)
         n = d->splice ? dir_splice(r, d, (size_t)allowed) : dir_recv(r, d, (size_t)allowed);
         if (n < 0 && d->splice && errno == EINVAL) {
             d->splice = false; /* a socket splice cannot serve: copy from now on */
+            if (r->mode == RELAY_AUTO)
+                r->pool->spliced--;
             n = dir_recv(r, d, (size_t)allowed);
         }
         if (n < 0) {
@@ -556,6 +564,8 @@ void relay_free(struct relay *r)
     for (int i = 0; i < 2; i++) {
         buf_give(r->pool, &r->dir[i]);
         pipe_give(r->pool, &r->dir[i]);
+        if (r->mode == RELAY_AUTO && r->dir[i].splice)
+            r->pool->spliced--;
     }
     free(r->pause);
     free(r);
