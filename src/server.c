@@ -27,6 +27,7 @@
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
 #include "ferry/udp.h"
+#include "ferry/verify.h"
 
 /* Connections taken per readiness event before other watchers get a turn. */
 #define ACCEPT_BATCH 64
@@ -223,6 +224,11 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
                  strerror(errno));
         goto fail;
     }
+    srv->ctx.verifier = verifier_new(srv->ctx.authpool, srv->ctx.authcache);
+    if (srv->ctx.verifier == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     for (size_t i = 0; i < srv->nlisteners; i++)
         ev_io_start(loop, &srv->listeners[i].readable);
     return srv;
@@ -261,6 +267,7 @@ void server_free(struct server *srv)
         return;
     server_stop_listening(srv);
     session_close_all(&srv->ctx);
+    verifier_free(srv->ctx.verifier);
     if (srv->ctx.authpool != NULL)
         authpool_free(srv->ctx.authpool);
     if (srv->ctx.resolver != NULL)

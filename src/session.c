@@ -23,7 +23,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/authcache.h"
 #include "ferry/authpool.h"
 #include "ferry/bind.h"
 #include "ferry/config.h"
@@ -40,6 +39,7 @@
 #include "ferry/socks5.h"
 #include "ferry/udp.h"
 #include "ferry/userdb.h"
+#include "ferry/verify.h"
 
 /*
  * Negotiation input: greeting (257) + sub-negotiation (513) + request (262) may all arrive in
@@ -136,8 +136,6 @@ struct negotiation {
     size_t len;
     size_t out_len;
     struct socks_dest dest; /* the request's destination, once requested */
-    bool login_cached;      /* login_key holds the auth cache key of the login being checked */
-    unsigned char login_key[AUTHCACHE_KEY_LEN];
     uint8_t buf[NEGOTIATION_BUF];
     uint8_t out[SESSION_OUT_BUF];
 };
@@ -165,12 +163,12 @@ struct session {
     ev_timer timer;
     ev_tstamp started;
     struct addr client_addr;
-    struct addr target_addr;  /* the address connected to */
-    char *target;             /* the destination as asked, for the access line once nego is
-                               * gone (the relay runs); NULL before */
-    char *user;               /* authenticated user name */
-    struct negotiation *nego; /* freed when the relay starts */
-    struct auth_job *auth_job;
+    struct addr target_addr;    /* the address connected to */
+    char *target;               /* the destination as asked, for the access line once nego is
+                                 * gone (the relay runs); NULL before */
+    char *user;                 /* authenticated user name */
+    struct negotiation *nego;   /* freed when the relay starts */
+    struct verify_wait *verify; /* a password check in flight */
     struct resolver_query *query;
     struct connector *connector;
     struct relay *relay;
@@ -292,8 +290,8 @@ static void session_close(struct session *s)
 
     session_log(s);
     session_count(s);
-    if (s->auth_job != NULL)
-        authpool_cancel(s->auth_job);
+    if (s->verify != NULL)
+        verifier_cancel(ctx->verifier, s->verify);
     if (s->query != NULL)
         resolver_cancel(s->query);
     if (s->connector != NULL)
@@ -1014,12 +1012,7 @@ static void on_auth_verified(bool ok, void *arg)
     struct session *s = arg;
     uint8_t msg[2];
 
-    s->auth_job = NULL;
-    if (ok && s->nego->login_cached) {
-        authcache_put(s->ctx->authcache, s->nego->login_key, s->snap->generation,
-                      ev_now(s->ctx->loop), s->cfg->auth_cache);
-        sodium_memzero(s->nego->login_key, sizeof(s->nego->login_key));
-    }
+    s->verify = NULL;
     if (ok && !session_enter_user(s))
         return;
     socks5_encode_userpass_reply(msg, ok ? SOCKS5_USERPASS_OK : SOCKS5_USERPASS_FAIL);
@@ -1070,6 +1063,8 @@ static bool session_choose_method(struct session *s, const struct socks5_greetin
 static bool session_verify(struct session *s, struct socks5_userpass *up)
 {
     const char *hash = userdb_lookup(s->snap->users, up->user, up->user_len);
+    struct verify_login login;
+    enum verify_status st;
 
     /* A name with a NUL byte cannot be a valid user; it still costs a verification. */
     s->user = strndup(up->user, up->user_len);
@@ -1095,26 +1090,22 @@ static bool session_verify(struct session *s, struct socks5_userpass *up)
         session_linger(s);
         return false;
     }
-    if (hash != NULL && s->cfg->auth_cache > 0) {
-        struct negotiation *ng = s->nego;
-
-        /* A login verified a moment ago under this users file: no second Argon2id run. */
-        authcache_key(s->ctx->authcache, up->user, up->user_len, up->pass, up->pass_len,
-                      ng->login_key);
-        ng->login_cached = true;
-        if (authcache_check(s->ctx->authcache, ng->login_key, s->snap->generation,
-                            ev_now(s->ctx->loop))) {
-            sodium_memzero(up, sizeof(*up));
-            ng->login_cached = false;
-            log_debug("login of user '%s' verified from the auth cache", s->user);
-            on_auth_verified(true, s);
-            return false; /* on_auth_verified went on (and may have closed the session) */
-        }
-    }
-    s->auth_job =
-        authpool_verify(s->ctx->authpool, hash, up->pass, up->pass_len, on_auth_verified, s);
+    login.user = up->user;
+    login.user_len = up->user_len;
+    login.password = up->pass;
+    login.pass_len = up->pass_len;
+    login.hash = hash;
+    login.generation = s->snap->generation;
+    login.cache_ttl = s->cfg->auth_cache;
+    st = verifier_check(s->ctx->verifier, &login, on_auth_verified, s, &s->verify);
     sodium_memzero(up, sizeof(*up));
-    if (s->auth_job == NULL) {
+    if (st == VERIFY_CACHED) {
+        /* A login verified a moment ago under this users file: no second Argon2id run. */
+        log_debug("login of user '%s' verified from the auth cache", s->user);
+        on_auth_verified(true, s);
+        return false; /* on_auth_verified went on (and may have closed the session) */
+    }
+    if (st == VERIFY_ERROR) {
         uint8_t msg[2];
 
         /* The pool is full (or out of memory): an honest failure status, then close. */
@@ -1505,7 +1496,6 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
         s->limited = LIMITED_CLIENT;
     s->nego->len = 0;
     s->nego->out_len = 0;
-    s->nego->login_cached = false;
     s->client_fd = fd;
     s->target_fd = -1;
     s->client_addr = *client;

@@ -17,6 +17,7 @@ struct resolver;
 struct session;
 struct snapshot;
 struct udp_batch;
+struct verifier;
 
 /*
  * A worker's running totals, written by its own loop when sessions end (never per byte) and
@@ -40,6 +41,7 @@ struct session_ctx {
     struct authpool *authpool;
     struct relay_pool *relay_pool; /* the worker's spare pipes and buffers */
     struct authcache *authcache;   /* the worker's recently verified logins */
+    struct verifier *verifier;     /* password checks: the cache, merged runs, the pool */
     struct udp_batch *udp_batch;   /* the worker's datagram batch buffers */
     struct limits *limits;         /* the process's limits, shared by every worker */
 

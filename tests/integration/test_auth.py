@@ -311,5 +311,23 @@ class AuthTest(unittest.TestCase):
         ferry.wait_sessions(4)
         self.assertEqual(self.cached_logins(ferry), 1)  # only the second "old" login
 
+    def test_many_identical_logins_at_once_all_get_their_answer(self):
+        # They share one verification in flight (tests/unit/test_verify.c); each session must
+        # still get its own answer, right or wrong.
+        ferry = ft.start_ferryd(self, auth="password", users=self.users)
+        user, password = next(iter(USERS.items()))
+        socks = []
+        for i in range(24):
+            s, method = self.greet(ferry, (ft.METHOD_USERPASS,))
+            self.addCleanup(s.close)
+            self.assertEqual(method, ft.METHOD_USERPASS)
+            socks.append((s, password if i % 3 else password + "!"))
+        for s, pw in socks:
+            s.sendall(ft.socks5_userpass(user, pw))
+        for s, pw in socks:
+            ver, status = ft.recv_exact(s, 2)
+            self.assertEqual(status, 0 if pw == password else 1)
+        ferry.wait_sessions(8, pred=lambda l: l.get("end") == "auth-failed")
+
 if __name__ == "__main__":
     ft.main()

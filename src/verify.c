@@ -1,0 +1,205 @@
+/* Password checks: cache, merged checks in flight, the pool (see verify.h). */
+#include "config.h"
+
+#include "ferry/verify.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ferry/authcache.h"
+#include "ferry/authpool.h"
+
+/* One Argon2id run on the pool and the sessions waiting for its answer. */
+struct flight {
+    struct flight *next;
+    struct verifier *v;
+    struct auth_job *job;
+    struct verify_wait *waiters;
+    bool keyed; /* key/generation identify the login: others may join, the answer is cached */
+    unsigned generation;
+    double cache_ttl;
+    unsigned char key[AUTHCACHE_KEY_LEN];
+};
+
+struct verify_wait {
+    struct verify_wait *next;
+    struct flight *flight;
+    verify_cb cb;
+    void *arg;
+};
+
+struct verifier {
+    struct authpool *pool;
+    struct authcache *cache;
+    struct flight *flights;
+    size_t nflights;
+};
+
+/* The cache's clock: monotonic seconds. */
+static double verify_clock(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct verifier *verifier_new(struct authpool *pool, struct authcache *cache)
+{
+    struct verifier *v = calloc(1, sizeof(*v));
+
+    if (v == NULL)
+        return NULL;
+    v->pool = pool;
+    v->cache = cache;
+    return v;
+}
+
+static void flight_unlink(struct verifier *v, struct flight *f)
+{
+    for (struct flight **p = &v->flights; *p != NULL; p = &(*p)->next) {
+        if (*p == f) {
+            *p = f->next;
+            v->nflights--;
+            return;
+        }
+    }
+}
+
+static void flight_free(struct flight *f)
+{
+    while (f->waiters != NULL) {
+        struct verify_wait *w = f->waiters;
+        f->waiters = w->next;
+        free(w);
+    }
+    sodium_memzero(f->key, sizeof(f->key));
+    free(f);
+}
+
+void verifier_free(struct verifier *v)
+{
+    if (v == NULL)
+        return;
+    while (v->flights != NULL) {
+        struct flight *f = v->flights;
+        v->flights = f->next;
+        authpool_cancel(f->job);
+        flight_free(f);
+    }
+    free(v);
+}
+
+/* The pool's answer: remember a match, then hand it to every waiter, one at a time. */
+static void flight_done(bool ok, void *arg)
+{
+    struct flight *f = arg;
+    struct verifier *v = f->v;
+
+    flight_unlink(v, f);
+    if (ok && f->keyed)
+        authcache_put(v->cache, f->key, f->generation, verify_clock(), f->cache_ttl);
+    while (f->waiters != NULL) {
+        struct verify_wait *w = f->waiters;
+
+        /* Unlinked before the callback: it may close its session (and cancel nothing). */
+        f->waiters = w->next;
+        w->cb(ok, w->arg);
+        free(w);
+    }
+    flight_free(f);
+}
+
+static struct flight *flight_find(struct verifier *v, const unsigned char *key, unsigned generation)
+{
+    for (struct flight *f = v->flights; f != NULL; f = f->next) {
+        if (f->keyed && f->generation == generation &&
+            sodium_memcmp(f->key, key, AUTHCACHE_KEY_LEN) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+enum verify_status verifier_check(struct verifier *v, const struct verify_login *login,
+                                  verify_cb cb, void *arg, struct verify_wait **wait)
+{
+    unsigned char key[AUTHCACHE_KEY_LEN];
+    bool keyed = login->hash != NULL && login->cache_ttl > 0;
+    struct flight *f = NULL;
+    struct verify_wait *w;
+
+    if (keyed) {
+        authcache_key(v->cache, login->user, login->user_len, login->password, login->pass_len,
+                      key);
+        if (authcache_check(v->cache, key, login->generation, verify_clock())) {
+            sodium_memzero(key, sizeof(key));
+            return VERIFY_CACHED;
+        }
+        f = flight_find(v, key, login->generation);
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        goto fail;
+    w->cb = cb;
+    w->arg = arg;
+    if (f == NULL) {
+        f = calloc(1, sizeof(*f));
+        if (f == NULL)
+            goto fail;
+        f->v = v;
+        f->keyed = keyed;
+        f->generation = login->generation;
+        f->cache_ttl = login->cache_ttl;
+        if (keyed)
+            memcpy(f->key, key, sizeof(key));
+        f->job =
+            authpool_verify(v->pool, login->hash, login->password, login->pass_len, flight_done, f);
+        if (f->job == NULL) {
+            int saved = errno;
+            flight_free(f);
+            errno = saved;
+            goto fail;
+        }
+        f->next = v->flights;
+        v->flights = f;
+        v->nflights++;
+    }
+    w->flight = f;
+    w->next = f->waiters;
+    f->waiters = w;
+    *wait = w;
+    sodium_memzero(key, sizeof(key));
+    return VERIFY_PENDING;
+
+fail:
+    sodium_memzero(key, sizeof(key));
+    free(w);
+    return VERIFY_ERROR;
+}
+
+void verifier_cancel(struct verifier *v, struct verify_wait *wait)
+{
+    struct flight *f = wait->flight;
+
+    for (struct verify_wait **p = &f->waiters; *p != NULL; p = &(*p)->next) {
+        if (*p == wait) {
+            *p = wait->next;
+            break;
+        }
+    }
+    free(wait);
+    if (f->waiters == NULL) {
+        /* Nobody waits any more: the run is not needed. */
+        authpool_cancel(f->job);
+        flight_unlink(v, f);
+        flight_free(f);
+    }
+}
+
+size_t verifier_in_flight(const struct verifier *v)
+{
+    return v->nflights;
+}

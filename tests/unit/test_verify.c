@@ -1,0 +1,175 @@
+/*
+ * Unit tests for password checks: identical logins in flight share one Argon2id run, the
+ * answer is remembered for later logins, and cancelled waiters get no callback.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <ev.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "ferry/authcache.h"
+#include "ferry/authpool.h"
+#include "ferry/verify.h"
+
+static struct ev_loop *loop;
+static struct authpool *pool;
+static struct authcache *cache;
+static struct verifier *v;
+static char hash[crypto_pwhash_STRBYTES];
+static int calls, oks, pending;
+
+static void on_answer(bool ok, void *arg)
+{
+    calls++;
+    oks += ok;
+    pending--;
+    (void)arg;
+}
+
+static void stop_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    ev_break(l, EVBREAK_ALL);
+}
+
+/* Run the loop until every expected answer came, or 10 s. */
+static void run(void)
+{
+    ev_timer t;
+
+    ev_timer_init(&t, stop_cb, 10., 0.);
+    ev_timer_start(loop, &t);
+    while (pending > 0 && ev_is_active(&t))
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &t);
+}
+
+static void setup(void)
+{
+    ck_assert_int_ge(sodium_init(), 0);
+    ck_assert_int_eq(crypto_pwhash_str(hash, "secret", 6, crypto_pwhash_OPSLIMIT_MIN,
+                                       crypto_pwhash_MEMLIMIT_MIN),
+                     0);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    pool = authpool_new(loop, 2);
+    cache = authcache_new(64);
+    v = verifier_new(pool, cache);
+    ck_assert_ptr_nonnull(v);
+    calls = oks = pending = 0;
+}
+
+static void teardown(void)
+{
+    verifier_free(v);
+    authcache_free(cache);
+    authpool_free(pool);
+    ev_loop_destroy(loop);
+}
+
+static enum verify_status check(const char *pass, const char *h, double ttl, struct verify_wait **w)
+{
+    struct verify_login l = {
+        .user = "alice",
+        .user_len = 5,
+        .password = pass,
+        .pass_len = strlen(pass),
+        .hash = h,
+        .generation = 1,
+        .cache_ttl = ttl,
+    };
+    struct verify_wait *dummy;
+    enum verify_status st = verifier_check(v, &l, on_answer, NULL, w != NULL ? w : &dummy);
+
+    if (st == VERIFY_PENDING)
+        pending++;
+    return st;
+}
+
+START_TEST(test_identical_logins_share_one_run_then_hit_the_cache)
+{
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(check("secret", hash, 300, NULL), VERIFY_PENDING);
+    ck_assert_uint_eq(verifier_in_flight(v), 1);
+    run();
+    ck_assert_int_eq(calls, 5);
+    ck_assert_int_eq(oks, 5);
+    ck_assert_uint_eq(verifier_in_flight(v), 0);
+    ck_assert_int_eq(check("secret", hash, 300, NULL), VERIFY_CACHED);
+}
+END_TEST
+
+START_TEST(test_different_passwords_and_unknown_users_get_their_own_runs)
+{
+    ck_assert_int_eq(check("secret", hash, 300, NULL), VERIFY_PENDING);
+    ck_assert_int_eq(check("wrong", hash, 300, NULL), VERIFY_PENDING);
+    ck_assert_int_eq(check("wrong", hash, 300, NULL), VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", NULL, 300, NULL), VERIFY_PENDING); /* unknown user */
+    ck_assert_int_eq(check("secret", NULL, 300, NULL), VERIFY_PENDING);
+    ck_assert_uint_eq(verifier_in_flight(v), 4);
+    run();
+    ck_assert_int_eq(calls, 5);
+    ck_assert_int_eq(oks, 1);
+    /* A wrong password is not remembered. */
+    ck_assert_int_eq(check("wrong", hash, 300, NULL), VERIFY_PENDING);
+    run();
+    ck_assert_int_eq(oks, 1);
+}
+END_TEST
+
+START_TEST(test_no_cache_ttl_means_neither_merged_nor_remembered)
+{
+    ck_assert_int_eq(check("secret", hash, 0, NULL), VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", hash, 0, NULL), VERIFY_PENDING);
+    ck_assert_uint_eq(verifier_in_flight(v), 2);
+    run();
+    ck_assert_int_eq(oks, 2);
+    ck_assert_int_eq(check("secret", hash, 0, NULL), VERIFY_PENDING);
+    run();
+}
+END_TEST
+
+START_TEST(test_cancelled_waiters_get_nothing_and_the_last_one_stops_the_run)
+{
+    struct verify_wait *a, *b, *c;
+
+    ck_assert_int_eq(check("secret", hash, 300, &a), VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", hash, 300, &b), VERIFY_PENDING);
+    verifier_cancel(v, a);
+    pending--;
+    run();
+    ck_assert_int_eq(calls, 1); /* b only */
+    ck_assert_int_eq(check("other", hash, 300, &c), VERIFY_PENDING);
+    verifier_cancel(v, c);
+    pending--;
+    ck_assert_uint_eq(verifier_in_flight(v), 0);
+    ev_run(loop, EVRUN_NOWAIT);
+    ck_assert_int_eq(calls, 1);
+}
+END_TEST
+
+static Suite *verify_suite(void)
+{
+    Suite *s = suite_create("verify");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_identical_logins_share_one_run_then_hit_the_cache);
+    tcase_add_test(tc, test_different_passwords_and_unknown_users_get_their_own_runs);
+    tcase_add_test(tc, test_no_cache_ttl_means_neither_merged_nor_remembered);
+    tcase_add_test(tc, test_cancelled_waiters_get_nothing_and_the_last_one_stops_the_run);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(verify_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
