@@ -575,6 +575,8 @@ def main(argv=None):
                         "FERRY_SLOW: 10 under valgrind)")
     p.add_argument("--relay", choices=("auto", "splice", "buffered"), default=None,
                    help="ferryd's relay mode (default: ferryd's own default)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="ferryd's workers (default: 1, as in the other tests)")
     p.add_argument("--family", type=int, choices=(4, 6), default=4,
                    help="run everything over 127.0.0.1 (4) or ::1 (6)")
     p.add_argument("--seed", type=int, default=None)
@@ -626,6 +628,10 @@ def main(argv=None):
     ]
     if args.relay:
         extra.append("relay %s" % args.relay)
+    if args.workers:
+        extra.append("workers %d" % args.workers)
+    # Every load process is the same client IP: the per-client default would cap it.
+    extra.append("limit sessions-per-client off")
     listen = "[::1]:0" if args.family == 6 else "127.0.0.1:0"
     config = ft.make_config(listen=[listen], dns=dns, extra=extra)
     env = dict(os.environ, **({} if args.malloc_default else MALLOC_ENV))
