@@ -206,13 +206,35 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+static const struct {
+    int signum;
+    void (*cb)(struct ev_loop *loop, ev_signal *w, int revents);
+} handled[] = {
+    {SIGTERM, stop_cb},
+    {SIGINT, stop_cb},
+    {SIGHUP, reload_cb},
+    {SIGUSR1, stats_cb},
+};
+
+#define NSIGNALS (sizeof(handled) / sizeof(handled[0]))
+
+/* What main made, once the workers are gone (or never started). */
+static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signals)
+{
+    for (size_t i = 0; i < NSIGNALS; i++)
+        ev_signal_stop(loop, &signals[i]);
+    ev_loop_destroy(loop);
+    limits_free(d->limits);
+    snapshot_unref(d->snap);
+}
+
 int main(int argc, char **argv)
 {
     struct daemon d = {0};
     bool check_only = false;
     char err[1024] = "", warn[512] = "";
     struct ev_loop *loop;
-    ev_signal sigterm, sigint, sighup, sigusr1;
+    ev_signal signals[NSIGNALS];
     int opt;
 
     while ((opt = getopt(argc, argv, "f:tvqVh")) != -1) {
@@ -275,26 +297,16 @@ int main(int argc, char **argv)
     /* Signals caught from now on; one that comes before the loop runs waits for it. */
     ev_timer_init(&d.poll, poll_cb, 0., 0.);
     d.poll.data = &d;
-    ev_signal_init(&sigterm, stop_cb, SIGTERM);
-    ev_signal_init(&sigint, stop_cb, SIGINT);
-    ev_signal_init(&sighup, reload_cb, SIGHUP);
-    ev_signal_init(&sigusr1, stats_cb, SIGUSR1);
-    sigterm.data = sigint.data = sighup.data = sigusr1.data = &d;
-    ev_signal_start(loop, &sigterm);
-    ev_signal_start(loop, &sigint);
-    ev_signal_start(loop, &sighup);
-    ev_signal_start(loop, &sigusr1);
+    for (size_t i = 0; i < NSIGNALS; i++) {
+        ev_signal_init(&signals[i], handled[i].cb, handled[i].signum);
+        signals[i].data = &d;
+        ev_signal_start(loop, &signals[i]);
+    }
     if (daemon_start(&d, err, sizeof(err)) < 0) {
         log_err("%s", err);
         if (d.snap->config.log_target != LOG_TARGET_STDERR)
             fprintf(stderr, "ferryd: %s\n", err);
-        ev_signal_stop(loop, &sigterm);
-        ev_signal_stop(loop, &sigint);
-        ev_signal_stop(loop, &sighup);
-        ev_signal_stop(loop, &sigusr1);
-        ev_loop_destroy(loop);
-        limits_free(d.limits);
-        snapshot_unref(d.snap);
+        daemon_free(&d, loop, signals);
         return 1;
     }
     log_notice("ferryd %s started with %u worker%s", PACKAGE_VERSION, d.nworkers,
@@ -308,13 +320,7 @@ int main(int argc, char **argv)
     daemon_log_totals(&d, "totals");
     for (unsigned i = 0; i < d.nworkers; i++)
         worker_join(d.workers[i]);
-    ev_signal_stop(loop, &sigterm);
-    ev_signal_stop(loop, &sigint);
-    ev_signal_stop(loop, &sighup);
-    ev_signal_stop(loop, &sigusr1);
-    ev_loop_destroy(loop);
-    limits_free(d.limits);
-    snapshot_unref(d.snap);
+    daemon_free(&d, loop, signals);
     log_notice("stopped");
     return 0;
 }
