@@ -288,8 +288,9 @@ static void session_close(struct session *s)
     struct session_ctx *ctx = s->ctx;
     struct ev_loop *loop = ctx->loop;
 
-    session_log(s);
+    /* Counted before the access line, so whoever has read the line sees it in the totals. */
     session_count(s);
+    session_log(s);
     if (s->verify != NULL)
         verifier_cancel(ctx->verifier, s->verify);
     if (s->query != NULL)
@@ -331,6 +332,7 @@ static void session_close(struct session *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     ctx->nsessions--;
+    atomic_fetch_sub_explicit(&ctx->counters->live, 1, memory_order_relaxed);
     snapshot_unref(s->snap);
     free(s->target);
     free(s->user);
@@ -1515,6 +1517,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
         ctx->sessions->prev = s;
     ctx->sessions = s;
     ctx->nsessions++;
+    atomic_fetch_add_explicit(&ctx->counters->live, 1, memory_order_relaxed);
 
     ev_io_start(ctx->loop, &s->client_readable);
     /* One deadline for the whole negotiation, so a slow trickle cannot hold a session. */

@@ -28,8 +28,6 @@ struct worker {
     ev_async wake;                    /* the main thread has posted something below */
     ev_timer drain;                   /* stopping: poll for the last session */
     ev_timer grace;                   /* stopping: the end of the grace */
-    ev_prepare publish;               /* every loop iteration: publish the session count */
-    atomic_uint sessions;             /* server_sessions, published for the main thread */
     struct session_counters counters; /* totals of the sessions that ended */
     atomic_bool done;
 
@@ -42,16 +40,10 @@ struct worker {
     bool joined;   /* (main thread only) the thread has been joined */
 };
 
-static void publish(struct worker *wk)
-{
-    atomic_store_explicit(&wk->sessions, server_sessions(wk->srv), memory_order_relaxed);
-}
-
 static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct worker *wk = w->data;
 
-    publish(wk);
     if (server_sessions(wk->srv) == 0)
         ev_break(loop, EVBREAK_ALL);
 }
@@ -102,22 +94,14 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof(name), "ferryd-w%u", wk->index);
     pthread_setname_np(pthread_self(), name);
     ev_run(wk->loop, 0);
-    ev_prepare_stop(wk->loop, &wk->publish);
     ev_timer_stop(wk->loop, &wk->drain);
     ev_timer_stop(wk->loop, &wk->grace);
     ev_async_stop(wk->loop, &wk->wake);
     /* Sessions still open now are closed (each writes its access line). */
     server_free(wk->srv);
     wk->srv = NULL;
-    atomic_store_explicit(&wk->sessions, 0, memory_order_relaxed);
     atomic_store(&wk->done, true);
     return NULL;
-}
-
-/* The session count is published on every loop iteration, cheaply. */
-static void publish_cb(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    publish(w->data);
 }
 
 struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *limits,
@@ -147,9 +131,6 @@ struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *li
     ev_timer_init(&wk->drain, drain_cb, 0., 0.);
     ev_timer_init(&wk->grace, grace_cb, 0., 0.);
     wk->drain.data = wk->grace.data = wk;
-    ev_prepare_init(&wk->publish, publish_cb);
-    wk->publish.data = wk;
-    ev_prepare_start(wk->loop, &wk->publish);
 
     /* Signals are the main thread's: the worker starts with all of them blocked. */
     sigfillset(&all);
@@ -193,7 +174,7 @@ void worker_shutdown(struct worker *wk, double grace, bool now)
 
 unsigned worker_sessions(struct worker *wk)
 {
-    return atomic_load_explicit(&wk->sessions, memory_order_relaxed);
+    return atomic_load_explicit(&wk->counters.live, memory_order_relaxed);
 }
 
 void worker_add_counters(struct worker *wk, struct worker_totals *t)

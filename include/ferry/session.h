@@ -24,6 +24,7 @@ struct verifier;
  * read by the main thread for its log lines: nothing shared on the hot path.
  */
 struct session_counters {
+    _Atomic unsigned live;     /* sessions running now */
     _Atomic uint64_t sessions; /* sessions that ended */
     _Atomic uint64_t up;       /* bytes client -> target (relayed and UDP payload) */
     _Atomic uint64_t down;     /* bytes target -> client */
