@@ -115,6 +115,23 @@ def closed_port(host="127.0.0.1"):
     raise RuntimeError("no closed port found on %s" % host)
 
 
+def wait_listener_closed(addr, timeout):
+    """Poll addr until connects are refused; returns the monotonic time they were.
+    A connect that landed in the backlog as the listener closed is reset instead:
+    that is not a refusal yet, so try again. Fails (AssertionError) after timeout."""
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        try:
+            socket.create_connection(addr, timeout=1).close()
+        except ConnectionRefusedError:
+            return time.monotonic()
+        except (ConnectionResetError, ConnectionAbortedError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("listener at %s:%d still accepting" % addr[:2])
+        time.sleep(0.02)
+
+
 def wait_until(pred, timeout=5.0):
     """Poll pred until it is true or timeout passes; returns its last value."""
     deadline = time.monotonic() + timeout * SLOW

@@ -166,14 +166,7 @@ auth-threads 2
             self.assertEqual(rep, ft.REP_SUCCEEDED)
             ferry.proc.send_signal(signal.SIGTERM)
             # The listener closes at once while the open session may go on.
-            deadline = time.monotonic() + 2
-            while True:
-                try:
-                    socket.create_connection(ferry.addr(), timeout=1).close()
-                except ConnectionRefusedError:
-                    break
-                self.assertLess(time.monotonic(), deadline, "listener still open after SIGTERM")
-                time.sleep(0.05)
+            ft.wait_listener_closed(ferry.addr(), 2)
             s.sendall(b"still here\n")
             self.assertEqual(ft.recv_exact(s, 11), b"still here\n")
             self.assertIsNone(ferry.proc.poll())

@@ -667,19 +667,6 @@ class FaultTest(unittest.TestCase):
 
         return ft.TCPOrigin(self, handler)
 
-    def wait_refused(self, ferry, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(ferry.addr(), timeout=1).close()
-            except ConnectionRefusedError:
-                return time.monotonic()
-            except ConnectionResetError:
-                pass  # queued as the listener closed: try again
-            if time.monotonic() > deadline:
-                self.fail("listener still accepting after SIGTERM")
-            time.sleep(0.02)
-
     def test_sigterm_lets_transfers_within_the_grace_finish_whole(self):
         origin = self.paced_origin(1.0)
         puts = ft.BulkOrigin(self, b"")
@@ -726,7 +713,7 @@ class FaultTest(unittest.TestCase):
         started.wait()
         ferry.proc.send_signal(signal.SIGTERM)
         sigterm = time.monotonic()
-        refused = self.wait_refused(ferry, 1)
+        refused = ft.wait_listener_closed(ferry.addr(), 1)
         self.assertLess(refused - sigterm, 0.5)
         for t in threads:
             t.join(10)
@@ -747,7 +734,7 @@ class FaultTest(unittest.TestCase):
                % (refused - sigterm, done - sigterm, exited - sigterm))
         self.assertLess(exited - sigterm, 5 + 1)
         self.assertLess(exited - done, 0.5, "ferryd waited on after its last session")
-        # Leaving out what wait_refused's probes may have started before the signal landed.
+        # Leaving out what wait_listener_closed's probes may have started before the signal landed.
         sessions = [x for x in ferry.sessions() if x.get("cmd") != "-"]
         self.assertEqual(len(sessions), 12)
         for x in sessions:
@@ -779,7 +766,7 @@ class FaultTest(unittest.TestCase):
             ft.recv_exact(s, 100)
         ferry.proc.send_signal(signal.SIGTERM)
         sigterm = time.monotonic()
-        self.wait_refused(ferry, 1)
+        ft.wait_listener_closed(ferry.addr(), 1)
         ends = []
         for s in relays + [slow]:
             _, end, _ = read_until_closed(s, 4)
