@@ -420,6 +420,12 @@ static int dir_pump(struct relay *r, struct relay_dir *d)
             r->pause->throttle.used(r->pause->throttle.arg, (enum relay_dir_index)d->index,
                                     (size_t)n);
         dir_adapt(r, d, (size_t)n, (size_t)allowed);
+        if (!d->splice && n < allowed && d->buf_len == 0) {
+            /* A short recv emptied the socket: another would only say EAGAIN. Readiness
+             * (level-triggered) brings us back for more data or the EOF. */
+            d->want_read = true;
+            return 0;
+        }
     }
     /* Budget spent with data still flowing: readiness brings us back on the next iteration. */
     if (d->buf_len + d->pipe_len > 0)

@@ -464,9 +464,9 @@ static void session_reply_then_relay(struct session *s, const struct addr *bound
 {
     int one = 1;
 
-    /* The proxy must not add Nagle delays the endpoints did not ask for. */
+    /* The proxy must not add Nagle delays the endpoints did not ask for (the client's
+     * socket has TCP_NODELAY from its listener). */
     setsockopt(s->target_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(s->client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     switch (session_reply(s, SOCKS5_REP_SUCCEEDED, &bound->u.sa)) {
     case 0:

@@ -106,5 +106,46 @@ class IdleSessionsHoldNothingTest(unittest.TestCase):
         for s in socks:
             self.assertEqual(ft.echo_roundtrip(s, b"still here"), b"still here")
 
+GAP = 0.002
+
+
+class SmallWritesTest(unittest.TestCase):
+    """Two small writes in a row go on at once in both directions: ferryd's sockets have
+    TCP_NODELAY (the client's from its listener, the target's set after connect). With Nagle
+    the second byte would wait for the peer's delayed ACK, about 40 ms, in every round."""
+
+    ROUNDS = 100
+
+    def test_write_write_read_rounds_do_not_wait_for_delayed_acks(self):
+        def handler(conn):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for _ in range(self.ROUNDS):
+                self.assertEqual(ft.recv_exact(conn, 2), b"ab")
+                conn.sendall(b"A")
+                time.sleep(GAP)  # so that ferryd reads, and sends, each byte alone
+                conn.sendall(b"B")
+
+        origin = ft.TCPOrigin(self, handler)
+        for mode in ("buffered", "auto"):
+            with self.subTest(relay=mode):
+                ferry = ft.start_ferryd(self, extra=["relay %s" % mode])
+                s, rep, _, _ = ft.socks5_open(ferry.addr(), origin.host, origin.port)
+                with s:
+                    self.assertEqual(rep, ft.REP_SUCCEEDED)
+                    start = time.monotonic()
+                    for _ in range(self.ROUNDS):
+                        s.sendall(b"a")
+                        time.sleep(GAP)
+                        s.sendall(b"b")
+                        self.assertEqual(ft.recv_exact(s, 2), b"AB")
+                    took = time.monotonic() - start
+                # 100 rounds take 0.4 s of gaps and little else; a Nagle stall in each
+                # direction of each round would add up to 8 s.
+                print("# %d rounds through relay %s: %.2f s" % (self.ROUNDS, mode, took))
+                self.assertLess(took, 2.0 * ft.SLOW, "%d rounds took %.2f s" % (self.ROUNDS, took))
+                ferry.stop()
+        self.assertEqual(origin.errors, [])
+
+
 if __name__ == "__main__":
     ft.main()
