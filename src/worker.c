@@ -89,10 +89,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 static void *worker_main(void *arg)
 {
     struct worker *wk = arg;
-    char name[16];
 
-    snprintf(name, sizeof(name), "ferryd-w%u", wk->index);
-    pthread_setname_np(pthread_self(), name);
     ev_run(wk->loop, 0);
     ev_timer_stop(wk->loop, &wk->drain);
     ev_timer_stop(wk->loop, &wk->grace);
@@ -109,6 +106,7 @@ struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *li
 {
     struct worker *wk = calloc(1, sizeof(*wk));
     sigset_t all, old;
+    char name[16];
     int rc;
 
     if (wk == NULL) {
@@ -141,6 +139,10 @@ struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *li
         snprintf(err, errlen, "cannot start worker %u: %s", w, strerror(rc));
         goto fail;
     }
+    /* Named here, not in the thread, so that every worker has its name by the time the
+     * daemon logs that it started (ps -L and /proc show which loop is which). */
+    snprintf(name, sizeof(name), "ferryd-w%u", w);
+    pthread_setname_np(wk->thread, name);
     return wk;
 
 fail:
