@@ -205,23 +205,33 @@ static const char *cmd_name(const struct session *s)
     }
 }
 
+/* Bytes each way, relayed by TCP or by the UDP association; *us is filled for the latter. */
+static void session_bytes(const struct session *s, uint64_t *up, uint64_t *down,
+                          struct udp_stats *us)
+{
+    *up = *down = 0;
+    if (s->relay != NULL)
+        relay_bytes(s->relay, up, down);
+    if (s->udp != NULL) {
+        udp_assoc_stats(s->udp, us);
+        *up = us->up_bytes;
+        *down = us->down_bytes;
+    }
+}
+
 /* The one access line of a session. */
 static void session_log(const struct session *s)
 {
     char client[ADDR_STRLEN], target[DEST_NAME_MAX * 4 + 16], connected[ADDR_STRLEN];
     char udp[256] = "", rule[48] = "";
-    uint64_t up = 0, down = 0;
+    uint64_t up, down;
     struct udp_stats us;
 
     if (!log_enabled(LOG_INFO))
         return;
 
-    if (s->relay != NULL)
-        relay_bytes(s->relay, &up, &down);
+    session_bytes(s, &up, &down, &us);
     if (s->udp != NULL) {
-        udp_assoc_stats(s->udp, &us);
-        up = us.up_bytes;
-        down = us.down_bytes;
         snprintf(udp, sizeof(udp),
                  " udp=up:%" PRIu64 "/down:%" PRIu64 " drop=stranger:%" PRIu64 ",frag:%" PRIu64
                  ",malformed:%" PRIu64 ",filtered:%" PRIu64 ",resolve:%" PRIu64 ",queue:%" PRIu64
@@ -261,16 +271,10 @@ static void session_log(const struct session *s)
 static void session_count(const struct session *s)
 {
     struct session_counters *c = s->ctx->counters;
-    uint64_t up = 0, down = 0;
+    uint64_t up, down;
     struct udp_stats us;
 
-    if (s->relay != NULL)
-        relay_bytes(s->relay, &up, &down);
-    if (s->udp != NULL) {
-        udp_assoc_stats(s->udp, &us);
-        up = us.up_bytes;
-        down = us.down_bytes;
-    }
+    session_bytes(s, &up, &down, &us);
     atomic_fetch_add_explicit(&c->sessions, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->up, up, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->down, down, memory_order_relaxed);

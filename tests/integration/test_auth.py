@@ -37,6 +37,15 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(ver, 1, "RFC 1929 reply version")
         return s, status
 
+    def logins(self, ferry, user, password, times=1):
+        """The RFC 1929 status of each of `times` logins, one after another (closed after)."""
+        statuses = []
+        for _ in range(times):
+            s, status = self.auth(ferry, user, password)
+            s.close()
+            statuses.append(status)
+        return statuses
+
     def test_good_credentials_get_status_0_and_connect(self):
         ferry = self.start()
         s, status = self.auth(ferry, "alice", "correct horse")
@@ -75,15 +84,11 @@ class AuthTest(unittest.TestCase):
 
     def test_other_users_password_fails(self):
         ferry = self.start()
-        s, status = self.auth(ferry, "alice", USERS["bob"])
-        s.close()
-        self.assertEqual(status, 1)
+        self.assertEqual(self.logins(ferry, "alice", USERS["bob"]), [1])
 
     def test_empty_password_fails(self):
         ferry = self.start()
-        s, status = self.auth(ferry, "alice", "")
-        s.close()
-        self.assertEqual(status, 1)
+        self.assertEqual(self.logins(ferry, "alice", ""), [1])
 
     def test_unknown_user_gets_status_1_then_close(self):
         ferry = self.start()
@@ -138,9 +143,7 @@ class AuthTest(unittest.TestCase):
 
     def test_empty_user_name_fails(self):
         ferry = self.start()
-        s, status = self.auth(ferry, "", "correct horse")
-        s.close()
-        self.assertEqual(status, 1)
+        self.assertEqual(self.logins(ferry, "", "correct horse"), [1])
 
     def test_wrong_subnegotiation_version_is_refused(self):
         ferry = self.start()
@@ -264,17 +267,11 @@ class AuthTest(unittest.TestCase):
     def test_a_verified_login_is_remembered_and_a_wrong_one_is_not(self):
         ferry = ft.start_ferryd(self, auth="password", users=self.users, args=("-v",))
         user, password = next(iter(USERS.items()))
-        for i in range(3):
-            s, status = self.auth(ferry, user, password)
-            s.close()
-            self.assertEqual(status, 0)
+        self.assertEqual(self.logins(ferry, user, password, 3), [0, 0, 0])
         ferry.wait_sessions(3)
         self.assertEqual(self.cached_logins(ferry), 2)
         # A wrong password is checked every time, and never remembered.
-        for _ in range(2):
-            s, status = self.auth(ferry, user, password + "x")
-            s.close()
-            self.assertEqual(status, 1)
+        self.assertEqual(self.logins(ferry, user, password + "x", 2), [1, 1])
         ferry.wait_sessions(5)
         self.assertEqual(self.cached_logins(ferry), 2)
 
@@ -282,32 +279,22 @@ class AuthTest(unittest.TestCase):
         ferry = ft.start_ferryd(self, auth="password", users=self.users, extra=["auth-cache 0"],
                                 args=("-v",))
         user, password = next(iter(USERS.items()))
-        for _ in range(3):
-            s, status = self.auth(ferry, user, password)
-            s.close()
-            self.assertEqual(status, 0)
+        self.assertEqual(self.logins(ferry, user, password, 3), [0, 0, 0])
         ferry.wait_sessions(3)
         self.assertEqual(self.cached_logins(ferry), 0)
 
     def test_reload_forgets_remembered_logins(self):
         users = ft.make_users_file(self, {"carol": "old"})
         ferry = ft.start_ferryd(self, auth="password", users=users, args=("-v",))
-        for _ in range(2):
-            s, status = self.auth(ferry, "carol", "old")
-            s.close()
-            self.assertEqual(status, 0)
+        self.assertEqual(self.logins(ferry, "carol", "old", 2), [0, 0])
         # The password changes; after SIGHUP the old one no longer works, cached or not.
         r = ft.run([ft.FERRY_PASSWD, users, "carol"], input=b"new\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = len(ferry.lines)
         ferry.proc.send_signal(signal.SIGHUP)
         ferry.wait_line("reloaded", start=lines)
-        s, status = self.auth(ferry, "carol", "old")
-        s.close()
-        self.assertEqual(status, 1)
-        s, status = self.auth(ferry, "carol", "new")
-        s.close()
-        self.assertEqual(status, 0)
+        self.assertEqual(self.logins(ferry, "carol", "old"), [1])
+        self.assertEqual(self.logins(ferry, "carol", "new"), [0])
         ferry.wait_sessions(4)
         self.assertEqual(self.cached_logins(ferry), 1)  # only the second "old" login
 
