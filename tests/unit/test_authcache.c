@@ -9,9 +9,10 @@
 
 static unsigned char k_alice[AUTHCACHE_KEY_LEN], k_wrong[AUTHCACHE_KEY_LEN];
 
+/* One slot: every key shares it, so a lookup must compare the whole key. */
 static struct authcache *make(void)
 {
-    struct authcache *c = authcache_new(64);
+    struct authcache *c = authcache_new(1);
 
     ck_assert_ptr_nonnull(c);
     authcache_key(c, "alice", 5, "secret", 6, k_alice);
@@ -27,6 +28,10 @@ START_TEST(test_only_what_was_put_is_found)
     authcache_put(c, k_alice, 1, 10.0, 300);
     ck_assert(authcache_check(c, k_alice, 1, 20.0));
     ck_assert(!authcache_check(c, k_wrong, 1, 20.0));
+    /* A new login in the same slot takes it over. */
+    authcache_put(c, k_wrong, 1, 20.0, 300);
+    ck_assert(authcache_check(c, k_wrong, 1, 30.0));
+    ck_assert(!authcache_check(c, k_alice, 1, 30.0));
     authcache_free(c);
 }
 END_TEST
@@ -39,8 +44,10 @@ START_TEST(test_entries_expire_and_die_with_their_generation)
     ck_assert(authcache_check(c, k_alice, 3, 159.9));
     ck_assert(!authcache_check(c, k_alice, 3, 160.0));
     ck_assert(!authcache_check(c, k_alice, 4, 120.0)); /* reloaded users file */
-    authcache_put(c, k_alice, 3, 100.0, 0);            /* ttl 0: off */
-    authcache_put(c, k_alice, 0, 100.0, 60);           /* generation 0: never */
+    /* Neither of these puts anything: the entry of generation 3 stays as it was. */
+    authcache_put(c, k_alice, 3, 100.0, 0);  /* ttl 0: off */
+    authcache_put(c, k_alice, 0, 100.0, 60); /* generation 0: never */
+    ck_assert(authcache_check(c, k_alice, 3, 120.0));
     ck_assert(!authcache_check(c, k_alice, 0, 120.0));
     authcache_free(c);
 }
