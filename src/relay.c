@@ -50,14 +50,15 @@
 
 struct relay_pool {
     struct ev_loop *loop;
-    ev_timer trim;    /* frees the spares once they have not been used for POOL_IDLE */
-    bool used;        /* a spare was taken or given since the last trim tick */
+    ev_timer trim;    /* every POOL_IDLE: frees the spares that tick did not need */
     uint8_t *scratch; /* RELAY_CHUNK: a read on its way straight out */
     unsigned spliced; /* relay auto: directions now in splice mode */
     int pipes[POOL_MAX_PIPES][2];
     size_t npipes;
+    size_t low_pipes; /* the fewest spare pipes held since the last tick */
     uint8_t *bufs[POOL_MAX_BUFS];
     size_t nbufs;
+    size_t low_bufs;
 };
 
 struct relay_dir {
@@ -97,33 +98,45 @@ struct relay {
 
 /* --- the pool ---------------------------------------------------------------------------- */
 
-static void pool_release_spares(struct relay_pool *p)
+/* Close or free `pipes` spare pipes and `bufs` spare buffers. */
+static void pool_release(struct relay_pool *p, size_t pipes, size_t bufs)
 {
-    for (size_t i = 0; i < p->npipes; i++) {
-        close(p->pipes[i][0]);
-        close(p->pipes[i][1]);
+    while (pipes-- > 0) {
+        p->npipes--;
+        close(p->pipes[p->npipes][0]);
+        close(p->pipes[p->npipes][1]);
     }
-    for (size_t i = 0; i < p->nbufs; i++)
-        free(p->bufs[i]);
-    p->npipes = p->nbufs = 0;
+    while (bufs-- > 0)
+        free(p->bufs[--p->nbufs]);
 }
 
+/*
+ * A tick: as many spares as were never taken since the last tick were not needed, so they go
+ * (all of them after a second without traffic, the surplus of a past burst while it goes on).
+ */
 static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct relay_pool *p = w->data;
 
-    if (p->used) {
-        p->used = false;
-        return;
-    }
-    pool_release_spares(p);
-    ev_timer_stop(loop, w);
+    pool_release(p, p->low_pipes, p->low_bufs);
+    p->low_pipes = p->npipes;
+    p->low_bufs = p->nbufs;
+    if (p->npipes == 0 && p->nbufs == 0)
+        ev_timer_stop(loop, w);
 }
 
-/* Note a use of the spares, and make sure they are trimmed once unused. */
-static void pool_touch(struct relay_pool *p)
+/* A spare was taken: the low marks follow. */
+static void pool_took(struct relay_pool *p)
 {
-    p->used = true;
+    if (p->low_pipes > p->npipes)
+        p->low_pipes = p->npipes;
+    if (p->low_bufs > p->nbufs)
+        p->low_bufs = p->nbufs;
+}
+
+/* A spare was given back: make sure the ticks run while there are spares. */
+static void pool_gave(struct relay_pool *p)
+{
     if (!ev_is_active(&p->trim))
         ev_timer_again(p->loop, &p->trim);
 }
@@ -151,15 +164,9 @@ void relay_pool_free(struct relay_pool *p)
     if (p == NULL)
         return;
     ev_timer_stop(p->loop, &p->trim);
-    pool_release_spares(p);
+    pool_release(p, p->npipes, p->nbufs);
     free(p->scratch);
     free(p);
-}
-
-void relay_pool_stats(const struct relay_pool *p, size_t *pipes, size_t *bufs)
-{
-    *pipes = p->npipes;
-    *bufs = p->nbufs;
 }
 
 /* An empty pipe for d, from the pool or new. Returns 0 or -1 with errno. */
@@ -168,8 +175,8 @@ static int pipe_take(struct relay_pool *p, struct relay_dir *d)
     int fds[2];
 
     if (p->npipes > 0) {
-        pool_touch(p);
         p->npipes--;
+        pool_took(p);
         d->pipe_r = p->pipes[p->npipes][0];
         d->pipe_w = p->pipes[p->npipes][1];
         return 0;
@@ -189,10 +196,10 @@ static void pipe_give(struct relay_pool *p, struct relay_dir *d)
     if (d->pipe_r < 0)
         return;
     if (d->pipe_len == 0 && p->npipes < POOL_MAX_PIPES) {
-        pool_touch(p);
         p->pipes[p->npipes][0] = d->pipe_r;
         p->pipes[p->npipes][1] = d->pipe_w;
         p->npipes++;
+        pool_gave(p);
     } else {
         close(d->pipe_r);
         close(d->pipe_w);
@@ -204,8 +211,9 @@ static void pipe_give(struct relay_pool *p, struct relay_dir *d)
 static uint8_t *buf_take(struct relay_pool *p)
 {
     if (p->nbufs > 0) {
-        pool_touch(p);
-        return p->bufs[--p->nbufs];
+        p->nbufs--;
+        pool_took(p);
+        return p->bufs[p->nbufs];
     }
     return malloc(RELAY_CHUNK);
 }
@@ -215,8 +223,8 @@ static void buf_give(struct relay_pool *p, struct relay_dir *d)
     if (d->buf == NULL)
         return;
     if (p->nbufs < POOL_MAX_BUFS) {
-        pool_touch(p);
         p->bufs[p->nbufs++] = d->buf;
+        pool_gave(p);
     } else {
         free(d->buf);
     }
@@ -320,6 +328,21 @@ static ssize_t dir_splice(struct relay *r, struct relay_dir *d, size_t max)
     return n;
 }
 
+/* Switch d's reads to or from a pipe; relay auto counts the worker's spliced directions. */
+static void dir_set_splice(struct relay *r, struct relay_dir *d, bool on)
+{
+    if (d->splice == on)
+        return;
+    d->splice = on;
+    d->streak = 0;
+    if (r->mode == RELAY_AUTO) {
+        if (on)
+            r->pool->spliced++;
+        else
+            r->pool->spliced--;
+    }
+}
+
 /* relay auto: bulk reads move a direction to splice, small splices move it back. */
 static void dir_adapt(struct relay *r, struct relay_dir *d, size_t n, size_t max)
 {
@@ -327,18 +350,12 @@ static void dir_adapt(struct relay *r, struct relay_dir *d, size_t n, size_t max
         return;
     if (!d->splice) {
         d->streak = n == max && max == RELAY_CHUNK ? d->streak + 1 : 0;
-        if (d->streak >= RELAY_BULK_READS && r->pool->spliced < RELAY_SPLICE_MAX) {
-            d->splice = true;
-            d->streak = 0;
-            r->pool->spliced++;
-        }
+        if (d->streak >= RELAY_BULK_READS && r->pool->spliced < RELAY_SPLICE_MAX)
+            dir_set_splice(r, d, true);
     } else {
         d->streak = n < RELAY_SMALL ? d->streak + 1 : 0;
-        if (d->streak >= RELAY_SMALL_SPLICES) {
-            d->splice = false;
-            d->streak = 0;
-            r->pool->spliced--;
-        }
+        if (d->streak >= RELAY_SMALL_SPLICES)
+            dir_set_splice(r, d, false);
     }
 }
 
@@ -397,9 +414,7 @@ static int dir_pump(struct relay *r, struct relay_dir *d)
             return 0;
         n = d->splice ? dir_splice(r, d, (size_t)allowed) : dir_recv(r, d, (size_t)allowed);
         if (n < 0 && d->splice && errno == EINVAL) {
-            d->splice = false; /* a socket splice cannot serve: copy from now on */
-            if (r->mode == RELAY_AUTO)
-                r->pool->spliced--;
+            dir_set_splice(r, d, false); /* a socket splice cannot serve: copy from now on */
             n = dir_recv(r, d, (size_t)allowed);
         }
         if (n < 0) {
@@ -420,7 +435,12 @@ static int dir_pump(struct relay *r, struct relay_dir *d)
             r->pause->throttle.used(r->pause->throttle.arg, (enum relay_dir_index)d->index,
                                     (size_t)n);
         dir_adapt(r, d, (size_t)n, (size_t)allowed);
-        if (!d->splice && n < allowed && d->buf_len == 0) {
+        if (d->buf_len > 0) {
+            /* The destination took only part: it will say when it takes more. */
+            d->want_write = true;
+            return 0;
+        }
+        if (!d->splice && n < allowed) {
             /* A short recv emptied the socket: another would only say EAGAIN. Readiness
              * (level-triggered) brings us back for more data or the EOF. */
             d->want_read = true;
@@ -570,8 +590,7 @@ void relay_free(struct relay *r)
     for (int i = 0; i < 2; i++) {
         buf_give(r->pool, &r->dir[i]);
         pipe_give(r->pool, &r->dir[i]);
-        if (r->mode == RELAY_AUTO && r->dir[i].splice)
-            r->pool->spliced--;
+        dir_set_splice(r, &r->dir[i], false);
     }
     free(r->pause);
     free(r);

@@ -39,19 +39,18 @@ struct relay_throttle {
 
 /*
  * The spare pipes and buffers of one worker, and its scratch buffer: relays take them only
- * while data is in flight, and spares unused for a second are given back. One per loop; it
+ * while data is in flight, and each second the spares that second did not need are given
+ * back (all of them once traffic stops). One per loop; it
  * must outlive the loop's relays.
  */
 struct relay_pool *relay_pool_new(struct ev_loop *loop);
 void relay_pool_free(struct relay_pool *p);
-/* Spare pipes and buffers held now (for tests). */
-void relay_pool_stats(const struct relay_pool *p, size_t *pipes, size_t *bufs);
 
 /*
  * Relay between two connected non-blocking sockets, which stay owned by the caller. `early`
- * holds client bytes read before the relay started (sent to the target first, at most 64 KiB);
- * client_eof says the client already half-closed. throttle (copied; NULL for none) limits the
- * reads. The callback runs once, from the loop.
+ * holds client bytes read before the relay started (sent to the target first; at most one
+ * relay chunk, 128 KiB); client_eof says the client already half-closed. throttle (copied;
+ * NULL for none) limits the reads. The callback runs once, from the loop.
  */
 struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int client_fd,
                           int target_fd, enum relay_mode mode, const uint8_t *early,

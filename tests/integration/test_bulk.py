@@ -3,6 +3,7 @@
 import hashlib
 import os
 import socket
+import threading
 import time
 import unittest
 
@@ -105,6 +106,46 @@ class IdleSessionsHoldNothingTest(unittest.TestCase):
         self.assertEqual(len(ferry.sessions()), 0)
         for s in socks:
             self.assertEqual(ft.echo_roundtrip(s, b"still here"), b"still here")
+
+    def test_spares_of_a_burst_go_while_one_session_keeps_busy(self):
+        # Ten sessions at once leave a pile of spare pipes; one session that goes on moving
+        # data must not keep that pile alive: each second frees what the second did not need.
+        echo = ft.EchoOrigin(self)
+        ferry = ft.start_ferryd(self, extra=["relay splice"])
+        pid = ferry.proc.pid
+        blob = os.urandom(4 << 20)
+        socks = []
+        for _ in range(10):
+            s, rep, _, _ = ft.socks5_open(ferry.addr(), echo.host, echo.port, timeout=60)
+            self.addCleanup(s.close)
+            self.assertEqual(rep, ft.REP_SUCCEEDED)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+            socks.append(s)
+        # Every client sends and reads nothing yet: each direction stalls holding a pipe.
+        senders = [threading.Thread(target=s.sendall, args=(blob,)) for s in socks]
+        for t in senders:
+            t.start()
+        self.assertTrue(ft.wait_until(lambda: ft.relay_pipes(pid) >= 20, 10),
+                        "only %d pipe fds with 10 stalled sessions" % ft.relay_pipes(pid))
+        results = []
+        readers = [threading.Thread(target=lambda s=s: results.append(
+            ft.recv_exact(s, len(blob)) == blob)) for s in socks]
+        for t in readers:
+            t.start()
+        for t in senders + readers:
+            t.join(60 * ft.SLOW)
+        self.assertEqual(results, [True] * 10)
+        burst = ft.relay_pipes(pid)
+        busy, small = socks[0], os.urandom(64 << 10)
+        deadline = time.monotonic() + 4 * ft.SLOW
+        while time.monotonic() < deadline:
+            self.assertEqual(ft.echo_roundtrip(busy, small), small)
+            if ft.relay_pipes(pid) <= 4:  # the busy session's two pipes and their spares
+                break
+        ft.log("pipe fds after the burst %d, with one session busy %d"
+               % (burst, ft.relay_pipes(pid)))
+        self.assertLessEqual(ft.relay_pipes(pid), 4)
+
 
 GAP = 0.002
 
