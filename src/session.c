@@ -23,7 +23,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/authpool.h"
 #include "ferry/bind.h"
 #include "ferry/config.h"
 #include "ferry/connect.h"
@@ -1080,8 +1079,8 @@ static bool session_verify(struct session *s, struct socks5_userpass *up)
         return false;
     }
     log_sanitize(s->user);
-    if (!limits_auth_allowed(s->ctx->limits, s->client_limit, &s->cfg->auth_failures,
-                             limits_clock())) {
+    login.now = limits_clock();
+    if (!limits_auth_allowed(s->ctx->limits, s->client_limit, &s->cfg->auth_failures, login.now)) {
         uint8_t msg[2];
         char client[ADDR_STRLEN];
 

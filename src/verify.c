@@ -7,7 +7,6 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ferry/authcache.h"
 #include "ferry/authpool.h"
@@ -18,9 +17,11 @@ struct flight {
     struct verifier *v;
     struct auth_job *job;
     struct verify_wait *waiters;
-    bool keyed; /* key/generation identify the login: others may join, the answer is cached */
+    bool keyed;     /* key/generation identify the login: others may join, the answer is cached */
+    bool answering; /* flight_done is calling the waiters back: it frees the flight */
     unsigned generation;
     double cache_ttl;
+    double started; /* a remembered answer lives cache_ttl from here */
     unsigned char key[AUTHCACHE_KEY_LEN];
 };
 
@@ -37,15 +38,6 @@ struct verifier {
     struct flight *flights;
     size_t nflights;
 };
-
-/* The cache's clock: monotonic seconds. */
-static double verify_clock(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 struct verifier *verifier_new(struct authpool *pool, struct authcache *cache)
 {
@@ -100,12 +92,15 @@ static void flight_done(bool ok, void *arg)
     struct verifier *v = f->v;
 
     flight_unlink(v, f);
+    f->job = NULL; /* the pool has freed it */
+    f->answering = true;
     if (ok && f->keyed)
-        authcache_put(v->cache, f->key, f->generation, verify_clock(), f->cache_ttl);
+        authcache_put(v->cache, f->key, f->generation, f->started, f->cache_ttl);
     while (f->waiters != NULL) {
         struct verify_wait *w = f->waiters;
 
-        /* Unlinked before the callback: it may close its session (and cancel nothing). */
+        /* Unlinked before the callback: it may close its session, or cancel another waiter
+         * of this flight (verifier_cancel then leaves the flight to us). */
         f->waiters = w->next;
         w->cb(ok, w->arg);
         free(w);
@@ -134,7 +129,7 @@ enum verify_status verifier_check(struct verifier *v, const struct verify_login 
     if (keyed) {
         authcache_key(v->cache, login->user, login->user_len, login->password, login->pass_len,
                       key);
-        if (authcache_check(v->cache, key, login->generation, verify_clock())) {
+        if (authcache_check(v->cache, key, login->generation, login->now)) {
             sodium_memzero(key, sizeof(key));
             return VERIFY_CACHED;
         }
@@ -153,6 +148,7 @@ enum verify_status verifier_check(struct verifier *v, const struct verify_login 
         f->keyed = keyed;
         f->generation = login->generation;
         f->cache_ttl = login->cache_ttl;
+        f->started = login->now;
         if (keyed)
             memcpy(f->key, key, sizeof(key));
         f->job =
@@ -191,7 +187,7 @@ void verifier_cancel(struct verifier *v, struct verify_wait *wait)
         }
     }
     free(wait);
-    if (f->waiters == NULL) {
+    if (f->waiters == NULL && !f->answering) {
         /* Nobody waits any more: the run is not needed. */
         authpool_cancel(f->job);
         flight_unlink(v, f);

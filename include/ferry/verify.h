@@ -31,6 +31,7 @@ struct verify_login {
     const char *hash;    /* the user's stored hash, NULL for an unknown user */
     unsigned generation; /* of the users file the hash comes from */
     double cache_ttl;    /* auth-cache: 0 = neither cached nor merged */
+    double now;          /* monotonic seconds (limits_clock): the cache's clock */
 };
 
 enum verify_status {

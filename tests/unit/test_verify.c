@@ -78,7 +78,9 @@ static void teardown(void)
     ev_loop_destroy(loop);
 }
 
-static enum verify_status check(const char *pass, const char *h, double ttl, struct verify_wait **w)
+/* A check by alice with password pass against hash h; its answer goes to cb. */
+static enum verify_status check_cb(const char *pass, const char *h, double ttl, verify_cb cb,
+                                   void *arg, struct verify_wait **w)
 {
     struct verify_login l = {
         .user = "alice",
@@ -88,13 +90,27 @@ static enum verify_status check(const char *pass, const char *h, double ttl, str
         .hash = h,
         .generation = 1,
         .cache_ttl = ttl,
+        .now = 10.0,
     };
     struct verify_wait *dummy;
-    enum verify_status st = verifier_check(v, &l, on_answer, NULL, w != NULL ? w : &dummy);
+    enum verify_status st = verifier_check(v, &l, cb, arg, w != NULL ? w : &dummy);
 
     if (st == VERIFY_PENDING)
         pending++;
     return st;
+}
+
+static enum verify_status check(const char *pass, const char *h, double ttl, struct verify_wait **w)
+{
+    return check_cb(pass, h, ttl, on_answer, NULL, w);
+}
+
+/* An answer whose session closes another session waiting on the same run. */
+static void on_answer_cancel_other(bool ok, void *arg)
+{
+    on_answer(ok, NULL);
+    verifier_cancel(v, *(struct verify_wait **)arg);
+    pending--;
 }
 
 START_TEST(test_identical_logins_share_one_run_then_hit_the_cache)
@@ -159,6 +175,20 @@ START_TEST(test_cancelled_waiters_get_nothing_and_the_last_one_stops_the_run)
 }
 END_TEST
 
+START_TEST(test_a_callback_may_cancel_another_waiter_of_its_run)
+{
+    struct verify_wait *a, *b;
+
+    /* Waiters are answered newest first: b's callback cancels a, the last one left. */
+    ck_assert_int_eq(check("secret", hash, 300, &a), VERIFY_PENDING);
+    ck_assert_int_eq(check_cb("secret", hash, 300, on_answer_cancel_other, &a, &b), VERIFY_PENDING);
+    run_for(0.5);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(oks, 1);
+    ck_assert_uint_eq(verifier_in_flight(v), 0);
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
     Suite *s = suite_create("verify");
@@ -170,6 +200,7 @@ static Suite *verify_suite(void)
     tcase_add_test(tc, test_different_passwords_and_unknown_users_get_their_own_runs);
     tcase_add_test(tc, test_no_cache_ttl_means_neither_merged_nor_remembered);
     tcase_add_test(tc, test_cancelled_waiters_get_nothing_and_the_last_one_stops_the_run);
+    tcase_add_test(tc, test_a_callback_may_cancel_another_waiter_of_its_run);
     suite_add_tcase(s, tc);
     return s;
 }
