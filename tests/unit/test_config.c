@@ -103,6 +103,7 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->max_sessions, 4096);
     ck_assert_int_eq(c->relay_mode, RELAY_AUTO);
     ck_assert_uint_eq(c->auth_threads, 2);
+    ck_assert(c->auth_cache == 300);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         ck_assert_uint_eq(c->listen_advertise[i].len, 0);
     ck_assert_uint_eq(c->udp_address.len, 0);
@@ -354,6 +355,27 @@ START_TEST(test_resolver_timeout_and_tries)
     parse_err("resolver-tries 11\n", "t.conf:1: resolver-tries: '11' is out of range (1..10)");
     parse_err("resolver-tries -1\n", "t.conf:1: resolver-tries: '-1' is not a number");
     parse_err("resolver-tries\n", "t.conf:1: resolver-tries: missing N");
+}
+END_TEST
+
+START_TEST(test_auth_cache)
+{
+    struct config c;
+
+    parse_ok(&c, "auth-cache 5m\n");
+    ck_assert(c.auth_cache == 300);
+    config_release(&c);
+    parse_ok(&c, "auth-cache 0\n");
+    ck_assert(c.auth_cache == 0);
+    config_release(&c);
+    parse_ok(&c, "auth-cache 90s\n");
+    ck_assert(c.auth_cache == 90);
+    config_release(&c);
+
+    parse_err("auth-cache forever\n", "t.conf:1: auth-cache: 'forever' is not a duration "
+                                       "(like 10, 10s, 250ms, 5m, 1h, 1d)");
+    parse_err("auth-cache\n", "t.conf:1: auth-cache: missing DURATION");
+    parse_err("auth-cache 1m 2m\n", "t.conf:1: auth-cache: too many arguments");
 }
 END_TEST
 
@@ -1296,6 +1318,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_resolver_system_and_lists);
     tcase_add_test(tc, test_resolver_errors);
     tcase_add_test(tc, test_resolver_timeout_and_tries);
+    tcase_add_test(tc, test_auth_cache);
     tcase_add_test(tc, test_durations);
     tcase_add_test(tc, test_timeouts);
     tcase_add_test(tc, test_timeout_errors);
