@@ -190,11 +190,16 @@ static void udp_flush(struct udp_batch *b)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            /* The first datagram failed (ENOBUFS, EAGAIN, unreachable...): drop it, go on. */
+            /* The socket is full (EAGAIN, ENOBUFS): the rest would fail as well, so all of it
+             * is dropped. Any other error (unreachable...) is the first datagram's: drop it,
+             * go on with the next. */
+            size_t dropped =
+                errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS ? b->nout - done : 1;
+
             if (log_enabled(LOG_DEBUG))
-                log_debug("udp: send: %s", strerror(errno));
-            a->stats.drop_send++;
-            done++;
+                log_debug("udp: send: %s (%zu datagrams dropped)", strerror(errno), dropped);
+            a->stats.drop_send += dropped;
+            done += dropped;
             continue;
         }
         for (int i = 0; i < n; i++) {

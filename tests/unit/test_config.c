@@ -373,7 +373,7 @@ START_TEST(test_auth_cache)
     config_release(&c);
 
     parse_err("auth-cache forever\n", "t.conf:1: auth-cache: 'forever' is not a duration "
-                                       "(like 10, 10s, 250ms, 5m, 1h, 1d)");
+                                      "(like 10, 10s, 250ms, 5m, 1h, 1d)");
     parse_err("auth-cache\n", "t.conf:1: auth-cache: missing DURATION");
     parse_err("auth-cache 1m 2m\n", "t.conf:1: auth-cache: too many arguments");
 }
