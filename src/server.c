@@ -258,7 +258,7 @@ void server_stop_listening(struct server *srv)
 
 unsigned server_sessions(const struct server *srv)
 {
-    return srv->ctx.nsessions;
+    return (unsigned)atomic_load_explicit(&srv->ctx.counters->live, memory_order_relaxed);
 }
 
 void server_free(struct server *srv)

@@ -334,7 +334,6 @@ static void session_close(struct session *s)
         ctx->sessions = s->next;
     if (s->next != NULL)
         s->next->prev = s->prev;
-    ctx->nsessions--;
     atomic_fetch_sub_explicit(&ctx->counters->live, 1, memory_order_relaxed);
     snapshot_unref(s->snap);
     free(s->target);
@@ -1519,7 +1518,6 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     if (ctx->sessions != NULL)
         ctx->sessions->prev = s;
     ctx->sessions = s;
-    ctx->nsessions++;
     atomic_fetch_add_explicit(&ctx->counters->live, 1, memory_order_relaxed);
 
     ev_io_start(ctx->loop, &s->client_readable);

@@ -46,8 +46,7 @@ struct session_ctx {
     struct udp_batch *udp_batch;   /* the worker's datagram batch buffers */
     struct limits *limits;         /* the process's limits, shared by every worker */
 
-    struct session *sessions; /* every live session, for shutdown */
-    unsigned nsessions;
+    struct session *sessions; /* every live session, for shutdown (counted in counters->live) */
     struct session_counters *counters; /* the worker's, outliving its sessions */
 };
 
