@@ -44,21 +44,26 @@ enum units_status units_parse_bytes(const char *s, uint64_t max, uint64_t *out)
     return UNITS_OK;
 }
 
+const char *units_quote_n(const char *s, size_t n, char *buf, size_t size)
+{
+    size_t o = 0, i;
+
+    for (i = 0; i < n && o + 8 < size; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch >= 0x7f || ch == '\\')
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    if (i < n) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 const char *units_quote(const char *s, char *buf, size_t size)
 {
-    size_t n = 0;
-
-    for (; *s != '\0' && n + 8 < size; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20 || ch >= 0x7f || ch == '\\')
-            n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
-        else
-            buf[n++] = (char)ch;
-    }
-    if (*s != '\0') {
-        memcpy(buf + n, "...", 3);
-        n += 3;
-    }
-    buf[n] = '\0';
-    return buf;
+    return units_quote_n(s, strlen(s), buf, size);
 }

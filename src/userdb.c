@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "ferry/userdb.h"
+#include "ferry/units.h"
 
 #define USERDB_MAX_LINE 4096
 #define USERDB_MAX_FILE (64u * 1024 * 1024)
@@ -143,27 +144,8 @@ static int fail(char *err, size_t errlen, const char *name, unsigned line, const
     return -1;
 }
 
-/* s (n bytes) for a message: non-printable bytes as \xNN, cut after 64 bytes. */
-static const char *quote(const char *s, size_t n, char *buf, size_t size)
-{
-    size_t o = 0, i;
-
-    for (i = 0; i < n && o + 8 < size && i < 64; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch >= 0x7f || ch == '\\')
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
-        else
-            buf[o++] = (char)ch;
-    }
-    if (i < n) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-#define Q(s, n) quote((s), (n), (char[300]){0}, 300)
+/* s (n bytes) for a message: see units_quote_n. */
+#define Q(s, n) units_quote_n((s), (n), (char[96]){0}, 96)
 
 /* What crypto_pwhash_str may produce: Argon2id, or Argon2i that crypto_pwhash_str_verify takes. */
 static bool valid_hash(const char *h, size_t len)

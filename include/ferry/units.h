@@ -22,5 +22,7 @@ enum units_status units_parse_bytes(const char *s, uint64_t max, uint64_t *out);
  * printable ASCII, and backslashes, as \xNN; a value too long is cut short with "...".
  */
 const char *units_quote(const char *s, char *buf, size_t size);
+/* The same for the n bytes at s (which may hold NUL bytes). */
+const char *units_quote_n(const char *s, size_t n, char *buf, size_t size);
 
 #endif

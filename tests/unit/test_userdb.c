@@ -194,6 +194,11 @@ START_TEST(test_user_name_with_whitespace_or_control)
     parse_err(text, "u.txt:1: user name 'al\\x01ice' holds whitespace or control characters");
     snprintf(text, sizeof(text), "al\tice:%s\n", hash_alice);
     parse_err(text, "u.txt:1: user name 'al\\x09ice' holds whitespace or control characters");
+    /* A long name is cut short in the message. */
+    snprintf(text, sizeof(text), "%.100d\x01:%s\n", 0, hash_alice);
+    parse_err(text, "u.txt:1: user name '"
+                    "0000000000000000000000000000000000000000000000000000000000000000000000000000"
+                    "000000000000...' holds whitespace or control characters");
 }
 END_TEST
 
