@@ -80,6 +80,29 @@ class AutoBulkTest(BulkTest):
     """relay auto starts with recv/send and moves a bulk direction to splice."""
     mode = "auto"
 
+    def test_small_messages_stay_buffered_and_a_download_moves_to_splice(self):
+        pid = self.ferry.proc.pid
+        echo = ft.EchoOrigin(self)
+        s, rep, _, _ = ft.socks5_open(self.ferry.addr(), echo.host, echo.port)
+        with s:
+            self.assertEqual(rep, ft.REP_SUCCEEDED)
+            for i in range(100):
+                msg = b"%03d" % i * 64
+                self.assertEqual(ft.echo_roundtrip(s, msg), msg)
+                self.assertEqual(ft.relay_pipes(pid), 0, "a pipe for 192-byte messages")
+        most = 0
+        with self.open() as s:
+            s.sendall(b"GET %d\n" % SIZE)
+            total = 0
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                most = max(most, ft.relay_pipes(pid))
+        self.assertEqual(total, SIZE)
+        self.assertGreater(most, 0, "a 50 MB download never went through a pipe")
+
 
 del BulkTest
 
