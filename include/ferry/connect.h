@@ -19,8 +19,9 @@ typedef void (*connector_cb)(int fd, int err, const struct addr *peer, void *arg
 
 /*
  * Try addrs (port replaced by `port`), IPv6 and IPv4 interleaved, a new attempt every
- * attempt_delay seconds or as soon as one fails. The callback always runs from the loop.
- * Returns NULL with errno set when nothing could be started.
+ * attempt_delay seconds or as soon as one fails. The callback always runs from the loop, also
+ * for a connect that completed at once (to a local address). Returns NULL with errno set when
+ * no attempt is left standing: every address failed at once, as a refused local one does.
  */
 struct connector *connector_start(struct ev_loop *loop, const struct addr *addrs, size_t n,
                                   uint16_t port, double attempt_delay, connector_cb cb, void *arg);

@@ -1,7 +1,7 @@
 /*
  * Unit tests for the connector: RFC 8305 ordering, and real non-blocking connects on
- * loopback for the stagger between attempts, fallback to the next address and the error of
- * the last attempt.
+ * loopback for the stagger between attempts, fallback to the next address, a refusal or a
+ * success known inside connect(), and cancelling.
  */
 #include "config.h"
 
@@ -152,16 +152,37 @@ START_TEST(test_refused_addresses_fall_through_to_the_next_at_once)
 }
 END_TEST
 
-START_TEST(test_all_refused_reports_the_last_error)
+START_TEST(test_all_refused_at_once_is_told_by_the_start)
 {
     uint16_t port = closed_port("127.0.0.1");
     struct addr a[2] = {ip("127.0.0.1"), ip("127.0.0.3")};
 
-    ck_assert_ptr_nonnull(connector_start(loop, a, 2, port, 0.25, on_done, NULL));
+    /* A local refusal is known inside connect(): nothing is left to wait for. */
+    errno = 0;
+    ck_assert_ptr_null(connector_start(loop, a, 2, port, 0.25, on_done, NULL));
+    ck_assert_int_eq(errno, ECONNREFUSED);
+    run(0.2);
+    ck_assert_int_eq(result.calls, 0);
+}
+END_TEST
+
+START_TEST(test_a_connect_done_at_once_is_reported_from_the_loop)
+{
+    uint16_t port;
+    int lfd = listener("127.0.0.1", &port, 8);
+    struct addr a[1] = {ip("127.0.0.1")};
+    struct addr peer;
+
+    ck_assert_ptr_nonnull(connector_start(loop, a, 1, port, 0.25, on_done, NULL));
+    ck_assert_int_eq(result.calls, 0);
     run(3.0);
     ck_assert_int_eq(result.calls, 1);
-    ck_assert_int_eq(result.fd, -1);
-    ck_assert_int_eq(result.err, ECONNREFUSED);
+    ck_assert_int_ge(result.fd, 0);
+    ck_assert_int_eq(result.err, 0);
+    peer.len = sizeof(peer.u);
+    ck_assert_int_eq(getpeername(result.fd, &peer.u.sa, &peer.len), 0);
+    ck_assert_uint_eq(addr_port(&peer), port);
+    close(lfd);
 }
 END_TEST
 
@@ -231,7 +252,8 @@ static Suite *connect_suite(void)
     tcase_add_test(order, test_interleave_keeps_one_family_in_order);
     tcase_add_checked_fixture(live, setup, teardown);
     tcase_add_test(live, test_refused_addresses_fall_through_to_the_next_at_once);
-    tcase_add_test(live, test_all_refused_reports_the_last_error);
+    tcase_add_test(live, test_all_refused_at_once_is_told_by_the_start);
+    tcase_add_test(live, test_a_connect_done_at_once_is_reported_from_the_loop);
     tcase_add_test(live, test_a_hanging_attempt_is_joined_after_the_attempt_delay);
     tcase_add_test(live, test_cancel_runs_no_callback);
     suite_add_tcase(s, order);
