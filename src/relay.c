@@ -91,7 +91,8 @@ struct relay {
     void *arg;
     double last_activity;
     struct relay_pause *pause; /* NULL unless throttled */
-    ev_io io[2];               /* RELAY_UP: the client socket, RELAY_DOWN: the target socket */
+    ev_io *io[2];              /* RELAY_UP: the client socket (the caller's watcher), */
+    ev_io target_io;           /* RELAY_DOWN: the target socket (this one) */
     struct relay_dir dir[2];   /* RELAY_UP: client -> target, RELAY_DOWN: target -> client */
     uint8_t mode;              /* enum relay_mode */
 };
@@ -236,12 +237,12 @@ static void buf_give(struct relay_pool *p, struct relay_dir *d)
 
 static int dir_from_fd(const struct relay *r, const struct relay_dir *d)
 {
-    return r->io[d->index].fd;
+    return r->io[d->index]->fd;
 }
 
 static int dir_to_fd(const struct relay *r, const struct relay_dir *d)
 {
-    return r->io[d->index ^ 1].fd;
+    return r->io[d->index ^ 1]->fd;
 }
 
 /*
@@ -401,8 +402,11 @@ static int dir_pump(struct relay *r, struct relay_dir *d)
         }
         if (d->eof) {
             if (!d->shut) {
+                /* The second EOF ends the relay and the session closes both sockets: the
+                 * close sends this FIN, and every byte has been read, so it is not a reset. */
                 d->shut = true;
-                if (shutdown(dir_to_fd(r, d), SHUT_WR) < 0 && errno != ENOTCONN)
+                if (!r->dir[d->index ^ 1].shut && shutdown(dir_to_fd(r, d), SHUT_WR) < 0 &&
+                    errno != ENOTCONN)
                     return errno;
             }
             return 0;
@@ -461,7 +465,7 @@ static int dir_pump(struct relay *r, struct relay_dir *d)
 static void relay_update(struct relay *r)
 {
     for (int i = 0; i < 2; i++) {
-        ev_io *io = &r->io[i];
+        ev_io *io = r->io[i];
         int events =
             (r->dir[i].want_read ? EV_READ : 0) | (r->dir[i ^ 1].want_write ? EV_WRITE : 0);
 
@@ -469,7 +473,7 @@ static void relay_update(struct relay *r)
             continue;
         ev_io_stop(r->loop, io);
         if (events != 0) {
-            ev_io_set(io, io->fd, events);
+            ev_io_modify(io, events);
             ev_io_start(r->loop, io);
         }
     }
@@ -477,8 +481,8 @@ static void relay_update(struct relay *r)
 
 static void relay_stop_watchers(struct relay *r)
 {
-    ev_io_stop(r->loop, &r->io[RELAY_UP]);
-    ev_io_stop(r->loop, &r->io[RELAY_DOWN]);
+    ev_io_stop(r->loop, r->io[RELAY_UP]);
+    ev_io_stop(r->loop, r->io[RELAY_DOWN]);
     if (r->pause != NULL) {
         ev_timer_stop(r->loop, &r->pause->resume[RELAY_UP]);
         ev_timer_stop(r->loop, &r->pause->resume[RELAY_DOWN]);
@@ -506,7 +510,7 @@ static void relay_step(struct relay *r, bool run_up, bool run_down)
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct relay *r = w->data;
-    int i = w == &r->io[RELAY_UP] ? RELAY_UP : RELAY_DOWN;
+    int i = w == r->io[RELAY_UP] ? RELAY_UP : RELAY_DOWN;
     bool reads = (revents & EV_READ) && r->dir[i].want_read;
     bool writes = (revents & EV_WRITE) && r->dir[i ^ 1].want_write;
 
@@ -521,7 +525,7 @@ static void resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
     relay_step(r, i == RELAY_UP, i == RELAY_DOWN);
 }
 
-struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int client_fd,
+struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, struct ev_io *client_io,
                           int target_fd, enum relay_mode mode, const uint8_t *early,
                           size_t early_len, bool client_eof, const struct relay_throttle *throttle,
                           relay_done_cb cb, void *arg)
@@ -536,9 +540,13 @@ struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int cli
     r->arg = arg;
     r->mode = (uint8_t)mode;
     r->last_activity = ev_now(loop);
-    ev_io_init(&r->io[RELAY_UP], io_cb, client_fd, EV_READ);
-    ev_io_init(&r->io[RELAY_DOWN], io_cb, target_fd, EV_READ);
-    r->io[RELAY_UP].data = r->io[RELAY_DOWN].data = r;
+    ev_io_stop(loop, client_io);
+    ev_set_cb(client_io, io_cb);
+    ev_io_modify(client_io, EV_READ);
+    ev_io_init(&r->target_io, io_cb, target_fd, EV_READ);
+    r->io[RELAY_UP] = client_io;
+    r->io[RELAY_DOWN] = &r->target_io;
+    client_io->data = r->target_io.data = r;
     for (int i = 0; i < 2; i++) {
         struct relay_dir *d = &r->dir[i];
 

@@ -1315,9 +1315,8 @@ static void session_start_relay(struct session *s)
         .arg = s,
     };
 
-    ev_io_stop(s->ctx->loop, &s->client_readable);
     ev_io_stop(s->ctx->loop, &s->client_writable);
-    s->relay = relay_start(s->ctx->relay_pool, s->ctx->loop, s->client_fd, s->target_fd,
+    s->relay = relay_start(s->ctx->relay_pool, s->ctx->loop, &s->client_readable, s->target_fd,
                            s->cfg->relay_mode, ng->buf, ng->len, s->client_eof,
                            session_throttled(s) ? &throttle : NULL, on_relay_done, s);
     if (s->relay == NULL) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct ev_io;
 struct ev_loop;
 struct relay;
 struct relay_pool;
@@ -47,12 +48,15 @@ struct relay_pool *relay_pool_new(struct ev_loop *loop);
 void relay_pool_free(struct relay_pool *p);
 
 /*
- * Relay between two connected non-blocking sockets, which stay owned by the caller. `early`
- * holds client bytes read before the relay started (sent to the target first; at most one
- * relay chunk, 128 KiB); client_eof says the client already half-closed. throttle (copied;
- * NULL for none) limits the reads. The callback runs once, from the loop.
+ * Relay between two connected non-blocking sockets, which stay owned by the caller. client_io
+ * is the caller's watcher on the client socket (the one that read the request): the relay
+ * stops it and takes it over (callback, data, events) until relay_free; reusing it tells
+ * libev the fd is the one it already knows, which saves an epoll_ctl. `early` holds client
+ * bytes read before the relay started (sent to the target first; at most one relay chunk,
+ * 128 KiB); client_eof says the client already half-closed. throttle (copied; NULL for none)
+ * limits the reads. The callback runs once, from the loop.
  */
-struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, int client_fd,
+struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, struct ev_io *client_io,
                           int target_fd, enum relay_mode mode, const uint8_t *early,
                           size_t early_len, bool client_eof, const struct relay_throttle *throttle,
                           relay_done_cb cb, void *arg);
