@@ -1522,6 +1522,10 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     ev_io_start(ctx->loop, &s->client_readable);
     /* One deadline for the whole negotiation, so a slow trickle cannot hold a session. */
     session_arm_timer(s, cfg->timeout_negotiate);
+    /* A client speaks first, and its greeting is usually in by the time it is accepted: read
+     * it now rather than after a trip through the loop. This may end the session; nothing
+     * here touches s after it. */
+    on_client_readable(ctx->loop, &s->client_readable, EV_READ);
 }
 
 void session_close_all(struct session_ctx *ctx)
