@@ -6,6 +6,7 @@
 
 #include <ev.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -74,13 +75,23 @@ static void stats_cb(struct ev_loop *loop, ev_signal *w, int revents)
     daemon_log_totals(w->data, "stats");
 }
 
+/* The CPUs ferryd may run on (taskset, cpusets, systemd's CPUAffinity=), as nproc counts. */
+static long cpus_usable(void)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static unsigned workers_wanted(const struct config *cfg)
 {
     long cpus;
 
     if (cfg->workers > 0)
         return cfg->workers;
-    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cpus = cpus_usable();
     if (cpus < 1)
         return 1;
     return cpus > MAX_WORKERS ? MAX_WORKERS : (unsigned)cpus;

@@ -54,6 +54,23 @@ class WorkersTest(unittest.TestCase):
             self.assertGreater(n, 10, woken)
         self.assertEqual(len(ferry.wait_sessions(150)), 150)
 
+    def test_auto_is_one_worker_per_cpu_ferryd_may_run_on(self):
+        cpus = sorted(os.sched_getaffinity(0))
+        ferry = ft.start_ferryd(self, extra=["workers auto"])
+        want = "1 worker" if len(cpus) == 1 else "%d workers" % len(cpus)
+        ferry.wait_line(r"started with %s\b" % want)
+        if len(cpus) < 2:
+            self.skipTest("one CPU: an affinity cannot be narrower")
+        # ferryd inherits the affinity of the process that starts it.
+        os.sched_setaffinity(0, cpus[:1])
+        try:
+            pinned = ft.start_ferryd(self, extra=["workers auto"])
+        finally:
+            os.sched_setaffinity(0, cpus)
+        pinned.wait_line(r"started with 1 worker\b")
+        self.assertEqual(sorted(worker_threads(pinned.proc.pid)), ["ferryd-w0"])
+        self.assertEqual(self.session(pinned), ft.REP_SUCCEEDED)
+
     def test_reload_reaches_every_worker(self):
         ferry = ft.start_ferryd(self, extra=["workers 2"])
         text = ft.make_config(listen=("127.0.0.1:%d" % ferry.port,),
