@@ -3,6 +3,7 @@
 
 #include "ferry/authcache.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@ struct authcache_slot {
 };
 
 struct authcache {
-    uint8_t key[crypto_generichash_KEYBYTES];
+    uint8_t key[crypto_generichash_KEYBYTES]; /* set once at creation */
+    pthread_mutex_t lock;                     /* guards slots */
     size_t mask;
     struct authcache_slot *slots;
 };
@@ -35,6 +37,7 @@ struct authcache *authcache_new(size_t slots)
         return NULL;
     }
     c->mask = n - 1;
+    pthread_mutex_init(&c->lock, NULL);
     randombytes_buf(c->key, sizeof(c->key));
     return c;
 }
@@ -45,6 +48,7 @@ void authcache_free(struct authcache *c)
         return;
     sodium_memzero(c->slots, (c->mask + 1) * sizeof(*c->slots));
     sodium_memzero(c->key, sizeof(c->key));
+    pthread_mutex_destroy(&c->lock);
     free(c->slots);
     free(c);
 }
@@ -72,16 +76,20 @@ static struct authcache_slot *slot_of(const struct authcache *c, const unsigned 
     return &c->slots[h & c->mask];
 }
 
-bool authcache_check(const struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LEN],
+bool authcache_check(struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LEN],
                      unsigned generation, double now)
 {
     const struct authcache_slot *s;
+    bool hit;
 
     if (c == NULL || generation == 0)
         return false;
+    pthread_mutex_lock(&c->lock);
     s = slot_of(c, key);
-    return s->generation == generation && now < s->expires &&
-           sodium_memcmp(s->hash, key, AUTHCACHE_KEY_LEN) == 0;
+    hit = s->generation == generation && now < s->expires &&
+          sodium_memcmp(s->hash, key, AUTHCACHE_KEY_LEN) == 0;
+    pthread_mutex_unlock(&c->lock);
+    return hit;
 }
 
 void authcache_put(struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LEN],
@@ -91,8 +99,10 @@ void authcache_put(struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LE
 
     if (c == NULL || ttl <= 0 || generation == 0)
         return;
+    pthread_mutex_lock(&c->lock);
     s = slot_of(c, key);
     memcpy(s->hash, key, AUTHCACHE_KEY_LEN);
     s->generation = generation;
     s->expires = now + ttl;
+    pthread_mutex_unlock(&c->lock);
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ferry/authcache.h"
 #include "ferry/config.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
@@ -24,6 +25,8 @@
 /* Client and user entries remembered without sessions (rates, failed logins, quotas). */
 #define LIMITS_MAX_IDLE 65536
 #define MAX_WORKERS 256
+/* Logins remembered (auth-cache), for every worker together. */
+#define AUTH_CACHE_SLOTS 16384
 
 static void usage(FILE *out)
 {
@@ -42,6 +45,7 @@ struct daemon {
     int verbosity;
     struct snapshot *snap; /* the configuration now in force */
     struct limits *limits;
+    struct authcache *authcache; /* one for every worker: a login verified once is known to all */
     struct worker *workers[MAX_WORKERS];
     unsigned nworkers;
     bool stopping;
@@ -198,7 +202,7 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
     if (listen_set_open(&ls, cfg, n, err, errlen) < 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
-        d->workers[i] = worker_start(i, d->snap, d->limits, &ls, err, errlen);
+        d->workers[i] = worker_start(i, d->snap, d->limits, d->authcache, &ls, err, errlen);
         if (d->workers[i] == NULL) {
             for (unsigned j = 0; j < i; j++) {
                 worker_shutdown(d->workers[j], 0, true);
@@ -236,6 +240,7 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
         ev_signal_stop(loop, &signals[i]);
     ev_loop_destroy(loop);
     limits_free(d->limits);
+    authcache_free(d->authcache);
     snapshot_unref(d->snap);
 }
 
@@ -301,7 +306,8 @@ int main(int argc, char **argv)
 
     loop = ev_default_loop(EVFLAG_AUTO);
     d.limits = limits_new(LIMITS_MAX_IDLE);
-    if (loop == NULL || d.limits == NULL) {
+    d.authcache = authcache_new(AUTH_CACHE_SLOTS);
+    if (loop == NULL || d.limits == NULL || d.authcache == NULL) {
         fprintf(stderr, "ferryd: cannot create the event loop\n");
         return 1;
     }

@@ -15,7 +15,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/authcache.h"
 #include "ferry/authpool.h"
 #include "ferry/config.h"
 #include "ferry/limits.h"
@@ -33,9 +32,6 @@
 #define ACCEPT_BATCH 64
 /* Pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
 #define ACCEPT_BACKOFF 0.1
-
-/* Logins remembered per worker (auth-cache). */
-#define AUTH_CACHE_SLOTS 4096
 
 /* Default resolver cache settings; not yet configurable. */
 #define RESOLVER_CACHE_SIZE 4096
@@ -169,8 +165,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
-                          struct session_counters *counters, struct listen_set *ls, unsigned w,
-                          char *err, size_t errlen)
+                          struct authcache *authcache, struct session_counters *counters,
+                          struct listen_set *ls, unsigned w, char *err, size_t errlen)
 {
     const struct config *cfg = &snap->config;
     struct resolver_options ropt = {
@@ -208,9 +204,9 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
     }
 
     srv->ctx.relay_pool = relay_pool_new(loop);
-    srv->ctx.authcache = authcache_new(AUTH_CACHE_SLOTS);
+    srv->ctx.authcache = authcache;
     srv->ctx.udp_batch = udp_batch_new();
-    if (srv->ctx.relay_pool == NULL || srv->ctx.authcache == NULL || srv->ctx.udp_batch == NULL) {
+    if (srv->ctx.relay_pool == NULL || srv->ctx.udp_batch == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -273,7 +269,6 @@ void server_free(struct server *srv)
     if (srv->ctx.resolver != NULL)
         resolver_free(srv->ctx.resolver);
     relay_pool_free(srv->ctx.relay_pool);
-    authcache_free(srv->ctx.authcache);
     udp_batch_free(srv->ctx.udp_batch);
     snapshot_unref(srv->ctx.snap);
     free(srv);

@@ -9,16 +9,17 @@ struct limits;
 struct listen_set;
 struct server;
 struct session_counters;
+struct authcache;
 struct snapshot;
 
 /*
  * Start serving worker w's sockets of ls (taken over) on loop, under snap (a reference is
- * taken) and the process's limits, adding to counters (which must outlive the server).
- * Returns NULL with a message in err.
+ * taken), the process's limits and its auth cache, adding to counters (all of which must
+ * outlive the server). Returns NULL with a message in err.
  */
 struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
-                          struct session_counters *counters, struct listen_set *ls, unsigned w,
-                          char *err, size_t errlen);
+                          struct authcache *authcache, struct session_counters *counters,
+                          struct listen_set *ls, unsigned w, char *err, size_t errlen);
 
 /* New sessions start under snap from now on; running ones keep their own. */
 void server_reload(struct server *srv, struct snapshot *snap);

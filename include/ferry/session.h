@@ -41,7 +41,7 @@ struct session_ctx {
     struct resolver *resolver;
     struct authpool *authpool;
     struct relay_pool *relay_pool; /* the worker's spare pipes and buffers */
-    struct authcache *authcache;   /* the worker's recently verified logins */
+    struct authcache *authcache;   /* recently verified logins, shared by the workers */
     struct verifier *verifier;     /* password checks: the cache, merged runs, the pool */
     struct udp_batch *udp_batch;   /* the worker's datagram batch buffers */
     struct limits *limits;         /* the process's limits, shared by every worker */

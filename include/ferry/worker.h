@@ -12,6 +12,7 @@
 
 struct limits;
 struct listen_set;
+struct authcache;
 struct snapshot;
 struct worker;
 
@@ -20,7 +21,8 @@ struct worker;
  * errors come back here, then start its thread. Returns NULL with a message in err.
  */
 struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *limits,
-                            struct listen_set *ls, char *err, size_t errlen);
+                            struct authcache *authcache, struct listen_set *ls, char *err,
+                            size_t errlen);
 
 /* New sessions of the worker start under snap (a reference is taken). */
 void worker_reload(struct worker *wk, struct snapshot *snap);

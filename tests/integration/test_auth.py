@@ -275,6 +275,17 @@ class AuthTest(unittest.TestCase):
         ferry.wait_sessions(5)
         self.assertEqual(self.cached_logins(ferry), 2)
 
+    def test_workers_share_the_remembered_logins(self):
+        ferry = ft.start_ferryd(self, auth="password", users=self.users, extra=["workers 2"],
+                                args=("-v",))
+        user, password = next(iter(USERS.items()))
+        self.assertEqual(self.logins(ferry, user, password, 20), [0] * 20)
+        ferry.wait_sessions(20)
+        # One Argon2id run serves both workers: the other 19 logins come from the cache. With a
+        # cache per worker it is 18 as soon as both workers take a login (SO_REUSEPORT spreads
+        # connections by their ports: all 20 on one worker is a 2^-19 chance).
+        self.assertEqual(self.cached_logins(ferry), 19)
+
     def test_auth_cache_0_verifies_every_login(self):
         ferry = ft.start_ferryd(self, auth="password", users=self.users, extra=["auth-cache 0"],
                                 args=("-v",))
