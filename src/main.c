@@ -308,7 +308,8 @@ int main(int argc, char **argv)
     d.limits = limits_new(LIMITS_MAX_IDLE);
     d.authcache = authcache_new(AUTH_CACHE_SLOTS);
     if (loop == NULL || d.limits == NULL || d.authcache == NULL) {
-        fprintf(stderr, "ferryd: cannot create the event loop\n");
+        fprintf(stderr, "ferryd: %s\n",
+                loop == NULL ? "cannot create the event loop" : "out of memory");
         return 1;
     }
     /* Signals caught from now on; one that comes before the loop runs waits for it. */

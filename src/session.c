@@ -157,7 +157,7 @@ struct session {
     bool refused;               /* the access policy refused the request: see refusal */
     int client_fd;
     int target_fd;
-    ev_io client_readable;
+    ev_io client_readable; /* the negotiation's; relay_start takes it over (its callback too) */
     ev_io client_writable;
     ev_timer timer;
     ev_tstamp started;
