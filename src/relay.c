@@ -26,6 +26,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ferry/log.h"
+#include "ferry/relaychoice.h"
+
 #define RELAY_CHUNK (128 * 1024)
 /* Reads per event before yielding to other sessions on the loop. */
 #define RELAY_ROUNDS 16
@@ -38,10 +41,12 @@
 #define POOL_IDLE 1.0
 /*
  * relay auto, from bench/ on loopback: recv/send costs less for small messages and for many
- * bulk transfers at once; splice moves a single bulk transfer 10-15% faster. So a direction
- * starts with recv/send and switches to splice after RELAY_BULK_READS reads in a row filled a
- * whole chunk, when fewer than RELAY_SPLICE_MAX directions of the worker splice already;
- * it switches back after RELAY_SMALL_SPLICES splices in a row moved less than RELAY_SMALL.
+ * bulk transfers at once; for a single bulk transfer it depends on the machine, so the worker
+ * measures it (relaychoice.h). A direction starts with recv/send and is bulk once
+ * RELAY_BULK_READS reads in a row filled a whole chunk; then it is measured, or takes the
+ * measured path, splicing only when fewer than RELAY_SPLICE_MAX directions of the worker
+ * splice already. It switches back after RELAY_SMALL_SPLICES splices in a row moved less
+ * than RELAY_SMALL.
  */
 #define RELAY_SPLICE_MAX 1
 #define RELAY_BULK_READS 2
@@ -50,9 +55,11 @@
 
 struct relay_pool {
     struct ev_loop *loop;
-    ev_timer trim;    /* every POOL_IDLE: frees the spares that tick did not need */
-    uint8_t *scratch; /* RELAY_CHUNK: a read on its way straight out */
-    unsigned spliced; /* relay auto: directions now in splice mode */
+    ev_timer trim;              /* every POOL_IDLE: frees the spares that tick did not need */
+    uint8_t *scratch;           /* RELAY_CHUNK: a read on its way straight out */
+    unsigned spliced;           /* relay auto: directions now in splice mode */
+    struct relay_choice choice; /* relay auto: copy or splice for bulk directions */
+    struct relay_dir *trial;    /* the direction the choice is being measured on, or NULL */
     int pipes[POOL_MAX_PIPES][2];
     size_t npipes;
     size_t low_pipes; /* the fewest spare pipes held since the last tick */
@@ -344,15 +351,76 @@ static void dir_set_splice(struct relay *r, struct relay_dir *d, bool on)
     }
 }
 
-/* relay auto: bulk reads move a direction to splice, small splices move it back. */
+/* The measurement of relay auto's bulk path on d stops here, without a verdict. */
+static void dir_trial_abandon(struct relay_pool *p, struct relay_dir *d)
+{
+    if (p->trial != d)
+        return;
+    relay_choice_abandon(&p->choice);
+    p->trial = NULL;
+}
+
+/* d is being measured: it moved more bytes, maybe enough for the next phase or the verdict. */
+static void dir_trial_step(struct relay *r, struct relay_dir *d)
+{
+    struct relay_pool *p = r->pool;
+    const struct relay_choice *c = &p->choice;
+    enum relay_path path;
+
+    switch (relay_choice_note(&p->choice, ev_now(r->loop), d->bytes, &path)) {
+    case RELAY_CHOICE_GO_ON:
+        return;
+    case RELAY_CHOICE_SWITCH:
+        if (path == RELAY_PATH_SPLICE && p->spliced >= RELAY_SPLICE_MAX) {
+            dir_trial_abandon(p, d); /* another direction took the splice slot meanwhile */
+            return;
+        }
+        dir_set_splice(r, d, path == RELAY_PATH_SPLICE);
+        return;
+    case RELAY_CHOICE_DECIDED:
+        p->trial = NULL;
+        dir_set_splice(r, d, path == RELAY_PATH_SPLICE);
+        log_debug("relay auto: bulk transfers moved %.0f MB/s copied and %.0f MB/s spliced: "
+                  "%s them for the next %.0f s",
+                  c->rate[RELAY_PATH_COPY] / 1e6, c->rate[RELAY_PATH_SPLICE] / 1e6,
+                  path == RELAY_PATH_SPLICE ? "splicing" : "copying", RELAY_CHOICE_TTL);
+        return;
+    case RELAY_CHOICE_ABANDONED:
+        p->trial = NULL;
+        log_debug("relay auto: a bulk transfer too slow to measure copy against splice");
+        return;
+    }
+}
+
+/* d has become a bulk direction: measure the bulk path on it, or take the measured one. */
+static void dir_bulk(struct relay *r, struct relay_dir *d)
+{
+    struct relay_pool *p = r->pool;
+    double now = ev_now(r->loop);
+
+    d->streak = 0;
+    if (p->spliced >= RELAY_SPLICE_MAX)
+        return; /* the worker's splice slot is taken: copy */
+    if (relay_choice_due(&p->choice, now)) {
+        p->trial = d;
+        relay_choice_begin(&p->choice, now, d->bytes); /* phase 0 copies, as d does */
+        return;
+    }
+    if (relay_choice_path(&p->choice) == RELAY_PATH_SPLICE)
+        dir_set_splice(r, d, true);
+}
+
+/* relay auto: bulk reads move a direction to the bulk path, small splices move it back. */
 static void dir_adapt(struct relay *r, struct relay_dir *d, size_t n, size_t max)
 {
     if (r->mode != RELAY_AUTO)
         return;
-    if (!d->splice) {
+    if (r->pool->trial == d) {
+        dir_trial_step(r, d);
+    } else if (!d->splice) {
         d->streak = n == max && max == RELAY_CHUNK ? d->streak + 1 : 0;
-        if (d->streak >= RELAY_BULK_READS && r->pool->spliced < RELAY_SPLICE_MAX)
-            dir_set_splice(r, d, true);
+        if (d->streak >= RELAY_BULK_READS)
+            dir_bulk(r, d);
     } else {
         d->streak = n < RELAY_SMALL ? d->streak + 1 : 0;
         if (d->streak >= RELAY_SMALL_SPLICES)
@@ -418,6 +486,7 @@ static int dir_pump(struct relay *r, struct relay_dir *d)
             return 0;
         n = d->splice ? dir_splice(r, d, (size_t)allowed) : dir_recv(r, d, (size_t)allowed);
         if (n < 0 && d->splice && errno == EINVAL) {
+            dir_trial_abandon(r->pool, d);
             dir_set_splice(r, d, false); /* a socket splice cannot serve: copy from now on */
             n = dir_recv(r, d, (size_t)allowed);
         }
@@ -598,6 +667,7 @@ void relay_free(struct relay *r)
     for (int i = 0; i < 2; i++) {
         buf_give(r->pool, &r->dir[i]);
         pipe_give(r->pool, &r->dir[i]);
+        dir_trial_abandon(r->pool, &r->dir[i]);
         dir_set_splice(r, &r->dir[i], false);
     }
     free(r->pause);

@@ -13,7 +13,7 @@ struct relay;
 struct relay_pool;
 
 enum relay_mode {
-    RELAY_AUTO,     /* recv/send for small messages, splice for bulk transfers */
+    RELAY_AUTO,     /* recv/send for small messages, the measured faster path for bulk */
     RELAY_SPLICE,   /* splice(2) wherever the kernel supports it */
     RELAY_BUFFERED, /* recv/send only */
 };

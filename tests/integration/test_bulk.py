@@ -24,9 +24,9 @@ class BulkTest(unittest.TestCase):
         self.origin = ft.BulkOrigin(self, DATA)
         self.ferry = ft.start_ferryd(self, extra=["relay %s" % self.mode])
 
-    def open(self):
-        s, rep, _, _ = ft.socks5_open(self.ferry.addr(), "127.0.0.1", self.origin.port,
-                                      timeout=60)
+    def open(self, ferry=None):
+        ferry = ferry or self.ferry
+        s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", self.origin.port, timeout=60)
         self.assertEqual(rep, ft.REP_SUCCEEDED)
         return s
 
@@ -77,10 +77,53 @@ class BufferedBulkTest(BulkTest):
 
 
 class AutoBulkTest(BulkTest):
-    """relay auto starts with recv/send and moves a bulk direction to splice."""
+    """relay auto starts with recv/send; a bulk direction tries splice and takes the path the
+    worker measured to be faster."""
     mode = "auto"
 
-    def test_small_messages_stay_buffered_and_a_download_moves_to_splice(self):
+    def test_a_bulk_upload_measures_copy_against_splice_and_the_verdict_is_kept(self):
+        ferry = ft.start_ferryd(self, extra=["relay auto", "workers 1"], args=("-v",))
+        pid = ferry.proc.pid
+        repeat = 5  # 250 MiB: the trial takes 6 phases of 32 MiB
+        expect = hashlib.sha256()
+        for _ in range(repeat):
+            expect.update(DATA)
+        with self.open(ferry) as s:
+            s.sendall(b"PUT\n")
+            view = memoryview(DATA)
+            for _ in range(repeat):
+                for off in range(0, SIZE, 1 << 20):
+                    s.sendall(view[off:off + (1 << 20)])
+            s.shutdown(socket.SHUT_WR)
+            answer = ft.recv_until_eof(s, 4096)
+        # Every byte crossed six switches between copying and splicing in order.
+        self.assertEqual(answer, ("%s %d\n" % (expect.hexdigest(), repeat * SIZE)).encode())
+        verdict = ferry.wait_line(r"relay auto: bulk transfers moved (\d+) MB/s copied and "
+                               r"(\d+) MB/s spliced: (copying|splicing) them")
+        ft.log(verdict.group(0))
+        splicing = verdict.group(3) == "splicing"
+        # The next bulk transfer of the worker takes the verdict's path without a new trial.
+        self.assertTrue(ft.wait_until(lambda: ft.relay_pipes(pid) == 0, 5),
+                        "the trial's spare pipes stayed")
+        most = 0
+        with self.open(ferry) as s:
+            s.sendall(b"GET %d\n" % SIZE)
+            total = 0
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                most = max(most, ft.relay_pipes(pid))
+        self.assertEqual(total, SIZE)
+        if splicing:
+            self.assertGreater(most, 0, "splicing was chosen, yet no pipe")
+        else:
+            self.assertEqual(most, 0, "copying was chosen, yet a pipe")
+        verdicts = [l for l in ferry.lines if "relay auto: bulk transfers moved" in l]
+        self.assertEqual(len(verdicts), 1, verdicts)
+
+    def test_small_messages_stay_buffered_and_a_download_tries_splice(self):
         pid = self.ferry.proc.pid
         echo = ft.EchoOrigin(self)
         s, rep, _, _ = ft.socks5_open(self.ferry.addr(), echo.host, echo.port)
