@@ -81,6 +81,21 @@ class AutoBulkTest(BulkTest):
     worker measured to be faster."""
     mode = "auto"
 
+    def download_watching_pipes(self, ferry):
+        """Download SIZE bytes through ferry; returns the most pipes it held meanwhile."""
+        most = 0
+        with self.open(ferry) as s:
+            s.sendall(b"GET %d\n" % SIZE)
+            total = 0
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                most = max(most, ft.relay_pipes(ferry.proc.pid))
+        self.assertEqual(total, SIZE)
+        return most
+
     def test_a_bulk_upload_measures_copy_against_splice_and_the_verdict_is_kept(self):
         ferry = ft.start_ferryd(self, extra=["relay auto", "workers 1"], args=("-v",))
         pid = ferry.proc.pid
@@ -105,17 +120,7 @@ class AutoBulkTest(BulkTest):
         # The next bulk transfer of the worker takes the verdict's path without a new trial.
         self.assertTrue(ft.wait_until(lambda: ft.relay_pipes(pid) == 0, 5),
                         "the trial's spare pipes stayed")
-        most = 0
-        with self.open(ferry) as s:
-            s.sendall(b"GET %d\n" % SIZE)
-            total = 0
-            while True:
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    break
-                total += len(chunk)
-                most = max(most, ft.relay_pipes(pid))
-        self.assertEqual(total, SIZE)
+        most = self.download_watching_pipes(ferry)
         if splicing:
             self.assertGreater(most, 0, "splicing was chosen, yet no pipe")
         else:
@@ -133,17 +138,7 @@ class AutoBulkTest(BulkTest):
                 msg = b"%03d" % i * 64
                 self.assertEqual(ft.echo_roundtrip(s, msg), msg)
                 self.assertEqual(ft.relay_pipes(pid), 0, "a pipe for 192-byte messages")
-        most = 0
-        with self.open() as s:
-            s.sendall(b"GET %d\n" % SIZE)
-            total = 0
-            while True:
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    break
-                total += len(chunk)
-                most = max(most, ft.relay_pipes(pid))
-        self.assertEqual(total, SIZE)
+        most = self.download_watching_pipes(self.ferry)
         self.assertGreater(most, 0, "a 50 MB download never went through a pipe")
 
 
