@@ -11,6 +11,7 @@ Access line fields these tests read (at the end of a UDP session's line):
 import ipaddress
 import os
 import select
+import signal
 import socket
 import struct
 import sys
@@ -430,6 +431,44 @@ class RawUDPTest(unittest.TestCase):
             i += 1
             time.sleep(0.3)
         self.assertEqual(a.roundtrip(self.echo, b"late")[2], b"late")
+
+    def test_bursts_of_equal_datagrams_keep_their_boundaries_both_ways(self):
+        # A run of equal sizes to one address goes out as one segmented (GSO) send; the far
+        # end must still get every datagram on its own and in order, a shorter last one
+        # included. ferryd is stopped while a burst is queued, so that it reads the whole
+        # burst at once.
+        ferry = self.start()
+        a = RawAssoc(self, ferry)
+        target = udp_socket("127.0.0.1")
+        self.addCleanup(target.close)
+        host, port = target.getsockname()[:2]
+
+        def burst(send, datagrams):
+            ferry.proc.send_signal(signal.SIGSTOP)
+            try:
+                for d in datagrams:
+                    send(d)
+            finally:
+                ferry.proc.send_signal(signal.SIGCONT)
+
+        up = [bytes([i]) * 700 for i in range(10)] + [b"\xee" * 300]
+        # Shorter ones (an empty one too) that are not last: no single segmented send.
+        mixed = [b"\x01" * 700, b"\x02" * 300, b"\x03" * 700, b"", b"\x04" * 700]
+        received = []
+        for datagrams in (up, mixed):
+            burst(lambda d: a.send(host, port, d), datagrams)
+            got = [target.recvfrom(65535) for _ in datagrams]
+            self.assertEqual([d for d, _ in got], datagrams)
+            received += got
+        outbound = received[0][1]
+        down = [bytes([0x80 + i]) * 900 for i in range(12)] + [b"\x11" * 100]
+        burst(lambda d: target.sendto(d, outbound), down)
+        self.assertEqual([a.recv() for _ in down], [("127.0.0.1", port, d) for d in down])
+        nothing_arrives(target)
+        nothing_arrives(a.sock)
+        a.close()
+        sess = ferry.wait_sessions(1, pred=is_udp)[-1]
+        self.assertEqual(udp_packets(sess), (len(up) + len(mixed), len(down)), sess)
 
     def test_reply_from_address_never_sent_to_is_filtered(self):
         ferry = self.start()
