@@ -14,6 +14,7 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -572,6 +573,65 @@ class RawUDPTest(unittest.TestCase):
         self.assertEqual(a.rep, ft.REP_SUCCEEDED)
         self.assertEqual(a.relay[0], "::1")
         self.assertEqual(a.roundtrip(self.echo, b"v6 client")[2], b"v6 client")
+
+
+NETNS_CHILD = "FERRY_TEST_NETNS_CHILD"
+
+
+class SmallMtuUDPTest(unittest.TestCase):
+    """Where the route's MTU is smaller than a datagram, the kernel refuses a segmented (GSO)
+    send (EINVAL) but fragments single datagrams: ferryd must then send the batch one by
+    one, and nothing may be lost. Run in a network namespace of its own whose loopback has
+    an MTU of 1,300 bytes (this file again, under unshare -n)."""
+
+    def test_bursts_larger_than_the_mtu_still_arrive_whole_and_in_order(self):
+        if subprocess.run(["unshare", "-n", "true"], stderr=subprocess.DEVNULL).returncode:
+            self.skipTest("cannot make a network namespace here (unshare -n)")
+        env = dict(os.environ, **{NETNS_CHILD: "1"})
+        r = subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__),
+                            "SmallMtuUDPChild"], env=env, capture_output=True, text=True,
+                           timeout=120 * ft.SLOW)
+        ft.log(r.stderr[-3000:])
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertRegex(r.stderr, r"Ran 1 test.*\n\nOK")
+
+
+@unittest.skipUnless(os.environ.get(NETNS_CHILD), "runs inside SmallMtuUDPTest's namespace")
+class SmallMtuUDPChild(unittest.TestCase):
+    def test_in_namespace(self):
+        subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1300"], check=True)
+        echo = UDPEcho(self)
+        ferry = ft.start_ferryd(self)
+        a = RawAssoc(self, ferry)
+        self.assertEqual(a.rep, ft.REP_SUCCEEDED)
+        target = udp_socket("127.0.0.1")
+        self.addCleanup(target.close)
+        host, port = target.getsockname()[:2]
+        for round in range(2):  # the second: the worker no longer tries that size
+            ferry.proc.send_signal(signal.SIGSTOP)
+            try:
+                up = [bytes([16 * round + i]) * 1400 for i in range(8)]
+                for d in up:
+                    a.send(host, port, d)
+            finally:
+                ferry.proc.send_signal(signal.SIGCONT)
+            got = [target.recvfrom(65535) for _ in up]
+            self.assertEqual([d for d, _ in got], up)
+            outbound = got[0][1]
+            ferry.proc.send_signal(signal.SIGSTOP)
+            try:
+                down = [bytes([0x80 + 16 * round + i]) * 1400 for i in range(8)]
+                for d in down:
+                    target.sendto(d, outbound)
+            finally:
+                ferry.proc.send_signal(signal.SIGCONT)
+            self.assertEqual([a.recv() for _ in down], [("127.0.0.1", port, d) for d in down])
+        # Datagrams under the MTU still go, segmented or not.
+        self.assertEqual(a.roundtrip(echo, b"small")[2], b"small")
+        a.close()
+        sess = ferry.wait_sessions(1, pred=is_udp)[-1]
+        self.assertEqual(udp_packets(sess), (17, 17), sess)
+        self.assertEqual(drops(sess)["send"], 0, sess)
 
 
 if __name__ == "__main__":
