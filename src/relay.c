@@ -364,7 +364,6 @@ static void dir_trial_abandon(struct relay_pool *p, struct relay_dir *d)
 static void dir_trial_step(struct relay *r, struct relay_dir *d)
 {
     struct relay_pool *p = r->pool;
-    const struct relay_choice *c = &p->choice;
     enum relay_path path;
 
     switch (relay_choice_note(&p->choice, ev_now(r->loop), d->bytes, &path)) {
@@ -382,7 +381,8 @@ static void dir_trial_step(struct relay *r, struct relay_dir *d)
         dir_set_splice(r, d, path == RELAY_PATH_SPLICE);
         log_debug("relay auto: bulk transfers moved %.0f MB/s copied and %.0f MB/s spliced: "
                   "%s them for the next %.0f s",
-                  c->rate[RELAY_PATH_COPY] / 1e6, c->rate[RELAY_PATH_SPLICE] / 1e6,
+                  relay_choice_rate(&p->choice, RELAY_PATH_COPY) / 1e6,
+                  relay_choice_rate(&p->choice, RELAY_PATH_SPLICE) / 1e6,
                   path == RELAY_PATH_SPLICE ? "splicing" : "copying", RELAY_CHOICE_TTL);
         return;
     case RELAY_CHOICE_ABANDONED:

@@ -96,3 +96,8 @@ enum relay_path relay_choice_path(const struct relay_choice *c)
 {
     return c->known ? (enum relay_path)c->path : RELAY_PATH_COPY;
 }
+
+double relay_choice_rate(const struct relay_choice *c, enum relay_path path)
+{
+    return c->rate[path];
+}

@@ -227,11 +227,10 @@ static bool udp_segmentable(const struct udp_batch *b)
 }
 
 /*
- * Send the whole queue as one UDP_SEGMENT send. Returns 1 when it went, 0 when it is still
- * to be sent datagram by datagram (refused, or no such kernel feature), -1 when the socket
- * is full (errno EAGAIN or ENOBUFS: sendmmsg would fail as well).
+ * Send the whole queue as one UDP_SEGMENT send. False when it did not go: the queue is then
+ * sent datagram by datagram (where a full socket drops it, as for any batch).
  */
-static int udp_send_segmented(struct udp_batch *b)
+static bool udp_send_segmented(struct udp_batch *b)
 {
 #ifdef UDP_SEGMENT
     union {
@@ -257,17 +256,15 @@ static int udp_send_segmented(struct udp_batch *b)
         n = sendmsg(b->out_fd, &msg, 0);
     } while (n < 0 && errno == EINTR);
     if (n >= 0)
-        return 1;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-        return -1;
+        return true;
     if (errno == EMSGSIZE || errno == EINVAL)
         b->gso_max = (size_t)size - 1; /* over the route's MTU (older kernels: EINVAL) */
     else if (errno == EIO || errno == EOPNOTSUPP || errno == ENOPROTOOPT)
         b->gso_max = 0; /* no segmentation offload here */
-    return 0;
+    return false;
 #else
     (void)b;
-    return 0;
+    return false;
 #endif
 }
 
@@ -277,21 +274,9 @@ static void udp_flush(struct udp_batch *b)
     struct udp_assoc *a = b->out_assoc;
     size_t done = 0;
 
-    if (udp_segmentable(b)) {
-        switch (udp_send_segmented(b)) {
-        case 1:
-            udp_count_sent(b, 0, b->nout);
-            done = b->nout;
-            break;
-        case -1:
-            if (log_enabled(LOG_DEBUG))
-                log_debug("udp: send: %s (%zu datagrams dropped)", strerror(errno), b->nout);
-            a->stats.drop_send += b->nout;
-            done = b->nout;
-            break;
-        default:
-            break;
-        }
+    if (udp_segmentable(b) && udp_send_segmented(b)) {
+        udp_count_sent(b, 0, b->nout);
+        done = b->nout;
     }
     while (done < b->nout) {
         int n = sendmmsg(b->out_fd, b->out + done, (unsigned)(b->nout - done), 0);

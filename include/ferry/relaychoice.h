@@ -70,4 +70,7 @@ void relay_choice_abandon(struct relay_choice *c);
 /* The path for a bulk direction while no trial is due: the verdict, or copy when none yet. */
 enum relay_path relay_choice_path(const struct relay_choice *c);
 
+/* Bytes per second the path moved in the trial that gave the verdict (0 before one). */
+double relay_choice_rate(const struct relay_choice *c, enum relay_path path);
+
 #endif

@@ -5,11 +5,11 @@
 #include <stddef.h>
 
 struct ev_loop;
+struct authcache;
 struct limits;
 struct listen_set;
 struct server;
 struct session_counters;
-struct authcache;
 struct snapshot;
 
 /*

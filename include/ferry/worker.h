@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct authcache;
 struct limits;
 struct listen_set;
-struct authcache;
 struct snapshot;
 struct worker;
 

@@ -64,8 +64,8 @@ START_TEST(test_the_faster_path_wins)
 
     memset(&c, 0, sizeof(c));
     ck_assert_int_eq(run_trial(&c, 0.010, 0.008), RELAY_PATH_SPLICE);
-    ck_assert_double_eq_tol(c.rate[RELAY_PATH_SPLICE], TIMED / 0.008, 1.0);
-    ck_assert_double_eq_tol(c.rate[RELAY_PATH_COPY], TIMED / 0.010, 1.0);
+    ck_assert_double_eq_tol(relay_choice_rate(&c, RELAY_PATH_SPLICE), TIMED / 0.008, 1.0);
+    ck_assert_double_eq_tol(relay_choice_rate(&c, RELAY_PATH_COPY), TIMED / 0.010, 1.0);
     memset(&c, 0, sizeof(c));
     ck_assert_int_eq(run_trial(&c, 0.008, 0.010), RELAY_PATH_COPY);
 }
@@ -91,7 +91,7 @@ START_TEST(test_only_what_follows_the_settling_start_of_a_phase_is_timed)
     /* A settling start ten times the timed rest changes nothing: the timed rates decide. */
     memset(&c, 0, sizeof(c));
     ck_assert_int_eq(run_trial_settling(&c, 0.100, 0.010, 0.008), RELAY_PATH_SPLICE);
-    ck_assert_double_eq_tol(c.rate[RELAY_PATH_SPLICE], TIMED / 0.008, 1.0);
+    ck_assert_double_eq_tol(relay_choice_rate(&c, RELAY_PATH_SPLICE), TIMED / 0.008, 1.0);
     memset(&c, 0, sizeof(c));
     ck_assert_int_eq(run_trial_settling(&c, 0.100, 0.008, 0.010), RELAY_PATH_COPY);
 }
