@@ -21,7 +21,7 @@
 
 #include <sodium.h>
 
-#include "ferry/userdb.h"
+#include "ferry/auth_users.h"
 
 /* RFC 1929: PLEN is one byte, so a longer password could never be sent. */
 #define PASSWORD_MAX 255
@@ -131,7 +131,7 @@ static ssize_t ask(int fd, const char *prompt, char *buf, size_t size, bool *too
 static size_t read_password(const char *user, char *pw)
 {
     char again[PASSWORD_MAX];
-    char prompt[USERDB_MAX_NAME * 4 + 32];
+    char prompt[AUTH_USERS_MAX_NAME * 4 + 32];
     bool too_long = false, too_long2;
     ssize_t n, n2;
 
@@ -298,7 +298,7 @@ int main(int argc, char **argv)
     char *old, *out, *real = NULL, err[512];
     size_t oldlen, ulen, outlen = 0, pos = 0, pwlen;
     struct stat st = {0};
-    struct userdb *check;
+    struct auth_users *check;
     int opt;
 
     while ((opt = getopt(argc, argv, "dhV")) != -1) {
@@ -324,10 +324,10 @@ int main(int argc, char **argv)
     path = argv[optind];
     user = argv[optind + 1];
     ulen = strlen(user);
-    if (!userdb_valid_name(user, ulen))
+    if (!auth_users_valid_name(user, ulen))
         die("'%s' is not a valid user name (1 to %d bytes, no ':', no blanks or control "
             "characters, not starting with '#')",
-            user, USERDB_MAX_NAME);
+            user, AUTH_USERS_MAX_NAME);
     if (sodium_init() < 0)
         die("libsodium failed to initialise");
 
@@ -380,10 +380,10 @@ int main(int argc, char **argv)
     out[outlen] = '\0';
 
     /* Say so when the file has other problems that ferryd will refuse. */
-    check = userdb_parse(out, path, err, sizeof(err));
+    check = auth_users_parse(out, path, err, sizeof(err));
     if (check == NULL)
         fprintf(stderr, "%s: warning: %s\n", progname, err);
-    userdb_free(check);
+    auth_users_free(check);
 
     replace_file(path, out, outlen, exists, &st);
     sodium_memzero(hash, sizeof(hash));

@@ -43,7 +43,7 @@ static int listen_on(const struct addr *a, bool reuseport)
 }
 
 /* Open address a for every worker into column `col`; the first socket fixes the port. */
-static int open_address(struct listen_set *ls, size_t col, const struct addr *a, size_t stride)
+static int open_address(struct listener_set *ls, size_t col, const struct addr *a, size_t stride)
 {
     struct addr bound = *a;
     bool reuseport = ls->nworkers > 1;
@@ -65,7 +65,7 @@ static int open_address(struct listen_set *ls, size_t col, const struct addr *a,
 }
 
 /* Close column col of every worker. */
-static void close_column(struct listen_set *ls, size_t col, size_t stride)
+static void close_column(struct listener_set *ls, size_t col, size_t stride)
 {
     for (unsigned w = 0; w < ls->nworkers; w++) {
         int *fd = &ls->fds[w * stride + col];
@@ -75,8 +75,8 @@ static void close_column(struct listen_set *ls, size_t col, size_t stride)
     }
 }
 
-int listen_set_open(struct listen_set *ls, const struct config *cfg, unsigned nworkers, char *err,
-                    size_t errlen)
+int listener_set_open(struct listener_set *ls, const struct config *cfg, unsigned nworkers,
+                      char *err, size_t errlen)
 {
     size_t stride = cfg->nlisten;
 
@@ -127,7 +127,7 @@ fail:
     return -1;
 }
 
-int listen_set_take(struct listen_set *ls, unsigned w, size_t i)
+int listener_set_take(struct listener_set *ls, unsigned w, size_t i)
 {
     int fd = ls->fds[w * ls->naddrs + i];
 
@@ -135,7 +135,7 @@ int listen_set_take(struct listen_set *ls, unsigned w, size_t i)
     return fd;
 }
 
-void listen_set_close(struct listen_set *ls)
+void listener_set_close(struct listener_set *ls)
 {
     if (ls->fds == NULL)
         return;

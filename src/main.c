@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ferry/authcache.h"
-#include "ferry/config.h"
+#include "ferry/auth_cache.h"
+#include "ferry/conf.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
@@ -45,7 +45,7 @@ struct daemon {
     int verbosity;
     struct snapshot *snap; /* the configuration now in force */
     struct limits *limits;
-    struct authcache *authcache; /* one for every worker: a login verified once is known to all */
+    struct auth_cache *auth_cache; /* one for every worker: a login verified once is known to all */
     struct worker *workers[MAX_WORKERS];
     unsigned nworkers;
     bool stopping;
@@ -196,19 +196,19 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static int daemon_start(struct daemon *d, char *err, size_t errlen)
 {
     const struct config *cfg = &d->snap->config;
-    struct listen_set ls;
+    struct listener_set ls;
     unsigned n = workers_wanted(cfg);
 
-    if (listen_set_open(&ls, cfg, n, err, errlen) < 0)
+    if (listener_set_open(&ls, cfg, n, err, errlen) < 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
-        d->workers[i] = worker_start(i, d->snap, d->limits, d->authcache, &ls, err, errlen);
+        d->workers[i] = worker_start(i, d->snap, d->limits, d->auth_cache, &ls, err, errlen);
         if (d->workers[i] == NULL) {
             for (unsigned j = 0; j < i; j++) {
                 worker_shutdown(d->workers[j], 0, true);
                 worker_join(d->workers[j]);
             }
-            listen_set_close(&ls);
+            listener_set_close(&ls);
             return -1;
         }
     }
@@ -217,7 +217,7 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
         char name[ADDR_STRLEN];
         log_notice("listening on %s", addr_format(&ls.addrs[i], name, sizeof(name)));
     }
-    listen_set_close(&ls);
+    listener_set_close(&ls);
     return 0;
 }
 
@@ -240,7 +240,7 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
         ev_signal_stop(loop, &signals[i]);
     ev_loop_destroy(loop);
     limits_free(d->limits);
-    authcache_free(d->authcache);
+    auth_cache_free(d->auth_cache);
     snapshot_unref(d->snap);
 }
 
@@ -306,8 +306,8 @@ int main(int argc, char **argv)
 
     loop = ev_default_loop(EVFLAG_AUTO);
     d.limits = limits_new(LIMITS_MAX_IDLE);
-    d.authcache = authcache_new(AUTH_CACHE_SLOTS);
-    if (loop == NULL || d.limits == NULL || d.authcache == NULL) {
+    d.auth_cache = auth_cache_new(AUTH_CACHE_SLOTS);
+    if (loop == NULL || d.limits == NULL || d.auth_cache == NULL) {
         fprintf(stderr, "ferryd: %s\n",
                 loop == NULL ? "cannot create the event loop" : "out of memory");
         return 1;

@@ -3,7 +3,7 @@
 
 #include "ferry/policy.h"
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 
 static struct policy_decision from_acl(const struct acl_result *r)
 {

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "ferry/log.h"
-#include "ferry/relaychoice.h"
+#include "ferry/relay_choice.h"
 
 #define RELAY_CHUNK (128 * 1024)
 /* Reads per event before yielding to other sessions on the loop. */
@@ -42,7 +42,7 @@
 /*
  * relay auto, from bench/ on loopback: recv/send costs less for small messages and for many
  * bulk transfers at once; for a single bulk transfer it depends on the machine, so the worker
- * measures it (relaychoice.h). A direction starts with recv/send and is bulk once
+ * measures it (relay_choice.h). A direction starts with recv/send and is bulk once
  * RELAY_BULK_READS reads in a row filled a whole chunk; then it is measured, or takes the
  * measured path, splicing only when fewer than RELAY_SPLICE_MAX directions of the worker
  * splice already. It switches back after RELAY_SMALL_SPLICES splices in a row moved less

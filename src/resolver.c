@@ -43,7 +43,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "ferry/dnscache.h"
+#include "ferry/resolver_cache.h"
 #include "ferry/resolver.h"
 
 #define INFLIGHT_MIN_BUCKETS 64
@@ -107,7 +107,7 @@ struct resolver {
     struct inflight **buckets;
     size_t bucket_mask;
     size_t ninflight;
-    struct dnscache *cache;
+    struct resolver_cache *cache;
     double negative_ttl;
     double max_ttl;
     bool delivering;     /* inside on_ready_timer() */
@@ -512,7 +512,7 @@ static void on_ares_answer(void *arg, int status, int timeouts, struct ares_addr
     if (ttl > r->max_ttl)
         ttl = r->max_ttl;
     if (r->cache != NULL && ttl > 0)
-        dnscache_put(r->cache, f->name, &res, ttl, ev_now(r->loop));
+        resolver_cache_put(r->cache, f->name, &res, ttl, ev_now(r->loop));
 
     inflight_remove(r, f);
     while (!qlist_empty(&f->waiters)) {
@@ -634,7 +634,7 @@ struct resolver *resolver_new(struct ev_loop *loop, const struct resolver_option
         goto nomem;
     r->bucket_mask = INFLIGHT_MIN_BUCKETS - 1;
     if (opt->cache_size > 0) {
-        r->cache = dnscache_new(opt->cache_size);
+        r->cache = resolver_cache_new(opt->cache_size);
         if (r->cache == NULL)
             goto nomem;
     }
@@ -703,7 +703,7 @@ static void resolver_destroy(struct resolver *r)
         }
     }
     free(r->buckets);
-    dnscache_free(r->cache);
+    resolver_cache_free(r->cache);
     free(r);
 }
 
@@ -753,12 +753,12 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
         make_ready(r, q);
         return q;
     }
-    if (r->cache != NULL && dnscache_get(r->cache, name, ev_now(r->loop), &q->res)) {
+    if (r->cache != NULL && resolver_cache_get(r->cache, name, ev_now(r->loop), &q->res)) {
         make_ready(r, q);
         return q;
     }
 
-    hash = dnscache_hash(name);
+    hash = resolver_cache_hash(name);
     f = inflight_find(r, name, hash);
     if (f != NULL) {
         q->state = Q_WAITING;

@@ -15,8 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/authpool.h"
-#include "ferry/config.h"
+#include "ferry/auth_pool.h"
+#include "ferry/conf.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
 #include "ferry/log.h"
@@ -26,7 +26,7 @@
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
 #include "ferry/udp.h"
-#include "ferry/verify.h"
+#include "ferry/auth_verify.h"
 
 /* Connections taken per readiness event before other watchers get a turn. */
 #define ACCEPT_BATCH 64
@@ -51,8 +51,8 @@ struct server {
     struct session_ctx ctx;
     ev_timer backoff;
     size_t nlisteners;
-    struct listener listeners[CONFIG_MAX_LISTEN];
-    struct addr advertise[CONFIG_MAX_LISTEN];
+    struct listener listeners[CONF_MAX_LISTEN];
+    struct addr advertise[CONF_MAX_LISTEN];
 };
 
 static void listeners_pause(struct server *srv)
@@ -165,8 +165,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
-                          struct authcache *authcache, struct session_counters *counters,
-                          struct listen_set *ls, unsigned w, char *err, size_t errlen)
+                          struct auth_cache *auth_cache, struct session_counters *counters,
+                          struct listener_set *ls, unsigned w, char *err, size_t errlen)
 {
     const struct config *cfg = &snap->config;
     struct resolver_options ropt = {
@@ -195,7 +195,7 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
         struct listener *l = &srv->listeners[srv->nlisteners++];
 
         l->srv = srv;
-        l->fd = listen_set_take(ls, w, i);
+        l->fd = listener_set_take(ls, w, i);
         l->addr = ls->addrs[i];
         srv->advertise[i] = ls->advertise[i];
         l->advertise = srv->advertise[i].len > 0 ? &srv->advertise[i] : NULL;
@@ -204,7 +204,7 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
     }
 
     srv->ctx.relay_pool = relay_pool_new(loop);
-    srv->ctx.authcache = authcache;
+    srv->ctx.auth_cache = auth_cache;
     srv->ctx.udp_batch = udp_batch_new();
     if (srv->ctx.relay_pool == NULL || srv->ctx.udp_batch == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -214,13 +214,13 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
     if (srv->ctx.resolver == NULL)
         goto fail;
     /* Always there, so that a reload may turn password authentication on. */
-    srv->ctx.authpool = authpool_new(loop, cfg->auth_threads);
-    if (srv->ctx.authpool == NULL) {
+    srv->ctx.auth_pool = auth_pool_new(loop, cfg->auth_threads);
+    if (srv->ctx.auth_pool == NULL) {
         snprintf(err, errlen, "cannot start the password verification threads: %s",
                  strerror(errno));
         goto fail;
     }
-    srv->ctx.verifier = verifier_new(srv->ctx.authpool, srv->ctx.authcache);
+    srv->ctx.verifier = auth_verify_new(srv->ctx.auth_pool, srv->ctx.auth_cache);
     if (srv->ctx.verifier == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -263,9 +263,9 @@ void server_free(struct server *srv)
         return;
     server_stop_listening(srv);
     session_close_all(&srv->ctx);
-    verifier_free(srv->ctx.verifier);
-    if (srv->ctx.authpool != NULL)
-        authpool_free(srv->ctx.authpool);
+    auth_verify_free(srv->ctx.verifier);
+    if (srv->ctx.auth_pool != NULL)
+        auth_pool_free(srv->ctx.auth_pool);
     if (srv->ctx.resolver != NULL)
         resolver_free(srv->ctx.resolver);
     relay_pool_free(srv->ctx.relay_pool);

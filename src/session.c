@@ -23,9 +23,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/bind.h"
-#include "ferry/config.h"
-#include "ferry/connect.h"
+#include "ferry/binder.h"
+#include "ferry/conf.h"
+#include "ferry/connector.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
 #include "ferry/policy.h"
@@ -37,8 +37,8 @@
 #include "ferry/socks4.h"
 #include "ferry/socks5.h"
 #include "ferry/udp.h"
-#include "ferry/userdb.h"
-#include "ferry/verify.h"
+#include "ferry/auth_users.h"
+#include "ferry/auth_verify.h"
 
 /*
  * Negotiation input: greeting (257) + sub-negotiation (513) + request (262) may all arrive in
@@ -162,12 +162,12 @@ struct session {
     ev_timer timer;
     ev_tstamp started;
     struct addr client_addr;
-    struct addr target_addr;    /* the address connected to */
-    char *target;               /* the destination as asked, for the access line once nego is
-                                 * gone (the relay runs); NULL before */
-    char *user;                 /* authenticated user name */
-    struct negotiation *nego;   /* freed when the relay starts */
-    struct verify_wait *verify; /* a password check in flight */
+    struct addr target_addr;         /* the address connected to */
+    char *target;                    /* the destination as asked, for the access line once nego is
+                                      * gone (the relay runs); NULL before */
+    char *user;                      /* authenticated user name */
+    struct negotiation *nego;        /* freed when the relay starts */
+    struct auth_verify_wait *verify; /* a password check in flight */
     struct resolver_query *query;
     struct connector *connector;
     struct relay *relay;
@@ -295,7 +295,7 @@ static void session_close(struct session *s)
     session_count(s);
     session_log(s);
     if (s->verify != NULL)
-        verifier_cancel(ctx->verifier, s->verify);
+        auth_verify_cancel(ctx->verifier, s->verify);
     if (s->query != NULL)
         resolver_cancel(s->query);
     if (s->connector != NULL)
@@ -1066,9 +1066,9 @@ static bool session_choose_method(struct session *s, const struct socks5_greetin
 /* RFC 1929 sub-negotiation parsed: hand the password to the pool. */
 static bool session_verify(struct session *s, struct socks5_userpass *up)
 {
-    const char *hash = userdb_lookup(s->snap->users, up->user, up->user_len);
-    struct verify_login login;
-    enum verify_status st;
+    const char *hash = auth_users_lookup(s->snap->users, up->user, up->user_len);
+    struct auth_verify_login login;
+    enum auth_verify_status st;
 
     /* A name with a NUL byte cannot be a valid user; it still costs a verification. */
     s->user = strndup(up->user, up->user_len);
@@ -1101,15 +1101,15 @@ static bool session_verify(struct session *s, struct socks5_userpass *up)
     login.hash = hash;
     login.generation = s->snap->generation;
     login.cache_ttl = s->cfg->auth_cache;
-    st = verifier_check(s->ctx->verifier, &login, on_auth_verified, s, &s->verify);
+    st = auth_verify_check(s->ctx->verifier, &login, on_auth_verified, s, &s->verify);
     sodium_memzero(up, sizeof(*up));
-    if (st == VERIFY_CACHED) {
+    if (st == AUTH_VERIFY_CACHED) {
         /* A login verified a moment ago under this users file: no second Argon2id run. */
         log_debug("login of user '%s' verified from the auth cache", s->user);
         on_auth_verified(true, s);
         return false; /* on_auth_verified went on (and may have closed the session) */
     }
-    if (st == VERIFY_ERROR) {
+    if (st == AUTH_VERIFY_ERROR) {
         uint8_t msg[2];
 
         /* The pool is full (or out of memory): an honest failure status, then close. */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "ferry/socks5.h"
-#include "ferry/userdb.h"
+#include "ferry/auth_users.h"
 
 bool snapshot_uses_passwords(const struct config *cfg)
 {
@@ -30,19 +30,19 @@ struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char 
         return NULL;
     }
     if (path == NULL) {
-        config_defaults(&s->config);
-    } else if (config_load(&s->config, path, err, errlen) < 0) {
+        conf_defaults(&s->config);
+    } else if (conf_load(&s->config, path, err, errlen) < 0) {
         free(s);
         return NULL;
     }
     if (snapshot_uses_passwords(&s->config)) {
-        s->users = userdb_load(s->config.users_file, err, errlen);
+        s->users = auth_users_load(s->config.users_file, err, errlen);
         if (s->users == NULL) {
-            config_release(&s->config);
+            conf_release(&s->config);
             free(s);
             return NULL;
         }
-        if (userdb_count(s->users) == 0)
+        if (auth_users_count(s->users) == 0)
             snprintf(warn, warnlen, "%s has no users: every login will fail", s->config.users_file);
     }
     atomic_init(&s->refs, 1);
@@ -62,7 +62,7 @@ void snapshot_unref(struct snapshot *s)
         return;
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    userdb_free(s->users);
-    config_release(&s->config);
+    auth_users_free(s->users);
+    conf_release(&s->config);
     free(s);
 }

@@ -48,7 +48,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
 #include "ferry/resolver.h"

@@ -102,7 +102,7 @@ static void *worker_main(void *arg)
 }
 
 struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *limits,
-                            struct authcache *authcache, struct listen_set *ls, char *err,
+                            struct auth_cache *auth_cache, struct listener_set *ls, char *err,
                             size_t errlen)
 {
     struct worker *wk = calloc(1, sizeof(*wk));
@@ -121,7 +121,7 @@ struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *li
         snprintf(err, errlen, "cannot create an event loop");
         goto fail;
     }
-    wk->srv = server_new(wk->loop, snap, limits, authcache, &wk->counters, ls, w, err, errlen);
+    wk->srv = server_new(wk->loop, snap, limits, auth_cache, &wk->counters, ls, w, err, errlen);
     if (wk->srv == NULL)
         goto fail;
     ev_async_init(&wk->wake, wake_cb);

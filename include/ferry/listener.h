@@ -9,14 +9,14 @@
 #include <stddef.h>
 
 #include "ferry/addr.h"
-#include "ferry/config.h"
+#include "ferry/conf.h"
 
-struct listen_set {
+struct listener_set {
     unsigned nworkers;
-    size_t naddrs;                            /* addresses opened */
-    struct addr addrs[CONFIG_MAX_LISTEN];     /* as bound: a port 0 became the real one */
-    struct addr advertise[CONFIG_MAX_LISTEN]; /* from the listen line; len 0 if none */
-    int *fds;                                 /* fds[worker * naddrs + i]; -1 once taken */
+    size_t naddrs;                          /* addresses opened */
+    struct addr addrs[CONF_MAX_LISTEN];     /* as bound: a port 0 became the real one */
+    struct addr advertise[CONF_MAX_LISTEN]; /* from the listen line; len 0 if none */
+    int *fds;                               /* fds[worker * naddrs + i]; -1 once taken */
 };
 
 /*
@@ -24,13 +24,13 @@ struct listen_set {
  * cannot be bound only warns (a host without IPv6); any other failure returns -1 with
  * "listen ADDRESS: strerror" in err and nothing left open.
  */
-int listen_set_open(struct listen_set *ls, const struct config *cfg, unsigned nworkers, char *err,
-                    size_t errlen);
+int listener_set_open(struct listener_set *ls, const struct config *cfg, unsigned nworkers,
+                      char *err, size_t errlen);
 
 /* Take worker w's socket for address i: the caller owns it from now on. */
-int listen_set_take(struct listen_set *ls, unsigned w, size_t i);
+int listener_set_take(struct listener_set *ls, unsigned w, size_t i);
 
 /* Close the sockets nobody took and free the set. */
-void listen_set_close(struct listen_set *ls);
+void listener_set_close(struct listener_set *ls);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <syslog.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 
 void log_open(enum log_target target, int facility, int level);
 void log_set_level(int level);

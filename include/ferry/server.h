@@ -5,9 +5,9 @@
 #include <stddef.h>
 
 struct ev_loop;
-struct authcache;
+struct auth_cache;
 struct limits;
-struct listen_set;
+struct listener_set;
 struct server;
 struct session_counters;
 struct snapshot;
@@ -18,8 +18,8 @@ struct snapshot;
  * outlive the server). Returns NULL with a message in err.
  */
 struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct limits *limits,
-                          struct authcache *authcache, struct session_counters *counters,
-                          struct listen_set *ls, unsigned w, char *err, size_t errlen);
+                          struct auth_cache *auth_cache, struct session_counters *counters,
+                          struct listener_set *ls, unsigned w, char *err, size_t errlen);
 
 /* New sessions start under snap from now on; running ones keep their own. */
 void server_reload(struct server *srv, struct snapshot *snap);

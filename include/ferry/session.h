@@ -8,8 +8,8 @@
 #include "ferry/addr.h"
 
 struct ev_loop;
-struct authcache;
-struct authpool;
+struct auth_cache;
+struct auth_pool;
 struct limit;
 struct limits;
 struct relay_pool;
@@ -17,7 +17,7 @@ struct resolver;
 struct session;
 struct snapshot;
 struct udp_batch;
-struct verifier;
+struct auth_verifier;
 
 /*
  * A worker's running totals, written by its own loop when sessions end (never per byte) and
@@ -39,12 +39,12 @@ struct session_ctx {
     struct ev_loop *loop;
     struct snapshot *snap; /* what new sessions start under; each takes a reference */
     struct resolver *resolver;
-    struct authpool *authpool;
-    struct relay_pool *relay_pool; /* the worker's spare pipes and buffers */
-    struct authcache *authcache;   /* recently verified logins, shared by the workers */
-    struct verifier *verifier;     /* password checks: the cache, merged runs, the pool */
-    struct udp_batch *udp_batch;   /* the worker's datagram batch buffers */
-    struct limits *limits;         /* the process's limits, shared by every worker */
+    struct auth_pool *auth_pool;
+    struct relay_pool *relay_pool;  /* the worker's spare pipes and buffers */
+    struct auth_cache *auth_cache;  /* recently verified logins, shared by the workers */
+    struct auth_verifier *verifier; /* password checks: the cache, merged runs, the pool */
+    struct udp_batch *udp_batch;    /* the worker's datagram batch buffers */
+    struct limits *limits;          /* the process's limits, shared by every worker */
 
     struct session *sessions; /* every live session, for shutdown (counted in counters->live) */
     struct session_counters *counters; /* the worker's, outliving its sessions */

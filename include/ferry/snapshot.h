@@ -9,15 +9,15 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 
-struct userdb;
+struct auth_users;
 
 struct snapshot {
     atomic_uint refs;
     struct config config;
-    struct userdb *users; /* NULL when no password method is configured */
-    unsigned generation;  /* 1 for the first load, +1 per successful reload */
+    struct auth_users *users; /* NULL when no password method is configured */
+    unsigned generation;      /* 1 for the first load, +1 per successful reload */
 };
 
 /*

@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct authcache;
+struct auth_cache;
 struct limits;
-struct listen_set;
+struct listener_set;
 struct snapshot;
 struct worker;
 
@@ -21,7 +21,7 @@ struct worker;
  * errors come back here, then start its thread. Returns NULL with a message in err.
  */
 struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *limits,
-                            struct authcache *authcache, struct listen_set *ls, char *err,
+                            struct auth_cache *auth_cache, struct listener_set *ls, char *err,
                             size_t errlen);
 
 /* New sessions of the worker start under snap (a reference is taken). */

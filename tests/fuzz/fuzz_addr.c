@@ -1,13 +1,13 @@
 /*
  * The small text parsers every config line and rule goes through: addr_parse (with
- * addr_format round trips), acl_parse_cidr and config_parse_duration. Input: two bytes of
+ * addr_format round trips), acl_parse_cidr and conf_parse_duration. Input: two bytes of
  * default port, then the text.
  */
 #include "config.h"
 
 #include "ferry/acl.h"
 #include "ferry/addr.h"
-#include "ferry/config.h"
+#include "ferry/conf.h"
 #include "fuzz.h"
 
 static void check_addr(const struct addr *a, uint16_t default_port, const char *text)
@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_addr(&a, port, text);
     if (acl_parse_cidr(text, &c) == 0)
         check_cidr(&c);
-    if (config_parse_duration(text, &seconds) == 0)
+    if (conf_parse_duration(text, &seconds) == 0)
         FUZZ_CHECK(seconds >= 0 && seconds <= 1e9);
     free(text);
     return 0;

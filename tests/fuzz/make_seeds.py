@@ -114,8 +114,8 @@ def udp_header():
     write(h, "truncated", b"\x00\x00\x00\x04" + v6[:7])
 
 
-def config():
-    h = "config"
+def conf():
+    h = "conf"
     write(h, "empty", "")
     write(h, "comments", "# nothing\n\n   # indented\n")
     write(h, "shipped", """listen 127.0.0.1:1080
@@ -173,8 +173,8 @@ trusted-clients none
     write(h, "crlf", "auth none\r\nrelay buffered\r\n")
 
 
-def userdb():
-    h = "userdb"
+def auth_users():
+    h = "auth_users"
     hash1 = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Y3qE8wKd0nH2nEN1b1cQd4l9j1V0O5zS4Yw3p9xk0Zc"
     hash2 = "$argon2i$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
     write(h, "one", "alice:" + hash1 + "\n")
@@ -256,7 +256,7 @@ if __name__ == "__main__":
     s5_request()
     s4_request()
     udp_header()
-    config()
-    userdb()
+    conf()
+    auth_users()
     acl()
     addr()

@@ -310,7 +310,7 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(self.cached_logins(ferry), 1)  # only the second "old" login
 
     def test_many_identical_logins_at_once_all_get_their_answer(self):
-        # They share one verification in flight (tests/unit/test_verify.c); each session must
+        # They share one verification in flight (tests/unit/test_auth_verify.c); each session must
         # still get its own answer, right or wrong.
         ferry = ft.start_ferryd(self, auth="password", users=self.users)
         user, password = next(iter(USERS.items()))

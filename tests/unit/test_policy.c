@@ -4,7 +4,7 @@
 #include <check.h>
 #include <string.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 #include "ferry/policy.h"
 
 static struct config cfg;
@@ -21,18 +21,18 @@ static struct addr ip(const char *text)
 /* Parse a config text into cfg (released in teardown). */
 static void load(const char *text)
 {
-    config_release(&cfg);
-    ck_assert_msg(config_parse(&cfg, text, "test.conf", err, sizeof(err)) == 0, "%s", err);
+    conf_release(&cfg);
+    ck_assert_msg(conf_parse(&cfg, text, "test.conf", err, sizeof(err)) == 0, "%s", err);
 }
 
 static void setup(void)
 {
-    config_defaults(&cfg);
+    conf_defaults(&cfg);
 }
 
 static void teardown(void)
 {
-    config_release(&cfg);
+    conf_release(&cfg);
 }
 
 /* The decision for a client at `client` asking `command` for dest (an address or NULL). */

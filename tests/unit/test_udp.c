@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 #include "ferry/resolver.h"
 #include "ferry/udp.h"
 

@@ -5,7 +5,7 @@
  */
 #include "config.h"
 
-#include "ferry/connect.h"
+#include "ferry/connector.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -36,7 +36,7 @@ struct connector {
     struct attempt *attempts;
 };
 
-void connect_interleave(struct addr *addrs, size_t n)
+void connector_interleave(struct addr *addrs, size_t n)
 {
     struct addr *v6, *v4;
     size_t n6 = 0, n4 = 0, i6 = 0, i4 = 0, out = 0;
@@ -222,7 +222,7 @@ struct connector *connector_start(struct ev_loop *loop, const struct addr *addrs
         return NULL;
     }
     memcpy(c->addrs, addrs, n * sizeof(*c->addrs));
-    connect_interleave(c->addrs, n);
+    connector_interleave(c->addrs, n);
     for (size_t i = 0; i < n; i++) {
         addr_set_port(&c->addrs[i], port);
         c->attempts[i].connector = c;

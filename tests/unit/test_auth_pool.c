@@ -10,7 +10,7 @@
 #include <ev.h>
 #include <sodium.h>
 
-#include "ferry/authpool.h"
+#include "ferry/auth_pool.h"
 
 /* What a callback saw. */
 struct result {
@@ -67,16 +67,16 @@ static double now(void)
 START_TEST(test_right_password_is_true)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 2);
+    struct auth_pool *p = auth_pool_new(loop, 2);
     int pending = 1;
     struct result r = {.pending = &pending};
 
     ck_assert_ptr_nonnull(p);
-    ck_assert_ptr_nonnull(authpool_verify(p, hash_min, "s3cret", 6, on_result, &r));
+    ck_assert_ptr_nonnull(auth_pool_verify(p, hash_min, "s3cret", 6, on_result, &r));
     run_until(loop, &pending, 20);
     ck_assert_int_eq(r.calls, 1);
     ck_assert(r.ok);
-    authpool_free(p);
+    auth_pool_free(p);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -84,16 +84,16 @@ END_TEST
 START_TEST(test_wrong_password_is_false)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 1);
+    struct auth_pool *p = auth_pool_new(loop, 1);
     int pending = 3;
     struct result r1 = {.pending = &pending, .ok = true};
     struct result r2 = {.pending = &pending, .ok = true};
     struct result r3 = {.pending = &pending, .ok = true};
 
     ck_assert_ptr_nonnull(p);
-    ck_assert_ptr_nonnull(authpool_verify(p, hash_min, "s3cre", 5, on_result, &r1));
-    ck_assert_ptr_nonnull(authpool_verify(p, hash_min, "s3cret\0", 7, on_result, &r2));
-    ck_assert_ptr_nonnull(authpool_verify(p, hash_min, "", 0, on_result, &r3));
+    ck_assert_ptr_nonnull(auth_pool_verify(p, hash_min, "s3cre", 5, on_result, &r1));
+    ck_assert_ptr_nonnull(auth_pool_verify(p, hash_min, "s3cret\0", 7, on_result, &r2));
+    ck_assert_ptr_nonnull(auth_pool_verify(p, hash_min, "", 0, on_result, &r3));
     run_until(loop, &pending, 20);
     ck_assert_int_eq(r1.calls, 1);
     ck_assert(!r1.ok);
@@ -101,7 +101,7 @@ START_TEST(test_wrong_password_is_false)
     ck_assert(!r2.ok);
     ck_assert_int_eq(r3.calls, 1);
     ck_assert(!r3.ok);
-    authpool_free(p);
+    auth_pool_free(p);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -109,28 +109,28 @@ END_TEST
 START_TEST(test_bad_hash_is_false)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 1);
+    struct auth_pool *p = auth_pool_new(loop, 1);
     int pending = 1;
     struct result r = {.pending = &pending, .ok = true};
 
     ck_assert_ptr_nonnull(p);
-    ck_assert_ptr_nonnull(authpool_verify(p, "$argon2id$garbage", "s3cret", 6, on_result, &r));
+    ck_assert_ptr_nonnull(auth_pool_verify(p, "$argon2id$garbage", "s3cret", 6, on_result, &r));
     run_until(loop, &pending, 20);
     ck_assert_int_eq(r.calls, 1);
     ck_assert(!r.ok);
-    authpool_free(p);
+    auth_pool_free(p);
     ev_loop_destroy(loop);
 }
 END_TEST
 
 /* Time one verification through the pool, from queueing to callback. */
-static double timed_verify(struct ev_loop *loop, struct authpool *p, const char *hash, bool *ok)
+static double timed_verify(struct ev_loop *loop, struct auth_pool *p, const char *hash, bool *ok)
 {
     int pending = 1;
     struct result r = {.pending = &pending, .ok = true};
     double t0 = now();
 
-    ck_assert_ptr_nonnull(authpool_verify(p, hash, "guess", 5, on_result, &r));
+    ck_assert_ptr_nonnull(auth_pool_verify(p, hash, "guess", 5, on_result, &r));
     run_until(loop, &pending, 120);
     ck_assert_int_eq(r.calls, 1);
     *ok = r.ok;
@@ -140,7 +140,7 @@ static double timed_verify(struct ev_loop *loop, struct authpool *p, const char 
 START_TEST(test_unknown_user_is_false_and_takes_as_long)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 1);
+    struct auth_pool *p = auth_pool_new(loop, 1);
     char hash_real[crypto_pwhash_STRBYTES];
     double known = 1e9, unknown = 1e9;
     bool ok;
@@ -166,7 +166,7 @@ START_TEST(test_unknown_user_is_false_and_takes_as_long)
         double cheap = timed_verify(loop, p, hash_min, &ok);
         ck_assert_msg(cheap < known * 0.5, "cheap %.3f s, interactive %.3f s", cheap, known);
     }
-    authpool_free(p);
+    auth_pool_free(p);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -174,7 +174,7 @@ END_TEST
 START_TEST(test_cancelled_job_never_calls_back)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 1);
+    struct auth_pool *p = auth_pool_new(loop, 1);
     int pending = 1, never = 100;
     struct result cancelled1 = {.pending = &never}, cancelled2 = {.pending = &never};
     struct result last = {.pending = &pending};
@@ -183,19 +183,19 @@ START_TEST(test_cancelled_job_never_calls_back)
     ck_assert_ptr_nonnull(p);
     /* One running (probably) and one still queued when cancelled; a later job shows the
      * pool went past both. */
-    j1 = authpool_verify(p, hash_min, "s3cret", 6, on_result, &cancelled1);
-    j2 = authpool_verify(p, hash_min, "s3cret", 6, on_result, &cancelled2);
+    j1 = auth_pool_verify(p, hash_min, "s3cret", 6, on_result, &cancelled1);
+    j2 = auth_pool_verify(p, hash_min, "s3cret", 6, on_result, &cancelled2);
     ck_assert_ptr_nonnull(j1);
     ck_assert_ptr_nonnull(j2);
-    ck_assert_ptr_nonnull(authpool_verify(p, hash_min, "s3cret", 6, on_result, &last));
-    authpool_cancel(j1);
-    authpool_cancel(j2);
+    ck_assert_ptr_nonnull(auth_pool_verify(p, hash_min, "s3cret", 6, on_result, &last));
+    auth_pool_cancel(j1);
+    auth_pool_cancel(j2);
     run_until(loop, &pending, 20);
     ck_assert_int_eq(last.calls, 1);
     ck_assert(last.ok);
     ck_assert_int_eq(cancelled1.calls, 0);
     ck_assert_int_eq(cancelled2.calls, 0);
-    authpool_free(p);
+    auth_pool_free(p);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -212,21 +212,21 @@ static void on_result_cancel_other(bool ok, void *arg)
 
     c->calls++;
     if (c->other != NULL)
-        authpool_cancel(c->other);
+        auth_pool_cancel(c->other);
     c->other = NULL;
 }
 
 START_TEST(test_cancel_from_a_callback_stops_a_finished_job)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 2);
+    struct auth_pool *p = auth_pool_new(loop, 2);
     struct cancel_other a = {0}, b = {0};
     struct auth_job *ja, *jb;
     ev_timer t;
 
     ck_assert_ptr_nonnull(p);
-    ja = authpool_verify(p, hash_min, "x", 1, on_result_cancel_other, &a);
-    jb = authpool_verify(p, hash_min, "x", 1, on_result_cancel_other, &b);
+    ja = auth_pool_verify(p, hash_min, "x", 1, on_result_cancel_other, &a);
+    jb = auth_pool_verify(p, hash_min, "x", 1, on_result_cancel_other, &b);
     a.other = jb;
     b.other = ja;
     /* Let both finish before the loop looks, so they arrive in one batch. */
@@ -240,7 +240,7 @@ START_TEST(test_cancel_from_a_callback_stops_a_finished_job)
     ev_run(loop, 0);
     ev_timer_stop(loop, &t);
     ck_assert_int_eq(a.calls + b.calls, 1);
-    authpool_free(p);
+    auth_pool_free(p);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -248,14 +248,14 @@ END_TEST
 START_TEST(test_free_with_pending_jobs_is_clean)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 1);
+    struct auth_pool *p = auth_pool_new(loop, 1);
     struct result r = {0};
 
     ck_assert_ptr_nonnull(p);
     for (int i = 0; i < 20; i++)
-        ck_assert_ptr_nonnull(authpool_verify(p, hash_min, "s3cret", 6, on_result, &r));
-    authpool_cancel(authpool_verify(p, NULL, "x", 1, on_result, &r));
-    authpool_free(p);
+        ck_assert_ptr_nonnull(auth_pool_verify(p, hash_min, "s3cret", 6, on_result, &r));
+    auth_pool_cancel(auth_pool_verify(p, NULL, "x", 1, on_result, &r));
+    auth_pool_free(p);
     /* Anything finished but undelivered was dropped with the pool. */
     ev_run(loop, EVRUN_NOWAIT);
     ck_assert_int_eq(r.calls, 0);
@@ -266,19 +266,19 @@ END_TEST
 START_TEST(test_queue_is_bounded)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 1);
+    struct auth_pool *p = auth_pool_new(loop, 1);
     struct result r = {0};
     int queued = 0;
 
     ck_assert_ptr_nonnull(p);
     for (; queued < 100000; queued++) {
         errno = 0;
-        if (authpool_verify(p, hash_min, "s3cret", 6, on_result, &r) == NULL)
+        if (auth_pool_verify(p, hash_min, "s3cret", 6, on_result, &r) == NULL)
             break;
     }
     ck_assert_int_eq(errno, EAGAIN);
     ck_assert_int_eq(queued, 1024);
-    authpool_free(p);
+    auth_pool_free(p);
     ck_assert_int_eq(r.calls, 0);
     ev_loop_destroy(loop);
 }
@@ -287,7 +287,7 @@ END_TEST
 START_TEST(test_idle_pool_does_not_keep_the_loop_running)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct authpool *p = authpool_new(loop, 2);
+    struct auth_pool *p = auth_pool_new(loop, 2);
     int pending = 1;
     struct result r = {.pending = &pending};
 
@@ -295,11 +295,11 @@ START_TEST(test_idle_pool_does_not_keep_the_loop_running)
     /* Nothing queued: ev_run returns at once. */
     ev_run(loop, 0);
     /* A job in flight keeps it running until the answer is in. */
-    ck_assert_ptr_nonnull(authpool_verify(p, hash_min, "s3cret", 6, on_result, &r));
+    ck_assert_ptr_nonnull(auth_pool_verify(p, hash_min, "s3cret", 6, on_result, &r));
     ev_run(loop, 0);
     ck_assert_int_eq(r.calls, 1);
     ck_assert(r.ok);
-    authpool_free(p);
+    auth_pool_free(p);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -309,16 +309,16 @@ START_TEST(test_bad_thread_counts_are_refused)
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 
     errno = 0;
-    ck_assert_ptr_null(authpool_new(loop, 0));
+    ck_assert_ptr_null(auth_pool_new(loop, 0));
     ck_assert_int_eq(errno, EINVAL);
-    ck_assert_ptr_null(authpool_new(loop, 65));
+    ck_assert_ptr_null(auth_pool_new(loop, 65));
     ev_loop_destroy(loop);
 }
 END_TEST
 
-static Suite *authpool_suite(void)
+static Suite *auth_pool_suite(void)
 {
-    Suite *s = suite_create("authpool");
+    Suite *s = suite_create("auth_pool");
     TCase *tc = tcase_create("core");
 
     tcase_add_unchecked_fixture(tc, make_hash, NULL);
@@ -339,7 +339,7 @@ static Suite *authpool_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(authpool_suite());
+    SRunner *sr = srunner_create(auth_pool_suite());
     int failed;
 
     srunner_run_all(sr, CK_NORMAL);

@@ -1,7 +1,7 @@
 /*
  * Password verification off the loop. Argon2id costs tens of milliseconds and tens of megabytes
  * by design, so a few threads run crypto_pwhash_str_verify and hand results back to the loop
- * through one ev_async. Jobs belong to the pool from authpool_verify until freed on the loop
+ * through one ev_async. Jobs belong to the pool from auth_pool_verify until freed on the loop
  * thread; a session that goes away only marks its job cancelled.
  */
 #include "config.h"
@@ -15,16 +15,16 @@
 #include <ev.h>
 #include <sodium.h>
 
-#include "ferry/authpool.h"
+#include "ferry/auth_pool.h"
 
 /* Jobs in the pool at once (queued, running or waiting for the loop); more get EAGAIN. */
-#define AUTHPOOL_MAX_JOBS 1024
-#define AUTHPOOL_MAX_THREADS 64
+#define AUTH_POOL_MAX_JOBS 1024
+#define AUTH_POOL_MAX_THREADS 64
 
 struct auth_job {
     struct auth_job *next;
-    struct authpool *pool;
-    authpool_cb cb;
+    struct auth_pool *pool;
+    auth_pool_cb cb;
     void *arg;
     bool cancelled; /* written on the loop thread under the lock, read by workers under it */
     bool ok;
@@ -40,7 +40,7 @@ struct job_list {
     struct auth_job *tail;
 };
 
-struct authpool {
+struct auth_pool {
     struct ev_loop *loop;
     ev_async async;
     pthread_mutex_t lock;
@@ -49,7 +49,7 @@ struct authpool {
     struct job_list done;   /* verified (or skipped when cancelled), waiting for the loop */
     bool stopping;
     size_t njobs; /* every job not yet freed; touched only on the loop thread */
-    pthread_t threads[AUTHPOOL_MAX_THREADS];
+    pthread_t threads[AUTH_POOL_MAX_THREADS];
     unsigned nthreads;
     char dummy_hash[crypto_pwhash_STRBYTES];
 };
@@ -87,7 +87,7 @@ static void job_free(struct auth_job *j)
 
 static void *worker_main(void *arg)
 {
-    struct authpool *p = arg;
+    struct auth_pool *p = arg;
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
@@ -118,7 +118,7 @@ static void *worker_main(void *arg)
 /* The loop's side: take every finished job, run the callbacks of those not cancelled. */
 static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
-    struct authpool *p = w->data;
+    struct auth_pool *p = w->data;
     struct auth_job *j;
     struct job_list done;
 
@@ -130,10 +130,10 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     /* A callback may cancel a job later in this list: cancelled is re-read for each. */
     while ((j = list_pop(&done)) != NULL) {
         bool cancelled, ok = j->ok;
-        authpool_cb cb = j->cb;
+        auth_pool_cb cb = j->cb;
         void *arg = j->arg;
 
-        /* Written only on this thread (authpool_cancel), so no lock is needed to read it. */
+        /* Written only on this thread (auth_pool_cancel), so no lock is needed to read it. */
         cancelled = j->cancelled;
         job_free(j);
         /* While jobs are out the pool holds a reference on the loop; drop it with the last. */
@@ -144,13 +144,13 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     }
 }
 
-struct authpool *authpool_new(struct ev_loop *loop, unsigned threads)
+struct auth_pool *auth_pool_new(struct ev_loop *loop, unsigned threads)
 {
-    struct authpool *p;
+    struct auth_pool *p;
     unsigned char secret[32];
     sigset_t all, old;
 
-    if (threads < 1 || threads > AUTHPOOL_MAX_THREADS) {
+    if (threads < 1 || threads > AUTH_POOL_MAX_THREADS) {
         errno = EINVAL;
         return NULL;
     }
@@ -198,7 +198,7 @@ struct authpool *authpool_new(struct ev_loop *loop, unsigned threads)
         int e = pthread_create(&p->threads[p->nthreads], NULL, worker_main, p);
         if (e != 0) {
             pthread_sigmask(SIG_SETMASK, &old, NULL);
-            authpool_free(p);
+            auth_pool_free(p);
             errno = e;
             return NULL;
         }
@@ -207,7 +207,7 @@ struct authpool *authpool_new(struct ev_loop *loop, unsigned threads)
     return p;
 }
 
-void authpool_free(struct authpool *p)
+void auth_pool_free(struct auth_pool *p)
 {
     struct auth_job *j;
 
@@ -234,8 +234,8 @@ void authpool_free(struct authpool *p)
     free(p);
 }
 
-struct auth_job *authpool_verify(struct authpool *p, const char *hash, const char *password,
-                                 size_t len, authpool_cb cb, void *arg)
+struct auth_job *auth_pool_verify(struct auth_pool *p, const char *hash, const char *password,
+                                  size_t len, auth_pool_cb cb, void *arg)
 {
     struct auth_job *j;
 
@@ -243,7 +243,7 @@ struct auth_job *authpool_verify(struct authpool *p, const char *hash, const cha
         errno = EINVAL;
         return NULL;
     }
-    if (p->njobs >= AUTHPOOL_MAX_JOBS) {
+    if (p->njobs >= AUTH_POOL_MAX_JOBS) {
         errno = EAGAIN;
         return NULL;
     }
@@ -277,7 +277,7 @@ struct auth_job *authpool_verify(struct authpool *p, const char *hash, const cha
 }
 
 /* Valid until the callback has run; after that the job is gone and must not be cancelled. */
-void authpool_cancel(struct auth_job *job)
+void auth_pool_cancel(struct auth_job *job)
 {
     if (job == NULL)
         return;

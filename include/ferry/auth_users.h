@@ -1,35 +1,35 @@
 /* The users file: one "user:hash" per line, hashes from crypto_pwhash_str (Argon2id). */
-#ifndef FERRY_USERDB_H
-#define FERRY_USERDB_H
+#ifndef FERRY_AUTH_USERS_H
+#define FERRY_AUTH_USERS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#define USERDB_MAX_NAME 255
+#define AUTH_USERS_MAX_NAME 255
 
-struct userdb;
+struct auth_users;
 
 /*
- * A name the users file can hold: 1..USERDB_MAX_NAME bytes, no ':', no whitespace or control
+ * A name the users file can hold: 1..AUTH_USERS_MAX_NAME bytes, no ':', no whitespace or control
  * characters, and not starting with '#' (that line would be a comment).
  */
-bool userdb_valid_name(const char *name, size_t len);
+bool auth_users_valid_name(const char *name, size_t len);
 
 /*
  * Parse `text` as the contents of file `name`. Blank lines and lines starting with '#' are
  * skipped. Returns NULL with "NAME:LINE: problem" in err for a bad line (no colon, empty or
  * over-long user name, a hash that is not $argon2id$/$argon2i$, a duplicate user).
  */
-struct userdb *userdb_parse(const char *text, const char *name, char *err, size_t errlen);
+struct auth_users *auth_users_parse(const char *text, const char *name, char *err, size_t errlen);
 
 /* Read and parse a file; "PATH: strerror" in err when it cannot be read. */
-struct userdb *userdb_load(const char *path, char *err, size_t errlen);
+struct auth_users *auth_users_load(const char *path, char *err, size_t errlen);
 
-void userdb_free(struct userdb *db);
+void auth_users_free(struct auth_users *db);
 
 /* The stored hash for user (user_len bytes, may hold any byte), or NULL when unknown. */
-const char *userdb_lookup(const struct userdb *db, const char *user, size_t user_len);
+const char *auth_users_lookup(const struct auth_users *db, const char *user, size_t user_len);
 
-size_t userdb_count(const struct userdb *db);
+size_t auth_users_count(const struct auth_users *db);
 
 #endif

@@ -1,6 +1,6 @@
 /* ferryd.conf: parsed once into an immutable struct config. Errors name file, line and problem. */
-#ifndef FERRY_CONFIG_H
-#define FERRY_CONFIG_H
+#ifndef FERRY_CONF_H
+#define FERRY_CONF_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -11,9 +11,9 @@
 #include "ferry/limits.h"
 #include "ferry/relay.h"
 
-#define CONFIG_MAX_LISTEN 16
-#define CONFIG_DEFAULT_PORT 1080
-#define CONFIG_MAX_TRUSTED 32
+#define CONF_MAX_LISTEN 16
+#define CONF_DEFAULT_PORT 1080
+#define CONF_MAX_TRUSTED 32
 
 enum log_target {
     LOG_TARGET_STDERR,
@@ -22,11 +22,11 @@ enum log_target {
 
 struct config {
     /* listen ADDR[:PORT] (repeatable). Without any, 127.0.0.1:1080 and [::1]:1080. */
-    struct addr listen[CONFIG_MAX_LISTEN];
+    struct addr listen[CONF_MAX_LISTEN];
     /* listen ADDR[:PORT] advertise IP: the public address put in UDP ASSOCIATE and BIND
      * replies for sessions of that listener (ferry behind NAT). Family AF_UNSPEC (len 0) when
      * not set. */
-    struct addr listen_advertise[CONFIG_MAX_LISTEN];
+    struct addr listen_advertise[CONF_MAX_LISTEN];
     size_t nlisten;
     bool listen_is_default; /* no listen line: failing to bind one default only warns */
 
@@ -66,7 +66,7 @@ struct config {
     /* Access control (see acl.h). */
     struct acl_rules *client_rules;  /* client pass|block ... lines; NULL: none */
     struct acl_rules *request_rules; /* request pass|block ... lines; NULL: none */
-    struct acl_cidr trusted_clients[CONFIG_MAX_TRUSTED];
+    struct acl_cidr trusted_clients[CONF_MAX_TRUSTED];
     size_t ntrusted_clients;    /* trusted-clients CIDR...: exempt from the private-
                                  * destination block (default 127.0.0.0/8 ::1) */
     bool private_destinations;  /* private-destinations block (default) | allow */
@@ -94,21 +94,21 @@ struct config {
 };
 
 /* Built-in defaults: what ferryd runs with when given no file. */
-void config_defaults(struct config *c);
+void conf_defaults(struct config *c);
 
 /*
  * Parse `text` as the contents of file `name` on top of the defaults. Returns 0, or -1 with
  * "NAME:LINE: problem" in err. On failure *c holds nothing to free.
  */
-int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen);
+int conf_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen);
 
-/* Read and parse a file; errors as for config_parse, or "PATH: strerror" when unreadable. */
-int config_load(struct config *c, const char *path, char *err, size_t errlen);
+/* Read and parse a file; errors as for conf_parse, or "PATH: strerror" when unreadable. */
+int conf_load(struct config *c, const char *path, char *err, size_t errlen);
 
-/* Release what config_parse/config_load allocated. */
-void config_release(struct config *c);
+/* Release what conf_parse/conf_load allocated. */
+void conf_release(struct config *c);
 
 /* Parse "10", "10s", "250ms", "5m", "1h" into seconds. Returns 0 or -1. */
-int config_parse_duration(const char *text, double *seconds);
+int conf_parse_duration(const char *text, double *seconds);
 
 #endif

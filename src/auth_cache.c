@@ -1,7 +1,7 @@
-/* Recently verified logins (see authcache.h). */
+/* Recently verified logins (see auth_cache.h). */
 #include "config.h"
 
-#include "ferry/authcache.h"
+#include "ferry/auth_cache.h"
 
 #include <pthread.h>
 #include <sodium.h>
@@ -9,22 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct authcache_slot {
-    uint8_t hash[AUTHCACHE_KEY_LEN];
+struct auth_cache_slot {
+    uint8_t hash[AUTH_CACHE_KEY_LEN];
     unsigned generation; /* 0: empty */
     double expires;
 };
 
-struct authcache {
+struct auth_cache {
     uint8_t key[crypto_generichash_KEYBYTES]; /* set once at creation */
     pthread_mutex_t lock;                     /* guards slots */
     size_t mask;
-    struct authcache_slot *slots;
+    struct auth_cache_slot *slots;
 };
 
-struct authcache *authcache_new(size_t slots)
+struct auth_cache *auth_cache_new(size_t slots)
 {
-    struct authcache *c = calloc(1, sizeof(*c));
+    struct auth_cache *c = calloc(1, sizeof(*c));
     size_t n = 1;
 
     if (c == NULL)
@@ -42,7 +42,7 @@ struct authcache *authcache_new(size_t slots)
     return c;
 }
 
-void authcache_free(struct authcache *c)
+void auth_cache_free(struct auth_cache *c)
 {
     if (c == NULL)
         return;
@@ -54,21 +54,21 @@ void authcache_free(struct authcache *c)
 }
 
 /* BLAKE2b keyed with the process's secret over len(user) || user || password. */
-void authcache_key(const struct authcache *c, const char *user, size_t user_len,
-                   const char *password, size_t pass_len, unsigned char key[AUTHCACHE_KEY_LEN])
+void auth_cache_key(const struct auth_cache *c, const char *user, size_t user_len,
+                    const char *password, size_t pass_len, unsigned char key[AUTH_CACHE_KEY_LEN])
 {
     crypto_generichash_state st;
     uint8_t ulen = (uint8_t)(user_len > 255 ? 255 : user_len);
 
-    crypto_generichash_init(&st, c->key, sizeof(c->key), AUTHCACHE_KEY_LEN);
+    crypto_generichash_init(&st, c->key, sizeof(c->key), AUTH_CACHE_KEY_LEN);
     crypto_generichash_update(&st, &ulen, 1);
     crypto_generichash_update(&st, (const unsigned char *)user, user_len);
     crypto_generichash_update(&st, (const unsigned char *)password, pass_len);
-    crypto_generichash_final(&st, key, AUTHCACHE_KEY_LEN);
+    crypto_generichash_final(&st, key, AUTH_CACHE_KEY_LEN);
     sodium_memzero(&st, sizeof(st));
 }
 
-static struct authcache_slot *slot_of(const struct authcache *c, const unsigned char *key)
+static struct auth_cache_slot *slot_of(const struct auth_cache *c, const unsigned char *key)
 {
     uint32_t h;
 
@@ -76,10 +76,10 @@ static struct authcache_slot *slot_of(const struct authcache *c, const unsigned 
     return &c->slots[h & c->mask];
 }
 
-bool authcache_check(struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LEN],
-                     unsigned generation, double now)
+bool auth_cache_check(struct auth_cache *c, const unsigned char key[AUTH_CACHE_KEY_LEN],
+                      unsigned generation, double now)
 {
-    const struct authcache_slot *s;
+    const struct auth_cache_slot *s;
     bool hit;
 
     if (c == NULL || generation == 0)
@@ -87,21 +87,21 @@ bool authcache_check(struct authcache *c, const unsigned char key[AUTHCACHE_KEY_
     pthread_mutex_lock(&c->lock);
     s = slot_of(c, key);
     hit = s->generation == generation && now < s->expires &&
-          sodium_memcmp(s->hash, key, AUTHCACHE_KEY_LEN) == 0;
+          sodium_memcmp(s->hash, key, AUTH_CACHE_KEY_LEN) == 0;
     pthread_mutex_unlock(&c->lock);
     return hit;
 }
 
-void authcache_put(struct authcache *c, const unsigned char key[AUTHCACHE_KEY_LEN],
-                   unsigned generation, double now, double ttl)
+void auth_cache_put(struct auth_cache *c, const unsigned char key[AUTH_CACHE_KEY_LEN],
+                    unsigned generation, double now, double ttl)
 {
-    struct authcache_slot *s;
+    struct auth_cache_slot *s;
 
     if (c == NULL || ttl <= 0 || generation == 0)
         return;
     pthread_mutex_lock(&c->lock);
     s = slot_of(c, key);
-    memcpy(s->hash, key, AUTHCACHE_KEY_LEN);
+    memcpy(s->hash, key, AUTH_CACHE_KEY_LEN);
     s->generation = generation;
     s->expires = now + ttl;
     pthread_mutex_unlock(&c->lock);

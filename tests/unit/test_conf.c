@@ -10,7 +10,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 #include "ferry/socks5.h"
 
 static char err[512];
@@ -18,7 +18,7 @@ static char err[512];
 /* Parse text as "t.conf" and expect success. */
 static void parse_ok(struct config *c, const char *text)
 {
-    int r = config_parse(c, text, "t.conf", err, sizeof(err));
+    int r = conf_parse(c, text, "t.conf", err, sizeof(err));
     ck_assert_msg(r == 0, "unexpected error: %s", err);
 }
 
@@ -26,7 +26,7 @@ static void parse_ok(struct config *c, const char *text)
 static void parse_err(const char *text, const char *want)
 {
     struct config c;
-    int r = config_parse(&c, text, "t.conf", err, sizeof(err));
+    int r = conf_parse(&c, text, "t.conf", err, sizeof(err));
 
     ck_assert_int_eq(r, -1);
     ck_assert_str_eq(err, want);
@@ -37,7 +37,7 @@ static void parse_err(const char *text, const char *want)
     ck_assert_ptr_null(c.client_rules);
     ck_assert_ptr_null(c.request_rules);
     ck_assert(!c.allow_unauthenticated);
-    config_release(&c);
+    conf_release(&c);
 }
 
 static const char *fmt_listen(const struct config *c, size_t i)
@@ -104,7 +104,7 @@ static void check_defaults(const struct config *c)
     ck_assert_int_eq(c->relay_mode, RELAY_AUTO);
     ck_assert_uint_eq(c->auth_threads, 2);
     ck_assert(c->auth_cache == 300);
-    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+    for (size_t i = 0; i < CONF_MAX_LISTEN; i++)
         ck_assert_uint_eq(c->listen_advertise[i].len, 0);
     ck_assert_uint_eq(c->udp_address.len, 0);
     ck_assert_uint_eq(c->udp_port_min, 0);
@@ -124,11 +124,11 @@ START_TEST(test_defaults_without_any_line)
 {
     struct config c;
 
-    config_defaults(&c);
+    conf_defaults(&c);
     check_defaults(&c);
     parse_ok(&c, "");
     check_defaults(&c);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -140,7 +140,7 @@ START_TEST(test_comments_and_blank_lines_are_skipped)
                  "relay buffered#glued comment\n\n");
     ck_assert_uint_eq(c.max_sessions, 10);
     ck_assert_int_eq(c.relay_mode, RELAY_BUFFERED);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -151,7 +151,7 @@ START_TEST(test_crlf_and_missing_final_newline)
     parse_ok(&c, "max-sessions 7\r\nauth-threads 3");
     ck_assert_uint_eq(c.max_sessions, 7);
     ck_assert_uint_eq(c.auth_threads, 3);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -174,7 +174,7 @@ START_TEST(test_listen_addresses_and_default_port)
     ck_assert_str_eq(fmt_listen(&c, 2), "0.0.0.0:1080");
     ck_assert_str_eq(fmt_listen(&c, 3), "[::]:1080");
     ck_assert_str_eq(fmt_listen(&c, 4), "10.0.0.1:0");
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -200,7 +200,7 @@ START_TEST(test_listen_too_many)
 {
     char text[1024] = "";
 
-    for (int i = 0; i <= CONFIG_MAX_LISTEN; i++)
+    for (int i = 0; i <= CONF_MAX_LISTEN; i++)
         snprintf(text + strlen(text), sizeof(text) - strlen(text), "listen 127.0.0.1:%d\n",
                  2000 + i);
     parse_err(text, "t.conf:17: listen: too many listen lines (at most 16)");
@@ -216,12 +216,12 @@ START_TEST(test_auth_methods_in_order)
     ck_assert_uint_eq(c.methods[0], SOCKS5_METHOD_USERPASS);
     ck_assert_uint_eq(c.methods[1], SOCKS5_METHOD_NOAUTH);
     ck_assert_str_eq(c.users_file, "/etc/ferry/users");
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "auth none\n");
     ck_assert_uint_eq(c.nmethods, 1);
     ck_assert_uint_eq(c.methods[0], SOCKS5_METHOD_NOAUTH);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -246,26 +246,26 @@ START_TEST(test_users_relative_path_uses_config_dir)
     struct config c;
     int r;
 
-    r = config_parse(&c, "auth password\nusers ferry.users\n", "/etc/ferry/ferryd.conf", err,
-                     sizeof(err));
+    r = conf_parse(&c, "auth password\nusers ferry.users\n", "/etc/ferry/ferryd.conf", err,
+                   sizeof(err));
     ck_assert_msg(r == 0, "%s", err);
     ck_assert_str_eq(c.users_file, "/etc/ferry/ferry.users");
-    config_release(&c);
+    conf_release(&c);
 
-    r = config_parse(&c, "users sub/u\n", "conf/t.conf", err, sizeof(err));
+    r = conf_parse(&c, "users sub/u\n", "conf/t.conf", err, sizeof(err));
     ck_assert_msg(r == 0, "%s", err);
     ck_assert_str_eq(c.users_file, "conf/sub/u");
-    config_release(&c);
+    conf_release(&c);
 
-    r = config_parse(&c, "users u\n", "t.conf", err, sizeof(err));
+    r = conf_parse(&c, "users u\n", "t.conf", err, sizeof(err));
     ck_assert_msg(r == 0, "%s", err);
     ck_assert_str_eq(c.users_file, "u");
-    config_release(&c);
+    conf_release(&c);
 
-    r = config_parse(&c, "users /abs/u\n", "conf/t.conf", err, sizeof(err));
+    r = conf_parse(&c, "users /abs/u\n", "conf/t.conf", err, sizeof(err));
     ck_assert_msg(r == 0, "%s", err);
     ck_assert_str_eq(c.users_file, "/abs/u");
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -286,11 +286,11 @@ START_TEST(test_load_resolves_users_against_absolute_config_dir)
     fputs("auth password\nusers users.txt\n", f);
     fclose(f);
 
-    r = config_load(&c, path, err, sizeof(err));
+    r = conf_load(&c, path, err, sizeof(err));
     ck_assert_msg(r == 0, "%s", err);
     snprintf(want, sizeof(want), "%s/users.txt", real);
     ck_assert_str_eq(c.users_file, want);
-    config_release(&c);
+    conf_release(&c);
 
     unlink(path);
     rmdir(dir);
@@ -312,15 +312,15 @@ START_TEST(test_resolver_system_and_lists)
 
     parse_ok(&c, "resolver system\n");
     ck_assert_ptr_null(c.resolver_servers);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "resolver 127.0.0.1:5353,[::1],192.0.2.1,[2001:db8::1]:5300\n");
     ck_assert_str_eq(c.resolver_servers, "127.0.0.1:5353,[::1]:53,192.0.2.1:53,[2001:db8::1]:5300");
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "resolver 127.0.0.1\n");
     ck_assert_str_eq(c.resolver_servers, "127.0.0.1:53");
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -346,7 +346,7 @@ START_TEST(test_resolver_timeout_and_tries)
     parse_ok(&c, "resolver-timeout 500ms\nresolver-tries 10\n");
     ck_assert(c.resolver_timeout == 0.5);
     ck_assert_int_eq(c.resolver_tries, 10);
-    config_release(&c);
+    conf_release(&c);
 
     parse_err("resolver-timeout 0\n", "t.conf:1: resolver-timeout: '0' must be greater than zero");
     parse_err("resolver-timeout soon\n", "t.conf:1: resolver-timeout: 'soon' is not a duration "
@@ -364,13 +364,13 @@ START_TEST(test_auth_cache)
 
     parse_ok(&c, "auth-cache 5m\n");
     ck_assert(c.auth_cache == 300);
-    config_release(&c);
+    conf_release(&c);
     parse_ok(&c, "auth-cache 0\n");
     ck_assert(c.auth_cache == 0);
-    config_release(&c);
+    conf_release(&c);
     parse_ok(&c, "auth-cache 90s\n");
     ck_assert(c.auth_cache == 90);
-    config_release(&c);
+    conf_release(&c);
 
     parse_err("auth-cache forever\n", "t.conf:1: auth-cache: 'forever' is not a duration "
                                       "(like 10, 10s, 250ms, 5m, 1h, 1d)");
@@ -383,37 +383,37 @@ START_TEST(test_durations)
 {
     double d;
 
-    ck_assert_int_eq(config_parse_duration("10", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("10", &d), 0);
     ck_assert(d == 10);
-    ck_assert_int_eq(config_parse_duration("10s", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("10s", &d), 0);
     ck_assert(d == 10);
-    ck_assert_int_eq(config_parse_duration("250ms", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("250ms", &d), 0);
     ck_assert(d > 0.2499 && d < 0.2501);
-    ck_assert_int_eq(config_parse_duration("5m", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("5m", &d), 0);
     ck_assert(d == 300);
-    ck_assert_int_eq(config_parse_duration("1h", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("1h", &d), 0);
     ck_assert(d == 3600);
-    ck_assert_int_eq(config_parse_duration("1.5s", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("1.5s", &d), 0);
     ck_assert(d == 1.5);
-    ck_assert_int_eq(config_parse_duration("0.25", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("0.25", &d), 0);
     ck_assert(d == 0.25);
-    ck_assert_int_eq(config_parse_duration("0", &d), 0);
+    ck_assert_int_eq(conf_parse_duration("0", &d), 0);
     ck_assert(d == 0);
 
     d = 42;
-    ck_assert_int_eq(config_parse_duration("", &d), -1);
-    ck_assert_int_eq(config_parse_duration("-1", &d), -1);
-    ck_assert_int_eq(config_parse_duration("+1", &d), -1);
-    ck_assert_int_eq(config_parse_duration("1x", &d), -1);
-    ck_assert_int_eq(config_parse_duration("s", &d), -1);
-    ck_assert_int_eq(config_parse_duration("1.", &d), -1);
-    ck_assert_int_eq(config_parse_duration(".5", &d), -1);
-    ck_assert_int_eq(config_parse_duration("1e3", &d), -1);
-    ck_assert_int_eq(config_parse_duration("inf", &d), -1);
-    ck_assert_int_eq(config_parse_duration("nan", &d), -1);
-    ck_assert_int_eq(config_parse_duration("10 s", &d), -1);
-    ck_assert_int_eq(config_parse_duration("1sec", &d), -1);
-    ck_assert_int_eq(config_parse_duration("99999999999999999999h", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("-1", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("+1", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("1x", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("s", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("1.", &d), -1);
+    ck_assert_int_eq(conf_parse_duration(".5", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("1e3", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("inf", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("nan", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("10 s", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("1sec", &d), -1);
+    ck_assert_int_eq(conf_parse_duration("99999999999999999999h", &d), -1);
     ck_assert(d == 42);
 }
 END_TEST
@@ -428,11 +428,11 @@ START_TEST(test_timeouts)
     ck_assert(c.timeout_resolve == 1.5);
     ck_assert(c.timeout_connect > 0.2499 && c.timeout_connect < 0.2501);
     ck_assert(c.timeout_idle == 3600);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "timeout idle 0\n");
     ck_assert(c.timeout_idle == 0);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -444,12 +444,12 @@ START_TEST(test_timeout_udp_and_bind)
     ck_assert(c.timeout_udp == 30);
     ck_assert(c.timeout_bind == 120);
     ck_assert(c.timeout_idle == 300);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "timeout bind 500ms\n");
     ck_assert(c.timeout_bind > 0.4999 && c.timeout_bind < 0.5001);
     ck_assert(c.timeout_udp == 120);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -495,7 +495,7 @@ START_TEST(test_listen_advertise_any_family)
     /* Not advertised: nothing set. */
     ck_assert_uint_eq(c.listen_advertise[4].len, 0);
     ck_assert_uint_eq(addr_port(&c.listen_advertise[0]), 0);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -538,20 +538,20 @@ START_TEST(test_udp_settings)
     ck_assert_uint_eq(c.udp_max_total, 100000);
     /* bind is untouched */
     ck_assert_uint_eq(c.bind_port_min, 0);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "udp address ::1\nudp filter address\nudp port-range 1-65535\n");
     ck_assert_int_eq(addr_family(&c.udp_address), AF_INET6);
     ck_assert(!c.udp_any_sender);
     ck_assert_uint_eq(c.udp_port_min, 1);
     ck_assert_uint_eq(c.udp_port_max, 65535);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "udp address [2001:db8::1]\nudp port-range 5000-5000\n");
     ck_assert_str_eq(fmt_ip(&c.udp_address), "2001:db8::1");
     ck_assert_uint_eq(c.udp_port_min, 5000);
     ck_assert_uint_eq(c.udp_port_max, 5000);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -564,7 +564,7 @@ START_TEST(test_port_range_ephemeral_forms)
     ck_assert_uint_eq(c.udp_port_max, 0);
     ck_assert_uint_eq(c.bind_port_min, 0);
     ck_assert_uint_eq(c.bind_port_max, 0);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -626,11 +626,11 @@ START_TEST(test_bind_settings)
     ck_assert_uint_eq(c.bind_port_max, 50010);
     ck_assert(c.bind_any_peer);
     ck_assert_uint_eq(c.udp_port_min, 0);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "bind peer expected\n");
     ck_assert(!c.bind_any_peer);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -691,19 +691,19 @@ START_TEST(test_log_targets)
     parse_ok(&c, "log syslog\n");
     ck_assert_int_eq(c.log_target, LOG_TARGET_SYSLOG);
     ck_assert_int_eq(c.syslog_facility, LOG_DAEMON);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "log syslog local3\n");
     ck_assert_int_eq(c.syslog_facility, LOG_LOCAL3);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "log syslog authpriv\n");
     ck_assert_int_eq(c.syslog_facility, LOG_AUTHPRIV);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "log stderr\n");
     ck_assert_int_eq(c.log_target, LOG_TARGET_STDERR);
-    config_release(&c);
+    conf_release(&c);
 
     parse_err("log file\n", "t.conf:1: log: unknown target 'file' (stderr or syslog)");
     parse_err("log syslog local8\n", "t.conf:1: log: unknown syslog facility 'local8' (daemon, "
@@ -733,7 +733,7 @@ START_TEST(test_log_levels)
         snprintf(text, sizeof(text), "log-level %s\n", levels[i].name);
         parse_ok(&c, text);
         ck_assert_int_eq(c.log_level, levels[i].level);
-        config_release(&c);
+        conf_release(&c);
     }
     parse_err("log-level loud\n", "t.conf:1: log-level: unknown level 'loud' (err, warning, "
                                   "notice, info or debug)");
@@ -745,14 +745,14 @@ START_TEST(test_shutdown_grace_default_zero_and_errors)
 {
     struct config c;
 
-    config_defaults(&c);
+    conf_defaults(&c);
     ck_assert(c.shutdown_grace == 5.0);
     parse_ok(&c, "shutdown-grace 0\n");
     ck_assert(c.shutdown_grace == 0.0);
-    config_release(&c);
+    conf_release(&c);
     parse_ok(&c, "shutdown-grace 1500ms\n");
     ck_assert(c.shutdown_grace == 1.5);
-    config_release(&c);
+    conf_release(&c);
     parse_err("shutdown-grace\n", "t.conf:1: shutdown-grace: missing DURATION");
     parse_err("shutdown-grace 1s\nshutdown-grace 2s\n",
               "t.conf:2: duplicate 'shutdown-grace' (first on line 1)");
@@ -766,12 +766,12 @@ START_TEST(test_max_sessions_and_auth_threads)
     parse_ok(&c, "max-sessions 1000000\nauth-threads 64\n");
     ck_assert_uint_eq(c.max_sessions, 1000000);
     ck_assert_uint_eq(c.auth_threads, 64);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "max-sessions 1\nauth-threads 1\n");
     ck_assert_uint_eq(c.max_sessions, 1);
     ck_assert_uint_eq(c.auth_threads, 1);
-    config_release(&c);
+    conf_release(&c);
 
     parse_err("\n\n\n\n\n\n\n\nmax-sessions 1 2\n", "t.conf:9: max-sessions: too many arguments");
     parse_err("max-sessions 0\n", "t.conf:1: max-sessions: '0' is out of range (1..1000000)");
@@ -791,10 +791,10 @@ START_TEST(test_relay_modes)
 
     parse_ok(&c, "relay splice\n");
     ck_assert_int_eq(c.relay_mode, RELAY_SPLICE);
-    config_release(&c);
+    conf_release(&c);
     parse_ok(&c, "relay auto\n");
     ck_assert_int_eq(c.relay_mode, RELAY_AUTO);
-    config_release(&c);
+    conf_release(&c);
     parse_err("relay fast\n", "t.conf:1: relay: unknown mode 'fast' (auto, splice or buffered)");
 }
 END_TEST
@@ -845,7 +845,7 @@ START_TEST(test_long_line_is_an_error)
     {
         struct config c;
         parse_ok(&c, text);
-        config_release(&c);
+        conf_release(&c);
     }
     free(text);
 }
@@ -872,10 +872,10 @@ START_TEST(test_nul_byte_is_an_error)
     char want[128];
     struct config c;
 
-    ck_assert_int_eq(config_load(&c, path, err, sizeof(err)), -1);
+    ck_assert_int_eq(conf_load(&c, path, err, sizeof(err)), -1);
     snprintf(want, sizeof(want), "%s:2: NUL byte in line", path);
     ck_assert_str_eq(err, want);
-    config_release(&c);
+    conf_release(&c);
     unlink(path);
 }
 END_TEST
@@ -886,10 +886,10 @@ START_TEST(test_load_reads_a_file)
     const char *path = write_temp(data, sizeof(data) - 1);
     struct config c;
 
-    ck_assert_int_eq(config_load(&c, path, err, sizeof(err)), 0);
+    ck_assert_int_eq(conf_load(&c, path, err, sizeof(err)), 0);
     ck_assert_uint_eq(c.nlisten, 1);
     ck_assert_str_eq(fmt_listen(&c, 0), "127.0.0.1:1090");
-    config_release(&c);
+    conf_release(&c);
     unlink(path);
 }
 END_TEST
@@ -901,10 +901,10 @@ START_TEST(test_load_error_names_the_file)
     char want[128];
     struct config c;
 
-    ck_assert_int_eq(config_load(&c, path, err, sizeof(err)), -1);
+    ck_assert_int_eq(conf_load(&c, path, err, sizeof(err)), -1);
     snprintf(want, sizeof(want), "%s:2: duplicate 'relay' (first on line 1)", path);
     ck_assert_str_eq(err, want);
-    config_release(&c);
+    conf_release(&c);
     unlink(path);
 }
 END_TEST
@@ -913,13 +913,13 @@ START_TEST(test_unreadable_file_is_path_and_strerror)
 {
     struct config c;
 
-    ck_assert_int_eq(config_load(&c, "/nonexistent/ferryd.conf", err, sizeof(err)), -1);
+    ck_assert_int_eq(conf_load(&c, "/nonexistent/ferryd.conf", err, sizeof(err)), -1);
     ck_assert_str_eq(err, "/nonexistent/ferryd.conf: No such file or directory");
-    config_release(&c);
+    conf_release(&c);
 
-    ck_assert_int_eq(config_load(&c, "/", err, sizeof(err)), -1);
+    ck_assert_int_eq(conf_load(&c, "/", err, sizeof(err)), -1);
     ck_assert_str_eq(err, "/: Is a directory");
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -991,7 +991,7 @@ START_TEST(test_a_full_config)
     ck_assert_uint_eq(acl_rules_count(c.client_rules), 2);
     ck_assert_uint_eq(acl_rules_count(c.request_rules), 3);
     ck_assert_uint_eq(c.ntrusted_clients, 3);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1003,8 +1003,8 @@ START_TEST(test_shipped_example_config_loads)
 
     ck_assert_msg(srcdir != NULL, "FERRY_SRCDIR (the source tree) is not set");
     snprintf(path, sizeof(path), "%s/etc/ferryd.conf", srcdir);
-    ck_assert_msg(config_load(&c, path, err, sizeof(err)) == 0, "%s", err);
-    config_release(&c);
+    ck_assert_msg(conf_load(&c, path, err, sizeof(err)) == 0, "%s", err);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1038,7 +1038,7 @@ START_TEST(test_client_and_request_rules_are_numbered_in_file_order)
         ck_assert_uint_eq(r.rule, 2);
         ck_assert_uint_eq(r.line, 5);
     }
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1049,7 +1049,7 @@ START_TEST(test_only_one_kind_of_rules_leaves_the_other_null)
     parse_ok(&c, "request block to .internal\n");
     ck_assert_ptr_null(c.client_rules);
     ck_assert_uint_eq(acl_rules_count(c.request_rules), 1);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1086,12 +1086,12 @@ START_TEST(test_trusted_clients_replace_the_default)
     ck_assert(!trusted(&c, "192.0.2.2"));
     ck_assert(!trusted(&c, "127.0.0.1"));
     ck_assert(!trusted(&c, "::1"));
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "trusted-clients none\n");
     ck_assert_uint_eq(c.ntrusted_clients, 0);
     ck_assert(!trusted(&c, "127.0.0.1"));
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1109,7 +1109,7 @@ START_TEST(test_trusted_clients_errors)
     parse_err("trusted-clients none ::1\n", "t.conf:1: trusted-clients: 'none' must stand alone");
     parse_err("trusted-clients ::1\ntrusted-clients ::1\n",
               "t.conf:2: duplicate 'trusted-clients' (first on line 1)");
-    for (int i = 0; i <= CONFIG_MAX_TRUSTED; i++)
+    for (int i = 0; i <= CONF_MAX_TRUSTED; i++)
         snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s10.0.0.%d", i > 0 ? "," : "",
                  i);
     strcat(text, "\n");
@@ -1123,13 +1123,13 @@ START_TEST(test_private_destinations_and_allow_unauthenticated_values)
 
     parse_ok(&c, "private-destinations allow\n");
     ck_assert(c.private_destinations);
-    config_release(&c);
+    conf_release(&c);
     parse_ok(&c, "private-destinations block\n");
     ck_assert(!c.private_destinations);
-    config_release(&c);
+    conf_release(&c);
     parse_ok(&c, "allow-unauthenticated no\n");
     ck_assert(!c.allow_unauthenticated);
-    config_release(&c);
+    conf_release(&c);
     parse_err("private-destinations open\n",
               "t.conf:1: private-destinations: unknown value 'open' (block or allow)");
     parse_err("private-destinations\n", "t.conf:1: private-destinations: missing block or allow");
@@ -1164,7 +1164,7 @@ START_TEST(test_public_listener_with_password_only_is_fine)
     struct config c;
 
     parse_ok(&c, "listen 0.0.0.0:1080\nlisten [::]:1080\nauth password\nusers u\n");
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1175,7 +1175,7 @@ START_TEST(test_loopback_listeners_without_auth_are_fine)
     parse_ok(&c, "listen 127.0.0.2:1080\nlisten [::1]:1081\nlisten 127.255.255.254\n"
                  "listen [::ffff:127.0.0.1]:1082\nauth none\n");
     ck_assert_uint_eq(c.nlisten, 4);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1199,11 +1199,11 @@ START_TEST(test_allow_unauthenticated_with_client_rule_serves_public_listener)
                  "client pass from 192.0.2.0/24\n");
     ck_assert(c.allow_unauthenticated);
     ck_assert_uint_eq(acl_rules_count(c.client_rules), 1);
-    config_release(&c);
+    conf_release(&c);
 
     /* Rules may come before the setting. */
     parse_ok(&c, "client block from 198.51.100.0/24\nlisten [::]\nallow-unauthenticated yes\n");
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1219,7 +1219,7 @@ START_TEST(test_limit_defaults)
 {
     struct config c;
 
-    config_defaults(&c);
+    conf_defaults(&c);
     ck_assert_uint_eq(c.sessions_per_client, 512);
     ck_assert_uint_eq(c.sessions_per_user, 0);
     ck_assert(c.accept_rate.rate == 0);
@@ -1229,7 +1229,7 @@ START_TEST(test_limit_defaults)
     ck_assert(c.bandwidth_per_user.rate == 0);
     ck_assert_uint_eq(c.quota_per_user, 0);
     ck_assert_uint_eq(c.workers, 0);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1257,7 +1257,7 @@ START_TEST(test_limit_settings)
     ck_assert_uint_eq(c.quota_per_user, 10ull << 30);
     ck_assert(c.quota_period == 86400);
     ck_assert_uint_eq(c.workers, 4);
-    config_release(&c);
+    conf_release(&c);
 
     parse_ok(&c, "limit sessions-per-client off\nlimit auth-failures off\n"
                  "limit accept-rate 20\nworkers auto\n");
@@ -1265,7 +1265,7 @@ START_TEST(test_limit_settings)
     ck_assert(c.auth_failures.rate == 0);
     ck_assert(c.accept_rate.rate == 20 && c.accept_rate.burst == 20);
     ck_assert_uint_eq(c.workers, 0);
-    config_release(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1298,7 +1298,7 @@ END_TEST
 
 static Suite *config_suite(void)
 {
-    Suite *s = suite_create("config");
+    Suite *s = suite_create("conf");
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_defaults_without_any_line);

@@ -1,7 +1,7 @@
-/* relay auto's measured choice between copying and splicing bulk transfers: see relaychoice.h. */
+/* relay auto's measured choice between copying and splicing bulk transfers: see relay_choice.h. */
 #include "config.h"
 
-#include "ferry/relaychoice.h"
+#include "ferry/relay_choice.h"
 
 static enum relay_path phase_path(unsigned phase)
 {

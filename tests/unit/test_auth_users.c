@@ -9,7 +9,7 @@
 
 #include <sodium.h>
 
-#include "ferry/userdb.h"
+#include "ferry/auth_users.h"
 
 static char err[512];
 static char hash_alice[crypto_pwhash_STRBYTES];
@@ -29,7 +29,7 @@ static void make_hashes(void)
 
 static void parse_err(const char *text, const char *want)
 {
-    struct userdb *db = userdb_parse(text, "u.txt", err, sizeof(err));
+    struct auth_users *db = auth_users_parse(text, "u.txt", err, sizeof(err));
 
     ck_assert_ptr_null(db);
     ck_assert_str_eq(err, want);
@@ -38,63 +38,63 @@ static void parse_err(const char *text, const char *want)
 START_TEST(test_good_file_and_lookup)
 {
     char text[1024];
-    struct userdb *db;
+    struct auth_users *db;
     const char *h;
 
     snprintf(text, sizeof(text), "# users\n\nalice:%s\n  # indented comment\nbob:%s\n", hash_alice,
              hash_bob);
-    db = userdb_parse(text, "u.txt", err, sizeof(err));
+    db = auth_users_parse(text, "u.txt", err, sizeof(err));
     ck_assert_msg(db != NULL, "%s", err);
-    ck_assert_uint_eq(userdb_count(db), 2);
+    ck_assert_uint_eq(auth_users_count(db), 2);
 
-    h = userdb_lookup(db, "alice", 5);
+    h = auth_users_lookup(db, "alice", 5);
     ck_assert_ptr_nonnull(h);
     ck_assert_str_eq(h, hash_alice);
     ck_assert_int_eq(crypto_pwhash_str_verify(h, "wonderland", 10), 0);
     ck_assert_int_ne(crypto_pwhash_str_verify(h, "builder", 7), 0);
-    h = userdb_lookup(db, "bob", 3);
+    h = auth_users_lookup(db, "bob", 3);
     ck_assert_ptr_nonnull(h);
     ck_assert_str_eq(h, hash_bob);
-    userdb_free(db);
+    auth_users_free(db);
 }
 END_TEST
 
 START_TEST(test_lookup_absent_and_prefixes)
 {
     char text[512];
-    struct userdb *db;
+    struct auth_users *db;
 
     snprintf(text, sizeof(text), "alice:%s\n", hash_alice);
-    db = userdb_parse(text, "u.txt", err, sizeof(err));
+    db = auth_users_parse(text, "u.txt", err, sizeof(err));
     ck_assert_msg(db != NULL, "%s", err);
-    ck_assert_ptr_null(userdb_lookup(db, "bob", 3));
-    ck_assert_ptr_null(userdb_lookup(db, "alic", 4));
-    ck_assert_ptr_null(userdb_lookup(db, "alicex", 6));
-    ck_assert_ptr_null(userdb_lookup(db, "ALICE", 5));
-    ck_assert_ptr_null(userdb_lookup(db, "", 0));
+    ck_assert_ptr_null(auth_users_lookup(db, "bob", 3));
+    ck_assert_ptr_null(auth_users_lookup(db, "alic", 4));
+    ck_assert_ptr_null(auth_users_lookup(db, "alicex", 6));
+    ck_assert_ptr_null(auth_users_lookup(db, "ALICE", 5));
+    ck_assert_ptr_null(auth_users_lookup(db, "", 0));
     /* A length shorter than the string: only the first bytes count. */
-    ck_assert_ptr_null(userdb_lookup(db, "alice", 4));
-    ck_assert_ptr_nonnull(userdb_lookup(db, "alice and more", 5));
-    userdb_free(db);
+    ck_assert_ptr_null(auth_users_lookup(db, "alice", 4));
+    ck_assert_ptr_nonnull(auth_users_lookup(db, "alice and more", 5));
+    auth_users_free(db);
 }
 END_TEST
 
 START_TEST(test_lookup_binary_names)
 {
     char text[512];
-    struct userdb *db;
+    struct auth_users *db;
 
     /* UTF-8 and other high bytes are fine in a name. */
     snprintf(text, sizeof(text), "j\xc3\xb6rg:%s\n\xff\xfe:%s\n", hash_alice, hash_bob);
-    db = userdb_parse(text, "u.txt", err, sizeof(err));
+    db = auth_users_parse(text, "u.txt", err, sizeof(err));
     ck_assert_msg(db != NULL, "%s", err);
-    ck_assert_ptr_nonnull(userdb_lookup(db, "j\xc3\xb6rg", 5));
-    ck_assert_ptr_nonnull(userdb_lookup(db, "\xff\xfe", 2));
+    ck_assert_ptr_nonnull(auth_users_lookup(db, "j\xc3\xb6rg", 5));
+    ck_assert_ptr_nonnull(auth_users_lookup(db, "\xff\xfe", 2));
     /* An embedded NUL is part of the name, not its end. */
-    ck_assert_ptr_null(userdb_lookup(db, "j\xc3\xb6rg\0x", 7));
-    ck_assert_ptr_null(userdb_lookup(db, "\xff\xfe\0", 3));
-    ck_assert_ptr_null(userdb_lookup(db, "\0", 1));
-    userdb_free(db);
+    ck_assert_ptr_null(auth_users_lookup(db, "j\xc3\xb6rg\0x", 7));
+    ck_assert_ptr_null(auth_users_lookup(db, "\xff\xfe\0", 3));
+    ck_assert_ptr_null(auth_users_lookup(db, "\0", 1));
+    auth_users_free(db);
 }
 END_TEST
 
@@ -103,48 +103,48 @@ START_TEST(test_many_users_grow_the_table)
     size_t n = 1000, cap = n * (16 + crypto_pwhash_STRBYTES);
     char *text = malloc(cap), name[32];
     size_t off = 0;
-    struct userdb *db;
+    struct auth_users *db;
 
     for (size_t i = 0; i < n; i++)
         off += (size_t)snprintf(text + off, cap - off, "user%zu:%s\n", i,
                                 i % 2 ? hash_alice : hash_bob);
-    db = userdb_parse(text, "u.txt", err, sizeof(err));
+    db = auth_users_parse(text, "u.txt", err, sizeof(err));
     ck_assert_msg(db != NULL, "%s", err);
-    ck_assert_uint_eq(userdb_count(db), n);
+    ck_assert_uint_eq(auth_users_count(db), n);
     for (size_t i = 0; i < n; i++) {
         int len = snprintf(name, sizeof(name), "user%zu", i);
-        const char *h = userdb_lookup(db, name, (size_t)len);
+        const char *h = auth_users_lookup(db, name, (size_t)len);
         ck_assert_ptr_nonnull(h);
         ck_assert_str_eq(h, i % 2 ? hash_alice : hash_bob);
     }
-    ck_assert_ptr_null(userdb_lookup(db, "user1000", 8));
-    userdb_free(db);
+    ck_assert_ptr_null(auth_users_lookup(db, "user1000", 8));
+    auth_users_free(db);
     free(text);
 }
 END_TEST
 
 START_TEST(test_empty_file_has_no_users)
 {
-    struct userdb *db = userdb_parse("# nobody yet\n\n", "u.txt", err, sizeof(err));
+    struct auth_users *db = auth_users_parse("# nobody yet\n\n", "u.txt", err, sizeof(err));
 
     ck_assert_ptr_nonnull(db);
-    ck_assert_uint_eq(userdb_count(db), 0);
-    ck_assert_ptr_null(userdb_lookup(db, "alice", 5));
-    userdb_free(db);
+    ck_assert_uint_eq(auth_users_count(db), 0);
+    ck_assert_ptr_null(auth_users_lookup(db, "alice", 5));
+    auth_users_free(db);
 }
 END_TEST
 
 START_TEST(test_crlf_and_trailing_blanks)
 {
     char text[512];
-    struct userdb *db;
+    struct auth_users *db;
 
     snprintf(text, sizeof(text), "alice:%s \r\nbob:%s", hash_alice, hash_bob);
-    db = userdb_parse(text, "u.txt", err, sizeof(err));
+    db = auth_users_parse(text, "u.txt", err, sizeof(err));
     ck_assert_msg(db != NULL, "%s", err);
-    ck_assert_str_eq(userdb_lookup(db, "alice", 5), hash_alice);
-    ck_assert_str_eq(userdb_lookup(db, "bob", 3), hash_bob);
-    userdb_free(db);
+    ck_assert_str_eq(auth_users_lookup(db, "alice", 5), hash_alice);
+    ck_assert_str_eq(auth_users_lookup(db, "bob", 3), hash_bob);
+    auth_users_free(db);
 }
 END_TEST
 
@@ -175,9 +175,9 @@ START_TEST(test_overlong_user_name)
     memset(text, 'a', 255);
     snprintf(text + 255, sizeof(text) - 255, ":%s\n", hash_alice);
     {
-        struct userdb *db = userdb_parse(text, "u.txt", err, sizeof(err));
+        struct auth_users *db = auth_users_parse(text, "u.txt", err, sizeof(err));
         ck_assert_msg(db != NULL, "%s", err);
-        userdb_free(db);
+        auth_users_free(db);
     }
 }
 END_TEST
@@ -220,17 +220,17 @@ END_TEST
 START_TEST(test_argon2i_hash_is_accepted)
 {
     char h[crypto_pwhash_argon2i_STRBYTES], text[512];
-    struct userdb *db;
+    struct auth_users *db;
 
     ck_assert_int_eq(crypto_pwhash_argon2i_str(h, "pw", 2, crypto_pwhash_argon2i_OPSLIMIT_MIN,
                                                crypto_pwhash_argon2i_MEMLIMIT_MIN),
                      0);
     ck_assert(strncmp(h, "$argon2i$", 9) == 0);
     snprintf(text, sizeof(text), "carol:%s\n", h);
-    db = userdb_parse(text, "u.txt", err, sizeof(err));
+    db = auth_users_parse(text, "u.txt", err, sizeof(err));
     ck_assert_msg(db != NULL, "%s", err);
-    ck_assert_int_eq(crypto_pwhash_str_verify(userdb_lookup(db, "carol", 5), "pw", 2), 0);
-    userdb_free(db);
+    ck_assert_int_eq(crypto_pwhash_str_verify(auth_users_lookup(db, "carol", 5), "pw", 2), 0);
+    auth_users_free(db);
 }
 END_TEST
 
@@ -258,21 +258,21 @@ END_TEST
 START_TEST(test_load_reads_a_file_and_reports_nul)
 {
     char path[] = "/tmp/ferry-test-users-XXXXXX", want[256], line[512];
-    struct userdb *db;
+    struct auth_users *db;
     int fd = mkstemp(path);
     int n;
 
     ck_assert_int_ge(fd, 0);
     n = snprintf(line, sizeof(line), "alice:%s\n", hash_alice);
     ck_assert_int_eq(write(fd, line, (size_t)n), n);
-    db = userdb_load(path, err, sizeof(err));
+    db = auth_users_load(path, err, sizeof(err));
     ck_assert_msg(db != NULL, "%s", err);
-    ck_assert_str_eq(userdb_lookup(db, "alice", 5), hash_alice);
-    userdb_free(db);
+    ck_assert_str_eq(auth_users_lookup(db, "alice", 5), hash_alice);
+    auth_users_free(db);
 
     ck_assert_int_eq(write(fd, "bob\0:x\n", 7), 7);
     close(fd);
-    db = userdb_load(path, err, sizeof(err));
+    db = auth_users_load(path, err, sizeof(err));
     ck_assert_ptr_null(db);
     snprintf(want, sizeof(want), "%s:2: NUL byte in line", path);
     ck_assert_str_eq(err, want);
@@ -282,44 +282,44 @@ END_TEST
 
 START_TEST(test_unreadable_file)
 {
-    ck_assert_ptr_null(userdb_load("/nonexistent/users", err, sizeof(err)));
+    ck_assert_ptr_null(auth_users_load("/nonexistent/users", err, sizeof(err)));
     ck_assert_str_eq(err, "/nonexistent/users: No such file or directory");
 }
 END_TEST
 
 START_TEST(test_valid_name_rules)
 {
-    ck_assert(userdb_valid_name("alice", 5));
-    ck_assert(userdb_valid_name("a.b-c_d@example.com", 19));
-    ck_assert(userdb_valid_name("j\xc3\xb6rg", 5));
-    ck_assert(userdb_valid_name("a#b", 3));
-    ck_assert(!userdb_valid_name("", 0));
-    ck_assert(!userdb_valid_name("a:b", 3));
-    ck_assert(!userdb_valid_name("a b", 3));
-    ck_assert(!userdb_valid_name("a\nb", 3));
-    ck_assert(!userdb_valid_name("a\x7f", 2));
-    ck_assert(!userdb_valid_name("a\0b", 3));
-    ck_assert(!userdb_valid_name("#a", 2));
+    ck_assert(auth_users_valid_name("alice", 5));
+    ck_assert(auth_users_valid_name("a.b-c_d@example.com", 19));
+    ck_assert(auth_users_valid_name("j\xc3\xb6rg", 5));
+    ck_assert(auth_users_valid_name("a#b", 3));
+    ck_assert(!auth_users_valid_name("", 0));
+    ck_assert(!auth_users_valid_name("a:b", 3));
+    ck_assert(!auth_users_valid_name("a b", 3));
+    ck_assert(!auth_users_valid_name("a\nb", 3));
+    ck_assert(!auth_users_valid_name("a\x7f", 2));
+    ck_assert(!auth_users_valid_name("a\0b", 3));
+    ck_assert(!auth_users_valid_name("#a", 2));
     {
         char big[256];
         memset(big, 'x', sizeof(big));
-        ck_assert(userdb_valid_name(big, 255));
-        ck_assert(!userdb_valid_name(big, 256));
+        ck_assert(auth_users_valid_name(big, 255));
+        ck_assert(!auth_users_valid_name(big, 256));
     }
 }
 END_TEST
 
 START_TEST(test_free_null_is_harmless)
 {
-    userdb_free(NULL);
-    ck_assert_uint_eq(userdb_count(NULL), 0);
-    ck_assert_ptr_null(userdb_lookup(NULL, "a", 1));
+    auth_users_free(NULL);
+    ck_assert_uint_eq(auth_users_count(NULL), 0);
+    ck_assert_ptr_null(auth_users_lookup(NULL, "a", 1));
 }
 END_TEST
 
-static Suite *userdb_suite(void)
+static Suite *auth_users_suite(void)
 {
-    Suite *s = suite_create("userdb");
+    Suite *s = suite_create("auth_users");
     TCase *tc = tcase_create("core");
 
     tcase_add_unchecked_fixture(tc, make_hashes, NULL);
@@ -347,7 +347,7 @@ static Suite *userdb_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(userdb_suite());
+    SRunner *sr = srunner_create(auth_users_suite());
     int failed;
 
     srunner_run_all(sr, CK_NORMAL);

@@ -1,6 +1,6 @@
 /* BIND: listen for the one inbound connection a client expects (RFC 1928 section 4, SOCKS4). */
-#ifndef FERRY_BIND_H
-#define FERRY_BIND_H
+#ifndef FERRY_BINDER_H
+#define FERRY_BINDER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,47 +1,47 @@
-/* Password checks: cache, merged checks in flight, the pool (see verify.h). */
+/* Password checks: cache, merged checks in flight, the pool (see auth_verify.h). */
 #include "config.h"
 
-#include "ferry/verify.h"
+#include "ferry/auth_verify.h"
 
 #include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ferry/authcache.h"
-#include "ferry/authpool.h"
+#include "ferry/auth_cache.h"
+#include "ferry/auth_pool.h"
 
 /* One Argon2id run on the pool and the sessions waiting for its answer. */
 struct flight {
     struct flight *next;
-    struct verifier *v;
+    struct auth_verifier *v;
     struct auth_job *job;
-    struct verify_wait *waiters;
+    struct auth_verify_wait *waiters;
     bool keyed;     /* key/generation identify the login: others may join, the answer is cached */
     bool answering; /* flight_done is calling the waiters back: it frees the flight */
     unsigned generation;
     double cache_ttl;
     double started; /* a remembered answer lives cache_ttl from here */
-    unsigned char key[AUTHCACHE_KEY_LEN];
+    unsigned char key[AUTH_CACHE_KEY_LEN];
 };
 
-struct verify_wait {
-    struct verify_wait *next;
+struct auth_verify_wait {
+    struct auth_verify_wait *next;
     struct flight *flight;
     verify_cb cb;
     void *arg;
 };
 
-struct verifier {
-    struct authpool *pool;
-    struct authcache *cache;
+struct auth_verifier {
+    struct auth_pool *pool;
+    struct auth_cache *cache;
     struct flight *flights;
     size_t nflights;
 };
 
-struct verifier *verifier_new(struct authpool *pool, struct authcache *cache)
+struct auth_verifier *auth_verify_new(struct auth_pool *pool, struct auth_cache *cache)
 {
-    struct verifier *v = calloc(1, sizeof(*v));
+    struct auth_verifier *v = calloc(1, sizeof(*v));
 
     if (v == NULL)
         return NULL;
@@ -50,7 +50,7 @@ struct verifier *verifier_new(struct authpool *pool, struct authcache *cache)
     return v;
 }
 
-static void flight_unlink(struct verifier *v, struct flight *f)
+static void flight_unlink(struct auth_verifier *v, struct flight *f)
 {
     for (struct flight **p = &v->flights; *p != NULL; p = &(*p)->next) {
         if (*p == f) {
@@ -64,7 +64,7 @@ static void flight_unlink(struct verifier *v, struct flight *f)
 static void flight_free(struct flight *f)
 {
     while (f->waiters != NULL) {
-        struct verify_wait *w = f->waiters;
+        struct auth_verify_wait *w = f->waiters;
         f->waiters = w->next;
         free(w);
     }
@@ -72,14 +72,14 @@ static void flight_free(struct flight *f)
     free(f);
 }
 
-void verifier_free(struct verifier *v)
+void auth_verify_free(struct auth_verifier *v)
 {
     if (v == NULL)
         return;
     while (v->flights != NULL) {
         struct flight *f = v->flights;
         v->flights = f->next;
-        authpool_cancel(f->job);
+        auth_pool_cancel(f->job);
         flight_free(f);
     }
     free(v);
@@ -89,18 +89,18 @@ void verifier_free(struct verifier *v)
 static void flight_done(bool ok, void *arg)
 {
     struct flight *f = arg;
-    struct verifier *v = f->v;
+    struct auth_verifier *v = f->v;
 
     flight_unlink(v, f);
     f->job = NULL; /* the pool has freed it */
     f->answering = true;
     if (ok && f->keyed)
-        authcache_put(v->cache, f->key, f->generation, f->started, f->cache_ttl);
+        auth_cache_put(v->cache, f->key, f->generation, f->started, f->cache_ttl);
     while (f->waiters != NULL) {
-        struct verify_wait *w = f->waiters;
+        struct auth_verify_wait *w = f->waiters;
 
         /* Unlinked before the callback: it may close its session, or cancel another waiter
-         * of this flight (verifier_cancel then leaves the flight to us). */
+         * of this flight (auth_verify_cancel then leaves the flight to us). */
         f->waiters = w->next;
         w->cb(ok, w->arg);
         free(w);
@@ -108,30 +108,32 @@ static void flight_done(bool ok, void *arg)
     flight_free(f);
 }
 
-static struct flight *flight_find(struct verifier *v, const unsigned char *key, unsigned generation)
+static struct flight *flight_find(struct auth_verifier *v, const unsigned char *key,
+                                  unsigned generation)
 {
     for (struct flight *f = v->flights; f != NULL; f = f->next) {
         if (f->keyed && f->generation == generation &&
-            sodium_memcmp(f->key, key, AUTHCACHE_KEY_LEN) == 0)
+            sodium_memcmp(f->key, key, AUTH_CACHE_KEY_LEN) == 0)
             return f;
     }
     return NULL;
 }
 
-enum verify_status verifier_check(struct verifier *v, const struct verify_login *login,
-                                  verify_cb cb, void *arg, struct verify_wait **wait)
+enum auth_verify_status auth_verify_check(struct auth_verifier *v,
+                                          const struct auth_verify_login *login, verify_cb cb,
+                                          void *arg, struct auth_verify_wait **wait)
 {
-    unsigned char key[AUTHCACHE_KEY_LEN];
+    unsigned char key[AUTH_CACHE_KEY_LEN];
     bool keyed = login->hash != NULL && login->cache_ttl > 0;
     struct flight *f = NULL;
-    struct verify_wait *w;
+    struct auth_verify_wait *w;
 
     if (keyed) {
-        authcache_key(v->cache, login->user, login->user_len, login->password, login->pass_len,
-                      key);
-        if (authcache_check(v->cache, key, login->generation, login->now)) {
+        auth_cache_key(v->cache, login->user, login->user_len, login->password, login->pass_len,
+                       key);
+        if (auth_cache_check(v->cache, key, login->generation, login->now)) {
             sodium_memzero(key, sizeof(key));
-            return VERIFY_CACHED;
+            return AUTH_VERIFY_CACHED;
         }
         f = flight_find(v, key, login->generation);
     }
@@ -151,8 +153,8 @@ enum verify_status verifier_check(struct verifier *v, const struct verify_login 
         f->started = login->now;
         if (keyed)
             memcpy(f->key, key, sizeof(key));
-        f->job =
-            authpool_verify(v->pool, login->hash, login->password, login->pass_len, flight_done, f);
+        f->job = auth_pool_verify(v->pool, login->hash, login->password, login->pass_len,
+                                  flight_done, f);
         if (f->job == NULL) {
             int saved = errno;
             flight_free(f);
@@ -168,19 +170,19 @@ enum verify_status verifier_check(struct verifier *v, const struct verify_login 
     f->waiters = w;
     *wait = w;
     sodium_memzero(key, sizeof(key));
-    return VERIFY_PENDING;
+    return AUTH_VERIFY_PENDING;
 
 fail:
     sodium_memzero(key, sizeof(key));
     free(w);
-    return VERIFY_ERROR;
+    return AUTH_VERIFY_ERROR;
 }
 
-void verifier_cancel(struct verifier *v, struct verify_wait *wait)
+void auth_verify_cancel(struct auth_verifier *v, struct auth_verify_wait *wait)
 {
     struct flight *f = wait->flight;
 
-    for (struct verify_wait **p = &f->waiters; *p != NULL; p = &(*p)->next) {
+    for (struct auth_verify_wait **p = &f->waiters; *p != NULL; p = &(*p)->next) {
         if (*p == wait) {
             *p = wait->next;
             break;
@@ -189,13 +191,13 @@ void verifier_cancel(struct verifier *v, struct verify_wait *wait)
     free(wait);
     if (f->waiters == NULL && !f->answering) {
         /* Nobody waits any more: the run is not needed. */
-        authpool_cancel(f->job);
+        auth_pool_cancel(f->job);
         flight_unlink(v, f);
         flight_free(f);
     }
 }
 
-size_t verifier_in_flight(const struct verifier *v)
+size_t auth_verify_in_flight(const struct auth_verifier *v)
 {
     return v->nflights;
 }

@@ -1,12 +1,12 @@
 /*
- * The users file: userdb_parse on the input as text. When it succeeds, every line that is not
+ * The users file: auth_users_parse on the input as text. When it succeeds, every line that is not
  * blank or a comment must be a user whose lookup gives exactly the hash written after the
  * first ':' (trailing blanks and a CR cut), and the count must match; when it fails, the
  * message names file and line.
  */
 #include "config.h"
 
-#include "ferry/userdb.h"
+#include "ferry/auth_users.h"
 #include "fuzz.h"
 
 #define FUZZ_USERS_NAME "fuzz.users"
@@ -17,7 +17,7 @@ static bool is_blank(char ch)
 }
 
 /* Walk the lines again by the documented format and compare with what the parser stored. */
-static void check_db(const struct userdb *db, const char *text)
+static void check_db(const struct auth_users *db, const char *text)
 {
     size_t users = 0;
 
@@ -34,8 +34,8 @@ static void check_db(const struct userdb *db, const char *text)
         if (i < n && s[i] != '#') {
             colon = memchr(s, ':', n);
             FUZZ_CHECK(colon != NULL);
-            FUZZ_CHECK(userdb_valid_name(s, (size_t)(colon - s)));
-            hash = userdb_lookup(db, s, (size_t)(colon - s));
+            FUZZ_CHECK(auth_users_valid_name(s, (size_t)(colon - s)));
+            hash = auth_users_lookup(db, s, (size_t)(colon - s));
             FUZZ_CHECK(hash != NULL);
             FUZZ_CHECK(strlen(hash) == n - (size_t)(colon - s) - 1);
             FUZZ_CHECK(memcmp(hash, colon + 1, strlen(hash)) == 0);
@@ -45,23 +45,23 @@ static void check_db(const struct userdb *db, const char *text)
             break;
         s = nl + 1;
     }
-    FUZZ_CHECK(userdb_count(db) == users);
+    FUZZ_CHECK(auth_users_count(db) == users);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *text = fuzz_strdup(data, size);
     char err[512];
-    struct userdb *db = userdb_parse(text, FUZZ_USERS_NAME, err, sizeof(err));
+    struct auth_users *db = auth_users_parse(text, FUZZ_USERS_NAME, err, sizeof(err));
 
     FUZZ_CHECK(strnlen(err, sizeof(err)) < sizeof(err));
     if (db != NULL) {
         FUZZ_CHECK(err[0] == '\0');
         check_db(db, text);
         /* A name the file cannot hold is never found. */
-        FUZZ_CHECK(userdb_lookup(db, "", 0) == NULL);
-        FUZZ_CHECK(userdb_lookup(db, "a:b", 3) == NULL);
-        userdb_free(db);
+        FUZZ_CHECK(auth_users_lookup(db, "", 0) == NULL);
+        FUZZ_CHECK(auth_users_lookup(db, "a:b", 3) == NULL);
+        auth_users_free(db);
     } else {
         FUZZ_CHECK(strncmp(err, FUZZ_USERS_NAME ":", strlen(FUZZ_USERS_NAME) + 1) == 0);
     }

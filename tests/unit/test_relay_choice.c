@@ -4,7 +4,7 @@
 #include <check.h>
 #include <string.h>
 
-#include "ferry/relaychoice.h"
+#include "ferry/relay_choice.h"
 
 #define PHASE RELAY_TRIAL_BYTES
 #define SETTLE RELAY_TRIAL_SETTLE
@@ -186,7 +186,7 @@ END_TEST
 
 static Suite *relaychoice_suite(void)
 {
-    Suite *s = suite_create("relaychoice");
+    Suite *s = suite_create("relay_choice");
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_the_faster_path_wins);

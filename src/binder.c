@@ -4,7 +4,7 @@
  */
 #include "config.h"
 
-#include "ferry/bind.h"
+#include "ferry/binder.h"
 
 #include <errno.h>
 #include <ev.h>

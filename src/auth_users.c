@@ -15,11 +15,11 @@
 
 #include <sodium.h>
 
-#include "ferry/userdb.h"
+#include "ferry/auth_users.h"
 #include "ferry/units.h"
 
-#define USERDB_MAX_LINE 4096
-#define USERDB_MAX_FILE (64u * 1024 * 1024)
+#define AUTH_USERS_MAX_LINE 4096
+#define AUTH_USERS_MAX_FILE (64u * 1024 * 1024)
 
 struct user {
     char *name; /* user_len bytes, NUL-terminated for messages */
@@ -28,16 +28,16 @@ struct user {
     unsigned line;
 };
 
-struct userdb {
+struct auth_users {
     struct user *slots; /* cap entries; name NULL marks an empty slot */
     size_t cap;         /* a power of two, at least twice count */
     size_t count;
     unsigned char key[crypto_shorthash_KEYBYTES];
 };
 
-bool userdb_valid_name(const char *name, size_t len)
+bool auth_users_valid_name(const char *name, size_t len)
 {
-    if (len < 1 || len > USERDB_MAX_NAME)
+    if (len < 1 || len > AUTH_USERS_MAX_NAME)
         return false;
     /* A leading '#' would make the line a comment. */
     if (name[0] == '#')
@@ -50,7 +50,7 @@ bool userdb_valid_name(const char *name, size_t len)
     return true;
 }
 
-static size_t slot_of(const struct userdb *db, const char *name, size_t len)
+static size_t slot_of(const struct auth_users *db, const char *name, size_t len)
 {
     uint64_t h;
     unsigned char out[crypto_shorthash_BYTES];
@@ -61,7 +61,7 @@ static size_t slot_of(const struct userdb *db, const char *name, size_t len)
 }
 
 /* The slot holding name, or the empty slot where it would go. */
-static struct user *find_slot(const struct userdb *db, const char *name, size_t len)
+static struct user *find_slot(const struct auth_users *db, const char *name, size_t len)
 {
     size_t i = slot_of(db, name, len);
 
@@ -75,7 +75,7 @@ static struct user *find_slot(const struct userdb *db, const char *name, size_t 
     }
 }
 
-static int grow(struct userdb *db)
+static int grow(struct auth_users *db)
 {
     struct user *old = db->slots;
     size_t oldcap = db->cap;
@@ -94,7 +94,7 @@ static int grow(struct userdb *db)
     return 0;
 }
 
-void userdb_free(struct userdb *db)
+void auth_users_free(struct auth_users *db)
 {
     if (db == NULL)
         return;
@@ -110,7 +110,7 @@ void userdb_free(struct userdb *db)
     free(db);
 }
 
-const char *userdb_lookup(const struct userdb *db, const char *user, size_t user_len)
+const char *auth_users_lookup(const struct auth_users *db, const char *user, size_t user_len)
 {
     const struct user *u;
 
@@ -120,7 +120,7 @@ const char *userdb_lookup(const struct userdb *db, const char *user, size_t user
     return u->name != NULL ? u->hash : NULL;
 }
 
-size_t userdb_count(const struct userdb *db)
+size_t auth_users_count(const struct auth_users *db)
 {
     return db != NULL ? db->count : 0;
 }
@@ -191,9 +191,9 @@ static int parse_line(const char *s, size_t n, const char *name, unsigned line, 
     hlen = n - ulen - 1;
     if (ulen == 0)
         return fail(err, errlen, name, line, "empty user name");
-    if (ulen > USERDB_MAX_NAME)
-        return fail(err, errlen, name, line, "user name longer than %d bytes", USERDB_MAX_NAME);
-    if (!userdb_valid_name(s, ulen))
+    if (ulen > AUTH_USERS_MAX_NAME)
+        return fail(err, errlen, name, line, "user name longer than %d bytes", AUTH_USERS_MAX_NAME);
+    if (!auth_users_valid_name(s, ulen))
         return fail(err, errlen, name, line,
                     "user name '%s' holds whitespace or control characters", Q(s, ulen));
     if (!valid_hash(hash, hlen))
@@ -213,10 +213,10 @@ static int parse_line(const char *s, size_t n, const char *name, unsigned line, 
 }
 
 /* Parse len bytes of text, which may hold NUL bytes (reported as errors). */
-static struct userdb *parse_buf(const char *text, size_t len, const char *name, char *err,
-                                size_t errlen)
+static struct auth_users *parse_buf(const char *text, size_t len, const char *name, char *err,
+                                    size_t errlen)
 {
-    struct userdb *db;
+    struct auth_users *db;
     size_t pos = 0;
     unsigned line = 0;
 
@@ -243,8 +243,9 @@ static struct userdb *parse_buf(const char *text, size_t len, const char *name, 
 
         line++;
         pos += n + (nl != NULL ? 1 : 0);
-        if (n > USERDB_MAX_LINE) {
-            fail(err, errlen, name, line, "line too long (more than %d bytes)", USERDB_MAX_LINE);
+        if (n > AUTH_USERS_MAX_LINE) {
+            fail(err, errlen, name, line, "line too long (more than %d bytes)",
+                 AUTH_USERS_MAX_LINE);
             goto fail;
         }
         r = parse_line(s, n, name, line, err, errlen, &u);
@@ -270,21 +271,21 @@ static struct userdb *parse_buf(const char *text, size_t len, const char *name, 
     return db;
 
 fail:
-    userdb_free(db);
+    auth_users_free(db);
     return NULL;
 }
 
-struct userdb *userdb_parse(const char *text, const char *name, char *err, size_t errlen)
+struct auth_users *auth_users_parse(const char *text, const char *name, char *err, size_t errlen)
 {
     return parse_buf(text, strlen(text), name, err, errlen);
 }
 
-struct userdb *userdb_load(const char *path, char *err, size_t errlen)
+struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     size_t len = 0, cap = 4096;
     char *buf = NULL, *nbuf;
-    struct userdb *db;
+    struct auth_users *db;
 
     if (fd < 0)
         goto fail;
@@ -294,7 +295,7 @@ struct userdb *userdb_load(const char *path, char *err, size_t errlen)
         if (buf == NULL || len == cap) {
             if (buf != NULL)
                 cap *= 2;
-            if (cap > USERDB_MAX_FILE) {
+            if (cap > AUTH_USERS_MAX_FILE) {
                 errno = EFBIG;
                 goto fail;
             }

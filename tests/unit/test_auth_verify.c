@@ -9,14 +9,14 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "ferry/authcache.h"
-#include "ferry/authpool.h"
-#include "ferry/verify.h"
+#include "ferry/auth_cache.h"
+#include "ferry/auth_pool.h"
+#include "ferry/auth_verify.h"
 
 static struct ev_loop *loop;
-static struct authpool *pool;
-static struct authcache *cache;
-static struct verifier *v;
+static struct auth_pool *pool;
+static struct auth_cache *cache;
+static struct auth_verifier *v;
 static char hash[crypto_pwhash_STRBYTES];
 static int calls, oks, pending;
 
@@ -63,26 +63,26 @@ static void setup(void)
                                        crypto_pwhash_MEMLIMIT_MIN),
                      0);
     loop = ev_loop_new(EVFLAG_AUTO);
-    pool = authpool_new(loop, 2);
-    cache = authcache_new(64);
-    v = verifier_new(pool, cache);
+    pool = auth_pool_new(loop, 2);
+    cache = auth_cache_new(64);
+    v = auth_verify_new(pool, cache);
     ck_assert_ptr_nonnull(v);
     calls = oks = pending = 0;
 }
 
 static void teardown(void)
 {
-    verifier_free(v);
-    authcache_free(cache);
-    authpool_free(pool);
+    auth_verify_free(v);
+    auth_cache_free(cache);
+    auth_pool_free(pool);
     ev_loop_destroy(loop);
 }
 
 /* A check by alice with password pass against hash h; its answer goes to cb. */
-static enum verify_status check_cb(const char *pass, const char *h, double ttl, verify_cb cb,
-                                   void *arg, struct verify_wait **w)
+static enum auth_verify_status check_cb(const char *pass, const char *h, double ttl, verify_cb cb,
+                                        void *arg, struct auth_verify_wait **w)
 {
-    struct verify_login l = {
+    struct auth_verify_login l = {
         .user = "alice",
         .user_len = 5,
         .password = pass,
@@ -92,15 +92,16 @@ static enum verify_status check_cb(const char *pass, const char *h, double ttl, 
         .cache_ttl = ttl,
         .now = 10.0,
     };
-    struct verify_wait *dummy;
-    enum verify_status st = verifier_check(v, &l, cb, arg, w != NULL ? w : &dummy);
+    struct auth_verify_wait *dummy;
+    enum auth_verify_status st = auth_verify_check(v, &l, cb, arg, w != NULL ? w : &dummy);
 
-    if (st == VERIFY_PENDING)
+    if (st == AUTH_VERIFY_PENDING)
         pending++;
     return st;
 }
 
-static enum verify_status check(const char *pass, const char *h, double ttl, struct verify_wait **w)
+static enum auth_verify_status check(const char *pass, const char *h, double ttl,
+                                     struct auth_verify_wait **w)
 {
     return check_cb(pass, h, ttl, on_answer, NULL, w);
 }
@@ -109,36 +110,36 @@ static enum verify_status check(const char *pass, const char *h, double ttl, str
 static void on_answer_cancel_other(bool ok, void *arg)
 {
     on_answer(ok, NULL);
-    verifier_cancel(v, *(struct verify_wait **)arg);
+    auth_verify_cancel(v, *(struct auth_verify_wait **)arg);
     pending--;
 }
 
 START_TEST(test_identical_logins_share_one_run_then_hit_the_cache)
 {
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(check("secret", hash, 300, NULL), VERIFY_PENDING);
-    ck_assert_uint_eq(verifier_in_flight(v), 1);
+        ck_assert_int_eq(check("secret", hash, 300, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 1);
     run();
     ck_assert_int_eq(calls, 5);
     ck_assert_int_eq(oks, 5);
-    ck_assert_uint_eq(verifier_in_flight(v), 0);
-    ck_assert_int_eq(check("secret", hash, 300, NULL), VERIFY_CACHED);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 0);
+    ck_assert_int_eq(check("secret", hash, 300, NULL), AUTH_VERIFY_CACHED);
 }
 END_TEST
 
 START_TEST(test_different_passwords_and_unknown_users_get_their_own_runs)
 {
-    ck_assert_int_eq(check("secret", hash, 300, NULL), VERIFY_PENDING);
-    ck_assert_int_eq(check("wrong", hash, 300, NULL), VERIFY_PENDING);
-    ck_assert_int_eq(check("wrong", hash, 300, NULL), VERIFY_PENDING);
-    ck_assert_int_eq(check("secret", NULL, 300, NULL), VERIFY_PENDING); /* unknown user */
-    ck_assert_int_eq(check("secret", NULL, 300, NULL), VERIFY_PENDING);
-    ck_assert_uint_eq(verifier_in_flight(v), 4);
+    ck_assert_int_eq(check("secret", hash, 300, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check("wrong", hash, 300, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check("wrong", hash, 300, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", NULL, 300, NULL), AUTH_VERIFY_PENDING); /* unknown user */
+    ck_assert_int_eq(check("secret", NULL, 300, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 4);
     run();
     ck_assert_int_eq(calls, 5);
     ck_assert_int_eq(oks, 1);
     /* A wrong password is not remembered. */
-    ck_assert_int_eq(check("wrong", hash, 300, NULL), VERIFY_PENDING);
+    ck_assert_int_eq(check("wrong", hash, 300, NULL), AUTH_VERIFY_PENDING);
     run();
     ck_assert_int_eq(oks, 1);
 }
@@ -146,30 +147,30 @@ END_TEST
 
 START_TEST(test_no_cache_ttl_means_neither_merged_nor_remembered)
 {
-    ck_assert_int_eq(check("secret", hash, 0, NULL), VERIFY_PENDING);
-    ck_assert_int_eq(check("secret", hash, 0, NULL), VERIFY_PENDING);
-    ck_assert_uint_eq(verifier_in_flight(v), 2);
+    ck_assert_int_eq(check("secret", hash, 0, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", hash, 0, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 2);
     run();
     ck_assert_int_eq(oks, 2);
-    ck_assert_int_eq(check("secret", hash, 0, NULL), VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", hash, 0, NULL), AUTH_VERIFY_PENDING);
     run();
 }
 END_TEST
 
 START_TEST(test_cancelled_waiters_get_nothing_and_the_last_one_stops_the_run)
 {
-    struct verify_wait *a, *b, *c;
+    struct auth_verify_wait *a, *b, *c;
 
-    ck_assert_int_eq(check("secret", hash, 300, &a), VERIFY_PENDING);
-    ck_assert_int_eq(check("secret", hash, 300, &b), VERIFY_PENDING);
-    verifier_cancel(v, a);
+    ck_assert_int_eq(check("secret", hash, 300, &a), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", hash, 300, &b), AUTH_VERIFY_PENDING);
+    auth_verify_cancel(v, a);
     pending--;
     run();
     ck_assert_int_eq(calls, 1); /* b only */
-    ck_assert_int_eq(check("other", hash, 300, &c), VERIFY_PENDING);
-    verifier_cancel(v, c);
+    ck_assert_int_eq(check("other", hash, 300, &c), AUTH_VERIFY_PENDING);
+    auth_verify_cancel(v, c);
     pending--;
-    ck_assert_uint_eq(verifier_in_flight(v), 0);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 0);
     run_for(0.5); /* a run that went on would answer c (or touch it, freed: ASan) by now */
     ck_assert_int_eq(calls, 1);
 }
@@ -177,21 +178,22 @@ END_TEST
 
 START_TEST(test_a_callback_may_cancel_another_waiter_of_its_run)
 {
-    struct verify_wait *a, *b;
+    struct auth_verify_wait *a, *b;
 
     /* Waiters are answered newest first: b's callback cancels a, the last one left. */
-    ck_assert_int_eq(check("secret", hash, 300, &a), VERIFY_PENDING);
-    ck_assert_int_eq(check_cb("secret", hash, 300, on_answer_cancel_other, &a, &b), VERIFY_PENDING);
+    ck_assert_int_eq(check("secret", hash, 300, &a), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check_cb("secret", hash, 300, on_answer_cancel_other, &a, &b),
+                     AUTH_VERIFY_PENDING);
     run();
     ck_assert_int_eq(calls, 1);
     ck_assert_int_eq(oks, 1);
-    ck_assert_uint_eq(verifier_in_flight(v), 0);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 0);
 }
 END_TEST
 
 static Suite *verify_suite(void)
 {
-    Suite *s = suite_create("verify");
+    Suite *s = suite_create("auth_verify");
     TCase *tc = tcase_create("core");
 
     tcase_set_timeout(tc, 30);

@@ -1,6 +1,6 @@
 /* Outbound non-blocking connect over every resolved address, Happy Eyeballs style (RFC 8305). */
-#ifndef FERRY_CONNECT_H
-#define FERRY_CONNECT_H
+#ifndef FERRY_CONNECTOR_H
+#define FERRY_CONNECTOR_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,6 @@ struct connector *connector_start(struct ev_loop *loop, const struct addr *addrs
 void connector_cancel(struct connector *c);
 
 /* Order addresses per RFC 8305 section 4: first family first, then alternate. In place. */
-void connect_interleave(struct addr *addrs, size_t n);
+void connector_interleave(struct addr *addrs, size_t n);
 
 #endif

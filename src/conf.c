@@ -16,19 +16,19 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 #include "ferry/log.h"
 #include "ferry/socks5.h"
 #include "ferry/units.h"
 
 /* Longest line accepted, not counting its newline. */
-#define CONFIG_MAX_LINE 4096
+#define CONF_MAX_LINE 4096
 /* Most arguments after the keyword on one line. */
-#define CONFIG_MAX_ARGS 16
+#define CONF_MAX_ARGS 16
 /* Larger files are refused rather than read into memory. */
-#define CONFIG_MAX_FILE (16u * 1024 * 1024)
+#define CONF_MAX_FILE (16u * 1024 * 1024)
 /* Longest duration accepted: anything above is a typo, not a timeout. */
-#define CONFIG_MAX_DURATION 1e9
+#define CONF_MAX_DURATION 1e9
 
 enum timeout_kind {
     TIMEOUT_NEGOTIATE,
@@ -103,7 +103,7 @@ struct parser {
     unsigned limit_first[LIMIT_COUNT];
     unsigned auth_line;
     bool password_auth;
-    unsigned listen_line[CONFIG_MAX_LISTEN]; /* line of each listen address */
+    unsigned listen_line[CONF_MAX_LISTEN]; /* line of each listen address */
     unsigned allow_unauthenticated_line;
 };
 
@@ -150,7 +150,7 @@ static int parse_uint(struct parser *p, const char *s, unsigned long min, unsign
     return 0;
 }
 
-int config_parse_duration(const char *text, double *seconds)
+int conf_parse_duration(const char *text, double *seconds)
 {
     const char *s = text;
     double v = 0, scale = 1;
@@ -188,7 +188,7 @@ int config_parse_duration(const char *text, double *seconds)
     else
         return -1;
     v *= scale;
-    if (!(v <= CONFIG_MAX_DURATION))
+    if (!(v <= CONF_MAX_DURATION))
         return -1;
     *seconds = v;
     return 0;
@@ -199,7 +199,7 @@ static int parse_duration_arg(struct parser *p, const char *s, bool allow_zero, 
 {
     double v;
 
-    if (config_parse_duration(s, &v) < 0)
+    if (conf_parse_duration(s, &v) < 0)
         return fail(p, "%s: '%s' is not a duration (like 10, 10s, 250ms, 5m, 1h, 1d)", p->keyword,
                     Q(s));
     if (v == 0 && !allow_zero)
@@ -242,7 +242,7 @@ static int kw_listen(struct parser *p, int argc, char **argv)
     struct addr a, adv;
     char buf[ADDR_STRLEN];
 
-    if (addr_parse(argv[0], CONFIG_DEFAULT_PORT, &a) < 0)
+    if (addr_parse(argv[0], CONF_DEFAULT_PORT, &a) < 0)
         return fail(p, "listen: '%s' is not an address", Q(argv[0]));
     memset(&adv, 0, sizeof(adv));
     if (argc > 1) {
@@ -261,8 +261,8 @@ static int kw_listen(struct parser *p, int argc, char **argv)
         if (addr_equal(&c->listen[i], &a))
             return fail(p, "listen: duplicate address %s", addr_format(&a, buf, sizeof(buf)));
     }
-    if (c->nlisten >= CONFIG_MAX_LISTEN)
-        return fail(p, "listen: too many listen lines (at most %d)", CONFIG_MAX_LISTEN);
+    if (c->nlisten >= CONF_MAX_LISTEN)
+        return fail(p, "listen: too many listen lines (at most %d)", CONF_MAX_LISTEN);
     c->listen_advertise[c->nlisten] = adv;
     p->listen_line[c->nlisten] = p->line;
     c->listen[c->nlisten++] = a;
@@ -847,8 +847,8 @@ static int kw_trusted_clients(struct parser *p, int argc, char **argv)
             item[n] = '\0';
             if (strcmp(item, "none") == 0)
                 return fail(p, "trusted-clients: 'none' must stand alone");
-            if (c->ntrusted_clients == CONFIG_MAX_TRUSTED)
-                return fail(p, "trusted-clients: too many ranges (at most %d)", CONFIG_MAX_TRUSTED);
+            if (c->ntrusted_clients == CONF_MAX_TRUSTED)
+                return fail(p, "trusted-clients: too many ranges (at most %d)", CONF_MAX_TRUSTED);
             if (acl_parse_cidr(item, &c->trusted_clients[c->ntrusted_clients]) < 0)
                 return fail(p, "trusted-clients: '%s' is not an address range", Q(item));
             c->ntrusted_clients++;
@@ -905,9 +905,9 @@ static const struct keyword keywords[] = {
     {"relay", kw_relay, 1, 1, {"auto|splice|buffered"}, false},
     {"limit", kw_limit, 1, 2, {"SETTING", "VALUE"}, true},
     {"workers", kw_workers, 1, 1, {"N or auto"}, false},
-    {"client", kw_client, 1, CONFIG_MAX_ARGS, {"pass or block"}, true},
-    {"request", kw_request, 1, CONFIG_MAX_ARGS, {"pass or block"}, true},
-    {"trusted-clients", kw_trusted_clients, 1, CONFIG_MAX_ARGS, {"CIDR or none"}, false},
+    {"client", kw_client, 1, CONF_MAX_ARGS, {"pass or block"}, true},
+    {"request", kw_request, 1, CONF_MAX_ARGS, {"pass or block"}, true},
+    {"trusted-clients", kw_trusted_clients, 1, CONF_MAX_ARGS, {"CIDR or none"}, false},
     {"private-destinations", kw_private_destinations, 1, 1, {"block or allow"}, false},
     {"allow-unauthenticated", kw_allow_unauthenticated, 1, 1, {"no or yes"}, false},
 };
@@ -919,11 +919,11 @@ static bool is_space(char ch)
     return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
 }
 
-/* One line (without its newline, at most CONFIG_MAX_LINE bytes): split, look up, dispatch. */
+/* One line (without its newline, at most CONF_MAX_LINE bytes): split, look up, dispatch. */
 static int parse_line(struct parser *p, const char *text, size_t len)
 {
-    char line[CONFIG_MAX_LINE + 1];
-    char *argv[CONFIG_MAX_ARGS + 2];
+    char line[CONF_MAX_LINE + 1];
+    char *argv[CONF_MAX_ARGS + 2];
     int argc = 0;
     const struct keyword *kw = NULL;
     size_t k;
@@ -935,7 +935,7 @@ static int parse_line(struct parser *p, const char *text, size_t len)
             s++;
         if (*s == '\0' || *s == '#')
             break;
-        if (argc == CONFIG_MAX_ARGS + 2)
+        if (argc == CONF_MAX_ARGS + 2)
             break;
         argv[argc++] = s;
         while (*s != '\0' && *s != '#' && !is_space(*s))
@@ -973,15 +973,15 @@ static int parse_line(struct parser *p, const char *text, size_t len)
     return 0;
 }
 
-void config_defaults(struct config *c)
+void conf_defaults(struct config *c)
 {
     static const uint8_t lo4[4] = {127, 0, 0, 1};
     static const uint8_t lo4net[4] = {127, 0, 0, 0};
     static const uint8_t lo6[16] = {[15] = 1};
 
     memset(c, 0, sizeof(*c));
-    addr_from_ipv4(&c->listen[0], lo4, CONFIG_DEFAULT_PORT);
-    addr_from_ipv6(&c->listen[1], lo6, CONFIG_DEFAULT_PORT);
+    addr_from_ipv4(&c->listen[0], lo4, CONF_DEFAULT_PORT);
+    addr_from_ipv6(&c->listen[1], lo6, CONF_DEFAULT_PORT);
     c->nlisten = 2;
     c->listen_is_default = true;
     c->methods[0] = SOCKS5_METHOD_NOAUTH;
@@ -1028,7 +1028,7 @@ void config_defaults(struct config *c)
     c->allow_unauthenticated = false;
 }
 
-void config_release(struct config *c)
+void conf_release(struct config *c)
 {
     free(c->users_file);
     free(c->resolver_servers);
@@ -1102,7 +1102,7 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
 
     if (errlen > 0)
         err[0] = '\0';
-    config_defaults(&c);
+    conf_defaults(&c);
     while (pos < len) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t n = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
@@ -1113,8 +1113,8 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
             fail(&p, "NUL byte in line");
             goto fail;
         }
-        if (n > CONFIG_MAX_LINE) {
-            fail(&p, "line too long (more than %d bytes)", CONFIG_MAX_LINE);
+        if (n > CONF_MAX_LINE) {
+            fail(&p, "line too long (more than %d bytes)", CONF_MAX_LINE);
             goto fail;
         }
         if (parse_line(&p, text + pos, n) < 0)
@@ -1132,8 +1132,8 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
     return 0;
 
 fail:
-    config_release(&c);
-    config_defaults(out);
+    conf_release(&c);
+    conf_defaults(out);
     return -1;
 }
 
@@ -1151,7 +1151,7 @@ static char *dir_of(const char *path)
     return dir;
 }
 
-int config_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen)
+int conf_parse(struct config *c, const char *text, const char *name, char *err, size_t errlen)
 {
     char *dir = dir_of(name);
     int r;
@@ -1178,7 +1178,7 @@ static char *read_file(const char *path, size_t *lenp)
             char *nbuf;
             if (buf != NULL)
                 cap *= 2;
-            if (cap > CONFIG_MAX_FILE + 2) {
+            if (cap > CONF_MAX_FILE + 2) {
                 errno = EFBIG;
                 goto fail;
             }
@@ -1210,7 +1210,7 @@ fail:
     return NULL;
 }
 
-int config_load(struct config *c, const char *path, char *err, size_t errlen)
+int conf_load(struct config *c, const char *path, char *err, size_t errlen)
 {
     char *text, *dir, *absdir = NULL;
     size_t len;
@@ -1219,7 +1219,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
     text = read_file(path, &len);
     if (text == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        config_defaults(c);
+        conf_defaults(c);
         return -1;
     }
     /* Resolve the directory now so the users path stays right if the daemon changes directory. */

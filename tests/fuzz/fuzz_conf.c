@@ -1,5 +1,5 @@
 /*
- * ferryd.conf: config_parse on the input as text. The file name has no directory part, so a
+ * ferryd.conf: conf_parse on the input as text. The file name has no directory part, so a
  * 'users' path is only stored (never opened or resolved): nothing here touches the file
  * system. Checks that a parse that succeeds leaves a config within the documented limits
  * (and the safe defaults: no unauthenticated listener others can reach unless asked for),
@@ -9,7 +9,7 @@
 
 #include <arpa/inet.h>
 
-#include "ferry/config.h"
+#include "ferry/conf.h"
 #include "ferry/socks5.h"
 #include "fuzz.h"
 
@@ -47,7 +47,7 @@ static void check_config(const struct config *c, const char *text)
 {
     bool noauth = false;
 
-    FUZZ_CHECK(c->nlisten >= 1 && c->nlisten <= CONFIG_MAX_LISTEN);
+    FUZZ_CHECK(c->nlisten >= 1 && c->nlisten <= CONF_MAX_LISTEN);
     for (size_t i = 0; i < c->nlisten; i++)
         FUZZ_CHECK(addr_family(&c->listen[i]) == AF_INET || addr_family(&c->listen[i]) == AF_INET6);
     FUZZ_CHECK(c->nmethods >= 1 && c->nmethods <= 2);
@@ -77,7 +77,7 @@ static void check_config(const struct config *c, const char *text)
                (c->bind_port_min == 0) == (c->bind_port_max == 0));
     FUZZ_CHECK(c->udp_max_per_client >= 1 && c->udp_max_total >= 1);
     FUZZ_CHECK(c->max_sessions >= 1 && c->auth_threads >= 1 && c->auth_threads <= 64);
-    FUZZ_CHECK(c->ntrusted_clients <= CONFIG_MAX_TRUSTED);
+    FUZZ_CHECK(c->ntrusted_clients <= CONF_MAX_TRUSTED);
     if (c->allow_unauthenticated) {
         FUZZ_CHECK(acl_rules_count(c->client_rules) >= 1);
     } else if (noauth) {
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *short_err;
     int r, r2;
 
-    r = config_parse(&c, text, FUZZ_CONF_NAME, err, sizeof(err));
+    r = conf_parse(&c, text, FUZZ_CONF_NAME, err, sizeof(err));
     FUZZ_CHECK(r == 0 || r == -1);
     FUZZ_CHECK(strnlen(err, sizeof(err)) < sizeof(err));
     if (r == 0) {
@@ -104,16 +104,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(strncmp(err, FUZZ_CONF_NAME ":", strlen(FUZZ_CONF_NAME) + 1) == 0);
     }
-    config_release(&c);
+    conf_release(&c);
 
     /* The same text gives the same answer, and a tiny error buffer is not overrun. */
     short_err = malloc(small);
     if (short_err == NULL)
         abort();
-    r2 = config_parse(&c, text, FUZZ_CONF_NAME, short_err, small);
+    r2 = conf_parse(&c, text, FUZZ_CONF_NAME, short_err, small);
     FUZZ_CHECK(r2 == r);
     FUZZ_CHECK(strnlen(short_err, small) < small);
-    config_release(&c);
+    conf_release(&c);
     free(short_err);
     free(text);
     return 0;

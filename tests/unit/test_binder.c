@@ -1,5 +1,5 @@
 /*
- * Tests for the binder (src/bind.c) with real sockets on loopback: the test connects to the
+ * Tests for the binder (src/binder.c) with real sockets on loopback: the test connects to the
  * listening port itself (from 127.0.0.1, 127.0.0.2 or ::1) and drives the binder's libev loop.
  */
 #include "config.h"
@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/bind.h"
+#include "ferry/binder.h"
 
 static struct ev_loop *loop;
 
@@ -543,7 +543,7 @@ END_TEST
 
 static Suite *bind_suite(void)
 {
-    Suite *s = suite_create("bind");
+    Suite *s = suite_create("binder");
     TCase *tc = tcase_create("loopback");
 
     tcase_add_checked_fixture(tc, setup, teardown);

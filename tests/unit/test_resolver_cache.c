@@ -1,4 +1,4 @@
-/* Unit tests for the resolver cache (src/dnscache.c). */
+/* Unit tests for the resolver cache (src/resolver_cache.c). */
 #include "config.h"
 
 #include <check.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ferry/dnscache.h"
+#include "ferry/resolver_cache.h"
 
 /* A positive result holding the IPv4 addresses 192.0.2.first .. 192.0.2.(first + n - 1). */
 static struct resolver_result ok_result(unsigned first, size_t n)
@@ -39,223 +39,223 @@ static unsigned last_octet(const struct addr *a)
 
 START_TEST(test_dnscache_put_then_get_returns_addresses)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result in = ok_result(1, 3), out;
 
     ck_assert_ptr_nonnull(c);
-    dnscache_put(c, "example.test", &in, 60, 1000);
-    ck_assert_uint_eq(dnscache_count(c), 1);
-    ck_assert(dnscache_get(c, "example.test", 1001, &out));
+    resolver_cache_put(c, "example.test", &in, 60, 1000);
+    ck_assert_uint_eq(resolver_cache_count(c), 1);
+    ck_assert(resolver_cache_get(c, "example.test", 1001, &out));
     ck_assert_int_eq(out.status, RESOLVER_OK);
     ck_assert_uint_eq(out.count, 3);
     for (size_t i = 0; i < 3; i++)
         ck_assert(addr_equal(&out.addrs[i], &in.addrs[i]));
-    dnscache_free(c);
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_get_of_unknown_name_misses)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "example.test", &in, 60, 0);
-    ck_assert(!dnscache_get(c, "other.test", 1, &out));
-    ck_assert(!dnscache_get(c, "example.tes", 1, &out));
-    ck_assert(!dnscache_get(c, "example.testx", 1, &out));
-    dnscache_free(c);
+    resolver_cache_put(c, "example.test", &in, 60, 0);
+    ck_assert(!resolver_cache_get(c, "other.test", 1, &out));
+    ck_assert(!resolver_cache_get(c, "example.tes", 1, &out));
+    ck_assert(!resolver_cache_get(c, "example.testx", 1, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_keys_are_case_insensitive)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result in = ok_result(7, 1), out;
 
-    dnscache_put(c, "WWW.Example.TEST", &in, 60, 0);
-    ck_assert(dnscache_get(c, "www.example.test", 1, &out));
+    resolver_cache_put(c, "WWW.Example.TEST", &in, 60, 0);
+    ck_assert(resolver_cache_get(c, "www.example.test", 1, &out));
     ck_assert_uint_eq(last_octet(&out.addrs[0]), 7);
-    ck_assert(dnscache_get(c, "wWw.eXaMpLe.TeSt", 1, &out));
+    ck_assert(resolver_cache_get(c, "wWw.eXaMpLe.TeSt", 1, &out));
     /* Storing under another spelling replaces, not duplicates. */
     in = ok_result(9, 1);
-    dnscache_put(c, "www.example.test", &in, 60, 2);
-    ck_assert_uint_eq(dnscache_count(c), 1);
-    ck_assert(dnscache_get(c, "WWW.EXAMPLE.TEST", 3, &out));
+    resolver_cache_put(c, "www.example.test", &in, 60, 2);
+    ck_assert_uint_eq(resolver_cache_count(c), 1);
+    ck_assert(resolver_cache_get(c, "WWW.EXAMPLE.TEST", 3, &out));
     ck_assert_uint_eq(last_octet(&out.addrs[0]), 9);
-    dnscache_free(c);
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_entry_expires_exactly_at_ttl)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "a.test", &in, 30, 100);
-    ck_assert(dnscache_get(c, "a.test", 100, &out));
-    ck_assert(dnscache_get(c, "a.test", 129.999, &out));
-    ck_assert(!dnscache_get(c, "a.test", 130, &out));
+    resolver_cache_put(c, "a.test", &in, 30, 100);
+    ck_assert(resolver_cache_get(c, "a.test", 100, &out));
+    ck_assert(resolver_cache_get(c, "a.test", 129.999, &out));
+    ck_assert(!resolver_cache_get(c, "a.test", 130, &out));
     /* An expired entry found by get is dropped. */
-    ck_assert_uint_eq(dnscache_count(c), 0);
-    dnscache_free(c);
+    ck_assert_uint_eq(resolver_cache_count(c), 0);
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_fractional_ttl_is_honoured)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "a.test", &in, 0.25, 10);
-    ck_assert(dnscache_get(c, "a.test", 10.2, &out));
-    ck_assert(!dnscache_get(c, "a.test", 10.25, &out));
-    dnscache_free(c);
+    resolver_cache_put(c, "a.test", &in, 0.25, 10);
+    ck_assert(resolver_cache_get(c, "a.test", 10.2, &out));
+    ck_assert(!resolver_cache_get(c, "a.test", 10.25, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_negative_entries_are_returned_with_status)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result nx = fail_result(RESOLVER_NXDOMAIN);
     struct resolver_result nodata = fail_result(RESOLVER_NODATA);
     struct resolver_result out;
 
-    dnscache_put(c, "nx.test", &nx, 5, 0);
-    dnscache_put(c, "nodata.test", &nodata, 5, 0);
-    ck_assert(dnscache_get(c, "nx.test", 4, &out));
+    resolver_cache_put(c, "nx.test", &nx, 5, 0);
+    resolver_cache_put(c, "nodata.test", &nodata, 5, 0);
+    ck_assert(resolver_cache_get(c, "nx.test", 4, &out));
     ck_assert_int_eq(out.status, RESOLVER_NXDOMAIN);
     ck_assert_uint_eq(out.count, 0);
-    ck_assert(dnscache_get(c, "nodata.test", 4, &out));
+    ck_assert(resolver_cache_get(c, "nodata.test", 4, &out));
     ck_assert_int_eq(out.status, RESOLVER_NODATA);
     ck_assert_uint_eq(out.count, 0);
-    ck_assert(!dnscache_get(c, "nx.test", 5, &out));
-    dnscache_free(c);
+    ck_assert(!resolver_cache_get(c, "nx.test", 5, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_ttl_zero_or_negative_stores_nothing)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "zero.test", &in, 0, 0);
-    dnscache_put(c, "minus.test", &in, -1, 0);
-    ck_assert_uint_eq(dnscache_count(c), 0);
-    ck_assert(!dnscache_get(c, "zero.test", 0, &out));
-    ck_assert(!dnscache_get(c, "minus.test", 0, &out));
-    dnscache_free(c);
+    resolver_cache_put(c, "zero.test", &in, 0, 0);
+    resolver_cache_put(c, "minus.test", &in, -1, 0);
+    ck_assert_uint_eq(resolver_cache_count(c), 0);
+    ck_assert(!resolver_cache_get(c, "zero.test", 0, &out));
+    ck_assert(!resolver_cache_get(c, "minus.test", 0, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_ttl_zero_put_drops_existing_entry)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "a.test", &in, 60, 0);
-    dnscache_put(c, "a.test", &in, 0, 1);
-    ck_assert(!dnscache_get(c, "a.test", 2, &out));
-    ck_assert_uint_eq(dnscache_count(c), 0);
-    dnscache_free(c);
+    resolver_cache_put(c, "a.test", &in, 60, 0);
+    resolver_cache_put(c, "a.test", &in, 0, 1);
+    ck_assert(!resolver_cache_get(c, "a.test", 2, &out));
+    ck_assert_uint_eq(resolver_cache_count(c), 0);
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_put_replaces_existing_name)
 {
-    struct dnscache *c = dnscache_new(8);
+    struct resolver_cache *c = resolver_cache_new(8);
     struct resolver_result first = ok_result(1, 4), second = ok_result(50, 2), out;
 
-    dnscache_put(c, "a.test", &first, 10, 0);
-    dnscache_put(c, "a.test", &second, 100, 5);
-    ck_assert_uint_eq(dnscache_count(c), 1);
-    ck_assert(dnscache_get(c, "a.test", 50, &out));
+    resolver_cache_put(c, "a.test", &first, 10, 0);
+    resolver_cache_put(c, "a.test", &second, 100, 5);
+    ck_assert_uint_eq(resolver_cache_count(c), 1);
+    ck_assert(resolver_cache_get(c, "a.test", 50, &out));
     ck_assert_uint_eq(out.count, 2);
     ck_assert_uint_eq(last_octet(&out.addrs[0]), 50);
     ck_assert_uint_eq(last_octet(&out.addrs[1]), 51);
     /* The new TTL counts, not the old one. */
-    ck_assert(dnscache_get(c, "a.test", 104.9, &out));
-    ck_assert(!dnscache_get(c, "a.test", 105, &out));
-    dnscache_free(c);
+    ck_assert(resolver_cache_get(c, "a.test", 104.9, &out));
+    ck_assert(!resolver_cache_get(c, "a.test", 105, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_full_cache_evicts_soonest_expiring)
 {
-    struct dnscache *c = dnscache_new(3);
+    struct resolver_cache *c = resolver_cache_new(3);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "long.test", &in, 300, 0);
-    dnscache_put(c, "short.test", &in, 10, 0);
-    dnscache_put(c, "medium.test", &in, 100, 0);
-    ck_assert_uint_eq(dnscache_count(c), 3);
-    dnscache_put(c, "new.test", &in, 50, 1);
-    ck_assert_uint_eq(dnscache_count(c), 3);
-    ck_assert(!dnscache_get(c, "short.test", 2, &out));
-    ck_assert(dnscache_get(c, "long.test", 2, &out));
-    ck_assert(dnscache_get(c, "medium.test", 2, &out));
-    ck_assert(dnscache_get(c, "new.test", 2, &out));
+    resolver_cache_put(c, "long.test", &in, 300, 0);
+    resolver_cache_put(c, "short.test", &in, 10, 0);
+    resolver_cache_put(c, "medium.test", &in, 100, 0);
+    ck_assert_uint_eq(resolver_cache_count(c), 3);
+    resolver_cache_put(c, "new.test", &in, 50, 1);
+    ck_assert_uint_eq(resolver_cache_count(c), 3);
+    ck_assert(!resolver_cache_get(c, "short.test", 2, &out));
+    ck_assert(resolver_cache_get(c, "long.test", 2, &out));
+    ck_assert(resolver_cache_get(c, "medium.test", 2, &out));
+    ck_assert(resolver_cache_get(c, "new.test", 2, &out));
     /* Next to go is new.test (expires at 51), even though it was added last. */
-    dnscache_put(c, "newer.test", &in, 200, 2);
-    ck_assert(!dnscache_get(c, "new.test", 3, &out));
-    ck_assert(dnscache_get(c, "medium.test", 3, &out));
-    dnscache_free(c);
+    resolver_cache_put(c, "newer.test", &in, 200, 2);
+    ck_assert(!resolver_cache_get(c, "new.test", 3, &out));
+    ck_assert(resolver_cache_get(c, "medium.test", 3, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_full_cache_drops_newcomer_expiring_soonest)
 {
-    struct dnscache *c = dnscache_new(2);
+    struct resolver_cache *c = resolver_cache_new(2);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "one.test", &in, 100, 0);
-    dnscache_put(c, "two.test", &in, 200, 0);
-    dnscache_put(c, "brief.test", &in, 10, 0);
-    ck_assert_uint_eq(dnscache_count(c), 2);
-    ck_assert(!dnscache_get(c, "brief.test", 1, &out));
-    ck_assert(dnscache_get(c, "one.test", 1, &out));
-    ck_assert(dnscache_get(c, "two.test", 1, &out));
-    dnscache_free(c);
+    resolver_cache_put(c, "one.test", &in, 100, 0);
+    resolver_cache_put(c, "two.test", &in, 200, 0);
+    resolver_cache_put(c, "brief.test", &in, 10, 0);
+    ck_assert_uint_eq(resolver_cache_count(c), 2);
+    ck_assert(!resolver_cache_get(c, "brief.test", 1, &out));
+    ck_assert(resolver_cache_get(c, "one.test", 1, &out));
+    ck_assert(resolver_cache_get(c, "two.test", 1, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_full_cache_evicts_expired_entry_first)
 {
-    struct dnscache *c = dnscache_new(2);
+    struct resolver_cache *c = resolver_cache_new(2);
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(c, "old.test", &in, 5, 0);
-    dnscache_put(c, "keep.test", &in, 1000, 0);
-    dnscache_put(c, "fresh.test", &in, 1, 100);
-    ck_assert_uint_eq(dnscache_count(c), 2);
-    ck_assert(dnscache_get(c, "keep.test", 100.5, &out));
-    ck_assert(dnscache_get(c, "fresh.test", 100.5, &out));
-    dnscache_free(c);
+    resolver_cache_put(c, "old.test", &in, 5, 0);
+    resolver_cache_put(c, "keep.test", &in, 1000, 0);
+    resolver_cache_put(c, "fresh.test", &in, 1, 100);
+    ck_assert_uint_eq(resolver_cache_count(c), 2);
+    ck_assert(resolver_cache_get(c, "keep.test", 100.5, &out));
+    ck_assert(resolver_cache_get(c, "fresh.test", 100.5, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_size_zero_stores_nothing)
 {
-    struct dnscache *c = dnscache_new(0);
+    struct resolver_cache *c = resolver_cache_new(0);
     struct resolver_result in = ok_result(1, 1), out;
 
     ck_assert_ptr_nonnull(c);
-    dnscache_put(c, "a.test", &in, 60, 0);
-    ck_assert_uint_eq(dnscache_count(c), 0);
-    ck_assert(!dnscache_get(c, "a.test", 1, &out));
-    dnscache_free(c);
+    resolver_cache_put(c, "a.test", &in, 60, 0);
+    ck_assert_uint_eq(resolver_cache_count(c), 0);
+    ck_assert(!resolver_cache_get(c, "a.test", 1, &out));
+    resolver_cache_free(c);
 }
 END_TEST
 
 START_TEST(test_dnscache_keeps_at_most_max_addrs)
 {
-    struct dnscache *c = dnscache_new(2);
+    struct resolver_cache *c = resolver_cache_new(2);
     struct resolver_result in = ok_result(1, RESOLVER_MAX_ADDRS), out;
 
-    dnscache_put(c, "a.test", &in, 60, 0);
-    ck_assert(dnscache_get(c, "a.test", 1, &out));
+    resolver_cache_put(c, "a.test", &in, 60, 0);
+    ck_assert(resolver_cache_get(c, "a.test", 1, &out));
     ck_assert_uint_eq(out.count, RESOLVER_MAX_ADDRS);
     ck_assert_uint_eq(last_octet(&out.addrs[RESOLVER_MAX_ADDRS - 1]), RESOLVER_MAX_ADDRS);
-    dnscache_free(c);
+    resolver_cache_free(c);
 }
 END_TEST
 
@@ -263,7 +263,7 @@ END_TEST
 START_TEST(test_dnscache_many_entries_keep_longest_lived)
 {
     enum { MAX = 1000, TOTAL = 5000 };
-    struct dnscache *c = dnscache_new(MAX);
+    struct resolver_cache *c = resolver_cache_new(MAX);
     struct resolver_result in, out;
     char name[64];
 
@@ -272,21 +272,21 @@ START_TEST(test_dnscache_many_entries_keep_longest_lived)
         unsigned ttl = 1 + (i * 7919u) % TOTAL;
         in = ok_result(i % 200, 1);
         snprintf(name, sizeof(name), "host-%u.Example.test", ttl);
-        dnscache_put(c, name, &in, ttl, 0);
-        ck_assert_uint_le(dnscache_count(c), MAX);
+        resolver_cache_put(c, name, &in, ttl, 0);
+        ck_assert_uint_le(resolver_cache_count(c), MAX);
     }
-    ck_assert_uint_eq(dnscache_count(c), MAX);
+    ck_assert_uint_eq(resolver_cache_count(c), MAX);
     for (unsigned ttl = 1; ttl <= TOTAL; ttl++) {
         snprintf(name, sizeof(name), "HOST-%u.example.TEST", ttl);
-        ck_assert_int_eq(dnscache_get(c, name, 0.5, &out), ttl > TOTAL - MAX);
+        ck_assert_int_eq(resolver_cache_get(c, name, 0.5, &out), ttl > TOTAL - MAX);
     }
     /* Expire half of them by time; get drops them as it meets them. */
     for (unsigned ttl = TOTAL - MAX + 1; ttl <= TOTAL; ttl++) {
         snprintf(name, sizeof(name), "host-%u.example.test", ttl);
-        ck_assert_int_eq(dnscache_get(c, name, TOTAL - MAX / 2, &out), ttl > TOTAL - MAX / 2);
+        ck_assert_int_eq(resolver_cache_get(c, name, TOTAL - MAX / 2, &out), ttl > TOTAL - MAX / 2);
     }
-    ck_assert_uint_eq(dnscache_count(c), MAX / 2);
-    dnscache_free(c);
+    ck_assert_uint_eq(resolver_cache_count(c), MAX / 2);
+    resolver_cache_free(c);
 }
 END_TEST
 
@@ -294,16 +294,16 @@ START_TEST(test_dnscache_null_cache_is_harmless)
 {
     struct resolver_result in = ok_result(1, 1), out;
 
-    dnscache_put(NULL, "a.test", &in, 60, 0);
-    ck_assert(!dnscache_get(NULL, "a.test", 0, &out));
-    ck_assert_uint_eq(dnscache_count(NULL), 0);
-    dnscache_free(NULL);
+    resolver_cache_put(NULL, "a.test", &in, 60, 0);
+    ck_assert(!resolver_cache_get(NULL, "a.test", 0, &out));
+    ck_assert_uint_eq(resolver_cache_count(NULL), 0);
+    resolver_cache_free(NULL);
 }
 END_TEST
 
-static Suite *dnscache_suite(void)
+static Suite *resolver_cache_suite(void)
 {
-    Suite *s = suite_create("dnscache");
+    Suite *s = suite_create("resolver_cache");
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_dnscache_put_then_get_returns_addresses);
@@ -328,7 +328,7 @@ static Suite *dnscache_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(dnscache_suite());
+    SRunner *sr = srunner_create(resolver_cache_suite());
     int failed;
 
     srunner_run_all(sr, CK_NORMAL);

@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/connect.h"
+#include "ferry/connector.h"
 
 static struct addr ip(const char *text)
 {
@@ -37,7 +37,7 @@ START_TEST(test_interleave_puts_ipv6_first_then_alternates)
                         ip("2001:db8::2")};
     const char *want[5] = {"2001:db8::1", "192.0.2.1", "2001:db8::2", "192.0.2.2", "192.0.2.3"};
 
-    connect_interleave(a, 5);
+    connector_interleave(a, 5);
     for (int i = 0; i < 5; i++)
         ck_assert_str_eq(fmt(&a[i]), want[i]);
 }
@@ -47,12 +47,12 @@ START_TEST(test_interleave_keeps_one_family_in_order)
 {
     struct addr a[3] = {ip("192.0.2.3"), ip("192.0.2.1"), ip("192.0.2.2")};
 
-    connect_interleave(a, 3);
+    connector_interleave(a, 3);
     ck_assert_str_eq(fmt(&a[0]), "192.0.2.3");
     ck_assert_str_eq(fmt(&a[1]), "192.0.2.1");
     ck_assert_str_eq(fmt(&a[2]), "192.0.2.2");
-    connect_interleave(a, 1);
-    connect_interleave(a, 0);
+    connector_interleave(a, 1);
+    connector_interleave(a, 0);
 }
 END_TEST
 
@@ -244,7 +244,7 @@ END_TEST
 
 static Suite *connect_suite(void)
 {
-    Suite *s = suite_create("connect");
+    Suite *s = suite_create("connector");
     TCase *order = tcase_create("order");
     TCase *live = tcase_create("loopback");
 

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "ferry/dnscache.h"
+#include "ferry/resolver_cache.h"
 
-struct dnscache_entry {
-    struct dnscache_entry *next; /* hash chain */
+struct resolver_cache_entry {
+    struct resolver_cache_entry *next; /* hash chain */
     size_t hash;
     size_t heap_index;
     double expires;
@@ -23,20 +23,20 @@ struct dnscache_entry {
     struct addr addrs[]; /* count of them */
 };
 
-struct dnscache {
+struct resolver_cache {
     size_t max_entries;
     size_t count;
-    struct dnscache_entry **buckets;
+    struct resolver_cache_entry **buckets;
     size_t bucket_mask;
-    struct dnscache_entry **heap; /* min-heap on expires */
+    struct resolver_cache_entry **heap; /* min-heap on expires */
     size_t heap_cap;
 };
 
 /* Buckets never exceed this many, whatever max_entries says; chains just grow longer. */
-#define DNSCACHE_MAX_BUCKETS ((size_t)1 << 20)
+#define RESOLVER_CACHE_MAX_BUCKETS ((size_t)1 << 20)
 
 /* FNV-1a over the lower-cased name. */
-size_t dnscache_hash(const char *name)
+size_t resolver_cache_hash(const char *name)
 {
     uint64_t h = 1469598103934665603ULL;
 
@@ -50,14 +50,14 @@ size_t dnscache_hash(const char *name)
     return (size_t)h;
 }
 
-struct dnscache *dnscache_new(size_t max_entries)
+struct resolver_cache *resolver_cache_new(size_t max_entries)
 {
-    struct dnscache *c = calloc(1, sizeof(*c));
+    struct resolver_cache *c = calloc(1, sizeof(*c));
     size_t nbuckets = 16;
 
     if (c == NULL)
         return NULL;
-    while (nbuckets < max_entries && nbuckets < DNSCACHE_MAX_BUCKETS)
+    while (nbuckets < max_entries && nbuckets < RESOLVER_CACHE_MAX_BUCKETS)
         nbuckets *= 2;
     c->buckets = calloc(nbuckets, sizeof(*c->buckets));
     if (c->buckets == NULL) {
@@ -69,13 +69,13 @@ struct dnscache *dnscache_new(size_t max_entries)
     return c;
 }
 
-static void entry_free(struct dnscache_entry *e)
+static void entry_free(struct resolver_cache_entry *e)
 {
     free(e->name);
     free(e);
 }
 
-void dnscache_free(struct dnscache *c)
+void resolver_cache_free(struct resolver_cache *c)
 {
     if (c == NULL)
         return;
@@ -86,15 +86,15 @@ void dnscache_free(struct dnscache *c)
     free(c);
 }
 
-static void heap_set(struct dnscache *c, size_t i, struct dnscache_entry *e)
+static void heap_set(struct resolver_cache *c, size_t i, struct resolver_cache_entry *e)
 {
     c->heap[i] = e;
     e->heap_index = i;
 }
 
-static void heap_up(struct dnscache *c, size_t i)
+static void heap_up(struct resolver_cache *c, size_t i)
 {
-    struct dnscache_entry *e = c->heap[i];
+    struct resolver_cache_entry *e = c->heap[i];
 
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -106,9 +106,9 @@ static void heap_up(struct dnscache *c, size_t i)
     heap_set(c, i, e);
 }
 
-static void heap_down(struct dnscache *c, size_t i)
+static void heap_down(struct resolver_cache *c, size_t i)
 {
-    struct dnscache_entry *e = c->heap[i];
+    struct resolver_cache_entry *e = c->heap[i];
 
     for (;;) {
         size_t child = 2 * i + 1;
@@ -124,9 +124,11 @@ static void heap_down(struct dnscache *c, size_t i)
     heap_set(c, i, e);
 }
 
-static struct dnscache_entry *find(const struct dnscache *c, const char *name, size_t hash)
+static struct resolver_cache_entry *find(const struct resolver_cache *c, const char *name,
+                                         size_t hash)
 {
-    for (struct dnscache_entry *e = c->buckets[hash & c->bucket_mask]; e != NULL; e = e->next) {
+    for (struct resolver_cache_entry *e = c->buckets[hash & c->bucket_mask]; e != NULL;
+         e = e->next) {
         if (e->hash == hash && strcasecmp(e->name, name) == 0)
             return e;
     }
@@ -134,9 +136,9 @@ static struct dnscache_entry *find(const struct dnscache *c, const char *name, s
 }
 
 /* Unlink e from its chain and from the heap, and free it. */
-static void remove_entry(struct dnscache *c, struct dnscache_entry *e)
+static void remove_entry(struct resolver_cache *c, struct resolver_cache_entry *e)
 {
-    struct dnscache_entry **pp = &c->buckets[e->hash & c->bucket_mask];
+    struct resolver_cache_entry **pp = &c->buckets[e->hash & c->bucket_mask];
     size_t i = e->heap_index;
 
     while (*pp != e)
@@ -154,13 +156,14 @@ static void remove_entry(struct dnscache *c, struct dnscache_entry *e)
     entry_free(e);
 }
 
-bool dnscache_get(struct dnscache *c, const char *name, double now, struct resolver_result *res)
+bool resolver_cache_get(struct resolver_cache *c, const char *name, double now,
+                        struct resolver_result *res)
 {
-    struct dnscache_entry *e;
+    struct resolver_cache_entry *e;
 
     if (c == NULL || name == NULL)
         return false;
-    e = find(c, name, dnscache_hash(name));
+    e = find(c, name, resolver_cache_hash(name));
     if (e == NULL)
         return false;
     if (e->expires <= now) {
@@ -174,15 +177,15 @@ bool dnscache_get(struct dnscache *c, const char *name, double now, struct resol
     return true;
 }
 
-void dnscache_put(struct dnscache *c, const char *name, const struct resolver_result *res,
-                  double ttl, double now)
+void resolver_cache_put(struct resolver_cache *c, const char *name,
+                        const struct resolver_result *res, double ttl, double now)
 {
-    struct dnscache_entry *e, *old;
+    struct resolver_cache_entry *e, *old;
     size_t hash, count, namelen;
 
     if (c == NULL || name == NULL || res == NULL)
         return;
-    hash = dnscache_hash(name);
+    hash = resolver_cache_hash(name);
     /* Newer information replaces the old entry, even when it says "do not cache". */
     old = find(c, name, hash);
     if (old != NULL)
@@ -209,7 +212,7 @@ void dnscache_put(struct dnscache *c, const char *name, const struct resolver_re
 
     if (c->count == c->max_entries) {
         /* Full: the entry closest to expiry goes, and that may be the newcomer itself. */
-        struct dnscache_entry *soonest = c->heap[0];
+        struct resolver_cache_entry *soonest = c->heap[0];
         if (soonest->expires > now && soonest->expires >= e->expires) {
             entry_free(e);
             return;
@@ -218,7 +221,7 @@ void dnscache_put(struct dnscache *c, const char *name, const struct resolver_re
     }
     if (c->count == c->heap_cap) {
         size_t cap = c->heap_cap == 0 ? 16 : c->heap_cap * 2;
-        struct dnscache_entry **heap;
+        struct resolver_cache_entry **heap;
         if (cap > c->max_entries)
             cap = c->max_entries;
         heap = realloc(c->heap, cap * sizeof(*heap));
@@ -237,7 +240,7 @@ void dnscache_put(struct dnscache *c, const char *name, const struct resolver_re
     heap_up(c, e->heap_index);
 }
 
-size_t dnscache_count(const struct dnscache *c)
+size_t resolver_cache_count(const struct resolver_cache *c)
 {
     return c == NULL ? 0 : c->count;
 }
