@@ -233,3 +233,10 @@ int addr_parse(const char *text, uint16_t default_port, struct addr *out)
         return -1;
     return parse_ip(AF_INET, text, (size_t)(colon - text), port, out);
 }
+
+bool addr_is_unspecified(const struct addr *a)
+{
+    if (addr_family(a) == AF_INET)
+        return a->u.in4.sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+}

@@ -221,7 +221,7 @@ static void session_bytes(const struct session *s, uint64_t *up, uint64_t *down,
 /* The one access line of a session. */
 static void session_log(const struct session *s)
 {
-    char client[ADDR_STRLEN], target[DEST_NAME_MAX * 4 + 16], connected[ADDR_STRLEN];
+    char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN], connected[ADDR_STRLEN];
     char udp[256] = "", rule[48] = "";
     uint64_t up, down;
     struct udp_stats us;
@@ -535,13 +535,6 @@ static struct addr session_advertised(const struct session *s, const struct addr
     return shown;
 }
 
-static bool addr_is_unspecified(const struct addr *a)
-{
-    if (addr_family(a) == AF_INET)
-        return a->u.in4.sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
-}
-
 static void on_bind_accepted(int fd, int err, const struct addr *peer, void *arg)
 {
     struct session *s = arg;
@@ -556,24 +549,6 @@ static void on_bind_accepted(int fd, int err, const struct addr *peer, void *arg
     s->target_addr = *peer;
     /* Second reply: the peer that connected (RFC 1928 section 4, BIND). */
     session_reply_then_relay(s, peer);
-}
-
-/*
- * A SOCKS4 reply carries an IPv4 address only: a client that reached us over IPv6 gets its
- * BIND port on 127.0.0.1 when it came over ::1, else on every IPv4 address, named 0.0.0.0 in
- * the reply, which SOCKS4 defines as "the address of the SOCKS server".
- */
-static void socks4_local_address(struct addr *local)
-{
-    static const uint8_t lo4[4] = {127, 0, 0, 1}, any4[4] = {0, 0, 0, 0};
-    const struct in6_addr *ip6 = &local->u.in6.sin6_addr;
-
-    if (addr_family(local) != AF_INET6)
-        return;
-    if (IN6_IS_ADDR_V4MAPPED(ip6))
-        addr_from_ipv4(local, ip6->s6_addr + 12, 0);
-    else
-        addr_from_ipv4(local, IN6_IS_ADDR_LOOPBACK(ip6) ? lo4 : any4, 0);
 }
 
 /*
@@ -652,7 +627,7 @@ static struct policy_decision session_policy(const struct session *s, const stru
 /* The notice line of a rule with the 'log' flag. */
 static void session_log_rule(const struct session *s, const struct policy_decision *d)
 {
-    char client[ADDR_STRLEN], target[DEST_NAME_MAX * 4 + 16];
+    char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN];
 
     addr_format(&s->client_addr, client, sizeof(client));
     socks_dest_format(&s->nego->dest, target, sizeof(target));
@@ -1325,7 +1300,7 @@ static void session_start_relay(struct session *s)
     }
     /* The negotiation buffers go; the access line keeps the destination as text. */
     {
-        char target[DEST_NAME_MAX * 4 + 16];
+        char target[SOCKS_DEST_STRLEN];
         socks_dest_format(&ng->dest, target, sizeof(target));
         s->target = strdup(target);
     }

@@ -105,3 +105,21 @@ size_t socks4_encode_reply(uint8_t out[SOCKS4_REPLY_LEN], uint8_t cd, const stru
     }
     return SOCKS4_REPLY_LEN;
 }
+
+/*
+ * A SOCKS4 reply carries an IPv4 address only: a client that reached us over IPv6 gets its
+ * BIND port on 127.0.0.1 when it came over ::1, else on every IPv4 address, named 0.0.0.0 in
+ * the reply, which SOCKS4 defines as "the address of the SOCKS server".
+ */
+void socks4_local_address(struct addr *local)
+{
+    static const uint8_t lo4[4] = {127, 0, 0, 1}, any4[4] = {0, 0, 0, 0};
+    const struct in6_addr *ip6 = &local->u.in6.sin6_addr;
+
+    if (addr_family(local) != AF_INET6)
+        return;
+    if (IN6_IS_ADDR_V4MAPPED(ip6))
+        addr_from_ipv4(local, ip6->s6_addr + 12, 0);
+    else
+        addr_from_ipv4(local, IN6_IS_ADDR_LOOPBACK(ip6) ? lo4 : any4, 0);
+}

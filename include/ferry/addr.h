@@ -32,6 +32,8 @@ int addr_family(const struct addr *a);
 uint16_t addr_port(const struct addr *a);
 void addr_set_port(struct addr *a, uint16_t port);
 bool addr_equal(const struct addr *a, const struct addr *b);
+/* 0.0.0.0 or :: (an IPv4-mapped 0.0.0.0 is not). */
+bool addr_is_unspecified(const struct addr *a);
 /* Same IP, ports ignored; an IPv4-mapped IPv6 address equals its IPv4 address. */
 bool addr_same_ip(const struct addr *a, const struct addr *b);
 

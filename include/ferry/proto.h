@@ -27,6 +27,9 @@ enum dest_type {
 /* Longest host name on the wire: SOCKS5 length byte, and our SOCKS4a limit. */
 #define DEST_NAME_MAX 255
 
+/* Room for socks_dest_format: a name escaped for logs (up to 4 bytes a byte), port, brackets. */
+#define SOCKS_DEST_STRLEN (DEST_NAME_MAX * 4 + 16)
+
 /* A destination as the client asked for it. */
 struct socks_dest {
     enum dest_type type;

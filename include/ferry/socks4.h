@@ -46,4 +46,10 @@ enum proto_status socks4_parse_request(const uint8_t *buf, size_t len, struct so
 /* VN(0) CD DSTPORT DSTIP; an IPv4 (or IPv4-mapped) `bound` fills port and IP, else zeros. */
 size_t socks4_encode_reply(uint8_t out[SOCKS4_REPLY_LEN], uint8_t cd, const struct sockaddr *bound);
 
+/*
+ * The address a SOCKS4 reply can name for a socket bound on `local`: unchanged when IPv4; from
+ * IPv6, the mapped IPv4, 127.0.0.1 for ::1, else 0.0.0.0 ("the address of the SOCKS server").
+ */
+void socks4_local_address(struct addr *local);
+
 #endif
