@@ -5,7 +5,6 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,9 +39,9 @@ struct acl_rule {
     uint64_t bandwidth;    /* bandwidth BYTES: 0 for none */
     unsigned line;
     unsigned commands; /* ACL_CMD_* bits */
-    struct acl_cidr *from;
+    struct addr_cidr *from;
     size_t nfrom;
-    struct acl_cidr *to_nets;
+    struct addr_cidr *to_nets;
     size_t nto_nets;
     struct acl_name *to_names;
     size_t nto_names;
@@ -136,133 +135,6 @@ static bool same_text_nocase(const char *a, const char *b, size_t n)
     return true;
 }
 
-/* --- addresses --------------------------------------------------------------------------- */
-
-/* The 4 IPv4 bytes of an AF_INET or IPv4-mapped AF_INET6 address, else NULL. */
-static const uint8_t *ipv4_bytes(const struct addr *a)
-{
-    if (addr_family(a) == AF_INET)
-        return (const uint8_t *)&a->u.in4.sin_addr;
-    if (addr_family(a) == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
-        return a->u.in6.sin6_addr.s6_addr + 12;
-    return NULL;
-}
-
-/* True when the first `prefix` bits of x and y are equal. */
-static bool prefix_equal(const uint8_t *x, const uint8_t *y, unsigned prefix)
-{
-    unsigned whole = prefix / 8, rest = prefix % 8;
-
-    if (memcmp(x, y, whole) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    return ((x[whole] ^ y[whole]) & (uint8_t)(0xff << (8 - rest))) == 0;
-}
-
-/* Clear every bit after the first `prefix` of the n bytes at ip. */
-static void mask_host_bits(uint8_t *ip, size_t n, unsigned prefix)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (prefix >= 8 * (i + 1))
-            continue;
-        if (prefix <= 8 * i)
-            ip[i] = 0;
-        else
-            ip[i] &= (uint8_t)(0xff << (8 * (i + 1) - prefix));
-    }
-}
-
-/*
- * "192.0.2.0/24", "2001:db8::/32", "[2001:db8::]/32", or one address (a /32 or /128). The prefix
- * is 1 to 3 digits. Host bits set after the prefix are accepted and cleared: "10.1.2.3/8" is
- * 10.0.0.0/8.
- */
-int acl_parse_cidr(const char *text, struct acl_cidr *out)
-{
-    char host[INET6_ADDRSTRLEN];
-    const char *slash, *start = text;
-    uint8_t ip[16];
-    unsigned long prefix, max;
-    bool bracket = false;
-    int family;
-    size_t n;
-
-    if (text == NULL || out == NULL)
-        return -1;
-    slash = strchr(text, '/');
-    n = slash != NULL ? (size_t)(slash - text) : strlen(text);
-    if (n >= 2 && text[0] == '[' && text[n - 1] == ']') {
-        start = text + 1;
-        n -= 2;
-        bracket = true;
-    }
-    if (n == 0 || n >= sizeof(host))
-        return -1;
-    memcpy(host, start, n);
-    host[n] = '\0';
-    if (strchr(host, ':') != NULL) {
-        family = AF_INET6;
-        max = 128;
-    } else {
-        if (bracket)
-            return -1;
-        family = AF_INET;
-        max = 32;
-    }
-    if (inet_pton(family, host, ip) != 1)
-        return -1;
-    prefix = max;
-    if (slash != NULL) {
-        const char *s = slash + 1;
-        size_t digits = 0;
-
-        prefix = 0;
-        for (; *s != '\0'; s++, digits++) {
-            if (*s < '0' || *s > '9' || digits == 3)
-                return -1;
-            prefix = prefix * 10 + (unsigned long)(*s - '0');
-        }
-        if (digits == 0 || prefix > max)
-            return -1;
-    }
-    mask_host_bits(ip, family == AF_INET ? 4 : 16, (unsigned)prefix);
-    if (family == AF_INET)
-        addr_from_ipv4(&out->net, ip, 0);
-    else
-        addr_from_ipv6(&out->net, ip, 0);
-    out->prefix = (unsigned)prefix;
-    return 0;
-}
-
-/*
- * IPv4-mapped addresses (::ffff:a.b.c.d) are IPv4 addresses here, on both sides: an IPv4 range
- * contains the mapped form of its addresses, and a range inside ::ffff:0:0/96 contains the
- * plain IPv4 ones. An IPv6 range wider than that (::/0) contains no IPv4 address.
- */
-bool acl_cidr_contains(const struct acl_cidr *c, const struct addr *a)
-{
-    const uint8_t *net4 = NULL, *ip4;
-    unsigned prefix4 = 0;
-
-    if (c == NULL || a == NULL)
-        return false;
-    if (addr_family(&c->net) == AF_INET) {
-        net4 = ipv4_bytes(&c->net);
-        prefix4 = c->prefix;
-    } else if (addr_family(&c->net) == AF_INET6 && c->prefix >= 96 &&
-               IN6_IS_ADDR_V4MAPPED(&c->net.u.in6.sin6_addr)) {
-        net4 = c->net.u.in6.sin6_addr.s6_addr + 12;
-        prefix4 = c->prefix - 96;
-    }
-    ip4 = ipv4_bytes(a);
-    if (net4 != NULL || ip4 != NULL)
-        return net4 != NULL && ip4 != NULL && prefix_equal(net4, ip4, prefix4);
-    if (addr_family(&c->net) != AF_INET6 || addr_family(a) != AF_INET6)
-        return false;
-    return prefix_equal(c->net.u.in6.sin6_addr.s6_addr, a->u.in6.sin6_addr.s6_addr, c->prefix);
-}
-
 /* --- special-purpose destinations -------------------------------------------------------- */
 
 struct special_range {
@@ -309,7 +181,7 @@ static const struct {
 static bool special_ipv4_bytes(const uint8_t ip[4])
 {
     for (size_t i = 0; i < sizeof(special_ipv4) / sizeof(special_ipv4[0]); i++) {
-        if (prefix_equal(special_ipv4[i].net, ip, special_ipv4[i].prefix))
+        if (addr_prefix_equal(special_ipv4[i].net, ip, special_ipv4[i].prefix))
             return true;
     }
     return false;
@@ -328,11 +200,11 @@ bool acl_is_special_destination(const struct addr *a)
         return true;
     ip = a->u.in6.sin6_addr.s6_addr;
     for (size_t i = 0; i < sizeof(special_ipv6) / sizeof(special_ipv6[0]); i++) {
-        if (prefix_equal(special_ipv6[i].net, ip, special_ipv6[i].prefix))
+        if (addr_prefix_equal(special_ipv6[i].net, ip, special_ipv6[i].prefix))
             return true;
     }
     for (size_t i = 0; i < sizeof(embedding_ipv6) / sizeof(embedding_ipv6[0]); i++) {
-        if (prefix_equal(embedding_ipv6[i].range.net, ip, embedding_ipv6[i].range.prefix) &&
+        if (addr_prefix_equal(embedding_ipv6[i].range.net, ip, embedding_ipv6[i].range.prefix) &&
             special_ipv4_bytes(ip + embedding_ipv6[i].offset))
             return true;
     }
@@ -425,7 +297,7 @@ static int each_item(struct acl_parse *ps, struct acl_rule *r, const char *list,
 
 static int from_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
 {
-    if (too_long || acl_parse_cidr(item, &r->from[r->nfrom]) < 0)
+    if (too_long || addr_cidr_parse(item, &r->from[r->nfrom]) < 0)
         return acl_fail(ps, "'%s' is not an address range", Q(item));
     r->nfrom++;
     return 0;
@@ -483,7 +355,7 @@ static bool parse_name(const char *item, struct acl_name *out)
 
 static int to_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
 {
-    if (!too_long && acl_parse_cidr(item, &r->to_nets[r->nto_nets]) == 0) {
+    if (!too_long && addr_cidr_parse(item, &r->to_nets[r->nto_nets]) == 0) {
         r->nto_nets++;
         return 0;
     }
@@ -787,10 +659,10 @@ enum tri {
     TRI_UNKNOWN,
 };
 
-static bool any_cidr_contains(const struct acl_cidr *nets, size_t n, const struct addr *a)
+static bool any_cidr_contains(const struct addr_cidr *nets, size_t n, const struct addr *a)
 {
     for (size_t i = 0; i < n; i++) {
-        if (acl_cidr_contains(&nets[i], a))
+        if (addr_cidr_contains(&nets[i], a))
             return true;
     }
     return false;

@@ -99,14 +99,24 @@ bool addr_equal(const struct addr *a, const struct addr *b)
     }
 }
 
-/* The 4 IPv4 bytes of an AF_INET or IPv4-mapped AF_INET6 address, else NULL. */
-static const uint8_t *addr_ipv4_bytes(const struct addr *a)
+const uint8_t *addr_ipv4_bytes(const struct addr *a)
 {
     if (a->u.sa.sa_family == AF_INET)
         return (const uint8_t *)&a->u.in4.sin_addr;
     if (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
         return a->u.in6.sin6_addr.s6_addr + 12;
     return NULL;
+}
+
+void addr_unmap(struct addr *a)
+{
+    const uint8_t *ip4 = addr_ipv4_bytes(a);
+    uint8_t copy[4];
+
+    if (ip4 == NULL || addr_family(a) != AF_INET6)
+        return;
+    memcpy(copy, ip4, 4); /* addr_from_ipv4 clears *a first */
+    addr_from_ipv4(a, copy, addr_port(a));
 }
 
 bool addr_same_ip(const struct addr *a, const struct addr *b)
@@ -239,4 +249,126 @@ bool addr_is_unspecified(const struct addr *a)
     if (addr_family(a) == AF_INET)
         return a->u.in4.sin_addr.s_addr == htonl(INADDR_ANY);
     return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+}
+
+bool addr_is_loopback(const struct addr *a)
+{
+    const uint8_t *ip4 = addr_ipv4_bytes(a);
+
+    if (ip4 != NULL)
+        return ip4[0] == 127;
+    return addr_family(a) == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+}
+
+bool addr_is_unicast(const struct addr *a)
+{
+    if (addr_family(a) == AF_INET)
+        return !addr_is_unspecified(a) && !IN_MULTICAST(ntohl(a->u.in4.sin_addr.s_addr));
+    return addr_family(a) == AF_INET6 && !addr_is_unspecified(a) &&
+           !IN6_IS_ADDR_MULTICAST(&a->u.in6.sin6_addr);
+}
+
+/* --- address ranges ---------------------------------------------------------------------- */
+
+bool addr_prefix_equal(const uint8_t *x, const uint8_t *y, unsigned prefix)
+{
+    unsigned whole = prefix / 8, rest = prefix % 8;
+
+    if (memcmp(x, y, whole) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    return ((x[whole] ^ y[whole]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+/* Clear every bit after the first `prefix` of the n bytes at ip. */
+static void mask_host_bits(uint8_t *ip, size_t n, unsigned prefix)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (prefix >= 8 * (i + 1))
+            continue;
+        if (prefix <= 8 * i)
+            ip[i] = 0;
+        else
+            ip[i] &= (uint8_t)(0xff << (8 * (i + 1) - prefix));
+    }
+}
+
+int addr_cidr_parse(const char *text, struct addr_cidr *out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *slash, *start = text;
+    uint8_t ip[16];
+    unsigned long prefix, max;
+    bool bracket = false;
+    int family;
+    size_t n;
+
+    if (text == NULL || out == NULL)
+        return -1;
+    slash = strchr(text, '/');
+    n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    if (n >= 2 && text[0] == '[' && text[n - 1] == ']') {
+        start = text + 1;
+        n -= 2;
+        bracket = true;
+    }
+    if (n == 0 || n >= sizeof(host))
+        return -1;
+    memcpy(host, start, n);
+    host[n] = '\0';
+    if (strchr(host, ':') != NULL) {
+        family = AF_INET6;
+        max = 128;
+    } else {
+        if (bracket)
+            return -1;
+        family = AF_INET;
+        max = 32;
+    }
+    if (inet_pton(family, host, ip) != 1)
+        return -1;
+    prefix = max;
+    if (slash != NULL) {
+        const char *s = slash + 1;
+        size_t digits = 0;
+
+        prefix = 0;
+        for (; *s != '\0'; s++, digits++) {
+            if (*s < '0' || *s > '9' || digits == 3)
+                return -1;
+            prefix = prefix * 10 + (unsigned long)(*s - '0');
+        }
+        if (digits == 0 || prefix > max)
+            return -1;
+    }
+    mask_host_bits(ip, family == AF_INET ? 4 : 16, (unsigned)prefix);
+    if (family == AF_INET)
+        addr_from_ipv4(&out->net, ip, 0);
+    else
+        addr_from_ipv6(&out->net, ip, 0);
+    out->prefix = (unsigned)prefix;
+    return 0;
+}
+
+bool addr_cidr_contains(const struct addr_cidr *c, const struct addr *a)
+{
+    const uint8_t *net4 = NULL, *ip4;
+    unsigned prefix4 = 0;
+
+    if (c == NULL || a == NULL)
+        return false;
+    if (addr_family(&c->net) == AF_INET) {
+        net4 = addr_ipv4_bytes(&c->net);
+        prefix4 = c->prefix;
+    } else if (c->prefix >= 96 && addr_ipv4_bytes(&c->net) != NULL) {
+        net4 = addr_ipv4_bytes(&c->net);
+        prefix4 = c->prefix - 96;
+    }
+    ip4 = addr_ipv4_bytes(a);
+    if (net4 != NULL || ip4 != NULL)
+        return net4 != NULL && ip4 != NULL && addr_prefix_equal(net4, ip4, prefix4);
+    if (addr_family(&c->net) != AF_INET6 || addr_family(a) != AF_INET6)
+        return false;
+    return addr_prefix_equal(c->net.u.in6.sin6_addr.s6_addr, a->u.in6.sin6_addr.s6_addr, c->prefix);
 }

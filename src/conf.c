@@ -224,14 +224,8 @@ static int parse_ip_arg(struct parser *p, const char *what, const char *s, struc
         has_port = colon != NULL && strchr(colon + 1, ':') == NULL;
     if (has_port || addr_parse(s, 0, out) < 0)
         return fail(p, "%s: '%s' is not an IP address", what, Q(s));
-    if (addr_family(out) == AF_INET) {
-        uint32_t ip = ntohl(out->u.in4.sin_addr.s_addr);
-        if (ip == 0 || (ip >> 28) == 0xe)
-            return fail(p, "%s: '%s' is not a unicast address", what, Q(s));
-    } else if (IN6_IS_ADDR_UNSPECIFIED(&out->u.in6.sin6_addr) ||
-               IN6_IS_ADDR_MULTICAST(&out->u.in6.sin6_addr)) {
+    if (!addr_is_unicast(out))
         return fail(p, "%s: '%s' is not a unicast address", what, Q(s));
-    }
     return 0;
 }
 
@@ -849,7 +843,7 @@ static int kw_trusted_clients(struct parser *p, int argc, char **argv)
                 return fail(p, "trusted-clients: 'none' must stand alone");
             if (c->ntrusted_clients == CONF_MAX_TRUSTED)
                 return fail(p, "trusted-clients: too many ranges (at most %d)", CONF_MAX_TRUSTED);
-            if (acl_parse_cidr(item, &c->trusted_clients[c->ntrusted_clients]) < 0)
+            if (addr_cidr_parse(item, &c->trusted_clients[c->ntrusted_clients]) < 0)
                 return fail(p, "trusted-clients: '%s' is not an address range", Q(item));
             c->ntrusted_clients++;
             if (end == NULL)
@@ -1040,21 +1034,6 @@ void conf_release(struct config *c)
     c->request_rules = NULL;
 }
 
-/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this host can reach a listener there. */
-static bool is_loopback(const struct addr *a)
-{
-    const uint8_t *ip;
-
-    if (addr_family(a) == AF_INET)
-        return (ntohl(a->u.in4.sin_addr.s_addr) >> 24) == 127;
-    if (addr_family(a) != AF_INET6)
-        return false;
-    ip = a->u.in6.sin6_addr.s6_addr;
-    if (IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr))
-        return true;
-    return IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr) && ip[12] == 127;
-}
-
 /*
  * Safe defaults: no open proxy by accident. A listener others can reach must ask for a
  * password, unless the file says that unauthenticated access is meant, and then client rules
@@ -1079,7 +1058,7 @@ static int check_safe_defaults(struct parser *p)
     if (!noauth)
         return 0;
     for (size_t i = 0; i < c->nlisten; i++) {
-        if (is_loopback(&c->listen[i]))
+        if (addr_is_loopback(&c->listen[i]))
             continue;
         p->line = p->listen_line[i];
         return fail(p,

@@ -204,20 +204,11 @@ static struct limit *acquire(struct limits *l, uint8_t kind, const unsigned char
 
 struct limit *limits_client(struct limits *l, const struct addr *ip)
 {
-    const unsigned char *bytes;
-    size_t len;
+    const unsigned char *ip4 = addr_ipv4_bytes(ip);
 
-    if (addr_family(ip) == AF_INET) {
-        bytes = (const unsigned char *)&ip->u.in4.sin_addr;
-        len = 4;
-    } else if (IN6_IS_ADDR_V4MAPPED(&ip->u.in6.sin6_addr)) {
-        bytes = ip->u.in6.sin6_addr.s6_addr + 12;
-        len = 4;
-    } else {
-        bytes = ip->u.in6.sin6_addr.s6_addr;
-        len = 16;
-    }
-    return acquire(l, KIND_CLIENT, bytes, len);
+    if (ip4 != NULL)
+        return acquire(l, KIND_CLIENT, ip4, 4);
+    return acquire(l, KIND_CLIENT, ip->u.in6.sin6_addr.s6_addr, 16);
 }
 
 struct limit *limits_user(struct limits *l, const char *user)

@@ -29,7 +29,7 @@ struct policy_decision policy_check_client(const struct config *cfg, const struc
 bool policy_client_trusted(const struct config *cfg, const struct addr *client)
 {
     for (size_t i = 0; i < cfg->ntrusted_clients; i++) {
-        if (acl_cidr_contains(&cfg->trusted_clients[i], client))
+        if (addr_cidr_contains(&cfg->trusted_clients[i], client))
             return true;
     }
     return false;

@@ -850,12 +850,9 @@ struct resolver_query *resolver_lookup_ptr(struct resolver *r, const struct addr
     qlist_init(&q->link);
 
     family = addr_family(a);
-    if (family == AF_INET) {
-        memcpy(ip, &a->u.in4.sin_addr, 4);
-        iplen = 4;
-    } else if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
+    if (addr_ipv4_bytes(a) != NULL) {
         /* ::ffff:192.0.2.1 has the PTR record of 192.0.2.1, not an ip6.arpa one. */
-        memcpy(ip, a->u.in6.sin6_addr.s6_addr + 12, 4);
+        memcpy(ip, addr_ipv4_bytes(a), 4);
         family = AF_INET;
         iplen = 4;
     } else if (family == AF_INET6) {

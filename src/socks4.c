@@ -87,21 +87,20 @@ enum proto_status socks4_parse_request(const uint8_t *buf, size_t len, struct so
 
 size_t socks4_encode_reply(uint8_t out[SOCKS4_REPLY_LEN], uint8_t cd, const struct sockaddr *bound)
 {
+    struct addr a;
+    const uint8_t *ip4;
+
     out[0] = 0x00;
     out[1] = cd;
     memset(out + 2, 0, 6);
-    if (bound == NULL)
+    /* The family says how many bytes there are; a sockaddr_in6 is the most it copies. */
+    if (bound == NULL || addr_from_sockaddr(&a, bound, sizeof(struct sockaddr_in6)) < 0)
         return SOCKS4_REPLY_LEN;
-    if (bound->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)bound;
-        memcpy(out + 2, &sin->sin_port, 2);
-        memcpy(out + 4, &sin->sin_addr, 4);
-    } else if (bound->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)bound;
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            memcpy(out + 2, &sin6->sin6_port, 2);
-            memcpy(out + 4, sin6->sin6_addr.s6_addr + 12, 4);
-        }
+    ip4 = addr_ipv4_bytes(&a);
+    if (ip4 != NULL) {
+        out[2] = (uint8_t)(addr_port(&a) >> 8);
+        out[3] = (uint8_t)addr_port(&a);
+        memcpy(out + 4, ip4, 4);
     }
     return SOCKS4_REPLY_LEN;
 }
@@ -114,12 +113,12 @@ size_t socks4_encode_reply(uint8_t out[SOCKS4_REPLY_LEN], uint8_t cd, const stru
 void socks4_local_address(struct addr *local)
 {
     static const uint8_t lo4[4] = {127, 0, 0, 1}, any4[4] = {0, 0, 0, 0};
-    const struct in6_addr *ip6 = &local->u.in6.sin6_addr;
 
     if (addr_family(local) != AF_INET6)
         return;
-    if (IN6_IS_ADDR_V4MAPPED(ip6))
-        addr_from_ipv4(local, ip6->s6_addr + 12, 0);
+    addr_unmap(local);
+    if (addr_family(local) == AF_INET)
+        addr_set_port(local, 0);
     else
-        addr_from_ipv4(local, IN6_IS_ADDR_LOOPBACK(ip6) ? lo4 : any4, 0);
+        addr_from_ipv4(local, IN6_IS_ADDR_LOOPBACK(&local->u.in6.sin6_addr) ? lo4 : any4, 0);
 }

@@ -6,6 +6,12 @@
 
 #include "ferry/socks5.h"
 
+static void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
 static uint16_t get_be16(const uint8_t *p)
 {
     return (uint16_t)((p[0] << 8) | p[1]);
@@ -190,30 +196,23 @@ enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct so
  */
 static size_t encode_address(uint8_t *out, const struct sockaddr *sa)
 {
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    struct addr a;
+    const uint8_t *ip4;
 
+    /* The family says how many bytes there are; a sockaddr_in6 is the most it copies. */
+    if (addr_from_sockaddr(&a, sa, sizeof(struct sockaddr_in6)) < 0)
+        return 0;
+    ip4 = addr_ipv4_bytes(&a);
+    if (ip4 != NULL) {
         out[0] = SOCKS5_ATYP_IPV4;
-        memcpy(out + 1, &sin->sin_addr, 4);
-        memcpy(out + 5, &sin->sin_port, 2);
+        memcpy(out + 1, ip4, 4);
+        put_be16(out + 5, addr_port(&a));
         return 7;
     }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-        const uint8_t *ip = sin6->sin6_addr.s6_addr;
-
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            out[0] = SOCKS5_ATYP_IPV4;
-            memcpy(out + 1, ip + 12, 4);
-            memcpy(out + 5, &sin6->sin6_port, 2);
-            return 7;
-        }
-        out[0] = SOCKS5_ATYP_IPV6;
-        memcpy(out + 1, ip, 16);
-        memcpy(out + 17, &sin6->sin6_port, 2);
-        return 19;
-    }
-    return 0;
+    out[0] = SOCKS5_ATYP_IPV6;
+    memcpy(out + 1, a.u.in6.sin6_addr.s6_addr, 16);
+    put_be16(out + 17, addr_port(&a));
+    return 19;
 }
 
 /* RFC 1928 section 6. BND.ADDR is IPv4 unless the bound address is a real IPv6 one. */
@@ -247,8 +246,7 @@ size_t socks5_encode_reply_name(uint8_t *out, size_t size, uint8_t rep, const ch
     out[3] = SOCKS5_ATYP_DOMAIN;
     out[4] = (uint8_t)n;
     memcpy(out + 5, name, n);
-    out[5 + n] = (uint8_t)(port >> 8);
-    out[6 + n] = (uint8_t)(port & 0xff);
+    put_be16(out + 5 + n, port);
     return 7 + n;
 }
 

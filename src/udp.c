@@ -354,17 +354,6 @@ static int udp_receive(struct udp_batch *b, int fd)
     return n;
 }
 
-/* An IPv4-mapped IPv6 address becomes the plain IPv4 address (same port). */
-static void addr_unmap(struct addr *a)
-{
-    if (addr_family(a) == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
-        uint8_t ip4[4];
-        uint16_t port = addr_port(a);
-        memcpy(ip4, a->u.in6.sin6_addr.s6_addr + 12, 4);
-        addr_from_ipv4(a, ip4, port);
-    }
-}
-
 /* Remember that the client sent to ip, for the reply filter. */
 static void peers_add(struct udp_assoc *a, const struct addr *ip)
 {

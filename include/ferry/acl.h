@@ -97,12 +97,4 @@ struct acl_result acl_check_request(const struct acl_rules *rules, const struct 
  */
 bool acl_is_special_destination(const struct addr *a);
 
-/* CIDR "192.0.2.0/24", "2001:db8::/32" or a single IP (a /32 or /128). Returns 0 or -1. */
-struct acl_cidr {
-    struct addr net;
-    unsigned prefix;
-};
-int acl_parse_cidr(const char *text, struct acl_cidr *out);
-bool acl_cidr_contains(const struct acl_cidr *c, const struct addr *a);
-
 #endif

@@ -66,7 +66,7 @@ struct config {
     /* Access control (see acl.h). */
     struct acl_rules *client_rules;  /* client pass|block ... lines; NULL: none */
     struct acl_rules *request_rules; /* request pass|block ... lines; NULL: none */
-    struct acl_cidr trusted_clients[CONF_MAX_TRUSTED];
+    struct addr_cidr trusted_clients[CONF_MAX_TRUSTED];
     size_t ntrusted_clients;    /* trusted-clients CIDR...: exempt from the private-
                                  * destination block (default 127.0.0.0/8 ::1) */
     bool private_destinations;  /* private-destinations block (default) | allow */

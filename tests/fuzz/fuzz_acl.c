@@ -66,11 +66,11 @@ static bool same_decision(const struct acl_result *a, const struct acl_result *b
 static void check_cidr_words(int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
-        struct acl_cidr c;
+        struct addr_cidr c;
 
-        if (acl_parse_cidr(argv[i], &c) == 0) {
+        if (addr_cidr_parse(argv[i], &c) == 0) {
             FUZZ_CHECK(c.prefix <= (addr_family(&c.net) == AF_INET ? 32u : 128u));
-            FUZZ_CHECK(acl_cidr_contains(&c, &c.net));
+            FUZZ_CHECK(addr_cidr_contains(&c, &c.net));
         }
     }
 }

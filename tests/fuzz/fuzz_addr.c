@@ -1,6 +1,6 @@
 /*
  * The small text parsers every config line and rule goes through: addr_parse (with
- * addr_format round trips), acl_parse_cidr and conf_parse_duration. Input: two bytes of
+ * addr_format round trips), addr_cidr_parse and conf_parse_duration. Input: two bytes of
  * default port, then the text.
  */
 #include "config.h"
@@ -32,16 +32,16 @@ static void check_addr(const struct addr *a, uint16_t default_port, const char *
     FUZZ_CHECK(strnlen(buf, sizeof(buf)) < 1 + default_port % sizeof(buf));
 }
 
-static void check_cidr(const struct acl_cidr *c)
+static void check_cidr(const struct addr_cidr *c)
 {
     char ip[ADDR_STRLEN], text[ADDR_STRLEN + 8];
-    struct acl_cidr back;
+    struct addr_cidr back;
 
     FUZZ_CHECK(c->prefix <= (addr_family(&c->net) == AF_INET ? 32u : 128u));
-    FUZZ_CHECK(acl_cidr_contains(c, &c->net));
+    FUZZ_CHECK(addr_cidr_contains(c, &c->net));
     addr_format_ip(&c->net, ip, sizeof(ip));
     snprintf(text, sizeof(text), "%s/%u", ip, c->prefix);
-    FUZZ_CHECK(acl_parse_cidr(text, &back) == 0);
+    FUZZ_CHECK(addr_cidr_parse(text, &back) == 0);
     FUZZ_CHECK(back.prefix == c->prefix && addr_equal(&back.net, &c->net));
 }
 
@@ -50,12 +50,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint16_t port = size >= 2 ? (uint16_t)(data[0] << 8 | data[1]) : 1080;
     char *text = fuzz_strdup(data + (size >= 2 ? 2 : 0), size >= 2 ? size - 2 : 0);
     struct addr a;
-    struct acl_cidr c;
+    struct addr_cidr c;
     double seconds = -1;
 
     if (addr_parse(text, port, &a) == 0)
         check_addr(&a, port, text);
-    if (acl_parse_cidr(text, &c) == 0)
+    if (addr_cidr_parse(text, &c) == 0)
         check_cidr(&c);
     if (conf_parse_duration(text, &seconds) == 0)
         FUZZ_CHECK(seconds >= 0 && seconds <= 1e9);

@@ -7,25 +7,11 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
-
 #include "ferry/conf.h"
 #include "ferry/socks5.h"
 #include "fuzz.h"
 
 #define FUZZ_CONF_NAME "fuzz.conf"
-
-static bool is_loopback(const struct addr *a)
-{
-    const uint8_t *ip;
-
-    if (addr_family(a) == AF_INET)
-        return (ntohl(a->u.in4.sin_addr.s_addr) >> 24) == 127;
-    ip = a->u.in6.sin6_addr.s6_addr;
-    if (IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr))
-        return true;
-    return IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr) && ip[12] == 127;
-}
 
 /* Every server of the c-ares CSV list reads back as an address with a port. */
 static void check_servers(const char *csv)
@@ -82,7 +68,7 @@ static void check_config(const struct config *c, const char *text)
         FUZZ_CHECK(acl_rules_count(c->client_rules) >= 1);
     } else if (noauth) {
         for (size_t i = 0; i < c->nlisten; i++)
-            FUZZ_CHECK(is_loopback(&c->listen[i]));
+            FUZZ_CHECK(addr_is_loopback(&c->listen[i]));
     }
 }
 

@@ -330,6 +330,248 @@ START_TEST(test_format_unknown_family)
 }
 END_TEST
 
+/* --- IPv4-mapped forms and kinds of address ---------------------------------------------- */
+
+/* An address from text, port 0 unless given ("192.0.2.1", "::1", "[::1]:1080"). */
+static struct addr ip(const char *text)
+{
+    struct addr a;
+
+    ck_assert_msg(addr_parse(text, 0, &a) == 0, "bad test address %s", text);
+    return a;
+}
+
+START_TEST(test_ipv4_bytes_of_plain_and_mapped_only)
+{
+    struct addr a4 = ip("192.0.2.1"), m = ip("::ffff:192.0.2.1"), v6 = ip("2001:db8::1");
+    static const uint8_t want[4] = {192, 0, 2, 1};
+
+    ck_assert_mem_eq(addr_ipv4_bytes(&a4), want, 4);
+    ck_assert_mem_eq(addr_ipv4_bytes(&m), want, 4);
+    ck_assert_ptr_null(addr_ipv4_bytes(&v6));
+    v6 = ip("::192.0.2.1"); /* IPv4-compatible is not mapped */
+    ck_assert_ptr_null(addr_ipv4_bytes(&v6));
+}
+END_TEST
+
+START_TEST(test_unmap_turns_mapped_into_ipv4_and_keeps_the_port)
+{
+    struct addr a = ip("[::ffff:192.0.2.1]:1080"), v6 = ip("[2001:db8::1]:53"), before;
+
+    addr_unmap(&a);
+    ck_assert_int_eq(addr_family(&a), AF_INET);
+    ck_assert_uint_eq(a.len, sizeof(struct sockaddr_in));
+    ck_assert_str_eq(fmt(&a), "192.0.2.1:1080");
+    before = a;
+    addr_unmap(&a);
+    ck_assert(addr_equal(&a, &before));
+    before = v6;
+    addr_unmap(&v6);
+    ck_assert(addr_equal(&v6, &before));
+}
+END_TEST
+
+START_TEST(test_loopback_forms)
+{
+    static const char *const yes[] = {"127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1"};
+    static const char *const no[] = {"128.0.0.1",   "0.0.0.0",         "::",         "::2",
+                                     "::127.0.0.1", "::ffff:10.0.0.1", "2001:db8::1"};
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        struct addr a = ip(yes[i]);
+        ck_assert_msg(addr_is_loopback(&a), "%s", yes[i]);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        struct addr a = ip(no[i]);
+        ck_assert_msg(!addr_is_loopback(&a), "%s", no[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_unicast_is_neither_unspecified_nor_multicast)
+{
+    static const char *const yes[] = {"192.0.2.1", "223.255.255.255", "240.0.0.1",
+                                      "::1",       "2001:db8::1",     "::ffff:0.0.0.0"};
+    static const char *const no[] = {"0.0.0.0", "224.0.0.1", "239.255.255.255", "::", "ff02::1"};
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        struct addr a = ip(yes[i]);
+        ck_assert_msg(addr_is_unicast(&a), "%s", yes[i]);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        struct addr a = ip(no[i]);
+        ck_assert_msg(!addr_is_unicast(&a), "%s", no[i]);
+    }
+}
+END_TEST
+
+/* --- address ranges ---------------------------------------------------------------------- */
+
+static struct addr_cidr cidr(const char *text)
+{
+    struct addr_cidr c;
+
+    ck_assert_msg(addr_cidr_parse(text, &c) == 0, "'%s' did not parse", text);
+    return c;
+}
+
+static bool contains(const char *range, const char *address)
+{
+    struct addr_cidr c = cidr(range);
+    struct addr a = ip(address);
+
+    return addr_cidr_contains(&c, &a);
+}
+
+static const char *net_text(const struct addr_cidr *c)
+{
+    static char buf[ADDR_STRLEN];
+    return addr_format_ip(&c->net, buf, sizeof(buf));
+}
+
+START_TEST(test_cidr_parse_forms)
+{
+    struct addr_cidr c;
+
+    c = cidr("192.0.2.0/24");
+    ck_assert_int_eq(addr_family(&c.net), AF_INET);
+    ck_assert_str_eq(net_text(&c), "192.0.2.0");
+    ck_assert_uint_eq(c.prefix, 24);
+    c = cidr("192.0.2.1");
+    ck_assert_uint_eq(c.prefix, 32);
+    c = cidr("0.0.0.0/0");
+    ck_assert_uint_eq(c.prefix, 0);
+    c = cidr("2001:db8::/32");
+    ck_assert_int_eq(addr_family(&c.net), AF_INET6);
+    ck_assert_uint_eq(c.prefix, 32);
+    c = cidr("::1");
+    ck_assert_uint_eq(c.prefix, 128);
+    c = cidr("[2001:db8::1]");
+    ck_assert_uint_eq(c.prefix, 128);
+    ck_assert_str_eq(net_text(&c), "2001:db8::1");
+    c = cidr("[2001:db8::]/48");
+    ck_assert_uint_eq(c.prefix, 48);
+    c = cidr("::/0");
+    ck_assert_uint_eq(c.prefix, 0);
+    c = cidr("10.0.0.0/008");
+    ck_assert_uint_eq(c.prefix, 8);
+    ck_assert_uint_eq(addr_port(&c.net), 0);
+}
+END_TEST
+
+START_TEST(test_cidr_host_bits_are_cleared)
+{
+    struct addr_cidr c;
+
+    c = cidr("10.1.2.3/8");
+    ck_assert_str_eq(net_text(&c), "10.0.0.0");
+    c = cidr("192.168.255.255/17");
+    ck_assert_str_eq(net_text(&c), "192.168.128.0");
+    c = cidr("203.0.113.9/0");
+    ck_assert_str_eq(net_text(&c), "0.0.0.0");
+    c = cidr("2001:db8:ffff:ffff::1/33");
+    ck_assert_str_eq(net_text(&c), "2001:db8:8000::");
+    c = cidr("fe80::1/10");
+    ck_assert_str_eq(net_text(&c), "fe80::");
+    ck_assert(contains("10.1.2.3/8", "10.200.0.1"));
+}
+END_TEST
+
+START_TEST(test_cidr_parse_rejects_junk)
+{
+    static const char *const bad[] = {
+        "",
+        "/8",
+        "10.0.0.0/",
+        "10.0.0.0/33",
+        "10.0.0.0/-1",
+        "10.0.0.0/+8",
+        "10.0.0.0/ 8",
+        "10.0.0.0/8/8",
+        "10.0.0.0/1000",
+        "10.0.0.0/0x8",
+        "::/129",
+        "10/8",
+        "10.0.0/24",
+        "10.0.0.256",
+        "1.2.3.4.5",
+        "example.com",
+        "[10.0.0.1]",
+        "[::1",
+        "::1]",
+        "[::1]x",
+        "fe80::1%eth0",
+        " 10.0.0.1",
+        "10.0.0.1 ",
+        "any",
+        "2001:db8:::/32",
+    };
+    struct addr_cidr c;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(addr_cidr_parse(bad[i], &c) == -1, "'%s' was accepted", bad[i]);
+    ck_assert_int_eq(addr_cidr_parse(NULL, &c), -1);
+}
+END_TEST
+
+START_TEST(test_cidr_edges)
+{
+    /* Boundaries just inside and just outside. */
+    ck_assert(contains("192.168.0.0/16", "192.168.0.0"));
+    ck_assert(contains("192.168.0.0/16", "192.168.255.255"));
+    ck_assert(!contains("192.168.0.0/16", "192.167.255.255"));
+    ck_assert(!contains("192.168.0.0/16", "192.169.0.0"));
+    ck_assert(contains("100.64.0.0/10", "100.127.255.255"));
+    ck_assert(!contains("100.64.0.0/10", "100.128.0.0"));
+    ck_assert(!contains("100.64.0.0/10", "100.63.255.255"));
+    ck_assert(contains("192.0.2.128/25", "192.0.2.128"));
+    ck_assert(!contains("192.0.2.128/25", "192.0.2.127"));
+    ck_assert(contains("192.0.2.1/31", "192.0.2.0"));
+    ck_assert(!contains("192.0.2.1/31", "192.0.2.2"));
+    /* /0 and /32 */
+    ck_assert(contains("0.0.0.0/0", "0.0.0.0"));
+    ck_assert(contains("0.0.0.0/0", "255.255.255.255"));
+    ck_assert(contains("192.0.2.1/32", "192.0.2.1"));
+    ck_assert(!contains("192.0.2.1/32", "192.0.2.0"));
+    ck_assert(!contains("192.0.2.1/32", "192.0.2.2"));
+    ck_assert(contains("255.255.255.255", "255.255.255.255"));
+    /* IPv6: /0, /128, odd prefixes */
+    ck_assert(contains("::/0", "::"));
+    ck_assert(contains("::/0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+    ck_assert(contains("2001:db8::1/128", "2001:db8::1"));
+    ck_assert(!contains("2001:db8::1/128", "2001:db8::"));
+    ck_assert(!contains("2001:db8::1/128", "2001:db8::2"));
+    ck_assert(contains("2001:db8::/32", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"));
+    ck_assert(!contains("2001:db8::/32", "2001:db9::"));
+    ck_assert(!contains("2001:db8::/32", "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff"));
+    ck_assert(contains("2001:db8::/127", "2001:db8::1"));
+    ck_assert(!contains("2001:db8::/127", "2001:db8::2"));
+    ck_assert(contains("fe80::/10", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+    ck_assert(!contains("fe80::/10", "fec0::"));
+    /* Families: an IPv4 range and a real IPv6 address never meet. */
+    ck_assert(!contains("0.0.0.0/0", "2001:db8::1"));
+    ck_assert(!contains("::/0", "192.0.2.1"));
+    ck_assert(contains("192.0.2.0/24", "::ffff:192.0.2.1"));
+    ck_assert(contains("::ffff:192.0.2.0/120", "192.0.2.1"));
+    ck_assert(!contains("::ffff:192.0.2.0/120", "192.0.3.1"));
+    ck_assert(contains("::ffff:0:0/96", "0.0.0.0"));
+    /* A range wider than the mapped block is IPv6 only. */
+    ck_assert(!contains("::ffff:0:0/95", "192.0.2.1"));
+    ck_assert(!contains("::ffff:0:0/95", "::ffff:192.0.2.1"));
+    ck_assert(contains("::ffff:0:0/95", "::fffe:0:1"));
+}
+END_TEST
+
+START_TEST(test_cidr_contains_handles_null)
+{
+    struct addr_cidr c = cidr("0.0.0.0/0");
+    struct addr a = ip("192.0.2.1");
+
+    ck_assert(!addr_cidr_contains(NULL, &a));
+    ck_assert(!addr_cidr_contains(&c, NULL));
+}
+END_TEST
+
 static Suite *addr_suite(void)
 {
     Suite *s = suite_create("addr");
@@ -354,6 +596,15 @@ static Suite *addr_suite(void)
     tcase_add_test(tc, test_format_longest_ipv6_fits_addr_strlen);
     tcase_add_test(tc, test_format_truncates_into_small_buffers);
     tcase_add_test(tc, test_format_unknown_family);
+    tcase_add_test(tc, test_ipv4_bytes_of_plain_and_mapped_only);
+    tcase_add_test(tc, test_unmap_turns_mapped_into_ipv4_and_keeps_the_port);
+    tcase_add_test(tc, test_loopback_forms);
+    tcase_add_test(tc, test_unicast_is_neither_unspecified_nor_multicast);
+    tcase_add_test(tc, test_cidr_parse_forms);
+    tcase_add_test(tc, test_cidr_host_bits_are_cleared);
+    tcase_add_test(tc, test_cidr_parse_rejects_junk);
+    tcase_add_test(tc, test_cidr_edges);
+    tcase_add_test(tc, test_cidr_contains_handles_null);
     suite_add_tcase(s, tc);
     return s;
 }

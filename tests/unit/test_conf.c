@@ -59,7 +59,7 @@ static bool trusted(const struct config *c, const char *text)
     struct addr a = ip(text);
 
     for (size_t i = 0; i < c->ntrusted_clients; i++) {
-        if (acl_cidr_contains(&c->trusted_clients[i], &a))
+        if (addr_cidr_contains(&c->trusted_clients[i], &a))
             return true;
     }
     return false;

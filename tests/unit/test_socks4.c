@@ -415,6 +415,29 @@ START_TEST(test_reply_null_bound_is_zeros)
 }
 END_TEST
 
+/* The address a BIND reply can name: IPv4 as it is, IPv6 as IPv4 the way SOCKS4 allows. */
+START_TEST(test_local_address_for_a_socks4_reply)
+{
+    static const struct {
+        const char *local, *want;
+    } cases[] = {
+        {"192.0.2.1:80", "192.0.2.1:80"},
+        {"[::ffff:192.0.2.7]:1080", "192.0.2.7:0"},
+        {"[::1]:1080", "127.0.0.1:0"},
+        {"[2001:db8::1]:1080", "0.0.0.0:0"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct addr a;
+        char buf[ADDR_STRLEN];
+
+        ck_assert_int_eq(addr_parse(cases[i].local, 0, &a), 0);
+        socks4_local_address(&a);
+        ck_assert_str_eq(addr_format(&a, buf, sizeof(buf)), cases[i].want);
+    }
+}
+END_TEST
+
 static Suite *socks4_suite(void)
 {
     Suite *s = suite_create("socks4");
@@ -446,6 +469,7 @@ static Suite *socks4_suite(void)
     tcase_add_test(tc, test_reply_ipv4_mapped_bound_fills_port_and_ip);
     tcase_add_test(tc, test_reply_ipv6_bound_is_zeros);
     tcase_add_test(tc, test_reply_null_bound_is_zeros);
+    tcase_add_test(tc, test_local_address_for_a_socks4_reply);
     suite_add_tcase(s, tc);
     return s;
 }
