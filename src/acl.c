@@ -249,24 +249,6 @@ size_t acl_rules_count(const struct acl_rules *rules)
 
 /* --- parsing ----------------------------------------------------------------------------- */
 
-/* Number of comma-separated items in a list, each at least one byte long; 0 if one is empty. */
-static size_t list_count(const char *list)
-{
-    size_t n = 1;
-    const char *s = list;
-
-    if (*s == '\0' || *s == ',')
-        return 0;
-    for (; *s != '\0'; s++) {
-        if (*s != ',')
-            continue;
-        if (s[1] == '\0' || s[1] == ',')
-            return 0;
-        n++;
-    }
-    return n;
-}
-
 /*
  * Split list into its items and hand each, NUL-terminated, to fn. The item buffer holds the
  * longest valid item of any kind; a longer one is passed cut short and marked too_long.
@@ -277,22 +259,14 @@ typedef int (*item_fn)(struct acl_parse *ps, struct acl_rule *r, const char *ite
 
 static int each_item(struct acl_parse *ps, struct acl_rule *r, const char *list, item_fn fn)
 {
-    for (const char *s = list;;) {
-        const char *end = strchr(s, ',');
-        size_t n = end != NULL ? (size_t)(end - s) : strlen(s);
+    while (list != NULL) {
         char item[ACL_ITEM_MAX + 1];
-        bool too_long = n > ACL_ITEM_MAX;
+        size_t n = units_list_next(&list, item, sizeof(item));
 
-        if (too_long)
-            n = ACL_ITEM_MAX;
-        memcpy(item, s, n);
-        item[n] = '\0';
-        if (fn(ps, r, item, too_long) < 0)
+        if (fn(ps, r, item, n > ACL_ITEM_MAX) < 0)
             return -1;
-        if (end == NULL)
-            return 0;
-        s = end + 1;
     }
+    return 0;
 }
 
 static int from_item(struct acl_parse *ps, struct acl_rule *r, const char *item, bool too_long)
@@ -465,20 +439,20 @@ static int parse_listener(struct acl_parse *ps, struct acl_rule *r, const char *
 static int parse_list(struct acl_parse *ps, struct acl_rule *r, enum acl_cond cond,
                       const char *value)
 {
-    size_t n = list_count(value);
+    size_t n = units_list_count(value);
+    bool empty = false, any = false;
 
-    if (n == 0)
-        return acl_fail(ps, "empty item in '%s'", Q(value));
-    for (const char *s = value;;) {
-        const char *end = strchr(s, ',');
-        size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+    for (const char *s = value; s != NULL;) {
+        char item[4];
+        size_t len = units_list_next(&s, item, sizeof(item));
 
-        if (len == 3 && memcmp(s, "any", 3) == 0 && n > 1)
-            return acl_fail(ps, "'any' must stand alone, not in a list ('%s')", Q(value));
-        if (end == NULL)
-            break;
-        s = end + 1;
+        empty = empty || len == 0;
+        any = any || (len == 3 && strcmp(item, "any") == 0);
     }
+    if (empty)
+        return acl_fail(ps, "empty item in '%s'", Q(value));
+    if (any && n > 1)
+        return acl_fail(ps, "'any' must stand alone, not in a list ('%s')", Q(value));
     switch (cond) {
     case COND_FROM:
         r->from = calloc(n, sizeof(*r->from));

@@ -5,13 +5,11 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
@@ -282,47 +280,15 @@ struct auth_users *auth_users_parse(const char *text, const char *name, char *er
 
 struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    size_t len = 0, cap = 4096;
-    char *buf = NULL, *nbuf;
+    size_t len;
+    char *buf = units_read_file(path, AUTH_USERS_MAX_FILE, &len);
     struct auth_users *db;
 
-    if (fd < 0)
-        goto fail;
-    for (;;) {
-        ssize_t r;
-
-        if (buf == NULL || len == cap) {
-            if (buf != NULL)
-                cap *= 2;
-            if (cap > AUTH_USERS_MAX_FILE) {
-                errno = EFBIG;
-                goto fail;
-            }
-            nbuf = realloc(buf, cap);
-            if (nbuf == NULL)
-                goto fail;
-            buf = nbuf;
-        }
-        r = read(fd, buf + len, cap - len);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
+    if (buf == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
     }
-    close(fd);
     db = parse_buf(buf, len, path, err, errlen);
     free(buf);
     return db;
-
-fail:
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    return NULL;
 }

@@ -4,17 +4,13 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <syslog.h>
-#include <unistd.h>
 
 #include "ferry/conf.h"
 #include "ferry/log.h"
@@ -828,17 +824,11 @@ static int kw_trusted_clients(struct parser *p, int argc, char **argv)
     if (argc == 1 && strcmp(argv[0], "none") == 0)
         return 0;
     for (int i = 0; i < argc; i++) {
-        for (const char *s = argv[i];;) {
-            const char *end = strchr(s, ',');
-            size_t n = end != NULL ? (size_t)(end - s) : strlen(s);
-            char item[INET6_ADDRSTRLEN + 8];
+        for (const char *s = argv[i]; s != NULL;) {
+            char item[INET6_ADDRSTRLEN + 8]; /* one cut short cannot be a range: refused below */
 
-            if (n == 0)
+            if (units_list_next(&s, item, sizeof(item)) == 0)
                 return fail(p, "trusted-clients: empty item in '%s'", Q(argv[i]));
-            if (n >= sizeof(item))
-                n = sizeof(item) - 1; /* cut short: cannot be a range, refused below */
-            memcpy(item, s, n);
-            item[n] = '\0';
             if (strcmp(item, "none") == 0)
                 return fail(p, "trusted-clients: 'none' must stand alone");
             if (c->ntrusted_clients == CONF_MAX_TRUSTED)
@@ -846,9 +836,6 @@ static int kw_trusted_clients(struct parser *p, int argc, char **argv)
             if (addr_cidr_parse(item, &c->trusted_clients[c->ntrusted_clients]) < 0)
                 return fail(p, "trusted-clients: '%s' is not an address range", Q(item));
             c->ntrusted_clients++;
-            if (end == NULL)
-                break;
-            s = end + 1;
         }
     }
     return 0;
@@ -1140,62 +1127,13 @@ int conf_parse(struct config *c, const char *text, const char *name, char *err, 
     return r;
 }
 
-/* Whole file into a NUL-terminated buffer; -1 with errno set. */
-static char *read_file(const char *path, size_t *lenp)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    size_t len = 0, cap = 4096;
-    char *buf = NULL;
-    int saved;
-
-    if (fd < 0)
-        return NULL;
-    for (;;) {
-        ssize_t r;
-
-        if (buf == NULL || len + 1 >= cap) {
-            char *nbuf;
-            if (buf != NULL)
-                cap *= 2;
-            if (cap > CONF_MAX_FILE + 2) {
-                errno = EFBIG;
-                goto fail;
-            }
-            nbuf = realloc(buf, cap);
-            if (nbuf == NULL)
-                goto fail;
-            buf = nbuf;
-        }
-        r = read(fd, buf + len, cap - len - 1);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    buf[len] = '\0';
-    *lenp = len;
-    return buf;
-
-fail:
-    saved = errno;
-    free(buf);
-    close(fd);
-    errno = saved;
-    return NULL;
-}
-
 int conf_load(struct config *c, const char *path, char *err, size_t errlen)
 {
     char *text, *dir, *absdir = NULL;
     size_t len;
     int r;
 
-    text = read_file(path, &len);
+    text = units_read_file(path, CONF_MAX_FILE, &len);
     if (text == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         conf_defaults(c);

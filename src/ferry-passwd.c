@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "ferry/auth_users.h"
+#include "ferry/units.h"
 
 /* RFC 1929: PLEN is one byte, so a longer password could never be sent. */
 #define PASSWORD_MAX 255
@@ -173,49 +174,26 @@ static size_t read_password(const char *user, char *pw)
 static char *read_users(const char *path, size_t *lenp, bool *exists, struct stat *st)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap + 1);
+    char *buf;
 
-    if (buf == NULL)
-        die("%s", strerror(errno));
     *exists = fd >= 0;
     if (fd < 0) {
         if (errno != ENOENT)
             die("%s: %s", path, strerror(errno));
+        buf = calloc(1, 1);
+        if (buf == NULL)
+            die("%s", strerror(errno));
         *lenp = 0;
-        buf[0] = '\0';
         return buf;
     }
     if (fstat(fd, st) < 0)
         die("%s: %s", path, strerror(errno));
     if (!S_ISREG(st->st_mode))
         die("%s: not a regular file", path);
-    for (;;) {
-        ssize_t r;
-
-        if (len == cap) {
-            char *nbuf;
-            if (cap >= USERS_FILE_MAX)
-                die("%s: file too large", path);
-            cap *= 2;
-            nbuf = realloc(buf, cap + 1);
-            if (nbuf == NULL)
-                die("%s", strerror(errno));
-            buf = nbuf;
-        }
-        r = read(fd, buf + len, cap - len);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            die("%s: %s", path, strerror(errno));
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
+    buf = units_read_fd(fd, USERS_FILE_MAX, lenp);
+    if (buf == NULL)
+        die("%s: %s", path, errno == EFBIG ? "file too large" : strerror(errno));
     close(fd);
-    buf[len] = '\0';
-    *lenp = len;
     return buf;
 }
 

@@ -1,10 +1,14 @@
-/* Numbers with units (see units.h). */
+/* Numbers with units, lists, quoting and whole files (see units.h). */
 #include "config.h"
 
 #include "ferry/units.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum units_status units_parse_bytes(const char *s, uint64_t max, uint64_t *out)
 {
@@ -66,4 +70,88 @@ const char *units_quote_n(const char *s, size_t n, char *buf, size_t size)
 const char *units_quote(const char *s, char *buf, size_t size)
 {
     return units_quote_n(s, strlen(s), buf, size);
+}
+
+size_t units_list_next(const char **list, char *item, size_t size)
+{
+    const char *s = *list, *end = strchr(s, ',');
+    size_t n = end != NULL ? (size_t)(end - s) : strlen(s);
+    size_t copy = n < size ? n : size - 1;
+
+    memcpy(item, s, copy);
+    item[copy] = '\0';
+    *list = end != NULL ? end + 1 : NULL;
+    return n;
+}
+
+size_t units_list_count(const char *list)
+{
+    size_t n = 1;
+
+    for (; *list != '\0'; list++)
+        n += *list == ',';
+    return n;
+}
+
+char *units_read_fd(int fd, size_t max, size_t *len)
+{
+    size_t have = 0, cap = 4096;
+    char *buf = NULL;
+    int saved;
+
+    for (;;) {
+        ssize_t r;
+
+        if (buf == NULL || have == cap) {
+            char *grown;
+
+            if (buf != NULL && have > max) {
+                errno = EFBIG;
+                goto fail;
+            }
+            if (buf != NULL)
+                cap = cap <= max / 2 ? cap * 2 : max + 1; /* room to see one byte past max */
+            grown = realloc(buf, cap + 1);
+            if (grown == NULL)
+                goto fail;
+            buf = grown;
+        }
+        r = read(fd, buf + have, cap - have);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        have += (size_t)r;
+    }
+    if (have > max) {
+        errno = EFBIG;
+        goto fail;
+    }
+    buf[have] = '\0';
+    *len = have;
+    return buf;
+
+fail:
+    saved = errno;
+    free(buf);
+    errno = saved;
+    return NULL;
+}
+
+char *units_read_file(const char *path, size_t max, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char *buf;
+    int saved;
+
+    if (fd < 0)
+        return NULL;
+    buf = units_read_fd(fd, max, len);
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return buf;
 }
