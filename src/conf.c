@@ -306,57 +306,30 @@ static int kw_users(struct parser *p, int argc, char **argv)
     return 0;
 }
 
-/*
- * "system", or a comma-separated list of IP, IP:PORT, [IPv6], [IPv6]:PORT, stored in the form
- * ares_set_servers_ports_csv reads: "127.0.0.1:5353,[::1]:53".
+/* "system", or a comma-separated list of IP, IP:PORT, [IPv6] or [IPv6]:PORT (port 53 unless given).
  */
 static int kw_resolver(struct parser *p, int argc, char **argv)
 {
+    struct config *c = p->c;
     const char *list = argv[0];
-    char *csv, *out;
-    size_t cap;
 
-    if (strcmp(list, "system") == 0) {
-        p->c->resolver_servers = NULL;
+    if (strcmp(list, "system") == 0)
         return 0;
-    }
-    /* Each server grows by at most the brackets and ":65535". */
-    cap = (strlen(list) + 1) * (ADDR_STRLEN + 1);
-    csv = malloc(cap);
-    if (csv == NULL)
+    c->resolver_servers = calloc(units_list_count(list), sizeof(*c->resolver_servers));
+    if (c->resolver_servers == NULL)
         return fail(p, "resolver: %s", strerror(errno));
-    out = csv;
-    for (const char *s = list;;) {
-        const char *end = strchr(s, ',');
-        size_t n = end != NULL ? (size_t)(end - s) : strlen(s);
+    for (const char *s = list; s != NULL;) {
+        struct addr *a = &c->resolver_servers[c->nresolver_servers];
         char one[ADDR_STRLEN + 8];
-        struct addr a;
+        size_t n = units_list_next(&s, one, sizeof(one));
 
-        if (n == 0) {
-            free(csv);
+        if (n == 0)
             return fail(p, "resolver: empty server in '%s'", Q(list));
-        }
-        if (n >= sizeof(one)) {
-            memcpy(one, s, sizeof(one) - 1);
-            one[sizeof(one) - 1] = '\0';
-        } else {
-            memcpy(one, s, n);
-            one[n] = '\0';
-        }
-        if (n >= sizeof(one) || addr_parse(one, 53, &a) < 0 || addr_port(&a) == 0) {
-            free(csv);
+        if (n >= sizeof(one) || addr_parse(one, 53, a) < 0 || addr_port(a) == 0)
             return fail(p, "resolver: '%s' is not a server address (IP, IP:PORT or [IPv6]:PORT)",
                         Q(one));
-        }
-        if (out != csv)
-            *out++ = ',';
-        addr_format(&a, out, cap - (size_t)(out - csv));
-        out += strlen(out);
-        if (end == NULL)
-            break;
-        s = end + 1;
+        c->nresolver_servers++;
     }
-    p->c->resolver_servers = csv;
     return 0;
 }
 
@@ -969,6 +942,7 @@ void conf_defaults(struct config *c)
     c->nmethods = 1;
     c->users_file = NULL;
     c->resolver_servers = NULL;
+    c->nresolver_servers = 0;
     c->resolver_timeout = 2;
     c->resolver_tries = 2;
     c->timeout_negotiate = 10;
@@ -1017,6 +991,7 @@ void conf_release(struct config *c)
     acl_rules_free(c->request_rules);
     c->users_file = NULL;
     c->resolver_servers = NULL;
+    c->nresolver_servers = 0;
     c->client_rules = NULL;
     c->request_rules = NULL;
 }

@@ -108,19 +108,20 @@ static unsigned workers_wanted(const struct config *cfg)
 static void warn_restart_settings(const struct config *old, const struct config *new)
 {
     bool listen_same = old->nlisten == new->nlisten;
-    const char *a = old->resolver_servers, *b = new->resolver_servers;
+    bool servers_same = old->nresolver_servers == new->nresolver_servers;
 
     for (size_t i = 0; listen_same && i < old->nlisten; i++)
         listen_same = addr_equal(&old->listen[i], &new->listen[i]) &&
                       addr_equal(&old->listen_advertise[i], &new->listen_advertise[i]);
+    for (size_t i = 0; servers_same && i < old->nresolver_servers; i++)
+        servers_same = addr_equal(&old->resolver_servers[i], &new->resolver_servers[i]);
     if (!listen_same)
         log_warn("reload: listen lines changed; they take effect at the next restart");
     if (old->workers != new->workers)
         log_warn("reload: workers changed; it takes effect at the next restart");
     if (old->auth_threads != new->auth_threads)
         log_warn("reload: auth-threads changed; it takes effect at the next restart");
-    if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0) ||
-        old->resolver_timeout != new->resolver_timeout ||
+    if (!servers_same || old->resolver_timeout != new->resolver_timeout ||
         old->resolver_tries != new->resolver_tries)
         log_warn("reload: resolver settings changed; they take effect at the next restart");
     if (old->log_target != new->log_target || old->syslog_facility != new->syslog_facility)

@@ -526,65 +526,30 @@ static void on_ares_answer(void *arg, int status, int timeouts, struct ares_addr
 
 /* ---- public --------------------------------------------------------------------------------- */
 
-/*
- * Parse "ip[:port],[ip6]:port,..." entry by entry with addr_parse (c-ares 1.18 alone takes port
- * 99999 or an empty list, and refuses "[::1]"), then give c-ares the list in canonical form.
- */
-static int set_servers(struct resolver *r, const char *servers, char *err, size_t errlen)
+/* The servers in the text form c-ares reads: "127.0.0.1:5353,[::1]:53". */
+static int set_servers(struct resolver *r, const struct addr *servers, size_t n, char *err,
+                       size_t errlen)
 {
-    size_t entries = 1, out = 0, cap;
-    const char *p = servers;
-    char *csv;
+    size_t cap = n * (ADDR_STRLEN + 1), out = 0;
+    char *csv = malloc(cap);
     int rc;
 
-    for (const char *c = servers; *c != '\0'; c++)
-        entries += *c == ',';
-    cap = entries * (ADDR_STRLEN + 1);
-    csv = malloc(cap);
     if (csv == NULL) {
         if (err != NULL && errlen > 0)
             snprintf(err, errlen, "resolver: out of memory");
         return -1;
     }
-    for (size_t i = 0; i < entries; i++) {
-        char entry[ADDR_STRLEN + 8];
-        const char *end = strchr(p, ',');
-        size_t n;
-        struct addr a;
-
-        if (end == NULL)
-            end = p + strlen(p);
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        n = (size_t)(end - p);
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
-        if (n > 0 && n < sizeof(entry)) {
-            memcpy(entry, p, n);
-            entry[n] = '\0';
-        }
-        if (n == 0 || n >= sizeof(entry) || addr_parse(entry, 53, &a) < 0 || addr_port(&a) == 0) {
-            if (err != NULL && errlen > 0)
-                snprintf(err, errlen, "resolver: bad DNS server \"%.*s\" in \"%s\"", (int)n, p,
-                         servers);
-            free(csv);
-            return -1;
-        }
+    for (size_t i = 0; i < n; i++) {
         if (out > 0)
             csv[out++] = ',';
-        addr_format(&a, csv + out, cap - out);
+        addr_format(&servers[i], csv + out, cap - out);
         out += strlen(csv + out);
-        p = *end == ',' ? end + 1 : end;
     }
     rc = ares_set_servers_ports_csv(r->channel, csv);
+    if (rc != ARES_SUCCESS && err != NULL && errlen > 0)
+        snprintf(err, errlen, "resolver: bad DNS server list \"%s\": %s", csv, ares_strerror(rc));
     free(csv);
-    if (rc != ARES_SUCCESS) {
-        if (err != NULL && errlen > 0)
-            snprintf(err, errlen, "resolver: bad DNS server list \"%s\": %s", servers,
-                     ares_strerror(rc));
-        return -1;
-    }
-    return 0;
+    return rc == ARES_SUCCESS ? 0 : -1;
 }
 
 static int library_status = ARES_SUCCESS;
@@ -662,7 +627,7 @@ struct resolver *resolver_new(struct ev_loop *loop, const struct resolver_option
         goto fail;
     }
     r->channel_ok = true;
-    if (opt->servers != NULL && set_servers(r, opt->servers, err, errlen) < 0)
+    if (opt->nservers > 0 && set_servers(r, opt->servers, opt->nservers, err, errlen) < 0)
         goto fail;
     return r;
 

@@ -171,6 +171,7 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
     const struct config *cfg = &snap->config;
     struct resolver_options ropt = {
         .servers = cfg->resolver_servers,
+        .nservers = cfg->nresolver_servers,
         .timeout = cfg->resolver_timeout,
         .tries = cfg->resolver_tries,
         .cache_size = RESOLVER_CACHE_SIZE,

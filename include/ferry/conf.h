@@ -35,9 +35,10 @@ struct config {
     size_t nmethods;
     char *users_file; /* users PATH; required when password is a method */
 
-    char *resolver_servers;  /* resolver system | LIST; NULL means system */
-    double resolver_timeout; /* resolver timeout DURATION: first try of a DNS query */
-    int resolver_tries;      /* resolver tries N */
+    struct addr *resolver_servers; /* resolver system | LIST: servers with their ports (53 */
+    size_t nresolver_servers;      /* unless given); none (NULL, 0) means system */
+    double resolver_timeout;       /* resolver timeout DURATION: first try of a DNS query */
+    int resolver_tries;            /* resolver tries N */
 
     double timeout_negotiate; /* timeout negotiate DURATION (default 10 s) */
     double timeout_resolve;   /* timeout resolve DURATION (default 10 s) */

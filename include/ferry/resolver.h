@@ -28,12 +28,13 @@ struct resolver_result {
 };
 
 struct resolver_options {
-    const char *servers; /* "ip[:port],[ip6]:port,..." or NULL for the system's resolv.conf */
-    double timeout;      /* seconds for the first try of a query (c-ares backs off after) */
-    int tries;           /* attempts per server */
-    size_t cache_size;   /* entries; 0 disables the cache */
-    double negative_ttl; /* seconds to remember NXDOMAIN/NODATA */
-    double max_ttl;      /* upper bound on any cached TTL */
+    const struct addr *servers; /* DNS servers with their ports (conf.h parses the list), */
+    size_t nservers;            /* or none: the system's resolv.conf */
+    double timeout;             /* seconds for the first try of a query (c-ares backs off after) */
+    int tries;                  /* attempts per server */
+    size_t cache_size;          /* entries; 0 disables the cache */
+    double negative_ttl;        /* seconds to remember NXDOMAIN/NODATA */
+    double max_ttl;             /* upper bound on any cached TTL */
 };
 
 struct resolver;
@@ -42,7 +43,7 @@ struct resolver_query;
 /* Called once per lookup that was not cancelled, always from the loop, never re-entrantly. */
 typedef void (*resolver_cb)(const struct resolver_result *res, void *arg);
 
-/* Returns NULL and writes a message into err on failure (bad server list, c-ares init). */
+/* Returns NULL and writes a message into err on failure (servers refused, c-ares init). */
 struct resolver *resolver_new(struct ev_loop *loop, const struct resolver_options *opt, char *err,
                               size_t errlen);
 

@@ -13,22 +13,6 @@
 
 #define FUZZ_CONF_NAME "fuzz.conf"
 
-/* Every server of the c-ares CSV list reads back as an address with a port. */
-static void check_servers(const char *csv)
-{
-    char *copy = fuzz_strdup((const uint8_t *)csv, strlen(csv));
-
-    for (char *s = copy, *next; s != NULL; s = next) {
-        struct addr a;
-
-        next = strchr(s, ',');
-        if (next != NULL)
-            *next++ = '\0';
-        FUZZ_CHECK(addr_parse(s, 0, &a) == 0 && addr_port(&a) != 0);
-    }
-    free(copy);
-}
-
 static void check_config(const struct config *c, const char *text)
 {
     bool noauth = false;
@@ -49,8 +33,11 @@ static void check_config(const struct config *c, const char *text)
     /* No directory in the file name: the users path is kept as written. */
     if (c->users_file != NULL)
         FUZZ_CHECK(c->users_file[0] != '\0' && strstr(text, c->users_file) != NULL);
-    if (c->resolver_servers != NULL)
-        check_servers(c->resolver_servers);
+    FUZZ_CHECK((c->resolver_servers == NULL) == (c->nresolver_servers == 0));
+    for (size_t i = 0; i < c->nresolver_servers; i++)
+        FUZZ_CHECK((addr_family(&c->resolver_servers[i]) == AF_INET ||
+                    addr_family(&c->resolver_servers[i]) == AF_INET6) &&
+                   addr_port(&c->resolver_servers[i]) != 0);
     FUZZ_CHECK(c->resolver_timeout > 0 && c->resolver_timeout <= 1e9);
     FUZZ_CHECK(c->resolver_tries >= 1 && c->resolver_tries <= 10);
     FUZZ_CHECK(c->timeout_negotiate > 0 && c->timeout_resolve > 0 && c->timeout_connect > 0 &&

@@ -306,21 +306,48 @@ START_TEST(test_users_errors)
 }
 END_TEST
 
+/* The resolver servers of c as "ADDR:PORT,..." text. */
+static const char *servers_text(const struct config *c)
+{
+    static char buf[512];
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < c->nresolver_servers; i++) {
+        ck_assert_uint_lt(n + ADDR_STRLEN + 1, sizeof(buf));
+        if (i > 0)
+            buf[n++] = ',';
+        addr_format(&c->resolver_servers[i], buf + n, sizeof(buf) - n);
+        n += strlen(buf + n);
+    }
+    return buf;
+}
+
 START_TEST(test_resolver_system_and_lists)
 {
+    static const struct {
+        const char *list, *servers;
+    } lists[] = {
+        {"127.0.0.1:5353,[::1],192.0.2.1,[2001:db8::1]:5300",
+         "127.0.0.1:5353,[::1]:53,192.0.2.1:53,[2001:db8::1]:5300"},
+        {"127.0.0.1", "127.0.0.1:53"},
+        {"::1", "[::1]:53"},
+        {"[::1]:5353", "[::1]:5353"},
+    };
     struct config c;
+    char text[128];
 
     parse_ok(&c, "resolver system\n");
     ck_assert_ptr_null(c.resolver_servers);
+    ck_assert_uint_eq(c.nresolver_servers, 0);
     conf_release(&c);
 
-    parse_ok(&c, "resolver 127.0.0.1:5353,[::1],192.0.2.1,[2001:db8::1]:5300\n");
-    ck_assert_str_eq(c.resolver_servers, "127.0.0.1:5353,[::1]:53,192.0.2.1:53,[2001:db8::1]:5300");
-    conf_release(&c);
-
-    parse_ok(&c, "resolver 127.0.0.1\n");
-    ck_assert_str_eq(c.resolver_servers, "127.0.0.1:53");
-    conf_release(&c);
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        snprintf(text, sizeof(text), "resolver %s\n", lists[i].list);
+        parse_ok(&c, text);
+        ck_assert_str_eq(servers_text(&c), lists[i].servers);
+        conf_release(&c);
+    }
 }
 END_TEST
 
@@ -329,6 +356,11 @@ START_TEST(test_resolver_errors)
     parse_err("resolver\n", "t.conf:1: resolver: missing 'system' or SERVER[,SERVER...]");
     parse_err("resolver 127.0.0.1,,::1\n", "t.conf:1: resolver: empty server in '127.0.0.1,,::1'");
     parse_err("resolver 127.0.0.1,\n", "t.conf:1: resolver: empty server in '127.0.0.1,'");
+    parse_err("resolver ,127.0.0.1\n", "t.conf:1: resolver: empty server in ',127.0.0.1'");
+    parse_err("resolver 127.0.0.1:99999\n", "t.conf:1: resolver: '127.0.0.1:99999' is not a "
+                                            "server address (IP, IP:PORT or [IPv6]:PORT)");
+    parse_err("resolver [::1\n",
+              "t.conf:1: resolver: '[::1' is not a server address (IP, IP:PORT or [IPv6]:PORT)");
     parse_err("resolver dns.example\n", "t.conf:1: resolver: 'dns.example' is not a server "
                                         "address (IP, IP:PORT or [IPv6]:PORT)");
     parse_err("resolver 127.0.0.1:0\n", "t.conf:1: resolver: '127.0.0.1:0' is not a server "
@@ -978,7 +1010,7 @@ START_TEST(test_a_full_config)
     ck_assert(c.timeout_udp == 60);
     ck_assert(c.timeout_bind == 30);
     ck_assert(c.bind_any_peer);
-    ck_assert_str_eq(c.resolver_servers, "127.0.0.1:5353");
+    ck_assert_str_eq(servers_text(&c), "127.0.0.1:5353");
     ck_assert_int_eq(c.resolver_tries, 3);
     ck_assert(c.timeout_negotiate == 5);
     ck_assert(c.timeout_resolve == 10);

@@ -277,7 +277,7 @@ static struct config cfg;
 static void setup(void)
 {
     struct resolver_options opt;
-    char servers[64], err[256] = "";
+    char err[256] = "";
 
     ck_assert_int_ge(sodium_init(), 0);
     loop = ev_loop_new(EVFLAG_AUTO);
@@ -294,9 +294,9 @@ static void setup(void)
 
     /* No resolver cache: every lookup reaches the DNS server, so the association's own cache
      * of names shows in the query count. */
-    snprintf(servers, sizeof(servers), "127.0.0.1:%u", (unsigned)addr_port(&dns.addr));
     memset(&opt, 0, sizeof(opt));
-    opt.servers = servers;
+    opt.servers = &dns.addr;
+    opt.nservers = 1;
     opt.timeout = 0.5;
     opt.tries = 1;
     opt.cache_size = 0;
