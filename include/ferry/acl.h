@@ -1,7 +1,7 @@
 /*
  * Access rules: ordered first-match client rules (checked at accept) and request rules
- * (checked per request, per resolved address and per UDP datagram), plus the table of
- * special-purpose destinations blocked by default. Pure: no I/O, no globals.
+ * (checked per request, per resolved address and per UDP datagram). Pure: no I/O, no globals.
+ * The special-purpose destinations blocked by default are policy.h's.
  */
 #ifndef FERRY_ACL_H
 #define FERRY_ACL_H
@@ -88,13 +88,5 @@ struct acl_result acl_check_client(const struct acl_rules *rules, const struct a
  * answers NEED_ADDRESS while req->dest is NULL. No match: pass for an empty set, else block.
  */
 struct acl_result acl_check_request(const struct acl_rules *rules, const struct acl_request *req);
-
-/*
- * True when a is a special-purpose address blocked by default: loopback, RFC 1918, CGNAT
- * 100.64/10, link-local (169.254/16, fe80::/10), ULA fc00::/7, multicast, 0.0.0.0/8, the
- * unspecified and reserved ranges, and IPv4-mapped, IPv4-compatible and NAT64 (64:ff9b::/96,
- * 64:ff9b:1::/48) forms of the IPv4 ones.
- */
-bool acl_is_special_destination(const struct addr *a);
 
 #endif

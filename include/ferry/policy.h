@@ -38,4 +38,12 @@ struct policy_decision policy_check_request(const struct config *cfg,
 /* True when client is in trusted-clients. */
 bool policy_client_trusted(const struct config *cfg, const struct addr *client);
 
+/*
+ * True when a is a special-purpose address blocked by default: loopback, RFC 1918, CGNAT
+ * 100.64/10, link-local (169.254/16, fe80::/10), ULA fc00::/7, multicast, 0.0.0.0/8, the
+ * unspecified and reserved ranges, and IPv4-mapped, IPv4-compatible, NAT64 (64:ff9b::/96,
+ * 64:ff9b:1::/48) and 6to4 forms of the IPv4 ones. Any other family, and NULL, too.
+ */
+bool policy_is_special_destination(const struct addr *a);
+
 #endif

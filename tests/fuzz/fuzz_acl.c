@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "ferry/acl.h"
+#include "ferry/policy.h"
 #include "fuzz.h"
 
 #define ACL_PREFIX 54
@@ -181,8 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     make_addr(&client, head[0] & F_CLIENT_V6, head + 6, 0);
     make_addr(&dest, head[0] & F_DEST_V6, head + 22, (uint16_t)(head[2] << 8 | head[3]));
     make_addr(&listener, head[0] & F_LISTENER_V6, head + 38, (uint16_t)(head[4] << 8 | head[5]));
-    (void)acl_is_special_destination(&client);
-    (void)acl_is_special_destination(&dest);
+    (void)policy_is_special_destination(&client);
+    (void)policy_is_special_destination(&dest);
 
     res = acl_check_client(client_set.rules, (head[0] & F_CLIENT_KNOWN) ? &client : NULL,
                            (head[0] & F_LISTENER_KNOWN) ? &listener : NULL);

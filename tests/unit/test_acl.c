@@ -1,4 +1,4 @@
-/* Unit tests for the access rules: parsing, first-match checks and the special-address table. */
+/* Unit tests for the access rules: parsing and first-match checks. */
 #include "config.h"
 
 #include <check.h>
@@ -599,123 +599,6 @@ START_TEST(test_ipv6_ranges_do_not_contain_ipv4_addresses)
 }
 END_TEST
 
-/* --- the special-destination table -------------------------------------------------------- */
-
-static bool special(const char *text)
-{
-    struct addr a = ip(text);
-    return acl_is_special_destination(&a);
-}
-
-/* Each range at its first and last address, and its neighbours when those are ordinary. */
-static const struct {
-    const char *first, *last, *below, *above;
-} special_ranges[] = {
-    {"0.0.0.0", "0.255.255.255", NULL, "1.0.0.0"},
-    {"10.0.0.0", "10.255.255.255", "9.255.255.255", "11.0.0.0"},
-    {"100.64.0.0", "100.127.255.255", "100.63.255.255", "100.128.0.0"},
-    {"127.0.0.0", "127.255.255.255", "126.255.255.255", "128.0.0.0"},
-    {"169.254.0.0", "169.254.255.255", "169.253.255.255", "169.255.0.0"},
-    {"172.16.0.0", "172.31.255.255", "172.15.255.255", "172.32.0.0"},
-    {"192.0.0.0", "192.0.0.255", "191.255.255.255", "192.0.1.0"},
-    {"192.168.0.0", "192.168.255.255", "192.167.255.255", "192.169.0.0"},
-    {"198.18.0.0", "198.19.255.255", "198.17.255.255", "198.20.0.0"},
-    {"224.0.0.0", "239.255.255.255", "223.255.255.255", NULL /* 240/4 */},
-    {"240.0.0.0", "255.255.255.255", NULL /* 224/4 */, NULL},
-    {"::", "::", NULL, NULL /* ::/96 holds 0.0.0.0/8 */},
-    {"::1", "::1", NULL, NULL},
-    {"fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-     NULL /* fec0::/10 */},
-    {"fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", NULL, NULL /* ff00::/8 */},
-    {"fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-     "fe00::"},
-    {"ff00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", NULL, NULL},
-};
-
-START_TEST(test_special_ranges_first_last_and_just_outside)
-{
-    size_t i = (size_t)_i;
-
-    ck_assert_msg(special(special_ranges[i].first), "%s", special_ranges[i].first);
-    ck_assert_msg(special(special_ranges[i].last), "%s", special_ranges[i].last);
-    if (special_ranges[i].below != NULL)
-        ck_assert_msg(!special(special_ranges[i].below), "%s", special_ranges[i].below);
-    if (special_ranges[i].above != NULL)
-        ck_assert_msg(!special(special_ranges[i].above), "%s", special_ranges[i].above);
-}
-END_TEST
-
-START_TEST(test_special_well_known_targets)
-{
-    ck_assert(special("169.254.169.254")); /* cloud metadata */
-    ck_assert(special("255.255.255.255")); /* limited broadcast */
-    ck_assert(special("127.0.0.1"));
-    ck_assert(special("127.0.0.2"));
-    ck_assert(special("0.0.0.0"));
-    ck_assert(special("fd00::1"));
-    ck_assert(special("fe80::1"));
-    ck_assert(special("ff02::1"));
-}
-END_TEST
-
-START_TEST(test_special_embedded_ipv4_forms)
-{
-    /* IPv4-mapped */
-    ck_assert(special("::ffff:127.0.0.1"));
-    ck_assert(special("::ffff:10.0.0.1"));
-    ck_assert(special("::ffff:169.254.169.254"));
-    ck_assert(special("::ffff:0.0.0.0"));
-    ck_assert(special("::ffff:255.255.255.255"));
-    ck_assert(!special("::ffff:8.8.8.8"));
-    ck_assert(!special("::ffff:128.0.0.0"));
-    /* IPv4-compatible (deprecated, RFC 4291 section 2.5.5.1) */
-    ck_assert(special("::127.0.0.1"));
-    ck_assert(special("::192.168.1.1"));
-    ck_assert(special("::0.0.0.2"));
-    ck_assert(!special("::8.8.8.8"));
-    /* NAT64 well-known prefix (RFC 6052) */
-    ck_assert(special("64:ff9b::127.0.0.1"));
-    ck_assert(special("64:ff9b::a9fe:a9fe"));
-    ck_assert(special("64:ff9b::172.16.0.1"));
-    ck_assert(!special("64:ff9b::8.8.8.8"));
-    ck_assert(!special("64:ff9b::1:7f00:1")); /* outside the /96: the last 32 bits are public */
-    /* NAT64 local-use prefix (RFC 8215): the last 32 bits */
-    ck_assert(special("64:ff9b:1::10.0.0.1"));
-    ck_assert(special("64:ff9b:1:ffff::127.0.0.1"));
-    ck_assert(!special("64:ff9b:1::8.8.8.8"));
-    ck_assert(!special("64:ff9b:2::127.0.0.1"));
-    /* 6to4 (RFC 3056): the IPv4 address in bits 16..47 */
-    ck_assert(special("2002:7f00:1::"));
-    ck_assert(special("2002:a9fe:a9fe::1"));
-    ck_assert(special("2002:c0a8:101:1::1"));
-    ck_assert(!special("2002:808:808::1"));
-    ck_assert(!special("2003:7f00:1::"));
-}
-END_TEST
-
-START_TEST(test_public_addresses_are_not_special)
-{
-    ck_assert(!special("8.8.8.8"));
-    ck_assert(!special("1.1.1.1"));
-    ck_assert(!special("192.0.2.1"));   /* documentation, not in the table */
-    ck_assert(!special("203.0.113.5")); /* documentation, not in the table */
-    ck_assert(!special("2001:4860::8888"));
-    ck_assert(!special("2001:4860:4860::8888"));
-    ck_assert(!special("2606:4700:4700::1111"));
-    ck_assert(!special("2001:db8::1"));
-}
-END_TEST
-
-START_TEST(test_special_other_family_and_null)
-{
-    struct addr a;
-
-    memset(&a, 0, sizeof(a));
-    ck_assert(acl_is_special_destination(&a));
-    ck_assert(acl_is_special_destination(NULL));
-}
-END_TEST
-
 /* --- parse errors ------------------------------------------------------------------------- */
 
 START_TEST(test_parse_error_messages)
@@ -967,12 +850,6 @@ static Suite *acl_suite(void)
     tcase_add_test(tc, test_ipv4_address_matches_mapped_range);
     tcase_add_test(tc, test_mapped_destination_matches_ipv4_range);
     tcase_add_test(tc, test_ipv6_ranges_do_not_contain_ipv4_addresses);
-    tcase_add_loop_test(tc, test_special_ranges_first_last_and_just_outside, 0,
-                        (int)(sizeof(special_ranges) / sizeof(special_ranges[0])));
-    tcase_add_test(tc, test_special_well_known_targets);
-    tcase_add_test(tc, test_special_embedded_ipv4_forms);
-    tcase_add_test(tc, test_public_addresses_are_not_special);
-    tcase_add_test(tc, test_special_other_family_and_null);
     tcase_add_test(tc, test_parse_error_messages);
     tcase_add_test(tc, test_missing_action);
     tcase_add_test(tc, test_host_name_syntax);
