@@ -3,6 +3,7 @@
 
 #include "ferry/limits.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,4 +472,224 @@ void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double
     quota_roll(e, period, now);
     e->quota_used += n;
     pthread_mutex_unlock(&l->lock);
+}
+
+/* --- a session's hold -------------------------------------------------------------------- */
+
+bool limits_hold_begin(struct limit_hold *h, struct limits *l, struct limit *client,
+                       const struct limit_hold_caps *caps)
+{
+    unsigned per_client = caps->per_client;
+    unsigned client_cap = per_client > 0 ? per_client + caps->client_margin : 0;
+    bool ok = false;
+
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_lock(&l->lock);
+    if (l->total < caps->max_total + caps->total_margin &&
+        (client_cap == 0 || client->sessions < client_cap)) {
+        l->total++;
+        client->sessions++;
+        ok = true;
+        if (l->total > caps->max_total)
+            h->refused = LIMIT_TOTAL;
+        else if (per_client > 0 && client->sessions > per_client)
+            h->refused = LIMIT_CLIENT;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (!ok) {
+        limits_release(l, client);
+        return false;
+    }
+    h->limits = l;
+    h->client = client;
+    h->client_rate = caps->client_rate;
+    h->user_rate = caps->user_rate;
+    h->quota = caps->quota;
+    h->quota_period = caps->quota_period;
+    return true;
+}
+
+int limits_hold_user(struct limit_hold *h, const char *user, unsigned per_user)
+{
+    struct limits *l = h->limits;
+
+    h->user = limits_user(l, user);
+    if (h->user == NULL)
+        return -1;
+    pthread_mutex_lock(&l->lock);
+    h->user->sessions++;
+    if (per_user > 0 && h->user->sessions > per_user && h->refused == LIMIT_OK)
+        h->refused = LIMIT_USER;
+    pthread_mutex_unlock(&l->lock);
+    return 0;
+}
+
+enum limit_refusal limits_hold_check(struct limit_hold *h, double now)
+{
+    if (h->refused == LIMIT_OK && h->user != NULL &&
+        limits_quota_left(h->limits, h->user, h->quota, h->quota_period, now) == 0)
+        h->refused = LIMIT_QUOTA;
+    return h->refused;
+}
+
+int limits_hold_rule(struct limit_hold *h, unsigned generation, unsigned rule,
+                     unsigned max_sessions, uint64_t bandwidth)
+{
+    if (h->rule != NULL || (max_sessions == 0 && bandwidth == 0))
+        return 0;
+    h->rule = limits_rule(h->limits, generation, rule);
+    if (h->rule == NULL)
+        return -1;
+    if (!limits_session_enter(h->limits, h->rule, max_sessions)) {
+        h->refused = LIMIT_RULE;
+        return 1;
+    }
+    h->rule_counted = true;
+    if (bandwidth > 0) {
+        h->rule_rate.rate = (double)bandwidth;
+        h->rule_rate.burst = (double)bandwidth / 10 > 16384 ? (double)bandwidth / 10 : 16384;
+    }
+    return 0;
+}
+
+bool limits_hold_udp(struct limit_hold *h, unsigned max_total, unsigned max_per_client)
+{
+    struct limits *l = h->limits;
+    bool ok;
+
+    if (h->udp_counted)
+        return true;
+    pthread_mutex_lock(&l->lock);
+    ok = (max_total == 0 || l->udp_total < max_total) &&
+         (max_per_client == 0 || h->client->udp < max_per_client);
+    if (ok) {
+        l->udp_total++;
+        h->client->udp++;
+    }
+    pthread_mutex_unlock(&l->lock);
+    h->udp_counted = ok;
+    return ok;
+}
+
+bool limits_hold_auth_allowed(struct limit_hold *h, const struct limit_rate *r, double now)
+{
+    return limits_auth_allowed(h->limits, h->client, r, now);
+}
+
+void limits_hold_auth_failed(struct limit_hold *h, const struct limit_rate *r, double now)
+{
+    limits_auth_failed(h->limits, h->client, r, now);
+}
+
+bool limits_hold_throttled(const struct limit_hold *h)
+{
+    return h->client_rate->rate > 0 || h->rule_rate.rate > 0 ||
+           (h->user != NULL && (h->user_rate->rate > 0 || h->quota > 0));
+}
+
+/* One bucket's share of *allowed (see limits_bandwidth_allow). Caller holds the lock. */
+static bool bucket_allow(struct bucket *b, const struct limit_rate *r, size_t *allowed,
+                         size_t min, double now, double *wait)
+{
+    if (r->rate <= 0)
+        return true;
+    if ((double)min > r->burst)
+        min = (size_t)r->burst;
+    if (min == 0)
+        min = 1;
+    bucket_refill(b, r, now);
+    if (b->tokens < (double)min) {
+        *wait = ((double)min - b->tokens) / r->rate;
+        return false;
+    }
+    if (b->tokens < (double)*allowed)
+        *allowed = (size_t)b->tokens;
+    return true;
+}
+
+ssize_t limits_hold_allow(struct limit_hold *h, enum limit_dir dir, size_t want, size_t min,
+                          double now, double *wait)
+{
+    struct limits *l = h->limits;
+    size_t allowed = want;
+    ssize_t ret;
+
+    *wait = 0;
+    pthread_mutex_lock(&l->lock);
+    if (!bucket_allow(&h->client->bandwidth[dir], h->client_rate, &allowed, min, now, wait) ||
+        (h->user != NULL &&
+         !bucket_allow(&h->user->bandwidth[dir], h->user_rate, &allowed, min, now, wait)) ||
+        (h->rule != NULL &&
+         !bucket_allow(&h->rule->bandwidth[dir], &h->rule_rate, &allowed, min, now, wait))) {
+        ret = 0;
+    } else if (h->user != NULL && h->quota > 0) {
+        uint64_t left;
+
+        quota_roll(h->user, h->quota_period, now);
+        left = h->user->quota_used < h->quota ? h->quota - h->user->quota_used : 0;
+        if (left < allowed)
+            allowed = (size_t)left;
+        ret = left == 0 ? -1 : (ssize_t)allowed;
+    } else {
+        ret = (ssize_t)allowed;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (ret < 0)
+        errno = EDQUOT;
+    return ret;
+}
+
+/* Take n bytes from a bucket (sessions on several workers may overdraw: that is debt). */
+static void bucket_take(struct bucket *b, const struct limit_rate *r, size_t n, double now)
+{
+    if (r->rate <= 0)
+        return;
+    bucket_refill(b, r, now);
+    b->tokens -= (double)n;
+}
+
+void limits_hold_used(struct limit_hold *h, enum limit_dir dir, size_t n, double now)
+{
+    struct limits *l = h->limits;
+
+    pthread_mutex_lock(&l->lock);
+    bucket_take(&h->client->bandwidth[dir], h->client_rate, n, now);
+    if (h->rule != NULL)
+        bucket_take(&h->rule->bandwidth[dir], &h->rule_rate, n, now);
+    if (h->user != NULL) {
+        bucket_take(&h->user->bandwidth[dir], h->user_rate, n, now);
+        if (h->quota > 0) {
+            quota_roll(h->user, h->quota_period, now);
+            h->user->quota_used += n;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+void limits_hold_release(struct limit_hold *h)
+{
+    struct limits *l = h->limits;
+
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&l->lock);
+    if (h->udp_counted) {
+        if (h->client->udp > 0)
+            h->client->udp--;
+        if (l->udp_total > 0)
+            l->udp_total--;
+    }
+    if (h->user != NULL && h->user->sessions > 0)
+        h->user->sessions--;
+    if (h->rule_counted && h->rule->sessions > 0)
+        h->rule->sessions--;
+    if (h->client->sessions > 0)
+        h->client->sessions--;
+    if (l->total > 0)
+        l->total--;
+    pthread_mutex_unlock(&l->lock);
+    limits_release(l, h->user);
+    limits_release(l, h->rule);
+    limits_release(l, h->client);
+    h->limits = NULL;
 }

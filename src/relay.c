@@ -594,25 +594,26 @@ static void resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
     relay_step(r, i == RELAY_UP, i == RELAY_DOWN);
 }
 
-struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, struct ev_io *client_io,
-                          int target_fd, enum relay_mode mode, const uint8_t *early,
-                          size_t early_len, bool client_eof, const struct relay_throttle *throttle,
-                          relay_done_cb cb, void *arg)
+struct relay *relay_start(const struct relay_params *p)
 {
+    struct ev_loop *loop = p->loop;
+    struct ev_io *client_io = p->client_io;
+    enum relay_mode mode = p->mode;
+    size_t early_len = p->early_len;
     struct relay *r = calloc(1, sizeof(*r));
 
     if (r == NULL)
         return NULL;
     r->loop = loop;
-    r->pool = pool;
-    r->cb = cb;
-    r->arg = arg;
+    r->pool = p->pool;
+    r->cb = p->cb;
+    r->arg = p->arg;
     r->mode = (uint8_t)mode;
     r->last_activity = ev_now(loop);
     ev_io_stop(loop, client_io);
     ev_set_cb(client_io, io_cb);
     ev_io_modify(client_io, EV_READ);
-    ev_io_init(&r->target_io, io_cb, target_fd, EV_READ);
+    ev_io_init(&r->target_io, io_cb, p->target_fd, EV_READ);
     r->io[RELAY_UP] = client_io;
     r->io[RELAY_DOWN] = &r->target_io;
     client_io->data = r->target_io.data = r;
@@ -624,11 +625,11 @@ struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, struct 
         d->splice = mode == RELAY_SPLICE;
         d->want_read = true;
     }
-    if (throttle != NULL) {
+    if (p->throttle != NULL) {
         r->pause = calloc(1, sizeof(*r->pause));
         if (r->pause == NULL)
             goto fail;
-        r->pause->throttle = *throttle;
+        r->pause->throttle = *p->throttle;
         for (int i = 0; i < 2; i++) {
             ev_timer_init(&r->pause->resume[i], resume_cb, 0., 0.);
             r->pause->resume[i].data = r;
@@ -638,15 +639,15 @@ struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, struct 
         /* Bytes the client sent with its request go out first, whatever the mode. */
         struct relay_dir *up = &r->dir[RELAY_UP];
 
-        if (early_len > RELAY_CHUNK || (up->buf = buf_take(pool)) == NULL)
+        if (early_len > RELAY_CHUNK || (up->buf = buf_take(p->pool)) == NULL)
             goto fail;
-        memcpy(up->buf, early, early_len);
+        memcpy(up->buf, p->early, early_len);
         up->buf_len = (uint32_t)early_len;
         up->want_read = false;
         up->want_write = true;
     }
-    r->dir[RELAY_UP].eof = client_eof;
-    if (client_eof) {
+    r->dir[RELAY_UP].eof = p->client_eof;
+    if (p->client_eof) {
         r->dir[RELAY_UP].want_read = false;
         r->dir[RELAY_UP].want_write = true; /* pass the EOF on once writable */
     }

@@ -48,7 +48,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ferry/conf.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
 #include "ferry/resolver.h"
@@ -754,7 +753,7 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
     a->loop = p->loop;
     a->resolver = p->resolver;
     a->batch = p->batch;
-    a->any_sender = p->config != NULL && p->config->udp_any_sender;
+    a->any_sender = p->any_sender;
     a->policy = p->policy;
     a->policy_arg = p->policy_arg;
     a->client = p->client;
@@ -775,8 +774,7 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
         free(a);
         return NULL;
     }
-    if (net_bind_in_range(a->client_fd, &a->local, p->config ? p->config->udp_port_min : 0,
-                          p->config ? p->config->udp_port_max : 0) < 0) {
+    if (net_bind_in_range(a->client_fd, &a->local, p->port_min, p->port_max) < 0) {
         err = errno;
         close(a->client_fd);
         free(a);

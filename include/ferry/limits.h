@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct addr;
 struct limits;
@@ -99,5 +100,97 @@ void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double
 
 /* Entries in the table now (with or without sessions), for tests and logs. */
 size_t limits_entries(struct limits *l);
+
+/*
+ * --- one session's hold ----------------------------------------------------------------------
+ * Everything a session counts against the table, taken step by step as the session learns who
+ * it serves, and given back by one limits_hold_release: the process's and the client IP's
+ * session counts, the user's, the deciding rule's, and UDP association slots. Its throttle
+ * applies every bandwidth limit and the quota under one lock round trip per read.
+ * The members are limits.c's: use the functions.
+ */
+
+/* Which limit refuses a session's request (the first one found). */
+enum limit_refusal {
+    LIMIT_OK,
+    LIMIT_TOTAL,  /* max-sessions */
+    LIMIT_CLIENT, /* sessions-per-client */
+    LIMIT_USER,   /* sessions-per-user */
+    LIMIT_QUOTA,  /* quota-per-user used up */
+    LIMIT_RULE,   /* the passing rule's own session limit */
+};
+
+/* What a hold counts against, from the configuration; the rates must outlive the hold. */
+struct limit_hold_caps {
+    unsigned max_total;    /* sessions in the process beyond which requests are refused */
+    unsigned total_margin; /* ... and how many more are let in to be told so */
+    unsigned per_client;   /* likewise per client IP (0: no limit) */
+    unsigned client_margin;
+    const struct limit_rate *client_rate; /* bandwidth per client IP (rate 0: none) */
+    const struct limit_rate *user_rate;   /* bandwidth per user */
+    uint64_t quota;                       /* bytes per user and period (0: none) */
+    double quota_period;
+};
+
+struct limit_hold {
+    struct limits *limits;
+    struct limit *client; /* references, each with one session counted (rule: when counted) */
+    struct limit *user;
+    struct limit *rule;
+    const struct limit_rate *client_rate;
+    const struct limit_rate *user_rate;
+    struct limit_rate rule_rate;
+    uint64_t quota;
+    double quota_period;
+    enum limit_refusal refused;
+    bool rule_counted;
+    bool udp_counted;
+};
+
+/*
+ * Begin a session's hold with a reference on its client IP's entry (taken over either way).
+ * Counts the session in the process and for the client; past max_total or per_client the
+ * hold's refusal is set (the request gets a failure reply); past the margins too, false is
+ * returned and nothing is held: close the client at once.
+ */
+bool limits_hold_begin(struct limit_hold *h, struct limits *l, struct limit *client,
+                       const struct limit_hold_caps *caps);
+
+/* Count the session for its user, past per_user (0: none) a refusal. -1: out of memory. */
+int limits_hold_user(struct limit_hold *h, const char *user, unsigned per_user);
+
+/* The refusal so far; with a user and no refusal yet, a used-up quota is one. */
+enum limit_refusal limits_hold_check(struct limit_hold *h, double now);
+
+/*
+ * The passing rule's limits, once per session: its session count (max_sessions, 0 for none)
+ * and its bandwidth in bytes per second (0 for none). Returns 0; 1 when its session limit is
+ * reached (refusal LIMIT_RULE); -1 when out of memory.
+ */
+int limits_hold_rule(struct limit_hold *h, unsigned generation, unsigned rule,
+                     unsigned max_sessions, uint64_t bandwidth);
+
+/* One of the process's (max_total) and the client's (max_per_client) UDP slots. */
+bool limits_hold_udp(struct limit_hold *h, unsigned max_total, unsigned max_per_client);
+
+/* Failed logins of the hold's client IP: see limits_auth_allowed and limits_auth_failed. */
+bool limits_hold_auth_allowed(struct limit_hold *h, const struct limit_rate *r, double now);
+void limits_hold_auth_failed(struct limit_hold *h, const struct limit_rate *r, double now);
+
+/* Whether a relay of this session needs the throttle below at all. */
+bool limits_hold_throttled(const struct limit_hold *h);
+
+/*
+ * Bytes the session may read in dir now, at most want: the smallest allowance of the client's,
+ * the user's and the rule's buckets and the user's quota. 0 when a bucket holds less than min
+ * (*wait says how long until it does); -1 with errno EDQUOT when the quota is used up.
+ */
+ssize_t limits_hold_allow(struct limit_hold *h, enum limit_dir dir, size_t want, size_t min,
+                          double now, double *wait);
+/* Count n bytes read in dir against every bucket and the quota. */
+void limits_hold_used(struct limit_hold *h, enum limit_dir dir, size_t n, double now);
+
+/* Give back everything the hold counts and references. */
+void limits_hold_release(struct limit_hold *h);
 
 #endif

@@ -47,19 +47,31 @@ struct relay_throttle {
 struct relay_pool *relay_pool_new(struct ev_loop *loop);
 void relay_pool_free(struct relay_pool *p);
 
+/* What relay_start needs. */
+struct relay_params {
+    struct relay_pool *pool;
+    struct ev_loop *loop;
+    /*
+     * The caller's watcher on the client socket (the one that read the request): the relay
+     * stops it and takes it over (callback, data, events) until relay_free; reusing it tells
+     * libev the fd is the one it already knows, which saves an epoll_ctl.
+     */
+    struct ev_io *client_io;
+    int target_fd;
+    enum relay_mode mode;
+    const uint8_t *early; /* client bytes read before the relay started, sent to the target */
+    size_t early_len;     /* first (at most one relay chunk, 128 KiB) */
+    bool client_eof;      /* the client already half-closed */
+    const struct relay_throttle *throttle; /* copied; NULL for none */
+    relay_done_cb cb;                      /* runs once, from the loop */
+    void *arg;
+};
+
 /*
- * Relay between two connected non-blocking sockets, which stay owned by the caller. client_io
- * is the caller's watcher on the client socket (the one that read the request): the relay
- * stops it and takes it over (callback, data, events) until relay_free; reusing it tells
- * libev the fd is the one it already knows, which saves an epoll_ctl. `early` holds client
- * bytes read before the relay started (sent to the target first; at most one relay chunk,
- * 128 KiB); client_eof says the client already half-closed. throttle (copied; NULL for none)
- * limits the reads. The callback runs once, from the loop.
+ * Relay between two connected non-blocking sockets, which stay owned by the caller.
+ * Returns NULL when out of memory.
  */
-struct relay *relay_start(struct relay_pool *pool, struct ev_loop *loop, struct ev_io *client_io,
-                          int target_fd, enum relay_mode mode, const uint8_t *early,
-                          size_t early_len, bool client_eof, const struct relay_throttle *throttle,
-                          relay_done_cb cb, void *arg);
+struct relay *relay_start(const struct relay_params *p);
 
 /* Stop every watcher and free buffers and pipes; the callback will not run. */
 void relay_free(struct relay *r);

@@ -8,7 +8,6 @@
 #include "ferry/addr.h"
 
 struct ev_loop;
-struct config;
 struct resolver;
 struct udp_assoc;
 struct udp_batch;
@@ -29,13 +28,15 @@ typedef bool (*udp_policy_cb)(void *arg, const char *name, const struct addr *to
 
 struct udp_assoc_params {
     struct ev_loop *loop;
-    const struct config *config; /* udp_* settings */
     struct resolver *resolver;   /* for DEST_NAME destinations */
     struct udp_batch *batch;     /* the loop's batch buffers */
     struct addr client;          /* the TCP control connection's peer */
     uint16_t client_port;        /* the client's UDP source port, or 0: learn it from the
                                   * first datagram from the client's IP */
     struct addr local;           /* where to bind the client-facing socket (port ignored) */
+    uint16_t port_min;           /* the client-facing socket's port range (0, 0: any) */
+    uint16_t port_max;
+    bool any_sender;             /* udp any-sender: accept datagrams from any IP */
     udp_policy_cb policy;        /* NULL: every destination allowed */
     void *policy_arg;
 };

@@ -332,7 +332,9 @@ static struct udp_assoc *assoc_start(const char *client_ip, uint16_t client_port
 
     memset(&p, 0, sizeof(p));
     p.loop = loop;
-    p.config = &cfg;
+    p.port_min = cfg.udp_port_min;
+    p.port_max = cfg.udp_port_max;
+    p.any_sender = cfg.udp_any_sender;
     p.resolver = resolver;
     p.batch = batch;
     p.client = ip_addr(client_ip, 0);
@@ -589,7 +591,9 @@ START_TEST(test_udp_start_fails_when_port_range_is_exhausted)
     a = assoc_start("127.0.0.1", 0, "127.0.0.1");
     memset(&p, 0, sizeof(p));
     p.loop = loop;
-    p.config = &cfg;
+    p.port_min = cfg.udp_port_min;
+    p.port_max = cfg.udp_port_max;
+    p.any_sender = cfg.udp_any_sender;
     p.resolver = resolver;
     p.batch = batch;
     p.client = ip_addr("127.0.0.1", 0);

@@ -1,0 +1,206 @@
+/*
+ * The commands besides CONNECT: BIND (RFC 1928 section 4: two replies), UDP ASSOCIATE
+ * (section 7: an association that lives as long as the control connection) and Tor's RESOLVE
+ * and RESOLVE_PTR (one answer, then close).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "ferry/acl.h"
+#include "ferry/binder.h"
+#include "ferry/conf.h"
+#include "ferry/log.h"
+#include "ferry/net.h"
+#include "ferry/reply.h"
+#include "ferry/resolver.h"
+#include "ferry/socks5.h"
+#include "ferry/udp.h"
+#include "session_int.h"
+
+/* --- BIND -------------------------------------------------------------------------------- */
+
+static void on_bind_accepted(int fd, int err, const struct addr *peer, void *arg)
+{
+    struct session *s = arg;
+
+    s->binder = NULL;
+    if (fd < 0) {
+        log_debug("bind: accept failed: %s", strerror(err));
+        session_fail(s, reply_from_errno(err));
+        return;
+    }
+    s->target_fd = fd;
+    s->target_addr = *peer;
+    /* Second reply: the peer that connected (RFC 1928 section 4, BIND). */
+    session_reply_then_relay(s, peer);
+}
+
+/*
+ * BIND: listen on the address we would use to reach the expected peer, tell the client where
+ * (first reply), and wait for that peer. A peer of 0.0.0.0 or :: means any.
+ */
+void session_bind(struct session *s, const struct addr *peers, size_t n)
+{
+    const struct config *cfg = s->cfg;
+    struct addr local, bound, shown;
+    bool unspecified = n == 0 || addr_is_unspecified(&peers[0]);
+    bool any = cfg->bind_any_peer || unspecified;
+
+    if (unspecified || net_route_source(&peers[0], &local) < 0) {
+        if (session_local_addr(s, &local) < 0) {
+            session_fail(s, reply_from_errno(errno));
+            return;
+        }
+    }
+    if (s->fe->bind_local != NULL)
+        s->fe->bind_local(&local);
+    s->binder = binder_start(s->ctx->loop, &local, cfg->bind_port_min, cfg->bind_port_max,
+                             any ? NULL : peers, any ? 0 : n, on_bind_accepted, s, &bound);
+    if (s->binder == NULL) {
+        log_warn("bind: cannot listen: %s", strerror(errno));
+        session_fail(s, reply_from_errno(errno));
+        return;
+    }
+    s->target_addr = bound;
+    shown = session_advertised(s, &bound);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa) < 0) {
+        session_end(s, END_CLIENT_ERROR);
+        return;
+    }
+    session_enter(s, S_BIND_WAIT);
+}
+
+/* --- UDP ASSOCIATE ----------------------------------------------------------------------- */
+
+/* The per-datagram policy of a UDP association (udp.h): name first, then each address. */
+static bool session_udp_policy(void *arg, const char *name, const struct addr *to, uint16_t port)
+{
+    const struct session *s = arg;
+    struct acl_request req = {
+        .client = &s->client_addr,
+        .user = s->user,
+        .command = ACL_CMD_UDP,
+        .name = name,
+        .dest = to,
+        .port = port,
+    };
+    struct policy_decision d = policy_check_request(s->cfg, &req);
+
+    /* Rules marked 'log' are not logged per datagram: the access line counts what was blocked. */
+    if (to == NULL)
+        return d.verdict != ACL_VERDICT_BLOCK;
+    return d.verdict == ACL_VERDICT_PASS;
+}
+
+/* UDP ASSOCIATE (RFC 1928 section 7): open the association and tell the client where to send. */
+void session_udp(struct session *s)
+{
+    struct session_ctx *ctx = s->ctx;
+    const struct config *cfg = s->cfg;
+    const struct socks_dest *asked = &s->nego->req.dest;
+    struct udp_assoc_params p = {
+        .loop = ctx->loop,
+        .resolver = ctx->resolver,
+        .batch = ctx->udp_batch,
+        .client = s->client_addr,
+        .port_min = cfg->udp_port_min,
+        .port_max = cfg->udp_port_max,
+        .any_sender = cfg->udp_any_sender,
+        .policy = session_udp_policy,
+        .policy_arg = s,
+    };
+    struct addr claimed, shown;
+
+    if (!limits_hold_udp(&s->hold, cfg->udp_max_total, cfg->udp_max_per_client)) {
+        log_notice("udp: association limit reached (max-total %u, max-per-client %u)",
+                   cfg->udp_max_total, cfg->udp_max_per_client);
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    /*
+     * Datagrams are taken only from the control connection's IP. A claimed port counts only
+     * when the claimed IP is that IP: behind NAT the client cannot know its outside port, so
+     * it is learned from the first datagram instead.
+     */
+    if (asked->type != DEST_NAME && socks_dest_to_addr(asked, &claimed) == 0 &&
+        addr_same_ip(&claimed, &s->client_addr))
+        p.client_port = asked->port;
+    if (cfg->udp_address.len > 0)
+        p.local = cfg->udp_address;
+    else if (session_local_addr(s, &p.local) < 0) {
+        session_fail(s, reply_from_errno(errno));
+        return;
+    }
+    s->udp = udp_assoc_start(&p);
+    if (s->udp == NULL) {
+        log_warn("udp: cannot open an association: %s", strerror(errno));
+        session_fail(s, reply_from_errno(errno));
+        return;
+    }
+    s->target_addr = *udp_assoc_local(s->udp);
+    shown = session_advertised(s, &s->target_addr);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa) < 0) {
+        session_end(s, END_CLIENT_ERROR);
+        return;
+    }
+    /* The association lives as long as the control connection, or until it idles out. */
+    session_enter(s, S_UDP);
+}
+
+/* --- RESOLVE and RESOLVE_PTR ------------------------------------------------------------- */
+
+/* Tor's RESOLVE answer: the first IPv4 address, else the first IPv6 one. */
+void session_answer_resolve(struct session *s, const struct addr *addrs, size_t n)
+{
+    const struct addr *pick = NULL;
+    uint8_t msg[SESSION_OUT_BUF];
+    size_t len;
+
+    for (size_t i = 0; i < n && pick == NULL; i++) {
+        if (addr_family(&addrs[i]) == AF_INET)
+            pick = &addrs[i];
+    }
+    if (pick == NULL && !s->fe->ipv4_only && n > 0)
+        pick = &addrs[0];
+    if (pick == NULL) {
+        /* SOCKS4a can only carry IPv4. */
+        session_fail(s, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
+        return;
+    }
+    s->target_addr = *pick;
+    s->rep = SOCKS5_REP_SUCCEEDED;
+    len = s->fe->reply(SOCKS5_REP_SUCCEEDED, &pick->u.sa, msg, sizeof(msg));
+    session_finish(s, END_DONE, msg, len);
+}
+
+static void on_ptr_resolved(enum resolver_status status, const char *name, void *arg)
+{
+    struct session *s = arg;
+    uint8_t msg[SESSION_OUT_BUF];
+    size_t len = 0;
+
+    s->query = NULL;
+    if (status != RESOLVER_OK) {
+        session_fail(s, reply_from_resolver(status));
+        return;
+    }
+    if (s->fe->reply_name != NULL)
+        len = s->fe->reply_name(SOCKS5_REP_SUCCEEDED, name, msg, sizeof(msg));
+    if (len == 0) {
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    s->rep = SOCKS5_REP_SUCCEEDED;
+    session_finish(s, END_DONE, msg, len);
+}
+
+/* RESOLVE_PTR, the address checked by the policy: ask the resolver for its name. */
+void session_resolve_ptr(struct session *s, const struct addr *target)
+{
+    session_enter(s, S_RESOLVING);
+    s->query = resolver_lookup_ptr(s->ctx->resolver, target, on_ptr_resolved, s);
+    if (s->query == NULL)
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+}

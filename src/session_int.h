@@ -1,0 +1,180 @@
+/*
+ * The session family's private header: struct session, its states and end reasons, and the
+ * primitives its files share. Only src/session*.c include it.
+ *
+ *   session.c          lifecycle: start, the one close path, the state/timer table, client I/O,
+ *                      the front end's input, the relay, the access line
+ *   session_auth.c     logins: RFC 1929 credentials through the verifier (cache, pool)
+ *   session_request.c  the pipeline: limits, policy by name, resolve, policy by address,
+ *                      dispatch, CONNECT through the outbound
+ *   session_cmd.c      the other commands: BIND, UDP ASSOCIATE, RESOLVE, RESOLVE_PTR
+ *
+ * One session's path:
+ *
+ *   accept -> S_NEGOTIATING (the front end: greeting, [S_VERIFYING login], request)
+ *     -> pipeline [S_RESOLVING] -> S_CONNECTING -> [S_REPLYING] -> S_RELAY
+ *                               -> BIND: S_BIND_WAIT -> [S_REPLYING] -> S_RELAY
+ *                               -> UDP ASSOCIATE: S_UDP
+ *                               -> RESOLVE, RESOLVE_PTR: the answer, S_CLOSING
+ *   and S_CLOSING (a final message, then close) from any of them.
+ */
+#ifndef FERRY_SESSION_INT_H
+#define FERRY_SESSION_INT_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/addr.h"
+#include "ferry/frontend.h"
+#include "ferry/limits.h"
+#include "ferry/policy.h"
+#include "ferry/session.h"
+
+struct outbound;
+struct outbound_conn;
+struct sockaddr;
+
+/*
+ * Negotiation input: greeting (257) + sub-negotiation (513) + request (262) may all arrive in
+ * one segment, and a client may send its first data right behind them.
+ */
+#define NEGOTIATION_BUF 2048
+/* Reply bytes waiting for the client: two BIND replies, or a RESOLVE_PTR reply with a name. */
+#define SESSION_OUT_BUF 272
+
+/* Each waits on one thing; session_enter sets one and arms its timer (session.c's table). */
+enum session_state {
+    S_NEGOTIATING, /* client bytes for the front end */
+    S_VERIFYING,   /* the verifier's answer to a login */
+    S_RESOLVING,   /* the resolver */
+    S_CONNECTING,  /* the outbound */
+    S_REPLYING,    /* the client taking the success reply, then the relay starts */
+    S_BIND_WAIT,   /* the expected peer connecting to the BIND socket */
+    S_UDP,         /* the association: its control connection only closes */
+    S_RELAY,       /* the relay */
+    S_CLOSING,     /* the client taking a final message, then its EOF */
+};
+
+/* Why a session ended, for the access line. */
+enum session_end {
+    END_NONE,
+    END_DONE,
+    END_REPLIED_FAILURE,
+    END_CLIENT_GONE,
+    END_CLIENT_ERROR,
+    END_TARGET_ERROR,
+    END_BAD_GREETING,
+    END_NO_METHOD,
+    END_AUTH_FAILED,
+    END_AUTH_LIMITED,
+    END_NEGOTIATE_TIMEOUT,
+    END_IDLE_TIMEOUT,
+    END_REPLY_TIMEOUT,
+    END_RELAY_ERROR,
+    END_RESOURCES,
+    END_SHUTDOWN,
+};
+
+/* What a session needs only until its relay starts. */
+struct negotiation {
+    size_t len;
+    size_t out_len;
+    struct request req; /* once requested */
+    uint8_t buf[NEGOTIATION_BUF];
+    uint8_t out[SESSION_OUT_BUF];
+};
+
+struct session {
+    struct session_ctx *ctx;
+    struct snapshot *snap;    /* the configuration this session started under (a reference) */
+    const struct config *cfg; /* &snap->config */
+    struct session *prev;
+    struct session *next;
+    const struct frontend *fe; /* chosen by the first byte; NULL before */
+    enum session_state state;
+    enum session_end end;
+    uint8_t fe_state; /* the front end's own */
+    uint8_t cmd;      /* enum request_cmd, once requested */
+    uint8_t rep;      /* reply sent (SOCKS5 REP vocabulary), 0xff before any */
+    bool requested;   /* a request was parsed: cmd and nego->req are valid */
+    bool client_eof;  /* client half-closed before the relay started */
+    bool refused;     /* the access policy refused the request: see refusal */
+    int client_fd;
+    int target_fd;
+    ev_io client_readable; /* the negotiation's; the relay takes it over (its callback too) */
+    ev_io client_writable;
+    ev_timer timer;
+    ev_tstamp started;
+    struct addr client_addr;
+    struct addr target_addr; /* the address connected to */
+    char *target;            /* the destination as asked, for the access line once nego is
+                              * gone (the relay runs); NULL before */
+    char *user;              /* authenticated user name */
+    struct negotiation *nego; /* freed when the relay starts */
+    struct auth_verify_wait *verify; /* a password check in flight */
+    struct resolver_query *query;
+    const struct outbound *outbound; /* the one reaching the target */
+    struct outbound_conn *outbound_conn; /* its attempt in flight */
+    struct relay *relay;
+    struct binder *binder;
+    struct udp_assoc *udp;
+    const struct addr *advertise; /* the listener's public address, or NULL */
+    struct policy_decision refusal; /* the deciding rule, when refused or limited by a rule */
+    struct limit_hold hold;         /* every limit the session counts against */
+};
+
+/* --- session.c: lifecycle and the primitives ---------------------------------------------- */
+
+/* Set the state and arm its timer from the table (some keep the running deadline). */
+void session_enter(struct session *s, enum session_state state);
+/* Close now, recording why (the first reason recorded wins). */
+void session_end(struct session *s, enum session_end why);
+/* Queue bytes for the client and try to send them. 0 all sent, 1 some wait, -1 error. */
+int session_send(struct session *s, const uint8_t *bytes, size_t len);
+/* The final message: queue msg (len may be 0), then close once the client has it. */
+void session_finish(struct session *s, enum session_end why, const uint8_t *msg, size_t len);
+/* The reply to the request in the client's protocol (see session_send for the result). */
+int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bound);
+/* A failure reply, then close. */
+void session_fail(struct session *s, uint8_t rep);
+/* The success reply naming `bound`, then the relay (once the reply is out). */
+void session_reply_then_relay(struct session *s, const struct addr *bound);
+/* The address the client reached us on. */
+int session_local_addr(const struct session *s, struct addr *local);
+/* What replies report for a socket bound at `bound`: the listener's advertised IP if set. */
+struct addr session_advertised(const struct session *s, const struct addr *bound);
+/* The command's name in access and rule lines. */
+const char *session_cmd_name(const struct session *s);
+/* The verifier answered a login that was PENDING: let the front end go on. */
+void session_login_resumed(struct session *s);
+
+/* --- session_auth.c ----------------------------------------------------------------------- */
+
+enum session_login {
+    SESSION_LOGIN_DONE,    /* answered at once (the auth cache): the front end goes on */
+    SESSION_LOGIN_PENDING, /* S_VERIFYING: the verifier's answer goes on */
+    SESSION_LOGIN_GONE,    /* refused, closing or closed: touch nothing */
+};
+
+/* Check a login's credentials (wiped by the caller afterwards). */
+enum session_login session_login(struct session *s, const struct frontend_login *login);
+
+/* --- session_request.c -------------------------------------------------------------------- */
+
+/* A whole request is in (nego->req): limits, policy, resolution, then the command. */
+void session_request(struct session *s);
+/* The policy on an address or name (dest NULL: before resolution) for s's request. */
+struct policy_decision session_policy(const struct session *s, const struct addr *dest);
+/* Act on a decision: true to go on; false when refused (the reply is on its way). */
+bool session_allowed(struct session *s, const struct policy_decision *d);
+
+/* --- session_cmd.c ------------------------------------------------------------------------ */
+
+void session_bind(struct session *s, const struct addr *peers, size_t n);
+void session_udp(struct session *s);
+void session_answer_resolve(struct session *s, const struct addr *addrs, size_t n);
+void session_resolve_ptr(struct session *s, const struct addr *target);
+
+#endif
