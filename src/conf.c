@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,20 +68,39 @@ struct parser;
 
 typedef int (*keyword_fn)(struct parser *p, int argc, char **argv);
 
-/* A setting of a block keyword ("udp filter any"): its name, value handler and value name. */
-struct subkeyword {
-    const char *name;
-    int (*handle)(struct parser *p, const char *value);
-    const char *arg_name;
+/* A keyword or setting that is a decimal in [min, max], stored in an unsigned of the config. */
+struct number {
+    unsigned long min, max;
+    size_t field; /* offsetof(struct config, ...) */
 };
 
+/* A number row of a table; a member that is not an unsigned does not compile. */
+// clang-format off
+#define NUMBER(lo, hi, member) \
+    .number = {(lo), (hi), \
+               _Generic(((struct config *)0)->member, unsigned: offsetof(struct config, member))}
+// clang-format on
+
+/*
+ * A setting of a block keyword ("udp filter any"): its name, value name, and value handler or
+ * number (a row ends with .handle = or NUMBER()).
+ */
+struct subkeyword {
+    const char *name;
+    const char *arg_name;
+    int (*handle)(struct parser *p, const char *value);
+    struct number number; /* when handle is NULL */
+};
+
+/* A keyword: its name and arguments, then its handler or number, as a subkeyword. */
 struct keyword {
     const char *name;
-    keyword_fn handle;
     int min_args;
     int max_args;
     const char *arg_names[2]; /* what is missing when fewer than min_args are given */
     bool repeatable;          /* may appear on several lines (otherwise a duplicate is an error) */
+    keyword_fn handle;
+    struct number number; /* when handle is NULL */
 };
 
 /* What a handler needs: the config being built and where in which file we are. */
@@ -144,6 +164,39 @@ static int parse_uint(struct parser *p, const char *s, unsigned long min, unsign
         return fail(p, "%s: '%s' is out of range (%lu..%lu)", p->keyword, Q(s), min, max);
     *out = v;
     return 0;
+}
+
+static int store_number(struct parser *p, const struct number *n, const char *value)
+{
+    unsigned long v;
+
+    if (parse_uint(p, value, n->min, n->max, &v) < 0)
+        return -1;
+    *(unsigned *)(void *)((char *)p->c + n->field) = (unsigned)v;
+    return 0;
+}
+
+/*
+ * value as one of the NULL-terminated names: returns its index, or -1 with the message
+ * "KEYWORD: unknown WHAT 'VALUE' (A, B or C)".
+ */
+static int parse_choice(struct parser *p, const char *what, const char *value,
+                        const char *const *names)
+{
+    char known[80] = "";
+    size_t n = 0, len = 0;
+
+    for (; names[n] != NULL; n++) {
+        if (strcmp(value, names[n]) == 0)
+            return (int)n;
+    }
+    for (size_t i = 0; i < n && len < sizeof(known); i++) {
+        const char *sep = i + 1 == n ? " or " : ", ";
+
+        snprintf(known + len, sizeof(known) - len, "%s%s", i == 0 ? "" : sep, names[i]);
+        len += strlen(known + len);
+    }
+    return fail(p, "%s: unknown %s '%s' (%s)", p->keyword, what, Q(value), known);
 }
 
 int conf_parse_duration(const char *text, double *seconds)
@@ -338,16 +391,6 @@ static int kw_resolver_timeout(struct parser *p, int argc, char **argv)
     return parse_duration_arg(p, argv[0], false, &p->c->resolver_timeout);
 }
 
-static int kw_resolver_tries(struct parser *p, int argc, char **argv)
-{
-    unsigned long v;
-
-    if (parse_uint(p, argv[0], 1, 10, &v) < 0)
-        return -1;
-    p->c->resolver_tries = (int)v;
-    return 0;
-}
-
 static int kw_timeout(struct parser *p, int argc, char **argv)
 {
     static const char *const names[TIMEOUT_COUNT] = {"negotiate", "resolve", "connect",
@@ -415,32 +458,11 @@ static int udp_port_range(struct parser *p, const char *value)
 
 static int udp_filter(struct parser *p, const char *value)
 {
-    if (strcmp(value, "address") == 0)
-        p->c->udp_any_sender = false;
-    else if (strcmp(value, "any") == 0)
-        p->c->udp_any_sender = true;
-    else
-        return fail(p, "%s: unknown filter '%s' (address or any)", p->keyword, Q(value));
-    return 0;
-}
+    int k = parse_choice(p, "filter", value, (const char *const[]){"address", "any", NULL});
 
-static int udp_max_per_client(struct parser *p, const char *value)
-{
-    unsigned long v;
-
-    if (parse_uint(p, value, 1, 65535, &v) < 0)
+    if (k < 0)
         return -1;
-    p->c->udp_max_per_client = (unsigned)v;
-    return 0;
-}
-
-static int udp_max_total(struct parser *p, const char *value)
-{
-    unsigned long v;
-
-    if (parse_uint(p, value, 1, 1000000, &v) < 0)
-        return -1;
-    p->c->udp_max_total = (unsigned)v;
+    p->c->udp_any_sender = k == 1;
     return 0;
 }
 
@@ -451,26 +473,25 @@ static int bind_port_range(struct parser *p, const char *value)
 
 static int bind_peer(struct parser *p, const char *value)
 {
-    if (strcmp(value, "expected") == 0)
-        p->c->bind_any_peer = false;
-    else if (strcmp(value, "any") == 0)
-        p->c->bind_any_peer = true;
-    else
-        return fail(p, "%s: unknown peer '%s' (expected or any)", p->keyword, Q(value));
+    int k = parse_choice(p, "peer", value, (const char *const[]){"expected", "any", NULL});
+
+    if (k < 0)
+        return -1;
+    p->c->bind_any_peer = k == 1;
     return 0;
 }
 
 static const struct subkeyword udp_settings[UDP_COUNT] = {
-    [UDP_ADDRESS] = {"address", udp_address, "IP"},
-    [UDP_PORT_RANGE] = {"port-range", udp_port_range, "LOW-HIGH"},
-    [UDP_FILTER] = {"filter", udp_filter, "address|any"},
-    [UDP_MAX_PER_CLIENT] = {"max-per-client", udp_max_per_client, "N"},
-    [UDP_MAX_TOTAL] = {"max-total", udp_max_total, "N"},
+    [UDP_ADDRESS] = {"address", "IP", .handle = udp_address},
+    [UDP_PORT_RANGE] = {"port-range", "LOW-HIGH", .handle = udp_port_range},
+    [UDP_FILTER] = {"filter", "address|any", .handle = udp_filter},
+    [UDP_MAX_PER_CLIENT] = {"max-per-client", "N", NUMBER(1, 65535, udp_max_per_client)},
+    [UDP_MAX_TOTAL] = {"max-total", "N", NUMBER(1, 1000000, udp_max_total)},
 };
 
 static const struct subkeyword bind_settings[BIND_COUNT] = {
-    [BIND_PORT_RANGE] = {"port-range", bind_port_range, "LOW-HIGH"},
-    [BIND_PEER] = {"peer", bind_peer, "expected|any"},
+    [BIND_PORT_RANGE] = {"port-range", "LOW-HIGH", .handle = bind_port_range},
+    [BIND_PEER] = {"peer", "expected|any", .handle = bind_peer},
 };
 
 /* A byte count (units.h), at most max bytes. */
@@ -596,13 +617,15 @@ static int limit_quota_per_user(struct parser *p, const char *value)
 }
 
 static const struct subkeyword limit_settings[LIMIT_COUNT] = {
-    [LIMIT_SESSIONS_PER_CLIENT] = {"sessions-per-client", limit_sessions_per_client, "N"},
-    [LIMIT_SESSIONS_PER_USER] = {"sessions-per-user", limit_sessions_per_user, "N"},
-    [LIMIT_ACCEPT_RATE] = {"accept-rate", limit_accept_rate, "COUNT/PERIOD"},
-    [LIMIT_AUTH_FAILURES] = {"auth-failures", limit_auth_failures, "COUNT/PERIOD"},
-    [LIMIT_BANDWIDTH_PER_CLIENT] = {"bandwidth-per-client", limit_bandwidth_per_client, "BYTES"},
-    [LIMIT_BANDWIDTH_PER_USER] = {"bandwidth-per-user", limit_bandwidth_per_user, "BYTES"},
-    [LIMIT_QUOTA_PER_USER] = {"quota-per-user", limit_quota_per_user, "BYTES/PERIOD"},
+    [LIMIT_SESSIONS_PER_CLIENT] = {"sessions-per-client", "N", .handle = limit_sessions_per_client},
+    [LIMIT_SESSIONS_PER_USER] = {"sessions-per-user", "N", .handle = limit_sessions_per_user},
+    [LIMIT_ACCEPT_RATE] = {"accept-rate", "COUNT/PERIOD", .handle = limit_accept_rate},
+    [LIMIT_AUTH_FAILURES] = {"auth-failures", "COUNT/PERIOD", .handle = limit_auth_failures},
+    [LIMIT_BANDWIDTH_PER_CLIENT] = {"bandwidth-per-client", "BYTES",
+                                    .handle = limit_bandwidth_per_client},
+    [LIMIT_BANDWIDTH_PER_USER] = {"bandwidth-per-user", "BYTES",
+                                  .handle = limit_bandwidth_per_user},
+    [LIMIT_QUOTA_PER_USER] = {"quota-per-user", "BYTES/PERIOD", .handle = limit_quota_per_user},
 };
 
 /*
@@ -629,7 +652,8 @@ static int parse_setting(struct parser *p, int argc, char **argv, const struct s
     if (argc < 2)
         return fail(p, "%s: missing %s", what, table[k].arg_name);
     p->keyword = what;
-    r = table[k].handle(p, argv[1]);
+    r = table[k].handle != NULL ? table[k].handle(p, argv[1])
+                                : store_number(p, &table[k].number, argv[1]);
     p->keyword = block;
     if (r < 0)
         return -1;
@@ -718,30 +742,10 @@ static int kw_log_level(struct parser *p, int argc, char **argv)
     return 0;
 }
 
-static int kw_max_sessions(struct parser *p, int argc, char **argv)
-{
-    unsigned long v;
-
-    if (parse_uint(p, argv[0], 1, 1000000, &v) < 0)
-        return -1;
-    p->c->max_sessions = (unsigned)v;
-    return 0;
-}
-
 static int kw_shutdown_grace(struct parser *p, int argc, char **argv)
 {
     /* 0: close every session at once. */
     return parse_duration_arg(p, argv[0], true, &p->c->shutdown_grace);
-}
-
-static int kw_auth_threads(struct parser *p, int argc, char **argv)
-{
-    unsigned long v;
-
-    if (parse_uint(p, argv[0], 1, 64, &v) < 0)
-        return -1;
-    p->c->auth_threads = (unsigned)v;
-    return 0;
 }
 
 static int kw_auth_cache(struct parser *p, int argc, char **argv)
@@ -752,14 +756,13 @@ static int kw_auth_cache(struct parser *p, int argc, char **argv)
 
 static int kw_relay(struct parser *p, int argc, char **argv)
 {
-    if (strcmp(argv[0], "auto") == 0)
-        p->c->relay_mode = RELAY_AUTO;
-    else if (strcmp(argv[0], "splice") == 0)
-        p->c->relay_mode = RELAY_SPLICE;
-    else if (strcmp(argv[0], "buffered") == 0)
-        p->c->relay_mode = RELAY_BUFFERED;
-    else
-        return fail(p, "relay: unknown mode '%s' (auto, splice or buffered)", Q(argv[0]));
+    static const char *const names[] = {"auto", "splice", "buffered", NULL};
+    static const enum relay_mode modes[] = {RELAY_AUTO, RELAY_SPLICE, RELAY_BUFFERED};
+    int k = parse_choice(p, "mode", argv[0], names);
+
+    if (k < 0)
+        return -1;
+    p->c->relay_mode = modes[k];
     return 0;
 }
 
@@ -816,54 +819,54 @@ static int kw_trusted_clients(struct parser *p, int argc, char **argv)
 
 static int kw_private_destinations(struct parser *p, int argc, char **argv)
 {
-    if (strcmp(argv[0], "block") == 0)
-        p->c->private_destinations = false;
-    else if (strcmp(argv[0], "allow") == 0)
-        p->c->private_destinations = true;
-    else
-        return fail(p, "private-destinations: unknown value '%s' (block or allow)", Q(argv[0]));
+    int k = parse_choice(p, "value", argv[0], (const char *const[]){"block", "allow", NULL});
+
+    if (k < 0)
+        return -1;
+    p->c->private_destinations = k == 1;
     return 0;
 }
 
 static int kw_allow_unauthenticated(struct parser *p, int argc, char **argv)
 {
-    if (strcmp(argv[0], "no") == 0)
-        p->c->allow_unauthenticated = false;
-    else if (strcmp(argv[0], "yes") == 0)
-        p->c->allow_unauthenticated = true;
-    else
-        return fail(p, "allow-unauthenticated: unknown value '%s' (no or yes)", Q(argv[0]));
+    int k = parse_choice(p, "value", argv[0], (const char *const[]){"no", "yes", NULL});
+
+    if (k < 0)
+        return -1;
+    p->c->allow_unauthenticated = k == 1;
     p->allow_unauthenticated_line = p->line;
     return 0;
 }
 
+#define TIMEOUT_KINDS "negotiate|resolve|connect|idle|udp|bind"
+
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
 static const struct keyword keywords[] = {
-    {"listen", kw_listen, 1, 3, {"ADDRESS[:PORT]"}, true},
-    {"auth", kw_auth, 1, 2, {"METHOD (none or password)"}, false},
-    {"users", kw_users, 1, 1, {"PATH"}, false},
-    {"resolver", kw_resolver, 1, 1, {"'system' or SERVER[,SERVER...]"}, false},
-    {"resolver-timeout", kw_resolver_timeout, 1, 1, {"DURATION"}, false},
-    {"resolver-tries", kw_resolver_tries, 1, 1, {"N"}, false},
+    {"listen", 1, 3, {"ADDRESS[:PORT]"}, true, .handle = kw_listen},
+    {"auth", 1, 2, {"METHOD (none or password)"}, false, .handle = kw_auth},
+    {"users", 1, 1, {"PATH"}, false, .handle = kw_users},
+    {"resolver", 1, 1, {"'system' or SERVER[,SERVER...]"}, false, .handle = kw_resolver},
+    {"resolver-timeout", 1, 1, {"DURATION"}, false, .handle = kw_resolver_timeout},
+    {"resolver-tries", 1, 1, {"N"}, false, NUMBER(1, 10, resolver_tries)},
     /* timeout checks duplicates per kind itself */
-    {"timeout", kw_timeout, 2, 2, {"negotiate|resolve|connect|idle|udp|bind", "DURATION"}, true},
+    {"timeout", 2, 2, {TIMEOUT_KINDS, "DURATION"}, true, .handle = kw_timeout},
     /* udp and bind check duplicates per setting themselves */
-    {"udp", kw_udp, 1, 2, {"address|port-range|filter|max-per-client|max-total"}, true},
-    {"bind", kw_bind, 1, 2, {"port-range|peer"}, true},
-    {"log", kw_log, 1, 2, {"stderr or syslog"}, false},
-    {"log-level", kw_log_level, 1, 1, {"LEVEL"}, false},
-    {"max-sessions", kw_max_sessions, 1, 1, {"N"}, false},
-    {"shutdown-grace", kw_shutdown_grace, 1, 1, {"DURATION"}, false},
-    {"auth-threads", kw_auth_threads, 1, 1, {"N"}, false},
-    {"auth-cache", kw_auth_cache, 1, 1, {"DURATION"}, false},
-    {"relay", kw_relay, 1, 1, {"auto|splice|buffered"}, false},
-    {"limit", kw_limit, 1, 2, {"SETTING", "VALUE"}, true},
-    {"workers", kw_workers, 1, 1, {"N or auto"}, false},
-    {"client", kw_client, 1, CONF_MAX_ARGS, {"pass or block"}, true},
-    {"request", kw_request, 1, CONF_MAX_ARGS, {"pass or block"}, true},
-    {"trusted-clients", kw_trusted_clients, 1, CONF_MAX_ARGS, {"CIDR or none"}, false},
-    {"private-destinations", kw_private_destinations, 1, 1, {"block or allow"}, false},
-    {"allow-unauthenticated", kw_allow_unauthenticated, 1, 1, {"no or yes"}, false},
+    {"udp", 1, 2, {"address|port-range|filter|max-per-client|max-total"}, true, .handle = kw_udp},
+    {"bind", 1, 2, {"port-range|peer"}, true, .handle = kw_bind},
+    {"log", 1, 2, {"stderr or syslog"}, false, .handle = kw_log},
+    {"log-level", 1, 1, {"LEVEL"}, false, .handle = kw_log_level},
+    {"max-sessions", 1, 1, {"N"}, false, NUMBER(1, 1000000, max_sessions)},
+    {"shutdown-grace", 1, 1, {"DURATION"}, false, .handle = kw_shutdown_grace},
+    {"auth-threads", 1, 1, {"N"}, false, NUMBER(1, 64, auth_threads)},
+    {"auth-cache", 1, 1, {"DURATION"}, false, .handle = kw_auth_cache},
+    {"relay", 1, 1, {"auto|splice|buffered"}, false, .handle = kw_relay},
+    {"limit", 1, 2, {"SETTING", "VALUE"}, true, .handle = kw_limit},
+    {"workers", 1, 1, {"N or auto"}, false, .handle = kw_workers},
+    {"client", 1, CONF_MAX_ARGS, {"pass or block"}, true, .handle = kw_client},
+    {"request", 1, CONF_MAX_ARGS, {"pass or block"}, true, .handle = kw_request},
+    {"trusted-clients", 1, CONF_MAX_ARGS, {"CIDR or none"}, false, .handle = kw_trusted_clients},
+    {"private-destinations", 1, 1, {"block or allow"}, false, .handle = kw_private_destinations},
+    {"allow-unauthenticated", 1, 1, {"no or yes"}, false, .handle = kw_allow_unauthenticated},
 };
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
@@ -920,7 +923,8 @@ static int parse_line(struct parser *p, const char *text, size_t len)
         return fail(p, "%s: missing %s", kw->name, kw->arg_names[argc]);
     if (argc > kw->max_args)
         return fail(p, "%s: too many arguments", kw->name);
-    if (kw->handle(p, argc, argv + 1) < 0)
+    if (kw->handle != NULL ? kw->handle(p, argc, argv + 1) < 0
+                           : store_number(p, &kw->number, argv[1]) < 0)
         return -1;
     if (p->first[k] == 0)
         p->first[k] = p->line;

@@ -38,7 +38,7 @@ struct config {
     struct addr *resolver_servers; /* resolver system | LIST: servers with their ports (53 */
     size_t nresolver_servers;      /* unless given); none (NULL, 0) means system */
     double resolver_timeout;       /* resolver timeout DURATION: first try of a DNS query */
-    int resolver_tries;            /* resolver tries N */
+    unsigned resolver_tries;       /* resolver tries N */
 
     double timeout_negotiate; /* timeout negotiate DURATION (default 10 s) */
     double timeout_resolve;   /* timeout resolve DURATION (default 10 s) */
