@@ -4,6 +4,7 @@
 #include "ferry/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -11,7 +12,11 @@
 #include <unistd.h>
 
 static enum log_target log_target = LOG_TARGET_STDERR;
-static int log_level = LOG_INFO;
+/*
+ * Written by a reload on the main thread while workers read it: atomic, relaxed (a worker may
+ * log a line or two under the old level, and a relaxed load is a plain load).
+ */
+static _Atomic int log_level = LOG_INFO;
 
 static const struct {
     const char *name;
@@ -62,7 +67,7 @@ void log_open(enum log_target target, int facility, int level)
     if (log_target == LOG_TARGET_SYSLOG && target != LOG_TARGET_SYSLOG)
         closelog();
     log_target = target;
-    log_level = level;
+    atomic_store_explicit(&log_level, level, memory_order_relaxed);
     if (target == LOG_TARGET_SYSLOG)
         openlog("ferryd", LOG_PID | LOG_NDELAY, facility);
 }
@@ -73,12 +78,12 @@ void log_set_level(int level)
         level = LOG_ERR;
     if (level > LOG_DEBUG)
         level = LOG_DEBUG;
-    log_level = level;
+    atomic_store_explicit(&log_level, level, memory_order_relaxed);
 }
 
 bool log_enabled(int level)
 {
-    return level <= log_level;
+    return level <= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 void log_msg(int level, const char *fmt, ...)
