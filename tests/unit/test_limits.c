@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
 
 #include "ferry/addr.h"
 #include "ferry/limits.h"
@@ -218,6 +219,162 @@ START_TEST(test_idle_entries_are_bounded_oldest_first)
 }
 END_TEST
 
+/* --- a session's hold ---------------------------------------------------------------------- */
+
+static const struct limit_rate no_rate = {0, 0};
+
+static struct limit_hold_caps caps_of(unsigned max_total, unsigned per_client)
+{
+    struct limit_hold_caps c = {
+        .max_total = max_total,
+        .total_margin = 2,
+        .per_client = per_client,
+        .client_margin = 1,
+        .client_rate = &no_rate,
+        .user_rate = &no_rate,
+    };
+    return c;
+}
+
+START_TEST(test_hold_refuses_past_a_limit_and_closes_past_its_margin)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.1");
+    struct limit_hold_caps caps = caps_of(2, 0);
+    struct limit_hold h[5];
+
+    /* max 2 sessions, margin 2: the third and fourth are held but refused, the fifth is not. */
+    for (int i = 0; i < 4; i++) {
+        ck_assert(limits_hold_begin(&h[i], l, limits_client(l, &a), &caps));
+        ck_assert_int_eq(limits_hold_check(&h[i], 0), i < 2 ? LIMIT_OK : LIMIT_TOTAL);
+    }
+    ck_assert(!limits_hold_begin(&h[4], l, limits_client(l, &a), &caps));
+    ck_assert_uint_eq(limits_total(l), 4);
+    for (int i = 0; i < 4; i++)
+        limits_hold_release(&h[i]);
+    ck_assert_uint_eq(limits_total(l), 0);
+    ck_assert_uint_eq(limits_entries(l), 0);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_hold_per_client_and_per_user_refusals)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.1"), b = ip("192.0.2.2");
+    struct limit_hold_caps caps = caps_of(100, 1);
+    struct limit_hold h1, h2, h3, h4;
+
+    ck_assert(limits_hold_begin(&h1, l, limits_client(l, &a), &caps));
+    ck_assert(limits_hold_begin(&h2, l, limits_client(l, &a), &caps));
+    ck_assert_int_eq(limits_hold_check(&h2, 0), LIMIT_CLIENT);
+    /* per client 1 + margin 1: a third from the same IP is closed at once. */
+    ck_assert(!limits_hold_begin(&h3, l, limits_client(l, &a), &caps));
+    ck_assert(limits_hold_begin(&h3, l, limits_client(l, &b), &caps));
+    ck_assert(limits_hold_begin(&h4, l, limits_client(l, &b), &caps));
+    ck_assert_int_eq(limits_hold_user(&h1, "alice", 1), 0);
+    ck_assert_int_eq(limits_hold_check(&h1, 0), LIMIT_OK);
+    ck_assert_int_eq(limits_hold_user(&h3, "alice", 1), 0);
+    ck_assert_int_eq(limits_hold_check(&h3, 0), LIMIT_USER);
+    /* The first refusal found stays: h4 is over per-client, then over per-user too. */
+    ck_assert_int_eq(limits_hold_user(&h4, "alice", 1), 0);
+    ck_assert_int_eq(limits_hold_check(&h4, 0), LIMIT_CLIENT);
+    limits_hold_release(&h1);
+    limits_hold_release(&h2);
+    limits_hold_release(&h3);
+    limits_hold_release(&h4);
+    ck_assert_uint_eq(limits_total(l), 0);
+    ck_assert_uint_eq(limits_entries(l), 0);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_hold_rule_limit_counts_once_and_its_refusal_is_not_counted)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.1");
+    struct limit_hold_caps caps = caps_of(100, 0);
+    struct limit_hold h1, h2;
+
+    ck_assert(limits_hold_begin(&h1, l, limits_client(l, &a), &caps));
+    ck_assert(limits_hold_begin(&h2, l, limits_client(l, &a), &caps));
+    ck_assert_int_eq(limits_hold_rule(&h1, 7, 3, 1, 0), 0);
+    ck_assert_int_eq(limits_hold_rule(&h1, 7, 3, 1, 0), 0); /* taken once per session */
+    ck_assert_int_eq(limits_hold_rule(&h2, 7, 3, 1, 0), 1);
+    ck_assert_int_eq(limits_hold_check(&h2, 0), LIMIT_RULE);
+    ck_assert(!limits_hold_throttled(&h1));
+    limits_hold_release(&h2);
+    limits_hold_release(&h1);
+    /* Both gone: the rule's count is back to 0, so a new session passes. */
+    ck_assert(limits_hold_begin(&h1, l, limits_client(l, &a), &caps));
+    ck_assert_int_eq(limits_hold_rule(&h1, 7, 3, 1, 0), 0);
+    limits_hold_release(&h1);
+    ck_assert_uint_eq(limits_entries(l), 0);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_hold_udp_slots_per_client_and_in_total)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.1"), b = ip("192.0.2.2");
+    struct limit_hold_caps caps = caps_of(100, 0);
+    struct limit_hold h1, h2, h3;
+
+    ck_assert(limits_hold_begin(&h1, l, limits_client(l, &a), &caps));
+    ck_assert(limits_hold_begin(&h2, l, limits_client(l, &a), &caps));
+    ck_assert(limits_hold_begin(&h3, l, limits_client(l, &b), &caps));
+    ck_assert(limits_hold_udp(&h1, 2, 1));
+    ck_assert(!limits_hold_udp(&h2, 2, 1)); /* the client's one slot is taken */
+    ck_assert(limits_hold_udp(&h3, 2, 1));
+    limits_hold_release(&h1);
+    ck_assert(limits_hold_udp(&h2, 2, 1));
+    limits_hold_release(&h2);
+    limits_hold_release(&h3);
+    ck_assert(limits_udp_total_enter(l, 1)); /* the process's count is back to 0 */
+    limits_udp_total_leave(l);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_hold_throttle_takes_the_smallest_allowance_and_ends_on_quota)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.1");
+    struct limit_rate client_rate = {1000, 8000}, user_rate = {1000, 5000};
+    struct limit_hold_caps caps = caps_of(100, 0);
+    struct limit_hold h;
+    double wait;
+
+    caps.client_rate = &client_rate;
+    caps.user_rate = &user_rate;
+    caps.quota = 6000;
+    caps.quota_period = 3600;
+    ck_assert(limits_hold_begin(&h, l, limits_client(l, &a), &caps));
+    ck_assert(limits_hold_throttled(&h)); /* the client's rate alone throttles */
+    /* Before a login only the client's bucket counts. */
+    ck_assert_int_eq(limits_hold_allow(&h, LIMIT_UP, 100000, 100, 0, &wait), 8000);
+    ck_assert_int_eq(limits_hold_user(&h, "alice", 0), 0);
+    ck_assert_int_eq(limits_hold_allow(&h, LIMIT_UP, 100000, 100, 0, &wait), 5000);
+    ck_assert_int_eq(limits_hold_rule(&h, 1, 1, 0, 2000), 0);
+    /* The rule's burst is at least 16384: the user's 5000 is still the smallest. */
+    ck_assert_int_eq(limits_hold_allow(&h, LIMIT_UP, 100000, 100, 0, &wait), 5000);
+    limits_hold_used(&h, LIMIT_UP, 5000, 0);
+    /* The user's bucket is empty: wait for 100 bytes at 1000/s. */
+    ck_assert_int_eq(limits_hold_allow(&h, LIMIT_UP, 100000, 100, 0, &wait), 0);
+    ck_assert(wait > 0.099 && wait < 0.101);
+    /* The other direction has its own buckets; the quota (1000 left) is shared. */
+    ck_assert_int_eq(limits_hold_allow(&h, LIMIT_DOWN, 100000, 100, 0, &wait), 1000);
+    limits_hold_used(&h, LIMIT_DOWN, 1000, 0);
+    errno = 0;
+    ck_assert_int_eq(limits_hold_allow(&h, LIMIT_DOWN, 100000, 100, 0, &wait), -1);
+    ck_assert_int_eq(errno, EDQUOT);
+    ck_assert_int_eq(limits_hold_check(&h, 0), LIMIT_QUOTA);
+    limits_hold_release(&h);
+    limits_free(l);
+}
+END_TEST
+
 static Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
@@ -232,6 +389,11 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_bandwidth_min_read_is_capped_by_burst);
     tcase_add_test(tc, test_quota_per_period);
     tcase_add_test(tc, test_idle_entries_are_bounded_oldest_first);
+    tcase_add_test(tc, test_hold_refuses_past_a_limit_and_closes_past_its_margin);
+    tcase_add_test(tc, test_hold_per_client_and_per_user_refusals);
+    tcase_add_test(tc, test_hold_rule_limit_counts_once_and_its_refusal_is_not_counted);
+    tcase_add_test(tc, test_hold_udp_slots_per_client_and_in_total);
+    tcase_add_test(tc, test_hold_throttle_takes_the_smallest_allowance_and_ends_on_quota);
     suite_add_tcase(s, tc);
     return s;
 }
