@@ -193,6 +193,26 @@ def auth_users():
 ACL_HEAD_FIELDS = struct.Struct(">BBHH16s16s16s")
 
 
+def frontend():
+    # First byte: bits 0-1 the methods (noauth; userpass; both, userpass first; both, noauth
+    # first), bit 2 whether a login is accepted. Then the client's bytes.
+    h = "frontend"
+    req = b"\x05\x01\x00\x03\x0bexample.com\x00\x50"
+    login = b"\x01\x05alice\x06secret"
+    write(h, "noauth-connect", b"\x00" + b"\x05\x01\x00" + req + b"GET / HTTP/1.0\r\n")
+    write(h, "login-ok-connect", b"\x05" + b"\x05\x01\x02" + login + req)
+    write(h, "login-refused", b"\x01" + b"\x05\x01\x02" + login + req)
+    write(h, "no-method", b"\x01" + b"\x05\x01\x00")
+    write(h, "both-udp", b"\x06" + b"\x05\x02\x00\x02" + login +
+          b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+    write(h, "ptr", b"\x00" + b"\x05\x01\x00\x05\xf1\x00\x04" + bytes(15) + b"\x01\x00\x00")
+    write(h, "socks4", b"\x00" + b"\x04\x01\x00\x50\x7f\x00\x00\x01user\x00")
+    write(h, "socks4a-resolve", b"\x00" + b"\x04\xf0\x00\x00\x00\x00\x00\x01\x00example.com\x00")
+    write(h, "socks4-no-noauth", b"\x01" + b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00")
+    write(h, "http", b"\x00" + b"GET http://example.com/ HTTP/1.1\r\n\r\n")
+    write(h, "bad-command", b"\x00" + b"\x05\x01\x00\x05\x09\x00\x01\x7f\x00\x00\x01\x00\x50")
+
+
 def acl_head(flags, cmd, port, lport, client, dest, listener):
     def ip(b):
         return b.ljust(16, b"\x00")
@@ -260,3 +280,4 @@ if __name__ == "__main__":
     auth_users()
     acl()
     addr()
+    frontend()
