@@ -30,10 +30,10 @@
  * socket, so a busy association costs a few system calls per batch rather than two per
  * datagram. A run that goes to one address in equal sizes (the last may be shorter) goes
  * as one UDP_SEGMENT (GSO) send instead: the kernel routes it once and cuts it into the same
- * datagrams (on loopback ferryd spends about 16 % less CPU per echoed datagram). Where the
- * kernel refuses that (a size over the route's MTU: EMSGSIZE, or EINVAL on older kernels; no
- * checksum offload: EIO), the run goes by sendmmsg, which fragments, and the worker stops
- * trying that size and larger, or segmentation at all.
+ * datagrams (less CPU per datagram: bench/README). Where the kernel refuses that (a size over the
+ * route's MTU: EMSGSIZE, or EINVAL on older kernels; no checksum offload: EIO), the run goes by
+ * sendmmsg, which fragments, and the worker stops trying that size and larger, or segmentation at
+ * all.
  */
 #include "config.h"
 

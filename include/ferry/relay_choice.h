@@ -1,8 +1,7 @@
 /*
  * relay auto's choice for bulk transfers: copy through a buffer (recv/send) or splice(2).
- * Which one moves a bulk stream faster depends on the machine (on one of ours splice was
- * 10-15 % faster for a single loopback stream, on another copying was 25 % faster), so a
- * worker measures it on a real transfer: the first bulk direction it sees takes turns, copy
+ * Which one moves a bulk stream faster depends on the machine (bench/README has figures), so
+ * a worker measures it on a real transfer: the first bulk direction it sees takes turns, copy
  * then splice, RELAY_TRIAL_PHASES phases of RELAY_TRIAL_BYTES each, and the path that took
  * less time wins, splice on a near tie (it costs the server less CPU). Only the bytes after
  * the first RELAY_TRIAL_SETTLE of a phase are timed: splice starts fast and slows down as
@@ -11,8 +10,8 @@
  *
  * Pure: the caller passes the time and the bytes the measured direction has moved.
  */
-#ifndef FERRY_RELAYCHOICE_H
-#define FERRY_RELAYCHOICE_H
+#ifndef FERRY_RELAY_CHOICE_H
+#define FERRY_RELAY_CHOICE_H
 
 #include <stdbool.h>
 #include <stdint.h>
