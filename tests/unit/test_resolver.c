@@ -5,60 +5,38 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fakedns.h"
 #include "ferry/resolver.h"
 
-/* ---- a tiny DNS server (RFC 1035 4.1) ----------------------------------------------------- */
+/* ---- the DNS server (fakedns.h) ----------------------------------------------------------- */
 
-#define TYPE_A 1
-#define TYPE_AAAA 28
-#define TYPE_CNAME 5
-#define TYPE_PTR 12
-#define CLASS_IN 1
-#define RCODE_NOERROR 0
-#define RCODE_SERVFAIL 2
-#define RCODE_NXDOMAIN 3
-
-struct zone_name {
-    const char *name;
-    int rcode; /* RCODE_NOERROR when 0 */
-    int drop;  /* never answer */
-    uint32_t ttl;
-    const char *a[12];
-    const char *aaaa[12];
-    unsigned queries_a, queries_aaaa, queries_ptr;
-    const char *cname; /* answer with a CNAME (TTL ttl) to this name of the zone */
-    const char *ptr;   /* answer PTR queries with this name */
-};
-
-static const struct zone_name zone_template[] = {
+static const struct fakedns_name zone_template[] = {
     {.name = "a.test", .ttl = 300, .a = {"192.0.2.1"}, .aaaa = {"2001:db8::1"}},
     {.name = "b.test", .ttl = 300, .a = {"192.0.2.11"}, .aaaa = {"2001:db8::11"}},
     {.name = "v4.test", .ttl = 300, .a = {"192.0.2.4"}},
     {.name = "ttl1.test", .ttl = 1, .a = {"192.0.2.2"}},
     {.name = "ttl0.test", .ttl = 0, .a = {"192.0.2.3"}},
     {.name = "nodata.test", .ttl = 300},
-    {.name = "nx.test", .rcode = RCODE_NXDOMAIN},
-    {.name = "fail.test", .rcode = RCODE_SERVFAIL},
-    {.name = "slow.test", .drop = 1},
+    {.name = "nx.test", .rcode = FAKEDNS_NXDOMAIN},
+    {.name = "fail.test", .rcode = FAKEDNS_SERVFAIL},
+    {.name = "slow.test", .drop = true},
     {.name = "cname.test", .ttl = 1, .cname = "a.test"},
     /* reverse zones: 192.0.2.1, 2001:db8::1, 192.0.2.66 (SERVFAIL), 192.0.2.77 (dropped) */
     {.name = "1.2.0.192.in-addr.arpa", .ttl = 300, .ptr = "a.test"},
     {.name = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
      .ttl = 300,
      .ptr = "v6.test"},
-    {.name = "66.2.0.192.in-addr.arpa", .rcode = RCODE_SERVFAIL},
-    {.name = "77.2.0.192.in-addr.arpa", .drop = 1},
+    {.name = "66.2.0.192.in-addr.arpa", .rcode = FAKEDNS_SERVFAIL},
+    {.name = "77.2.0.192.in-addr.arpa", .drop = true},
     {.name = "many.test",
      .ttl = 300,
      .a = {"192.0.2.101", "192.0.2.102", "192.0.2.103", "192.0.2.104", "192.0.2.105", "192.0.2.106",
@@ -71,205 +49,28 @@ static const struct zone_name zone_template[] = {
 
 #define NZONE (sizeof(zone_template) / sizeof(zone_template[0]))
 
-struct dns_server {
-    int fd;
-    uint16_t port;
-    ev_io io;
-    unsigned queries; /* every datagram received */
-    struct zone_name zone[NZONE];
-};
-
 static struct ev_loop *loop;
-static struct dns_server server;
+static struct fakedns server;
 static struct resolver *resolver;
 
-static void put16(uint8_t *p, unsigned v)
+static struct fakedns_name *zone_find(const char *name)
 {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, v >> 16);
-    put16(p + 2, v & 0xffff);
-}
-
-static unsigned get16(const uint8_t *p)
-{
-    return (unsigned)p[0] << 8 | p[1];
-}
-
-static struct zone_name *zone_find(const char *name)
-{
-    for (size_t i = 0; i < NZONE; i++) {
-        if (strcasecmp(server.zone[i].name, name) == 0)
-            return &server.zone[i];
-    }
-    return NULL;
-}
-
-/*
- * Append the records of one type, owned by the name at offset `owner` of the message; returns
- * the new length, or 0 when they do not fit.
- */
-static size_t put_records(uint8_t *out, size_t len, size_t cap, size_t owner,
-                          const char *const *list, unsigned type, uint32_t ttl, unsigned *count)
-{
-    for (size_t i = 0; i < 12 && list[i] != NULL; i++) {
-        uint8_t ip[16];
-        size_t iplen = type == TYPE_A ? 4 : 16;
-        if (inet_pton(type == TYPE_A ? AF_INET : AF_INET6, list[i], ip) != 1)
-            return 0;
-        if (len + 12 + iplen > cap)
-            return 0;
-        put16(out + len, 0xc000 | (unsigned)owner); /* compression pointer, RFC 1035 4.1.4 */
-        put16(out + len + 2, type);
-        put16(out + len + 4, CLASS_IN);
-        put32(out + len + 6, ttl);
-        put16(out + len + 10, (unsigned)iplen);
-        memcpy(out + len + 12, ip, iplen);
-        len += 12 + iplen;
-        (*count)++;
-    }
-    return len;
-}
-
-/*
- * Append a CNAME or PTR record from the question's name to target; *target_at gets the
- * target's offset.
- */
-static size_t put_name_record(uint8_t *out, size_t len, size_t cap, unsigned type,
-                              const char *target, uint32_t ttl, size_t *target_at, unsigned *count)
-{
-    size_t rdlen = strlen(target) + 2, at = len + 12;
-    const char *p = target;
-
-    if (at + rdlen > cap)
-        return 0;
-    put16(out + len, 0xc00c);
-    put16(out + len + 2, type);
-    put16(out + len + 4, CLASS_IN);
-    put32(out + len + 6, ttl);
-    put16(out + len + 10, (unsigned)rdlen);
-    while (*p != '\0') {
-        size_t label = strcspn(p, ".");
-        out[at++] = (uint8_t)label;
-        memcpy(out + at, p, label);
-        at += label;
-        p += label;
-        if (*p == '.')
-            p++;
-    }
-    out[at++] = 0;
-    *target_at = len + 12;
-    (*count)++;
-    return at;
-}
-
-static void on_server_readable(struct ev_loop *l, ev_io *w, int revents)
-{
-    uint8_t in[1500], out[1500];
-    struct sockaddr_storage peer;
-    socklen_t peerlen = sizeof(peer);
-    ssize_t n = recvfrom(w->fd, in, sizeof(in), 0, (struct sockaddr *)&peer, &peerlen);
-    char name[256];
-    size_t off = 12, namelen = 0, len;
-    unsigned qtype, ancount = 0, rcode;
-    struct zone_name *z;
-
-    (void)l;
-    (void)revents;
-    if (n < 12)
-        return;
-    server.queries++;
-    if (get16(in + 4) != 1)
-        return;
-    while (off < (size_t)n && in[off] != 0) {
-        size_t label = in[off];
-        if (label > 63 || off + 1 + label >= (size_t)n || namelen + label + 1 >= sizeof(name))
-            return;
-        if (namelen > 0)
-            name[namelen++] = '.';
-        memcpy(name + namelen, in + off + 1, label);
-        namelen += label;
-        off += 1 + label;
-    }
-    name[namelen] = '\0';
-    if (off + 5 > (size_t)n)
-        return;
-    qtype = get16(in + off + 1);
-    off += 5; /* root label, type, class */
-
-    z = zone_find(name);
-    if (z != NULL && qtype == TYPE_A)
-        z->queries_a++;
-    if (z != NULL && qtype == TYPE_AAAA)
-        z->queries_aaaa++;
-    if (z != NULL && qtype == TYPE_PTR)
-        z->queries_ptr++;
-    if (z != NULL && z->drop)
-        return;
-    rcode = z == NULL ? RCODE_NXDOMAIN : (unsigned)z->rcode;
-
-    memcpy(out, in, off);
-    out[2] = (uint8_t)(0x80 | (in[2] & 0x79)); /* QR, opcode and RD from the query */
-    out[3] = (uint8_t)(0x80 | rcode);          /* RA */
-    put16(out + 6, 0);
-    put16(out + 8, 0);
-    put16(out + 10, 0);
-    len = off;
-    if (z != NULL && rcode == RCODE_NOERROR) {
-        size_t owner = 12;
-        if (z->cname != NULL) {
-            len = put_name_record(out, len, sizeof(out), TYPE_CNAME, z->cname, z->ttl, &owner,
-                                  &ancount);
-            z = zone_find(z->cname);
-            if (len == 0 || z == NULL)
-                return;
-        }
-        if (qtype == TYPE_A)
-            len = put_records(out, len, sizeof(out), owner, z->a, TYPE_A, z->ttl, &ancount);
-        else if (qtype == TYPE_AAAA)
-            len = put_records(out, len, sizeof(out), owner, z->aaaa, TYPE_AAAA, z->ttl, &ancount);
-        else if (qtype == TYPE_PTR && z->ptr != NULL)
-            len =
-                put_name_record(out, len, sizeof(out), TYPE_PTR, z->ptr, z->ttl, &owner, &ancount);
-        if (len == 0)
-            return;
-    }
-    put16(out + 6, ancount);
-    (void)sendto(w->fd, out, len, 0, (struct sockaddr *)&peer, peerlen);
+    return fakedns_find(&server, name);
 }
 
 static void server_start(void)
 {
-    struct sockaddr_in sin;
-    socklen_t slen = sizeof(sin);
-
-    memset(&server, 0, sizeof(server));
-    memcpy(server.zone, zone_template, sizeof(zone_template));
-    server.fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(server.fd, 0);
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(server.fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ck_assert_int_eq(getsockname(server.fd, (struct sockaddr *)&sin, &slen), 0);
-    server.port = ntohs(sin.sin_port);
-    ev_io_init(&server.io, on_server_readable, server.fd, EV_READ);
-    ev_io_start(loop, &server.io);
+    ck_assert_int_eq(fakedns_start(&server, loop, zone_template, NZONE), 0);
 }
 
 static void server_stop(void)
 {
-    ev_io_stop(loop, &server.io);
-    close(server.fd);
+    fakedns_stop(&server);
 }
 
 static unsigned queries_for(const char *name)
 {
-    struct zone_name *z = zone_find(name);
+    struct fakedns_name *z = zone_find(name);
 
     ck_assert_ptr_nonnull(z);
     return z->queries_a + z->queries_aaaa;
@@ -1033,7 +834,7 @@ static struct got_ptr resolve_ptr(const char *ip)
 
 static unsigned ptr_queries_for(const char *name)
 {
-    struct zone_name *z = zone_find(name);
+    struct fakedns_name *z = zone_find(name);
 
     ck_assert_ptr_nonnull(z);
     return z->queries_ptr;

@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fakedns.h"
 #include "ferry/conf.h"
 #include "ferry/resolver.h"
 #include "ferry/udp.h"
@@ -148,124 +148,21 @@ static void echo_stop(struct echo *e)
     e->fd = -1;
 }
 
-/* ---- a tiny DNS server (RFC 1035 section 4.1) -------------------------------------------- */
+/* ---- the DNS server (fakedns.h) ----------------------------------------------------------- */
 
-struct zone {
-    const char *name;
-    const char *a;    /* NULL: no A record */
-    const char *aaaa; /* NULL: no AAAA record */
-    int silent;       /* never answer */
-    int a_last;       /* hold the A answer until the AAAA one is out: IPv6 is listed first */
+static const struct fakedns_name zone[] = {
+    {.name = "echo.test", .ttl = 300, .a = {"127.0.0.1"}},
+    {.name = "echo6.test", .ttl = 300, .aaaa = {"::1"}},
+    {.name = "mixed.test", .ttl = 300, .a = {"127.0.0.1"}, .aaaa = {"::1"}, .a_last = true},
+    {.name = "slow.test", .drop = true},
 };
 
-static const struct zone zone[] = {
-    {.name = "echo.test", .a = "127.0.0.1"},
-    {.name = "echo6.test", .aaaa = "::1"},
-    {.name = "mixed.test", .a = "127.0.0.1", .aaaa = "::1", .a_last = 1},
-    {.name = "slow.test", .silent = 1},
-};
+static struct fakedns dns;
 
-static struct {
-    int fd;
-    ev_io io;
-    struct addr addr;
-    unsigned queries;
-    unsigned queries_for_echo;
-    uint8_t held[512]; /* an A query held back (a_last) */
-    size_t held_len;
-    struct addr held_peer;
-    bool aaaa_sent; /* the AAAA answer of the a_last name is out: answer A at once */
-} dns;
-
-static void put16(uint8_t *p, unsigned v)
+/* Queries for echo.test, of any type. */
+static unsigned queries_for_echo(void)
 {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void dns_answer(const uint8_t *in, ssize_t n, const struct addr *peer)
-{
-    uint8_t out[600];
-    char name[256];
-    size_t off = 12, namelen = 0, len;
-    unsigned qtype, ancount = 0, rcode = 3;
-    const struct zone *z = NULL;
-
-    while (off < (size_t)n && in[off] != 0) {
-        size_t label = in[off];
-        if (label > 63 || off + 1 + label >= (size_t)n || namelen + label + 1 >= sizeof(name))
-            return;
-        if (namelen > 0)
-            name[namelen++] = '.';
-        memcpy(name + namelen, in + off + 1, label);
-        namelen += label;
-        off += 1 + label;
-    }
-    name[namelen] = '\0';
-    if (off + 5 > (size_t)n)
-        return;
-    qtype = (unsigned)in[off + 1] << 8 | in[off + 2];
-    off += 5;
-    for (size_t i = 0; i < sizeof(zone) / sizeof(zone[0]); i++) {
-        if (strcasecmp(zone[i].name, name) == 0)
-            z = &zone[i];
-    }
-    if (strcasecmp(name, "echo.test") == 0)
-        dns.queries_for_echo++;
-    if (z != NULL && z->silent)
-        return;
-    if (z != NULL && z->a_last && qtype == 1 && !dns.aaaa_sent && dns.held_len == 0) {
-        memcpy(dns.held, in, (size_t)n);
-        dns.held_len = (size_t)n;
-        dns.held_peer = *peer;
-        return;
-    }
-    memcpy(out, in, off);
-    len = off;
-    if (z != NULL) {
-        const char *ip = qtype == 1 ? z->a : qtype == 28 ? z->aaaa : NULL;
-        size_t iplen = qtype == 1 ? 4 : 16;
-        rcode = 0;
-        if (ip != NULL) {
-            put16(out + len, 0xc00c);
-            put16(out + len + 2, qtype);
-            put16(out + len + 4, 1);
-            put16(out + len + 6, 0);
-            put16(out + len + 8, 300);
-            put16(out + len + 10, (unsigned)iplen);
-            ck_assert_int_eq(inet_pton(qtype == 1 ? AF_INET : AF_INET6, ip, out + len + 12), 1);
-            len += 12 + iplen;
-            ancount = 1;
-        }
-    }
-    out[2] = (uint8_t)(0x80 | (in[2] & 0x79));
-    out[3] = (uint8_t)(0x80 | rcode);
-    put16(out + 6, ancount);
-    put16(out + 8, 0);
-    put16(out + 10, 0);
-    (void)sendto(dns.fd, out, len, 0, &peer->u.sa, peer->len);
-    if (z != NULL && z->a_last && qtype == 28) {
-        dns.aaaa_sent = true;
-        if (dns.held_len > 0)
-            dns_answer(dns.held, (ssize_t)dns.held_len, &dns.held_peer);
-        dns.held_len = 0;
-    }
-}
-
-static void on_dns_readable(struct ev_loop *l, ev_io *w, int revents)
-{
-    uint8_t in[512];
-    struct addr peer;
-    ssize_t n;
-
-    (void)l;
-    (void)revents;
-    peer.len = sizeof(peer.u);
-    n = recvfrom(w->fd, in, sizeof(in), 0, &peer.u.sa, &peer.len);
-    if (n < 12)
-        return;
-    dns.queries++;
-    dns_answer(in, n, &peer);
+    return fakedns_find(&dns, "echo.test")->queries;
 }
 
 /* ---- fixture ------------------------------------------------------------------------------ */
@@ -277,6 +174,7 @@ static struct config cfg;
 static void setup(void)
 {
     struct resolver_options opt;
+    struct addr server;
     char err[256] = "";
 
     ck_assert_int_ge(sodium_init(), 0);
@@ -287,15 +185,13 @@ static void setup(void)
     if (ipv6_loopback_works())
         echo_start(&echo6, "::1");
 
-    memset(&dns, 0, sizeof(dns));
-    dns.fd = udp_socket("127.0.0.1", &dns.addr);
-    ev_io_init(&dns.io, on_dns_readable, dns.fd, EV_READ);
-    ev_io_start(loop, &dns.io);
+    ck_assert_int_eq(fakedns_start(&dns, loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
 
     /* No resolver cache: every lookup reaches the DNS server, so the association's own cache
      * of names shows in the query count. */
+    ck_assert_int_eq(addr_parse(dns.servers, 0, &server), 0);
     memset(&opt, 0, sizeof(opt));
-    opt.servers = &dns.addr;
+    opt.servers = &server;
     opt.nservers = 1;
     opt.timeout = 0.5;
     opt.tries = 1;
@@ -315,8 +211,7 @@ static void teardown(void)
 {
     resolver_free(resolver);
     udp_batch_free(batch);
-    ev_io_stop(loop, &dns.io);
-    close(dns.fd);
+    fakedns_stop(&dns);
     echo_stop(&echo4);
     echo_stop(&echo6);
     ev_loop_destroy(loop);
@@ -354,6 +249,12 @@ static struct udp_stats stats_of(const struct udp_assoc *a)
 }
 
 /* ---- datagrams ---------------------------------------------------------------------------- */
+
+static void put16(uint8_t *p, unsigned v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
 
 /* RSV RSV FRAG ATYP DST.ADDR DST.PORT for an IP address. */
 static size_t header_ip(uint8_t *out, const struct addr *to, uint8_t frag)
@@ -620,7 +521,7 @@ START_TEST(test_udp_name_destination_is_resolved_and_remembered)
     expect_reply(c, a, &echo4.addr, "n1", 2);
     expect_reply(c, a, &echo4.addr, "n2", 2);
     expect_reply(c, a, &echo4.addr, "n3", 2);
-    queries = dns.queries_for_echo;
+    queries = queries_for_echo();
     ck_assert_uint_ge(queries, 1);
     ck_assert_uint_le(queries, 2); /* A and AAAA of one lookup */
     /* Later datagrams to the same name use the association's memory of it. */
@@ -628,7 +529,7 @@ START_TEST(test_udp_name_destination_is_resolved_and_remembered)
         send_via_name(c, a, "echo.test", port, "again", 5);
         expect_reply(c, a, &echo4.addr, "again", 5);
     }
-    ck_assert_uint_eq(dns.queries_for_echo, queries);
+    ck_assert_uint_eq(queries_for_echo(), queries);
     ck_assert_uint_eq(stats_of(a).up_packets, 8);
     ck_assert_uint_eq(stats_of(a).down_packets, 8);
     udp_assoc_free(a);
