@@ -200,20 +200,24 @@ static void session_close(struct session *s)
     /* Counted before the access line, so whoever has read the line sees it in the totals. */
     session_count(s);
     session_log(s);
-    if (s->verify != NULL)
-        auth_verify_cancel(ctx->verifier, s->verify);
-    if (s->query != NULL)
-        resolver_cancel(s->query);
-    if (s->outbound_conn != NULL)
-        s->outbound->cancel(s->outbound_conn);
-    if (s->binder != NULL)
-        binder_cancel(s->binder);
+    if (s->nego != NULL) {
+        struct negotiation *ng = s->nego;
+
+        if (ng->verify != NULL)
+            auth_verify_cancel(ctx->verifier, ng->verify);
+        if (ng->query != NULL)
+            resolver_cancel(ng->query);
+        if (ng->outbound_conn != NULL)
+            ng->outbound->cancel(ng->outbound_conn);
+        if (ng->binder != NULL)
+            binder_cancel(ng->binder);
+        ev_io_stop(loop, &ng->client_writable);
+    }
     if (s->udp != NULL)
         udp_assoc_free(s->udp);
     limits_hold_release(&s->hold);
     relay_free(s->relay);
     ev_io_stop(loop, &s->client_readable);
-    ev_io_stop(loop, &s->client_writable);
     ev_timer_stop(loop, &s->timer);
     if (s->client_fd >= 0)
         close(s->client_fd);
@@ -272,19 +276,19 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
     switch (s->state) {
     case S_RESOLVING:
-        resolver_cancel(s->query);
-        s->query = NULL;
+        resolver_cancel(s->nego->query);
+        s->nego->query = NULL;
         log_debug("resolving %s timed out", s->nego->req.dest.name);
         session_fail(s, reply_from_resolver(RESOLVER_TIMEOUT));
         break;
     case S_CONNECTING:
-        s->outbound->cancel(s->outbound_conn);
-        s->outbound_conn = NULL;
+        s->nego->outbound->cancel(s->nego->outbound_conn);
+        s->nego->outbound_conn = NULL;
         session_fail(s, reply_from_errno(ETIMEDOUT));
         break;
     case S_BIND_WAIT:
-        binder_cancel(s->binder);
-        s->binder = NULL;
+        binder_cancel(s->nego->binder);
+        s->nego->binder = NULL;
         log_debug("bind: no peer within %.1f s", s->cfg->timeout_bind);
         session_fail(s, reply_from_errno(ETIMEDOUT));
         break;
@@ -324,7 +328,7 @@ static int session_flush(struct session *s)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(s->ctx->loop, &s->client_writable);
+                ev_io_start(s->ctx->loop, &s->nego->client_writable);
                 return 1;
             }
             return -1;
@@ -332,7 +336,7 @@ static int session_flush(struct session *s)
         memmove(ng->out, ng->out + n, ng->out_len - (size_t)n);
         ng->out_len -= (size_t)n;
     }
-    ev_io_stop(s->ctx->loop, &s->client_writable);
+    ev_io_stop(s->ctx->loop, &s->nego->client_writable);
     return 0;
 }
 
@@ -568,7 +572,7 @@ static void session_start_relay(struct session *s)
         .arg = s,
     };
 
-    ev_io_stop(s->ctx->loop, &s->client_writable);
+    ev_io_stop(s->ctx->loop, &s->nego->client_writable);
     s->relay = relay_start(&p);
     if (s->relay == NULL) {
         session_end(s, END_RESOURCES);
@@ -697,6 +701,11 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     s->hold = hold;
     s->nego->len = 0;
     s->nego->out_len = 0;
+    s->nego->verify = NULL;
+    s->nego->query = NULL;
+    s->nego->outbound = NULL;
+    s->nego->outbound_conn = NULL;
+    s->nego->binder = NULL;
     s->client_fd = fd;
     s->target_fd = -1;
     s->client_addr = *client;
@@ -704,10 +713,10 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     s->rep = 0xff;
     s->started = ev_now(ctx->loop);
     ev_io_init(&s->client_readable, on_client_readable, fd, EV_READ);
-    ev_io_init(&s->client_writable, on_client_writable, fd, EV_WRITE);
+    ev_io_init(&s->nego->client_writable, on_client_writable, fd, EV_WRITE);
     ev_timer_init(&s->timer, on_timer, 0., 0.);
     s->client_readable.data = s;
-    s->client_writable.data = s;
+    s->nego->client_writable.data = s;
     s->timer.data = s;
 
     s->next = ctx->sessions;

@@ -51,7 +51,7 @@ static void on_auth_verified(bool ok, void *arg)
 {
     struct session *s = arg;
 
-    s->verify = NULL;
+    s->nego->verify = NULL;
     if (session_login_answer(s, ok))
         session_login_resumed(s);
 }
@@ -96,7 +96,7 @@ enum session_login session_login(struct session *s, const struct frontend_login 
     check.hash = hash;
     check.generation = s->snap->generation;
     check.cache_ttl = s->cfg->auth_cache;
-    st = auth_verify_check(s->ctx->verifier, &check, on_auth_verified, s, &s->verify);
+    st = auth_verify_check(s->ctx->verifier, &check, on_auth_verified, s, &s->nego->verify);
     if (st == AUTH_VERIFY_CACHED) {
         /* A login verified a moment ago under this users file: no second Argon2id run. */
         log_debug("login of user '%s' verified from the auth cache", s->user);

@@ -25,7 +25,7 @@ static void on_bind_accepted(int fd, int err, const struct addr *peer, void *arg
 {
     struct session *s = arg;
 
-    s->binder = NULL;
+    s->nego->binder = NULL;
     if (fd < 0) {
         log_debug("bind: accept failed: %s", strerror(err));
         session_fail(s, reply_from_errno(err));
@@ -56,9 +56,9 @@ void session_bind(struct session *s, const struct addr *peers, size_t n)
     }
     if (s->fe->bind_local != NULL)
         s->fe->bind_local(&local);
-    s->binder = binder_start(s->ctx->loop, &local, cfg->bind_port_min, cfg->bind_port_max,
-                             any ? NULL : peers, any ? 0 : n, on_bind_accepted, s, &bound);
-    if (s->binder == NULL) {
+    s->nego->binder = binder_start(s->ctx->loop, &local, cfg->bind_port_min, cfg->bind_port_max,
+                                   any ? NULL : peers, any ? 0 : n, on_bind_accepted, s, &bound);
+    if (s->nego->binder == NULL) {
         log_warn("bind: cannot listen: %s", strerror(errno));
         session_fail(s, reply_from_errno(errno));
         return;
@@ -181,7 +181,7 @@ static void on_ptr_resolved(enum resolver_status status, const char *name, void 
     uint8_t msg[SESSION_OUT_BUF];
     size_t len = 0;
 
-    s->query = NULL;
+    s->nego->query = NULL;
     if (status != RESOLVER_OK) {
         session_fail(s, reply_from_resolver(status));
         return;
@@ -200,7 +200,7 @@ static void on_ptr_resolved(enum resolver_status status, const char *name, void 
 void session_resolve_ptr(struct session *s, const struct addr *target)
 {
     session_enter(s, S_RESOLVING);
-    s->query = resolver_lookup_ptr(s->ctx->resolver, target, on_ptr_resolved, s);
-    if (s->query == NULL)
+    s->nego->query = resolver_lookup_ptr(s->ctx->resolver, target, on_ptr_resolved, s);
+    if (s->nego->query == NULL)
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
 }

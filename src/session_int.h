@@ -77,11 +77,20 @@ enum session_end {
     END_SHUTDOWN,
 };
 
-/* What a session needs only until its relay starts. */
+/*
+ * What a session needs only until its relay starts (a UDP association keeps it): the buffers,
+ * the request, and whatever is in flight for it.
+ */
 struct negotiation {
     size_t len;
     size_t out_len;
-    struct request req; /* once requested */
+    ev_io client_writable;               /* while a reply waits for the client */
+    struct auth_verify_wait *verify;     /* a password check in flight */
+    struct resolver_query *query;        /* a lookup in flight */
+    const struct outbound *outbound;     /* the one reaching the target */
+    struct outbound_conn *outbound_conn; /* its attempt in flight */
+    struct binder *binder;               /* BIND's listening socket */
+    struct request req;                  /* once requested */
     uint8_t buf[NEGOTIATION_BUF];
     uint8_t out[SESSION_OUT_BUF];
 };
@@ -104,23 +113,17 @@ struct session {
     int client_fd;
     int target_fd;
     ev_io client_readable; /* the negotiation's; the relay takes it over (its callback too) */
-    ev_io client_writable;
     ev_timer timer;
     ev_tstamp started;
     struct addr client_addr;
-    struct addr target_addr; /* the address connected to */
-    char *target;            /* the destination as asked, for the access line once nego is
-                              * gone (the relay runs); NULL before */
-    char *user;              /* authenticated user name */
+    struct addr target_addr;  /* the address connected to */
+    char *target;             /* the destination as asked, for the access line once nego is
+                               * gone (the relay runs); NULL before */
+    char *user;               /* authenticated user name */
     struct negotiation *nego; /* freed when the relay starts */
-    struct auth_verify_wait *verify; /* a password check in flight */
-    struct resolver_query *query;
-    const struct outbound *outbound; /* the one reaching the target */
-    struct outbound_conn *outbound_conn; /* its attempt in flight */
     struct relay *relay;
-    struct binder *binder;
     struct udp_assoc *udp;
-    const struct addr *advertise; /* the listener's public address, or NULL */
+    const struct addr *advertise;   /* the listener's public address, or NULL */
     struct policy_decision refusal; /* the deciding rule, when refused or limited by a rule */
     struct limit_hold hold;         /* every limit the session counts against */
 };

@@ -110,8 +110,8 @@ static void session_log_rule(const struct session *s, const struct policy_decisi
  */
 static bool session_rule_limits(struct session *s, const struct policy_decision *d)
 {
-    switch (limits_hold_rule(&s->hold, s->snap->generation, d->rule, d->max_sessions,
-                             d->bandwidth)) {
+    switch (
+        limits_hold_rule(&s->hold, s->snap->generation, d->rule, d->max_sessions, d->bandwidth)) {
     case 0:
         return true;
     case 1:
@@ -173,7 +173,7 @@ static void on_connected(int fd, int err, const struct addr *peer, void *arg)
     struct session *s = arg;
     struct addr bound;
 
-    s->outbound_conn = NULL;
+    s->nego->outbound_conn = NULL;
     if (fd < 0) {
         log_debug("connect failed: %s", strerror(err));
         session_fail(s, reply_from_errno(err));
@@ -199,10 +199,10 @@ static void session_connect(struct session *s, const struct addr *addrs, size_t 
     };
 
     /* Direct is the only outbound yet; routes to parent proxies will choose here. */
-    s->outbound = &outbound_direct;
+    s->nego->outbound = &outbound_direct;
     session_enter(s, S_CONNECTING);
-    s->outbound_conn = s->outbound->start(&req, on_connected, s);
-    if (s->outbound_conn == NULL)
+    s->nego->outbound_conn = s->nego->outbound->start(&req, on_connected, s);
+    if (s->nego->outbound_conn == NULL)
         session_fail(s, reply_from_errno(errno));
 }
 
@@ -234,7 +234,7 @@ static void on_resolved(const struct resolver_result *res, void *arg)
     struct policy_decision d;
     size_t n;
 
-    s->query = NULL;
+    s->nego->query = NULL;
     if (res->status != RESOLVER_OK || res->count == 0) {
         log_debug("resolving %s failed: %s", s->nego->req.dest.name,
                   resolver_status_name(res->status));
@@ -286,7 +286,7 @@ void session_request(struct session *s)
     if (!session_allowed(s, &d))
         return;
     session_enter(s, S_RESOLVING);
-    s->query = resolver_lookup(s->ctx->resolver, asked->name, on_resolved, s);
-    if (s->query == NULL)
+    s->nego->query = resolver_lookup(s->ctx->resolver, asked->name, on_resolved, s);
+    if (s->nego->query == NULL)
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
 }
