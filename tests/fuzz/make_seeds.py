@@ -213,6 +213,28 @@ def frontend():
     write(h, "bad-command", b"\x00" + b"\x05\x01\x00\x05\x09\x00\x01\x7f\x00\x00\x01\x00\x50")
 
 
+def upstream():
+    h = "upstream_socks5_reply"
+    write(h, "noauth-ok", b"\x05\x00" + b"\x05\x00\x00\x01\x7f\x00\x00\x01\x10\x92")
+    write(h, "userpass-ok-v6", b"\x05\x02\x01\x00" + b"\x05\x00\x00\x04" + bytes(15) + b"\x01\x00\x50")
+    write(h, "userpass-refused", b"\x05\x02\x01\x01")
+    write(h, "refused", b"\x05\x00\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")
+    write(h, "bind-two", b"\x05\x00" + (b"\x05\x00\x00\x01\x7f\x00\x00\x01\x10\x92") * 2)
+    write(h, "name", b"\x05\x00\x05\x00\x00\x03\x0bexample.com\x00\x00")
+    write(h, "no-method", b"\x05\xff")
+    h = "upstream_socks4_reply"
+    write(h, "granted", b"\x00\x5a\x10\x92\x7f\x00\x00\x01")
+    write(h, "rejected", b"\x00\x5b\x00\x00\x00\x00\x00\x00")
+    write(h, "bind-two", b"\x00\x5a\x10\x92\x7f\x00\x00\x01\x04\x5a\x00\x15\x0a\x00\x00\x02")
+    h = "upstream_http_response"
+    write(h, "200", "HTTP/1.1 200 Connection established\r\n\r\n")
+    write(h, "200-data", "HTTP/1.0 200 OK\r\nProxy-Agent: x\r\n\r\nSSH-2.0-x\r\n")
+    write(h, "407", "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\n\r\n")
+    write(h, "100-then-200", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n")
+    write(h, "bare-lf", "HTTP/1.1 502 Bad Gateway\nX: y\n\n")
+    write(h, "not-http", "SSH-2.0-OpenSSH_9.2\r\n")
+
+
 def acl_head(flags, cmd, port, lport, client, dest, listener):
     def ip(b):
         return b.ljust(16, b"\x00")
@@ -281,3 +303,4 @@ if __name__ == "__main__":
     acl()
     addr()
     frontend()
+    upstream()
