@@ -203,14 +203,3 @@ const struct frontend frontend_socks4 = {
     .bind_local = socks4_local_address,
     .ipv4_only = true,
 };
-
-const struct frontend *frontend_for(uint8_t first)
-{
-    switch (first) {
-    case SOCKS4_VERSION:
-        return &frontend_socks4;
-    default:
-        /* SOCKS5's parser says whether the bytes are SOCKS5 (anything else: bad input). */
-        return &frontend_socks5;
-    }
-}

@@ -463,6 +463,7 @@ static void session_advance(struct session *s)
             .state = &s->fe_state,
             .buf = ng->buf,
             .len = ng->len,
+            .cap = sizeof(ng->buf),
             .req = &ng->req,
             .login = &login,
         };

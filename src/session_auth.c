@@ -22,7 +22,7 @@
  */
 static bool session_login_answer(struct session *s, bool ok)
 {
-    uint8_t msg[16];
+    uint8_t msg[SESSION_OUT_BUF];
     size_t len;
 
     if (ok && limits_hold_user(&s->hold, s->user, s->cfg->sessions_per_user) < 0) {
@@ -59,7 +59,7 @@ static void on_auth_verified(bool ok, void *arg)
 /* A login refused without a check (rate limit, full pool): the front end's failure answer. */
 static void session_login_refused(struct session *s, enum session_end why)
 {
-    uint8_t msg[16];
+    uint8_t msg[SESSION_OUT_BUF];
     size_t len = s->fe->login_reply(false, &s->fe_state, msg, sizeof(msg));
 
     session_finish(s, why, msg, len);

@@ -3,9 +3,9 @@
  * known, and every reply in that protocol. A front end only decides: it reads the bytes the
  * session has buffered (through the pure wire parsers), says what they are (more needed, an
  * answer to queue, credentials to check, a request, a refusal) and renders replies. The session
- * family acts on that and runs the same pipeline for every front end. Today SOCKS5 and
- * SOCKS4/4a (frontend_socks.c); a new protocol is a new `struct frontend` and a line in
- * frontend_for().
+ * family acts on that and runs the same pipeline for every front end: SOCKS5 and SOCKS4/4a
+ * (frontend_socks.c), HTTP CONNECT (frontend_http.c); a new protocol is a new `struct
+ * frontend` and a line in frontend_for().
  */
 #ifndef FERRY_FRONTEND_H
 #define FERRY_FRONTEND_H
@@ -59,7 +59,7 @@ enum frontend_close {
 };
 
 /* The size of frontend_input.out: the longest answer a front end queues while negotiating. */
-#define FRONTEND_OUT_MAX 16
+#define FRONTEND_OUT_MAX 256
 
 struct frontend_input {
     /* in */
@@ -67,6 +67,7 @@ struct frontend_input {
     uint8_t *state;           /* the front end's own state in the session, 0 at first */
     uint8_t *buf;             /* the client's bytes (a front end may wipe secrets in them) */
     size_t len;
+    size_t cap; /* the buffer's size: a message that does not fit can never complete */
     /* out */
     size_t used;
     uint8_t out[FRONTEND_OUT_MAX];
@@ -99,6 +100,7 @@ struct frontend {
 
 extern const struct frontend frontend_socks5;
 extern const struct frontend frontend_socks4;
+extern const struct frontend frontend_http;
 
 /* The front end of a session whose first byte is `first`; NULL when none speaks it. */
 const struct frontend *frontend_for(uint8_t first);

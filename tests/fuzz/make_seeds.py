@@ -235,6 +235,22 @@ def upstream():
     write(h, "not-http", "SSH-2.0-OpenSSH_9.2\r\n")
 
 
+def http_request():
+    # First two bytes: the buffer capacity (a big-endian number, 16 + n % 12000).
+    h = "http_request"
+    cap = b"\x07\xf0"
+    write(h, "connect", cap + b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    write(h, "connect-auth", cap + b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nProxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\nSSH-2.0")
+    write(h, "connect-v6", cap + b"CONNECT [2001:db8::1]:80 HTTP/1.0\n\n")
+    write(h, "get-absolute", cap + b"GET http://example.com/a?b=c HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n")
+    write(h, "post-chunked", cap + b"POST http://h:8080/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+    write(h, "smuggle", cap + b"POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+    write(h, "https-absolute", cap + b"GET https://h/ HTTP/1.1\r\n\r\n")
+    write(h, "obs-fold", cap + b"GET http://h/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n")
+    write(h, "http2", cap + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    write(h, "small-cap", b"\x00\x10" + b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
+
+
 def acl_head(flags, cmd, port, lport, client, dest, listener):
     def ip(b):
         return b.ljust(16, b"\x00")
@@ -304,3 +320,4 @@ if __name__ == "__main__":
     addr()
     frontend()
     upstream()
+    http_request()

@@ -289,9 +289,19 @@ class RawTest(unittest.TestCase):
             self.assertEqual(data, b"")
             self.assertLess(elapsed, 0.9, "closed by the negotiate timeout, not the bad version")
 
-    def test_http_request_instead_of_greeting_closes_without_reply(self):
+    def test_http_request_for_us_as_a_server_gets_400_then_close(self):
+        # An upper-case first byte is HTTP's (the proxy front end): a request that names no
+        # host to proxy to is answered 400, and the connection closed at once.
         with self.client() as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            closed, data, elapsed = ft.wait_closed(s, 3)
+            self.assertTrue(closed)
+            self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
+            self.assertLess(elapsed, 0.9)
+
+    def test_tls_hello_instead_of_greeting_closes_without_reply(self):
+        with self.client() as s:
+            s.sendall(b"\x16\x03\x01\x00\x05hello")
             closed, data, elapsed = ft.wait_closed(s, 3)
             self.assertTrue(closed)
             self.assertEqual(data, b"")

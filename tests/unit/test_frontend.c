@@ -35,6 +35,7 @@ static enum frontend_step feed(const struct frontend *fe, struct frontend_input 
     in->state = &state;
     in->buf = buf;
     in->len = len;
+    in->cap = sizeof(buf);
     in->req = &req;
     in->login = &login;
     return fe->input(in);
@@ -44,8 +45,12 @@ START_TEST(test_first_byte_chooses_the_front_end)
 {
     ck_assert_ptr_eq(frontend_for(0x04), &frontend_socks4);
     ck_assert_ptr_eq(frontend_for(0x05), &frontend_socks5);
-    /* Anything else goes to SOCKS5, whose parser calls it bad input. */
-    ck_assert_ptr_eq(frontend_for('G'), &frontend_socks5);
+    /* HTTP methods are upper-case tokens. */
+    ck_assert_ptr_eq(frontend_for('C'), &frontend_http);
+    ck_assert_ptr_eq(frontend_for('G'), &frontend_http);
+    /* Anything else goes to SOCKS5, whose parser calls it bad input (a TLS hello here). */
+    ck_assert_ptr_eq(frontend_for(0x16), &frontend_socks5);
+    ck_assert_ptr_eq(frontend_for('g'), &frontend_socks5);
 }
 END_TEST
 
@@ -80,7 +85,7 @@ START_TEST(test_not_socks_closes_without_an_answer)
 {
     struct frontend_input in;
 
-    ck_assert_int_eq(feed(&frontend_socks5, &in, "GET / HTTP/1.1\r\n", 16), FRONTEND_CLOSE);
+    ck_assert_int_eq(feed(&frontend_socks5, &in, "\x16\x03\x01\x02\x00\x01", 6), FRONTEND_CLOSE);
     ck_assert_int_eq(in.close, FRONTEND_BAD_INPUT);
     ck_assert_uint_eq(in.out_len, 0);
 }
@@ -215,6 +220,85 @@ START_TEST(test_replies_render_in_each_protocol)
 }
 END_TEST
 
+START_TEST(test_http_connect_without_auth_is_a_request_and_keeps_early_bytes)
+{
+    struct frontend_input in;
+    const char *msg = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nhello";
+
+    ck_assert_int_eq(feed(&frontend_http, &in, msg, 20), FRONTEND_NEED_MORE);
+    ck_assert_int_eq(feed(&frontend_http, &in, msg, strlen(msg)), FRONTEND_REQUEST);
+    ck_assert_uint_eq(in.used, strlen(msg) - 5);
+    ck_assert_int_eq(req.cmd, REQUEST_CONNECT);
+    ck_assert_str_eq(req.dest.name, "example.com");
+    ck_assert_int_eq(req.dest.port, 443);
+}
+END_TEST
+
+START_TEST(test_http_login_then_the_same_head_is_the_request)
+{
+    struct frontend_input in;
+    const char *msg =
+        "CONNECT 127.0.0.1:22 HTTP/1.1\r\nProxy-Authorization: Basic YWxpY2U6cHch\r\n\r\nSSH";
+    uint8_t out[256];
+
+    cfg.methods[0] = SOCKS5_METHOD_USERPASS;
+    /* No credentials: 407 with a challenge, then close. */
+    ck_assert_int_eq(feed(&frontend_http, &in, "CONNECT h:1 HTTP/1.1\r\n\r\n", 24), FRONTEND_CLOSE);
+    ck_assert_int_eq(in.close, FRONTEND_NO_METHOD);
+    ck_assert(strstr((const char *)in.out, "407") != NULL);
+    ck_assert(strstr((const char *)in.out, "Proxy-Authenticate: Basic") != NULL);
+    /* Credentials: checked first, nothing consumed. */
+    ck_assert_int_eq(feed(&frontend_http, &in, msg, strlen(msg)), FRONTEND_LOGIN);
+    ck_assert_uint_eq(in.used, 0);
+    ck_assert_str_eq(login.user, "alice");
+    ck_assert_str_eq(login.pass, "pw!");
+    ck_assert_uint_eq(frontend_http.login_reply(true, &state, out, sizeof(out)), 0);
+    /* Read again once verified: the request, and the head (credentials) wiped. */
+    memcpy(buf, msg, strlen(msg));
+    memset(&in, 0, sizeof(in));
+    in.cfg = &cfg;
+    in.state = &state;
+    in.buf = buf;
+    in.len = strlen(msg);
+    in.cap = sizeof(buf);
+    in.req = &req;
+    in.login = &login;
+    ck_assert_int_eq(frontend_http.input(&in), FRONTEND_REQUEST);
+    ck_assert_uint_eq(in.used, strlen(msg) - 3);
+    for (size_t i = 0; i < in.used; i++)
+        ck_assert_int_eq(buf[i], 0);
+    ck_assert_int_eq(req.dest.port, 22);
+    /* A refused login answers 407. */
+    ck_assert_uint_gt(frontend_http.login_reply(false, &state, out, sizeof(out)), 0);
+    ck_assert(memcmp(out, "HTTP/1.1 407 ", 13) == 0);
+}
+END_TEST
+
+START_TEST(test_http_errors_and_forwarding_get_statuses)
+{
+    struct frontend_input in;
+    uint8_t out[256];
+
+    ck_assert_int_eq(feed(&frontend_http, &in, "GET http://h/ HTTP/1.1\r\n\r\n", 26),
+                     FRONTEND_CLOSE);
+    ck_assert(memcmp(in.out, "HTTP/1.1 501 ", 13) == 0);
+    ck_assert_int_eq(feed(&frontend_http, &in, "GET / HTTP/1.1\r\n\r\n", 18), FRONTEND_CLOSE);
+    ck_assert(memcmp(in.out, "HTTP/1.1 400 ", 13) == 0);
+    ck_assert_int_eq(feed(&frontend_http, &in, "CONNECT h HTTP/1.1\r\n\r\n", 22), FRONTEND_CLOSE);
+    ck_assert_int_eq(in.close, FRONTEND_BAD_INPUT);
+    ck_assert(memcmp(in.out, "HTTP/1.1 400 ", 13) == 0);
+    /* Replies: the SOCKS5 codes the pipeline uses, as HTTP statuses. */
+    ck_assert_uint_gt(frontend_http.reply(SOCKS5_REP_SUCCEEDED, NULL, out, sizeof(out)), 0);
+    ck_assert(memcmp(out, "HTTP/1.1 200 ", 13) == 0);
+    frontend_http.reply(SOCKS5_REP_NOT_ALLOWED, NULL, out, sizeof(out));
+    ck_assert(memcmp(out, "HTTP/1.1 403 ", 13) == 0);
+    frontend_http.reply(SOCKS5_REP_CONNECTION_REFUSED, NULL, out, sizeof(out));
+    ck_assert(memcmp(out, "HTTP/1.1 502 ", 13) == 0);
+    frontend_http.reply(SOCKS5_REP_TTL_EXPIRED, NULL, out, sizeof(out));
+    ck_assert(memcmp(out, "HTTP/1.1 504 ", 13) == 0);
+}
+END_TEST
+
 static Suite *frontend_suite(void)
 {
     Suite *s = suite_create("frontend");
@@ -231,6 +315,9 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_socks4a_connect_and_resolve_are_requests);
     tcase_add_test(tc, test_socks4_is_refused_when_no_auth_is_not_allowed);
     tcase_add_test(tc, test_replies_render_in_each_protocol);
+    tcase_add_test(tc, test_http_connect_without_auth_is_a_request_and_keeps_early_bytes);
+    tcase_add_test(tc, test_http_login_then_the_same_head_is_the_request);
+    tcase_add_test(tc, test_http_errors_and_forwarding_get_statuses);
     suite_add_tcase(s, tc);
     return s;
 }
