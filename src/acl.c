@@ -34,6 +34,7 @@ struct acl_port_range {
 struct acl_rule {
     enum acl_action action;
     bool log;
+    bool private_ok;       /* private: opens private destinations for what it passes */
     unsigned max_sessions; /* sessions N: 0 for none */
     uint64_t bandwidth;    /* bandwidth BYTES: 0 for none */
     unsigned line;
@@ -68,6 +69,7 @@ enum acl_cond {
     COND_TO,
     COND_PORT,
     COND_LOG,
+    COND_PRIVATE,   /* a flag like log: what the rule passes may be a private destination */
     COND_SESSIONS,  /* a limit of the rule, not a condition: sessions it passed at once */
     COND_BANDWIDTH, /* likewise: bytes per second for all the sessions it passed */
     COND_COUNT,
@@ -81,14 +83,15 @@ static const char *const cond_names[COND_COUNT] = {
     [COND_TO] = "to",
     [COND_PORT] = "port",
     [COND_LOG] = "log",
+    [COND_PRIVATE] = "private",
     [COND_SESSIONS] = "sessions",
     [COND_BANDWIDTH] = "bandwidth",
 };
 
 static const unsigned client_conds = 1u << COND_FROM | 1u << COND_LISTENER | 1u << COND_LOG;
-static const unsigned request_conds = 1u << COND_FROM | 1u << COND_USER | 1u << COND_COMMAND |
-                                      1u << COND_TO | 1u << COND_PORT | 1u << COND_LOG |
-                                      1u << COND_SESSIONS | 1u << COND_BANDWIDTH;
+static const unsigned request_conds =
+    1u << COND_FROM | 1u << COND_USER | 1u << COND_COMMAND | 1u << COND_TO | 1u << COND_PORT |
+    1u << COND_LOG | 1u << COND_PRIVATE | 1u << COND_SESSIONS | 1u << COND_BANDWIDTH;
 
 /* What a parse needs to write a message: "client" or "request", and the error buffer. */
 struct acl_parse {
@@ -486,13 +489,19 @@ static int parse_rule(struct acl_parse *ps, bool is_client, int argc, char **arg
         if (k == COND_COUNT)
             return acl_fail(ps, "unknown condition '%s' (%s)", Q(word),
                             is_client ? "from, listener, log"
-                                      : "from, user, command, to, port, log, sessions, "
-                                        "bandwidth");
+                                      : "from, user, command, to, port, log, private, "
+                                        "sessions, bandwidth");
         if (seen & 1u << k)
             return acl_fail(ps, "duplicate condition '%s'", word);
         seen |= 1u << k;
         if (k == COND_LOG) {
             r->log = true;
+            continue;
+        }
+        if (k == COND_PRIVATE) {
+            if (r->action != ACL_PASS)
+                return acl_fail(ps, "'private' is for a pass rule");
+            r->private_ok = true;
             continue;
         }
         /* A condition word where a value belongs is a missing value, not a strange value. */
@@ -594,6 +603,7 @@ static struct acl_result decided(const struct acl_rule *r, size_t index)
         .rule = (unsigned)(index + 1),
         .line = r->line,
         .log = r->log,
+        .private_ok = r->private_ok,
         .max_sessions = r->max_sessions,
         .bandwidth = r->bandwidth,
     };
@@ -628,13 +638,16 @@ struct acl_result acl_check_client(const struct acl_rules *rules, const struct a
     return fell_through(rules);
 }
 
-/* The destination part of a request rule ('to' and 'port'); *explicit_dest when a range hit. */
+/*
+ * The destination part of a request rule ('to' and 'port'); *range is the 'to' range that
+ * holds the address, when one does.
+ */
 static enum tri match_destination(const struct acl_rule *r, const struct acl_request *req,
-                                  bool *explicit_dest)
+                                  const struct addr_cidr **range)
 {
     bool known = req->name != NULL || req->dest != NULL;
 
-    *explicit_dest = false;
+    *range = NULL;
     if (r->nports > 0) {
         bool hit = false;
 
@@ -649,9 +662,11 @@ static enum tri match_destination(const struct acl_rule *r, const struct acl_req
         return TRI_YES;
     if (!known)
         return TRI_UNKNOWN;
-    if (req->dest != NULL && any_cidr_contains(r->to_nets, r->nto_nets, req->dest)) {
-        *explicit_dest = true;
-        return TRI_YES;
+    for (size_t i = 0; req->dest != NULL && i < r->nto_nets; i++) {
+        if (addr_cidr_contains(&r->to_nets[i], req->dest)) {
+            *range = &r->to_nets[i];
+            return TRI_YES;
+        }
     }
     if (req->name != NULL && any_name_matches(r, req->name))
         return TRI_YES;
@@ -677,7 +692,7 @@ struct acl_result acl_check_request(const struct acl_rules *rules, const struct 
     for (size_t i = 0; i < acl_rules_count(rules); i++) {
         const struct acl_rule *r = &rules->rule[i];
         struct acl_result res;
-        bool explicit_dest;
+        const struct addr_cidr *range;
         enum tri dest;
 
         if (r->nfrom > 0 &&
@@ -687,18 +702,36 @@ struct acl_result acl_check_request(const struct acl_rules *rules, const struct 
             continue;
         if (r->commands != 0 && (r->commands & req->command) == 0)
             continue;
-        dest = match_destination(r, req, &explicit_dest);
+        dest = match_destination(r, req, &range);
         if (dest == TRI_NO)
             continue;
         if (dest == TRI_UNKNOWN) {
             res = decided(r, i);
             res.verdict = ACL_VERDICT_NEED_ADDRESS;
             res.log = false;
+            res.private_ok = false;
             return res;
         }
         res = decided(r, i);
-        res.explicit_dest = explicit_dest;
+        res.explicit_dest = range != NULL;
+        res.dest_range = range;
         return res;
     }
     return fell_through(rules);
+}
+
+unsigned acl_find_pass_range(const struct acl_rules *rules,
+                             bool (*fn)(const struct addr_cidr *range))
+{
+    for (size_t i = 0; i < acl_rules_count(rules); i++) {
+        const struct acl_rule *r = &rules->rule[i];
+
+        if (r->action != ACL_PASS || r->private_ok)
+            continue;
+        for (size_t j = 0; j < r->nto_nets; j++) {
+            if (fn(&r->to_nets[j]))
+                return r->line;
+        }
+    }
+    return 0;
 }

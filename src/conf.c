@@ -119,6 +119,7 @@ struct parser {
     unsigned limit_first[LIMIT_COUNT];
     unsigned auth_line;
     bool password_auth;
+    bool trusted_clients_set;              /* a trusted-clients line was read */
     unsigned listen_line[CONF_MAX_LISTEN]; /* line of each listen address */
     unsigned allow_unauthenticated_line;
 };
@@ -797,6 +798,7 @@ static int kw_trusted_clients(struct parser *p, int argc, char **argv)
     struct config *c = p->c;
 
     c->ntrusted_clients = 0;
+    p->trusted_clients_set = true;
     if (argc == 1 && strcmp(argv[0], "none") == 0)
         return 0;
     for (int i = 0; i < argc; i++) {
@@ -1073,6 +1075,13 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
     }
     if (check_safe_defaults(&p) < 0)
         goto fail;
+    /*
+     * With passwords, who a client is comes from its login, not its address: behind a local
+     * forwarder (stunnel, ssh -R) every client would come from loopback. Trust loopback only
+     * when the file says so.
+     */
+    if (p.password_auth && !p.trusted_clients_set)
+        c.ntrusted_clients = 0;
     *out = c;
     return 0;
 

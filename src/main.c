@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
 #include <sched.h>
@@ -18,6 +19,7 @@
 #include "ferry/conf.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
+#include "ferry/localaddr.h"
 #include "ferry/log.h"
 #include "ferry/snapshot.h"
 #include "ferry/worker.h"
@@ -43,7 +45,9 @@ static void usage(FILE *out)
 struct daemon {
     const char *path; /* the configuration file, NULL for the built-in defaults */
     int verbosity;
-    struct snapshot *snap; /* the configuration now in force */
+    struct snapshot *snap;    /* the configuration now in force */
+    struct localaddrs *local; /* the host's own addresses, as the workers have them */
+    ev_io local_watch;        /* rtnetlink: an address was added or removed */
     struct limits *limits;
     struct auth_cache *auth_cache; /* one for every worker: a login verified once is known to all */
     struct worker *workers[MAX_WORKERS];
@@ -128,6 +132,44 @@ static void warn_restart_settings(const struct config *old, const struct config 
         log_warn("reload: the log target changed; it takes effect at the next restart");
 }
 
+/* Read the host's addresses again and hand a changed list to every worker. */
+static void daemon_refresh_local(struct daemon *d, const char *why)
+{
+    struct localaddrs *l = localaddrs_read();
+
+    if (l == NULL) {
+        log_warn("%s: cannot read the interface addresses (%s); keeping the %zu known", why,
+                 strerror(errno), localaddrs_count(d->local));
+        return;
+    }
+    if (localaddrs_same(l, d->local)) {
+        localaddrs_unref(l);
+        return;
+    }
+    for (unsigned i = 0; i < d->nworkers; i++)
+        worker_set_local(d->workers[i], l);
+    localaddrs_unref(d->local);
+    d->local = l;
+    log_info("%s: %zu interface addresses are now private destinations", why, localaddrs_count(l));
+}
+
+static void local_watch_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct daemon *d = w->data;
+    int drained = localaddrs_watch_drain(w->fd);
+
+    if (drained < 0) {
+        log_warn("interface address watch failed (%s); addresses are read again only on "
+                 "SIGHUP",
+                 strerror(errno));
+        ev_io_stop(loop, w);
+        close(w->fd);
+        return;
+    }
+    if (drained > 0 && !d->stopping)
+        daemon_refresh_local(d, "interface addresses changed");
+}
+
 /* SIGHUP: load the file again; a good one replaces the old for new sessions, a bad one not. */
 static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -137,6 +179,7 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
     if (d->stopping)
         return;
+    daemon_refresh_local(d, "reload");
     snap = snapshot_load(d->path, err, sizeof(err), warn, sizeof(warn));
     if (snap == NULL) {
         log_err("reload failed, keeping the running configuration: %s", err);
@@ -203,7 +246,8 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
     if (listener_set_open(&ls, cfg, n, err, errlen) < 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
-        d->workers[i] = worker_start(i, d->snap, d->limits, d->auth_cache, &ls, err, errlen);
+        d->workers[i] =
+            worker_start(i, d->snap, d->local, d->limits, d->auth_cache, &ls, err, errlen);
         if (d->workers[i] == NULL) {
             for (unsigned j = 0; j < i; j++) {
                 worker_shutdown(d->workers[j], 0, true);
@@ -239,7 +283,12 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
 {
     for (size_t i = 0; i < NSIGNALS; i++)
         ev_signal_stop(loop, &signals[i]);
+    if (ev_is_active(&d->local_watch)) {
+        ev_io_stop(loop, &d->local_watch);
+        close(d->local_watch.fd);
+    }
     ev_loop_destroy(loop);
+    localaddrs_unref(d->local);
     limits_free(d->limits);
     auth_cache_free(d->auth_cache);
     snapshot_unref(d->snap);
@@ -313,6 +362,19 @@ int main(int argc, char **argv)
                 loop == NULL ? "cannot create the event loop" : "out of memory");
         return 1;
     }
+    /* The host's own addresses are private destinations: read them now, watch for changes. */
+    d.local = localaddrs_read();
+    if (d.local == NULL) {
+        fprintf(stderr, "ferryd: cannot read the interface addresses: %s\n", strerror(errno));
+        return 1;
+    }
+    ev_io_init(&d.local_watch, local_watch_cb, localaddrs_watch_open(), EV_READ);
+    d.local_watch.data = &d;
+    if (d.local_watch.fd >= 0)
+        ev_io_start(loop, &d.local_watch);
+    else
+        log_warn("cannot watch interface addresses (%s); they are read again only on SIGHUP",
+                 strerror(errno));
     /* Signals caught from now on; one that comes before the loop runs waits for it. */
     ev_timer_init(&d.poll, poll_cb, 0., 0.);
     d.poll.data = &d;

@@ -44,6 +44,7 @@ uint8_t reply_from_resolver(enum resolver_status status)
     case RESOLVER_NODATA:
     case RESOLVER_TIMEOUT:
     case RESOLVER_SERVFAIL:
+    case RESOLVER_BADNAME: /* a name that cannot exist is as unresolvable as a missing one */
         return SOCKS5_REP_HOST_UNREACHABLE;
     case RESOLVER_ERROR:
         return SOCKS5_REP_GENERAL_FAILURE;

@@ -19,8 +19,9 @@
  *   burst gets a fresh UDP socket and source port (harder to spoof answers; one socket() more).
  * - The lookup order of resolv.conf is kept, so /etc/hosts is honoured (c-ares reads it on
  *   each lookup and answers hits inside ares_getaddrinfo).
- * - Names that cannot be put in a query (empty, over 255 bytes, empty or 64+ byte labels,
- *   control characters, spaces, backslashes) fail with RESOLVER_ERROR, still through the loop.
+ * - Names that cannot be put in a query (empty, over 253 bytes without a trailing dot, empty
+ *   or 64+ byte labels, control characters, spaces, backslashes) fail with RESOLVER_BADNAME,
+ *   still through the loop; so does a name c-ares refuses (ARES_EBADNAME).
  * - Answers are cached for min(TTL of every address and CNAME, max_ttl); NXDOMAIN and NODATA for
  *   negative_ttl (also capped by max_ttl); other failures are not cached.
  * - Reverse lookups (resolver_lookup_ptr) are one ares_gethostbyaddr each, neither cached nor
@@ -164,15 +165,18 @@ static struct resolver_query *query_of(struct qlink *link)
 /* ---- names ---------------------------------------------------------------------------------- */
 
 /*
- * A name we are willing to put in a query: 1..255 bytes, printable ASCII other than space and
- * backslash (c-ares would read it as an escape), labels of 1..63 bytes (RFC 1035 2.3.4), one
- * trailing dot allowed.
+ * A name we are willing to put in a query: printable ASCII other than space and backslash
+ * (c-ares would read it as an escape), labels of 1..63 bytes, one trailing dot allowed, and
+ * at most 255 bytes in wire form (RFC 1035 2.3.4: a length byte per label and the root's
+ * zero), so at most 253 bytes of text without the trailing dot.
  */
 static bool name_is_valid(const char *name)
 {
     size_t len = strlen(name), label = 0;
 
-    if (len == 0 || len > DNS_NAME_MAX)
+    if (len == 0)
+        return false;
+    if (len + (name[len - 1] == '.' ? 1 : 2) > DNS_NAME_MAX)
         return false;
     if (strcmp(name, ".") == 0)
         return false;
@@ -234,6 +238,8 @@ static enum resolver_status map_ares_status(int status)
     case ARES_ECONNREFUSED:
     case ARES_EFORMERR:
         return RESOLVER_SERVFAIL;
+    case ARES_EBADNAME:
+        return RESOLVER_BADNAME;
     default:
         return RESOLVER_ERROR;
     }
@@ -710,7 +716,7 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
     qlist_init(&q->link);
 
     if (!name_is_valid(name)) {
-        result_fail(&q->res, RESOLVER_ERROR);
+        result_fail(&q->res, RESOLVER_BADNAME);
         make_ready(r, q);
         return q;
     }
@@ -866,6 +872,8 @@ const char *resolver_status_name(enum resolver_status status)
         return "timeout";
     case RESOLVER_SERVFAIL:
         return "servfail";
+    case RESOLVER_BADNAME:
+        return "badname";
     case RESOLVER_ERROR:
         return "error";
     }

@@ -19,6 +19,7 @@
 #include "ferry/conf.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
+#include "ferry/localaddr.h"
 #include "ferry/log.h"
 #include "ferry/policy.h"
 #include "ferry/relay.h"
@@ -243,6 +244,14 @@ void server_reload(struct server *srv, struct snapshot *snap)
     snapshot_unref(old);
 }
 
+void server_set_local(struct server *srv, struct localaddrs *local)
+{
+    struct localaddrs *old = srv->ctx.local;
+
+    srv->ctx.local = localaddrs_ref(local);
+    localaddrs_unref(old);
+}
+
 void server_stop_listening(struct server *srv)
 {
     ev_timer_stop(srv->loop, &srv->backoff);
@@ -272,5 +281,6 @@ void server_free(struct server *srv)
     relay_pool_free(srv->ctx.relay_pool);
     udp_batch_free(srv->ctx.udp_batch);
     snapshot_unref(srv->ctx.snap);
+    localaddrs_unref(srv->ctx.local);
     free(srv);
 }

@@ -86,7 +86,7 @@ static bool session_udp_policy(void *arg, const char *name, const struct addr *t
         .dest = to,
         .port = port,
     };
-    struct policy_decision d = policy_check_request(s->cfg, &req);
+    struct policy_decision d = policy_check_request(s->cfg, s->ctx->local, &req);
 
     /* Rules marked 'log' are not logged per datagram: the access line counts what was blocked. */
     if (to == NULL)

@@ -89,7 +89,7 @@ struct policy_decision session_policy(const struct session *s, const struct addr
         req.name = asked->type == DEST_NAME ? asked->name : NULL;
         req.dest = dest;
     }
-    return policy_check_request(s->cfg, &req);
+    return policy_check_request(s->cfg, s->ctx->local, &req);
 }
 
 /* The notice line of a rule with the 'log' flag. */

@@ -5,9 +5,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ferry/socks5.h"
 #include "ferry/auth_users.h"
+#include "ferry/policy.h"
 
 bool snapshot_uses_passwords(const struct config *cfg)
 {
@@ -22,6 +24,7 @@ struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char 
                                size_t warnlen)
 {
     struct snapshot *s = calloc(1, sizeof(*s));
+    unsigned wide;
 
     if (warnlen > 0)
         warn[0] = '\0';
@@ -44,6 +47,16 @@ struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char 
         }
         if (auth_users_count(s->users) == 0)
             snprintf(warn, warnlen, "%s has no users: every login will fail", s->config.users_file);
+    }
+    wide = policy_wide_pass_line(&s->config);
+    if (wide != 0 && warnlen > 0) {
+        size_t used = strlen(warn);
+
+        snprintf(warn + used, warnlen - used,
+                 "%s%s:%u: this request pass rule's 'to' range holds private destinations "
+                 "(loopback, RFC 1918, link-local, ...) and does not open them: name the "
+                 "private range itself (to 10.0.0.0/8) or add 'private'",
+                 used > 0 ? "; " : "", path != NULL ? path : "-", wide);
     }
     atomic_init(&s->refs, 1);
     s->generation = 1;

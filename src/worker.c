@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/localaddr.h"
 #include "ferry/log.h"
 #include "ferry/server.h"
 #include "ferry/session.h"
@@ -31,9 +32,10 @@ struct worker {
     struct session_counters counters; /* totals of the sessions that ended */
     atomic_bool done;
 
-    pthread_mutex_t lock;     /* guards what the main thread posts */
-    struct snapshot *pending; /* a snapshot to switch to, or NULL */
-    bool stop;                /* shutdown asked */
+    pthread_mutex_t lock;             /* guards what the main thread posts */
+    struct snapshot *pending;         /* a snapshot to switch to, or NULL */
+    struct localaddrs *pending_local; /* the host's addresses to switch to, or NULL */
+    bool stop;                        /* shutdown asked */
     bool stop_now;
     double stop_grace;
     bool stopping; /* (worker thread only) shutdown under way */
@@ -57,12 +59,15 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     struct worker *wk = w->data;
     struct snapshot *snap;
+    struct localaddrs *local;
     bool stop, now;
     double grace;
 
     pthread_mutex_lock(&wk->lock);
     snap = wk->pending;
     wk->pending = NULL;
+    local = wk->pending_local;
+    wk->pending_local = NULL;
     stop = wk->stop;
     now = wk->stop_now;
     grace = wk->stop_grace;
@@ -71,6 +76,10 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
     if (snap != NULL) {
         server_reload(wk->srv, snap);
         snapshot_unref(snap);
+    }
+    if (local != NULL) {
+        server_set_local(wk->srv, local);
+        localaddrs_unref(local);
     }
     if (now) {
         ev_break(loop, EVBREAK_ALL);
@@ -101,9 +110,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *limits,
-                            struct auth_cache *auth_cache, struct listener_set *ls, char *err,
-                            size_t errlen)
+struct worker *worker_start(unsigned w, struct snapshot *snap, struct localaddrs *local,
+                            struct limits *limits, struct auth_cache *auth_cache,
+                            struct listener_set *ls, char *err, size_t errlen)
 {
     struct worker *wk = calloc(1, sizeof(*wk));
     sigset_t all, old;
@@ -124,6 +133,7 @@ struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *li
     wk->srv = server_new(wk->loop, snap, limits, auth_cache, &wk->counters, ls, w, err, errlen);
     if (wk->srv == NULL)
         goto fail;
+    server_set_local(wk->srv, local);
     ev_async_init(&wk->wake, wake_cb);
     wk->wake.data = wk;
     ev_async_start(wk->loop, &wk->wake);
@@ -161,6 +171,15 @@ void worker_reload(struct worker *wk, struct snapshot *snap)
     pthread_mutex_lock(&wk->lock);
     snapshot_unref(wk->pending);
     wk->pending = snapshot_ref(snap);
+    pthread_mutex_unlock(&wk->lock);
+    ev_async_send(wk->loop, &wk->wake);
+}
+
+void worker_set_local(struct worker *wk, struct localaddrs *local)
+{
+    pthread_mutex_lock(&wk->lock);
+    localaddrs_unref(wk->pending_local);
+    wk->pending_local = localaddrs_ref(local);
     pthread_mutex_unlock(&wk->lock);
     ev_async_send(wk->loop, &wk->wake);
 }
@@ -209,6 +228,7 @@ void worker_join(struct worker *wk)
 {
     worker_join_thread(wk);
     snapshot_unref(wk->pending);
+    localaddrs_unref(wk->pending_local);
     ev_loop_destroy(wk->loop);
     pthread_mutex_destroy(&wk->lock);
     free(wk);

@@ -53,12 +53,14 @@ enum acl_verdict {
 
 struct acl_result {
     enum acl_verdict verdict;
-    unsigned rule;         /* 1-based number of the deciding rule in its set; 0: no rule */
-    unsigned line;         /* config line of that rule; 0: none */
-    bool log;              /* the deciding rule asked for a log line */
-    bool explicit_dest;    /* decided by a 'to' address range that contains dest */
-    unsigned max_sessions; /* the deciding pass rule's 'sessions N', 0 for none */
-    uint64_t bandwidth;    /* its 'bandwidth BYTES' (per second), 0 for none */
+    unsigned rule;      /* 1-based number of the deciding rule in its set; 0: no rule */
+    unsigned line;      /* config line of that rule; 0: none */
+    bool log;           /* the deciding rule asked for a log line */
+    bool explicit_dest; /* decided by a 'to' address range that contains dest: */
+    const struct addr_cidr *dest_range; /* that range (in the rule set), else NULL */
+    bool private_ok;                    /* the deciding rule says 'private' (pass rules only) */
+    unsigned max_sessions;              /* the deciding pass rule's 'sessions N', 0 for none */
+    uint64_t bandwidth;                 /* its 'bandwidth BYTES' (per second), 0 for none */
 };
 
 /* Every function taking a rule set accepts NULL as the empty set. */
@@ -70,8 +72,8 @@ size_t acl_rules_count(const struct acl_rules *rules);
  * Parse the words after "client" (is_client) or "request" and append the rule:
  *   client  pass|block [from CIDR[,CIDR...]] [listener ADDR[:PORT]] [log]
  *   request pass|block [from CIDR,...] [user NAME,...] [command connect|bind|udp|resolve,...]
- *                      [to DEST,...] [port PORT|LOW-HIGH,...] [log]
- *                      [sessions N] [bandwidth BYTES]    (limits: pass rules only)
+ *                      [to DEST,...] [port PORT|LOW-HIGH,...] [log] [private]
+ *                      [sessions N] [bandwidth BYTES]    (private, limits: pass rules only)
  * DEST is a CIDR or single IP, an exact host name, or ".domain" (the domain and every name
  * under it); "any" stands for an absent condition. line is kept for messages. Returns 0, or -1
  * with a message (without file and line) in err.
@@ -82,6 +84,13 @@ int acl_add_rule(struct acl_rules *rules, bool is_client, int argc, char **argv,
 /* Client rules: first match decides; no match passes when the set is empty, blocks otherwise. */
 struct acl_result acl_check_client(const struct acl_rules *rules, const struct addr *client,
                                    const struct addr *listener);
+
+/*
+ * Calls fn with every 'to' range of every request pass rule without 'private', in order;
+ * returns the line of the first rule for which fn answered true, or 0.
+ */
+unsigned acl_find_pass_range(const struct acl_rules *rules,
+                             bool (*fn)(const struct addr_cidr *range));
 
 /*
  * Request rules, first match. A rule whose destination part can only be judged on an address

@@ -10,7 +10,9 @@
 #include "ferry/acl.h"
 
 struct addr;
+struct addr_cidr;
 struct config;
+struct localaddrs;
 
 struct policy_decision {
     enum acl_verdict verdict;
@@ -27,13 +29,43 @@ struct policy_decision policy_check_client(const struct config *cfg, const struc
                                            const struct addr *listener);
 
 /*
- * Request rules, then, for a destination ferryd would send to (connect, udp) given as an
- * address, the private-destination block: a special-purpose address is refused to a client
- * outside trusted-clients unless private-destinations allow, or the deciding rule passed it
- * with a 'to' range that holds it.
+ * Request rules, then, for a destination given as an address, the private-destination block:
+ * a private destination (policy_private_prefix) is refused to a client outside
+ * trusted-clients unless private-destinations allow, the deciding rule says 'private', or it
+ * passed the address with a 'to' range that lies inside the private range holding it
+ * ("to 10.20.0.0/16" opens those; "to 0.0.0.0/0" opens none). It applies to every command:
+ * CONNECT and UDP datagrams, BIND's expected peer (except 0.0.0.0 and ::, "any peer"), and
+ * the addresses RESOLVE answers and RESOLVE_PTR asks about. local is the host's own
+ * addresses now (NULL: none known).
  */
 struct policy_decision policy_check_request(const struct config *cfg,
+                                            const struct localaddrs *local,
                                             const struct acl_request *req);
+
+/*
+ * How private a is: the shortest prefix of the private ranges holding it (special-purpose
+ * ranges below, the host's own addresses in local, and cfg's listen, advertise and udp
+ * addresses; in IPv4 bits for IPv4 and IPv4-mapped addresses), or -1 when a is not private.
+ * cfg and local may be NULL.
+ */
+int policy_private_prefix(const struct config *cfg, const struct localaddrs *local,
+                          const struct addr *a);
+
+/* True when a is not private, or range holds a and lies inside a private range holding it. */
+bool policy_range_opens(const struct addr_cidr *range, const struct config *cfg,
+                        const struct localaddrs *local, const struct addr *a);
+
+/*
+ * True when range holds a whole special-purpose range and more ("to 0.0.0.0/0", "::/0",
+ * "10.0.0.0/7"): such a 'to' range does not open what it holds (warned about at load).
+ */
+bool policy_range_holds_private(const struct addr_cidr *range);
+
+/*
+ * The config line of the first request pass rule with such a 'to' range and without
+ * 'private', or 0.
+ */
+unsigned policy_wide_pass_line(const struct config *cfg);
 
 /* True when client is in trusted-clients. */
 bool policy_client_trusted(const struct config *cfg, const struct addr *client);

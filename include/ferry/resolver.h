@@ -14,7 +14,8 @@ enum resolver_status {
     RESOLVER_NODATA,   /* the name exists but has no A or AAAA record */
     RESOLVER_TIMEOUT,  /* no server answered in time */
     RESOLVER_SERVFAIL, /* servers failed, refused, or sent an answer we could not use */
-    RESOLVER_ERROR,    /* local trouble: out of memory, bad name, shutting down */
+    RESOLVER_BADNAME,  /* the name cannot be put in a query (too long, empty label, ...) */
+    RESOLVER_ERROR,    /* local trouble: out of memory, shutting down */
 };
 
 /* Addresses kept per name; more are dropped (the connector tries them in turn). */

@@ -8,6 +8,7 @@ struct ev_loop;
 struct auth_cache;
 struct limits;
 struct listener_set;
+struct localaddrs;
 struct server;
 struct session_counters;
 struct snapshot;
@@ -23,6 +24,9 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
 
 /* New sessions start under snap from now on; running ones keep their own. */
 void server_reload(struct server *srv, struct snapshot *snap);
+
+/* Every check from now on sees local as the host's own addresses (a reference is taken). */
+void server_set_local(struct server *srv, struct localaddrs *local);
 
 /* Stop accepting and close the listening sockets; sessions keep running. */
 void server_stop_listening(struct server *srv);

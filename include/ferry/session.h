@@ -12,6 +12,7 @@ struct auth_cache;
 struct auth_pool;
 struct limit;
 struct limits;
+struct localaddrs;
 struct relay_pool;
 struct resolver;
 struct session;
@@ -45,6 +46,8 @@ struct session_ctx {
     struct auth_verifier *verifier; /* password checks: the cache, merged runs, the pool */
     struct udp_batch *udp_batch;    /* the worker's datagram batch buffers */
     struct limits *limits;          /* the process's limits, shared by every worker */
+    struct localaddrs *local;       /* the host's own addresses now (the server's reference;
+                                     * replaced on this loop only, read by every check) */
 
     struct session *sessions; /* every live session, for shutdown (counted in counters->live) */
     struct session_counters *counters; /* the worker's, outliving its sessions */

@@ -13,16 +13,21 @@
 struct auth_cache;
 struct limits;
 struct listener_set;
+struct localaddrs;
 struct snapshot;
 struct worker;
 
 /*
  * Build worker w's loop and server (taking its sockets from ls) on the calling thread, so that
- * errors come back here, then start its thread. Returns NULL with a message in err.
+ * errors come back here, then start its thread. local is the host's addresses (a reference is
+ * taken; NULL: none). Returns NULL with a message in err.
  */
-struct worker *worker_start(unsigned w, struct snapshot *snap, struct limits *limits,
-                            struct auth_cache *auth_cache, struct listener_set *ls, char *err,
-                            size_t errlen);
+struct worker *worker_start(unsigned w, struct snapshot *snap, struct localaddrs *local,
+                            struct limits *limits, struct auth_cache *auth_cache,
+                            struct listener_set *ls, char *err, size_t errlen);
+
+/* The worker's checks see local as the host's addresses from now on (a reference is taken). */
+void worker_set_local(struct worker *wk, struct localaddrs *local);
 
 /* New sessions of the worker start under snap (a reference is taken). */
 void worker_reload(struct worker *wk, struct snapshot *snap);

@@ -72,6 +72,9 @@ static void check_cidr_words(int argc, char **argv)
         if (addr_cidr_parse(argv[i], &c) == 0) {
             FUZZ_CHECK(c.prefix <= (addr_family(&c.net) == AF_INET ? 32u : 128u));
             FUZZ_CHECK(addr_cidr_contains(&c, &c.net));
+            /* A range that holds a whole private range and more does not open its address. */
+            if (policy_range_holds_private(&c) && policy_private_prefix(NULL, NULL, &c.net) >= 0)
+                FUZZ_CHECK(!policy_range_opens(&c, NULL, NULL, &c.net));
         }
     }
 }
@@ -117,6 +120,10 @@ static void check_requests(const struct rule_set *set, const struct acl_request 
         FUZZ_CHECK(full.verdict != ACL_VERDICT_NEED_ADDRESS);
     if (full.explicit_dest)
         FUZZ_CHECK(req->dest != NULL);
+    /* The range that decided is reported, and holds the address. */
+    FUZZ_CHECK(full.explicit_dest == (full.dest_range != NULL));
+    if (full.dest_range != NULL)
+        FUZZ_CHECK(addr_cidr_contains(full.dest_range, req->dest));
 
     /* UDP ASSOCIATE at request time: nothing known about the destination. */
     unknown.name = NULL;
@@ -184,6 +191,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     make_addr(&listener, head[0] & F_LISTENER_V6, head + 38, (uint16_t)(head[4] << 8 | head[5]));
     (void)policy_is_special_destination(&client);
     (void)policy_is_special_destination(&dest);
+    FUZZ_CHECK(policy_is_special_destination(&dest) ==
+               (policy_private_prefix(NULL, NULL, &dest) >= 0));
 
     res = acl_check_client(client_set.rules, (head[0] & F_CLIENT_KNOWN) ? &client : NULL,
                            (head[0] & F_LISTENER_KNOWN) ? &listener : NULL);

@@ -272,17 +272,59 @@ class PrivateDestinationsTest(unittest.TestCase):
         self.assertEqual(connect_rep(ferry, other.host, other.port, source=CLIENT2),
                          ft.REP_NOT_ALLOWED)
 
-    def test_bind_and_resolve_are_not_private_destination_checks(self):
+    def test_bind_peer_and_resolve_answers_are_private_destination_checks(self):
         dns = ft.DNSServer(self)
         dns.add("inside.test", a=["127.0.0.1"])
+        dns.add("mixed.test", a=["127.0.0.1", "198.51.100.9"])
+        dns.add_ptr("127.0.0.1", "inside.test")
         ferry = self.start(dns=dns)
+        # RESOLVE (0xF0): a name inside is not mapped; only the public address of a mixed one.
         s, rep, _, _ = ft.socks5_open(ferry.addr(), "inside.test", 0, cmd=0xF0, source=CLIENT2)
         s.close()
-        self.assertEqual(rep, ft.REP_SUCCEEDED)
+        self.assertEqual(rep, ft.REP_NOT_ALLOWED)
+        s, rep, host, _ = ft.socks5_open(ferry.addr(), "mixed.test", 0, cmd=0xF0,
+                                         source=CLIENT2)
+        s.close()
+        self.assertEqual((rep, host), (ft.REP_SUCCEEDED, "198.51.100.9"))
+        # RESOLVE_PTR (0xF1) of an address inside, and BIND expecting a peer inside.
+        for cmd in (0xF1, ft.CMD_BIND):
+            s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", 0, cmd=cmd, source=CLIENT2)
+            s.close()
+            self.assertEqual(rep, ft.REP_NOT_ALLOWED, hex(cmd))
+        # BIND expecting 0.0.0.0 means any peer: not a destination.
         s, rep, _, _ = ft.socks5_open(ferry.addr(), "0.0.0.0", 0, cmd=ft.CMD_BIND,
                                       source=CLIENT2)
         s.close()
         self.assertEqual(rep, ft.REP_SUCCEEDED)
+        sess = ferry.wait_sessions(5)
+        self.assertEqual([x.get("rule") for x in sess if x.get("reply") == "not-allowed"],
+                         ["private"] * 3)
+
+    def test_bind_and_resolve_inside_still_work_for_trusted_clients(self):
+        dns = ft.DNSServer(self)
+        dns.add("inside.test", a=["127.0.0.1"])
+        ferry = ft.start_ferryd(self, dns=dns)
+        s, rep, host, _ = ft.socks5_open(ferry.addr(), "inside.test", 0, cmd=0xF0)
+        s.close()
+        self.assertEqual((rep, host), (ft.REP_SUCCEEDED, "127.0.0.1"))
+        s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", 0, cmd=ft.CMD_BIND)
+        s.close()
+        self.assertEqual(rep, ft.REP_SUCCEEDED)
+
+    def test_pass_to_everything_does_not_open_private_destinations(self):
+        echo = ft.EchoOrigin(self)
+        ferry = self.start(["request pass to 0.0.0.0/0,::/0"])
+        ferry.wait_line(r"ferryd: warning: .*:\d+: this request pass rule's 'to' range holds "
+                        r"private destinations")
+        self.assertEqual(connect_rep(ferry, echo.host, echo.port, source=CLIENT2),
+                         ft.REP_NOT_ALLOWED)
+        self.assertEqual(ferry.wait_sessions(1)[0]["rule"], "private")
+        self.assertEqual(echo.peers, [])
+
+    def test_pass_rule_marked_private_opens_private_destinations(self):
+        echo = ft.EchoOrigin(self)
+        ferry = self.start(["request pass to 0.0.0.0/0 private"])
+        self.assertTrue(echo_works(ferry, echo.host, echo.port, source=CLIENT2))
 
 
 class UDPRulesTest(unittest.TestCase):

@@ -70,6 +70,26 @@ class DNSTest(unittest.TestCase):
         self.assertEqual(sess.get("addr"), "-", sess)
         self.assertEqual(self.echo.peers, [])
 
+    def test_255_byte_name_is_host_unreachable_not_general_failure(self):
+        """The longest name SOCKS5 can carry does not fit in a DNS query (255 bytes of wire
+        form at most): unresolvable, so 0x04 like any such name, and no query is sent."""
+        ferry = self.start()
+        for length in (254, 255):
+            labels = ["a" * 63] * 3 + ["b" * (length - 3 * 64)]
+            name = ".".join(labels)
+            self.assertEqual(len(name), length)
+            s = ft.connect(*ferry.addr())
+            with s:
+                s.sendall(ft.socks5_greeting())
+                self.assertEqual(ft.read_method(s), ft.METHOD_NOAUTH)
+                s.sendall(ft.socks5_request(ft.CMD_CONNECT, name, self.echo.port))
+                rep, _, _ = ft.read_socks5_reply(s)
+            self.assertEqual(rep, ft.REP_HOST_UNREACHABLE, length)
+            self.assertEqual(self.dns.count(name), 0)
+        for sess in ferry.wait_sessions(2):
+            self.assertEqual(sess.get("reply"), "host-unreachable", sess)
+        self.assertEqual(self.echo.peers, [])
+
     def test_servfail_is_an_error_reply_not_a_hang(self):
         self.dns.set_action("broken.ferry.test", "servfail")
         ferry = self.start("resolver-tries 1")

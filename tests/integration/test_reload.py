@@ -66,7 +66,8 @@ class ReloadTest(unittest.TestCase):
         lines = text.count("\n") + 1
         m = self.hup(ferry, r"reload failed, keeping the running configuration: (.*)")
         self.assertEqual(m.group(1), "%s:%d: request: unknown condition 'frm' (from, user, "
-                         "command, to, port, log, sessions, bandwidth)" % (ferry.conf_path, lines))
+                         "command, to, port, log, private, sessions, bandwidth)"
+                         % (ferry.conf_path, lines))
         # Still the old rules, and still serving.
         self.assertEqual(self.rep(ferry, self.other.host, self.other.port), ft.REP_NOT_ALLOWED)
         self.assertEqual(self.rep(ferry, self.echo.host, self.echo.port), ft.REP_SUCCEEDED)

@@ -372,6 +372,25 @@ START_TEST(test_request_to_cidr_matches_and_sets_explicit_dest)
 }
 END_TEST
 
+/* The range that matched is reported (policy.c judges whether it opens a private address). */
+START_TEST(test_request_reports_the_matching_range_and_the_private_flag)
+{
+    struct acl_rules *q = REQUEST_RULES("pass to 10.0.0.0/8,10.1.0.0/16 private", "pass");
+    struct acl_result r;
+
+    r = CHECK(q, .dest = "10.1.2.3", .port = 1);
+    expect(r, PASS, 1);
+    ck_assert_ptr_nonnull(r.dest_range);
+    ck_assert_uint_eq(r.dest_range->prefix, 8); /* the first range of the list that holds it */
+    ck_assert(r.private_ok);
+    r = CHECK(q, .dest = "11.0.0.1", .port = 1);
+    expect(r, PASS, 2);
+    ck_assert_ptr_null(r.dest_range);
+    ck_assert(!r.private_ok);
+    acl_rules_free(q);
+}
+END_TEST
+
 START_TEST(test_request_name_match_is_not_an_explicit_dest)
 {
     struct acl_rules *q = REQUEST_RULES("pass to intranet.example");
@@ -615,10 +634,10 @@ START_TEST(test_parse_error_messages)
              "request: '10.0.0.256' is not an address range or host name");
     rule_err(true, "pass user alice", "client: unknown condition 'user' (from, listener, log)");
     rule_err(false, "pass listener 127.0.0.1",
-             "request: unknown condition 'listener' (from, user, command, to, port, log, "
+             "request: unknown condition 'listener' (from, user, command, to, port, log, private, "
              "sessions, bandwidth)");
     rule_err(false, "pass from 10.0.0.0/8 dest 1.2.3.4",
-             "request: unknown condition 'dest' (from, user, command, to, port, log, "
+             "request: unknown condition 'dest' (from, user, command, to, port, log, private, "
              "sessions, bandwidth)");
     rule_err(false, "pass port 80 port 443", "request: duplicate condition 'port'");
     rule_err(false, "pass log log", "request: duplicate condition 'log'");
@@ -835,6 +854,7 @@ static Suite *acl_suite(void)
     tcase_add_test(tc, test_request_port_single_list_and_range_edges);
     tcase_add_test(tc, test_request_to_cidr_matches_and_sets_explicit_dest);
     tcase_add_test(tc, test_request_name_match_is_not_an_explicit_dest);
+    tcase_add_test(tc, test_request_reports_the_matching_range_and_the_private_flag);
     tcase_add_test(tc, test_request_exact_name_ignores_case_and_trailing_dot);
     tcase_add_test(tc, test_pass_rule_limits_are_carried_by_the_result);
     tcase_add_test(tc, test_rule_limit_errors);

@@ -1103,6 +1103,47 @@ START_TEST(test_rule_errors_name_file_and_line)
     /* The error leaves nothing behind, even when earlier rules were parsed. */
     parse_err("client pass\nrequest pass\nrequest block command jump\n",
               "t.conf:3: request: unknown command 'jump' (connect, bind, udp, resolve)");
+    parse_err("request block to 10.0.0.0/8 private\n",
+              "t.conf:1: request: 'private' is for a pass rule");
+    parse_err("client pass private\n",
+              "t.conf:1: client: unknown condition 'private' (from, listener, log)");
+    parse_err("request pass private private\n", "t.conf:1: request: duplicate condition 'private'");
+}
+END_TEST
+
+START_TEST(test_private_flag_parses_on_pass_rules)
+{
+    struct config c;
+
+    parse_ok(&c, "request pass to 0.0.0.0/0 private log\nrequest pass private to 10.0.0.0/8\n");
+    ck_assert_uint_eq(acl_rules_count(c.request_rules), 2);
+    conf_release(&c);
+}
+END_TEST
+
+/* With a password method and no trusted-clients line, no client is trusted (forwarders). */
+START_TEST(test_password_auth_makes_trusted_clients_default_none)
+{
+    struct config c;
+
+    parse_ok(&c, "auth password\nusers u\n");
+    ck_assert_uint_eq(c.ntrusted_clients, 0);
+    conf_release(&c);
+    parse_ok(&c, "auth none password\nusers u\n");
+    ck_assert_uint_eq(c.ntrusted_clients, 0);
+    conf_release(&c);
+    /* A trusted-clients line, before or after, is kept. */
+    parse_ok(&c, "trusted-clients 127.0.0.0/8 ::1\nauth password\nusers u\n");
+    ck_assert_uint_eq(c.ntrusted_clients, 2);
+    ck_assert(trusted(&c, "127.0.0.1"));
+    conf_release(&c);
+    parse_ok(&c, "auth password\nusers u\ntrusted-clients 10.0.0.0/8\n");
+    ck_assert_uint_eq(c.ntrusted_clients, 1);
+    conf_release(&c);
+    /* Without passwords the loopback default stays. */
+    parse_ok(&c, "auth none\n");
+    check_access_defaults(&c);
+    conf_release(&c);
 }
 END_TEST
 
@@ -1382,6 +1423,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_client_and_request_rules_are_numbered_in_file_order);
     tcase_add_test(tc, test_only_one_kind_of_rules_leaves_the_other_null);
     tcase_add_test(tc, test_rule_errors_name_file_and_line);
+    tcase_add_test(tc, test_private_flag_parses_on_pass_rules);
+    tcase_add_test(tc, test_password_auth_makes_trusted_clients_default_none);
     tcase_add_test(tc, test_trusted_clients_replace_the_default);
     tcase_add_test(tc, test_trusted_clients_errors);
     tcase_add_test(tc, test_private_destinations_and_allow_unauthenticated_values);

@@ -78,6 +78,8 @@ START_TEST(test_resolver_failures_map_to_host_unreachable_rep_04)
     ck_assert_uint_eq(reply_from_resolver(RESOLVER_NODATA), 0x04);
     ck_assert_uint_eq(reply_from_resolver(RESOLVER_TIMEOUT), 0x04);
     ck_assert_uint_eq(reply_from_resolver(RESOLVER_SERVFAIL), 0x04);
+    /* A name that cannot be looked up (a 255-byte name, an empty label) is not a local fault. */
+    ck_assert_uint_eq(reply_from_resolver(RESOLVER_BADNAME), 0x04);
 }
 END_TEST
 

@@ -644,7 +644,7 @@ START_TEST(test_resolver_ip_literals_are_answered_without_query)
 }
 END_TEST
 
-START_TEST(test_resolver_invalid_names_fail_with_error)
+START_TEST(test_resolver_invalid_names_fail_with_badname)
 {
     char long_name[300], long_label[80];
     const char *names[] = {"",
@@ -668,7 +668,7 @@ START_TEST(test_resolver_invalid_names_fail_with_error)
     memcpy(long_label + 64, ".test", 6);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         struct resolver_result res = resolve(names[i]);
-        ck_assert_msg(res.status == RESOLVER_ERROR, "name %zu: %s", i,
+        ck_assert_msg(res.status == RESOLVER_BADNAME, "name %zu: %s", i,
                       resolver_status_name(res.status));
         ck_assert_uint_eq(res.count, 0);
     }
@@ -687,6 +687,30 @@ START_TEST(test_resolver_longest_valid_name_is_queried)
     name[254] = '\0';
     ck_assert_int_eq(resolve(name).status, RESOLVER_NXDOMAIN);
     ck_assert_uint_gt(server.queries, 0);
+}
+END_TEST
+
+/*
+ * 254 and 255 bytes of text (a SOCKS5 name may have 255) do not fit in 255 bytes of wire form
+ * (c-ares would answer ARES_EBADNAME): refused without a query, as a bad name, not an error.
+ */
+START_TEST(test_resolver_254_and_255_byte_names_fail_with_badname_without_query)
+{
+    char name[256];
+
+    for (size_t len = 254; len <= 255; len++) {
+        memset(name, 'c', sizeof(name));
+        name[63] = name[127] = name[191] = '.';
+        name[len] = '\0';
+        ck_assert_int_eq(resolve(name).status, RESOLVER_BADNAME);
+    }
+    /* 254 bytes with the trailing dot is the 253-byte name: valid. */
+    memset(name, 'c', sizeof(name));
+    name[63] = name[127] = name[191] = '.';
+    name[253] = '.';
+    name[254] = '\0';
+    ck_assert_uint_eq(server.queries, 0);
+    ck_assert_int_eq(resolve(name).status, RESOLVER_NXDOMAIN);
 }
 END_TEST
 
@@ -1077,6 +1101,7 @@ START_TEST(test_resolver_status_names_are_distinct)
     ck_assert_str_eq(resolver_status_name(RESOLVER_NODATA), "nodata");
     ck_assert_str_eq(resolver_status_name(RESOLVER_TIMEOUT), "timeout");
     ck_assert_str_eq(resolver_status_name(RESOLVER_SERVFAIL), "servfail");
+    ck_assert_str_eq(resolver_status_name(RESOLVER_BADNAME), "badname");
     ck_assert_str_eq(resolver_status_name(RESOLVER_ERROR), "error");
 }
 END_TEST
@@ -1115,7 +1140,7 @@ static Suite *resolver_suite(void)
     tcase_add_test(tc, test_resolver_cancel_from_own_callback_is_ignored);
     tcase_add_test(tc, test_resolver_callback_may_start_new_lookup);
     tcase_add_test(tc, test_resolver_ip_literals_are_answered_without_query);
-    tcase_add_test(tc, test_resolver_invalid_names_fail_with_error);
+    tcase_add_test(tc, test_resolver_invalid_names_fail_with_badname);
     tcase_add_test(tc, test_resolver_longest_valid_name_is_queried);
     tcase_add_test(tc, test_resolver_synchronous_c_ares_answer_is_deferred);
     tcase_add_test(tc, test_resolver_onion_name_is_nxdomain_without_query);
@@ -1126,6 +1151,7 @@ static Suite *resolver_suite(void)
     tcase_add_test(tc, test_resolver_takes_ipv4_and_ipv6_servers);
     tcase_add_test(tc, test_resolver_lookup_without_callback_is_einval);
     tcase_add_test(tc, test_resolver_status_names_are_distinct);
+    tcase_add_test(tc, test_resolver_254_and_255_byte_names_fail_with_badname_without_query);
     tcase_add_test(tc, test_resolver_ptr_ipv4_answer_gives_name);
     tcase_add_test(tc, test_resolver_ptr_ipv6_answer_gives_name);
     tcase_add_test(tc, test_resolver_ptr_ipv4_mapped_address_asks_in_addr_arpa);
