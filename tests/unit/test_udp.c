@@ -583,6 +583,40 @@ START_TEST(test_udp_unknown_name_counts_drop_resolve_and_association_lives_on)
 }
 END_TEST
 
+/* Names no DNS query can carry, up to the longest a header holds (255 bytes): each is dropped
+ * and counted, none reaches a DNS server or a target, and the association lives on. */
+START_TEST(test_udp_names_too_long_or_unqueryable_are_dropped_without_a_query)
+{
+    int c = udp_socket("127.0.0.1", NULL);
+    struct udp_assoc *a = assoc_start("127.0.0.1", 0, "127.0.0.1");
+    char label63[64], label64[65], name255[256], name254[255];
+    const char *names[] = {name255, name254, label64, "bad name", "a\\b", "\x01ctl", "..", "."};
+    size_t n = sizeof(names) / sizeof(names[0]);
+    struct udp_stats st;
+
+    memset(label63, 'a', 63);
+    label63[63] = '\0';
+    memset(label64, 'b', 64);
+    label64[64] = '\0';
+    snprintf(name255, sizeof(name255), "%s.%s.%s.%s", label63, label63, label63, label63);
+    ck_assert_uint_eq(strlen(name255), 255);
+    snprintf(name254, sizeof(name254), "%s", name255 + 1);
+    ck_assert_uint_eq(strlen(name254), 254);
+    for (size_t i = 0; i < n; i++)
+        send_via_name(c, a, names[i], 53, "x", 1);
+    RUN_UNTIL(stats_of(a).drop_resolve + stats_of(a).drop_malformed == n, 3.0);
+    st = stats_of(a);
+    ck_assert_uint_eq(st.drop_resolve + st.drop_malformed, n);
+    ck_assert_uint_eq(st.up_packets, 0);
+    ck_assert_uint_eq(dns.queries, 0);
+    ck_assert_uint_eq(echo4.count, 0);
+    send_via(c, a, &echo4.addr, "still", 5);
+    expect_reply(c, a, &echo4.addr, "still", 5);
+    udp_assoc_free(a);
+    close(c);
+}
+END_TEST
+
 START_TEST(test_udp_queue_for_names_is_bounded)
 {
     int c = udp_socket("127.0.0.1", NULL);
@@ -1084,6 +1118,7 @@ static Suite *udp_suite(void)
     tcase_add_test(tc, test_udp_name_with_both_families_goes_to_ipv4);
     tcase_add_test(tc, test_udp_ipv6_only_name_goes_to_ipv6);
     tcase_add_test(tc, test_udp_unknown_name_counts_drop_resolve_and_association_lives_on);
+    tcase_add_test(tc, test_udp_names_too_long_or_unqueryable_are_dropped_without_a_query);
     tcase_add_test(tc, test_udp_queue_for_names_is_bounded);
     tcase_add_test(tc, test_udp_free_with_name_resolution_pending_runs_no_callback);
     tcase_add_test(tc, test_udp_frag_nonzero_is_dropped_and_next_datagram_works);
