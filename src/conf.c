@@ -459,11 +459,14 @@ static int udp_port_range(struct parser *p, const char *value)
 
 static int udp_filter(struct parser *p, const char *value)
 {
-    int k = parse_choice(p, "filter", value, (const char *const[]){"address", "any", NULL});
+    static const enum udp_filter filters[] = {UDP_FILTER_ADDRESS, UDP_FILTER_ADDRESS_PORT,
+                                              UDP_FILTER_ANY};
+    int k = parse_choice(p, "filter", value,
+                         (const char *const[]){"address", "address-port", "any", NULL});
 
     if (k < 0)
         return -1;
-    p->c->udp_any_sender = k == 1;
+    p->c->udp_filter = filters[k];
     return 0;
 }
 
@@ -485,7 +488,7 @@ static int bind_peer(struct parser *p, const char *value)
 static const struct subkeyword udp_settings[UDP_COUNT] = {
     [UDP_ADDRESS] = {"address", "IP", .handle = udp_address},
     [UDP_PORT_RANGE] = {"port-range", "LOW-HIGH", .handle = udp_port_range},
-    [UDP_FILTER] = {"filter", "address|any", .handle = udp_filter},
+    [UDP_FILTER] = {"filter", "address|address-port|any", .handle = udp_filter},
     [UDP_MAX_PER_CLIENT] = {"max-per-client", "N", NUMBER(1, 65535, udp_max_per_client)},
     [UDP_MAX_TOTAL] = {"max-total", "N", NUMBER(1, 1000000, udp_max_total)},
 };
@@ -959,7 +962,7 @@ void conf_defaults(struct config *c)
     c->timeout_bind = 60;
     c->udp_port_min = 0;
     c->udp_port_max = 0;
-    c->udp_any_sender = false;
+    c->udp_filter = UDP_FILTER_ADDRESS;
     c->udp_max_per_client = 16;
     c->udp_max_total = 1024;
     c->bind_port_min = 0;

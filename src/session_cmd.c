@@ -107,11 +107,11 @@ void session_udp(struct session *s)
         .client = s->client_addr,
         .port_min = cfg->udp_port_min,
         .port_max = cfg->udp_port_max,
-        .any_sender = cfg->udp_any_sender,
+        .filter = cfg->udp_filter,
         .policy = session_udp_policy,
         .policy_arg = s,
     };
-    struct addr claimed, shown;
+    struct addr shown;
 
     if (!limits_hold_udp(&s->hold, cfg->udp_max_total, cfg->udp_max_per_client)) {
         log_notice("udp: association limit reached (max-total %u, max-per-client %u)",
@@ -120,13 +120,15 @@ void session_udp(struct session *s)
         return;
     }
     /*
-     * Datagrams are taken only from the control connection's IP. A claimed port counts only
-     * when the claimed IP is that IP: behind NAT the client cannot know its outside port, so
-     * it is learned from the first datagram instead.
+     * Datagrams are taken only from the control connection's IP, whatever DST.ADDR says. A
+     * DST.PORT other than 0 is the port the client will send from (RFC 1928 section 7): it is
+     * pinned at once whatever DST.ADDR is (0.0.0.0, ::, or the name "0" PySocks sends), so
+     * another program on the client's host or behind its NAT cannot take the association by
+     * sending first. Only DST.PORT 0 ("not known yet") leaves the port to the first datagram.
+     * The price: a client behind a NAT that changes its port, naming its inside port, has its
+     * datagrams dropped as strangers.
      */
-    if (asked->type != DEST_NAME && socks_dest_to_addr(asked, &claimed) == 0 &&
-        addr_same_ip(&claimed, &s->client_addr))
-        p.client_port = asked->port;
+    p.client_port = asked->port;
     if (cfg->udp_address.len > 0)
         p.local = cfg->udp_address;
     else if (session_local_addr(s, &p.local) < 0) {

@@ -6,15 +6,17 @@
  * bound to the wildcard address with an ephemeral port.
  *
  * Client binding: only datagrams from the client's IP (the TCP control connection's peer) are
- * taken. When the request named the client's port, only that port; otherwise the first
- * datagram from the client's IP fixes the port, and the rest from other ports are strangers.
- * Replies go to that learned address; until the client has sent anything there is nowhere to
- * deliver them, so they are dropped and counted as drop_filtered.
+ * taken. When the request named a port (params->client_port), only that port: it is pinned
+ * before any datagram arrives, so nobody else on the client's host or behind its NAT can take
+ * the association. With port 0 the first datagram from the client's IP fixes the port, and the
+ * rest from other ports are strangers. Replies go to that address; until the client has sent
+ * anything there is nowhere to deliver them, so they are dropped and counted as drop_filtered.
  *
- * Filtering of replies: with `udp filter address` (the default) a target's datagram is relayed
- * only when the client has sent to its IP (any port) through this association: a set of the
- * last UDP_PEERS_MAX destination IPs, oldest evicted first (address-dependent filtering, RFC
- * 4787 section 5). With `udp filter any` every sender is relayed (endpoint-independent).
+ * Filtering of replies (RFC 4787 section 5): with `udp filter address` (the default) a target's
+ * datagram is relayed only when the client has sent to its IP (any port) through this
+ * association (address-dependent); with `udp filter address-port` only when it has sent to
+ * that IP and port (address and port-dependent). Both keep the last UDP_PEERS_MAX destinations,
+ * oldest evicted first. With `udp filter any` every sender is relayed (endpoint-independent).
  *
  * Names: a datagram to a name waits in a small per-association queue while the shared resolver
  * works; every datagram waiting for that name is then sent to one address: the first IPv4
@@ -56,7 +58,7 @@
 
 #define UDP_BATCH 64               /* datagrams per readiness event */
 #define UDP_MMSG 16                /* datagrams per recvmmsg/sendmmsg call */
-#define UDP_PEERS_MAX 64           /* destination IPs remembered for the reply filter */
+#define UDP_PEERS_MAX 64           /* destinations remembered for the reply filter */
 #define UDP_NAMES_MAX 8            /* names remembered per association */
 #define UDP_NAME_TTL 60.0          /* seconds a resolved name is remembered */
 #define UDP_QUEUE_MAX 16           /* datagrams waiting for names, per association */
@@ -101,7 +103,7 @@ struct udp_assoc {
     struct ev_loop *loop;
     struct resolver *resolver;
     struct udp_batch *batch;
-    bool any_sender;
+    enum udp_filter filter;
     udp_policy_cb policy;
     void *policy_arg;
 
@@ -115,7 +117,7 @@ struct udp_assoc {
     ev_io client_io;
     struct udp_out out4, out6;
 
-    struct addr peers[UDP_PEERS_MAX]; /* ring of destination IPs the client sent to */
+    struct addr peers[UDP_PEERS_MAX]; /* ring of destinations the client sent to */
     size_t npeers, peers_next;
 
     struct udp_name names[UDP_NAMES_MAX];
@@ -353,23 +355,35 @@ static int udp_receive(struct udp_batch *b, int fd)
     return n;
 }
 
-/* Remember that the client sent to ip, for the reply filter. */
-static void peers_add(struct udp_assoc *a, const struct addr *ip)
+/* True when peer stands for `to` under the association's filter: the same IP, and with
+ * `udp filter address-port` the same port too. */
+static bool peer_matches(const struct udp_assoc *a, const struct addr *peer, const struct addr *to)
+{
+    if (a->filter == UDP_FILTER_ADDRESS_PORT && addr_port(peer) != addr_port(to))
+        return false;
+    return addr_same_ip(peer, to);
+}
+
+/* Remember that the client sent to `to` (IP and port), for the reply filter. */
+static void peers_add(struct udp_assoc *a, const struct addr *to)
 {
     for (size_t i = 0; i < a->npeers; i++) {
-        if (addr_same_ip(&a->peers[i], ip))
+        if (peer_matches(a, &a->peers[i], to))
             return;
     }
-    a->peers[a->peers_next] = *ip;
+    a->peers[a->peers_next] = *to;
     a->peers_next = (a->peers_next + 1) % UDP_PEERS_MAX;
     if (a->npeers < UDP_PEERS_MAX)
         a->npeers++;
 }
 
-static bool peers_has(const struct udp_assoc *a, const struct addr *ip)
+/* May a datagram from `from` reach the client? */
+static bool peers_let_in(const struct udp_assoc *a, const struct addr *from)
 {
+    if (a->filter == UDP_FILTER_ANY)
+        return true;
     for (size_t i = 0; i < a->npeers; i++) {
-        if (addr_same_ip(&a->peers[i], ip))
+        if (peer_matches(a, &a->peers[i], from))
             return true;
     }
     return false;
@@ -699,7 +713,7 @@ static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_
     size_t hdrlen, limit;
     uint8_t *start;
 
-    if (!a->client_known || (!a->any_sender && !peers_has(a, from))) {
+    if (!a->client_known || !peers_let_in(a, from)) {
         a->stats.drop_filtered++;
         return;
     }
@@ -753,7 +767,7 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
     a->loop = p->loop;
     a->resolver = p->resolver;
     a->batch = p->batch;
-    a->any_sender = p->any_sender;
+    a->filter = p->filter;
     a->policy = p->policy;
     a->policy_arg = p->policy_arg;
     a->client = p->client;

@@ -10,6 +10,7 @@
 #include "ferry/addr.h"
 #include "ferry/limits.h"
 #include "ferry/relay.h"
+#include "ferry/udp.h"
 
 #define CONF_MAX_LISTEN 16
 #define CONF_DEFAULT_PORT 1080
@@ -54,7 +55,7 @@ struct config {
                               * address the client reached us on */
     uint16_t udp_port_min;   /* udp port-range LOW-HIGH; 0-0 (default) = ephemeral */
     uint16_t udp_port_max;
-    bool udp_any_sender;         /* udp filter address (default) | any */
+    enum udp_filter udp_filter;  /* udp filter address (default) | address-port | any */
     unsigned udp_max_per_client; /* udp max-per-client N (default 16) */
     unsigned udp_max_total;      /* udp max-total N (default 1024) */
     double timeout_udp;          /* timeout udp DURATION: association idle (default 120 s) */

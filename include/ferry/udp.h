@@ -26,18 +26,25 @@ void udp_batch_free(struct udp_batch *b);
  */
 typedef bool (*udp_policy_cb)(void *arg, const char *name, const struct addr *to, uint16_t port);
 
+/* Which targets' datagrams reach the client (`udp filter`; RFC 4787 section 5). */
+enum udp_filter {
+    UDP_FILTER_ADDRESS,      /* from an IP the client has sent to, any port (the default) */
+    UDP_FILTER_ADDRESS_PORT, /* only from an exact IP and port the client has sent to */
+    UDP_FILTER_ANY,          /* from anyone who reaches the outbound socket */
+};
+
 struct udp_assoc_params {
     struct ev_loop *loop;
-    struct resolver *resolver;   /* for DEST_NAME destinations */
-    struct udp_batch *batch;     /* the loop's batch buffers */
-    struct addr client;          /* the TCP control connection's peer */
-    uint16_t client_port;        /* the client's UDP source port, or 0: learn it from the
-                                  * first datagram from the client's IP */
-    struct addr local;           /* where to bind the client-facing socket (port ignored) */
-    uint16_t port_min;           /* the client-facing socket's port range (0, 0: any) */
+    struct resolver *resolver; /* for DEST_NAME destinations */
+    struct udp_batch *batch;   /* the loop's batch buffers */
+    struct addr client;        /* the TCP control connection's peer */
+    uint16_t client_port;      /* the client's UDP source port (pinned), or 0: learn it
+                                * from the first datagram from the client's IP */
+    struct addr local;         /* where to bind the client-facing socket (port ignored) */
+    uint16_t port_min;         /* the client-facing socket's port range (0, 0: any) */
     uint16_t port_max;
-    bool any_sender;             /* udp any-sender: accept datagrams from any IP */
-    udp_policy_cb policy;        /* NULL: every destination allowed */
+    enum udp_filter filter; /* which targets may answer */
+    udp_policy_cb policy;   /* NULL: every destination allowed */
     void *policy_arg;
 };
 
@@ -47,10 +54,10 @@ struct udp_stats {
     uint64_t up_bytes;     /* payload bytes */
     uint64_t down_packets; /* targets -> client, sent */
     uint64_t down_bytes;
-    uint64_t drop_stranger;  /* from an IP (or port, once fixed) not the client's */
+    uint64_t drop_stranger;  /* from an IP (or port, once pinned or learned) not the client's */
     uint64_t drop_frag;      /* FRAG != 0 */
     uint64_t drop_malformed; /* truncated header, bad ATYP, empty name */
-    uint64_t drop_filtered;  /* reply from an address the client never sent to */
+    uint64_t drop_filtered;  /* reply the filter keeps out, or before the client sent */
     uint64_t drop_resolve;   /* the destination name did not resolve */
     uint64_t drop_queue;     /* pending-resolution queue full */
     uint64_t drop_send;      /* sendto failed (ENOBUFS, EAGAIN, unreachable...) */

@@ -164,6 +164,7 @@ request pass user alice,bob command connect,udp to any port 80,443,8000-8999
 request pass command resolve
 trusted-clients none
 """)
+    write(h, "udp-address-port", "udp filter address-port\nudp address ::1\n")
     write(h, "errors", "listen 1.2.3.4:99999\n")
     write(h, "unknown", "frobnicate yes\n")
     write(h, "duplicate", "max-sessions 1\nmax-sessions 2\n")

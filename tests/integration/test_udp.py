@@ -42,12 +42,14 @@ class _PySocks6(socks.socksocket):
         return super().getsockname()[:2]
 
 
-def pysocks_udp(proxy, bind_ip="127.0.0.1", timeout=5.0):
-    """A PySocks UDP socket associated through proxy (host, port)."""
+def pysocks_udp(proxy, bind_ip="127.0.0.1", timeout=5.0, rdns=True):
+    """A PySocks UDP socket associated through proxy (host, port). PySocks binds the socket
+    first and names its port in the request: DST.ADDR is the name "0" (rdns, its default) or
+    0.0.0.0 (rdns=False), DST.PORT the socket's port."""
     family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
     cls = _PySocks6 if family == socket.AF_INET6 else socks.socksocket
     s = cls(family, socket.SOCK_DGRAM)
-    s.set_proxy(socks.SOCKS5, proxy[0], proxy[1])
+    s.set_proxy(socks.SOCKS5, proxy[0], proxy[1], rdns=rdns)
     s.settimeout(timeout)
     if family == socket.AF_INET6:
         # PySocks also opens its TCP control connection with a plain socket() (IPv4); give it
@@ -190,6 +192,36 @@ class PySocksUDPTest(unittest.TestCase):
         self.assertEqual(drops(sess)["resolve"], 1, sess)
         self.assertEqual(echo.count, 1)
 
+    def _other_program_cannot_take_the_association(self, rdns):
+        # PySocks names its socket's port (with the address "0" or 0.0.0.0): that port is
+        # pinned, so another socket on the same host that sends to the relay first is a
+        # stranger, gets no echo, and the real client's echo arrives.
+        echo = UDPEcho(self)
+        ferry = self.start()
+        s = pysocks_udp(ferry.addr(), rdns=rdns)
+        with s:
+            relay = socket.socket.getpeername(s)[:2]  # PySocks overrides getpeername
+            attacker = udp_socket("127.0.0.1")
+            self.addCleanup(attacker.close)
+            attacker.sendto(udp_header(echo.host, echo.port) + b"attacker", relay)
+            nothing_arrives(attacker)
+            self.assertEqual(echo.count, 0)
+            s.sendto(b"real client", (echo.host, echo.port))
+            data, sender = s.recvfrom(65535)
+            self.assertEqual((data, sender), (b"real client", ("127.0.0.1", echo.port)))
+            attacker.sendto(udp_header(echo.host, echo.port) + b"attacker again", relay)
+            nothing_arrives(attacker)
+        sess = ferry.wait_sessions(1, pred=is_udp)[-1]
+        self.assertEqual(drops(sess)["stranger"], 2, sess)
+        self.assertEqual(udp_packets(sess), (1, 1), sess)
+        self.assertEqual(echo.count, 1)
+
+    def test_pysocks_named_port_is_pinned_against_another_program_on_the_host(self):
+        self._other_program_cannot_take_the_association(rdns=True)
+
+    def test_pysocks_named_port_with_zero_address_is_pinned_too(self):
+        self._other_program_cannot_take_the_association(rdns=False)
+
     def test_dns_query_tunnelled_through_udp_associate(self):
         # The "DNS through SOCKS" case: a resolver speaking to a DNS server via the relay.
         self.dns.add("tunnel.ferry.test", a=["192.0.2.53"])
@@ -300,16 +332,72 @@ class RawUDPTest(unittest.TestCase):
         self.assertEqual(drops(sess)["stranger"], 1, sess)
         self.assertEqual(sess.get("target"), "0.0.0.0:0", sess)
 
-    def test_claim_of_private_address_still_works_from_real_address(self):
-        # A NAT'd client names its private address; datagrams come from somewhere else.
+    def claim_own_port(self, ferry, host, bind_ip="127.0.0.1", **kw):
+        """A RawAssoc whose request names host and the port of its UDP socket."""
+        sock = udp_socket(bind_ip)
+        self.addCleanup(sock.close)
+        a = RawAssoc(self, ferry, claim=(host, sock.getsockname()[1]), bind_ip=bind_ip, **kw)
+        a.sock = sock
+        return a
+
+    def test_claim_of_zero_address_with_port_pins_that_port(self):
+        # RFC 1928 section 7: DST.PORT is the port the client will send from, even when it
+        # does not know its address. Another port of its IP that sends first is a stranger.
         ferry = self.start()
-        a = RawAssoc(self, ferry, claim=("10.1.2.3", 5555))
+        a = self.claim_own_port(ferry, "0.0.0.0")
+        self.assertEqual(a.rep, ft.REP_SUCCEEDED)
+        other = udp_socket("127.0.0.1")
+        self.addCleanup(other.close)
+        a.send(self.echo.host, self.echo.port, b"taken?", sock=other)
+        nothing_arrives(other)
+        self.assertEqual(self.echo.count, 0)
+        self.assertEqual(a.roundtrip(self.echo, b"pinned"), ("127.0.0.1", self.echo.port,
+                                                             b"pinned"))
+        a.close()
+        sess = ferry.wait_sessions(1, pred=is_udp)[-1]
+        self.assertEqual(drops(sess)["stranger"], 1, sess)
+        self.assertEqual(udp_packets(sess), (1, 1), sess)
+
+    @unittest.skipUnless(ft.ipv6_available(), "no IPv6 loopback")
+    def test_claim_of_ipv6_zero_address_with_port_pins_that_port(self):
+        ferry = self.start(listen=("[::1]:0",))
+        a = self.claim_own_port(ferry, "::", bind_ip="::1")
+        self.assertEqual(a.rep, ft.REP_SUCCEEDED)
+        other = udp_socket("::1")
+        self.addCleanup(other.close)
+        a.send(self.echo.host, self.echo.port, b"taken?", sock=other)
+        nothing_arrives(other)
+        self.assertEqual(a.roundtrip(self.echo, b"pinned six")[2], b"pinned six")
+        a.close()
+        sess = ferry.wait_sessions(1, pred=is_udp)[-1]
+        self.assertEqual(drops(sess)["stranger"], 1, sess)
+
+    def test_claim_of_private_address_with_port_zero_learns_the_port(self):
+        # A NAT'd client that names its private address and port 0: datagrams come from its
+        # public address and whatever port the NAT gave it; the first one fixes the port.
+        ferry = self.start()
+        a = RawAssoc(self, ferry, claim=("10.1.2.3", 0))
         self.assertEqual(a.rep, ft.REP_SUCCEEDED)
         for i in range(5):
             self.assertEqual(a.roundtrip(self.echo, b"nat %d" % i)[2], b"nat %d" % i)
         a.close()
         sess = ferry.wait_sessions(1, pred=is_udp)[-1]
         self.assertEqual(udp_packets(sess), (5, 5), sess)
+
+    def test_claim_of_inside_port_behind_a_port_changing_nat_is_a_stranger(self):
+        # The documented price of pinning: a client behind a NAT that names its inside port
+        # (5555) while the NAT sends from another port gets its datagrams dropped.
+        ferry = self.start()
+        a = RawAssoc(self, ferry, claim=("10.1.2.3", 5555))
+        self.assertEqual(a.rep, ft.REP_SUCCEEDED)
+        a.send(self.echo.host, self.echo.port, b"from the outside port")
+        a.send(self.echo.host, self.echo.port, b"again")
+        nothing_arrives(a.sock)
+        self.assertEqual(self.echo.count, 0)
+        a.close()
+        sess = ferry.wait_sessions(1, pred=is_udp)[-1]
+        self.assertEqual(drops(sess)["stranger"], 2, sess)
+        self.assertEqual(udp_packets(sess), (0, 0), sess)
 
     def test_claim_of_exact_address_fixes_port(self):
         ferry = self.start()
@@ -493,6 +581,34 @@ class RawUDPTest(unittest.TestCase):
         self.addCleanup(third.close)
         third.sendto(b"unsolicited", outbound)
         self.assertEqual(a.recv(), ("127.0.0.3", third.getsockname()[1], b"unsolicited"))
+
+    def test_filter_address_port_drops_reply_from_another_port_of_the_same_ip(self):
+        ferry = self.start("udp filter address-port")
+        a = RawAssoc(self, ferry)
+        self.assertEqual(a.roundtrip(self.echo, b"open")[2], b"open")
+        outbound = self.echo.peers[-1]
+        same_ip = udp_socket("127.0.0.1")
+        self.addCleanup(same_ip.close)
+        same_ip.sendto(b"other port", outbound)
+        nothing_arrives(a.sock)
+        # The exact IP:port the client sent to is still relayed.
+        self.assertEqual(a.roundtrip(self.echo, b"exact"), ("127.0.0.1", self.echo.port,
+                                                            b"exact"))
+        a.close()
+        sess = ferry.wait_sessions(1, pred=is_udp)[-1]
+        self.assertEqual(drops(sess)["filtered"], 1, sess)
+        self.assertEqual(udp_packets(sess), (2, 2), sess)
+
+    def test_filter_address_relays_reply_from_another_port_of_the_same_ip(self):
+        # The default, for contrast: address-dependent, any port of a known IP.
+        ferry = self.start()
+        a = RawAssoc(self, ferry)
+        self.assertEqual(a.roundtrip(self.echo, b"open")[2], b"open")
+        outbound = self.echo.peers[-1]
+        same_ip = udp_socket("127.0.0.1")
+        self.addCleanup(same_ip.close)
+        same_ip.sendto(b"other port", outbound)
+        self.assertEqual(a.recv(), ("127.0.0.1", same_ip.getsockname()[1], b"other port"))
 
     def test_hostile_datagrams_are_counted_as_malformed(self):
         ferry = self.start()

@@ -109,7 +109,7 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->udp_address.len, 0);
     ck_assert_uint_eq(c->udp_port_min, 0);
     ck_assert_uint_eq(c->udp_port_max, 0);
-    ck_assert(!c->udp_any_sender);
+    ck_assert_int_eq(c->udp_filter, UDP_FILTER_ADDRESS);
     ck_assert_uint_eq(c->udp_max_per_client, 16);
     ck_assert_uint_eq(c->udp_max_total, 1024);
     ck_assert(c->timeout_udp == 120);
@@ -565,7 +565,7 @@ START_TEST(test_udp_settings)
     ck_assert_uint_eq(addr_port(&c.udp_address), 0);
     ck_assert_uint_eq(c.udp_port_min, 40000);
     ck_assert_uint_eq(c.udp_port_max, 40099);
-    ck_assert(c.udp_any_sender);
+    ck_assert_int_eq(c.udp_filter, UDP_FILTER_ANY);
     ck_assert_uint_eq(c.udp_max_per_client, 4);
     ck_assert_uint_eq(c.udp_max_total, 100000);
     /* bind is untouched */
@@ -574,9 +574,13 @@ START_TEST(test_udp_settings)
 
     parse_ok(&c, "udp address ::1\nudp filter address\nudp port-range 1-65535\n");
     ck_assert_int_eq(addr_family(&c.udp_address), AF_INET6);
-    ck_assert(!c.udp_any_sender);
+    ck_assert_int_eq(c.udp_filter, UDP_FILTER_ADDRESS);
     ck_assert_uint_eq(c.udp_port_min, 1);
     ck_assert_uint_eq(c.udp_port_max, 65535);
+    conf_release(&c);
+
+    parse_ok(&c, "udp filter address-port\n");
+    ck_assert_int_eq(c.udp_filter, UDP_FILTER_ADDRESS_PORT);
     conf_release(&c);
 
     parse_ok(&c, "udp address [2001:db8::1]\nudp port-range 5000-5000\n");
@@ -636,8 +640,14 @@ START_TEST(test_udp_errors)
               "t.conf:1: udp address: '192.0.2.1:53' is not an IP address");
     parse_err("udp address 0.0.0.0\n", "t.conf:1: udp address: '0.0.0.0' is not a unicast address");
     parse_err("udp address ff02::1\n", "t.conf:1: udp address: 'ff02::1' is not a unicast address");
-    parse_err("udp filter cone\n", "t.conf:1: udp filter: unknown filter 'cone' (address or any)");
-    parse_err("udp filter\n", "t.conf:1: udp filter: missing address|any");
+    parse_err("udp filter cone\n",
+              "t.conf:1: udp filter: unknown filter 'cone' (address, address-port or any)");
+    parse_err("udp filter port\n",
+              "t.conf:1: udp filter: unknown filter 'port' (address, address-port or any)");
+    parse_err("udp filter address-port extra\n", "t.conf:1: udp: too many arguments");
+    parse_err("udp filter address\nudp filter address-port\n",
+              "t.conf:2: duplicate 'udp filter' (first on line 1)");
+    parse_err("udp filter\n", "t.conf:1: udp filter: missing address|address-port|any");
     parse_err("udp max-per-client 0\n",
               "t.conf:1: udp max-per-client: '0' is out of range (1..65535)");
     parse_err("udp max-per-client 65536\n",

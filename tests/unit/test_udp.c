@@ -204,7 +204,7 @@ static void setup(void)
     ck_assert_msg(resolver != NULL, "resolver_new: %s", err);
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.udp_any_sender = false;
+    cfg.udp_filter = UDP_FILTER_ADDRESS;
 }
 
 static void teardown(void)
@@ -229,7 +229,7 @@ static struct udp_assoc *assoc_start(const char *client_ip, uint16_t client_port
     p.loop = loop;
     p.port_min = cfg.udp_port_min;
     p.port_max = cfg.udp_port_max;
-    p.any_sender = cfg.udp_any_sender;
+    p.filter = cfg.udp_filter;
     p.resolver = resolver;
     p.batch = batch;
     p.client = ip_addr(client_ip, 0);
@@ -494,7 +494,7 @@ START_TEST(test_udp_start_fails_when_port_range_is_exhausted)
     p.loop = loop;
     p.port_min = cfg.udp_port_min;
     p.port_max = cfg.udp_port_max;
-    p.any_sender = cfg.udp_any_sender;
+    p.filter = cfg.udp_filter;
     p.resolver = resolver;
     p.batch = batch;
     p.client = ip_addr("127.0.0.1", 0);
@@ -576,6 +576,40 @@ START_TEST(test_udp_unknown_name_counts_drop_resolve_and_association_lives_on)
     RUN_UNTIL(stats_of(a).drop_resolve == 2, 3.0);
     ck_assert_uint_eq(stats_of(a).drop_resolve, 2);
     ck_assert_uint_eq(stats_of(a).up_packets, 0);
+    send_via(c, a, &echo4.addr, "still", 5);
+    expect_reply(c, a, &echo4.addr, "still", 5);
+    udp_assoc_free(a);
+    close(c);
+}
+END_TEST
+
+/* Names no DNS query can carry, up to the longest a header holds (255 bytes): each is dropped
+ * and counted, none reaches a DNS server or a target, and the association lives on. */
+START_TEST(test_udp_names_too_long_or_unqueryable_are_dropped_without_a_query)
+{
+    int c = udp_socket("127.0.0.1", NULL);
+    struct udp_assoc *a = assoc_start("127.0.0.1", 0, "127.0.0.1");
+    char label63[64], label64[65], name255[256], name254[255];
+    const char *names[] = {name255, name254, label64, "bad name", "a\\b", "\x01ctl", "..", "."};
+    size_t n = sizeof(names) / sizeof(names[0]);
+    struct udp_stats st;
+
+    memset(label63, 'a', 63);
+    label63[63] = '\0';
+    memset(label64, 'b', 64);
+    label64[64] = '\0';
+    snprintf(name255, sizeof(name255), "%s.%s.%s.%s", label63, label63, label63, label63);
+    ck_assert_uint_eq(strlen(name255), 255);
+    snprintf(name254, sizeof(name254), "%s", name255 + 1);
+    ck_assert_uint_eq(strlen(name254), 254);
+    for (size_t i = 0; i < n; i++)
+        send_via_name(c, a, names[i], 53, "x", 1);
+    RUN_UNTIL(stats_of(a).drop_resolve + stats_of(a).drop_malformed == n, 3.0);
+    st = stats_of(a);
+    ck_assert_uint_eq(st.drop_resolve + st.drop_malformed, n);
+    ck_assert_uint_eq(st.up_packets, 0);
+    ck_assert_uint_eq(dns.queries, 0);
+    ck_assert_uint_eq(echo4.count, 0);
     send_via(c, a, &echo4.addr, "still", 5);
     expect_reply(c, a, &echo4.addr, "still", 5);
     udp_assoc_free(a);
@@ -781,7 +815,7 @@ START_TEST(test_udp_any_sender_relays_unknown_sender)
     struct udp_assoc *a;
     struct addr out;
 
-    cfg.udp_any_sender = true;
+    cfg.udp_filter = UDP_FILTER_ANY;
     a = assoc_start("127.0.0.1", 0, "127.0.0.1");
     out = open_outbound(c, a);
     send_raw(third, &out, "unsolicited", 11);
@@ -807,6 +841,75 @@ START_TEST(test_udp_filter_allows_other_port_of_a_known_ip)
     udp_assoc_free(a);
     close(c);
     close(peer);
+}
+END_TEST
+
+START_TEST(test_udp_filter_address_port_drops_other_port_of_a_known_ip)
+{
+    int c = udp_socket("127.0.0.1", NULL);
+    struct addr peer_addr;
+    int peer = udp_socket("127.0.0.1", &peer_addr);
+    struct udp_assoc *a;
+    struct addr out;
+
+    cfg.udp_filter = UDP_FILTER_ADDRESS_PORT;
+    a = assoc_start("127.0.0.1", 0, "127.0.0.1");
+    /* The exact IP:port the client sent to answers: relayed. */
+    out = open_outbound(c, a);
+    /* The same IP from another port: the client never sent there. */
+    send_raw(peer, &out, "same ip", 7);
+    RUN_UNTIL(stats_of(a).drop_filtered == 1, 2.0);
+    ck_assert_uint_eq(stats_of(a).drop_filtered, 1);
+    expect_silence(c, 0.05);
+    /* Once the client has sent to that port, it may answer too. */
+    send_via(c, a, &peer_addr, "hello", 5);
+    ck_assert(recv_within(peer, 2.0));
+    send_raw(peer, &out, "answer", 6);
+    expect_reply(c, a, &peer_addr, "answer", 6);
+    /* And the echo server's port is still known. */
+    send_via(c, a, &echo4.addr, "again", 5);
+    expect_reply(c, a, &echo4.addr, "again", 5);
+    ck_assert_uint_eq(stats_of(a).drop_filtered, 1);
+    ck_assert_uint_eq(stats_of(a).down_packets, 3);
+    udp_assoc_free(a);
+    close(c);
+    close(peer);
+}
+END_TEST
+
+START_TEST(test_udp_filter_address_port_forgets_oldest_of_more_than_64_ports)
+{
+    int c = udp_socket("127.0.0.1", NULL);
+    struct addr first_addr, last_addr;
+    int first = udp_socket("127.0.0.1", &first_addr);
+    int last = udp_socket("127.0.0.1", &last_addr);
+    struct udp_assoc *a;
+    struct addr out;
+
+    cfg.udp_filter = UDP_FILTER_ADDRESS_PORT;
+    a = assoc_start("127.0.0.1", 0, "127.0.0.1");
+    /* 65 destinations on one IP: first, 63 ports below the ephemeral range where nothing
+     * listens (30000..30062), last. */
+    send_via(c, a, &first_addr, "x", 1);
+    for (int i = 0; i < 63; i++) {
+        struct addr to = ip_addr("127.0.0.1", (uint16_t)(30000 + i));
+        send_via(c, a, &to, "x", 1);
+    }
+    send_via(c, a, &last_addr, "probe", 5);
+    ck_assert(recv_within(last, 2.0));
+    out = rfrom;
+    ck_assert(recv_within(first, 2.0));
+    RUN_UNTIL(stats_of(a).up_packets == 65, 2.0);
+    ck_assert_uint_eq(stats_of(a).up_packets, 65);
+    send_raw(first, &out, "old", 3);
+    RUN_UNTIL(stats_of(a).drop_filtered == 1, 2.0);
+    ck_assert_uint_eq(stats_of(a).drop_filtered, 1);
+    send_raw(last, &out, "new", 3);
+    expect_reply(c, a, &last_addr, "new", 3);
+    udp_assoc_free(a);
+    close(c);
+    close(first);
+    close(last);
 }
 END_TEST
 
@@ -1015,6 +1118,7 @@ static Suite *udp_suite(void)
     tcase_add_test(tc, test_udp_name_with_both_families_goes_to_ipv4);
     tcase_add_test(tc, test_udp_ipv6_only_name_goes_to_ipv6);
     tcase_add_test(tc, test_udp_unknown_name_counts_drop_resolve_and_association_lives_on);
+    tcase_add_test(tc, test_udp_names_too_long_or_unqueryable_are_dropped_without_a_query);
     tcase_add_test(tc, test_udp_queue_for_names_is_bounded);
     tcase_add_test(tc, test_udp_free_with_name_resolution_pending_runs_no_callback);
     tcase_add_test(tc, test_udp_frag_nonzero_is_dropped_and_next_datagram_works);
@@ -1026,6 +1130,8 @@ static Suite *udp_suite(void)
     tcase_add_test(tc, test_udp_any_sender_relays_unknown_sender);
     tcase_add_test(tc, test_udp_filter_allows_other_port_of_a_known_ip);
     tcase_add_test(tc, test_udp_filter_forgets_oldest_of_more_than_64_destinations);
+    tcase_add_test(tc, test_udp_filter_address_port_drops_other_port_of_a_known_ip);
+    tcase_add_test(tc, test_udp_filter_address_port_forgets_oldest_of_more_than_64_ports);
     tcase_add_test(tc, test_udp_thousand_datagrams_come_back_intact);
     tcase_add_test(tc, test_udp_reply_too_large_for_header_is_dropped_as_oversize);
     tcase_add_test(tc, test_udp_send_failure_counts_drop_send);
