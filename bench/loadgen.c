@@ -127,6 +127,7 @@ struct udp_slot {
 static struct {
     enum mode mode;
     bool use_proxy;
+    bool http; /* -H: the proxy is asked with HTTP CONNECT, not SOCKS5 */
     struct sockaddr_storage proxy;
     socklen_t proxy_len;
     const char *user, *pass;
@@ -893,11 +894,81 @@ static void client_connect_done(struct client *c)
     client_connected(c);
 }
 
+/* RFC 4648 base64 of len bytes into out (NUL-terminated). */
+static void base64(const unsigned char *in, size_t len, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t i, o = 0;
+
+    for (i = 0; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = a[v >> 18];
+        out[o++] = a[(v >> 12) & 63];
+        out[o++] = a[(v >> 6) & 63];
+        out[o++] = a[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
+        out[o++] = a[v >> 18];
+        out[o++] = a[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? a[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+}
+
+/* HTTP CONNECT to the client's origin (RFC 9110 section 9.3.6), Basic credentials with -u/-p. */
+static void http_send_connect(struct client *c)
+{
+    const struct sockaddr_in *o = client_origin(c);
+    char ip[INET_ADDRSTRLEN], head[1200], auth[800] = "";
+    int n;
+
+    inet_ntop(AF_INET, &o->sin_addr, ip, sizeof(ip));
+    if (g.user != NULL) {
+        char cred[520], b64[700];
+        int cl = snprintf(cred, sizeof(cred), "%s:%s", g.user, g.pass);
+
+        base64((const unsigned char *)cred, (size_t)cl, b64);
+        snprintf(auth, sizeof(auth), "Proxy-Authorization: Basic %s\r\n", b64);
+    }
+    n = snprintf(head, sizeof(head), "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n", ip,
+                 ntohs(o->sin_port), ip, ntohs(o->sin_port), auth);
+    send_whole(c->fd, head, (size_t)n, 0, "HTTP CONNECT");
+    c->state = CLIENT_WAIT_REPLY;
+}
+
+/* The proxy's answer to CONNECT: a 2xx head and nothing after it. */
+static void http_reply_read(struct client *c)
+{
+    const unsigned char *end;
+    char msg[160];
+
+    end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+    if (end == NULL) {
+        if (c->in_len == sizeof(c->in))
+            client_fail(c, "HTTP response head longer than the reply buffer");
+        return;
+    }
+    if (c->in_len < 12 || memcmp(c->in, "HTTP/1.", 7) != 0 || c->in[9] != '2') {
+        snprintf(msg, sizeof(msg), "CONNECT refused: %.*s", (int)strcspn((char *)c->in, "\r"),
+                 (const char *)c->in);
+        client_fail(c, msg);
+    }
+    if ((size_t)(end + 4 - c->in) != c->in_len)
+        client_fail(c, "bytes after the HTTP response head, before any were asked for");
+    client_established(c);
+}
+
 static void client_connected(struct client *c)
 {
     io_want(&c->io, EV_READ);
     if (!g.use_proxy) {
         client_established(c);
+        return;
+    }
+    if (g.http) {
+        http_send_connect(c);
         return;
     }
     {
@@ -986,6 +1057,10 @@ static void client_handshake_read(struct client *c)
     }
     c->in_len += (size_t)n;
     c->t_progress = now_ns();
+    if (g.http) {
+        http_reply_read(c);
+        return;
+    }
     if (c->in[0] != (c->state == CLIENT_WAIT_AUTH ? 1 : 5)) {
         snprintf(msg, sizeof(msg), "reply with version 0x%02x", c->in[0]);
         client_fail(c, msg);
@@ -1672,7 +1747,7 @@ static void finish(void)
 
     if (secs <= 0)
         secs = 1e-9;
-    printf("mode=%s server=%s", mode_names[g.mode], g.use_proxy ? "socks5" : "direct");
+    printf("mode=%s server=%s", mode_names[g.mode], g.use_proxy ? (g.http ? "http" : "socks5") : "direct");
     switch (g.mode) {
     case MODE_DOWNLOAD:
     case MODE_UPLOAD:
@@ -1719,7 +1794,7 @@ static void finish(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: loadgen [-x HOST:PORT] [-u USER -p PASS] [-c N] [-s BYTES] [-t SECONDS]\n"
+    fprintf(f, "usage: loadgen [-x HOST:PORT [-H]] [-u USER -p PASS] [-c N] [-s BYTES] [-t SECONDS]\n"
                "               [-n COUNT] [-w WINDOW] [-k SPREAD] MODE\n"
                "MODE: download | upload   bulk TCP through CONNECT, -c streams\n"
                "      cps                 connect, handshake, CONNECT, one -s byte request and\n"
@@ -1730,6 +1805,7 @@ static void usage(FILE *f)
                "      udp                 UDP ASSOCIATE echo of -s byte datagrams: round trips\n"
                "                          one at a time for t/3, then -w in flight for 2t/3\n"
                "  -x  the SOCKS5 server (default: no server, straight to the origin)\n"
+               "  -H  ask the server with HTTP CONNECT instead of SOCKS5\n"
                "  -u, -p  username and password (RFC 1929)\n"
                "  -c  streams, concurrency or sessions (default 1)\n"
                "  -s  message size (default 64)\n"
@@ -1784,7 +1860,7 @@ int main(int argc, char **argv)
     g.max_ops = 1000000;
     g.window = 32;
     g.spread = 8;
-    while ((opt = getopt(argc, argv, "x:u:p:c:s:t:n:w:k:h")) != -1) {
+    while ((opt = getopt(argc, argv, "x:Hu:p:c:s:t:n:w:k:h")) != -1) {
         switch (opt) {
         case 'x':
             if (parse_hostport(optarg, &g.proxy, &g.proxy_len) < 0) {
@@ -1792,6 +1868,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             g.use_proxy = true;
+            break;
+        case 'H':
+            g.http = true;
             break;
         case 'u':
             g.user = optarg;
@@ -1850,6 +1929,10 @@ int main(int argc, char **argv)
     }
     if (g.user != NULL && !g.use_proxy) {
         fprintf(stderr, "loadgen: -u and -p need a server (-x)\n");
+        return 2;
+    }
+    if (g.http && (!g.use_proxy || g.mode == MODE_UDP)) {
+        fprintf(stderr, "loadgen: -H needs a proxy (-x), and HTTP carries no UDP\n");
         return 2;
     }
     if (g.mode == MODE_UDP && g.size < 16) {
