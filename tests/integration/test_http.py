@@ -33,14 +33,16 @@ class HTTPConnectTest(unittest.TestCase):
 
     def curl(self, proxy, url, user=None, extra=()):
         # -p: tunnel through the proxy with CONNECT even for http:// URLs.
-        argv = ["curl", "-sS", "--max-time", "10", "--connect-timeout", "5", "-p",
+        # Under valgrind an Argon2id check alone takes seconds: the waits scale (ft.SLOW).
+        argv = ["curl", "-sS", "--max-time", "%g" % (10 * ft.SLOW),
+                "--connect-timeout", "%g" % (5 * ft.SLOW), "-p",
                 "-x", "http://%s:%d" % (ft.host_for_url(proxy[0]), proxy[1])]
         if user is not None:
             argv += ["--proxy-user", user]
         argv += list(extra)
         argv.append(url)
         return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=30, env=CURL_ENV)
+                              timeout=30 * ft.SLOW, env=CURL_ENV)
 
     def password_ferry(self, auth="password"):
         users = ft.make_users_file(self, {"alice": "correct horse"})
