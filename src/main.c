@@ -21,6 +21,7 @@
 #include "ferry/listener.h"
 #include "ferry/localaddr.h"
 #include "ferry/log.h"
+#include "ferry/notify.h"
 #include "ferry/snapshot.h"
 #include "ferry/worker.h"
 
@@ -53,7 +54,9 @@ struct daemon {
     struct worker *workers[MAX_WORKERS];
     unsigned nworkers;
     bool stopping;
-    ev_timer poll; /* shutting down: ends the loop once every worker is done */
+    ev_timer poll;          /* shutting down: ends the loop once every worker is done */
+    struct notifier notify; /* systemd's $NOTIFY_SOCKET, when it set one */
+    ev_timer notify_tick;   /* WATCHDOG=1 (when asked for) and STATUS= */
 };
 
 static unsigned daemon_sessions(const struct daemon *d)
@@ -63,6 +66,23 @@ static unsigned daemon_sessions(const struct daemon *d)
     for (unsigned i = 0; i < d->nworkers; i++)
         n += worker_sessions(d->workers[i]);
     return n;
+}
+
+/* STATUS= for the service manager (systemctl status shows it). */
+static void daemon_notify_status(const struct daemon *d, const char *state)
+{
+    unsigned n = daemon_sessions(d);
+
+    notify_send(&d->notify, "%sSTATUS=%u session%s, %u worker%s, configuration %u", state, n,
+                n == 1 ? "" : "s", d->nworkers, d->nworkers == 1 ? "" : "s", d->snap->generation);
+}
+
+static void notify_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct daemon *d = w->data;
+
+    /* The main loop answers: the watchdog sees a daemon that still turns. */
+    daemon_notify_status(d, notify_watchdog_interval() > 0 ? "WATCHDOG=1\n" : "");
 }
 
 /* One line of totals over every worker: on SIGUSR1 and when ferryd stops. */
@@ -179,10 +199,12 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
     if (d->stopping)
         return;
+    notify_reloading(&d->notify);
     daemon_refresh_local(d, "reload");
     snap = snapshot_load(d->path, err, sizeof(err), warn, sizeof(warn));
     if (snap == NULL) {
         log_err("reload failed, keeping the running configuration: %s", err);
+        daemon_notify_status(d, "READY=1\n");
         return;
     }
     if (warn[0] != '\0')
@@ -198,6 +220,7 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
                "theirs",
                d->path != NULL ? d->path : "built-in defaults", snap->generation,
                daemon_sessions(d));
+    daemon_notify_status(d, "READY=1\n");
 }
 
 static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -227,6 +250,8 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     else
         log_notice("signal %d: shutting down, %u sessions may finish within %.1f s", w->signum,
                    live, grace);
+    if (!d->stopping)
+        notify_send(&d->notify, "STOPPING=1\nSTATUS=shutting down, %u sessions", live);
     d->stopping = true;
     for (unsigned i = 0; i < d->nworkers; i++)
         worker_shutdown(d->workers[i], grace, now);
@@ -296,7 +321,7 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
 
 int main(int argc, char **argv)
 {
-    struct daemon d = {0};
+    struct daemon d = {.notify = {.fd = -1}};
     bool check_only = false;
     char err[1024] = "", warn[512] = "";
     struct ev_loop *loop;
@@ -392,10 +417,24 @@ int main(int argc, char **argv)
     }
     log_notice("ferryd %s started with %u worker%s", PACKAGE_VERSION, d.nworkers,
                d.nworkers == 1 ? "" : "s");
+    if (notify_open(&d.notify) < 0)
+        log_warn("NOTIFY_SOCKET names no socket ferryd can use: %s", strerror(errno));
+    if (d.notify.fd >= 0) {
+        double watchdog = notify_watchdog_interval();
+
+        notify_send(&d.notify, "MAINPID=%ld", (long)getpid());
+        daemon_notify_status(&d, "READY=1\n");
+        ev_timer_init(&d.notify_tick, notify_tick_cb, 0., watchdog > 0 ? watchdog : 10.);
+        d.notify_tick.data = &d;
+        ev_timer_again(loop, &d.notify_tick);
+    }
 
     ev_run(loop, 0);
 
     ev_timer_stop(loop, &d.poll);
+    if (d.notify.fd >= 0)
+        ev_timer_stop(loop, &d.notify_tick);
+    notify_close(&d.notify);
     for (unsigned i = 0; i < d.nworkers; i++)
         worker_join_thread(d.workers[i]);
     daemon_log_totals(&d, "totals");

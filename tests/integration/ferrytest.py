@@ -164,7 +164,8 @@ def parse_session_line(line):
 class Ferryd:
     """The built ferryd, started with a generated config in a temporary directory."""
 
-    def __init__(self, testcase, config, listeners=None, args=(), wait=True, start_timeout=10.0):
+    def __init__(self, testcase, config, listeners=None, args=(), wait=True, start_timeout=10.0,
+                 env=None):
         self.tmpdir = tempfile.mkdtemp(prefix="ferrytest-")
         self.conf_path = os.path.join(self.tmpdir, "ferryd.conf")
         with open(self.conf_path, "w") as f:
@@ -182,6 +183,7 @@ class Ferryd:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=None if env is None else dict(os.environ, **env),
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
