@@ -1,9 +1,10 @@
 /*
  * A worker's server: the listening sockets of one loop, the resolver and auth pool its
  * sessions share, client rules and the accept rate at accept, and what happens when the
- * process runs out of file descriptors: a spare descriptor, given back for a moment, lets it
- * accept the waiting connections and close them at once, so that clients learn it instead of
- * waiting in the backlog (libev's and nginx's documented trick).
+ * process runs out of file descriptors: it pauses for a moment (descriptors of sessions that
+ * are ending come back), and if they are still short, a spare descriptor, given back for a
+ * moment, lets it accept the waiting connections and close them at once, so that clients
+ * learn it instead of waiting in the backlog (the trick libev's documentation describes).
  */
 #include "config.h"
 
@@ -35,6 +36,8 @@
 #define ACCEPT_BATCH 64
 /* Pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
 #define ACCEPT_BACKOFF 0.1
+/* A burst of accept failures ends with an accept this long after the last failure. */
+#define ACCEPT_CALM 1.0
 
 /* Default resolver cache settings; not yet configurable. */
 #define RESOLVER_CACHE_SIZE 4096
@@ -54,7 +57,8 @@ struct server {
     struct session_ctx ctx;
     ev_timer backoff;
     int spare_fd;         /* /dev/null, held for the moment descriptors run out; -1 if none */
-    bool starved;         /* accept is failing: logged once, until an accept succeeds */
+    bool starved;         /* a burst of accept failures: logged once, see ACCEPT_CALM */
+    double failed_at;     /* ev_now of the last accept failure */
     unsigned long closed; /* connections closed at accept for want of descriptors */
     size_t nlisteners;
     struct listener listeners[CONF_MAX_LISTEN];
@@ -102,11 +106,15 @@ static unsigned accept_and_close(struct server *srv, struct listener *l)
     return n;
 }
 
-/* The first failure of a burst is logged; the rest are counted until an accept succeeds. */
-static void accept_starved(struct server *srv, int err)
+/*
+ * The first failure of a burst is logged; the rest are counted until the burst is over.
+ * Returns whether the burst was on already.
+ */
+static bool accept_starved(struct server *srv, int err)
 {
+    srv->failed_at = ev_now(srv->loop);
     if (srv->starved)
-        return;
+        return true;
     srv->starved = true;
     srv->closed = 0;
     if (err == EMFILE || err == ENFILE)
@@ -116,6 +124,7 @@ static void accept_starved(struct server *srv, int err)
     else
         log_warn("accept: %s; pausing accept for %.0f ms at a time until it works again",
                  strerror(err), ACCEPT_BACKOFF * 1000);
+    return false;
 }
 
 /* Client rules, before a byte is read: a blocked client is closed without a reply. */
@@ -192,10 +201,12 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             case EMFILE:
             case ENFILE:
-                accept_starved(srv, errno);
-                /* Nothing accepted even so (another worker took the spare's slot): level-
-                 * triggered readiness would spin, so stop listening for a moment. */
-                if (accept_and_close(srv, l) == 0 || srv->spare_fd < 0)
+                /* First a pause: sessions ending give descriptors back. Still short after it
+                 * (the burst goes on), the waiting clients are closed. Nothing accepted even
+                 * so (another worker took the spare's slot): level-triggered readiness would
+                 * spin, so pause. */
+                if (!accept_starved(srv, errno) || accept_and_close(srv, l) == 0 ||
+                    srv->spare_fd < 0)
                     listeners_pause(srv);
                 return;
             case ENOBUFS:
@@ -207,7 +218,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             }
         }
-        if (srv->starved) {
+        if (srv->starved && ev_now(loop) - srv->failed_at >= ACCEPT_CALM) {
             srv->starved = false;
             log_notice("accept works again; %lu connection%s closed at accept meanwhile",
                        srv->closed, srv->closed == 1 ? " was" : "s were");
