@@ -1113,7 +1113,7 @@ void conf_defaults(struct config *c)
     c->workers = 0;
     c->sessions_per_client = 512;
     c->sessions_per_user = 0;
-    c->max_negotiating = (struct limit_startups){.start = 128, .rate = 30, .full = 512};
+    c->max_negotiating = (struct limit_startups){.start = 512, .rate = 30, .full = 1024};
     c->negotiating_per_client = 32;
     c->client_prefix6 = 64;
     c->auth_failures.rate = 10.0 / 60;
@@ -1178,7 +1178,7 @@ static int check_safe_defaults(struct parser *p)
 }
 
 /*
- * Without a max-negotiating line: 128:30:512, but FULL at most half of max-sessions (at least
+ * Without a max-negotiating line: 512:30:1024, but FULL at most half of max-sessions (at least
  * 4) and START at most half of FULL, so that connections which never finish negotiating cannot
  * take most of the sessions of a small configuration either.
  */

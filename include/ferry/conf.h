@@ -92,7 +92,7 @@ struct config {
     unsigned workers; /* workers N: event loops on threads; 0 = one per CPU */
 
     /* Connections not past their request yet: max-negotiating START[:RATE:FULL] | off
-     * (default 128:30:512, FULL at most half of max-sessions unless given, see conf.c), and
+     * (default 512:30:1024, FULL at most half of max-sessions unless given, see conf.c), and
      * limit negotiating-per-client N (default 32). */
     struct limit_startups max_negotiating;
     bool max_negotiating_set;

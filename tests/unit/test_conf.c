@@ -118,9 +118,9 @@ static void check_defaults(const struct config *c)
     ck_assert(!c->bind_any_peer);
     ck_assert(c->timeout_bind == 60);
     ck_assert(c->timeout_half_closed == 60);
-    ck_assert_uint_eq(c->max_negotiating.start, 128);
+    ck_assert_uint_eq(c->max_negotiating.start, 512);
     ck_assert_uint_eq(c->max_negotiating.rate, 30);
-    ck_assert_uint_eq(c->max_negotiating.full, 512);
+    ck_assert_uint_eq(c->max_negotiating.full, 1024);
     ck_assert_uint_eq(c->negotiating_per_client, 32);
     ck_assert_uint_eq(c->client_prefix6, 64);
     ck_assert_uint_eq(c->stream.rcvbuf, 0);
@@ -1335,11 +1335,15 @@ START_TEST(test_negotiation_limits)
     parse_ok(&c, "max-negotiating off\nmax-sessions 10\n");
     ck_assert_uint_eq(c.max_negotiating.start, 0);
     conf_release(&c);
-    /* Not given: 128:30:512, FULL at most half of max-sessions (at least 4), START at most
+    /* Not given: 512:30:1024, FULL at most half of max-sessions (at least 4), START at most
      * half of FULL. */
+    parse_ok(&c, "max-sessions 3000\n");
+    ck_assert_uint_eq(c.max_negotiating.full, 1024);
+    ck_assert_uint_eq(c.max_negotiating.start, 512);
+    conf_release(&c);
     parse_ok(&c, "max-sessions 1000\n");
     ck_assert_uint_eq(c.max_negotiating.full, 500);
-    ck_assert_uint_eq(c.max_negotiating.start, 128);
+    ck_assert_uint_eq(c.max_negotiating.start, 250);
     conf_release(&c);
     parse_ok(&c, "max-sessions 100\n");
     ck_assert_uint_eq(c.max_negotiating.full, 50);
