@@ -34,6 +34,7 @@ enum timeout_kind {
     TIMEOUT_IDLE,
     TIMEOUT_UDP,
     TIMEOUT_BIND,
+    TIMEOUT_HALF_CLOSED,
     TIMEOUT_COUNT,
 };
 
@@ -61,7 +62,15 @@ enum limit_setting {
     LIMIT_BANDWIDTH_PER_CLIENT,
     LIMIT_BANDWIDTH_PER_USER,
     LIMIT_QUOTA_PER_USER,
+    LIMIT_NEGOTIATING_PER_CLIENT,
+    LIMIT_CLIENT_PREFIX_IPV6,
     LIMIT_COUNT,
+};
+
+enum tune_setting {
+    TUNE_RCVBUF,
+    TUNE_SNDBUF,
+    TUNE_COUNT,
 };
 
 struct parser;
@@ -117,6 +126,7 @@ struct parser {
     unsigned udp_first[UDP_COUNT];
     unsigned bind_first[BIND_COUNT];
     unsigned limit_first[LIMIT_COUNT];
+    unsigned tune_first[TUNE_COUNT];
     unsigned auth_line;
     bool password_auth;
     bool trusted_clients_set;              /* a trusted-clients line was read */
@@ -394,12 +404,12 @@ static int kw_resolver_timeout(struct parser *p, int argc, char **argv)
 
 static int kw_timeout(struct parser *p, int argc, char **argv)
 {
-    static const char *const names[TIMEOUT_COUNT] = {"negotiate", "resolve", "connect",
-                                                     "idle",      "udp",     "bind"};
+    static const char *const names[TIMEOUT_COUNT] = {"negotiate", "resolve", "connect",    "idle",
+                                                     "udp",       "bind",    "half-closed"};
     struct config *c = p->c;
-    double *target[TIMEOUT_COUNT] = {&c->timeout_negotiate, &c->timeout_resolve,
-                                     &c->timeout_connect,   &c->timeout_idle,
-                                     &c->timeout_udp,       &c->timeout_bind};
+    double *target[TIMEOUT_COUNT] = {
+        &c->timeout_negotiate, &c->timeout_resolve, &c->timeout_connect,    &c->timeout_idle,
+        &c->timeout_udp,       &c->timeout_bind,    &c->timeout_half_closed};
     int k;
 
     for (k = 0; k < TIMEOUT_COUNT; k++) {
@@ -408,13 +418,14 @@ static int kw_timeout(struct parser *p, int argc, char **argv)
     }
     if (k == TIMEOUT_COUNT)
         return fail(p,
-                    "timeout: unknown timeout '%s' (negotiate, resolve, connect, idle, udp or "
-                    "bind)",
+                    "timeout: unknown timeout '%s' (negotiate, resolve, connect, idle, udp, "
+                    "bind or half-closed)",
                     Q(argv[0]));
     if (p->timeout_first[k] != 0)
         return fail(p, "duplicate 'timeout %s' (first on line %u)", names[k], p->timeout_first[k]);
-    /* idle 0 turns the idle timeout off; the others must end. */
-    if (parse_duration_arg(p, argv[1], k == TIMEOUT_IDLE, target[k]) < 0)
+    /* idle 0 turns the idle timeout off, half-closed 0 leaves it to idle; the others must end. */
+    if (parse_duration_arg(p, argv[1], k == TIMEOUT_IDLE || k == TIMEOUT_HALF_CLOSED, target[k]) <
+        0)
         return -1;
     p->timeout_first[k] = p->line;
     return 0;
@@ -620,6 +631,11 @@ static int limit_quota_per_user(struct parser *p, const char *value)
     return 0;
 }
 
+static int limit_negotiating_per_client(struct parser *p, const char *value)
+{
+    return parse_count_or_off(p, value, &p->c->negotiating_per_client);
+}
+
 static const struct subkeyword limit_settings[LIMIT_COUNT] = {
     [LIMIT_SESSIONS_PER_CLIENT] = {"sessions-per-client", "N", .handle = limit_sessions_per_client},
     [LIMIT_SESSIONS_PER_USER] = {"sessions-per-user", "N", .handle = limit_sessions_per_user},
@@ -630,6 +646,41 @@ static const struct subkeyword limit_settings[LIMIT_COUNT] = {
     [LIMIT_BANDWIDTH_PER_USER] = {"bandwidth-per-user", "BYTES",
                                   .handle = limit_bandwidth_per_user},
     [LIMIT_QUOTA_PER_USER] = {"quota-per-user", "BYTES/PERIOD", .handle = limit_quota_per_user},
+    [LIMIT_NEGOTIATING_PER_CLIENT] = {"negotiating-per-client", "N",
+                                      .handle = limit_negotiating_per_client},
+    [LIMIT_CLIENT_PREFIX_IPV6] = {"client-prefix-ipv6", "BITS", NUMBER(1, 128, client_prefix6)},
+};
+
+/* tune rcvbuf|sndbuf BYTES | off: socket buffers of relayed connections. */
+static int parse_sockbuf(struct parser *p, const char *value, unsigned *out)
+{
+    uint64_t v;
+
+    if (strcmp(value, "off") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (parse_bytes(p, value, 1ull << 30, &v) < 0)
+        return -1;
+    if (v < 1024)
+        return fail(p, "%s: '%s' is too small (at least 1K)", p->keyword, Q(value));
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int tune_rcvbuf(struct parser *p, const char *value)
+{
+    return parse_sockbuf(p, value, &p->c->stream.rcvbuf);
+}
+
+static int tune_sndbuf(struct parser *p, const char *value)
+{
+    return parse_sockbuf(p, value, &p->c->stream.sndbuf);
+}
+
+static const struct subkeyword tune_settings[TUNE_COUNT] = {
+    [TUNE_RCVBUF] = {"rcvbuf", "BYTES", .handle = tune_rcvbuf},
+    [TUNE_SNDBUF] = {"sndbuf", "BYTES", .handle = tune_sndbuf},
 };
 
 /*
@@ -681,7 +732,91 @@ static int kw_limit(struct parser *p, int argc, char **argv)
 {
     return parse_setting(p, argc, argv, limit_settings, LIMIT_COUNT, p->limit_first,
                          "sessions-per-client, sessions-per-user, accept-rate, auth-failures, "
-                         "bandwidth-per-client, bandwidth-per-user or quota-per-user");
+                         "bandwidth-per-client, bandwidth-per-user, quota-per-user, "
+                         "negotiating-per-client or client-prefix-ipv6");
+}
+
+static int kw_tune(struct parser *p, int argc, char **argv)
+{
+    return parse_setting(p, argc, argv, tune_settings, TUNE_COUNT, p->tune_first,
+                         "rcvbuf or sndbuf");
+}
+
+/* max-negotiating START[:RATE:FULL] | off, as OpenSSH's MaxStartups. */
+static int kw_max_negotiating(struct parser *p, int argc, char **argv)
+{
+    struct limit_startups *m = &p->c->max_negotiating;
+    const char *s = argv[0];
+    char part[3][16];
+    unsigned long v[3];
+    int n = 0;
+
+    p->c->max_negotiating_set = true;
+    if (strcmp(s, "off") == 0) {
+        memset(m, 0, sizeof(*m));
+        return 0;
+    }
+    for (const char *q = s;; n++) {
+        const char *colon = strchr(q, ':');
+        size_t len = colon != NULL ? (size_t)(colon - q) : strlen(q);
+
+        if (n == 3 || len == 0 || len >= sizeof(part[0]))
+            return fail(p, "max-negotiating: '%s' is not START or START:RATE:FULL", Q(s));
+        memcpy(part[n], q, len);
+        part[n][len] = '\0';
+        if (colon == NULL) {
+            n++;
+            break;
+        }
+        q = colon + 1;
+    }
+    if (n == 2)
+        return fail(p, "max-negotiating: '%s' is not START or START:RATE:FULL", Q(s));
+    if (parse_uint(p, part[0], 1, 1000000, &v[0]) < 0)
+        return -1;
+    if (n == 1) {
+        /* One number: every new session beyond it is dropped. */
+        m->start = m->full = (unsigned)v[0];
+        m->rate = 100;
+        return 0;
+    }
+    if (parse_uint(p, part[1], 0, 100, &v[1]) < 0 || parse_uint(p, part[2], 1, 1000000, &v[2]) < 0)
+        return -1;
+    if (v[2] < v[0])
+        return fail(p, "max-negotiating: FULL (%lu) is below START (%lu)", v[2], v[0]);
+    m->start = (unsigned)v[0];
+    m->rate = (unsigned)v[1];
+    m->full = (unsigned)v[2];
+    return 0;
+}
+
+/* tcp-keepalive off | on [IDLE INTERVAL COUNT] */
+static int kw_tcp_keepalive(struct parser *p, int argc, char **argv)
+{
+    struct net_stream_opts *o = &p->c->stream;
+    int k = parse_choice(p, "value", argv[0], (const char *const[]){"off", "on", NULL});
+    double idle, interval;
+    unsigned long count;
+
+    if (k < 0)
+        return -1;
+    o->keepalive = k == 1;
+    o->keepalive_idle = o->keepalive_interval = o->keepalive_count = 0;
+    if (argc == 1)
+        return 0;
+    if (k == 0 || argc != 4)
+        return fail(p, "tcp-keepalive: give 'off', 'on', or 'on IDLE INTERVAL COUNT'");
+    if (parse_duration_arg(p, argv[1], false, &idle) < 0 ||
+        parse_duration_arg(p, argv[2], false, &interval) < 0 ||
+        parse_uint(p, argv[3], 1, 127, &count) < 0)
+        return -1;
+    /* The kernel counts whole seconds, at most 32767. */
+    if (idle < 1 || idle > 32767 || interval < 1 || interval > 32767)
+        return fail(p, "tcp-keepalive: IDLE and INTERVAL must be 1s to 32767s");
+    o->keepalive_idle = (unsigned)idle;
+    o->keepalive_interval = (unsigned)interval;
+    o->keepalive_count = (unsigned)count;
+    return 0;
 }
 
 static int kw_workers(struct parser *p, int argc, char **argv)
@@ -843,7 +978,7 @@ static int kw_allow_unauthenticated(struct parser *p, int argc, char **argv)
     return 0;
 }
 
-#define TIMEOUT_KINDS "negotiate|resolve|connect|idle|udp|bind"
+#define TIMEOUT_KINDS "negotiate|resolve|connect|idle|udp|bind|half-closed"
 
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
 static const struct keyword keywords[] = {
@@ -861,6 +996,9 @@ static const struct keyword keywords[] = {
     {"log", 1, 2, {"stderr or syslog"}, false, .handle = kw_log},
     {"log-level", 1, 1, {"LEVEL"}, false, .handle = kw_log_level},
     {"max-sessions", 1, 1, {"N"}, false, NUMBER(1, 1000000, max_sessions)},
+    {"max-negotiating", 1, 1, {"START[:RATE:FULL] or off"}, false, .handle = kw_max_negotiating},
+    {"tune", 1, 2, {"rcvbuf|sndbuf"}, true, .handle = kw_tune},
+    {"tcp-keepalive", 1, 4, {"off or on"}, false, .handle = kw_tcp_keepalive},
     {"shutdown-grace", 1, 1, {"DURATION"}, false, .handle = kw_shutdown_grace},
     {"auth-threads", 1, 1, {"N"}, false, NUMBER(1, 64, auth_threads)},
     {"auth-cache", 1, 1, {"DURATION"}, false, .handle = kw_auth_cache},
@@ -958,6 +1096,7 @@ void conf_defaults(struct config *c)
     c->timeout_resolve = 10;
     c->timeout_connect = 10;
     c->timeout_idle = 300;
+    c->timeout_half_closed = 60;
     c->timeout_udp = 120;
     c->timeout_bind = 60;
     c->udp_port_min = 0;
@@ -979,6 +1118,9 @@ void conf_defaults(struct config *c)
     c->workers = 0;
     c->sessions_per_client = 512;
     c->sessions_per_user = 0;
+    c->max_negotiating = (struct limit_startups){.start = 512, .rate = 30, .full = 1024};
+    c->negotiating_per_client = 32;
+    c->client_prefix6 = 64;
     c->auth_failures.rate = 10.0 / 60;
     c->auth_failures.burst = 10;
     c->client_rules = NULL;
@@ -1040,6 +1182,23 @@ static int check_safe_defaults(struct parser *p)
     return 0;
 }
 
+/*
+ * Without a max-negotiating line: 512:30:1024, but FULL at most half of max-sessions (at least
+ * 4) and START at most half of FULL, so that connections which never finish negotiating cannot
+ * take most of the sessions of a small configuration either.
+ */
+static void scale_negotiating(struct config *c)
+{
+    struct limit_startups *m = &c->max_negotiating;
+
+    if (c->max_negotiating_set)
+        return;
+    if (m->full > c->max_sessions / 2)
+        m->full = c->max_sessions / 2 > 4 ? c->max_sessions / 2 : 4;
+    if (m->start > m->full / 2)
+        m->start = m->full / 2;
+}
+
 /* Parse text of len bytes; dir is where a relative users path points (NULL: as written). */
 static int parse_text(struct config *out, const char *text, size_t len, const char *name,
                       const char *dir, char *err, size_t errlen)
@@ -1085,6 +1244,7 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
      */
     if (p.password_auth && !p.trusted_clients_set)
         c.ntrusted_clients = 0;
+    scale_negotiating(&c);
     *out = c;
     return 0;
 

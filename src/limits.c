@@ -31,6 +31,7 @@ struct limit {
     struct limit *idle_prev, *idle_next; /* entries without references, oldest first */
     unsigned refs;
     unsigned sessions;
+    unsigned negotiating; /* of those sessions, the ones not past their request yet */
     unsigned udp;
     struct bucket accept;
     struct bucket auth;
@@ -50,7 +51,9 @@ struct limits {
     size_t nidle;
     size_t nentries;
     unsigned total;
+    unsigned negotiating;
     unsigned udp_total;
+    unsigned prefix6; /* IPv6 clients are keyed on this many leading bits */
     struct limit *idle_head, *idle_tail;
     struct limit *chain[LIMITS_BUCKETS];
 };
@@ -74,6 +77,7 @@ struct limits *limits_new(size_t max_idle)
         return NULL;
     }
     l->max_idle = max_idle;
+    l->prefix6 = 64;
     return l;
 }
 
@@ -203,13 +207,37 @@ static struct limit *acquire(struct limits *l, uint8_t kind, const unsigned char
     return e;
 }
 
+void limits_set_client_prefix6(struct limits *l, unsigned bits)
+{
+    pthread_mutex_lock(&l->lock);
+    l->prefix6 = bits >= 1 && bits <= 128 ? bits : 64;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/*
+ * An IPv6 client's key: its first prefix6 bits and the prefix length (so that entries keyed
+ * under another length never meet), 17 bytes; IPv4 keys are 4.
+ */
 struct limit *limits_client(struct limits *l, const struct addr *ip)
 {
     const unsigned char *ip4 = addr_ipv4_bytes(ip);
+    unsigned char key[17];
+    unsigned bits;
+    struct limit *e;
 
     if (ip4 != NULL)
         return acquire(l, KIND_CLIENT, ip4, 4);
-    return acquire(l, KIND_CLIENT, ip->u.in6.sin6_addr.s6_addr, 16);
+    memcpy(key, ip->u.in6.sin6_addr.s6_addr, 16);
+    pthread_mutex_lock(&l->lock);
+    bits = l->prefix6;
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? bits - 8 * i : 0;
+        key[i] &= (unsigned char)(0xff00u >> keep);
+    }
+    key[16] = (unsigned char)bits;
+    e = lookup(l, KIND_CLIENT, key, sizeof(key));
+    pthread_mutex_unlock(&l->lock);
+    return e;
 }
 
 struct limit *limits_user(struct limits *l, const char *user)
@@ -338,6 +366,16 @@ unsigned limits_total(struct limits *l)
 
     pthread_mutex_lock(&l->lock);
     n = l->total;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+unsigned limits_negotiating(struct limits *l)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&l->lock);
+    n = l->negotiating;
     pthread_mutex_unlock(&l->lock);
     return n;
 }
@@ -476,19 +514,46 @@ void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double
 
 /* --- a session's hold -------------------------------------------------------------------- */
 
+/*
+ * Whether a new session is dropped with `count` already negotiating (OpenSSH's MaxStartups):
+ * never below start, with rate percent at start rising to 100 % at full, always from full on.
+ */
+static bool startups_drop(const struct limit_startups *s, unsigned count, double draw)
+{
+    double p;
+
+    if (s == NULL || s->start == 0 || count < s->start)
+        return false;
+    if (count >= s->full)
+        return true;
+    p = (double)s->rate + (100.0 - s->rate) * (count - s->start) / (double)(s->full - s->start);
+    return draw * 100.0 < p;
+}
+
 bool limits_hold_begin(struct limit_hold *h, struct limits *l, struct limit *client,
                        const struct limit_hold_caps *caps)
 {
     unsigned per_client = caps->per_client;
     unsigned client_cap = per_client > 0 ? per_client + caps->client_margin : 0;
+    unsigned nego_client = caps->negotiating_per_client;
     bool ok = false;
 
     memset(h, 0, sizeof(*h));
     pthread_mutex_lock(&l->lock);
-    if (l->total < caps->max_total + caps->total_margin &&
-        (client_cap == 0 || client->sessions < client_cap)) {
+    if (nego_client > 0 && client->negotiating >= nego_client) {
+        h->refused = LIMIT_NEGOTIATING_CLIENT;
+    } else if (startups_drop(caps->negotiating, l->negotiating, caps->draw)) {
+        h->refused = LIMIT_NEGOTIATING;
+    } else if (l->total >= caps->max_total + caps->total_margin) {
+        h->refused = LIMIT_TOTAL;
+    } else if (client_cap != 0 && client->sessions >= client_cap) {
+        h->refused = LIMIT_CLIENT;
+    } else {
         l->total++;
         client->sessions++;
+        l->negotiating++;
+        client->negotiating++;
+        h->negotiating = true;
         ok = true;
         if (l->total > caps->max_total)
             h->refused = LIMIT_TOTAL;
@@ -507,6 +572,29 @@ bool limits_hold_begin(struct limit_hold *h, struct limits *l, struct limit *cli
     h->quota = caps->quota;
     h->quota_period = caps->quota_period;
     return true;
+}
+
+/* Caller holds the lock. */
+static void hold_leave_negotiating(struct limit_hold *h)
+{
+    struct limits *l = h->limits;
+
+    if (!h->negotiating)
+        return;
+    h->negotiating = false;
+    if (h->client->negotiating > 0)
+        h->client->negotiating--;
+    if (l->negotiating > 0)
+        l->negotiating--;
+}
+
+void limits_hold_negotiated(struct limit_hold *h)
+{
+    if (h->limits == NULL || !h->negotiating)
+        return;
+    pthread_mutex_lock(&h->limits->lock);
+    hold_leave_negotiating(h);
+    pthread_mutex_unlock(&h->limits->lock);
 }
 
 int limits_hold_user(struct limit_hold *h, const char *user, unsigned per_user)
@@ -673,6 +761,7 @@ void limits_hold_release(struct limit_hold *h)
     if (l == NULL)
         return;
     pthread_mutex_lock(&l->lock);
+    hold_leave_negotiating(h);
     if (h->udp_counted) {
         if (h->client->udp > 0)
             h->client->udp--;

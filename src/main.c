@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ferry/auth_cache.h"
@@ -30,6 +31,15 @@
 #define MAX_WORKERS 256
 /* Logins remembered (auth-cache), for every worker together. */
 #define AUTH_CACHE_SLOTS 16384
+/*
+ * Descriptors besides the sessions' own, for the fd budget: per worker its loop, listeners,
+ * resolver and auth pool sockets and spare fd, and up to 64 spare splice pipes (128);
+ * for the process its standard streams, signals and log; and the 64 connections past
+ * max-sessions that are let in to be refused.
+ */
+#define FDS_PER_WORKER 160
+#define FDS_PROCESS 32
+#define FDS_OVERFLOW 64
 
 static void usage(FILE *out)
 {
@@ -190,6 +200,67 @@ static void local_watch_cb(struct ev_loop *loop, ev_io *w, int revents)
         daemon_refresh_local(d, "interface addresses changed");
 }
 
+/*
+ * Raise the soft limit on open files to the hard one: every session holds descriptors, and
+ * the soft default (1024 under systemd) would hold ferryd to a few hundred sessions. Returns
+ * the limit now in force.
+ */
+static rlim_t fd_limit_raise(void)
+{
+    struct rlimit rl;
+    rlim_t before;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    before = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        FILE *f;
+        unsigned long nr_open;
+
+        /* An unlimited hard limit still stops at fs.nr_open. */
+        if (want == RLIM_INFINITY) {
+            want = 1048576;
+            f = fopen("/proc/sys/fs/nr_open", "re");
+            if (f != NULL) {
+                if (fscanf(f, "%lu", &nr_open) == 1)
+                    want = (rlim_t)nr_open;
+                fclose(f);
+            }
+        }
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            rl.rlim_cur = before;
+    }
+    if (rl.rlim_cur != before)
+        log_info("file descriptor limit raised from %llu to %llu (the hard limit)",
+                 (unsigned long long)before, (unsigned long long)rl.rlim_cur);
+    else
+        log_info("file descriptor limit: %llu", (unsigned long long)rl.rlim_cur);
+    return rl.rlim_cur;
+}
+
+/*
+ * Warn when max-sessions cannot fit in the descriptor limit: a relayed session holds two
+ * (client and target), and the workers and the process hold some of their own. ferryd does
+ * not lower max-sessions: past the limit new clients are closed at accept (server.c).
+ */
+static void fd_budget_check(const struct config *cfg, unsigned nworkers)
+{
+    struct rlimit rl;
+    unsigned long long fixed =
+        FDS_PROCESS + FDS_OVERFLOW + (unsigned long long)nworkers * (FDS_PER_WORKER + cfg->nlisten);
+    unsigned long long need = 2ull * cfg->max_sessions + fixed;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+        return;
+    log_warn("max-sessions %u needs about %llu file descriptors, but the limit is %llu: about "
+             "%llu relayed sessions fit, and new clients beyond them are closed at accept "
+             "(raise the limit, e.g. LimitNOFILE=, or lower max-sessions)",
+             cfg->max_sessions, need, (unsigned long long)rl.rlim_cur,
+             rl.rlim_cur > fixed ? (unsigned long long)(rl.rlim_cur - fixed) / 2 : 0ull);
+}
+
 /* SIGHUP: load the file again; a good one replaces the old for new sessions, a bad one not. */
 static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -212,6 +283,8 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
     snap->generation = d->snap->generation + 1;
     warn_restart_settings(&d->snap->config, &snap->config);
     log_set_level(snap->config.log_level + d->verbosity);
+    fd_budget_check(&snap->config, d->nworkers);
+    limits_set_client_prefix6(d->limits, snap->config.client_prefix6);
     for (unsigned i = 0; i < d->nworkers; i++)
         worker_reload(d->workers[i], snap);
     snapshot_unref(d->snap);
@@ -378,6 +451,7 @@ int main(int argc, char **argv)
     log_open(d.snap->config.log_target, d.snap->config.syslog_facility, d.snap->config.log_level);
     log_set_level(d.snap->config.log_level + d.verbosity);
     signal(SIGPIPE, SIG_IGN);
+    fd_limit_raise();
 
     loop = ev_default_loop(EVFLAG_AUTO);
     d.limits = limits_new(LIMITS_MAX_IDLE);
@@ -400,6 +474,7 @@ int main(int argc, char **argv)
     else
         log_warn("cannot watch interface addresses (%s); they are read again only on SIGHUP",
                  strerror(errno));
+    limits_set_client_prefix6(d.limits, d.snap->config.client_prefix6);
     /* Signals caught from now on; one that comes before the loop runs waits for it. */
     ev_timer_init(&d.poll, poll_cb, 0., 0.);
     d.poll.data = &d;
@@ -428,6 +503,7 @@ int main(int argc, char **argv)
         d.notify_tick.data = &d;
         ev_timer_again(loop, &d.notify_tick);
     }
+    fd_budget_check(&d.snap->config, d.nworkers);
 
     ev_run(loop, 0);
 

@@ -1,9 +1,11 @@
-/* Socket helpers shared by the UDP and BIND modules. */
+/* Socket helpers shared by the UDP, BIND and relay paths. */
 #include "config.h"
 
 #include "ferry/net.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,4 +65,31 @@ fail:
     close(fd);
     errno = err;
     return -1;
+}
+
+static int set_int(int fd, int level, int name, unsigned value)
+{
+    int v = value > (unsigned)INT32_MAX ? INT32_MAX : (int)value;
+
+    return setsockopt(fd, level, name, &v, sizeof(v));
+}
+
+int net_stream_tune(int fd, const struct net_stream_opts *o)
+{
+    if (o->rcvbuf > 0 && set_int(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf) < 0)
+        return -1;
+    if (o->sndbuf > 0 && set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf) < 0)
+        return -1;
+    if (!o->keepalive)
+        return 0;
+    if (set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1) < 0)
+        return -1;
+    if (o->keepalive_idle > 0 && set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepalive_idle) < 0)
+        return -1;
+    if (o->keepalive_interval > 0 &&
+        set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, o->keepalive_interval) < 0)
+        return -1;
+    if (o->keepalive_count > 0 && set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, o->keepalive_count) < 0)
+        return -1;
+    return 0;
 }

@@ -685,3 +685,8 @@ double relay_last_activity(const struct relay *r)
 {
     return r->last_activity;
 }
+
+bool relay_half_closed(const struct relay *r)
+{
+    return r->dir[RELAY_UP].eof || r->dir[RELAY_DOWN].eof;
+}

@@ -1,7 +1,10 @@
 /*
  * A worker's server: the listening sockets of one loop, the resolver and auth pool its
- * sessions share, client rules and the accept rate at accept, and a back-off when the process
- * runs out of file descriptors.
+ * sessions share, client rules and the accept rate at accept, and what happens when the
+ * process runs out of file descriptors: it pauses for a moment (descriptors of sessions that
+ * are ending come back), and if they are still short, a spare descriptor, given back for a
+ * moment, lets it accept the waiting connections and close them at once, so that clients
+ * learn it instead of waiting in the backlog (the trick libev's documentation describes).
  */
 #include "config.h"
 
@@ -9,6 +12,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,8 @@
 #define ACCEPT_BATCH 64
 /* Pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
 #define ACCEPT_BACKOFF 0.1
+/* A burst of accept failures ends with an accept this long after the last failure. */
+#define ACCEPT_CALM 1.0
 
 /* Default resolver cache settings; not yet configurable. */
 #define RESOLVER_CACHE_SIZE 4096
@@ -51,6 +57,10 @@ struct server {
     struct ev_loop *loop;
     struct session_ctx ctx;
     ev_timer backoff;
+    int spare_fd;         /* /dev/null, held for the moment descriptors run out; -1 if none */
+    bool starved;         /* a burst of accept failures: logged once, see ACCEPT_CALM */
+    double failed_at;     /* ev_now of the last accept failure */
+    unsigned long closed; /* connections closed at accept for want of descriptors */
     size_t nlisteners;
     struct listener listeners[CONF_MAX_LISTEN];
     struct addr advertise[CONF_MAX_LISTEN];
@@ -70,6 +80,52 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     for (size_t i = 0; i < srv->nlisteners; i++)
         ev_io_start(loop, &srv->listeners[i].readable);
+}
+
+/*
+ * Out of descriptors: free the spare, accept the waiting connections and close each at once
+ * (the client sees EOF instead of hanging in the backlog), then take the spare again.
+ * Returns how many were closed.
+ */
+static unsigned accept_and_close(struct server *srv, struct listener *l)
+{
+    unsigned n = 0;
+
+    if (srv->spare_fd >= 0) {
+        close(srv->spare_fd);
+        srv->spare_fd = -1;
+    }
+    for (; n < ACCEPT_BATCH; n++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+
+        if (fd < 0)
+            break;
+        close(fd);
+    }
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    srv->closed += n;
+    return n;
+}
+
+/*
+ * The first failure of a burst is logged; the rest are counted until the burst is over.
+ * Returns whether the burst was on already.
+ */
+static bool accept_starved(struct server *srv, int err)
+{
+    srv->failed_at = ev_now(srv->loop);
+    if (srv->starved)
+        return true;
+    srv->starved = true;
+    srv->closed = 0;
+    if (err == EMFILE || err == ENFILE)
+        log_warn("accept: %s: closing new connections at once until descriptors are free "
+                 "(see max-sessions in ferryd.conf(5))",
+                 strerror(err));
+    else
+        log_warn("accept: %s; pausing accept for %.0f ms at a time until it works again",
+                 strerror(err), ACCEPT_BACKOFF * 1000);
+    return false;
 }
 
 /* Client rules, before a byte is read: a blocked client is closed without a reply. */
@@ -146,20 +202,27 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             case EMFILE:
             case ENFILE:
+                /* First a pause: sessions ending give descriptors back. Still short after it
+                 * (the burst goes on), the waiting clients are closed. Nothing accepted even
+                 * so (another worker took the spare's slot): level-triggered readiness would
+                 * spin, so pause. */
+                if (!accept_starved(srv, errno) || accept_and_close(srv, l) == 0 ||
+                    srv->spare_fd < 0)
+                    listeners_pause(srv);
+                return;
             case ENOBUFS:
             case ENOMEM:
-                /* Level-triggered readiness would spin: stop listening for a moment. */
-                log_warn("accept: %s; pausing accept for %.0f ms", strerror(errno),
-                         ACCEPT_BACKOFF * 1000);
-                listeners_pause(srv);
-                return;
             default:
-                /* Unexpected, maybe lasting: back off rather than spin on it. */
-                log_err("accept: %s; pausing accept for %.0f ms", strerror(errno),
-                        ACCEPT_BACKOFF * 1000);
+                /* Memory, or unexpected and maybe lasting: back off rather than spin on it. */
+                accept_starved(srv, errno);
                 listeners_pause(srv);
                 return;
             }
+        }
+        if (srv->starved && ev_now(loop) - srv->failed_at >= ACCEPT_CALM) {
+            srv->starved = false;
+            log_notice("accept works again; %lu connection%s closed at accept meanwhile",
+                       srv->closed, srv->closed == 1 ? " was" : "s were");
         }
         accept_client(srv, l, fd, &client);
     }
@@ -192,6 +255,11 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
     srv->ctx.counters = counters;
     ev_timer_init(&srv->backoff, backoff_cb, 0., 0.);
     srv->backoff.data = srv;
+    srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (srv->spare_fd < 0)
+        log_warn("/dev/null: %s: without a spare descriptor, clients wait in the backlog "
+                 "while descriptors run out",
+                 strerror(errno));
 
     for (size_t i = 0; i < ls->naddrs; i++) {
         struct listener *l = &srv->listeners[srv->nlisteners++];
@@ -282,5 +350,7 @@ void server_free(struct server *srv)
     udp_batch_free(srv->ctx.udp_batch);
     snapshot_unref(srv->ctx.snap);
     localaddrs_unref(srv->ctx.local);
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
     free(srv);
 }

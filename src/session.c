@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sodium.h>
@@ -23,6 +24,7 @@
 #include "ferry/binder.h"
 #include "ferry/conf.h"
 #include "ferry/log.h"
+#include "ferry/net.h"
 #include "ferry/outbound.h"
 #include "ferry/relay.h"
 #include "ferry/reply.h"
@@ -40,6 +42,8 @@
 #define THROTTLE_MIN_READ 4096
 /* Longest wait for a client to close after a final message. */
 #define SESSION_LINGER 2.0
+/* Connections closed at accept by a limit are summed up in one notice at most this often. */
+#define CLOSED_LOG_INTERVAL 10.0
 
 /* Each state's timeout, a struct config field; KEEP_DEADLINE keeps the running timer. */
 #define KEEP_DEADLINE SIZE_MAX
@@ -69,6 +73,7 @@ static const char *const end_names[] = {
     [END_AUTH_LIMITED] = "auth-rate-limited",
     [END_NEGOTIATE_TIMEOUT] = "negotiate-timeout",
     [END_IDLE_TIMEOUT] = "idle-timeout",
+    [END_HALF_CLOSED_TIMEOUT] = "half-closed-timeout",
     [END_REPLY_TIMEOUT] = "reply-timeout",
     [END_RELAY_ERROR] = "relay-error",
     [END_RESOURCES] = "out-of-resources",
@@ -82,6 +87,8 @@ static const char *const limit_names[] = {
     [LIMIT_USER] = "sessions-per-user",
     [LIMIT_QUOTA] = "quota-per-user",
     [LIMIT_RULE] = "rule",
+    [LIMIT_NEGOTIATING] = "max-negotiating",
+    [LIMIT_NEGOTIATING_CLIENT] = "negotiating-per-client",
 };
 
 static void session_start_relay(struct session *s);
@@ -269,10 +276,34 @@ void session_enter(struct session *s, enum session_state state)
     session_arm_timer(s, seconds);
 }
 
+/*
+ * Seconds until the relay's inactivity deadline: timeout idle, or timeout half-closed once a
+ * direction has ended (the smaller when both apply; 0 is none). Before a half-close, the
+ * timer comes back at least every timeout half-closed to look for one. *why: the timeout that
+ * applies. HUGE_VAL when nothing applies.
+ */
+static double session_relay_left(const struct session *s, double now, enum session_end *why)
+{
+    double idle = s->cfg->timeout_idle, half = s->cfg->timeout_half_closed;
+    double last = relay_last_activity(s->relay), limit = idle, left;
+    bool half_closed = half > 0 && relay_half_closed(s->relay);
+
+    *why = END_IDLE_TIMEOUT;
+    if (half_closed && (limit <= 0 || half < limit)) {
+        limit = half;
+        *why = END_HALF_CLOSED_TIMEOUT;
+    }
+    left = limit > 0 ? last + limit - now : HUGE_VAL;
+    if (!half_closed && half > 0 && left > half)
+        left = half;
+    return left;
+}
+
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct session *s = w->data;
     double left;
+    enum session_end why;
 
     switch (s->state) {
     case S_RESOLVING:
@@ -293,16 +324,22 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         session_fail(s, reply_from_errno(ETIMEDOUT));
         break;
     case S_UDP:
-    case S_RELAY:
-        /* Idle: the deadline moves with the last byte or datagram, polled here. */
-        left = (s->state == S_UDP ? udp_assoc_last_activity(s->udp) + s->cfg->timeout_udp
-                                  : relay_last_activity(s->relay) + s->cfg->timeout_idle) -
-               ev_now(loop);
+        /* Idle: the deadline moves with the last datagram, polled here. */
+        left = udp_assoc_last_activity(s->udp) + s->cfg->timeout_udp - ev_now(loop);
         if (left > 0.001) {
             session_arm_timer(s, left);
             return;
         }
         session_end(s, END_IDLE_TIMEOUT);
+        break;
+    case S_RELAY:
+        /* Likewise with the last byte relayed. */
+        left = session_relay_left(s, ev_now(loop), &why);
+        if (left > 0.001) {
+            session_arm_timer(s, left);
+            return;
+        }
+        session_end(s, why);
         break;
     case S_REPLYING:
     case S_CLOSING:
@@ -490,12 +527,14 @@ static void session_advance(struct session *s)
             break;
         case FRONTEND_REQUEST:
             session_consume(s, in.used);
+            limits_hold_negotiated(&s->hold);
             s->requested = true;
             s->cmd = (uint8_t)ng->req.cmd;
             session_request(s);
             return;
         case FRONTEND_REFUSE:
             session_consume(s, in.used);
+            limits_hold_negotiated(&s->hold);
             s->requested = true;
             s->cmd = (uint8_t)ng->req.cmd;
             session_fail(s, in.rep);
@@ -572,8 +611,14 @@ static void session_start_relay(struct session *s)
         .cb = on_relay_done,
         .arg = s,
     };
+    enum session_end why;
+    double left;
 
     ev_io_stop(s->ctx->loop, &s->nego->client_writable);
+    /* Buffer caps and keepalive (tune, tcp-keepalive): best effort, the relay works without. */
+    if (net_stream_tune(s->client_fd, &s->cfg->stream) < 0 ||
+        net_stream_tune(s->target_fd, &s->cfg->stream) < 0)
+        log_debug("relay socket options: %s", strerror(errno));
     s->relay = relay_start(&p);
     if (s->relay == NULL) {
         session_end(s, END_RESOURCES);
@@ -585,6 +630,10 @@ static void session_start_relay(struct session *s)
     free(s->nego);
     s->nego = NULL;
     session_enter(s, S_RELAY);
+    /* The idle timer, or sooner to look for a half-close (or one that came with the request). */
+    left = session_relay_left(s, ev_now(s->ctx->loop), &why);
+    if (left < HUGE_VAL)
+        session_arm_timer(s, left > 0.001 ? left : 0.001);
 }
 
 /* --- client I/O before the relay --------------------------------------------------------- */
@@ -666,6 +715,30 @@ static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
 
 /* --- start and shutdown ------------------------------------------------------------------ */
 
+/* A new connection closed at accept by a limit: one notice per CLOSED_LOG_INTERVAL at most. */
+static void session_closed_at_accept(struct session_ctx *ctx, const struct addr *client,
+                                     enum limit_refusal why)
+{
+    const struct config *cfg = &ctx->snap->config;
+    double now = ev_now(ctx->loop);
+    char name[ADDR_STRLEN];
+
+    addr_format(client, name, sizeof(name));
+    log_debug("client %s closed at accept: limit %s", name, limit_names[why]);
+    ctx->closed_unlogged++;
+    if (now - ctx->closed_logged < CLOSED_LOG_INTERVAL && ctx->closed_logged > 0)
+        return;
+    log_notice("closed %lu new connection%s at accept in the last %.0f s, the last one from %s "
+               "(limit %s; max-negotiating %u:%u:%u, negotiating-per-client %u, max-sessions %u, "
+               "sessions-per-client %u)",
+               ctx->closed_unlogged, ctx->closed_unlogged == 1 ? "" : "s", CLOSED_LOG_INTERVAL,
+               name, limit_names[why], cfg->max_negotiating.start, cfg->max_negotiating.rate,
+               cfg->max_negotiating.full, cfg->negotiating_per_client, cfg->max_sessions,
+               cfg->sessions_per_client);
+    ctx->closed_unlogged = 0;
+    ctx->closed_logged = now;
+}
+
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
                    const struct addr *advertise, struct limit *client_limit)
 {
@@ -679,12 +752,17 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
         .user_rate = &cfg->bandwidth_per_user,
         .quota = cfg->quota_per_user,
         .quota_period = cfg->quota_period,
+        .negotiating = &cfg->max_negotiating,
+        .negotiating_per_client = cfg->negotiating_per_client,
+        .draw = randombytes_uniform(1u << 24) / (double)(1u << 24),
     };
     struct limit_hold hold;
     struct session *s;
 
-    /* Beyond the limits plus a margin answered with failure replies: closed at once. */
+    /* Beyond the negotiating budget, or the limits plus a margin answered with failure
+     * replies: closed at once. */
     if (!limits_hold_begin(&hold, ctx->limits, client_limit, &caps)) {
+        session_closed_at_accept(ctx, client, hold.refused);
         close(fd);
         return;
     }

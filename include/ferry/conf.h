@@ -9,6 +9,7 @@
 #include "ferry/acl.h"
 #include "ferry/addr.h"
 #include "ferry/limits.h"
+#include "ferry/net.h"
 #include "ferry/relay.h"
 #include "ferry/udp.h"
 
@@ -45,6 +46,10 @@ struct config {
     double timeout_resolve;   /* timeout resolve DURATION (default 10 s) */
     double timeout_connect;   /* timeout connect DURATION (default 10 s) */
     double timeout_idle;      /* timeout idle DURATION (default 300 s) */
+
+    /* timeout half-closed DURATION: a relay's inactivity once one direction has ended
+     * (default 60 s; 0: timeout idle applies) */
+    double timeout_half_closed;
 
     enum log_target log_target; /* log stderr | log syslog [FACILITY] */
     int syslog_facility;        /* LOG_DAEMON by default */
@@ -86,6 +91,18 @@ struct config {
     uint64_t quota_per_user;                /* limit quota-per-user BYTES/PERIOD, both ways (off) */
     double quota_period;
     unsigned workers; /* workers N: event loops on threads; 0 = one per CPU */
+
+    /* Connections not past their request yet: max-negotiating START[:RATE:FULL] | off
+     * (default 512:30:1024, FULL at most half of max-sessions unless given, see conf.c), and
+     * limit negotiating-per-client N (default 32). */
+    struct limit_startups max_negotiating;
+    bool max_negotiating_set;
+    unsigned negotiating_per_client;
+    /* limit client-prefix-ipv6 BITS: IPv6 clients are counted by this prefix (default 64) */
+    unsigned client_prefix6;
+    /* tune rcvbuf|sndbuf BYTES, tcp-keepalive off|on [IDLE INTERVAL COUNT]: options of relayed
+     * sockets (default: the kernel's buffers, no keepalive) */
+    struct net_stream_opts stream;
 
     double shutdown_grace;      /* shutdown-grace DURATION: how long sessions may finish after
                                  * SIGTERM/SIGINT (default 5 s, 0 = close at once) */

@@ -41,11 +41,18 @@ void limits_free(struct limits *l);
 double limits_clock(void);
 
 /*
- * A reference on the entry of a client IP (port ignored; IPv4-mapped IPv6 counts as IPv4) or
- * of a user name, created when missing. NULL only when out of memory.
+ * A reference on the entry of a client IP (port ignored; IPv4-mapped IPv6 counts as IPv4; an
+ * IPv6 address counts as its prefix, see below) or of a user name, created when missing. NULL
+ * only when out of memory.
  */
 struct limit *limits_client(struct limits *l, const struct addr *ip);
 struct limit *limits_user(struct limits *l, const char *user);
+/*
+ * The prefix length (1 to 128, default 64) IPv6 clients are keyed on: one host usually holds a
+ * whole /64, so counting each address on its own would let it multiply its limits. Entries
+ * looked up from now on use it; running sessions keep theirs.
+ */
+void limits_set_client_prefix6(struct limits *l, unsigned bits);
 /* Drop a reference. NULL is ignored. */
 void limits_release(struct limits *l, struct limit *e);
 /* The entry of request rule `rule` of configuration `generation` (its sessions/bandwidth). */
@@ -100,6 +107,8 @@ void limits_quota_used(struct limits *l, struct limit *e, uint64_t quota, double
 
 /* Entries in the table now (with or without sessions), for tests and logs. */
 size_t limits_entries(struct limits *l);
+/* Sessions still negotiating in the process now (see max-negotiating below). */
+unsigned limits_negotiating(struct limits *l);
 
 /*
  * --- one session's hold ----------------------------------------------------------------------
@@ -118,6 +127,20 @@ enum limit_refusal {
     LIMIT_USER,   /* sessions-per-user */
     LIMIT_QUOTA,  /* quota-per-user used up */
     LIMIT_RULE,   /* the passing rule's own session limit */
+    /* Only as the reason limits_hold_begin refused a new session: */
+    LIMIT_NEGOTIATING,        /* max-negotiating: full, or dropped at random on the way */
+    LIMIT_NEGOTIATING_CLIENT, /* negotiating-per-client */
+};
+
+/*
+ * Sessions still negotiating (accepted, no request handed on yet), as OpenSSH's MaxStartups
+ * START:RATE:FULL: below start, all are let in; from start on, a new one is dropped with
+ * probability rate percent, rising linearly to 100 % at full. start 0: no limit.
+ */
+struct limit_startups {
+    unsigned start;
+    unsigned rate;
+    unsigned full;
 };
 
 /* What a hold counts against, from the configuration; the rates must outlive the hold. */
@@ -130,6 +153,9 @@ struct limit_hold_caps {
     const struct limit_rate *user_rate;   /* bandwidth per user */
     uint64_t quota;                       /* bytes per user and period (0: none) */
     double quota_period;
+    const struct limit_startups *negotiating; /* the process's budget (NULL: none) */
+    unsigned negotiating_per_client;          /* likewise per client (0: no limit) */
+    double draw;                              /* uniform in [0, 1): the random early drop's dice */
 };
 
 struct limit_hold {
@@ -145,16 +171,21 @@ struct limit_hold {
     enum limit_refusal refused;
     bool rule_counted;
     bool udp_counted;
+    bool negotiating; /* counted as negotiating, in the process and for the client */
 };
 
 /*
  * Begin a session's hold with a reference on its client IP's entry (taken over either way).
- * Counts the session in the process and for the client; past max_total or per_client the
- * hold's refusal is set (the request gets a failure reply); past the margins too, false is
- * returned and nothing is held: close the client at once.
+ * Counts the session in the process and for the client, and as negotiating; past max_total or
+ * per_client the hold's refusal is set (the request gets a failure reply). Past the margins,
+ * or when the negotiating budget refuses it, false is returned with the reason in h->refused
+ * and nothing is held: close the client at once.
  */
 bool limits_hold_begin(struct limit_hold *h, struct limits *l, struct limit *client,
                        const struct limit_hold_caps *caps);
+
+/* The request is handed on: the session no longer counts as negotiating. Idempotent. */
+void limits_hold_negotiated(struct limit_hold *h);
 
 /* Count the session for its user, past per_user (0: none) a refusal. -1: out of memory. */
 int limits_hold_user(struct limit_hold *h, const char *user, unsigned per_user);

@@ -2,6 +2,7 @@
 #ifndef FERRY_NET_H
 #define FERRY_NET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ferry/addr.h"
@@ -19,5 +20,18 @@ int net_bind_in_range(int fd, struct addr *a, uint16_t min, uint16_t max);
  * sent). Returns 0 with *local filled (port 0), or -1 with errno (ENETUNREACH...).
  */
 int net_route_source(const struct addr *to, struct addr *local);
+
+/* Options for the two sockets of a relayed TCP connection; zero fields leave the kernel's. */
+struct net_stream_opts {
+    unsigned rcvbuf;         /* SO_RCVBUF in bytes (the kernel doubles it and stops autotuning) */
+    unsigned sndbuf;         /* SO_SNDBUF likewise */
+    bool keepalive;          /* SO_KEEPALIVE */
+    unsigned keepalive_idle; /* TCP_KEEPIDLE seconds */
+    unsigned keepalive_interval; /* TCP_KEEPINTVL seconds */
+    unsigned keepalive_count;    /* TCP_KEEPCNT probes */
+};
+
+/* Apply o to the TCP socket fd. Returns 0, or -1 with errno from the first option refused. */
+int net_stream_tune(int fd, const struct net_stream_opts *o);
 
 #endif

@@ -51,6 +51,9 @@ struct session_ctx {
 
     struct session *sessions; /* every live session, for shutdown (counted in counters->live) */
     struct session_counters *counters; /* the worker's, outliving its sessions */
+    /* New connections closed at accept by a limit, not yet logged (one notice per interval). */
+    unsigned long closed_unlogged;
+    double closed_logged; /* ev_now of the last such notice */
 };
 
 /*

@@ -172,6 +172,16 @@ trusted-clients none
     write(h, "too-many-args", "request pass " + " ".join(["log"] * 20) + "\n")
     write(h, "long-line", "listen " + "1" * 5000 + "\n")
     write(h, "crlf", "auth none\r\nrelay buffered\r\n")
+    write(h, "connections", """max-negotiating 10:30:100
+limit negotiating-per-client 4
+limit client-prefix-ipv6 56
+timeout half-closed 30s
+tune rcvbuf 64K
+tune sndbuf off
+tcp-keepalive on 60s 10 5
+""")
+    write(h, "connections-errors", "max-negotiating 10::100\nmax-negotiating 5:200:1\n"
+          "tcp-keepalive on 1\ntune rcvbuf 1\n")
 
 
 def auth_users():

@@ -630,8 +630,9 @@ def main(argv=None):
         extra.append("relay %s" % args.relay)
     if args.workers:
         extra.append("workers %d" % args.workers)
-    # Every load process is the same client IP: the per-client default would cap it.
+    # Every load process is the same client IP: the per-client defaults would cap it.
     extra.append("limit sessions-per-client off")
+    extra.append("limit negotiating-per-client off")
     listen = "[::1]:0" if args.family == 6 else "127.0.0.1:0"
     config = ft.make_config(listen=[listen], dns=dns, extra=extra)
     env = dict(os.environ, **({} if args.malloc_default else MALLOC_ENV))

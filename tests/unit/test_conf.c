@@ -117,6 +117,15 @@ static void check_defaults(const struct config *c)
     ck_assert_uint_eq(c->bind_port_max, 0);
     ck_assert(!c->bind_any_peer);
     ck_assert(c->timeout_bind == 60);
+    ck_assert(c->timeout_half_closed == 60);
+    ck_assert_uint_eq(c->max_negotiating.start, 512);
+    ck_assert_uint_eq(c->max_negotiating.rate, 30);
+    ck_assert_uint_eq(c->max_negotiating.full, 1024);
+    ck_assert_uint_eq(c->negotiating_per_client, 32);
+    ck_assert_uint_eq(c->client_prefix6, 64);
+    ck_assert_uint_eq(c->stream.rcvbuf, 0);
+    ck_assert_uint_eq(c->stream.sndbuf, 0);
+    ck_assert(!c->stream.keepalive);
     check_access_defaults(c);
 }
 
@@ -713,10 +722,11 @@ END_TEST
 START_TEST(test_timeout_errors)
 {
     parse_err("\n\n\n\ntimeout idle\n", "t.conf:5: timeout: missing DURATION");
-    parse_err("timeout\n", "t.conf:1: timeout: missing negotiate|resolve|connect|idle|udp|bind");
+    parse_err("timeout\n",
+              "t.conf:1: timeout: missing negotiate|resolve|connect|idle|udp|bind|half-closed");
     parse_err("timeout idle 1 2\n", "t.conf:1: timeout: too many arguments");
     parse_err("timeout dns 1\n", "t.conf:1: timeout: unknown timeout 'dns' (negotiate, resolve, "
-                                 "connect, idle, udp or bind)");
+                                 "connect, idle, udp, bind or half-closed)");
     parse_err("timeout connect 0\n", "t.conf:1: timeout: '0' must be greater than zero");
     parse_err("timeout negotiate 0ms\n", "t.conf:1: timeout: '0ms' must be greater than zero");
     parse_err("timeout resolve -3\n", "t.conf:1: timeout: '-3' is not a duration (like 10, 10s, "
@@ -857,6 +867,8 @@ START_TEST(test_every_single_keyword_twice_is_duplicate)
         "trusted-clients 127.0.0.1",
         "private-destinations allow",
         "allow-unauthenticated no",
+        "max-negotiating 5",
+        "tcp-keepalive on",
     };
     char text[256], want[256];
 
@@ -1352,12 +1364,113 @@ START_TEST(test_limit_settings)
 }
 END_TEST
 
+START_TEST(test_negotiation_limits)
+{
+    struct config c;
+
+    parse_ok(&c, "max-negotiating 10:30:100\nlimit negotiating-per-client 4\n"
+                 "limit client-prefix-ipv6 56\n");
+    ck_assert_uint_eq(c.max_negotiating.start, 10);
+    ck_assert_uint_eq(c.max_negotiating.rate, 30);
+    ck_assert_uint_eq(c.max_negotiating.full, 100);
+    ck_assert_uint_eq(c.negotiating_per_client, 4);
+    ck_assert_uint_eq(c.client_prefix6, 56);
+    conf_release(&c);
+    /* One number: START = FULL, every one beyond dropped; off: none. */
+    parse_ok(&c, "max-negotiating 20\nlimit negotiating-per-client off\n");
+    ck_assert_uint_eq(c.max_negotiating.start, 20);
+    ck_assert_uint_eq(c.max_negotiating.rate, 100);
+    ck_assert_uint_eq(c.max_negotiating.full, 20);
+    ck_assert_uint_eq(c.negotiating_per_client, 0);
+    conf_release(&c);
+    parse_ok(&c, "max-negotiating off\nmax-sessions 10\n");
+    ck_assert_uint_eq(c.max_negotiating.start, 0);
+    conf_release(&c);
+    /* Not given: 512:30:1024, FULL at most half of max-sessions (at least 4), START at most
+     * half of FULL. */
+    parse_ok(&c, "max-sessions 3000\n");
+    ck_assert_uint_eq(c.max_negotiating.full, 1024);
+    ck_assert_uint_eq(c.max_negotiating.start, 512);
+    conf_release(&c);
+    parse_ok(&c, "max-sessions 1000\n");
+    ck_assert_uint_eq(c.max_negotiating.full, 500);
+    ck_assert_uint_eq(c.max_negotiating.start, 250);
+    conf_release(&c);
+    parse_ok(&c, "max-sessions 100\n");
+    ck_assert_uint_eq(c.max_negotiating.full, 50);
+    ck_assert_uint_eq(c.max_negotiating.start, 25);
+    ck_assert_uint_eq(c.max_negotiating.rate, 30);
+    conf_release(&c);
+    parse_ok(&c, "max-sessions 2\n");
+    ck_assert_uint_eq(c.max_negotiating.full, 4);
+    ck_assert_uint_eq(c.max_negotiating.start, 2);
+    conf_release(&c);
+
+    parse_err("max-negotiating 10:30\n",
+              "t.conf:1: max-negotiating: '10:30' is not START or START:RATE:FULL");
+    parse_err("max-negotiating 10:30:100:4\n",
+              "t.conf:1: max-negotiating: '10:30:100:4' is not START or START:RATE:FULL");
+    parse_err("max-negotiating 10::100\n",
+              "t.conf:1: max-negotiating: '10::100' is not START or START:RATE:FULL");
+    parse_err("max-negotiating 10:101:100\n",
+              "t.conf:1: max-negotiating: '101' is out of range (0..100)");
+    parse_err("max-negotiating 100:30:10\n",
+              "t.conf:1: max-negotiating: FULL (10) is below START (100)");
+    parse_err("max-negotiating 0\n", "t.conf:1: max-negotiating: '0' is out of range (1..1000000)");
+    parse_err("max-negotiating x\n", "t.conf:1: max-negotiating: 'x' is not a number");
+    parse_err("limit client-prefix-ipv6 0\n",
+              "t.conf:1: limit client-prefix-ipv6: '0' is out of range (1..128)");
+    parse_err("limit client-prefix-ipv6 129\n",
+              "t.conf:1: limit client-prefix-ipv6: '129' is out of range (1..128)");
+}
+END_TEST
+
+START_TEST(test_relay_socket_tuning)
+{
+    struct config c;
+
+    parse_ok(&c, "tune rcvbuf 64K\ntune sndbuf 1M\ntcp-keepalive on 60s 10 5\n"
+                 "timeout half-closed 30s\n");
+    ck_assert_uint_eq(c.stream.rcvbuf, 65536);
+    ck_assert_uint_eq(c.stream.sndbuf, 1048576);
+    ck_assert(c.stream.keepalive);
+    ck_assert_uint_eq(c.stream.keepalive_idle, 60);
+    ck_assert_uint_eq(c.stream.keepalive_interval, 10);
+    ck_assert_uint_eq(c.stream.keepalive_count, 5);
+    ck_assert(c.timeout_half_closed == 30);
+    conf_release(&c);
+    parse_ok(&c, "tune rcvbuf off\ntcp-keepalive on\ntimeout half-closed 0\n");
+    ck_assert_uint_eq(c.stream.rcvbuf, 0);
+    ck_assert(c.stream.keepalive);
+    ck_assert_uint_eq(c.stream.keepalive_idle, 0);
+    ck_assert(c.timeout_half_closed == 0);
+    conf_release(&c);
+
+    parse_err("tune rcvbuf 100\n", "t.conf:1: tune rcvbuf: '100' is too small (at least 1K)");
+    parse_err("tune sndbuf 2G\n", "t.conf:1: tune sndbuf: '2G' is too large");
+    parse_err("tune rcvbuf 1K\ntune rcvbuf 2K\n",
+              "t.conf:2: duplicate 'tune rcvbuf' (first on line 1)");
+    parse_err("tune speed 1\n", "t.conf:1: tune: unknown setting 'speed' (rcvbuf or sndbuf)");
+    parse_err("tcp-keepalive maybe\n",
+              "t.conf:1: tcp-keepalive: unknown value 'maybe' (off or on)");
+    parse_err("tcp-keepalive on 60\n",
+              "t.conf:1: tcp-keepalive: give 'off', 'on', or 'on IDLE INTERVAL COUNT'");
+    parse_err("tcp-keepalive off 1 1 1\n",
+              "t.conf:1: tcp-keepalive: give 'off', 'on', or 'on IDLE INTERVAL COUNT'");
+    parse_err("tcp-keepalive on 60 10 200\n",
+              "t.conf:1: tcp-keepalive: '200' is out of range (1..127)");
+    parse_err("tcp-keepalive on 500ms 10 5\n",
+              "t.conf:1: tcp-keepalive: IDLE and INTERVAL must be 1s to 32767s");
+}
+END_TEST
+
 START_TEST(test_limit_errors)
 {
     parse_err("limit\n", "t.conf:1: limit: missing SETTING");
     parse_err("limit speed 1\n", "t.conf:1: limit: unknown setting 'speed' (sessions-per-client, "
                                  "sessions-per-user, accept-rate, auth-failures, "
-                                 "bandwidth-per-client, bandwidth-per-user or quota-per-user)");
+                                 "bandwidth-per-client, bandwidth-per-user, quota-per-user, "
+                                 "negotiating-per-client or client-prefix-ipv6)");
     parse_err("limit sessions-per-client\n", "t.conf:1: limit sessions-per-client: missing N");
     parse_err("limit sessions-per-client 2\nlimit sessions-per-client 3\n",
               "t.conf:2: duplicate 'limit sessions-per-client' (first on line 1)");
@@ -1421,6 +1534,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_max_sessions_and_auth_threads);
     tcase_add_test(tc, test_shutdown_grace_default_zero_and_errors);
     tcase_add_test(tc, test_relay_modes);
+    tcase_add_test(tc, test_negotiation_limits);
+    tcase_add_test(tc, test_relay_socket_tuning);
     tcase_add_test(tc, test_every_single_keyword_twice_is_duplicate);
     tcase_add_test(tc, test_long_line_is_an_error);
     tcase_add_test(tc, test_nul_byte_is_an_error);

@@ -375,6 +375,138 @@ START_TEST(test_hold_throttle_takes_the_smallest_allowance_and_ends_on_quota)
 }
 END_TEST
 
+START_TEST(test_ipv6_clients_are_keyed_on_their_prefix)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("2001:db8:1:2::1"), b = ip("2001:db8:1:2:ffff:ffff:ffff:fffe");
+    struct addr c = ip("2001:db8:1:3::1"), v4 = ip("192.0.2.1"), m = ip("::ffff:192.0.2.1");
+    struct limit *ea, *eb, *ec, *e4, *em;
+
+    /* Default /64: a and b share an entry, c (another /64) does not; mapped IPv4 is IPv4. */
+    ea = limits_client(l, &a);
+    eb = limits_client(l, &b);
+    ec = limits_client(l, &c);
+    e4 = limits_client(l, &v4);
+    em = limits_client(l, &m);
+    ck_assert_ptr_eq(ea, eb);
+    ck_assert_ptr_ne(ea, ec);
+    ck_assert_ptr_eq(e4, em);
+    ck_assert_ptr_ne(e4, ea);
+    ck_assert_uint_eq(limits_entries(l), 3);
+    limits_release(l, eb);
+    limits_release(l, ec);
+
+    /* /128 keys each address; /48 puts both /64s together; old references stay valid. */
+    limits_set_client_prefix6(l, 128);
+    eb = limits_client(l, &b);
+    ck_assert_ptr_ne(eb, ea);
+    limits_release(l, eb);
+    limits_set_client_prefix6(l, 48);
+    eb = limits_client(l, &a);
+    ec = limits_client(l, &c);
+    ck_assert_ptr_eq(eb, ec);
+    ck_assert_ptr_ne(eb, ea);
+    /* A prefix that is not a byte boundary: /60 keeps 2001:db8:1:2:: and ...:f:: apart from
+     * ...:10::. */
+    limits_release(l, eb);
+    limits_release(l, ec);
+    limits_set_client_prefix6(l, 60);
+    {
+        struct addr x = ip("2001:db8:1:2::1"), y = ip("2001:db8:1:f::1"),
+                    z = ip("2001:db8:1:10::1");
+        struct limit *ex = limits_client(l, &x), *ey = limits_client(l, &y);
+        struct limit *ez = limits_client(l, &z);
+
+        ck_assert_ptr_eq(ex, ey);
+        ck_assert_ptr_ne(ex, ez);
+        limits_release(l, ex);
+        limits_release(l, ey);
+        limits_release(l, ez);
+    }
+    limits_release(l, ea);
+    limits_release(l, e4);
+    limits_release(l, em);
+    ck_assert_uint_eq(limits_entries(l), 0);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_negotiating_sessions_have_their_own_budget)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.1"), b = ip("192.0.2.2"), c = ip("192.0.2.3");
+    struct limit_startups startups = {.start = 2, .rate = 50, .full = 4};
+    struct limit_hold_caps caps = caps_of(100, 0);
+    struct limit_hold h[6];
+
+    caps.negotiating = &startups;
+    caps.negotiating_per_client = 2;
+    caps.draw = 0.99;
+    /* Per client: the third negotiating session from a is closed at accept. */
+    ck_assert(limits_hold_begin(&h[0], l, limits_client(l, &a), &caps));
+    ck_assert(limits_hold_begin(&h[1], l, limits_client(l, &a), &caps));
+    ck_assert(!limits_hold_begin(&h[2], l, limits_client(l, &a), &caps));
+    ck_assert_int_eq(h[2].refused, LIMIT_NEGOTIATING_CLIENT);
+    ck_assert_uint_eq(limits_negotiating(l), 2);
+    /* Once its request is handed on, a session no longer counts (twice is harmless). */
+    limits_hold_negotiated(&h[0]);
+    limits_hold_negotiated(&h[0]);
+    ck_assert_uint_eq(limits_negotiating(l), 1);
+    ck_assert_uint_eq(limits_total(l), 2);
+    ck_assert(limits_hold_begin(&h[2], l, limits_client(l, &a), &caps));
+    ck_assert_uint_eq(limits_negotiating(l), 2);
+    /* At START (2): dropped with 50 %: a high draw passes, a low one does not. */
+    caps.draw = 0.2;
+    ck_assert(!limits_hold_begin(&h[3], l, limits_client(l, &b), &caps));
+    ck_assert_int_eq(h[3].refused, LIMIT_NEGOTIATING);
+    caps.draw = 0.6;
+    ck_assert(limits_hold_begin(&h[3], l, limits_client(l, &b), &caps));
+    /* At 3 of 2..4: 75 %. */
+    caps.draw = 0.7;
+    ck_assert(!limits_hold_begin(&h[4], l, limits_client(l, &c), &caps));
+    caps.draw = 0.8;
+    ck_assert(limits_hold_begin(&h[4], l, limits_client(l, &c), &caps));
+    /* At FULL every new one is dropped, whatever the dice. */
+    caps.draw = 0.999;
+    ck_assert(!limits_hold_begin(&h[5], l, limits_client(l, &c), &caps));
+    ck_assert_int_eq(h[5].refused, LIMIT_NEGOTIATING);
+    ck_assert_uint_eq(limits_negotiating(l), 4);
+    /* Release leaves the negotiating count too. */
+    limits_hold_release(&h[4]);
+    ck_assert_uint_eq(limits_negotiating(l), 3);
+    ck_assert(limits_hold_begin(&h[4], l, limits_client(l, &c), &caps));
+    for (int i = 0; i < 5; i++)
+        limits_hold_release(&h[i]);
+    ck_assert_uint_eq(limits_negotiating(l), 0);
+    ck_assert_uint_eq(limits_total(l), 0);
+    ck_assert_uint_eq(limits_entries(l), 0);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_negotiating_budget_off_and_single_number)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.1");
+    struct limit_startups off = {0}, one = {.start = 1, .rate = 100, .full = 1};
+    struct limit_hold_caps caps = caps_of(100, 0);
+    struct limit_hold h[3];
+
+    caps.negotiating = &off;
+    caps.draw = 0;
+    for (int i = 0; i < 3; i++)
+        ck_assert(limits_hold_begin(&h[i], l, limits_client(l, &a), &caps));
+    for (int i = 0; i < 3; i++)
+        limits_hold_release(&h[i]);
+    caps.negotiating = &one;
+    caps.draw = 0.999;
+    ck_assert(limits_hold_begin(&h[0], l, limits_client(l, &a), &caps));
+    ck_assert(!limits_hold_begin(&h[1], l, limits_client(l, &a), &caps));
+    limits_hold_release(&h[0]);
+    limits_free(l);
+}
+END_TEST
+
 static Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
@@ -394,6 +526,9 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_hold_rule_limit_counts_once_and_its_refusal_is_not_counted);
     tcase_add_test(tc, test_hold_udp_slots_per_client_and_in_total);
     tcase_add_test(tc, test_hold_throttle_takes_the_smallest_allowance_and_ends_on_quota);
+    tcase_add_test(tc, test_ipv6_clients_are_keyed_on_their_prefix);
+    tcase_add_test(tc, test_negotiating_sessions_have_their_own_budget);
+    tcase_add_test(tc, test_negotiating_budget_off_and_single_number);
     suite_add_tcase(s, tc);
     return s;
 }
