@@ -22,15 +22,6 @@ enum {
 
 #define PROXY_AUTHENTICATE "Proxy-Authenticate: Basic realm=\"ferry\", charset=\"UTF-8\"\r\n"
 
-static bool method_allowed(const struct config *cfg, uint8_t method)
-{
-    for (size_t i = 0; i < cfg->nmethods; i++) {
-        if (cfg->methods[i] == method)
-            return true;
-    }
-    return false;
-}
-
 /* Close with a response of `status` (and fields). */
 static enum frontend_step http_close(struct frontend_input *in, int status, const char *fields,
                                      enum frontend_close why)
@@ -46,8 +37,8 @@ static enum frontend_step http_input(struct frontend_input *in)
     size_t used = 0;
     int status = 400;
     enum proto_status st = http_parse_request(in->buf, in->len, in->cap, &req, &used, &status);
-    bool password = method_allowed(in->cfg, SOCKS5_METHOD_USERPASS);
-    bool anonymous = method_allowed(in->cfg, SOCKS5_METHOD_NOAUTH);
+    bool password = conf_method_allowed(in->cfg, SOCKS5_METHOD_USERPASS);
+    bool anonymous = conf_method_allowed(in->cfg, SOCKS5_METHOD_NOAUTH);
 
     if (st == PROTO_NEED_MORE)
         return FRONTEND_NEED_MORE;

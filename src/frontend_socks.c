@@ -21,15 +21,6 @@ enum {
     SOCKS5_WAIT_REQUEST,
 };
 
-static bool method_allowed(const struct config *cfg, uint8_t method)
-{
-    for (size_t i = 0; i < cfg->nmethods; i++) {
-        if (cfg->methods[i] == method)
-            return true;
-    }
-    return false;
-}
-
 static enum request_cmd request_cmd_from_socks5(uint8_t cmd)
 {
     switch (cmd) {
@@ -170,7 +161,7 @@ static enum frontend_step socks4_input(struct frontend_input *in)
                                                    : REQUEST_CONNECT;
     in->req->dest = req.dest;
     /* SOCKS4 carries no password: served only when no-auth is allowed. */
-    if (!method_allowed(in->cfg, SOCKS5_METHOD_NOAUTH)) {
+    if (!conf_method_allowed(in->cfg, SOCKS5_METHOD_NOAUTH)) {
         in->rep = SOCKS5_REP_NOT_ALLOWED;
         return FRONTEND_REFUSE;
     }

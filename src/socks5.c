@@ -123,6 +123,53 @@ static bool known_cmd(uint8_t cmd)
     }
 }
 
+enum proto_status socks5_parse_address(const uint8_t *buf, size_t len, struct socks_dest *out,
+                                       size_t *consumed, uint8_t *rep)
+{
+    size_t addr_off = 1, addr_len, total;
+    enum dest_type type;
+
+    if (len < 1)
+        return PROTO_NEED_MORE;
+    switch (buf[0]) {
+    case SOCKS5_ATYP_IPV4:
+        type = DEST_IPV4;
+        addr_len = 4;
+        break;
+    case SOCKS5_ATYP_IPV6:
+        type = DEST_IPV6;
+        addr_len = 16;
+        break;
+    case SOCKS5_ATYP_DOMAIN:
+        type = DEST_NAME;
+        if (len < 2)
+            return PROTO_NEED_MORE;
+        addr_len = buf[1];
+        addr_off = 2;
+        if (addr_len == 0)
+            return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
+        if (memchr(buf + 2, '\0', len - 2 < addr_len ? len - 2 : addr_len) != NULL)
+            return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
+        break;
+    default:
+        return request_error(rep, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
+    }
+    total = addr_off + addr_len + 2;
+    if (len < total)
+        return PROTO_NEED_MORE;
+    memset(out, 0, sizeof(*out));
+    out->type = type;
+    if (type == DEST_NAME) {
+        memcpy(out->name, buf + addr_off, addr_len);
+        out->name[addr_len] = '\0';
+    } else {
+        memcpy(out->ip, buf + addr_off, addr_len);
+    }
+    out->port = get_be16(buf + addr_off + addr_len);
+    *consumed = total;
+    return PROTO_OK;
+}
+
 /*
  * RFC 1928 section 4: VER CMD RSV ATYP DST.ADDR DST.PORT; section 5 for the address forms.
  * Each field is judged as soon as it is in the buffer, so a bad request is refused at once.
@@ -130,8 +177,9 @@ static bool known_cmd(uint8_t cmd)
 enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct socks5_request *out,
                                        size_t *consumed, uint8_t *rep)
 {
-    size_t addr_off = 4, addr_len, total;
-    enum dest_type type;
+    struct socks_dest dest;
+    enum proto_status st;
+    size_t used;
 
     if (len < 1)
         return PROTO_NEED_MORE;
@@ -144,47 +192,16 @@ enum proto_status socks5_parse_request(const uint8_t *buf, size_t len, struct so
     /* buf[2] is RSV: RFC 1928 says it must be 0, but nothing depends on it, so it is ignored. */
     if (len < 4)
         return PROTO_NEED_MORE;
-    switch (buf[3]) {
-    case SOCKS5_ATYP_IPV4:
-        type = DEST_IPV4;
-        addr_len = 4;
-        break;
-    case SOCKS5_ATYP_IPV6:
-        type = DEST_IPV6;
-        addr_len = 16;
-        break;
-    case SOCKS5_ATYP_DOMAIN:
-        /* Tor's RESOLVE_PTR (doc/socks-extensions.txt) looks up an address, never a name. */
-        if (buf[1] == SOCKS5_CMD_RESOLVE_PTR)
-            return request_error(rep, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
-        type = DEST_NAME;
-        if (len < 5)
-            return PROTO_NEED_MORE;
-        addr_len = buf[4];
-        addr_off = 5;
-        if (addr_len == 0)
-            return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
-        if (memchr(buf + 5, '\0', len - 5 < addr_len ? len - 5 : addr_len) != NULL)
-            return request_error(rep, SOCKS5_REP_GENERAL_FAILURE);
-        break;
-    default:
+    /* Tor's RESOLVE_PTR (doc/socks-extensions.txt) looks up an address, never a name. */
+    if (buf[3] == SOCKS5_ATYP_DOMAIN && buf[1] == SOCKS5_CMD_RESOLVE_PTR)
         return request_error(rep, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED);
-    }
-    total = addr_off + addr_len + 2;
-    if (len < total)
-        return PROTO_NEED_MORE;
-
+    st = socks5_parse_address(buf + 3, len - 3, &dest, &used, rep);
+    if (st != PROTO_OK)
+        return st;
     memset(out, 0, sizeof(*out));
     out->cmd = buf[1];
-    out->dest.type = type;
-    if (type == DEST_NAME) {
-        memcpy(out->dest.name, buf + addr_off, addr_len);
-        out->dest.name[addr_len] = '\0';
-    } else {
-        memcpy(out->dest.ip, buf + addr_off, addr_len);
-    }
-    out->dest.port = get_be16(buf + addr_off + addr_len);
-    *consumed = total;
+    out->dest = dest;
+    *consumed = 3 + used;
     if (rep != NULL)
         *rep = SOCKS5_REP_SUCCEEDED;
     return PROTO_OK;

@@ -109,8 +109,8 @@ size_t upstream_socks5_request(uint8_t out[UPSTREAM_SOCKS5_REQUEST_MAX], uint8_t
 enum proto_status upstream_socks5_parse_reply(const uint8_t *buf, size_t len, uint8_t *rep,
                                               struct socks_dest *bound, size_t *consumed)
 {
-    size_t addr_off = 4, addr_len, total;
-    enum dest_type type;
+    enum proto_status st;
+    size_t used;
 
     if (len < 1)
         return PROTO_NEED_MORE;
@@ -119,43 +119,11 @@ enum proto_status upstream_socks5_parse_reply(const uint8_t *buf, size_t len, ui
     if (len < 4)
         return PROTO_NEED_MORE;
     /* buf[2] is RSV: ignored, as on the server side. */
-    switch (buf[3]) {
-    case SOCKS5_ATYP_IPV4:
-        type = DEST_IPV4;
-        addr_len = 4;
-        break;
-    case SOCKS5_ATYP_IPV6:
-        type = DEST_IPV6;
-        addr_len = 16;
-        break;
-    case SOCKS5_ATYP_DOMAIN:
-        type = DEST_NAME;
-        if (len < 5)
-            return PROTO_NEED_MORE;
-        addr_len = buf[4];
-        addr_off = 5;
-        if (addr_len == 0)
-            return PROTO_ERROR;
-        if (memchr(buf + 5, '\0', len - 5 < addr_len ? len - 5 : addr_len) != NULL)
-            return PROTO_ERROR;
-        break;
-    default:
-        return PROTO_ERROR;
-    }
-    total = addr_off + addr_len + 2;
-    if (len < total)
-        return PROTO_NEED_MORE;
-    memset(bound, 0, sizeof(*bound));
-    bound->type = type;
-    if (type == DEST_NAME) {
-        memcpy(bound->name, buf + addr_off, addr_len);
-        bound->name[addr_len] = '\0';
-    } else {
-        memcpy(bound->ip, buf + addr_off, addr_len);
-    }
-    bound->port = get_be16(buf + addr_off + addr_len);
+    st = socks5_parse_address(buf + 3, len - 3, bound, &used, NULL);
+    if (st != PROTO_OK)
+        return st;
     *rep = buf[1];
-    *consumed = total;
+    *consumed = 3 + used;
     return PROTO_OK;
 }
 

@@ -130,4 +130,14 @@ void conf_release(struct config *c);
 /* Parse "10", "10s", "250ms", "5m", "1h" into seconds. Returns 0 or -1. */
 int conf_parse_duration(const char *text, double *seconds);
 
+/* Whether the configuration offers authentication method `method` (SOCKS5 method codes). */
+static inline bool conf_method_allowed(const struct config *c, uint8_t method)
+{
+    for (size_t i = 0; i < c->nmethods; i++) {
+        if (c->methods[i] == method)
+            return true;
+    }
+    return false;
+}
+
 #endif

@@ -90,6 +90,14 @@ enum proto_status socks5_parse_userpass(const uint8_t *buf, size_t len, struct s
 size_t socks5_encode_userpass_reply(uint8_t out[2], uint8_t status);
 
 /*
+ * ATYP DST.ADDR DST.PORT (RFC 1928 section 5), the address of a request, a reply or a UDP
+ * header, from buf[0]. Errors: an unknown ATYP (rep 08), an empty name or one with a NUL
+ * (rep 01). rep may be NULL.
+ */
+enum proto_status socks5_parse_address(const uint8_t *buf, size_t len, struct socks_dest *out,
+                                       size_t *consumed, uint8_t *rep);
+
+/*
  * Known commands: CONNECT, BIND, UDP ASSOCIATE, RESOLVE and RESOLVE_PTR (RESOLVE_PTR takes an
  * IPv4 or IPv6 address, a name gives ADDRESS_TYPE_NOT_SUPPORTED).
  * Checks fields as soon as they arrive: VER != 5 gives GENERAL_FAILURE, an unknown CMD
