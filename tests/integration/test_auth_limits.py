@@ -76,13 +76,16 @@ class LockoutTest(unittest.TestCase):
         ferry = ft.start_ferryd(self, auth="password", users=self.users, args=("-v",),
                                 extra=["workers 2", "auth-threads 2",
                                        "limit auth-failures 10/1h"])
-        # One Argon2id run's time on this machine now, from a third address.
-        s = greet(ferry, source="127.0.0.3")
-        with s:
-            start = time.monotonic()
-            s.sendall(ft.socks5_userpass("alice", "a first guess"))
-            self.assertEqual(status_of(s), 1)
-            one_run = time.monotonic() - start
+        # One Argon2id run's time on this machine now (median of 3), from a third address.
+        runs = []
+        for i in range(3):
+            s = greet(ferry, source="127.0.0.3")
+            with s:
+                start = time.monotonic()
+                s.sendall(ft.socks5_userpass("alice", "a first guess %d" % i))
+                self.assertEqual(status_of(s), 1)
+                runs.append(time.monotonic() - start)
+        one_run = statistics.median(runs)
         result = {}
 
         def other_client():
@@ -104,7 +107,7 @@ class LockoutTest(unittest.TestCase):
         # Each gets status 1, or, waiting for its turn on a machine too slow to give it one
         # within the negotiation timeout, is closed then; nobody gets in.
         self.assertEqual([st for st in statuses if st not in (1, None)], [])
-        sessions = ferry.wait_sessions(42)
+        sessions = ferry.wait_sessions(44)
         alice = [s for s in sessions if s["client"].startswith("127.0.0.1:")]
         checked = [s for s in alice if s.get("end") == "auth-failed"]
         unchecked = [s for s in alice if s.get("end") == "auth-rate-limited"]
@@ -113,10 +116,12 @@ class LockoutTest(unittest.TestCase):
         self.assertLessEqual(len(checked), 10, "more guesses checked than the burst")
         self.assertGreaterEqual(len(unchecked), 30 - statuses.count(None))
         self.assertEqual(result.get("status"), 0, result)
-        # Beside the one run of the guessing client (one check at a time per address): a second,
-        # or three runs' time on a machine so loaded that one run takes over a third of a second.
+        # Beside the one run of the guessing client (one check at a time per address): within
+        # a second, or five runs' time on a machine so loaded that one run takes over 0.2 s
+        # (two runs at once on a busy machine each take two or three times as long). Before:
+        # behind every queued guess, some ten runs' time or the negotiation timeout.
         if not ft.distorted_by_valgrind("bob's login time under a guessing burst"):
-            self.assertLess(result["took"], max(1.0, 3 * one_run) * ft.SLOW, result)
+            self.assertLess(result["took"], max(1.0, 5 * one_run) * ft.SLOW, result)
 
     def test_argon2id_memory_is_bounded_for_the_whole_process(self):
         """Wrong logins from 8 addresses on 4 workers with 2 auth-threads each: before, 8
