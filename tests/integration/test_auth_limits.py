@@ -55,6 +55,16 @@ def parallel_logins(ferry, logins, source=None):
             s.close()
 
 
+def memory_distorted(what):
+    """True when ferryd's memory figures say little about its own allocations: under valgrind,
+    or built with AddressSanitizer (whose quarantine keeps freed 64 MiB blocks mapped)."""
+    with open(ft.FERRYD, "rb") as f:
+        asan = b"__asan_init" in f.read()
+    if asan:
+        ft.log("not checked in an AddressSanitizer build: %s" % what)
+    return ft.distorted_by_valgrind(what) or asan
+
+
 def vm_kib(pid, field):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -117,11 +127,12 @@ class LockoutTest(unittest.TestCase):
         self.assertGreaterEqual(len(unchecked), 30 - statuses.count(None))
         self.assertEqual(result.get("status"), 0, result)
         # Beside the one run of the guessing client (one check at a time per address): within
-        # a second, or five runs' time on a machine so loaded that one run takes over 0.2 s
-        # (two runs at once on a busy machine each take two or three times as long). Before:
-        # behind every queued guess, some ten runs' time or the negotiation timeout.
+        # a second, or eight runs' time on a machine so loaded that one run takes over 1/8 s
+        # (there two runs at once, on two busy cores, take up to five times one run alone).
+        # Before: behind every queued guess, ten rounds of four runs at once, or the
+        # negotiation timeout.
         if not ft.distorted_by_valgrind("bob's login time under a guessing burst"):
-            self.assertLess(result["took"], max(1.0, 5 * one_run) * ft.SLOW, result)
+            self.assertLess(result["took"], max(1.0, 8 * one_run) * ft.SLOW, result)
 
     def test_argon2id_memory_is_bounded_for_the_whole_process(self):
         """Wrong logins from 8 addresses on 4 workers with 2 auth-threads each: before, 8
@@ -153,7 +164,7 @@ class LockoutTest(unittest.TestCase):
         # slack; eight at once would be 512 MiB.
         bound = base_rss + 2 * 65536 + 49152
         ft.log("VmRSS before %d KiB, VmHWM after %d KiB, bound %d KiB" % (base_rss, hwm, bound))
-        if not ft.distorted_by_valgrind("peak memory of Argon2id runs"):
+        if not memory_distorted("peak memory of Argon2id runs"):
             self.assertLess(hwm, bound)
 
 
