@@ -20,6 +20,59 @@
 /* Jobs in the pool at once (queued, running or waiting for the loop); more get EAGAIN. */
 #define AUTH_POOL_MAX_JOBS 1024
 #define AUTH_POOL_MAX_THREADS 64
+/*
+ * Jobs waiting for a run in the whole process, per run allowed at once: past it a new job gets
+ * EAGAIN at once. Four runs' time (well under a second with ferry-passwd's cost) is the
+ * longest a queued login waits behind others.
+ */
+#define AUTH_POOL_QUEUE_PER_RUN 4
+
+/*
+ * The process's Argon2id gate: every pool (one per worker) runs at most `max` verifications
+ * at once together, so memory in flight is max x the hash's memory (64 MiB for ferry-passwd's
+ * hashes) however many workers there are. max is the largest thread count of any pool.
+ */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t free;
+    unsigned max;
+    unsigned running;
+    unsigned peak;      /* most running at once, ever */
+    size_t waiting;     /* jobs in any pool not yet running (queued, or at the gate) */
+    unsigned long runs; /* verifications started, ever */
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0};
+
+/* A queued job will not run: skipped when cancelled, or freed with its pool. */
+static void gate_unqueue(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    if (gate.waiting > 0)
+        gate.waiting--;
+    pthread_mutex_unlock(&gate.lock);
+}
+
+/* Wait for a run's turn; the job stops waiting then. */
+static void gate_enter(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    while (gate.running >= gate.max)
+        pthread_cond_wait(&gate.free, &gate.lock);
+    if (gate.waiting > 0)
+        gate.waiting--;
+    gate.running++;
+    gate.runs++;
+    if (gate.running > gate.peak)
+        gate.peak = gate.running;
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static void gate_leave(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.running--;
+    pthread_cond_signal(&gate.free);
+    pthread_mutex_unlock(&gate.lock);
+}
 
 struct auth_job {
     struct auth_job *next;
@@ -98,12 +151,21 @@ static void *worker_main(void *arg)
         if (p->stopping)
             break;
         j = list_pop(&p->queued);
-        if (!j->cancelled) {
+        if (j->cancelled) {
+            gate_unqueue();
+        } else {
             const char *hash = j->dummy ? p->dummy_hash : j->hash;
-            bool match;
+            bool match = false, run;
 
             pthread_mutex_unlock(&p->lock);
-            match = crypto_pwhash_str_verify(hash, j->password, j->len) == 0;
+            gate_enter();
+            /* Cancelled while this thread waited for the gate: no run needed after all. */
+            pthread_mutex_lock(&p->lock);
+            run = !j->cancelled;
+            pthread_mutex_unlock(&p->lock);
+            if (run)
+                match = crypto_pwhash_str_verify(hash, j->password, j->len) == 0;
+            gate_leave();
             sodium_memzero(j->password, j->len);
             pthread_mutex_lock(&p->lock);
             j->ok = match && !j->dummy;
@@ -162,6 +224,10 @@ struct auth_pool *auth_pool_new(struct ev_loop *loop, unsigned threads)
     if (p == NULL)
         return NULL;
     p->loop = loop;
+    pthread_mutex_lock(&gate.lock);
+    if (threads > gate.max)
+        gate.max = threads;
+    pthread_mutex_unlock(&gate.lock);
 
     /* Same cost as ferry-passwd's hashes, so unknown users take as long as known ones. */
     randombytes_buf(secret, sizeof(secret));
@@ -220,8 +286,10 @@ void auth_pool_free(struct auth_pool *p)
     for (unsigned i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
 
-    while ((j = list_pop(&p->queued)) != NULL)
+    while ((j = list_pop(&p->queued)) != NULL) {
+        gate_unqueue();
         job_free(j);
+    }
     while ((j = list_pop(&p->done)) != NULL)
         job_free(j);
     /* libev wants the reference back before an unref'd watcher stops. */
@@ -247,12 +315,23 @@ struct auth_job *auth_pool_verify(struct auth_pool *p, const char *hash, const c
         errno = EAGAIN;
         return NULL;
     }
-    j = calloc(1, sizeof(*j));
-    if (j == NULL)
+    pthread_mutex_lock(&gate.lock);
+    if (gate.waiting >= (size_t)AUTH_POOL_QUEUE_PER_RUN * gate.max) {
+        pthread_mutex_unlock(&gate.lock);
+        errno = EAGAIN;
         return NULL;
+    }
+    gate.waiting++;
+    pthread_mutex_unlock(&gate.lock);
+    j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        gate_unqueue();
+        return NULL;
+    }
     j->password = malloc(len > 0 ? len : 1);
     if (j->password == NULL) {
         free(j);
+        gate_unqueue();
         return NULL;
     }
     if (len > 0)
@@ -274,6 +353,14 @@ struct auth_job *auth_pool_verify(struct auth_pool *p, const char *hash, const c
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     return j;
+}
+
+void auth_pool_gate_stats(unsigned long *runs, unsigned *peak)
+{
+    pthread_mutex_lock(&gate.lock);
+    *runs = gate.runs;
+    *peak = gate.peak;
+    pthread_mutex_unlock(&gate.lock);
 }
 
 /* Valid until the callback has run; after that the job is gone and must not be cancelled. */

@@ -5,11 +5,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -278,14 +281,59 @@ struct auth_users *auth_users_parse(const char *text, const char *name, char *er
     return parse_buf(text, strlen(text), name, err, errlen);
 }
 
-struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
+/*
+ * The file's mode, as OpenSSH's StrictModes judges its own files: one that others may write
+ * is refused (anyone who can write it can add a user), one that every user may read is
+ * allowed with a warning (its hashes can be guessed offline). Returns -1 with err set.
+ */
+static int check_mode(const char *path, const struct stat *st, char *err, size_t errlen, char *warn,
+                      size_t warnlen)
+{
+    unsigned mode = (unsigned)st->st_mode & 07777;
+
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen,
+                 "%s: writable by %s (mode %04o): anyone who can write it can add users; "
+                 "chmod go-w %s",
+                 path, (st->st_mode & S_IWOTH) ? "every user" : "its group", mode, path);
+        return -1;
+    }
+    if (st->st_mode & S_IROTH)
+        snprintf(warn, warnlen,
+                 "%s is readable by every user (mode %04o): its hashes can be guessed offline; "
+                 "chmod o-r %s",
+                 path, mode, path);
+    return 0;
+}
+
+struct auth_users *auth_users_load(const char *path, char *err, size_t errlen, char *warn,
+                                   size_t warnlen)
 {
     size_t len;
-    char *buf = units_read_file(path, AUTH_USERS_MAX_FILE, &len);
+    char *buf;
     struct auth_users *db;
+    struct stat st;
+    int fd, saved;
 
+    if (warnlen > 0)
+        warn[0] = '\0';
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        saved = errno;
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, errlen, "%s: %s", path, strerror(saved));
+        return NULL;
+    }
+    if (check_mode(path, &st, err, errlen, warn, warnlen) < 0) {
+        close(fd);
+        return NULL;
+    }
+    buf = units_read_fd(fd, AUTH_USERS_MAX_FILE, &len);
+    saved = errno;
+    close(fd);
     if (buf == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: %s", path, strerror(saved));
         return NULL;
     }
     db = parse_buf(buf, len, path, err, errlen);

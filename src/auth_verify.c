@@ -17,8 +17,10 @@ struct flight {
     struct auth_verifier *v;
     struct auth_job *job;
     struct auth_verify_wait *waiters;
-    bool keyed;     /* key/generation identify the login: others may join, the answer is cached */
+    bool keyed;     /* key/generation identify the login: others may join, a match is cached */
     bool answering; /* flight_done is calling the waiters back: it frees the flight */
+    void (*unclaim)(void *claim, bool failed); /* the admission's end, NULL when done */
+    void *claim;
     unsigned generation;
     double cache_ttl;
     double started; /* a remembered answer lives cache_ttl from here */
@@ -61,8 +63,20 @@ static void flight_unlink(struct auth_verifier *v, struct flight *f)
     }
 }
 
+/* Give the run's claim back once: failed says the run answered no (or never answered). */
+static void flight_unclaim(struct flight *f, bool failed)
+{
+    if (f->unclaim != NULL) {
+        void (*end)(void *, bool) = f->unclaim;
+
+        f->unclaim = NULL;
+        end(f->claim, failed);
+    }
+}
+
 static void flight_free(struct flight *f)
 {
+    flight_unclaim(f, true);
     while (f->waiters != NULL) {
         struct auth_verify_wait *w = f->waiters;
         f->waiters = w->next;
@@ -94,6 +108,7 @@ static void flight_done(bool ok, void *arg)
     flight_unlink(v, f);
     f->job = NULL; /* the pool has freed it */
     f->answering = true;
+    flight_unclaim(f, !ok);
     if (ok && f->keyed)
         auth_cache_put(v->cache, f->key, f->generation, f->started, f->cache_ttl);
     while (f->waiters != NULL) {
@@ -124,7 +139,9 @@ enum auth_verify_status auth_verify_check(struct auth_verifier *v,
                                           void *arg, struct auth_verify_wait **wait)
 {
     unsigned char key[AUTH_CACHE_KEY_LEN];
-    bool keyed = login->hash != NULL && login->cache_ttl > 0;
+    /* Unknown users too: identical logins must merge alike whether the user exists or not,
+     * or the time they take tells which names are users. */
+    bool keyed = login->cache_ttl > 0;
     struct flight *f = NULL;
     struct auth_verify_wait *w;
 
@@ -153,10 +170,21 @@ enum auth_verify_status auth_verify_check(struct auth_verifier *v,
         f->started = login->now;
         if (keyed)
             memcpy(f->key, key, sizeof(key));
+        if (login->admit != NULL) {
+            f->claim = login->admit->begin(login->admit->arg);
+            if (f->claim == NULL) {
+                flight_free(f);
+                sodium_memzero(key, sizeof(key));
+                free(w);
+                return AUTH_VERIFY_REFUSED;
+            }
+            f->unclaim = login->admit->end;
+        }
         f->job = auth_pool_verify(v->pool, login->hash, login->password, login->pass_len,
                                   flight_done, f);
         if (f->job == NULL) {
             int saved = errno;
+            flight_unclaim(f, false); /* nothing ran: nothing to charge */
             flight_free(f);
             errno = saved;
             goto fail;

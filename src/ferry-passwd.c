@@ -214,6 +214,7 @@ static void replace_file(const char *path, const char *content, size_t len, bool
     const char *dir, *base;
     int fd, dfd;
     size_t tlen;
+    mode_t mode;
 
     if (dcopy == NULL || bcopy == NULL)
         die("%s", strerror(errno));
@@ -227,8 +228,13 @@ static void replace_file(const char *path, const char *content, size_t len, bool
     fd = mkstemp(tmp);
     if (fd < 0)
         die("%s: %s", dir, strerror(errno));
-    /* Keep the old file's mode and owner; a new file is readable by its owner only. */
-    if (fchmod(fd, exists ? (st->st_mode & 07777) : 0600) < 0 ||
+    /* Keep the old file's owner and mode, tightened to at most owner read-write and group
+     * read (ferryd refuses a file others may write); a new file is its owner's only. */
+    mode = exists ? (st->st_mode & 0640) : 0600;
+    if (exists && (st->st_mode & 07777) != mode)
+        fprintf(stderr, "%s: %s: mode %04o tightened to %04o\n", progname, path,
+                (unsigned)(st->st_mode & 07777), (unsigned)mode);
+    if (fchmod(fd, mode) < 0 ||
         (exists && fchown(fd, st->st_uid, st->st_gid) < 0 && errno != EPERM)) {
         int e = errno;
         unlink(tmp);

@@ -33,6 +33,9 @@ struct limit {
     unsigned sessions;
     unsigned negotiating; /* of those sessions, the ones not past their request yet */
     unsigned udp;
+    unsigned verifying;    /* password checks in flight (client IP or user name) */
+    unsigned auth_refused; /* logins refused unchecked since auth_noted */
+    double auth_noted;     /* when the last line about them was written; 0: none yet */
     struct bucket accept;
     struct bucket auth;
     struct bucket bandwidth[2];
@@ -419,16 +422,86 @@ bool limits_auth_allowed(struct limits *l, struct limit *e, const struct limit_r
     return ok;
 }
 
-void limits_auth_failed(struct limits *l, struct limit *e, const struct limit_rate *r, double now)
+enum limit_auth limits_auth_begin(struct limits *l, struct limit *client, const char *user,
+                                  size_t user_len, const struct limit_auth_caps *caps, double now,
+                                  struct limit_auth_ticket *t)
 {
-    if (r->rate <= 0)
+    const struct limit_rate *r = &caps->rate;
+    enum limit_auth st = LIMIT_AUTH_OK;
+    struct limit *u;
+
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_lock(&l->lock);
+    u = lookup(l, KIND_USER, (const unsigned char *)user, user_len);
+    if (u == NULL) {
+        pthread_mutex_unlock(&l->lock);
+        return LIMIT_AUTH_NOMEM;
+    }
+    if (r->rate > 0)
+        bucket_refill(&client->auth, r, now);
+    if (r->rate > 0 && client->auth.tokens < 1)
+        st = LIMIT_AUTH_RATE;
+    else if ((caps->per_client > 0 && client->verifying >= caps->per_client) ||
+             (caps->per_user > 0 && u->verifying >= caps->per_user))
+        st = LIMIT_AUTH_BUSY;
+    if (st == LIMIT_AUTH_OK) {
+        /* The token is taken now, before the check: parallel guesses cannot all see one. */
+        if (r->rate > 0)
+            client->auth.tokens -= 1;
+        client->verifying++;
+        u->verifying++;
+        client->refs++;
+        t->limits = l;
+        t->client = client;
+        t->user = u;
+        t->rate = *r;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (st != LIMIT_AUTH_OK)
+        limits_release(l, u);
+    return st;
+}
+
+void limits_auth_end(struct limit_auth_ticket *t, bool refund, double now)
+{
+    struct limits *l = t->limits;
+
+    if (l == NULL)
         return;
     pthread_mutex_lock(&l->lock);
-    bucket_refill(&e->auth, r, now);
-    e->auth.tokens -= 1;
-    if (e->auth.tokens < 0)
-        e->auth.tokens = 0;
+    if (t->client->verifying > 0)
+        t->client->verifying--;
+    if (t->user->verifying > 0)
+        t->user->verifying--;
+    if (refund && t->rate.rate > 0) {
+        bucket_refill(&t->client->auth, &t->rate, now);
+        t->client->auth.tokens += 1;
+        if (t->client->auth.tokens > t->rate.burst)
+            t->client->auth.tokens = t->rate.burst;
+        if (bucket_trivial(&t->client->auth, &t->rate, now))
+            t->client->auth.used = false;
+    }
     pthread_mutex_unlock(&l->lock);
+    limits_release(l, t->user);
+    limits_release(l, t->client);
+    t->limits = NULL;
+}
+
+unsigned limits_auth_refused(struct limits *l, struct limit *e, double now, double interval,
+                             bool *first)
+{
+    unsigned n = 0;
+
+    pthread_mutex_lock(&l->lock);
+    e->auth_refused++;
+    *first = e->auth_noted == 0;
+    if (*first || now - e->auth_noted >= interval) {
+        n = e->auth_refused;
+        e->auth_refused = 0;
+        e->auth_noted = now > 0 ? now : 1e-9;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return n;
 }
 
 size_t limits_bandwidth_allow(struct limits *l, struct limit *e, enum limit_dir dir,
@@ -664,9 +737,16 @@ bool limits_hold_auth_allowed(struct limit_hold *h, const struct limit_rate *r, 
     return limits_auth_allowed(h->limits, h->client, r, now);
 }
 
-void limits_hold_auth_failed(struct limit_hold *h, const struct limit_rate *r, double now)
+enum limit_auth limits_hold_auth_begin(struct limit_hold *h, const char *user, size_t user_len,
+                                       const struct limit_auth_caps *caps, double now,
+                                       struct limit_auth_ticket *t)
 {
-    limits_auth_failed(h->limits, h->client, r, now);
+    return limits_auth_begin(h->limits, h->client, user, user_len, caps, now, t);
+}
+
+unsigned limits_hold_auth_refused(struct limit_hold *h, double now, double interval, bool *first)
+{
+    return limits_auth_refused(h->limits, h->client, now, interval, first);
 }
 
 bool limits_hold_throttled(const struct limit_hold *h)
@@ -676,8 +756,8 @@ bool limits_hold_throttled(const struct limit_hold *h)
 }
 
 /* One bucket's share of *allowed (see limits_bandwidth_allow). Caller holds the lock. */
-static bool bucket_allow(struct bucket *b, const struct limit_rate *r, size_t *allowed,
-                         size_t min, double now, double *wait)
+static bool bucket_allow(struct bucket *b, const struct limit_rate *r, size_t *allowed, size_t min,
+                         double now, double *wait)
 {
     if (r->rate <= 0)
         return true;

@@ -54,11 +54,41 @@ int log_level_from_name(const char *name)
     return -1;
 }
 
-void log_sanitize(char *text)
+const char *log_escape(const char *text, size_t len, char *out, size_t size)
 {
-    for (unsigned char *p = (unsigned char *)text; *p != '\0'; p++) {
-        if (*p <= ' ' || *p >= 0x7f)
-            *p = '?';
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (size == 0)
+        return out;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)text[i];
+
+        if (ch > 0x20 && ch < 0x7f && ch != '\\') {
+            if (o + 1 >= size)
+                break;
+            out[o++] = (char)ch;
+        } else {
+            if (o + 4 >= size)
+                break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 0x0f];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The last line of defence: no control byte from any argument reaches the log as such. */
+static void log_defuse(char *line, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)line[i];
+
+        if (ch < 0x20 || ch == 0x7f)
+            line[i] = '?';
     }
 }
 
@@ -94,7 +124,13 @@ void log_msg(int level, const char *fmt, ...)
         return;
     va_start(ap, fmt);
     if (log_target == LOG_TARGET_SYSLOG) {
-        vsyslog(level, fmt, ap);
+        char text[2048];
+        int r = vsnprintf(text, sizeof(text), fmt, ap);
+
+        if (r > 0) {
+            log_defuse(text, (size_t)r < sizeof(text) ? (size_t)r : sizeof(text) - 1);
+            syslog(level, "%s", text);
+        }
     } else {
         /* One write per line so lines from concurrent processes do not interleave. */
         char line[2048];
@@ -111,8 +147,12 @@ void log_msg(int level, const char *fmt, ...)
         if (r > 0 && (size_t)r < sizeof(line) - n)
             n += (size_t)r;
         r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-        if (r > 0)
-            n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
+        if (r > 0) {
+            size_t m = (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
+
+            log_defuse(line + n, m);
+            n += m;
+        }
         if (n >= sizeof(line) - 1)
             n = sizeof(line) - 2;
         line[n++] = '\n';

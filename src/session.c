@@ -71,6 +71,7 @@ static const char *const end_names[] = {
     [END_NO_METHOD] = "no-acceptable-method",
     [END_AUTH_FAILED] = "auth-failed",
     [END_AUTH_LIMITED] = "auth-rate-limited",
+    [END_AUTH_BUSY] = "auth-busy",
     [END_NEGOTIATE_TIMEOUT] = "negotiate-timeout",
     [END_IDLE_TIMEOUT] = "idle-timeout",
     [END_HALF_CLOSED_TIMEOUT] = "half-closed-timeout",
@@ -133,12 +134,15 @@ static void session_bytes(const struct session *s, uint64_t *up, uint64_t *down,
 static void session_log(const struct session *s)
 {
     char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN], connected[ADDR_STRLEN];
-    char udp[256] = "", rule[48] = "";
+    char udp[256] = "", rule[48] = "", user[SESSION_USER_LOGLEN];
     enum limit_refusal limited = s->hold.refused;
     uint64_t up, down;
     struct udp_stats us;
+    /* Logins refused unchecked cost the client nothing: their sessions are summed up in a
+     * notice per client and interval (session_auth.c), and their lines are debug lines. */
+    int level = s->end == END_AUTH_LIMITED ? LOG_DEBUG : LOG_INFO;
 
-    if (!log_enabled(LOG_INFO))
+    if (!log_enabled(level))
         return;
 
     session_bytes(s, &up, &down, &us);
@@ -170,12 +174,13 @@ static void session_log(const struct session *s)
         snprintf(rule, sizeof(rule), " limit=rule:%u", s->refusal.rule);
     else if (limited != LIMIT_OK)
         snprintf(rule, sizeof(rule), " limit=%s", limit_names[limited]);
-    log_info("session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s%s up=%" PRIu64
-             " down=%" PRIu64 " duration=%.3f end=%s%s",
-             client, s->user != NULL ? s->user : "-",
-             s->requested && s->fe != NULL ? s->fe->cmd_prefix : "", session_cmd_name(s), target,
-             connected, s->rep == 0xff ? "-" : reply_name(s->rep), rule, up, down,
-             ev_now(s->ctx->loop) - s->started, end_names[s->end], udp);
+    log_msg(level,
+            "session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s%s up=%" PRIu64
+            " down=%" PRIu64 " duration=%.3f end=%s%s",
+            client, session_user_for_log(s, user, sizeof(user)),
+            s->requested && s->fe != NULL ? s->fe->cmd_prefix : "", session_cmd_name(s), target,
+            connected, s->rep == 0xff ? "-" : reply_name(s->rep), rule, up, down,
+            ev_now(s->ctx->loop) - s->started, end_names[s->end], udp);
 }
 
 /* Add the session's figures to the worker's counters (relaxed: only totals for logs). */
@@ -212,6 +217,7 @@ static void session_close(struct session *s)
 
         if (ng->verify != NULL)
             auth_verify_cancel(ctx->verifier, ng->verify);
+        session_login_drop(s);
         if (ng->query != NULL)
             resolver_cancel(ng->query);
         if (ng->outbound_conn != NULL)
@@ -306,12 +312,17 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     enum session_end why;
 
     switch (s->state) {
-    case S_RESOLVING:
+    case S_RESOLVING: {
+        char name[LOG_ESCAPED(DEST_NAME_MAX)];
+
         resolver_cancel(s->nego->query);
         s->nego->query = NULL;
-        log_debug("resolving %s timed out", s->nego->req.dest.name);
+        log_debug(
+            "resolving %s timed out",
+            log_escape(s->nego->req.dest.name, strlen(s->nego->req.dest.name), name, sizeof(name)));
         session_fail(s, reply_from_resolver(RESOLVER_TIMEOUT));
         break;
+    }
     case S_CONNECTING:
         s->nego->outbound->cancel(s->nego->outbound_conn);
         s->nego->outbound_conn = NULL;
@@ -577,8 +588,12 @@ static ssize_t session_throttle_allow(void *arg, enum relay_dir_index dir, size_
     ssize_t n = limits_hold_allow(&s->hold, dir == RELAY_UP ? LIMIT_UP : LIMIT_DOWN, want,
                                   THROTTLE_MIN_READ, limits_clock(), wait);
 
-    if (n < 0)
-        log_notice("limit quota-per-user used up by user %s: closing its session", s->user);
+    if (n < 0) {
+        char user[SESSION_USER_LOGLEN];
+
+        log_notice("limit quota-per-user used up by user %s: closing its session",
+                   session_user_for_log(s, user, sizeof(user)));
+    }
     return n;
 }
 
@@ -785,6 +800,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     s->nego->outbound = NULL;
     s->nego->outbound_conn = NULL;
     s->nego->binder = NULL;
+    s->nego->login_wait = NULL;
     s->client_fd = fd;
     s->target_fd = -1;
     s->client_addr = *client;

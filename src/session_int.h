@@ -32,6 +32,7 @@
 #include "ferry/policy.h"
 #include "ferry/session.h"
 
+struct login_wait;
 struct outbound;
 struct outbound_conn;
 struct sockaddr;
@@ -69,6 +70,7 @@ enum session_end {
     END_NO_METHOD,
     END_AUTH_FAILED,
     END_AUTH_LIMITED,
+    END_AUTH_BUSY,
     END_NEGOTIATE_TIMEOUT,
     END_IDLE_TIMEOUT,
     END_HALF_CLOSED_TIMEOUT,
@@ -87,6 +89,7 @@ struct negotiation {
     size_t out_len;
     ev_io client_writable;               /* while a reply waits for the client */
     struct auth_verify_wait *verify;     /* a password check in flight */
+    struct login_wait *login_wait;       /* a login waiting for its turn to be checked */
     struct resolver_query *query;        /* a lookup in flight */
     const struct outbound *outbound;     /* the one reaching the target */
     struct outbound_conn *outbound_conn; /* its attempt in flight */
@@ -117,10 +120,12 @@ struct session {
     ev_timer timer;
     ev_tstamp started;
     struct addr client_addr;
-    struct addr target_addr;  /* the address connected to */
-    char *target;             /* the destination as asked, for the access line once nego is
-                               * gone (the relay runs); NULL before */
-    char *user;               /* authenticated user name */
+    struct addr target_addr; /* the address connected to */
+    char *target;            /* the destination as asked, for the access line once nego is
+                              * gone (the relay runs); NULL before */
+    char *user;              /* the user name as sent (user_len bytes and a NUL; it may
+                              * hold any byte until authenticated): escape it for logs */
+    size_t user_len;
     struct negotiation *nego; /* freed when the relay starts */
     struct relay *relay;
     struct udp_assoc *udp;
@@ -164,6 +169,12 @@ enum session_login {
 
 /* Check a login's credentials (wiped by the caller afterwards). */
 enum session_login session_login(struct session *s, const struct frontend_login *login);
+/* Forget a login waiting for its turn (session_close). */
+void session_login_drop(struct session *s);
+/* Room for session_user_for_log: a user name escaped for a log line. */
+#define SESSION_USER_LOGLEN (255 * 4 + 1)
+/* The session's user name escaped for a log line into buf, or "-" before a login. */
+const char *session_user_for_log(const struct session *s, char *buf, size_t size);
 
 /* --- session_request.c -------------------------------------------------------------------- */
 

@@ -28,7 +28,7 @@
 static bool session_within_limits(struct session *s)
 {
     const struct config *cfg = s->cfg;
-    char client[ADDR_STRLEN];
+    char client[ADDR_STRLEN], user[SESSION_USER_LOGLEN];
 
     switch (limits_hold_check(&s->hold, limits_clock())) {
     case LIMIT_OK:
@@ -43,10 +43,11 @@ static bool session_within_limits(struct session *s)
         break;
     case LIMIT_USER:
         log_notice("limit sessions-per-user (%u) reached by user %s", cfg->sessions_per_user,
-                   s->user);
+                   session_user_for_log(s, user, sizeof(user)));
         break;
     default:
-        log_notice("limit quota-per-user used up by user %s", s->user);
+        log_notice("limit quota-per-user used up by user %s",
+                   session_user_for_log(s, user, sizeof(user)));
         session_fail(s, SOCKS5_REP_NOT_ALLOWED);
         return false;
     }
@@ -95,13 +96,13 @@ struct policy_decision session_policy(const struct session *s, const struct addr
 /* The notice line of a rule with the 'log' flag. */
 static void session_log_rule(const struct session *s, const struct policy_decision *d)
 {
-    char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN];
+    char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN], user[SESSION_USER_LOGLEN];
 
     addr_format(&s->client_addr, client, sizeof(client));
     socks_dest_format(&s->nego->req.dest, target, sizeof(target));
     log_notice("request rule %u (line %u) %s: client=%s user=%s cmd=%s target=%s", d->rule, d->line,
                d->verdict == ACL_VERDICT_BLOCK ? "block" : "pass", client,
-               s->user != NULL ? s->user : "-", session_cmd_name(s), target);
+               session_user_for_log(s, user, sizeof(user)), session_cmd_name(s), target);
 }
 
 /*
@@ -236,8 +237,12 @@ static void on_resolved(const struct resolver_result *res, void *arg)
 
     s->nego->query = NULL;
     if (res->status != RESOLVER_OK || res->count == 0) {
-        log_debug("resolving %s failed: %s", s->nego->req.dest.name,
-                  resolver_status_name(res->status));
+        char name[LOG_ESCAPED(DEST_NAME_MAX)];
+
+        log_debug(
+            "resolving %s failed: %s",
+            log_escape(s->nego->req.dest.name, strlen(s->nego->req.dest.name), name, sizeof(name)),
+            resolver_status_name(res->status));
         session_fail(s, reply_from_resolver(res->status));
         return;
     }

@@ -39,13 +39,13 @@ struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char 
         return NULL;
     }
     if (snapshot_uses_passwords(&s->config)) {
-        s->users = auth_users_load(s->config.users_file, err, errlen);
+        s->users = auth_users_load(s->config.users_file, err, errlen, warn, warnlen);
         if (s->users == NULL) {
             conf_release(&s->config);
             free(s);
             return NULL;
         }
-        if (auth_users_count(s->users) == 0)
+        if (auth_users_count(s->users) == 0 && (warnlen == 0 || warn[0] == '\0'))
             snprintf(warn, warnlen, "%s has no users: every login will fail", s->config.users_file);
     }
     wide = policy_wide_pass_line(&s->config);

@@ -22,8 +22,13 @@ bool auth_users_valid_name(const char *name, size_t len);
  */
 struct auth_users *auth_users_parse(const char *text, const char *name, char *err, size_t errlen);
 
-/* Read and parse a file; "PATH: strerror" in err when it cannot be read. */
-struct auth_users *auth_users_load(const char *path, char *err, size_t errlen);
+/*
+ * Read and parse a file; "PATH: strerror" in err when it cannot be read. A file that its group
+ * or every user may write is refused; one that every user may read is loaded with a warning in
+ * warn (empty otherwise).
+ */
+struct auth_users *auth_users_load(const char *path, char *err, size_t errlen, char *warn,
+                                   size_t warnlen);
 
 void auth_users_free(struct auth_users *db);
 

@@ -79,11 +79,53 @@ unsigned limits_total(struct limits *l);
 bool limits_accept(struct limits *l, struct limit *e, const struct limit_rate *r, double now);
 
 /*
- * Failed logins: limits_auth_allowed says whether e may try a password now (its failure
- * bucket holds a token); limits_auth_failed takes one.
+ * Failed logins. limits_auth_allowed says whether e may try a password now (its failure bucket
+ * holds a token) without taking one: enough to join a check already in flight or to be
+ * answered from the auth cache. A check of its own goes through limits_auth_begin.
  */
 bool limits_auth_allowed(struct limits *l, struct limit *e, const struct limit_rate *r, double now);
-void limits_auth_failed(struct limits *l, struct limit *e, const struct limit_rate *r, double now);
+
+/* What limits_auth_begin checks: the failure rate and the checks in flight (0: no cap). */
+struct limit_auth_caps {
+    struct limit_rate rate; /* limit auth-failures, per client IP */
+    unsigned per_client;    /* checks in flight per client IP */
+    unsigned per_user;      /* checks in flight per user name (known or not) */
+};
+
+enum limit_auth {
+    LIMIT_AUTH_OK,    /* go on; the ticket holds the reservation */
+    LIMIT_AUTH_RATE,  /* the client's failure bucket is empty: refuse unchecked */
+    LIMIT_AUTH_BUSY,  /* the client or the user has its cap of checks in flight: wait */
+    LIMIT_AUTH_NOMEM, /* out of memory */
+};
+
+/* One password check's reservation: references on its client's and its user's entries. */
+struct limit_auth_ticket {
+    struct limits *limits;
+    struct limit *client;
+    struct limit *user;
+    struct limit_rate rate;
+};
+
+/*
+ * Start a password check of client e for user (user_len bytes, any bytes): takes a token from
+ * e's failure bucket now, so parallel checks cannot all spend the last one, and counts the
+ * check in flight for e and for the user. LIMIT_AUTH_OK fills *t; give it back with
+ * limits_auth_end, refund true when the password matched (the token comes back) and false when
+ * it did not (the debt stays).
+ */
+enum limit_auth limits_auth_begin(struct limits *l, struct limit *e, const char *user,
+                                  size_t user_len, const struct limit_auth_caps *caps, double now,
+                                  struct limit_auth_ticket *t);
+void limits_auth_end(struct limit_auth_ticket *t, bool refund, double now);
+
+/*
+ * A login of e refused unchecked, for a summary instead of a line each: returns 0 when no line
+ * is due, else how many refusals (this one included) the line should report: the first
+ * (*first set), then the ones since the last line once `interval` seconds have passed.
+ */
+unsigned limits_auth_refused(struct limits *l, struct limit *e, double now, double interval,
+                             bool *first);
 
 /*
  * Bandwidth: bytes e may move in dir now, at most want. 0 when the bucket holds less than
@@ -204,9 +246,12 @@ int limits_hold_rule(struct limit_hold *h, unsigned generation, unsigned rule,
 /* One of the process's (max_total) and the client's (max_per_client) UDP slots. */
 bool limits_hold_udp(struct limit_hold *h, unsigned max_total, unsigned max_per_client);
 
-/* Failed logins of the hold's client IP: see limits_auth_allowed and limits_auth_failed. */
+/* Logins of the hold's client IP: see limits_auth_allowed, _begin and _refused. */
 bool limits_hold_auth_allowed(struct limit_hold *h, const struct limit_rate *r, double now);
-void limits_hold_auth_failed(struct limit_hold *h, const struct limit_rate *r, double now);
+enum limit_auth limits_hold_auth_begin(struct limit_hold *h, const char *user, size_t user_len,
+                                       const struct limit_auth_caps *caps, double now,
+                                       struct limit_auth_ticket *t);
+unsigned limits_hold_auth_refused(struct limit_hold *h, double now, double interval, bool *first);
 
 /* Whether a relay of this session needs the throttle below at all. */
 bool limits_hold_throttled(const struct limit_hold *h);

@@ -3,6 +3,7 @@
 #define FERRY_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <syslog.h>
 
 #include "ferry/conf.h"
@@ -12,8 +13,15 @@ void log_set_level(int level);
 bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Replace bytes that could forge or break a log line (controls, spaces, DEL, non-ASCII). */
-void log_sanitize(char *text);
+/*
+ * A client-supplied string (len bytes, any bytes) for a log line: bytes outside printable
+ * ASCII, the space and the backslash become \xHH, so it can neither forge a line nor split a
+ * key=value field. Writes at most size bytes (NUL included) into out, cutting at a whole
+ * escape; returns out. LOG_ESCAPED(n) is the room n bytes may need.
+ * log_msg itself also turns any control byte left in a line into '?'.
+ */
+const char *log_escape(const char *text, size_t len, char *out, size_t size);
+#define LOG_ESCAPED(n) ((n)*4 + 1)
 
 /* Level names as in the config ("err", "warning", "notice", "info", "debug"); -1 if unknown. */
 int log_level_from_name(const char *name);

@@ -113,11 +113,42 @@ auth-threads 2
         with open(users) as f:
             good = f.read()
         bad = self.write("bad-users", "# users\n" + good + "this line has no colon\n")
+        os.chmod(bad, 0o600)
         nlines = 1 + good.count("\n") + 1
         path = self.write("u.conf", "auth password\nusers %s\n" % bad)
         rc, err = self.check(path)
         self.assertEqual(rc, 1, err)
         self.assertIn("bad-users:%d:" % nlines, err)
+
+    def test_users_file_others_may_write_is_refused_and_world_readable_warned(self):
+        users = ft.make_users_file(self, {"alice": "pw"}, self.dir)
+        path = self.write("perm.conf", "auth password\nusers %s\n" % users)
+        self.assertEqual(os.stat(users).st_mode & 0o7777, 0o600)  # as ferry-passwd made it
+        rc, err = self.check(path)
+        self.assertEqual((rc, err), (0, ""))
+        for mode, who in ((0o620, "its group"), (0o602, "every user"), (0o666, "every user")):
+            os.chmod(users, mode)
+            rc, err = self.check(path)
+            self.assertEqual(rc, 1, err)
+            self.assertIn("%s: writable by %s (mode %04o)" % (users, who, mode), err)
+        os.chmod(users, 0o644)
+        rc, err = self.check(path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: %s is readable by every user (mode 0644)" % users, err)
+        os.chmod(users, 0o640)
+        self.assertEqual(self.check(path), (0, ""))
+
+    def test_ferry_passwd_tightens_a_loose_users_file(self):
+        users = ft.make_users_file(self, {"alice": "pw"}, self.dir)
+        os.chmod(users, 0o666)
+        r = ft.run([ft.FERRY_PASSWD, users, "bob"], input=b"pw2\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"mode 0666 tightened to 0640", r.stderr)
+        self.assertEqual(os.stat(users).st_mode & 0o7777, 0o640)
+        os.chmod(users, 0o600)
+        r = ft.run([ft.FERRY_PASSWD, "-d", users, "bob"])
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertEqual(os.stat(users).st_mode & 0o7777, 0o600)
 
     def test_check_missing_users_file_fails(self):
         missing = os.path.join(self.dir, "no-such-users")

@@ -144,7 +144,8 @@ class AuthFailuresTest(unittest.TestCase):
 
     def test_failed_logins_are_rate_limited_per_client_ip(self):
         users = ft.make_users_file(self, {"alice": "right"})
-        ferry = ft.start_ferryd(self, auth="password", users=users,
+        # -v: the access lines of logins refused unchecked are debug lines.
+        ferry = ft.start_ferryd(self, auth="password", users=users, args=("-v",),
                                 extra=["limit auth-failures 3/1m"])
         for _ in range(3):
             self.assertEqual(self.login(ferry, "alice", "wrong")[0], 1)

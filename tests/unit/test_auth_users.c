@@ -5,13 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "ferry/auth_users.h"
 
-static char err[512];
+static char err[512], warn[512];
 static char hash_alice[crypto_pwhash_STRBYTES];
 static char hash_bob[crypto_pwhash_STRBYTES];
 
@@ -265,14 +266,14 @@ START_TEST(test_load_reads_a_file_and_reports_nul)
     ck_assert_int_ge(fd, 0);
     n = snprintf(line, sizeof(line), "alice:%s\n", hash_alice);
     ck_assert_int_eq(write(fd, line, (size_t)n), n);
-    db = auth_users_load(path, err, sizeof(err));
+    db = auth_users_load(path, err, sizeof(err), warn, sizeof(warn));
     ck_assert_msg(db != NULL, "%s", err);
     ck_assert_str_eq(auth_users_lookup(db, "alice", 5), hash_alice);
     auth_users_free(db);
 
     ck_assert_int_eq(write(fd, "bob\0:x\n", 7), 7);
     close(fd);
-    db = auth_users_load(path, err, sizeof(err));
+    db = auth_users_load(path, err, sizeof(err), warn, sizeof(warn));
     ck_assert_ptr_null(db);
     snprintf(want, sizeof(want), "%s:2: NUL byte in line", path);
     ck_assert_str_eq(err, want);
@@ -280,9 +281,58 @@ START_TEST(test_load_reads_a_file_and_reports_nul)
 }
 END_TEST
 
+START_TEST(test_file_others_may_write_is_refused_world_readable_warned)
+{
+    char path[] = "/tmp/ferry-test-users-XXXXXX", want[512], line[512];
+    struct auth_users *db;
+    int fd = mkstemp(path);
+    int n;
+
+    ck_assert_int_ge(fd, 0);
+    n = snprintf(line, sizeof(line), "alice:%s\n", hash_alice);
+    ck_assert_int_eq(write(fd, line, (size_t)n), n);
+    close(fd);
+
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    db = auth_users_load(path, err, sizeof(err), warn, sizeof(warn));
+    ck_assert_msg(db != NULL, "%s", err);
+    ck_assert_str_eq(warn, "");
+    auth_users_free(db);
+
+    ck_assert_int_eq(chmod(path, 0640), 0);
+    db = auth_users_load(path, err, sizeof(err), warn, sizeof(warn));
+    ck_assert_msg(db != NULL, "%s", err);
+    ck_assert_str_eq(warn, "");
+    auth_users_free(db);
+
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    db = auth_users_load(path, err, sizeof(err), warn, sizeof(warn));
+    ck_assert_msg(db != NULL, "%s", err);
+    snprintf(want, sizeof(want),
+             "%s is readable by every user (mode 0644): its hashes can be guessed offline; "
+             "chmod o-r %s",
+             path, path);
+    ck_assert_str_eq(warn, want);
+    auth_users_free(db);
+
+    ck_assert_int_eq(chmod(path, 0660), 0);
+    ck_assert_ptr_null(auth_users_load(path, err, sizeof(err), warn, sizeof(warn)));
+    snprintf(want, sizeof(want),
+             "%s: writable by its group (mode 0660): anyone who can write it can add users; "
+             "chmod go-w %s",
+             path, path);
+    ck_assert_str_eq(err, want);
+
+    ck_assert_int_eq(chmod(path, 0602), 0);
+    ck_assert_ptr_null(auth_users_load(path, err, sizeof(err), warn, sizeof(warn)));
+    ck_assert_msg(strstr(err, "writable by every user (mode 0602)") != NULL, "%s", err);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_unreadable_file)
 {
-    ck_assert_ptr_null(auth_users_load("/nonexistent/users", err, sizeof(err)));
+    ck_assert_ptr_null(auth_users_load("/nonexistent/users", err, sizeof(err), warn, sizeof(warn)));
     ck_assert_str_eq(err, "/nonexistent/users: No such file or directory");
 }
 END_TEST
@@ -338,6 +388,7 @@ static Suite *auth_users_suite(void)
     tcase_add_test(tc, test_duplicate_user);
     tcase_add_test(tc, test_long_line);
     tcase_add_test(tc, test_load_reads_a_file_and_reports_nul);
+    tcase_add_test(tc, test_file_others_may_write_is_refused_world_readable_warned);
     tcase_add_test(tc, test_unreadable_file);
     tcase_add_test(tc, test_valid_name_rules);
     tcase_add_test(tc, test_free_null_is_harmless);

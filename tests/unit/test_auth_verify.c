@@ -127,21 +127,120 @@ START_TEST(test_identical_logins_share_one_run_then_hit_the_cache)
 }
 END_TEST
 
-START_TEST(test_different_passwords_and_unknown_users_get_their_own_runs)
+START_TEST(test_different_passwords_get_their_own_runs)
 {
     ck_assert_int_eq(check("secret", hash, 300, NULL), AUTH_VERIFY_PENDING);
     ck_assert_int_eq(check("wrong", hash, 300, NULL), AUTH_VERIFY_PENDING);
     ck_assert_int_eq(check("wrong", hash, 300, NULL), AUTH_VERIFY_PENDING);
-    ck_assert_int_eq(check("secret", NULL, 300, NULL), AUTH_VERIFY_PENDING); /* unknown user */
-    ck_assert_int_eq(check("secret", NULL, 300, NULL), AUTH_VERIFY_PENDING);
-    ck_assert_uint_eq(auth_verify_in_flight(v), 4);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 2);
     run();
-    ck_assert_int_eq(calls, 5);
+    ck_assert_int_eq(calls, 3);
     ck_assert_int_eq(oks, 1);
     /* A wrong password is not remembered. */
     ck_assert_int_eq(check("wrong", hash, 300, NULL), AUTH_VERIFY_PENDING);
     run();
     ck_assert_int_eq(oks, 1);
+}
+END_TEST
+
+START_TEST(test_unknown_users_merge_like_known_ones)
+{
+    /* Otherwise eight identical logins take one run for a user and eight for a non-user, and
+     * the time they take tells which names exist. */
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(check("guess", NULL, 300, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 1);
+    run();
+    ck_assert_int_eq(calls, 8);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(check("guess", hash, 300, NULL), AUTH_VERIFY_PENDING);
+    ck_assert_uint_eq(auth_verify_in_flight(v), 1);
+    run();
+    ck_assert_int_eq(calls, 16);
+    ck_assert_int_eq(oks, 0);
+    /* A failure is never remembered, for either. */
+    ck_assert_int_eq(check("guess", NULL, 300, NULL), AUTH_VERIFY_PENDING);
+    run();
+}
+END_TEST
+
+/* An admission hook that counts its claims and refuses once `room` are out. */
+static int claims_out, claims_begun, claims_failed, claims_refunded, room;
+
+static void *admit_begin(void *arg)
+{
+    static int token;
+
+    (void)arg;
+    if (claims_out >= room)
+        return NULL;
+    claims_out++;
+    claims_begun++;
+    return &token;
+}
+
+static void admit_end(void *claim, bool failed)
+{
+    (void)claim;
+    claims_out--;
+    if (failed)
+        claims_failed++;
+    else
+        claims_refunded++;
+}
+
+static const struct auth_verify_admit admit = {admit_begin, admit_end, NULL};
+
+static enum auth_verify_status check_admitted(const char *pass, struct auth_verify_wait **w)
+{
+    struct auth_verify_login l = {
+        .user = "alice",
+        .user_len = 5,
+        .password = pass,
+        .pass_len = strlen(pass),
+        .hash = hash,
+        .generation = 1,
+        .cache_ttl = 300,
+        .now = 10.0,
+        .admit = &admit,
+    };
+    struct auth_verify_wait *dummy;
+    enum auth_verify_status st = auth_verify_check(v, &l, on_answer, NULL, w ? w : &dummy);
+
+    if (st == AUTH_VERIFY_PENDING)
+        pending++;
+    return st;
+}
+
+START_TEST(test_admission_is_asked_once_per_run_and_told_its_answer)
+{
+    struct auth_verify_wait *w;
+
+    claims_out = claims_begun = claims_failed = claims_refunded = 0;
+    room = 2;
+    /* Joining a run in flight needs no admission of its own. */
+    ck_assert_int_eq(check_admitted("secret", NULL), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check_admitted("secret", NULL), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(check_admitted("wrong1", NULL), AUTH_VERIFY_PENDING);
+    ck_assert_int_eq(claims_begun, 2);
+    /* No room: refused, and no callback will come. */
+    ck_assert_int_eq(check_admitted("wrong2", NULL), AUTH_VERIFY_REFUSED);
+    run();
+    ck_assert_int_eq(calls, 3);
+    ck_assert_int_eq(claims_out, 0);
+    ck_assert_int_eq(claims_refunded, 1);
+    ck_assert_int_eq(claims_failed, 1);
+    /* Answered from the cache: no admission. */
+    ck_assert_int_eq(check_admitted("secret", NULL), AUTH_VERIFY_CACHED);
+    ck_assert_int_eq(claims_begun, 2);
+    /* A cancelled run gives its claim back as a failure. */
+    ck_assert_int_eq(check_admitted("wrong3", &w), AUTH_VERIFY_PENDING);
+    auth_verify_cancel(v, w);
+    pending--;
+    ck_assert_int_eq(claims_out, 0);
+    ck_assert_int_eq(claims_failed, 2);
+    run_for(0.3);
+    ck_assert_int_eq(calls, 3);
 }
 END_TEST
 
@@ -199,7 +298,9 @@ static Suite *verify_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_identical_logins_share_one_run_then_hit_the_cache);
-    tcase_add_test(tc, test_different_passwords_and_unknown_users_get_their_own_runs);
+    tcase_add_test(tc, test_different_passwords_get_their_own_runs);
+    tcase_add_test(tc, test_unknown_users_merge_like_known_ones);
+    tcase_add_test(tc, test_admission_is_asked_once_per_run_and_told_its_answer);
     tcase_add_test(tc, test_no_cache_ttl_means_neither_merged_nor_remembered);
     tcase_add_test(tc, test_cancelled_waiters_get_nothing_and_the_last_one_stops_the_run);
     tcase_add_test(tc, test_a_callback_may_cancel_another_waiter_of_its_run);

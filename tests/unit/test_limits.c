@@ -100,27 +100,132 @@ START_TEST(test_accept_rate_bucket_refills_with_time)
 }
 END_TEST
 
+/* One failed check: begin (a token taken) and end without a refund. */
+static enum limit_auth fail_once(struct limits *l, struct limit *e, const struct limit_auth_caps *c,
+                                 double now)
+{
+    struct limit_auth_ticket t;
+    enum limit_auth st = limits_auth_begin(l, e, "alice", 5, c, now, &t);
+
+    if (st == LIMIT_AUTH_OK)
+        limits_auth_end(&t, false, now);
+    return st;
+}
+
 START_TEST(test_failed_logins_lock_out_until_tokens_come_back)
 {
     struct limits *l = limits_new(16);
     struct addr a = ip("2001:db8::5");
     struct limit *e = limits_client(l, &a);
-    struct limit_rate r = {.rate = 10.0 / 60, .burst = 10};
+    struct limit_auth_caps c = {.rate = {.rate = 10.0 / 60, .burst = 10}};
 
     for (int i = 0; i < 10; i++) {
-        ck_assert(limits_auth_allowed(l, e, &r, 50.0));
-        limits_auth_failed(l, e, &r, 50.0);
+        ck_assert(limits_auth_allowed(l, e, &c.rate, 50.0));
+        ck_assert_int_eq(fail_once(l, e, &c, 50.0), LIMIT_AUTH_OK);
     }
-    ck_assert(!limits_auth_allowed(l, e, &r, 50.0));
-    ck_assert(!limits_auth_allowed(l, e, &r, 55.0));
-    ck_assert(limits_auth_allowed(l, e, &r, 56.1)); /* one try every 6 s */
-    limits_auth_failed(l, e, &r, 56.1);
-    ck_assert(!limits_auth_allowed(l, e, &r, 56.2));
+    ck_assert(!limits_auth_allowed(l, e, &c.rate, 50.0));
+    ck_assert_int_eq(fail_once(l, e, &c, 50.0), LIMIT_AUTH_RATE);
+    ck_assert(!limits_auth_allowed(l, e, &c.rate, 55.0));
+    ck_assert(limits_auth_allowed(l, e, &c.rate, 56.1)); /* one try every 6 s */
+    ck_assert_int_eq(fail_once(l, e, &c, 56.1), LIMIT_AUTH_OK);
+    ck_assert(!limits_auth_allowed(l, e, &c.rate, 56.2));
     limits_release(l, e);
     /* The failures are remembered after the session is gone. */
     ck_assert_uint_eq(limits_entries(l), 1);
     e = limits_client(l, &a);
-    ck_assert(!limits_auth_allowed(l, e, &r, 57.0));
+    ck_assert(!limits_auth_allowed(l, e, &c.rate, 57.0));
+    limits_release(l, e);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_parallel_checks_reserve_tokens_when_they_start)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.9");
+    struct limit *e = limits_client(l, &a);
+    struct limit_auth_caps c = {.rate = {.rate = 1.0 / 60, .burst = 3}};
+    struct limit_auth_ticket t[8];
+    int started = 0;
+
+    /* Eight checks start before any answers: only the burst gets one (before: all eight saw
+     * a token left, since failures were counted only when a check ended). */
+    for (int i = 0; i < 8; i++) {
+        enum limit_auth st = limits_auth_begin(l, e, "alice", 5, &c, 10.0, &t[started]);
+
+        if (st == LIMIT_AUTH_OK)
+            started++;
+        else
+            ck_assert_int_eq(st, LIMIT_AUTH_RATE);
+    }
+    ck_assert_int_eq(started, 3);
+    /* A match gives its token back; failures keep the debt. */
+    limits_auth_end(&t[0], true, 10.0);
+    limits_auth_end(&t[1], false, 10.0);
+    limits_auth_end(&t[2], false, 10.0);
+    ck_assert(limits_auth_allowed(l, e, &c.rate, 10.0));
+    ck_assert_int_eq(fail_once(l, e, &c, 10.0), LIMIT_AUTH_OK);
+    ck_assert(!limits_auth_allowed(l, e, &c.rate, 10.0));
+    limits_release(l, e);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_checks_in_flight_are_capped_per_client_and_per_user)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.10"), b = ip("192.0.2.11");
+    struct limit *ea = limits_client(l, &a), *eb = limits_client(l, &b);
+    struct limit_auth_caps c = {.rate = {.rate = 1, .burst = 100}, .per_client = 2, .per_user = 3};
+    struct limit_auth_ticket t[5];
+
+    ck_assert_int_eq(limits_auth_begin(l, ea, "alice", 5, &c, 1.0, &t[0]), LIMIT_AUTH_OK);
+    ck_assert_int_eq(limits_auth_begin(l, ea, "bob", 3, &c, 1.0, &t[1]), LIMIT_AUTH_OK);
+    /* A's two are in flight: a third waits, whoever it is for. */
+    ck_assert_int_eq(limits_auth_begin(l, ea, "carol", 5, &c, 1.0, &t[2]), LIMIT_AUTH_BUSY);
+    /* Names are bytes: these two differ only in non-ASCII bytes and count apart. */
+    ck_assert_int_eq(limits_auth_begin(l, eb, "jos\xc3\xa9", 5, &c, 1.0, &t[2]), LIMIT_AUTH_OK);
+    ck_assert_int_eq(limits_auth_begin(l, eb, "jos\xc3\xa8", 5, &c, 1.0, &t[3]), LIMIT_AUTH_OK);
+    limits_auth_end(&t[3], false, 1.0);
+    /* alice: one from A, two from B, then the user's cap. */
+    ck_assert_int_eq(limits_auth_begin(l, eb, "alice", 5, &c, 1.0, &t[3]), LIMIT_AUTH_OK);
+    limits_auth_end(&t[2], false, 1.0);
+    ck_assert_int_eq(limits_auth_begin(l, eb, "alice", 5, &c, 1.0, &t[2]), LIMIT_AUTH_OK);
+    limits_auth_end(&t[1], false, 1.0);
+    ck_assert_int_eq(limits_auth_begin(l, ea, "alice", 5, &c, 1.0, &t[1]), LIMIT_AUTH_BUSY);
+    limits_auth_end(&t[0], true, 1.0);
+    ck_assert_int_eq(limits_auth_begin(l, ea, "alice", 5, &c, 1.0, &t[0]), LIMIT_AUTH_OK);
+    limits_auth_end(&t[0], false, 1.0);
+    limits_auth_end(&t[2], false, 1.0);
+    limits_auth_end(&t[3], false, 1.0);
+    limits_release(l, ea);
+    limits_release(l, eb);
+    limits_free(l);
+}
+END_TEST
+
+START_TEST(test_refusals_are_summed_up_per_interval)
+{
+    struct limits *l = limits_new(16);
+    struct addr a = ip("192.0.2.12");
+    struct limit *e = limits_client(l, &a);
+    bool first;
+    unsigned lines = 0, reported = 0;
+
+    ck_assert_uint_eq(limits_auth_refused(l, e, 100.0, 10, &first), 1);
+    ck_assert(first);
+    /* 1000 refusals over 25 s: a line at 10 s and at 20 s, each with its count. */
+    for (int i = 1; i <= 1000; i++) {
+        unsigned n = limits_auth_refused(l, e, 100.0 + i * 0.025, 10, &first);
+
+        ck_assert(!first);
+        if (n > 0) {
+            lines++;
+            reported += n;
+        }
+    }
+    ck_assert_uint_eq(lines, 2);
+    ck_assert_uint_eq(reported, 800);
     limits_release(l, e);
     limits_free(l);
 }
@@ -517,6 +622,9 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_total_and_udp_counts);
     tcase_add_test(tc, test_accept_rate_bucket_refills_with_time);
     tcase_add_test(tc, test_failed_logins_lock_out_until_tokens_come_back);
+    tcase_add_test(tc, test_parallel_checks_reserve_tokens_when_they_start);
+    tcase_add_test(tc, test_checks_in_flight_are_capped_per_client_and_per_user);
+    tcase_add_test(tc, test_refusals_are_summed_up_per_interval);
     tcase_add_test(tc, test_bandwidth_allows_burst_then_waits_for_min_read);
     tcase_add_test(tc, test_bandwidth_min_read_is_capped_by_burst);
     tcase_add_test(tc, test_quota_per_period);
