@@ -531,11 +531,13 @@ static void on_resolved(const struct resolver_result *res, void *arg)
     p->query = NULL; /* the resolver frees it after we return */
     pending_unlink(a, p);
     if (picked == NULL) {
+        char name[LOG_ESCAPED(DEST_NAME_MAX)];
         size_t n = 0;
         for (struct udp_queued *q = p->head; q != NULL; q = q->next)
             n++;
-        log_debug("udp: %s: %s, %zu datagrams dropped", p->name, resolver_status_name(res->status),
-                  n);
+        log_debug("udp: %s: %s, %zu datagrams dropped",
+                  log_escape(p->name, strlen(p->name), name, sizeof(name)),
+                  resolver_status_name(res->status), n);
         a->stats.drop_resolve += n;
     } else {
         to = *picked;
@@ -601,7 +603,10 @@ static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const 
         else
             errno = ENOSYS;
         if (p->query == NULL) {
-            log_debug("udp: lookup %s: %s", p->name, strerror(errno));
+            char name[LOG_ESCAPED(DEST_NAME_MAX)];
+
+            log_debug("udp: lookup %s: %s",
+                      log_escape(p->name, strlen(p->name), name, sizeof(name)), strerror(errno));
             free(p);
             free(q);
             a->stats.drop_resolve++;
