@@ -140,6 +140,8 @@ class NegotiationFloodTest(unittest.TestCase):
         return rep == ft.REP_SUCCEEDED
 
 
+@unittest.skipIf(ft.UNDER_VALGRIND, "valgrind keeps descriptors of its own below the limit and "
+                 "stops ferryd raising it: the figures asserted here are not ferryd's")
 class FdLimitTest(unittest.TestCase):
     def start_limited(self, nofile, extra=()):
         """ferryd under prlimit --nofile=nofile (SOFT:HARD), behind any FERRYD_WRAPPER."""
