@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fakedns.h"
+#include "testloop.h"
 #include "ferry/conf.h"
 #include "ferry/resolver.h"
 #include "ferry/udp.h"
@@ -25,38 +26,14 @@ static struct ev_loop *loop;
 
 /* ---- loop helpers ------------------------------------------------------------------------- */
 
-static void on_tick(struct ev_loop *l, ev_timer *w, int revents)
-{
-    (void)l;
-    (void)w;
-    (void)revents;
-}
-
-/* One loop iteration, bounded by a 10 ms guard timer. */
 static void run_once(void)
 {
-    ev_timer guard;
-
-    ev_timer_init(&guard, on_tick, 0.01, 0.);
-    ev_timer_start(loop, &guard);
-    ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &guard);
+    testloop_run_once(loop);
 }
-
-/* Run the loop until cond holds or `limit` seconds pass. */
-#define RUN_UNTIL(cond, limit)                                                                     \
-    do {                                                                                           \
-        double until_ = ev_time() + (limit);                                                       \
-        while (!(cond) && ev_time() < until_)                                                      \
-            run_once();                                                                            \
-    } while (0)
 
 static void run_for(double seconds)
 {
-    double until = ev_time() + seconds;
-
-    while (ev_time() < until)
-        run_once();
+    testloop_run_for(loop, seconds);
 }
 
 /* ---- addresses and sockets ---------------------------------------------------------------- */
