@@ -325,7 +325,10 @@ class RelaySocketOptionsTest(unittest.TestCase):
         s, rep, _, _ = ft.socks5_open(ferry.addr(), echo.host, echo.port)
         self.addCleanup(s.close)
         self.assertEqual(rep, ft.REP_SUCCEEDED)
-        for line in ss_lines("( sport = :%d )" % ferry.port):
+        lines = ss_lines("( sport = :%d )" % ferry.port) + ss_lines("( dport = :%d )" % echo.port)
+        # Both relayed sockets were seen: the checks below looked at something.
+        self.assertEqual(len(lines), 2, lines)
+        for line in lines:
             self.assertNotRegex(line, r"\brb49152\b")
             self.assertNotIn("timer:(keepalive", line)
 

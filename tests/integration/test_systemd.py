@@ -76,6 +76,21 @@ class SystemdNotifyTest(unittest.TestCase):
         self.assertEqual(stopping["STOPPING"], "1")
         self.assertEqual(ferry.proc.wait(10 * ft.SLOW), 0)
 
+    def test_failed_reload_is_ready_again_under_the_running_configuration(self):
+        ns = NotifySocket(self)
+        ferry = ft.start_ferryd(self, env={"NOTIFY_SOCKET": ns.env})
+        ready = ns.wait_for("READY")
+        with open(ferry.conf_path, "a") as f:
+            f.write("no-such-keyword here\n")
+        ferry.proc.send_signal(signal.SIGHUP)
+        ns.wait_for("RELOADING")
+        again = ns.wait_for("READY")
+        ferry.wait_line(r"reload failed")
+        # Still serving, and still the configuration it had.
+        self.assertEqual(again["STATUS"], ready["STATUS"])
+        ferry.proc.send_signal(signal.SIGTERM)
+        self.assertRegex(ns.wait_for("STOPPING")["STATUS"], r"^shutting down, 0 sessions$")
+
     def test_abstract_socket_name_gets_ready(self):
         ns = NotifySocket(self, abstract=True)
         ft.start_ferryd(self, env={"NOTIFY_SOCKET": ns.env})

@@ -299,6 +299,47 @@ START_TEST(test_http_errors_and_forwarding_get_statuses)
 }
 END_TEST
 
+START_TEST(test_http_with_password_or_none_serves_anonymous_and_checks_given_credentials)
+{
+    struct frontend_input in;
+    const char *anon = "CONNECT h:1 HTTP/1.1\r\n\r\n";
+    const char *creds = "CONNECT h:1 HTTP/1.1\r\nProxy-Authorization: Basic YWxpY2U6cHch\r\n\r\n";
+    const char *bad = "CONNECT h:1 HTTP/1.1\r\nProxy-Authorization: Basic !!\r\n\r\n";
+
+    cfg.methods[0] = SOCKS5_METHOD_USERPASS;
+    cfg.methods[1] = SOCKS5_METHOD_NOAUTH;
+    cfg.nmethods = 2;
+    /* No credentials: served anonymously. */
+    ck_assert_int_eq(feed(&frontend_http, &in, anon, strlen(anon)), FRONTEND_REQUEST);
+    /* Credentials given: checked, even though anonymous use is allowed. */
+    state = 0;
+    ck_assert_int_eq(feed(&frontend_http, &in, creds, strlen(creds)), FRONTEND_LOGIN);
+    ck_assert_str_eq(login.user, "alice");
+    /* Credentials that are not Basic user:password: 407, not anonymous. */
+    state = 0;
+    ck_assert_int_eq(feed(&frontend_http, &in, bad, strlen(bad)), FRONTEND_CLOSE);
+    ck_assert(memcmp(in.out, "HTTP/1.1 407 ", 13) == 0);
+    /* With no-auth only, credentials are not asked about: a request. */
+    cfg.methods[0] = SOCKS5_METHOD_NOAUTH;
+    cfg.nmethods = 1;
+    state = 0;
+    ck_assert_int_eq(feed(&frontend_http, &in, creds, strlen(creds)), FRONTEND_REQUEST);
+}
+END_TEST
+
+START_TEST(test_http_limit_and_command_refusals_are_503_and_501)
+{
+    uint8_t out[256];
+
+    frontend_http.reply(SOCKS5_REP_GENERAL_FAILURE, NULL, out, sizeof(out));
+    ck_assert(memcmp(out, "HTTP/1.1 503 ", 13) == 0);
+    frontend_http.reply(SOCKS5_REP_COMMAND_NOT_SUPPORTED, NULL, out, sizeof(out));
+    ck_assert(memcmp(out, "HTTP/1.1 501 ", 13) == 0);
+    frontend_http.reply(SOCKS5_REP_HOST_UNREACHABLE, NULL, out, sizeof(out));
+    ck_assert(memcmp(out, "HTTP/1.1 502 ", 13) == 0);
+}
+END_TEST
+
 static Suite *frontend_suite(void)
 {
     Suite *s = suite_create("frontend");
@@ -318,6 +359,9 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_http_connect_without_auth_is_a_request_and_keeps_early_bytes);
     tcase_add_test(tc, test_http_login_then_the_same_head_is_the_request);
     tcase_add_test(tc, test_http_errors_and_forwarding_get_statuses);
+    tcase_add_test(tc,
+                   test_http_with_password_or_none_serves_anonymous_and_checks_given_credentials);
+    tcase_add_test(tc, test_http_limit_and_command_refusals_are_503_and_501);
     suite_add_tcase(s, tc);
     return s;
 }

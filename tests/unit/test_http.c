@@ -165,6 +165,22 @@ START_TEST(test_limits_and_versions_give_their_statuses)
     ck_assert_int_eq(http_parse_request((const uint8_t *)big, 2048, 2048, &req, &used, &status),
                      PROTO_ERROR);
     ck_assert_int_eq(status, 431);
+    /* With room for more than a request line, an over-long one is 414, whole or not yet. */
+    {
+        static char line[HTTP_REQUEST_LINE_MAX + 64];
+
+        memcpy(line, "GET http://h/", 13);
+        memset(line + 13, 'a', sizeof(line) - 13);
+        ck_assert_int_eq(
+            http_parse_request((const uint8_t *)line, sizeof(line), 20000, &req, &used, &status),
+            PROTO_ERROR);
+        ck_assert_int_eq(status, 414);
+        memcpy(line + sizeof(line) - 13, " HTTP/1.1\r\n\r\n", 13);
+        ck_assert_int_eq(
+            http_parse_request((const uint8_t *)line, sizeof(line), 20000, &req, &used, &status),
+            PROTO_ERROR);
+        ck_assert_int_eq(status, 414);
+    }
 }
 END_TEST
 
