@@ -364,11 +364,31 @@ void auth_pool_gate_stats(unsigned long *runs, unsigned *peak)
 }
 
 /* Valid until the callback has run; after that the job is gone and must not be cancelled. */
+/*
+ * A job still waiting for a thread leaves the queue at once (and its place in the process's
+ * gate), so that cancelled logins hold no room; the loop frees it with the answered ones. A
+ * job a thread has taken finishes its run and is dropped when it comes back.
+ */
 void auth_pool_cancel(struct auth_job *job)
 {
+    struct auth_pool *p;
+
     if (job == NULL)
         return;
-    pthread_mutex_lock(&job->pool->lock);
+    p = job->pool;
+    pthread_mutex_lock(&p->lock);
     job->cancelled = true;
-    pthread_mutex_unlock(&job->pool->lock);
+    for (struct auth_job **link = &p->queued.head, *prev = NULL; *link != NULL;
+         prev = *link, link = &(*link)->next) {
+        if (*link != job)
+            continue;
+        *link = job->next;
+        if (p->queued.tail == job)
+            p->queued.tail = prev;
+        gate_unqueue();
+        list_push(&p->done, job);
+        ev_async_send(p->loop, &p->async);
+        break;
+    }
+    pthread_mutex_unlock(&p->lock);
 }

@@ -323,16 +323,6 @@ void limits_session_leave(struct limits *l, struct limit *e)
     count_leave(l, &e->sessions);
 }
 
-bool limits_udp_enter(struct limits *l, struct limit *e, unsigned max)
-{
-    return count_enter(l, &e->udp, max);
-}
-
-void limits_udp_leave(struct limits *l, struct limit *e)
-{
-    count_leave(l, &e->udp);
-}
-
 unsigned limits_sessions_of(struct limits *l, const struct limit *e)
 {
     unsigned n;

@@ -754,6 +754,25 @@ static void session_closed_at_accept(struct session_ctx *ctx, const struct addr 
     ctx->closed_logged = now;
 }
 
+/*
+ * A number in [0, 1) for the negotiating budget's random early drop, on every accept: a
+ * per-thread xorshift64 seeded once from libsodium (a syscall per accept is not needed for a
+ * coin that only spreads refusals).
+ */
+static double session_draw(void)
+{
+    static _Thread_local uint64_t x;
+
+    if (x == 0) {
+        randombytes_buf(&x, sizeof(x));
+        x |= 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return (double)(x >> 11) / 9007199254740992.0; /* 2^53 */
+}
+
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
                    const struct addr *advertise, struct limit *client_limit)
 {
@@ -769,7 +788,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
         .quota_period = cfg->quota_period,
         .negotiating = &cfg->max_negotiating,
         .negotiating_per_client = cfg->negotiating_per_client,
-        .draw = randombytes_uniform(1u << 24) / (double)(1u << 24),
+        .draw = session_draw(),
     };
     struct limit_hold hold;
     struct session *s;

@@ -269,7 +269,8 @@ static enum session_login session_login_try(struct session *s, const struct fron
             session_login_limited(s, adm.now);
             return SESSION_LOGIN_GONE;
         }
-        session_end(s, END_RESOURCES);
+        /* Out of memory: the same honest failure status as a pool that cannot queue. */
+        session_login_refused(s, END_RESOURCES);
         return SESSION_LOGIN_GONE;
     case AUTH_VERIFY_ERROR:
         break;

@@ -64,8 +64,6 @@ struct limit *limits_rule(struct limits *l, unsigned generation, unsigned rule);
  */
 bool limits_session_enter(struct limits *l, struct limit *e, unsigned max);
 void limits_session_leave(struct limits *l, struct limit *e);
-bool limits_udp_enter(struct limits *l, struct limit *e, unsigned max);
-void limits_udp_leave(struct limits *l, struct limit *e);
 unsigned limits_sessions_of(struct limits *l, const struct limit *e);
 
 /* Process-wide counts against max-sessions and udp max-total, same rules. */
