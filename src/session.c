@@ -134,7 +134,7 @@ static void session_bytes(const struct session *s, uint64_t *up, uint64_t *down,
 static void session_log(const struct session *s)
 {
     char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN], connected[ADDR_STRLEN];
-    char udp[256] = "", rule[48] = "", user[SESSION_USER_LOGLEN];
+    char udp[256] = "", rule[48] = "", user[SESSION_USER_LOGLEN], via[160] = "";
     enum limit_refusal limited = s->hold.refused;
     uint64_t up, down;
     struct udp_stats us;
@@ -174,12 +174,16 @@ static void session_log(const struct session *s)
         snprintf(rule, sizeof(rule), " limit=rule:%u", s->refusal.rule);
     else if (limited != LIMIT_OK)
         snprintf(rule, sizeof(rule), " limit=%s", limit_names[limited]);
+    if (s->via != NULL && s->route != 0)
+        snprintf(via, sizeof(via), " route=%u via=%s", s->route, s->via);
+    else if (s->via != NULL)
+        snprintf(via, sizeof(via), " via=%s", s->via);
     log_msg(level,
-            "session client=%s user=%s cmd=%s%s target=%s addr=%s reply=%s%s up=%" PRIu64
+            "session client=%s user=%s cmd=%s%s target=%s addr=%s%s reply=%s%s up=%" PRIu64
             " down=%" PRIu64 " duration=%.3f end=%s%s",
             client, session_user_for_log(s, user, sizeof(user)),
             s->requested && s->fe != NULL ? s->fe->cmd_prefix : "", session_cmd_name(s), target,
-            connected, s->rep == 0xff ? "-" : reply_name(s->rep), rule, up, down,
+            connected, via, s->rep == 0xff ? "-" : reply_name(s->rep), rule, up, down,
             ev_now(s->ctx->loop) - s->started, end_names[s->end], udp);
 }
 

@@ -130,6 +130,9 @@ struct session {
     struct relay *relay;
     struct udp_assoc *udp;
     const struct addr *advertise;   /* the listener's public address, or NULL */
+    unsigned route;                 /* the route (1-based rule number) the request took, 0 none */
+    const char *via;                /* the path it left by ("direct", "eu>tor"): text in the
+                                     * session's snapshot; NULL before an outbound was chosen */
     struct policy_decision refusal; /* the deciding rule, when refused or limited by a rule */
     struct limit_hold hold;         /* every limit the session counts against */
 };
