@@ -978,6 +978,39 @@ static int kw_allow_unauthenticated(struct parser *p, int argc, char **argv)
     return 0;
 }
 
+static struct routes *parser_routes(struct parser *p)
+{
+    if (p->c->routes == NULL)
+        p->c->routes = routes_new();
+    return p->c->routes;
+}
+
+/* parent NAME KIND HOST:PORT [OPTION VALUE]... (route.h) */
+static int kw_parent(struct parser *p, int argc, char **argv)
+{
+    struct routes *r = parser_routes(p);
+    char msg[512];
+
+    if (r == NULL)
+        return fail(p, "parent: %s", strerror(errno));
+    if (routes_add_parent(r, argc, argv, p->line, p->dir, msg, sizeof(msg)) < 0)
+        return fail(p, "%s", msg);
+    return 0;
+}
+
+/* route [CONDITION VALUE]... via PATH[,PATH...] [resolve local|remote] (route.h) */
+static int kw_route(struct parser *p, int argc, char **argv)
+{
+    struct routes *r = parser_routes(p);
+    char msg[512];
+
+    if (r == NULL)
+        return fail(p, "route: %s", strerror(errno));
+    if (routes_add_route(r, argc, argv, p->line, msg, sizeof(msg)) < 0)
+        return fail(p, "%s", msg);
+    return 0;
+}
+
 #define TIMEOUT_KINDS "negotiate|resolve|connect|idle|udp|bind|half-closed"
 
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
@@ -1010,6 +1043,8 @@ static const struct keyword keywords[] = {
     {"trusted-clients", 1, CONF_MAX_ARGS, {"CIDR or none"}, false, .handle = kw_trusted_clients},
     {"private-destinations", 1, 1, {"block or allow"}, false, .handle = kw_private_destinations},
     {"allow-unauthenticated", 1, 1, {"no or yes"}, false, .handle = kw_allow_unauthenticated},
+    {"parent", 1, CONF_MAX_ARGS, {"NAME"}, true, .handle = kw_parent},
+    {"route", 1, CONF_MAX_ARGS, {"via PATH"}, true, .handle = kw_route},
 };
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
@@ -1125,6 +1160,7 @@ void conf_defaults(struct config *c)
     c->auth_failures.burst = 10;
     c->client_rules = NULL;
     c->request_rules = NULL;
+    c->routes = NULL;
     addr_from_ipv4(&c->trusted_clients[0].net, lo4net, 0);
     c->trusted_clients[0].prefix = 8;
     addr_from_ipv6(&c->trusted_clients[1].net, lo6, 0);
@@ -1140,6 +1176,8 @@ void conf_release(struct config *c)
     free(c->resolver_servers);
     acl_rules_free(c->client_rules);
     acl_rules_free(c->request_rules);
+    routes_free(c->routes);
+    c->routes = NULL;
     c->users_file = NULL;
     c->resolver_servers = NULL;
     c->nresolver_servers = 0;
@@ -1237,6 +1275,13 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
     }
     if (check_safe_defaults(&p) < 0)
         goto fail;
+    if (c.routes != NULL && routes_finish(c.routes, &p.line, p.err, p.errlen) < 0) {
+        char msg[512];
+
+        snprintf(msg, sizeof(msg), "%s", err);
+        fail(&p, "%s", msg);
+        goto fail;
+    }
     /*
      * With passwords, who a client is comes from its login, not its address: behind a local
      * forwarder (stunnel, ssh -R) every client would come from loopback. Trust loopback only

@@ -94,6 +94,8 @@ struct negotiation {
     const struct outbound *outbound;     /* the one reaching the target */
     struct outbound_conn *outbound_conn; /* its attempt in flight */
     struct binder *binder;               /* BIND's listening socket */
+    int route;         /* the route chosen (route.h), 0 none, -1 not yet: on the address */
+    bool name_decides; /* the rules passed the asked name without needing its address */
     struct request req;                  /* once requested */
     uint8_t buf[NEGOTIATION_BUF];
     uint8_t out[SESSION_OUT_BUF];

@@ -15,6 +15,7 @@
 #include "ferry/outbound.h"
 #include "ferry/reply.h"
 #include "ferry/resolver.h"
+#include "ferry/route.h"
 #include "ferry/snapshot.h"
 #include "ferry/socks5.h"
 #include "session_int.h"
@@ -167,42 +168,186 @@ static size_t session_filter(const struct session *s, const struct addr *in, siz
     return kept;
 }
 
-/* --- CONNECT through the outbound -------------------------------------------------------- */
+/* --- routes: which outbound ------------------------------------------------------------ */
 
-static void on_connected(int fd, int err, const struct addr *peer, void *arg)
+static uint8_t session_socks5_cmd(const struct session *s)
+{
+    switch (s->cmd) {
+    case REQUEST_BIND:
+        return SOCKS5_CMD_BIND;
+    case REQUEST_UDP_ASSOCIATE:
+        return SOCKS5_CMD_UDP_ASSOCIATE;
+    case REQUEST_RESOLVE:
+        return SOCKS5_CMD_RESOLVE;
+    case REQUEST_RESOLVE_PTR:
+        return SOCKS5_CMD_RESOLVE_PTR;
+    default:
+        return SOCKS5_CMD_CONNECT;
+    }
+}
+
+/* The route for the request (route.h): its number, 0 for none (direct), -1 when it needs the
+ * address (dest NULL before resolution). */
+static int session_route(const struct session *s, const struct addr *dest)
+{
+    const struct routes *r = s->cfg->routes;
+    const struct socks_dest *asked = &s->nego->req.dest;
+    struct acl_request req = {
+        .client = &s->client_addr,
+        .user = s->user,
+        .command = session_acl_command(s),
+        .port = asked->port,
+    };
+
+    if (r == NULL || r->nroutes == 0)
+        return 0;
+    if (s->cmd != REQUEST_UDP_ASSOCIATE) {
+        req.name = asked->type == DEST_NAME ? asked->name : NULL;
+        req.dest = dest;
+    }
+    return routes_match(r, &req);
+}
+
+/* A route whose first path is a chain of parents (others go direct for commands but CONNECT). */
+static bool route_goes_up(const struct route *rt)
+{
+    return rt != NULL && rt->npaths > 0 && rt->paths[0].nhops > 0;
+}
+
+static void socks_dest_from_addr(struct socks_dest *d, const struct addr *a, uint16_t port)
+{
+    memset(d, 0, sizeof(*d));
+    d->port = port;
+    if (addr_family(a) == AF_INET) {
+        d->type = DEST_IPV4;
+        memcpy(d->ip, &a->u.in4.sin_addr, 4);
+    } else {
+        d->type = DEST_IPV6;
+        memcpy(d->ip, &a->u.in6.sin6_addr, 16);
+    }
+}
+
+/* --- the outbound's answer --------------------------------------------------------------- */
+
+static void session_resolve_here(struct session *s);
+
+/* A parent's BND as an address for our reply, or false for a name. */
+static bool bound_addr(const struct socks_dest *b, struct addr *out)
+{
+    if (b == NULL || socks_dest_to_addr(b, out) < 0)
+        return false;
+    return true;
+}
+
+/* RESOLVE answered by the last parent: its address is checked like one we resolved. */
+static void on_resolved_upstream(struct session *s, const struct outbound_result *res)
+{
+    struct addr a;
+    struct policy_decision d;
+
+    if (res->rep == SOCKS5_REP_COMMAND_NOT_SUPPORTED) {
+        log_debug("route %u: the parent cannot RESOLVE; resolving here", s->route);
+        session_resolve_here(s);
+        return;
+    }
+    if (res->rep != SOCKS5_REP_SUCCEEDED || !bound_addr(res->bound, &a)) {
+        session_fail(s, res->rep != SOCKS5_REP_SUCCEEDED ? res->rep
+                                                         : SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    d = session_policy(s, &a);
+    if (d.verdict != ACL_VERDICT_PASS)
+        d.verdict = ACL_VERDICT_BLOCK;
+    if (!session_allowed(s, &d))
+        return;
+    session_answer_resolve(s, &a, 1);
+}
+
+/* BIND through parents: the first reply names where the last parent listens. */
+static void on_bind_upstream(struct session *s, const struct outbound_result *res)
+{
+    struct addr a;
+
+    if (res->interim) {
+        if (!bound_addr(res->bound, &a)) {
+            session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+            return;
+        }
+        s->target_addr = *res->peer;
+        if (session_reply(s, SOCKS5_REP_SUCCEEDED, &a.u.sa) < 0) {
+            session_end(s, END_CLIENT_ERROR);
+            return;
+        }
+        session_enter(s, S_BIND_WAIT);
+        return;
+    }
+    s->nego->outbound_conn = NULL;
+    if (res->fd < 0) {
+        session_fail(s, res->rep);
+        return;
+    }
+    s->target_fd = res->fd;
+    if (!bound_addr(res->bound, &a))
+        a = *res->peer;
+    session_reply_then_relay(s, &a);
+}
+
+static void on_outbound(const struct outbound_result *res, void *arg)
 {
     struct session *s = arg;
     struct addr bound;
 
-    s->nego->outbound_conn = NULL;
-    if (fd < 0) {
-        log_debug("connect failed: %s", strerror(err));
-        session_fail(s, reply_from_errno(err));
+    if (s->cfg->routes != NULL)
+        s->via = res->via;
+    if (s->cmd == REQUEST_BIND) {
+        on_bind_upstream(s, res);
         return;
     }
-    s->target_fd = fd;
-    s->target_addr = *peer;
+    s->nego->outbound_conn = NULL;
+    if (s->cmd == REQUEST_RESOLVE) {
+        on_resolved_upstream(s, res);
+        return;
+    }
+    if (res->fd < 0) {
+        log_debug("connect failed: %s", res->err != 0 ? strerror(res->err) : reply_name(res->rep));
+        session_fail(s, res->rep);
+        return;
+    }
+    s->target_fd = res->fd;
+    s->target_addr = *res->peer;
+    /* BND.ADDR and BND.PORT are ours, also through parents. */
     bound.len = sizeof(bound.u);
-    if (getsockname(fd, &bound.u.sa, &bound.len) < 0) {
+    if (getsockname(res->fd, &bound.u.sa, &bound.len) < 0) {
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
         return;
     }
     session_reply_then_relay(s, &bound);
 }
 
-static void session_connect(struct session *s, const struct addr *addrs, size_t n)
+/*
+ * Start the outbound: direct (rt NULL) over addrs, or the route's paths toward dest (a name
+ * passed on, or an address).
+ */
+static void session_outbound(struct session *s, const struct route *rt, const struct socks_dest *dest,
+                             const struct addr *addrs, size_t n)
 {
     struct outbound_request req = {
         .loop = s->ctx->loop,
-        .dest = &s->nego->req.dest,
+        .resolver = s->ctx->resolver,
+        .cmd = session_socks5_cmd(s),
+        .dest = dest,
         .addrs = addrs,
         .naddrs = n,
+        .routes = s->cfg->routes,
+        .route = rt,
+        .route_no = s->route,
     };
 
-    /* Direct is the only outbound yet; routes to parent proxies will choose here. */
-    s->nego->outbound = &outbound_direct;
+    s->nego->outbound = rt != NULL ? &outbound_chain : &outbound_direct;
+    if (s->cfg->routes != NULL)
+        s->via = "direct";
     session_enter(s, S_CONNECTING);
-    s->nego->outbound_conn = s->nego->outbound->start(&req, on_connected, s);
+    s->nego->outbound_conn = s->nego->outbound->start(&req, on_outbound, s);
     if (s->nego->outbound_conn == NULL)
         session_fail(s, reply_from_errno(errno));
 }
@@ -212,9 +357,36 @@ static void session_connect(struct session *s, const struct addr *addrs, size_t 
 /* Act on the request's addresses: resolved from a name, or the one IP the client sent. */
 static void session_dispatch(struct session *s, const struct addr *addrs, size_t n)
 {
+    struct negotiation *ng = s->nego;
+    const struct socks_dest *asked = &ng->req.dest;
+    const struct route *rt;
+    struct socks_dest dest;
+
+    if (ng->route < 0)
+        ng->route = n > 0 ? session_route(s, &addrs[0]) : 0;
+    if (ng->route < 0)
+        ng->route = 0;
+    s->route = (unsigned)ng->route;
+    rt = routes_get(s->cfg->routes, s->route);
+    if (rt != NULL && (route_goes_up(rt) || (s->cmd == REQUEST_CONNECT && rt->npaths > 1))) {
+        /* Through parents: the name when it alone was judged and the exit resolves it, else
+         * the address that was checked here. */
+        if (asked->type == DEST_NAME && ng->name_decides && !rt->resolve_local)
+            dest = *asked;
+        else if (n > 0)
+            socks_dest_from_addr(&dest, &addrs[0], asked->port);
+        else
+            dest = *asked;
+        if (s->cmd == REQUEST_CONNECT || s->cmd == REQUEST_BIND) {
+            session_outbound(s, rt, &dest, addrs, n);
+            return;
+        }
+    }
+    if (s->cfg->routes != NULL)
+        s->via = "direct";
     switch (s->cmd) {
     case REQUEST_CONNECT:
-        session_connect(s, addrs, n);
+        session_outbound(s, NULL, asked, addrs, n);
         break;
     case REQUEST_BIND:
         session_bind(s, addrs, n);
@@ -231,18 +403,26 @@ static void session_dispatch(struct session *s, const struct addr *addrs, size_t
 static void on_resolved(const struct resolver_result *res, void *arg)
 {
     struct session *s = arg;
+    struct negotiation *ng = s->nego;
     struct addr passed[RESOLVER_MAX_ADDRS];
     struct policy_decision d;
     size_t n;
 
-    s->nego->query = NULL;
+    ng->query = NULL;
     if (res->status != RESOLVER_OK || res->count == 0) {
         char name[LOG_ESCAPED(DEST_NAME_MAX)];
+        const struct route *rt = routes_get(s->cfg->routes, ng->route > 0 ? (unsigned)ng->route : 0);
 
-        log_debug(
-            "resolving %s failed: %s",
-            log_escape(s->nego->req.dest.name, strlen(s->nego->req.dest.name), name, sizeof(name)),
-            resolver_status_name(res->status));
+        log_debug("resolving %s failed: %s",
+                  log_escape(ng->req.dest.name, strlen(ng->req.dest.name), name, sizeof(name)),
+                  resolver_status_name(res->status));
+        /* Resolved here only for a direct alternative: the parents may still know the name. */
+        if (rt != NULL && route_goes_up(rt) && ng->name_decides && !rt->resolve_local &&
+            s->cmd == REQUEST_CONNECT) {
+            s->route = (unsigned)ng->route;
+            session_outbound(s, rt, &ng->req.dest, NULL, 0);
+            return;
+        }
         session_fail(s, reply_from_resolver(res->status));
         return;
     }
@@ -253,9 +433,22 @@ static void on_resolved(const struct resolver_result *res, void *arg)
     session_dispatch(s, passed, n);
 }
 
+/* Resolve the asked name here (RESOLVE a parent could not answer, or no parent to ask). */
+static void session_resolve_here(struct session *s)
+{
+    struct negotiation *ng = s->nego;
+
+    ng->route = 0; /* answered here: no route again */
+    session_enter(s, S_RESOLVING);
+    ng->query = resolver_lookup(s->ctx->resolver, ng->req.dest.name, on_resolved, s);
+    if (ng->query == NULL)
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+}
+
 void session_request(struct session *s)
 {
-    const struct socks_dest *asked = &s->nego->req.dest;
+    struct negotiation *ng = s->nego;
+    const struct socks_dest *asked = &ng->req.dest;
     struct policy_decision d;
     struct addr target;
 
@@ -279,6 +472,7 @@ void session_request(struct session *s)
     default:
         break;
     }
+    ng->route = -1; /* decided on the address */
     if (asked->type != DEST_NAME) {
         socks_dest_to_addr(asked, &target);
         d = session_policy(s, &target);
@@ -290,8 +484,33 @@ void session_request(struct session *s)
     d = session_policy(s, NULL);
     if (!session_allowed(s, &d))
         return;
+    /*
+     * A route decided by the name sends it on to be resolved at the exit (socks5h), unless the
+     * route resolves here, a rule needs the address to decide, or a direct alternative needs
+     * addresses.
+     */
+    ng->name_decides = d.verdict == ACL_VERDICT_PASS;
+    ng->route = session_route(s, NULL);
+    if (ng->route > 0) {
+        const struct route *rt = routes_get(s->cfg->routes, (unsigned)ng->route);
+
+        if (route_goes_up(rt) && ng->name_decides && !rt->resolve_local &&
+            !(rt->has_direct && s->cmd == REQUEST_CONNECT) &&
+            (s->cmd == REQUEST_CONNECT || s->cmd == REQUEST_BIND || s->cmd == REQUEST_RESOLVE)) {
+            s->route = (unsigned)ng->route;
+            if (s->cmd == REQUEST_RESOLVE &&
+                rt->paths[0].nhops > 0 &&
+                s->cfg->routes->parents[rt->paths[0].hops[rt->paths[0].nhops - 1]].kind !=
+                    PARENT_SOCKS5) {
+                session_resolve_here(s);
+                return;
+            }
+            session_outbound(s, rt, asked, NULL, 0);
+            return;
+        }
+    }
     session_enter(s, S_RESOLVING);
-    s->nego->query = resolver_lookup(s->ctx->resolver, asked->name, on_resolved, s);
-    if (s->nego->query == NULL)
+    ng->query = resolver_lookup(s->ctx->resolver, asked->name, on_resolved, s);
+    if (ng->query == NULL)
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
 }

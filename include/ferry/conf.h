@@ -11,6 +11,7 @@
 #include "ferry/limits.h"
 #include "ferry/net.h"
 #include "ferry/relay.h"
+#include "ferry/route.h"
 #include "ferry/udp.h"
 
 #define CONF_MAX_LISTEN 16
@@ -110,6 +111,8 @@ struct config {
     unsigned auth_threads;      /* auth-threads N: password verification threads (default 2) */
     double auth_cache;          /* auth-cache DURATION: how long a verified login is
                                  * remembered (default 5m, 0 = never) */
+    /* parent ... and route ... lines (route.h); NULL when there are none: all goes direct */
+    struct routes *routes;
 };
 
 /* Built-in defaults: what ferryd runs with when given no file. */

@@ -1,44 +1,70 @@
 /*
  * Outbounds: how a request that the pipeline has checked reaches its target. An outbound turns
- * the request into a connected socket, or an errno the session maps to a reply; the relay
- * after it never knows which one ran. Today one: direct (Happy Eyeballs over the addresses the
- * pipeline resolved and checked, outbound_direct.c). A chain of parent proxies or an encrypted
- * hop is another `struct outbound`.
+ * the request into a connected socket (or, for BIND, two replies; for RESOLVE an answer), or a
+ * reply code the session passes on; the relay after it never knows which one ran.
+ *
+ *   outbound_direct  Happy Eyeballs over the addresses the pipeline resolved and checked
+ *                    (outbound_direct.c)
+ *   outbound_chain   a route's paths: each a chain of parent proxies (SOCKS5, SOCKS4a, HTTP
+ *                    CONNECT), one handshake per hop over the same socket, or direct; tried in
+ *                    order with failover, parents that failed left out for a while
+ *                    (outbound_chain.c)
  */
 #ifndef FERRY_OUTBOUND_H
 #define FERRY_OUTBOUND_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ferry/addr.h"
 #include "ferry/proto.h"
 
 struct ev_loop;
 struct outbound_conn;
+struct resolver;
+struct route;
+struct routes;
 
 struct outbound_request {
     struct ev_loop *loop;
-    const struct socks_dest *dest; /* as the client asked (port included) */
-    const struct addr *addrs;      /* resolved and checked, in the order to try; copied */
-    size_t naddrs;
+    struct resolver *resolver;     /* for parents given by host name */
+    uint8_t cmd;                   /* SOCKS5_CMD_*: what the last hop is asked to do */
+    const struct socks_dest *dest; /* the target as it leaves: a name (resolved at the exit)
+                                    * or an address; port included */
+    const struct addr *addrs;      /* resolved and checked, in the order to try (direct); */
+    size_t naddrs;                 /* copied */
+    const struct routes *routes;   /* outbound_chain: the parents, and the route taken */
+    const struct route *route;
+    unsigned route_no; /* its number, for logs */
 };
 
-/* fd: connected and non-blocking, now the caller's; or -1 and err. peer: what fd reaches. */
-typedef void (*outbound_done_cb)(int fd, int err, const struct addr *peer, void *arg);
+struct outbound_result {
+    int fd;                         /* the connected socket, now the caller's; or -1 */
+    int err;                        /* errno of a local or transport failure, or 0 */
+    uint8_t rep;                    /* SOCKS5 REP: SUCCEEDED, or the failure to answer */
+    bool interim;                   /* BIND's first reply: a second result follows */
+    const struct addr *peer;        /* what fd reaches (the first hop of a chain) */
+    const struct socks_dest *bound; /* the last parent's BND (BIND, RESOLVE), or NULL */
+    const char *via;                /* the path taken: "direct", "eu>tor" (static text) */
+};
+
+/* Runs from the loop; once, or twice for BIND (interim, then final). */
+typedef void (*outbound_done_cb)(const struct outbound_result *res, void *arg);
 
 struct outbound {
-    const char *name; /* for logs: "direct" */
+    const char *name; /* for logs: "direct", "chain" */
     /*
-     * Start reaching req's target. The callback runs once, always from the loop; NULL with
-     * errno set when nothing could start (no callback then).
+     * Start reaching req's target. The callback runs from the loop, never from inside this
+     * call; NULL with errno set when nothing could start (no callback then).
      */
     struct outbound_conn *(*start)(const struct outbound_request *req, outbound_done_cb cb,
                                    void *arg);
-    /* Stop and free a started attempt; its callback will not run. */
+    /* Stop and free a started attempt; its callback will not run again. */
     void (*cancel)(struct outbound_conn *c);
 };
 
 extern const struct outbound outbound_direct;
+extern const struct outbound outbound_chain;
 
 #endif
