@@ -148,7 +148,7 @@ static void chain_deliver(struct outbound_conn *c, uint8_t rep, bool interim)
     void *arg = c->arg;
     bool with_bound = c->path != NULL && c->path->nhops > 0 && rep == SOCKS5_REP_SUCCEEDED &&
                       (c->cmd == SOCKS5_CMD_BIND || c->cmd == SOCKS5_CMD_RESOLVE ||
-                       c->cmd == SOCKS5_CMD_RESOLVE_PTR);
+                       c->cmd == SOCKS5_CMD_RESOLVE_PTR || c->cmd == SOCKS5_CMD_UDP_ASSOCIATE);
     struct socks_dest bound = c->bound;
     struct addr peer = c->peer;
 

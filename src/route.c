@@ -40,7 +40,10 @@ struct routes *routes_new(void)
     if (r == NULL)
         return NULL;
     r->match = acl_rules_new();
-    if (r->match == NULL) {
+    r->match_anywhere = acl_rules_new();
+    if (r->match == NULL || r->match_anywhere == NULL) {
+        acl_rules_free(r->match);
+        acl_rules_free(r->match_anywhere);
         free(r);
         return NULL;
     }
@@ -60,6 +63,8 @@ void routes_free(struct routes *r)
     free(r->routes);
     free(r->health);
     acl_rules_free(r->match);
+    acl_rules_free(r->match_anywhere);
+    free(r->anywhere_no);
     free(r);
 }
 
@@ -402,6 +407,7 @@ int routes_add_route(struct routes *r, int argc, char **argv, unsigned line, cha
 {
     char *words[64];
     int nwords = 0, i = 0;
+    bool names_dest = false; /* the route has a 'to' or 'port' condition */
     struct route rt = {.line = line};
     struct route *grown;
     char msg[256];
@@ -418,6 +424,8 @@ int routes_add_route(struct routes *r, int argc, char **argv, unsigned line, cha
             return say(err, errlen, "route: '%s' needs a value", argv[i]);
         if (nwords + 2 >= (int)(sizeof(words) / sizeof(words[0])))
             return say(err, errlen, "route: too many conditions");
+        if (strcmp(argv[i], "to") == 0 || strcmp(argv[i], "port") == 0)
+            names_dest = true;
         words[nwords++] = argv[i];
         words[nwords++] = argv[i + 1];
         i += 2;
@@ -437,13 +445,29 @@ int routes_add_route(struct routes *r, int argc, char **argv, unsigned line, cha
         return say(err, errlen, "route: unexpected '%s' after the paths (resolve local|remote)",
                    Q(argv[i]));
     }
-    if (acl_add_rule(r->match, false, nwords, words, line, msg, sizeof(msg)) < 0)
-        return say(err, errlen, "route: %s", msg);
+    if (acl_add_rule(r->match, false, nwords, words, line, msg, sizeof(msg)) < 0) {
+        /* acl.h speaks of request rules */
+        const char *m = strncmp(msg, "request: ", 9) == 0 ? msg + 9 : msg;
+
+        return say(err, errlen, "route: %s", m);
+    }
     grown = realloc(r->routes, (r->nroutes + 1) * sizeof(*grown));
     if (grown == NULL)
         return say(err, errlen, "route: %s", strerror(errno));
     r->routes = grown;
     r->routes[r->nroutes++] = rt;
+    if (!names_dest) {
+        unsigned *no = realloc(r->anywhere_no, (r->nanywhere + 1) * sizeof(*no));
+
+        if (no == NULL ||
+            acl_add_rule(r->match_anywhere, false, nwords, words, line, msg, sizeof(msg)) < 0) {
+            if (no != NULL)
+                r->anywhere_no = no;
+            return say(err, errlen, "route: %s", strerror(ENOMEM));
+        }
+        r->anywhere_no = no;
+        r->anywhere_no[r->nanywhere++] = (unsigned)r->nroutes;
+    }
     return 0;
 }
 
@@ -506,6 +530,12 @@ int routes_match(const struct routes *r, const struct acl_request *req)
 
     if (r == NULL || r->nroutes == 0)
         return 0;
+    if (req->name == NULL && req->dest == NULL) {
+        res = acl_check_request(r->match_anywhere, req);
+        if (res.verdict != ACL_VERDICT_PASS || res.rule == 0 || res.rule > r->nanywhere)
+            return 0;
+        return (int)r->anywhere_no[res.rule - 1];
+    }
     res = acl_check_request(r->match, req);
     switch (res.verdict) {
     case ACL_VERDICT_PASS:

@@ -229,6 +229,7 @@ static void session_close(struct session *s)
         if (ng->binder != NULL)
             binder_cancel(ng->binder);
         ev_io_stop(loop, &ng->client_writable);
+        ev_io_stop(loop, &ng->upstream_control);
     }
     if (s->udp != NULL)
         udp_assoc_free(s->udp);
@@ -333,8 +334,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         session_fail(s, reply_from_errno(ETIMEDOUT));
         break;
     case S_BIND_WAIT:
-        binder_cancel(s->nego->binder);
+        /* Our listening socket, or a parent's (its second reply pending in the outbound). */
+        if (s->nego->binder != NULL)
+            binder_cancel(s->nego->binder);
         s->nego->binder = NULL;
+        if (s->nego->outbound_conn != NULL)
+            s->nego->outbound->cancel(s->nego->outbound_conn);
+        s->nego->outbound_conn = NULL;
         log_debug("bind: no peer within %.1f s", s->cfg->timeout_bind);
         session_fail(s, reply_from_errno(ETIMEDOUT));
         break;
@@ -824,6 +830,10 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     s->nego->outbound_conn = NULL;
     s->nego->binder = NULL;
     s->nego->login_wait = NULL;
+    s->nego->route = 0;
+    s->nego->name_decides = false;
+    s->nego->udp_upstream = false;
+    ev_init(&s->nego->upstream_control, NULL);
     s->client_fd = fd;
     s->target_fd = -1;
     s->client_addr = *client;

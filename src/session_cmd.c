@@ -89,13 +89,30 @@ static bool session_udp_policy(void *arg, const char *name, const struct addr *t
     struct policy_decision d = policy_check_request(s->cfg, s->ctx->local, &req);
 
     /* Rules marked 'log' are not logged per datagram: the access line counts what was blocked. */
+    if (to == NULL && s->nego->udp_upstream)
+        return d.verdict == ACL_VERDICT_PASS; /* the name goes on unresolved: it must decide */
     if (to == NULL)
         return d.verdict != ACL_VERDICT_BLOCK;
     return d.verdict == ACL_VERDICT_PASS;
 }
 
 /* UDP ASSOCIATE (RFC 1928 section 7): open the association and tell the client where to send. */
-void session_udp(struct session *s)
+/* The parent's control connection ended or failed: so does the association. */
+static void on_upstream_control(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct session *s = w->data;
+    uint8_t sink[64];
+    ssize_t n = recv(s->target_fd, sink, sizeof(sink), 0);
+
+    (void)loop;
+    (void)revents;
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return;
+    log_debug("udp: the parent closed the association's control connection");
+    session_end(s, n == 0 ? END_DONE : END_TARGET_ERROR);
+}
+
+void session_udp(struct session *s, const struct addr *upstream)
 {
     struct session_ctx *ctx = s->ctx;
     const struct config *cfg = s->cfg;
@@ -129,6 +146,13 @@ void session_udp(struct session *s)
      * datagrams dropped as strangers.
      */
     p.client_port = asked->port;
+    if (upstream != NULL) {
+        p.upstream = *upstream;
+        p.upstream_local.len = sizeof(p.upstream_local.u);
+        if (getsockname(s->target_fd, &p.upstream_local.u.sa, &p.upstream_local.len) < 0)
+            p.upstream_local.len = 0;
+        s->nego->udp_upstream = true;
+    }
     if (cfg->udp_address.len > 0)
         p.local = cfg->udp_address;
     else if (session_local_addr(s, &p.local) < 0) {
@@ -149,6 +173,12 @@ void session_udp(struct session *s)
     }
     /* The association lives as long as the control connection, or until it idles out. */
     session_enter(s, S_UDP);
+    if (upstream != NULL) {
+        /* And as long as the parent's. */
+        ev_io_init(&s->nego->upstream_control, on_upstream_control, s->target_fd, EV_READ);
+        s->nego->upstream_control.data = s;
+        ev_io_start(s->ctx->loop, &s->nego->upstream_control);
+    }
 }
 
 /* --- RESOLVE and RESOLVE_PTR ------------------------------------------------------------- */

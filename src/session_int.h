@@ -5,16 +5,19 @@
  *   session.c          lifecycle: start, the one close path, the state/timer table, client I/O,
  *                      the front end's input, the relay, the access line
  *   session_auth.c     logins: RFC 1929 credentials through the verifier (cache, pool)
- *   session_request.c  the pipeline: limits, policy by name, resolve, policy by address,
- *                      dispatch, CONNECT through the outbound
+ *   session_request.c  the pipeline: limits, policy by name, route by name, resolve, policy
+ *                      by address, route by address, dispatch; the outbound (direct or a
+ *                      route's chain of parents) for CONNECT and for BIND, UDP ASSOCIATE and
+ *                      RESOLVE through parents
  *   session_cmd.c      the other commands: BIND, UDP ASSOCIATE, RESOLVE, RESOLVE_PTR
  *
  * One session's path:
  *
  *   accept -> S_NEGOTIATING (the front end: greeting, [S_VERIFYING login], request)
  *     -> pipeline [S_RESOLVING] -> S_CONNECTING -> [S_REPLYING] -> S_RELAY
- *                               -> BIND: S_BIND_WAIT -> [S_REPLYING] -> S_RELAY
- *                               -> UDP ASSOCIATE: S_UDP
+ *                               -> BIND: [S_CONNECTING: parents] S_BIND_WAIT -> [S_REPLYING]
+ *                                  -> S_RELAY
+ *                               -> UDP ASSOCIATE: [S_CONNECTING: parents] S_UDP
  *                               -> RESOLVE, RESOLVE_PTR: the answer, S_CLOSING
  *   and S_CLOSING (a final message, then close) from any of them.
  */
@@ -96,6 +99,8 @@ struct negotiation {
     struct binder *binder;               /* BIND's listening socket */
     int route;         /* the route chosen (route.h), 0 none, -1 not yet: on the address */
     bool name_decides; /* the rules passed the asked name without needing its address */
+    bool udp_upstream; /* the UDP association goes through a parent's relay */
+    ev_io upstream_control; /* that parent's control connection (target_fd): its end ends us */
     struct request req;                  /* once requested */
     uint8_t buf[NEGOTIATION_BUF];
     uint8_t out[SESSION_OUT_BUF];
@@ -193,7 +198,8 @@ bool session_allowed(struct session *s, const struct policy_decision *d);
 /* --- session_cmd.c ------------------------------------------------------------------------ */
 
 void session_bind(struct session *s, const struct addr *peers, size_t n);
-void session_udp(struct session *s);
+/* UDP ASSOCIATE, direct (upstream NULL) or through a parent's relay at upstream. */
+void session_udp(struct session *s, const struct addr *upstream);
 void session_answer_resolve(struct session *s, const struct addr *addrs, size_t n);
 void session_resolve_ptr(struct session *s, const struct addr *target);
 

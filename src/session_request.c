@@ -292,6 +292,31 @@ static void on_bind_upstream(struct session *s, const struct outbound_result *re
     session_reply_then_relay(s, &a);
 }
 
+/* UDP ASSOCIATE at a parent: its control connection is ours to keep, its relay our target. */
+static void on_udp_upstream(struct session *s, const struct outbound_result *res)
+{
+    struct addr relay;
+
+    if (res->fd < 0) {
+        session_fail(s, res->rep);
+        return;
+    }
+    s->target_fd = res->fd;
+    if (!bound_addr(res->bound, &relay)) {
+        session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
+        return;
+    }
+    /* A parent answering 0.0.0.0 or :: means "the address you reached me on" (one hop). */
+    if (addr_is_unspecified(&relay)) {
+        uint16_t port = addr_port(&relay);
+
+        relay = *res->peer;
+        addr_set_port(&relay, port);
+    }
+    s->target_addr = relay;
+    session_udp(s, &relay);
+}
+
 static void on_outbound(const struct outbound_result *res, void *arg)
 {
     struct session *s = arg;
@@ -306,6 +331,10 @@ static void on_outbound(const struct outbound_result *res, void *arg)
     s->nego->outbound_conn = NULL;
     if (s->cmd == REQUEST_RESOLVE) {
         on_resolved_upstream(s, res);
+        return;
+    }
+    if (s->cmd == REQUEST_UDP_ASSOCIATE) {
+        on_udp_upstream(s, res);
         return;
     }
     if (res->fd < 0) {
@@ -350,6 +379,27 @@ static void session_outbound(struct session *s, const struct route *rt, const st
     s->nego->outbound_conn = s->nego->outbound->start(&req, on_outbound, s);
     if (s->nego->outbound_conn == NULL)
         session_fail(s, reply_from_errno(errno));
+}
+
+/*
+ * UDP ASSOCIATE: direct, or through the route's parents (the last a SOCKS5 one) when a route
+ * decides without a destination (a route with 'to' or 'port' conditions cannot: the
+ * association then goes direct, and its datagrams are checked one by one as always).
+ */
+static void session_udp_route(struct session *s)
+{
+    int r = session_route(s, NULL);
+    const struct route *rt = r > 0 ? routes_get(s->cfg->routes, (unsigned)r) : NULL;
+    struct socks_dest any = {.type = DEST_IPV4};
+
+    if (s->cfg->routes != NULL)
+        s->via = "direct";
+    if (!route_goes_up(rt)) {
+        session_udp(s, NULL);
+        return;
+    }
+    s->route = (unsigned)r;
+    session_outbound(s, rt, &any, NULL, 0);
 }
 
 /* --- dispatch ---------------------------------------------------------------------------- */
@@ -458,7 +508,7 @@ void session_request(struct session *s)
     case REQUEST_UDP_ASSOCIATE:
         d = session_policy(s, NULL);
         if (session_allowed(s, &d))
-            session_udp(s);
+            session_udp_route(s);
         return;
     case REQUEST_RESOLVE_PTR:
         if (socks_dest_to_addr(asked, &target) < 0) {

@@ -112,6 +112,8 @@ struct udp_assoc {
     bool client_known;    /* client_addr holds where to send replies */
     struct addr client_addr;
 
+    struct addr upstream; /* a parent's relay, or len 0 (udp.h) */
+    struct addr upstream_local;
     struct addr local;
     int client_fd;
     ev_io client_io;
@@ -446,6 +448,10 @@ static int out_socket(struct udp_assoc *a, int family)
         any.u.in6.sin6_family = AF_INET6;
         any.len = sizeof(any.u.in6);
     }
+    if (a->upstream.len > 0 && addr_family(&a->upstream_local) == family) {
+        any = a->upstream_local;
+        addr_set_port(&any, 0);
+    }
     if (bind(fd, &any.u.sa, any.len) < 0)
         goto fail;
     o->fd = fd;
@@ -624,6 +630,61 @@ static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const 
     a->queued_bytes += len;
 }
 
+/* Through a parent: the datagram as the client sent it, header and all, to its relay. */
+static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, const uint8_t *buf,
+                          size_t len, size_t payload)
+{
+    struct addr to;
+    int fd;
+
+    if (dest->type == DEST_NAME) {
+        if (!allowed(a, dest->name, NULL, dest->port))
+            return;
+    } else {
+        if (socks_dest_to_addr(dest, &to) < 0) {
+            a->stats.drop_malformed++;
+            return;
+        }
+        addr_unmap(&to);
+        if (!allowed(a, NULL, &to, dest->port))
+            return;
+    }
+    fd = out_socket(a, addr_family(&a->upstream));
+    if (fd < 0) {
+        a->stats.drop_send++;
+        return;
+    }
+    udp_queue(a, fd, false, &a->upstream, buf, len, payload);
+}
+
+/* From a parent's relay: only from it, whole SOCKS5 datagrams, passed on unchanged. */
+static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *buf,
+                              size_t len)
+{
+    struct socks5_udp_header hdr;
+    size_t hdrlen;
+    struct addr src = *from;
+
+    addr_unmap(&src);
+    if (!addr_same_ip(&src, &a->upstream) || addr_port(&src) != addr_port(&a->upstream)) {
+        a->stats.drop_stranger++;
+        return;
+    }
+    if (!a->client_known) {
+        a->stats.drop_filtered++;
+        return;
+    }
+    if (socks5_parse_udp_header(buf, len, &hdr, &hdrlen) != PROTO_OK || hdrlen > len) {
+        a->stats.drop_malformed++;
+        return;
+    }
+    if (hdr.frag != 0) {
+        a->stats.drop_frag++;
+        return;
+    }
+    udp_queue(a, a->client_fd, true, &a->client_addr, buf, len, len - hdrlen);
+}
+
 /* One datagram from the client-facing socket: check its source, parse, forward. */
 static void client_datagram(struct udp_assoc *a, const struct addr *from, const uint8_t *buf,
                             size_t len)
@@ -657,6 +718,10 @@ static void client_datagram(struct udp_assoc *a, const struct addr *from, const 
     /* RFC 1928 section 7: fragmentation is optional; we do not reassemble, so drop. */
     if (hdr.frag != 0) {
         a->stats.drop_frag++;
+        return;
+    }
+    if (a->upstream.len > 0) {
+        send_upstream(a, &hdr.dest, buf, len, len - hdrlen);
         return;
     }
     if (hdr.dest.type == DEST_NAME) {
@@ -752,7 +817,9 @@ static void on_out_readable(struct ev_loop *loop, ev_io *w, int revents)
             continue; /* an ICMP error for an earlier send surfaced here: read on */
         for (int i = 0; i < n; i++) {
             const struct addr *from = received(a, i);
-            if (from != NULL)
+            if (from != NULL && a->upstream.len > 0)
+                upstream_datagram(a, from, b->in_iov[i].iov_base, b->in[i].msg_len);
+            else if (from != NULL)
                 target_datagram(a, from, b->in_iov[i].iov_base, b->in[i].msg_len);
         }
         udp_flush(b);
@@ -780,6 +847,12 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
     a->client_port = p->client_port;
     a->local = p->local;
     addr_unmap(&a->local);
+    a->upstream = p->upstream;
+    if (a->upstream.len > 0) {
+        addr_unmap(&a->upstream);
+        a->upstream_local = p->upstream_local;
+        addr_unmap(&a->upstream_local);
+    }
     a->out4.fd = -1;
     a->out6.fd = -1;
 

@@ -77,6 +77,10 @@ struct routes {
     struct route *routes; /* nroutes of them, in file order */
     size_t nroutes;
     struct acl_rules *match;       /* one pass rule per route, numbered alike */
+    struct acl_rules *match_anywhere; /* the routes without 'to' or 'port': for requests with
+                                       * no destination (UDP ASSOCIATE) */
+    unsigned *anywhere_no;            /* their route numbers, by rule number - 1 */
+    size_t nanywhere;
     struct parent_health *health;  /* nparents entries (allocated with the set) */
 };
 
@@ -99,8 +103,12 @@ int routes_add_route(struct routes *r, int argc, char **argv, unsigned line, cha
  */
 int routes_finish(struct routes *r, unsigned *line, char *err, size_t errlen);
 
-/* The route for a request (acl.h's matching): 1-based number, 0 when none matches (direct),
- * or -1 when a route needs the destination's address to decide (resolve, then ask again). */
+/*
+ * The route for a request (acl.h's matching): 1-based number, 0 when none matches (direct),
+ * or -1 when a route needs the destination's address to decide (resolve, then ask again). A
+ * request without a destination (name and dest NULL: UDP ASSOCIATE) skips the routes with
+ * 'to' or 'port' conditions.
+ */
 int routes_match(const struct routes *r, const struct acl_request *req);
 
 /* The route numbered n (1-based). */

@@ -46,6 +46,16 @@ struct udp_assoc_params {
     enum udp_filter filter; /* which targets may answer */
     udp_policy_cb policy;   /* NULL: every destination allowed */
     void *policy_arg;
+    /*
+     * Through a parent (len > 0): its SOCKS5 UDP relay. Every datagram the policy lets
+     * through goes there with its header unchanged (names are resolved by the parent), and
+     * only datagrams from exactly that address come back, passed on as they are (the parent's
+     * reply filter applies). len 0: direct.
+     */
+    struct addr upstream;
+    struct addr upstream_local; /* the local IP of the parent's control connection: the
+                                 * relay socket is bound there, so the parent sees our
+                                 * datagrams come from the control connection's address */
 };
 
 /* Why datagrams were dropped; counted per association. */
