@@ -104,8 +104,33 @@ struct auth_pool {
     size_t njobs; /* every job not yet freed; touched only on the loop thread */
     pthread_t threads[AUTH_POOL_MAX_THREADS];
     unsigned nthreads;
-    char dummy_hash[crypto_pwhash_STRBYTES];
 };
+
+/*
+ * A hash of a random secret at the cost of ferry-passwd's, checked for unknown users so they
+ * take as long as known ones. One per process, made on first use on a pool thread (a few
+ * hundred milliseconds and 64 MiB once; nothing at startup).
+ */
+static char dummy_hash_str[crypto_pwhash_STRBYTES];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void dummy_hash_make(void)
+{
+    unsigned char secret[32];
+
+    randombytes_buf(secret, sizeof(secret));
+    if (crypto_pwhash_str(dummy_hash_str, (const char *)secret, sizeof(secret),
+                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+        dummy_hash_str[0] = '\0'; /* out of memory: verification of it fails, as it should */
+    sodium_memzero(secret, sizeof(secret));
+}
+
+static const char *dummy_hash(void)
+{
+    pthread_once(&dummy_once, dummy_hash_make);
+    return dummy_hash_str;
+}
 
 static void list_push(struct job_list *l, struct auth_job *j)
 {
@@ -154,7 +179,7 @@ static void *worker_main(void *arg)
         if (j->cancelled) {
             gate_unqueue();
         } else {
-            const char *hash = j->dummy ? p->dummy_hash : j->hash;
+            const char *hash = j->dummy ? dummy_hash() : j->hash;
             bool match = false, run;
 
             pthread_mutex_unlock(&p->lock);
@@ -209,7 +234,6 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 struct auth_pool *auth_pool_new(struct ev_loop *loop, unsigned threads)
 {
     struct auth_pool *p;
-    unsigned char secret[32];
     sigset_t all, old;
 
     if (threads < 1 || threads > AUTH_POOL_MAX_THREADS) {
@@ -228,18 +252,6 @@ struct auth_pool *auth_pool_new(struct ev_loop *loop, unsigned threads)
     if (threads > gate.max)
         gate.max = threads;
     pthread_mutex_unlock(&gate.lock);
-
-    /* Same cost as ferry-passwd's hashes, so unknown users take as long as known ones. */
-    randombytes_buf(secret, sizeof(secret));
-    if (crypto_pwhash_str(p->dummy_hash, (const char *)secret, sizeof(secret),
-                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
-        sodium_memzero(secret, sizeof(secret));
-        free(p);
-        errno = ENOMEM;
-        return NULL;
-    }
-    sodium_memzero(secret, sizeof(secret));
 
     if (pthread_mutex_init(&p->lock, NULL) != 0) {
         free(p);

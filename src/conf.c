@@ -887,6 +887,23 @@ static int kw_shutdown_grace(struct parser *p, int argc, char **argv)
     return parse_duration_arg(p, argv[0], true, &p->c->shutdown_grace);
 }
 
+/* metrics ADDRESS[:PORT] | off */
+static int kw_metrics(struct parser *p, int argc, char **argv)
+{
+    struct addr a;
+
+    if (strcmp(argv[0], "off") == 0) {
+        p->c->metrics_listen.len = 0;
+        return 0;
+    }
+    if (addr_parse(argv[0], CONF_METRICS_PORT, &a) < 0 || addr_port(&a) == 0)
+        return fail(p, "metrics: '%s' is not ADDRESS[:PORT] (an IP address: 127.0.0.1:9180, "
+                       "[::1]:9180) or off",
+                    Q(argv[0]));
+    p->c->metrics_listen = a;
+    return 0;
+}
+
 static int kw_auth_cache(struct parser *p, int argc, char **argv)
 {
     /* 0: every login runs Argon2id. */
@@ -1043,6 +1060,7 @@ static const struct keyword keywords[] = {
     {"trusted-clients", 1, CONF_MAX_ARGS, {"CIDR or none"}, false, .handle = kw_trusted_clients},
     {"private-destinations", 1, 1, {"block or allow"}, false, .handle = kw_private_destinations},
     {"allow-unauthenticated", 1, 1, {"no or yes"}, false, .handle = kw_allow_unauthenticated},
+    {"metrics", 1, 1, {"ADDRESS[:PORT] or off"}, false, .handle = kw_metrics},
     {"parent", 1, CONF_MAX_ARGS, {"NAME"}, true, .handle = kw_parent},
     {"route", 1, CONF_MAX_ARGS, {"via PATH"}, true, .handle = kw_route},
 };
@@ -1161,6 +1179,7 @@ void conf_defaults(struct config *c)
     c->client_rules = NULL;
     c->request_rules = NULL;
     c->routes = NULL;
+    memset(&c->metrics_listen, 0, sizeof(c->metrics_listen));
     addr_from_ipv4(&c->trusted_clients[0].net, lo4net, 0);
     c->trusted_clients[0].prefix = 8;
     addr_from_ipv6(&c->trusted_clients[1].net, lo6, 0);

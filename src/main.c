@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
@@ -22,6 +23,7 @@
 #include "ferry/listener.h"
 #include "ferry/localaddr.h"
 #include "ferry/log.h"
+#include "ferry/metrics.h"
 #include "ferry/notify.h"
 #include "ferry/snapshot.h"
 #include "ferry/worker.h"
@@ -67,7 +69,48 @@ struct daemon {
     ev_timer poll;          /* shutting down: ends the loop once every worker is done */
     struct notifier notify; /* systemd's $NOTIFY_SOCKET, when it set one */
     ev_timer notify_tick;   /* WATCHDOG=1 (when asked for) and STATUS= */
+    struct metrics_server *metrics; /* the scrape listener, when configured */
+    uint64_t reloads_ok, reloads_failed;
+    double start_time;
 };
+
+/* Open file descriptors of the process (metrics). */
+static unsigned long open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    unsigned long n = 0;
+
+    if (dir == NULL)
+        return 0;
+    while (readdir(dir) != NULL)
+        n++;
+    closedir(dir);
+    return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own descriptor */
+}
+
+static unsigned daemon_sessions(const struct daemon *d);
+
+/* One scrape: what the workers counted and the process's own figures. */
+static void metrics_source(void *arg, struct metrics_global *g, const struct metrics_worker **w,
+                           size_t *n)
+{
+    struct daemon *d = arg;
+    struct rlimit rl;
+    size_t max = *n;
+
+    g->workers = d->nworkers;
+    g->sessions_open = daemon_sessions(d);
+    g->fds_open = open_fds();
+    g->fds_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long)rl.rlim_cur : 0;
+    g->reloads_ok = d->reloads_ok;
+    g->reloads_failed = d->reloads_failed;
+    g->start_time = d->start_time;
+    g->stopping = d->stopping;
+    g->version = PACKAGE_VERSION;
+    *n = 0;
+    for (unsigned i = 0; i < d->nworkers && *n < max; i++)
+        w[(*n)++] = worker_metrics(d->workers[i]);
+}
 
 static unsigned daemon_sessions(const struct daemon *d)
 {
@@ -158,6 +201,8 @@ static void warn_restart_settings(const struct config *old, const struct config 
     if (!servers_same || old->resolver_timeout != new->resolver_timeout ||
         old->resolver_tries != new->resolver_tries)
         log_warn("reload: resolver settings changed; they take effect at the next restart");
+    if (!addr_equal(&old->metrics_listen, &new->metrics_listen))
+        log_warn("reload: the metrics listener changed; it takes effect at the next restart");
     if (old->log_target != new->log_target || old->syslog_facility != new->syslog_facility)
         log_warn("reload: the log target changed; it takes effect at the next restart");
 }
@@ -274,12 +319,14 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
     daemon_refresh_local(d, "reload");
     snap = snapshot_load(d->path, err, sizeof(err), warn, sizeof(warn));
     if (snap == NULL) {
+        d->reloads_failed++;
         log_err("reload failed, keeping the running configuration: %s", err);
         daemon_notify_status(d, "READY=1\n");
         return;
     }
     if (warn[0] != '\0')
         log_warn("%s", warn);
+    d->reloads_ok++;
     snap->generation = d->snap->generation + 1;
     warn_restart_settings(&d->snap->config, &snap->config);
     log_set_level(snap->config.log_level + d->verbosity);
@@ -490,6 +537,26 @@ int main(int argc, char **argv)
         daemon_free(&d, loop, signals);
         return 1;
     }
+    d.start_time = ev_time();
+    if (d.snap->config.metrics_listen.len > 0) {
+        char where[ADDR_STRLEN];
+
+        d.metrics = metrics_server_start(loop, &d.snap->config.metrics_listen, metrics_source,
+                                         &d, err, sizeof(err));
+        if (d.metrics == NULL) {
+            log_err("%s", err);
+            if (d.snap->config.log_target != LOG_TARGET_STDERR)
+                fprintf(stderr, "ferryd: %s\n", err);
+            for (unsigned i = 0; i < d.nworkers; i++) {
+                worker_shutdown(d.workers[i], 0, true);
+                worker_join(d.workers[i]);
+            }
+            daemon_free(&d, loop, signals);
+            return 1;
+        }
+        log_notice("metrics on http://%s/metrics",
+                   addr_format(&d.snap->config.metrics_listen, where, sizeof(where)));
+    }
     log_notice("ferryd %s started with %u worker%s", PACKAGE_VERSION, d.nworkers,
                d.nworkers == 1 ? "" : "s");
     if (notify_open(&d.notify) < 0)
@@ -508,6 +575,8 @@ int main(int argc, char **argv)
     ev_run(loop, 0);
 
     ev_timer_stop(loop, &d.poll);
+    metrics_server_free(d.metrics);
+    d.metrics = NULL;
     if (d.notify.fd >= 0)
         ev_timer_stop(loop, &d.notify_tick);
     notify_close(&d.notify);

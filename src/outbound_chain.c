@@ -30,6 +30,7 @@
 
 #include "ferry/connector.h"
 #include "ferry/log.h"
+#include "ferry/metrics.h"
 #include "ferry/outbound.h"
 #include "ferry/reply.h"
 #include "ferry/resolver.h"
@@ -56,6 +57,7 @@ struct outbound_conn {
     const struct routes *routes;
     const struct route *route;
     unsigned route_no;
+    struct metrics_worker *metrics;
     uint8_t cmd;
     struct socks_dest dest;
     struct addr addrs[RESOLVER_MAX_ADDRS];
@@ -195,6 +197,8 @@ static void chain_fail(struct outbound_conn *c, uint8_t rep, int faulty, const c
         chain_deliver(c, rep, false);
         return;
     }
+    if (c->metrics != NULL)
+        metrics_add(&c->metrics->route_paths_failed, 1);
     log_notice("route %u (line %u) via %s: %s%s", c->route_no, c->route->line, c->path->text, why,
                last ? "; no other path" : "; trying the next path");
     if (faulty >= 0) {
@@ -686,6 +690,7 @@ static struct outbound_conn *chain_start(const struct outbound_request *req, out
     c->routes = req->routes;
     c->route = req->route;
     c->route_no = req->route_no;
+    c->metrics = req->metrics;
     c->cmd = req->cmd;
     c->dest = *req->dest;
     c->naddrs = req->naddrs < RESOLVER_MAX_ADDRS ? req->naddrs : RESOLVER_MAX_ADDRS;

@@ -690,3 +690,8 @@ bool relay_half_closed(const struct relay *r)
 {
     return r->dir[RELAY_UP].eof || r->dir[RELAY_DOWN].eof;
 }
+
+bool relay_splicing(const struct relay *r)
+{
+    return r->dir[RELAY_UP].splice || r->dir[RELAY_DOWN].splice;
+}

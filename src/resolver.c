@@ -44,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/metrics.h"
 #include "ferry/resolver_cache.h"
 #include "ferry/resolver.h"
 
@@ -79,6 +80,7 @@ struct inflight {
     size_t hash;
     struct qlink waiters;
     char *name;
+    double started; /* ev_now when asked of a server */
 };
 
 /*
@@ -114,6 +116,7 @@ struct resolver {
     bool delivering;     /* inside on_ready_timer() */
     bool free_requested; /* resolver_free was called from a callback */
     bool destroying;     /* inside resolver_destroy: c-ares callbacks only clean up */
+    struct metrics_worker *metrics; /* or NULL */
 };
 
 /* ---- lists ---------------------------------------------------------------------------------- */
@@ -515,6 +518,12 @@ static void on_ares_answer(void *arg, int status, int timeouts, struct ares_addr
     }
     if (ai != NULL)
         ares_freeaddrinfo(ai);
+    if (r->metrics != NULL) {
+        ev_now_update(r->loop);
+        metrics_dns_latency(r->metrics, ev_now(r->loop) - f->started);
+        if (res.status != RESOLVER_OK)
+            metrics_add(&r->metrics->dns_failures, 1);
+    }
     if (ttl > r->max_ttl)
         ttl = r->max_ttl;
     if (r->cache != NULL && ttl > 0)
@@ -595,6 +604,7 @@ struct resolver *resolver_new(struct ev_loop *loop, const struct resolver_option
     r->loop = loop;
     r->negative_ttl = opt->negative_ttl;
     r->max_ttl = opt->max_ttl;
+    r->metrics = opt->metrics;
     qlist_init(&r->ready);
     ev_timer_init(&r->ares_timer, on_ares_timer, 0., 0.);
     r->ares_timer.data = r;
@@ -725,6 +735,8 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
         return q;
     }
     if (r->cache != NULL && resolver_cache_get(r->cache, name, ev_now(r->loop), &q->res)) {
+        if (r->metrics != NULL)
+            metrics_add(&r->metrics->dns_cache_hits, 1);
         make_ready(r, q);
         return q;
     }
@@ -748,6 +760,9 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *name, res
     memcpy(f->name, name, len + 1);
     f->r = r;
     f->hash = hash;
+    f->started = ev_now(r->loop);
+    if (r->metrics != NULL)
+        metrics_add(&r->metrics->dns_queries, 1);
     qlist_init(&f->waiters);
     q->state = Q_WAITING;
     qlist_append(&f->waiters, &q->link);

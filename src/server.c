@@ -241,6 +241,7 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
         .cache_size = RESOLVER_CACHE_SIZE,
         .negative_ttl = RESOLVER_NEGATIVE_TTL,
         .max_ttl = RESOLVER_MAX_TTL,
+        .metrics = &counters->metrics,
     };
     struct server *srv = calloc(1, sizeof(*srv));
 

@@ -187,6 +187,69 @@ static void session_log(const struct session *s)
             ev_now(s->ctx->loop) - s->started, end_names[s->end], udp);
 }
 
+static enum metrics_frontend session_metrics_fe(const struct session *s)
+{
+    if (s->fe == &frontend_socks4)
+        return METRICS_FE_SOCKS4;
+    if (s->fe == &frontend_socks5)
+        return METRICS_FE_SOCKS5;
+    if (s->fe == &frontend_http)
+        return METRICS_FE_HTTP;
+    return METRICS_FE_NONE;
+}
+
+static enum metrics_cmd session_metrics_cmd(const struct session *s)
+{
+    if (!s->requested)
+        return METRICS_CMD_NONE;
+    switch (s->cmd) {
+    case REQUEST_BIND:
+        return METRICS_CMD_BIND;
+    case REQUEST_UDP_ASSOCIATE:
+        return METRICS_CMD_UDP;
+    case REQUEST_RESOLVE:
+        return METRICS_CMD_RESOLVE;
+    case REQUEST_RESOLVE_PTR:
+        return METRICS_CMD_RESOLVE_PTR;
+    default:
+        return METRICS_CMD_CONNECT;
+    }
+}
+
+/* The session's share of the worker's metrics (metrics.h), once, at its end. */
+static void session_metrics(const struct session *s, struct metrics_worker *m, uint64_t up,
+                            uint64_t down, const struct udp_stats *us)
+{
+    metrics_add(&m->sessions[session_metrics_fe(s)][session_metrics_cmd(s)], 1);
+    if (s->rep < METRICS_REPLIES)
+        metrics_add(&m->replies[s->rep], 1);
+    metrics_add(&m->bytes_up, up);
+    metrics_add(&m->bytes_down, down);
+    if (s->relay != NULL)
+        metrics_add(&m->relays[relay_splicing(s->relay) ? METRICS_RELAY_SPLICE
+                                                        : METRICS_RELAY_BUFFERED],
+                    1);
+    if (s->hold.refused != LIMIT_OK && (unsigned)s->hold.refused < METRICS_LIMITS)
+        metrics_add(&m->limit_refusals[s->hold.refused], 1);
+    if (s->end == END_AUTH_FAILED)
+        metrics_add(&m->auth_failed, 1);
+    else if (s->end == END_AUTH_LIMITED || s->end == END_AUTH_BUSY)
+        metrics_add(&m->auth_refused, 1);
+    if (us != NULL) {
+        metrics_add(&m->udp_up, us->up_packets);
+        metrics_add(&m->udp_down, us->down_packets);
+        metrics_add(&m->udp_drops[METRICS_UDP_STRANGER], us->drop_stranger);
+        metrics_add(&m->udp_drops[METRICS_UDP_FRAG], us->drop_frag);
+        metrics_add(&m->udp_drops[METRICS_UDP_MALFORMED], us->drop_malformed);
+        metrics_add(&m->udp_drops[METRICS_UDP_FILTERED], us->drop_filtered);
+        metrics_add(&m->udp_drops[METRICS_UDP_RESOLVE], us->drop_resolve);
+        metrics_add(&m->udp_drops[METRICS_UDP_QUEUE], us->drop_queue);
+        metrics_add(&m->udp_drops[METRICS_UDP_SEND], us->drop_send);
+        metrics_add(&m->udp_drops[METRICS_UDP_OVERSIZE], us->drop_oversize);
+        metrics_add(&m->udp_drops[METRICS_UDP_BLOCKED], us->drop_blocked);
+    }
+}
+
 /* Add the session's figures to the worker's counters (relaxed: only totals for logs). */
 static void session_count(const struct session *s)
 {
@@ -195,6 +258,7 @@ static void session_count(const struct session *s)
     struct udp_stats us;
 
     session_bytes(s, &up, &down, &us);
+    session_metrics(s, &c->metrics, up, down, s->udp != NULL ? &us : NULL);
     atomic_fetch_add_explicit(&c->sessions, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->up, up, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->down, down, memory_order_relaxed);
@@ -748,6 +812,8 @@ static void session_closed_at_accept(struct session_ctx *ctx, const struct addr 
     double now = ev_now(ctx->loop);
     char name[ADDR_STRLEN];
 
+    if ((unsigned)why < METRICS_LIMITS)
+        metrics_add(&ctx->counters->metrics.limit_refusals[why], 1);
     addr_format(client, name, sizeof(name));
     log_debug("client %s closed at accept: limit %s", name, limit_names[why]);
     ctx->closed_unlogged++;
@@ -833,6 +899,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     s->nego->route = 0;
     s->nego->name_decides = false;
     s->nego->udp_upstream = false;
+    s->nego->rule_counted = false;
     ev_init(&s->nego->upstream_control, NULL);
     s->client_fd = fd;
     s->target_fd = -1;

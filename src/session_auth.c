@@ -90,6 +90,8 @@ static bool session_login_answer(struct session *s, bool ok)
         return false;
     }
     len = s->fe->login_reply(ok, &s->fe_state, msg, sizeof(msg));
+    if (ok)
+        metrics_add(&s->ctx->counters->metrics.auth_ok, 1);
     if (!ok) {
         char client[ADDR_STRLEN], user[SESSION_USER_LOGLEN];
 

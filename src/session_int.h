@@ -100,6 +100,7 @@ struct negotiation {
     int route;         /* the route chosen (route.h), 0 none, -1 not yet: on the address */
     bool name_decides; /* the rules passed the asked name without needing its address */
     bool udp_upstream; /* the UDP association goes through a parent's relay */
+    bool rule_counted; /* the deciding rule is in the metrics */
     ev_io upstream_control; /* that parent's control connection (target_fd): its end ends us */
     struct request req;                  /* once requested */
     uint8_t buf[NEGOTIATION_BUF];

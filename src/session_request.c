@@ -128,8 +128,23 @@ static bool session_rule_limits(struct session *s, const struct policy_decision 
     }
 }
 
+/* A request's deciding rule, counted once (a name and then its address may both be judged). */
+static void session_count_rule(struct session *s, const struct policy_decision *d)
+{
+    struct metrics_worker *m = &s->ctx->counters->metrics;
+
+    if (s->nego->rule_counted || d->verdict == ACL_VERDICT_NEED_ADDRESS)
+        return;
+    s->nego->rule_counted = true;
+    if (d->rule > 0)
+        metrics_add(&m->rule_hits[d->rule <= METRICS_RULES ? d->rule - 1 : METRICS_RULES], 1);
+    else if (d->verdict == ACL_VERDICT_BLOCK && !d->private_dest)
+        metrics_add(&m->rule_default_blocks, 1);
+}
+
 bool session_allowed(struct session *s, const struct policy_decision *d)
 {
+    session_count_rule(s, d);
     if (d->log)
         session_log_rule(s, d);
     if (d->verdict == ACL_VERDICT_PASS)
@@ -370,6 +385,7 @@ static void session_outbound(struct session *s, const struct route *rt, const st
         .routes = s->cfg->routes,
         .route = rt,
         .route_no = s->route,
+        .metrics = &s->ctx->counters->metrics,
     };
 
     s->nego->outbound = rt != NULL ? &outbound_chain : &outbound_direct;

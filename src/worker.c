@@ -211,6 +211,11 @@ void worker_add_counters(struct worker *wk, struct worker_totals *t)
     t->failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
 }
 
+const struct metrics_worker *worker_metrics(const struct worker *wk)
+{
+    return &wk->counters.metrics;
+}
+
 bool worker_done(struct worker *wk)
 {
     return atomic_load(&wk->done);

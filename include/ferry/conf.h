@@ -16,6 +16,7 @@
 
 #define CONF_MAX_LISTEN 16
 #define CONF_DEFAULT_PORT 1080
+#define CONF_METRICS_PORT 9180
 #define CONF_MAX_TRUSTED 32
 
 enum log_target {
@@ -111,6 +112,9 @@ struct config {
     unsigned auth_threads;      /* auth-threads N: password verification threads (default 2) */
     double auth_cache;          /* auth-cache DURATION: how long a verified login is
                                  * remembered (default 5m, 0 = never) */
+    /* metrics ADDRESS[:PORT]: the Prometheus scrape listener (port 9180 unless given); len 0:
+     * none (the default) */
+    struct addr metrics_listen;
     /* parent ... and route ... lines (route.h); NULL when there are none: all goes direct */
     struct routes *routes;
 };

@@ -22,6 +22,7 @@
 
 struct ev_loop;
 struct outbound_conn;
+struct metrics_worker;
 struct resolver;
 struct route;
 struct routes;
@@ -37,6 +38,7 @@ struct outbound_request {
     const struct routes *routes;   /* outbound_chain: the parents, and the route taken */
     const struct route *route;
     unsigned route_no; /* its number, for logs */
+    struct metrics_worker *metrics; /* failed paths are counted here; or NULL */
 };
 
 struct outbound_result {

@@ -82,6 +82,9 @@ void relay_bytes(const struct relay *r, uint64_t *up, uint64_t *down);
 /* ev_now of the last byte moved in either direction. */
 double relay_last_activity(const struct relay *r);
 
+/* Whether a direction of the relay goes through splice(2) now (metrics: the mode used). */
+bool relay_splicing(const struct relay *r);
+
 /* Whether one direction has ended (its source's EOF was read) while the other goes on. */
 bool relay_half_closed(const struct relay *r);
 

@@ -7,6 +7,7 @@
 #include "ferry/addr.h"
 
 struct ev_loop;
+struct metrics_worker;
 
 enum resolver_status {
     RESOLVER_OK = 0,
@@ -36,6 +37,7 @@ struct resolver_options {
     size_t cache_size;          /* entries; 0 disables the cache */
     double negative_ttl;        /* seconds to remember NXDOMAIN/NODATA */
     double max_ttl;             /* upper bound on any cached TTL */
+    struct metrics_worker *metrics; /* counted here: queries, cache hits, latency; or NULL */
 };
 
 struct resolver;

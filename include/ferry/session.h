@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "ferry/addr.h"
+#include "ferry/metrics.h"
 
 struct ev_loop;
 struct auth_cache;
@@ -32,6 +33,7 @@ struct session_counters {
     _Atomic uint64_t refused;  /* requests refused by the rules (0x02) */
     _Atomic uint64_t limited;  /* requests refused by a limit */
     _Atomic uint64_t failed;   /* other failure replies */
+    struct metrics_worker metrics; /* the worker's metrics (metrics.h) */
 };
 
 /* What the sessions of one worker share. The server owns it; sessions only read it, except for

@@ -49,6 +49,9 @@ struct worker_totals {
 /* Add the worker's totals (recent values, read without a lock) to t. */
 void worker_add_counters(struct worker *wk, struct worker_totals *t);
 
+/* The worker's metrics (read without a lock by the scrape). */
+const struct metrics_worker *worker_metrics(const struct worker *wk);
+
 /* True once the worker's loop has ended. */
 bool worker_done(struct worker *wk);
 
