@@ -24,9 +24,15 @@ static const char *const relay_names[METRICS_RELAY_COUNT] = {"splice", "buffered
 static const char *const udp_drop_names[METRICS_UDP_DROP_COUNT] = {
     "stranger", "frag", "malformed", "filtered", "resolve", "queue", "send", "oversize", "blocked"};
 /* enum limit_refusal, LIMIT_OK first (not rendered) */
-static const char *const limit_names[METRICS_LIMITS] = {
-    NULL,           "max-sessions", "sessions-per-client", "sessions-per-user",     "quota-per-user",
-    "request-rule", "max-negotiating", "negotiating-per-client", "other"};
+static const char *const limit_names[METRICS_LIMITS] = {NULL,
+                                                        "max-sessions",
+                                                        "sessions-per-client",
+                                                        "sessions-per-user",
+                                                        "quota-per-user",
+                                                        "request-rule",
+                                                        "max-negotiating",
+                                                        "negotiating-per-client",
+                                                        "other"};
 
 struct out {
     char *buf;
@@ -83,7 +89,8 @@ size_t metrics_render(const struct metrics_worker *const *w, size_t n,
         return 0;
     head(&o, "ferry_build_info", "gauge", "ferryd's version (the value is always 1).");
     put(&o, "ferry_build_info{version=\"%s\"} 1\n", g->version != NULL ? g->version : "");
-    head(&o, "ferry_start_time_seconds", "gauge", "When ferryd started, in seconds since the epoch.");
+    head(&o, "ferry_start_time_seconds", "gauge",
+         "When ferryd started, in seconds since the epoch.");
     put(&o, "ferry_start_time_seconds %.3f\n", g->start_time);
     head(&o, "ferry_stopping", "gauge", "1 while ferryd shuts down, else 0.");
     put(&o, "ferry_stopping %d\n", g->stopping ? 1 : 0);
@@ -221,8 +228,8 @@ static void conn_close(struct metrics_conn *c)
     c->used = false;
 }
 
-static void conn_respond(struct metrics_conn *c, int status, const char *reason,
-                         const char *type, const char *body, size_t len, bool head_only)
+static void conn_respond(struct metrics_conn *c, int status, const char *reason, const char *type,
+                         const char *body, size_t len, bool head_only)
 {
     size_t cap = len + 256;
 

@@ -43,12 +43,12 @@
 #define CONNECT_ATTEMPT_DELAY 0.250
 
 enum chain_step {
-    STEP_CONNECT,     /* resolving or connecting to the first hop */
-    STEP_S5_METHOD,   /* SOCKS5: the method choice */
-    STEP_S5_AUTH,     /* SOCKS5: the RFC 1929 status */
-    STEP_S5_REPLY,    /* SOCKS5: the reply to the request */
-    STEP_S4_REPLY,    /* SOCKS4a: the reply */
-    STEP_HTTP_REPLY,  /* HTTP: the response head */
+    STEP_CONNECT,    /* resolving or connecting to the first hop */
+    STEP_S5_METHOD,  /* SOCKS5: the method choice */
+    STEP_S5_AUTH,    /* SOCKS5: the RFC 1929 status */
+    STEP_S5_REPLY,   /* SOCKS5: the reply to the request */
+    STEP_S4_REPLY,   /* SOCKS4a: the reply */
+    STEP_HTTP_REPLY, /* HTTP: the response head */
 };
 
 struct outbound_conn {
@@ -279,14 +279,12 @@ static void chain_send_request(struct outbound_conn *c)
         return;
     case PARENT_SOCKS4A:
         if (cmd != SOCKS5_CMD_CONNECT && cmd != SOCKS5_CMD_BIND) {
-            chain_fail(c, SOCKS5_REP_COMMAND_NOT_SUPPORTED, -1,
-                       "parent %s is SOCKS4a: no %s", p->name,
-                       cmd == SOCKS5_CMD_UDP_ASSOCIATE ? "UDP ASSOCIATE" : "RESOLVE");
+            chain_fail(c, SOCKS5_REP_COMMAND_NOT_SUPPORTED, -1, "parent %s is SOCKS4a: no %s",
+                       p->name, cmd == SOCKS5_CMD_UDP_ASSOCIATE ? "UDP ASSOCIATE" : "RESOLVE");
             return;
         }
-        n = upstream_socks4_request(c->out,
-                                    cmd == SOCKS5_CMD_BIND ? SOCKS4_CMD_BIND : SOCKS4_CMD_CONNECT,
-                                    dest, p->user);
+        n = upstream_socks4_request(
+            c->out, cmd == SOCKS5_CMD_BIND ? SOCKS4_CMD_BIND : SOCKS4_CMD_CONNECT, dest, p->user);
         if (n == 0) {
             chain_fail(c, SOCKS5_REP_ADDRESS_TYPE_NOT_SUPPORTED, -1,
                        "parent %s is SOCKS4a: it cannot carry an IPv6 address", p->name);
@@ -352,8 +350,11 @@ static void hop_refused(struct outbound_conn *c, uint8_t rep, const char *what)
 
     socks_dest_format(to_parent ? &hop_parent(c, c->hop + 1)->addr : &c->dest, target,
                       sizeof(target));
-    chain_fail(c, rep, faulty, "parent %s answered %s for %s (%s)", p->name, what, target,
-               reply_name(rep));
+    if (what != NULL)
+        chain_fail(c, rep, faulty, "parent %s refused %s: %s (%s)", p->name, target, what,
+                   reply_name(rep));
+    else
+        chain_fail(c, rep, faulty, "parent %s refused %s: %s", p->name, target, reply_name(rep));
 }
 
 /* Parse what is in c->in (len bytes); returns the bytes of a whole message, 0 for more, -1 when
@@ -446,7 +447,7 @@ static void chain_message(struct outbound_conn *c)
             return;
         }
         if (rep != SOCKS5_REP_SUCCEEDED) {
-            hop_refused(c, rep, "refusal");
+            hop_refused(c, rep, NULL);
             return;
         }
         hop_done(c);
@@ -613,8 +614,7 @@ static void on_parent_resolved(const struct resolver_result *res, void *arg)
     chain_connect(c, res->addrs, res->count, p->addr.port);
 }
 
-static bool path_is_down(const struct outbound_conn *c, const struct route_path *path,
-                         int64_t now)
+static bool path_is_down(const struct outbound_conn *c, const struct route_path *path, int64_t now)
 {
     for (unsigned h = 0; h < path->nhops; h++) {
         if (routes_parent_down(c->routes, path->hops[h], now))

@@ -19,7 +19,8 @@
 
 #define Q(s) units_quote((s), (char[96]){0}, 96)
 
-static int say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int say(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int say(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -142,8 +143,7 @@ static int parse_host_port(const char *s, struct socks_dest *d, char *err, size_
     }
     errno = 0;
     port = strtoul(colon + 1, &end, 10);
-    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port == 0 ||
-        port > 65535)
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port == 0 || port > 65535)
         return say(err, errlen, "'%s': port must be 1..65535", Q(s));
     if (hlen == 0 || hlen > DEST_NAME_MAX)
         return say(err, errlen, "'%s' names no host", Q(s));
@@ -183,8 +183,7 @@ static char *path_join(const char *dir, const char *path)
     return full;
 }
 
-int routes_read_credentials(const char *path, char **user, char **pass, char *err,
-                            size_t errlen)
+int routes_read_credentials(const char *path, char **user, char **pass, char *err, size_t errlen)
 {
     char buf[600];
     struct stat st;
@@ -299,35 +298,47 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
     for (i = 3; i < argc; i += 2) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
-        if (val == NULL)
-            return say(err, errlen, "parent %s: '%s' needs a value", p->name, Q(opt));
+        if (val == NULL) {
+            say(err, errlen, "parent %s: '%s' needs a value", p->name, Q(opt));
+            goto fail;
+        }
         if (strcmp(opt, "credentials") == 0) {
             char *full;
             int rc;
 
-            if (p->kind == PARENT_SOCKS4A)
-                return say(err, errlen,
-                           "parent %s: SOCKS4a has no passwords; give 'user-id ID' instead",
-                           p->name);
-            if (p->user != NULL)
-                return say(err, errlen, "parent %s: credentials given twice", p->name);
+            if (p->kind == PARENT_SOCKS4A) {
+                say(err, errlen, "parent %s: SOCKS4a has no passwords; give 'user-id ID' instead",
+                    p->name);
+                goto fail;
+            }
+            if (p->user != NULL) {
+                say(err, errlen, "parent %s: credentials given twice", p->name);
+                goto fail;
+            }
             full = path_join(dir, val);
-            if (full == NULL)
-                return say(err, errlen, "parent %s: %s", p->name, strerror(errno));
+            if (full == NULL) {
+                say(err, errlen, "parent %s: %s", p->name, strerror(errno));
+                goto fail;
+            }
             rc = routes_read_credentials(full, &p->user, &p->pass, err, errlen);
             free(full);
             if (rc < 0)
                 goto fail;
         } else if (strcmp(opt, "user-id") == 0) {
-            if (p->kind != PARENT_SOCKS4A)
-                return say(err, errlen,
-                           "parent %s: 'user-id' is for SOCKS4a parents; use 'credentials'",
-                           p->name);
-            if (p->user != NULL || strlen(val) > 255)
-                return say(err, errlen, "parent %s: one user-id of at most 255 bytes", p->name);
+            if (p->kind != PARENT_SOCKS4A) {
+                say(err, errlen, "parent %s: 'user-id' is for SOCKS4a parents; use 'credentials'",
+                    p->name);
+                goto fail;
+            }
+            if (p->user != NULL || strlen(val) > 255) {
+                say(err, errlen, "parent %s: one user-id of at most 255 bytes", p->name);
+                goto fail;
+            }
             p->user = strdup(val);
-            if (p->user == NULL)
-                return say(err, errlen, "parent %s: %s", p->name, strerror(errno));
+            if (p->user == NULL) {
+                say(err, errlen, "parent %s: %s", p->name, strerror(errno));
+                goto fail;
+            }
         } else if (strcmp(opt, "timeout") == 0 || strcmp(opt, "retry") == 0) {
             double d;
 
@@ -342,8 +353,8 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 p->retry = d;
         } else {
             say(err, errlen,
-                "parent %s: unknown option '%s' (credentials, user-id, timeout, retry)",
-                p->name, Q(opt));
+                "parent %s: unknown option '%s' (credentials, user-id, timeout, retry)", p->name,
+                Q(opt));
             goto fail;
         }
     }
@@ -562,8 +573,8 @@ bool routes_parent_down(const struct routes *r, unsigned i, int64_t now_ms)
 bool routes_mark_down(const struct routes *r, unsigned i, int64_t now_ms)
 {
     int64_t until = now_ms + (int64_t)(r->parents[i].retry * 1000.0);
-    int64_t old = atomic_exchange_explicit(&r->health[i].down_until_ms, until,
-                                           memory_order_relaxed);
+    int64_t old =
+        atomic_exchange_explicit(&r->health[i].down_until_ms, until, memory_order_relaxed);
 
     return old <= now_ms;
 }

@@ -60,7 +60,10 @@ enum metrics_udp_drop {
 #define METRICS_DNS_BUCKETS 11
 
 /* The upper bounds (seconds) of the DNS latency histogram's buckets; +Inf after them. */
-#define METRICS_DNS_BOUNDS {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5}
+#define METRICS_DNS_BOUNDS                                                                         \
+    {                                                                                              \
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5                          \
+    }
 
 /* One worker's counters. */
 struct metrics_worker {

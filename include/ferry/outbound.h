@@ -37,7 +37,7 @@ struct outbound_request {
     size_t naddrs;                 /* copied */
     const struct routes *routes;   /* outbound_chain: the parents, and the route taken */
     const struct route *route;
-    unsigned route_no; /* its number, for logs */
+    unsigned route_no;              /* its number, for logs */
     struct metrics_worker *metrics; /* failed paths are counted here; or NULL */
 };
 

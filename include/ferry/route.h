@@ -76,12 +76,12 @@ struct routes {
     size_t nparents;
     struct route *routes; /* nroutes of them, in file order */
     size_t nroutes;
-    struct acl_rules *match;       /* one pass rule per route, numbered alike */
+    struct acl_rules *match;          /* one pass rule per route, numbered alike */
     struct acl_rules *match_anywhere; /* the routes without 'to' or 'port': for requests with
                                        * no destination (UDP ASSOCIATE) */
     unsigned *anywhere_no;            /* their route numbers, by rule number - 1 */
     size_t nanywhere;
-    struct parent_health *health;  /* nparents entries (allocated with the set) */
+    struct parent_health *health; /* nparents entries (allocated with the set) */
 };
 
 struct routes *routes_new(void);
@@ -122,8 +122,7 @@ bool routes_mark_up(const struct routes *r, unsigned i);
 
 /* Read "USER:PASSWORD" (one line) from path; refuses a file group or others may read or
  * write. Returns 0, or -1 with a message naming the file in err. */
-int routes_read_credentials(const char *path, char **user, char **pass, char *err,
-                            size_t errlen);
+int routes_read_credentials(const char *path, char **user, char **pass, char *err, size_t errlen);
 
 /* A parent kind's name in logs: "socks5", "socks4a", "http". */
 const char *parent_kind_name(enum parent_kind k);

@@ -165,6 +165,15 @@ request pass command resolve
 trusted-clients none
 """)
     write(h, "udp-address-port", "udp filter address-port\nudp address ::1\n")
+    write(h, "routes", """parent tor socks5 127.0.0.1:9050 timeout 2s retry 1m
+parent corp http proxy.corp.example:3128
+parent old socks4a [2001:db8::1]:1080 user-id ferry
+route to .onion via tor
+route from 10.0.0.0/8 user alice command connect,bind port 443 via corp>tor,old,direct resolve local
+route via direct
+metrics 127.0.0.1:9180
+""")
+    write(h, "route-errors", "route via a>a\nparent a socks5 [::1:1\nroute via x,,y\n")
     write(h, "errors", "listen 1.2.3.4:99999\n")
     write(h, "unknown", "frobnicate yes\n")
     write(h, "duplicate", "max-sessions 1\nmax-sessions 2\n")

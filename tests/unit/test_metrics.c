@@ -45,7 +45,8 @@ START_TEST(test_counters_are_summed_over_workers)
     ck_assert_uint_eq(strlen(buf), n);
     ck_assert_ptr_nonnull(
         strstr(buf, "ferry_sessions_total{frontend=\"socks5\",command=\"connect\"} 5\n"));
-    ck_assert_ptr_nonnull(strstr(buf, "ferry_sessions_total{frontend=\"http\",command=\"none\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(buf, "ferry_sessions_total{frontend=\"http\",command=\"none\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(buf, "ferry_bytes_total{direction=\"up\"} 1024\n"));
     ck_assert_ptr_nonnull(strstr(buf, "ferry_replies_total{code=\"not-allowed\"} 4\n"));
     ck_assert_ptr_nonnull(strstr(buf, "ferry_rule_hits_total{rule=\"1\"} 5\n"));

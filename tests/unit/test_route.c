@@ -181,7 +181,8 @@ START_TEST(test_parent_errors_name_file_and_line)
     parse_err("parent a socks6 1.2.3.4:1\n",
               "t.conf:1: parent a: kind 'socks6' is not socks5, socks4a or http");
     parse_err("parent a socks5 1.2.3.4\n", "t.conf:1: parent a: '1.2.3.4' has no port (HOST:PORT)");
-    parse_err("parent a socks5 1.2.3.4:0\n", "t.conf:1: parent a: '1.2.3.4:0': port must be 1..65535");
+    parse_err("parent a socks5 1.2.3.4:0\n",
+              "t.conf:1: parent a: '1.2.3.4:0': port must be 1..65535");
     parse_err("parent a socks5 ::1:1080\n",
               "t.conf:1: parent a: '::1:1080': write an IPv6 address as [ADDRESS]:PORT");
     parse_err("parent a socks5 [::1:1080\n", "t.conf:1: parent a: '[::1:1080' is not [IPv6]:PORT");
