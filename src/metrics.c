@@ -395,7 +395,9 @@ struct metrics_server *metrics_server_start(struct ev_loop *loop, const struct a
     ms->source = source;
     ms->arg = arg;
     ms->fd = socket(addr_family(addr), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* SO_REUSEPORT: a new binary started by an upgrade (SIGUSR2) listens beside the old one. */
     if (ms->fd < 0 || setsockopt(ms->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        setsockopt(ms->fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0 ||
         bind(ms->fd, &addr->u.sa, addr->len) < 0 || listen(ms->fd, 64) < 0) {
         snprintf(err, errlen, "metrics: cannot listen on %s: %s",
                  addr_format(addr, where, sizeof(where)), strerror(errno));
