@@ -260,8 +260,8 @@ class ChainTest(unittest.TestCase):
         return ft.start_ferryd(self, dns=dns or self.entry_dns, extra=lines + list(extra))
 
     def credentials(self, user, password, mode=0o600):
-        return write_secret(self.tmp, "cred-%s" % secrets.token_hex(4), "%s:%s\n" % (user, password),
-                            mode)
+        return write_secret(self.tmp, "cred-%s" % secrets.token_hex(4),
+                            "%s:%s\n" % (user, password), mode)
 
     # --- clients ----------------------------------------------------------------------
 
