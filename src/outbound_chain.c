@@ -694,7 +694,8 @@ static struct outbound_conn *chain_start(const struct outbound_request *req, out
     c->cmd = req->cmd;
     c->dest = *req->dest;
     c->naddrs = req->naddrs < RESOLVER_MAX_ADDRS ? req->naddrs : RESOLVER_MAX_ADDRS;
-    memcpy(c->addrs, req->addrs, c->naddrs * sizeof(c->addrs[0]));
+    if (c->naddrs > 0) /* a name passed on comes without addresses (addrs NULL) */
+        memcpy(c->addrs, req->addrs, c->naddrs * sizeof(c->addrs[0]));
     c->cb = cb;
     c->arg = arg;
     c->fd = -1;
