@@ -569,7 +569,7 @@ class OtherParentsTest(ChainTest):
         self.assertEqual(rep, ft.REP_GENERAL_FAILURE)
         # tinyproxy 1.11 answers wrong credentials with 401 (missing ones with 407).
         a.wait_line(r"via tp: parent tp (wants proxy credentials \(407\): ours were refused|"
-                    r"answered HTTP 401 for 127\.0\.0\.1:%d \(general-failure\)); no other path"
+                    r"refused 127\.0\.0\.1:%d: HTTP 401 \(general-failure\)); no other path"
                     % self.origin.port)
 
     def test_tinyproxy_basic_auth_without_our_credentials_is_407(self):
@@ -652,8 +652,8 @@ class FailoverTest(ChainTest):
         a = self.entry_ferry(["no socks5 %s" % hostport(*no.addr()),
                               "b socks5 %s" % hostport(*b.addr())], ["via no,b"])
         self.get("socks5h", a.addr(), "/r", host=EXIT_NAME)
-        a.wait_line(r"route 1 \(line %d\) via no: parent no answered refusal for %s:%d "
-                    r"\(not-allowed\); trying the next path"
+        a.wait_line(r"route 1 \(line %d\) via no: parent no refused %s:%d: "
+                    r"not-allowed; trying the next path"
                     % (line_no(a, "route "), re.escape(EXIT_NAME), self.origin.port))
         self.last_session(a, via="b", reply="succeeded")
         self.last_session(no, reply="not-allowed")
@@ -672,7 +672,7 @@ class FailoverTest(ChainTest):
         self.addCleanup(s4.close)
         s4.sendall(ft.socks4_request(EXIT_NAME, self.origin.port))
         self.assertEqual(ft.read_socks4_reply(s4)[0], ft.SOCKS4_REJECTED)
-        a.wait_line(r"via no: parent no answered refusal .*; no other path")
+        a.wait_line(r"via no: parent no refused .*; no other path")
 
     def test_second_parent_unreachable_from_the_first_is_marked_down(self):
         b = self.exit_ferry()
@@ -683,8 +683,8 @@ class FailoverTest(ChainTest):
                               "c socks5 %s" % hostport(*c2.addr())], ["via b>gone,b>c"])
         self.get("socks5h", a.addr(), "/hop2", host=EXIT_NAME)
         # b answered for the hop to gone: gone is at fault, not b (which serves the next path).
-        a.wait_line(r"via b>gone: parent b answered refusal for 127\.0\.0\.1:%d "
-                    r"\(connection-refused\); trying the next path" % dead)
+        a.wait_line(r"via b>gone: parent b refused 127\.0\.0\.1:%d: "
+                    r"connection-refused; trying the next path" % dead)
         a.wait_line(r"parent gone \(line %d\) marked down" % line_no(a, "parent gone"))
         self.assertFalse(any(re.search(r"parent b \(line \d+\) marked down", l)
                              for l in a.lines))
@@ -888,7 +888,7 @@ class BindResolveTest(ChainTest):
         self.assertEqual(self.tor_resolve(a, "-5", BOTH_NAME), (0, ENTRY_ADDR))
         self.assertGreater(self.entry_dns.count(BOTH_NAME), 0)
         # microsocks was asked first and said no (REP 0x07).
-        a.wait_line(r"via ms: parent ms answered refusal for %s:0 \(command-not-supported\)"
+        a.wait_line(r"via ms: parent ms refused %s:0: command-not-supported"
                     % re.escape(BOTH_NAME))
         self.last_session(a, cmd="resolve", reply="succeeded", addr="%s:0" % ENTRY_ADDR)
 
