@@ -542,7 +542,8 @@ class OtherParentsTest(ChainTest):
                              ["via dante"])
         s, rep = self.socks5(a, "127.0.0.1", self.origin.port)
         self.assertEqual(rep, ft.REP_GENERAL_FAILURE)
-        a.wait_line(r"via dante: parent dante (refused our credentials|closed the connection)")
+        a.wait_line(r"via dante: parent dante refused our credentials; no other path")
+        a.wait_line(r"parent dante \(line %d\) marked down" % line_no(a, "parent "))
 
     def test_tinyproxy_http_connect_parent(self):
         port = start_tinyproxy(self, self.tmp)
