@@ -455,9 +455,10 @@ static void chain_message(struct outbound_conn *c)
     default:
         upstream_http_parse_response(c->in, c->in_len, &status, &consumed);
         c->in_len = 0;
-        if (status == 407) {
+        /* 407 by RFC 9110; tinyproxy answers wrong Basic credentials with 401. */
+        if (status == 407 || status == 401) {
             chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, (int)c->hop,
-                       "parent %s wants proxy credentials (407)%s", p->name,
+                       "parent %s wants proxy credentials (%d)%s", p->name, status,
                        p->pass != NULL ? ": ours were refused" : "");
             return;
         }
@@ -720,8 +721,14 @@ static void chain_cancel(struct outbound_conn *c)
     chain_free(c);
 }
 
+static const char *chain_current(const struct outbound_conn *c)
+{
+    return c->path != NULL ? c->path->text : c->route->paths[c->order[0]].text;
+}
+
 const struct outbound outbound_chain = {
     .name = "chain",
     .start = chain_start,
     .cancel = chain_cancel,
+    .current = chain_current,
 };

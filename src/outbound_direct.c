@@ -55,6 +55,12 @@ static struct outbound_conn *direct_start(const struct outbound_request *req, ou
     return (struct outbound_conn *)d;
 }
 
+static const char *direct_current(const struct outbound_conn *c)
+{
+    (void)c;
+    return "direct";
+}
+
 static void direct_cancel(struct outbound_conn *c)
 {
     struct direct *d = (struct direct *)c;
@@ -67,4 +73,5 @@ const struct outbound outbound_direct = {
     .name = "direct",
     .start = direct_start,
     .cancel = direct_cancel,
+    .current = direct_current,
 };

@@ -393,6 +393,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     }
     case S_CONNECTING:
+        if (s->cfg->routes != NULL)
+            s->via = s->nego->outbound->current(s->nego->outbound_conn);
         s->nego->outbound->cancel(s->nego->outbound_conn);
         s->nego->outbound_conn = NULL;
         session_fail(s, reply_from_errno(ETIMEDOUT));

@@ -261,7 +261,8 @@ static void on_resolved_upstream(struct session *s, const struct outbound_result
     struct policy_decision d;
 
     if (res->rep == SOCKS5_REP_COMMAND_NOT_SUPPORTED) {
-        log_debug("route %u: the parent cannot RESOLVE; resolving here", s->route);
+        log_notice("route %u: the last parent cannot RESOLVE; ferry resolves the name itself",
+                   s->route);
         session_resolve_here(s);
         return;
     }

@@ -64,6 +64,8 @@ struct outbound {
                                    void *arg);
     /* Stop and free a started attempt; its callback will not run again. */
     void (*cancel)(struct outbound_conn *c);
+    /* The path being tried, for the access line of an attempt that times out (static text). */
+    const char *(*current)(const struct outbound_conn *c);
 };
 
 extern const struct outbound outbound_direct;
