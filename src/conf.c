@@ -348,22 +348,29 @@ static int kw_auth(struct parser *p, int argc, char **argv)
     return 0;
 }
 
-static int kw_users(struct parser *p, int argc, char **argv)
+/* PATH as given when absolute, else relative to the config file's directory (NULL: errno). */
+static char *conf_path(const struct parser *p, const char *path)
 {
-    const char *path = argv[0];
+    size_t dl, pl;
     char *full;
 
-    if (path[0] == '/' || p->dir == NULL) {
-        full = strdup(path);
-    } else {
-        size_t dl = strlen(p->dir), pl = strlen(path);
-        full = malloc(dl + 1 + pl + 1);
-        if (full != NULL) {
-            memcpy(full, p->dir, dl);
-            full[dl] = '/';
-            memcpy(full + dl + 1, path, pl + 1);
-        }
+    if (path[0] == '/' || p->dir == NULL)
+        return strdup(path);
+    dl = strlen(p->dir);
+    pl = strlen(path);
+    full = malloc(dl + 1 + pl + 1);
+    if (full != NULL) {
+        memcpy(full, p->dir, dl);
+        full[dl] = '/';
+        memcpy(full + dl + 1, path, pl + 1);
     }
+    return full;
+}
+
+static int kw_users(struct parser *p, int argc, char **argv)
+{
+    char *full = conf_path(p, argv[0]);
+
     if (full == NULL)
         return fail(p, "users: %s", strerror(errno));
     p->c->users_file = full;
@@ -853,8 +860,17 @@ static int kw_log(struct parser *p, int argc, char **argv)
         c->log_target = LOG_TARGET_STDERR;
         return 0;
     }
+    if (strcmp(argv[0], "file") == 0) {
+        if (argc < 2)
+            return fail(p, "log: file needs a PATH");
+        c->log_file = conf_path(p, argv[1]);
+        if (c->log_file == NULL)
+            return fail(p, "log: %s", strerror(errno));
+        c->log_target = LOG_TARGET_FILE;
+        return 0;
+    }
     if (strcmp(argv[0], "syslog") != 0)
-        return fail(p, "log: unknown target '%s' (stderr or syslog)", Q(argv[0]));
+        return fail(p, "log: unknown target '%s' (stderr, syslog or file)", Q(argv[0]));
     c->log_target = LOG_TARGET_SYSLOG;
     c->syslog_facility = LOG_DAEMON;
     if (argc < 2)
@@ -868,6 +884,18 @@ static int kw_log(struct parser *p, int argc, char **argv)
     return fail(p,
                 "log: unknown syslog facility '%s' (daemon, user, auth, authpriv, local0..local7)",
                 Q(argv[1]));
+}
+
+static int kw_log_format(struct parser *p, int argc, char **argv)
+{
+    static const char *const names[] = {"text", "json", "logfmt", NULL};
+    static const enum access_format formats[] = {ACCESS_TEXT, ACCESS_JSON, ACCESS_LOGFMT};
+    int k = parse_choice(p, "format", argv[0], names);
+
+    if (k < 0)
+        return -1;
+    p->c->log_format = formats[k];
+    return 0;
 }
 
 static int kw_log_level(struct parser *p, int argc, char **argv)
@@ -1043,8 +1071,9 @@ static const struct keyword keywords[] = {
     /* udp and bind check duplicates per setting themselves */
     {"udp", 1, 2, {"address|port-range|filter|max-per-client|max-total"}, true, .handle = kw_udp},
     {"bind", 1, 2, {"port-range|peer"}, true, .handle = kw_bind},
-    {"log", 1, 2, {"stderr or syslog"}, false, .handle = kw_log},
+    {"log", 1, 2, {"stderr, syslog or file"}, false, .handle = kw_log},
     {"log-level", 1, 1, {"LEVEL"}, false, .handle = kw_log_level},
+    {"log-format", 1, 1, {"text|json|logfmt"}, false, .handle = kw_log_format},
     {"max-sessions", 1, 1, {"N"}, false, NUMBER(1, 1000000, max_sessions)},
     {"max-negotiating", 1, 1, {"START[:RATE:FULL] or off"}, false, .handle = kw_max_negotiating},
     {"tune", 1, 2, {"rcvbuf|sndbuf"}, true, .handle = kw_tune},
@@ -1163,6 +1192,8 @@ void conf_defaults(struct config *c)
     c->log_target = LOG_TARGET_STDERR;
     c->syslog_facility = LOG_DAEMON;
     c->log_level = LOG_INFO;
+    c->log_file = NULL;
+    c->log_format = ACCESS_TEXT;
     c->max_sessions = 4096;
     c->shutdown_grace = 5;
     c->relay_mode = RELAY_AUTO;
@@ -1192,12 +1223,14 @@ void conf_defaults(struct config *c)
 void conf_release(struct config *c)
 {
     free(c->users_file);
+    free(c->log_file);
     free(c->resolver_servers);
     acl_rules_free(c->client_rules);
     acl_rules_free(c->request_rules);
     routes_free(c->routes);
     c->routes = NULL;
     c->users_file = NULL;
+    c->log_file = NULL;
     c->resolver_servers = NULL;
     c->nresolver_servers = 0;
     c->client_rules = NULL;

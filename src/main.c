@@ -151,8 +151,10 @@ static void daemon_log_totals(const struct daemon *d, const char *what)
                d->nworkers);
 }
 
+/* SIGUSR1: the log file is opened again (logrotate renamed it), then the totals go to it. */
 static void stats_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    log_reopen();
     daemon_log_totals(w->data, "stats");
 }
 
@@ -203,8 +205,8 @@ static void warn_restart_settings(const struct config *old, const struct config 
         log_warn("reload: resolver settings changed; they take effect at the next restart");
     if (!addr_equal(&old->metrics_listen, &new->metrics_listen))
         log_warn("reload: the metrics listener changed; it takes effect at the next restart");
-    if (old->log_target != new->log_target || old->syslog_facility != new->syslog_facility)
-        log_warn("reload: the log target changed; it takes effect at the next restart");
+    if (!log_same_settings(old, new))
+        log_warn("reload: the log target or format changed; it takes effect at the next restart");
 }
 
 /* Read the host's addresses again and hand a changed list to every worker. */
@@ -495,7 +497,11 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    log_open(d.snap->config.log_target, d.snap->config.syslog_facility, d.snap->config.log_level);
+    if (log_open(&d.snap->config) < 0) {
+        fprintf(stderr, "ferryd: log file %s: %s\n", d.snap->config.log_file, strerror(errno));
+        snapshot_unref(d.snap);
+        return 1;
+    }
     log_set_level(d.snap->config.log_level + d.verbosity);
     signal(SIGPIPE, SIG_IGN);
     fd_limit_raise();

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ferry/access.h"
 #include "ferry/auth_verify.h"
 #include "ferry/binder.h"
 #include "ferry/conf.h"
@@ -130,14 +131,33 @@ static void session_bytes(const struct session *s, uint64_t *up, uint64_t *down,
     }
 }
 
+/* The destination as asked, the client's bytes unescaped: the access line escapes them. */
+static void session_target_raw(const struct socks_dest *d, char *buf, size_t size)
+{
+    if (d->type == DEST_NAME)
+        snprintf(buf, size, "%.*s:%u", DEST_NAME_MAX, d->name, (unsigned)d->port);
+    else
+        socks_dest_format(d, buf, size);
+}
+
 /* The one access line of a session. */
 static void session_log(const struct session *s)
 {
-    char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN], connected[ADDR_STRLEN];
-    char udp[256] = "", rule[48] = "", user[SESSION_USER_LOGLEN], via[160] = "";
+    char client[ADDR_STRLEN], target[SOCKS_DEST_STRLEN], connected[ADDR_STRLEN], rule[32];
     enum limit_refusal limited = s->hold.refused;
-    uint64_t up, down;
     struct udp_stats us;
+    struct access_udp au;
+    struct access_record r = {
+        .client = client,
+        .user = s->user,
+        .user_len = s->user_len,
+        .cmd_prefix = s->fe != NULL ? s->fe->cmd_prefix : "",
+        .cmd = s->requested ? session_cmd_name(s) : NULL,
+        .route = s->route,
+        .via = s->via,
+        .reply = s->rep == 0xff ? NULL : reply_name(s->rep),
+        .end = end_names[s->end],
+    };
     /* Logins refused unchecked cost the client nothing: their sessions are summed up in a
      * notice per client and interval (session_auth.c), and their lines are debug lines. */
     int level = s->end == END_AUTH_LIMITED ? LOG_DEBUG : LOG_INFO;
@@ -145,46 +165,46 @@ static void session_log(const struct session *s)
     if (!log_enabled(level))
         return;
 
-    session_bytes(s, &up, &down, &us);
+    session_bytes(s, &r.up, &r.down, &us);
     if (s->udp != NULL) {
-        snprintf(udp, sizeof(udp),
-                 " udp=up:%" PRIu64 "/down:%" PRIu64 " drop=stranger:%" PRIu64 ",frag:%" PRIu64
-                 ",malformed:%" PRIu64 ",filtered:%" PRIu64 ",resolve:%" PRIu64 ",queue:%" PRIu64
-                 ",send:%" PRIu64 ",oversize:%" PRIu64 ",blocked:%" PRIu64,
-                 us.up_packets, us.down_packets, us.drop_stranger, us.drop_frag, us.drop_malformed,
-                 us.drop_filtered, us.drop_resolve, us.drop_queue, us.drop_send, us.drop_oversize,
-                 us.drop_blocked);
+        au = (struct access_udp){
+            .up = us.up_packets,
+            .down = us.down_packets,
+            .drop_stranger = us.drop_stranger,
+            .drop_frag = us.drop_frag,
+            .drop_malformed = us.drop_malformed,
+            .drop_filtered = us.drop_filtered,
+            .drop_resolve = us.drop_resolve,
+            .drop_queue = us.drop_queue,
+            .drop_send = us.drop_send,
+            .drop_oversize = us.drop_oversize,
+            .drop_blocked = us.drop_blocked,
+        };
+        r.udp = &au;
     }
     addr_format(&s->client_addr, client, sizeof(client));
-    if (s->target != NULL)
-        snprintf(target, sizeof(target), "%s", s->target);
-    else if (s->requested && s->nego != NULL)
-        socks_dest_format(&s->nego->req.dest, target, sizeof(target));
-    else
-        strcpy(target, "-");
+    if (s->target != NULL) {
+        r.target = s->target;
+    } else if (s->requested && s->nego != NULL) {
+        session_target_raw(&s->nego->req.dest, target, sizeof(target));
+        r.target = target;
+    }
+    r.target_len = r.target != NULL ? strlen(r.target) : 0;
     if (s->target_fd >= 0 || s->udp != NULL || s->target_addr.len > 0)
-        addr_format(&s->target_addr, connected, sizeof(connected));
-    else
-        strcpy(connected, "-");
-    if (s->refused && s->refusal.private_dest)
-        strcpy(rule, " rule=private");
-    else if (s->refused)
-        snprintf(rule, sizeof(rule), " rule=request:%u", s->refusal.rule);
-    else if (limited == LIMIT_RULE)
-        snprintf(rule, sizeof(rule), " limit=rule:%u", s->refusal.rule);
-    else if (limited != LIMIT_OK)
-        snprintf(rule, sizeof(rule), " limit=%s", limit_names[limited]);
-    if (s->via != NULL && s->route != 0)
-        snprintf(via, sizeof(via), " route=%u via=%s", s->route, s->via);
-    else if (s->via != NULL)
-        snprintf(via, sizeof(via), " via=%s", s->via);
-    log_msg(level,
-            "session client=%s user=%s cmd=%s%s target=%s addr=%s%s reply=%s%s up=%" PRIu64
-            " down=%" PRIu64 " duration=%.3f end=%s%s",
-            client, session_user_for_log(s, user, sizeof(user)),
-            s->requested && s->fe != NULL ? s->fe->cmd_prefix : "", session_cmd_name(s), target,
-            connected, via, s->rep == 0xff ? "-" : reply_name(s->rep), rule, up, down,
-            ev_now(s->ctx->loop) - s->started, end_names[s->end], udp);
+        r.addr = addr_format(&s->target_addr, connected, sizeof(connected));
+    if (s->refused && s->refusal.private_dest) {
+        r.rule = "private";
+    } else if (s->refused) {
+        snprintf(rule, sizeof(rule), "request:%u", s->refusal.rule);
+        r.rule = rule;
+    } else if (limited == LIMIT_RULE) {
+        snprintf(rule, sizeof(rule), "rule:%u", s->refusal.rule);
+        r.limit = rule;
+    } else if (limited != LIMIT_OK) {
+        r.limit = limit_names[limited];
+    }
+    r.duration = ev_now(s->ctx->loop) - s->started;
+    log_access(level, &r);
 }
 
 static enum metrics_frontend session_metrics_fe(const struct session *s)
@@ -716,7 +736,7 @@ static void session_start_relay(struct session *s)
         return;
     }
     /* The negotiation buffers go; the access line keeps the destination as text. */
-    socks_dest_format(&ng->req.dest, target, sizeof(target));
+    session_target_raw(&ng->req.dest, target, sizeof(target));
     s->target = strdup(target);
     free(s->nego);
     s->nego = NULL;

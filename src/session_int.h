@@ -130,7 +130,8 @@ struct session {
     struct addr client_addr;
     struct addr target_addr; /* the address connected to */
     char *target;            /* the destination as asked, for the access line once nego is
-                              * gone (the relay runs); NULL before */
+                              * gone (the relay runs); NULL before. The client's bytes:
+                              * escape it for logs */
     char *user;              /* the user name as sent (user_len bytes and a NUL; it may
                               * hold any byte until authenticated): escape it for logs */
     size_t user_len;

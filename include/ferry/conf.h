@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry/access.h"
 #include "ferry/acl.h"
 #include "ferry/addr.h"
 #include "ferry/limits.h"
@@ -22,6 +23,7 @@
 enum log_target {
     LOG_TARGET_STDERR,
     LOG_TARGET_SYSLOG,
+    LOG_TARGET_FILE,
 };
 
 struct config {
@@ -53,9 +55,11 @@ struct config {
      * (default 60 s; 0: timeout idle applies) */
     double timeout_half_closed;
 
-    enum log_target log_target; /* log stderr | log syslog [FACILITY] */
-    int syslog_facility;        /* LOG_DAEMON by default */
-    int log_level;              /* log-level LEVEL: a syslog priority, LOG_INFO by default */
+    enum log_target log_target;    /* log stderr | log syslog [FACILITY] | log file PATH */
+    int syslog_facility;           /* LOG_DAEMON by default */
+    int log_level;                 /* log-level LEVEL: a syslog priority, LOG_INFO by default */
+    char *log_file;                /* log file PATH (relative: to the config's directory) */
+    enum access_format log_format; /* log-format text | json | logfmt (default text) */
 
     /* UDP ASSOCIATE (RFC 1928 section 7) */
     struct addr udp_address; /* udp address IP: bind relay sockets here; len 0 = the

@@ -1,4 +1,4 @@
-/* Log lines to stderr or syslog, filtered by a syslog priority. */
+/* Log lines to stderr, a file or syslog, filtered by a syslog priority; text, JSON or logfmt. */
 #ifndef FERRY_LOG_H
 #define FERRY_LOG_H
 
@@ -6,12 +6,27 @@
 #include <stddef.h>
 #include <syslog.h>
 
+#include "ferry/access.h"
 #include "ferry/conf.h"
 
-void log_open(enum log_target target, int facility, int level);
+/*
+ * Log as the configuration says: target, format, level. A log file is opened (appending,
+ * mode 0640 before the umask, closed on exec). Returns 0, or -1 (errno set) when the file
+ * cannot be opened: logging stays as it was.
+ */
+int log_open(const struct config *c);
+/*
+ * Open the log file again by its name (logrotate renamed it: SIGUSR1), safe while other
+ * threads log. On failure the open file stays in use and the error is logged; -1.
+ */
+int log_reopen(void);
+/* Whether two configurations log to the same place in the same format. */
+bool log_same_settings(const struct config *a, const struct config *b);
 void log_set_level(int level);
 bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A session's access line in the configured format. */
+void log_access(int level, const struct access_record *r);
 
 /*
  * A client-supplied string (len bytes, any bytes) for a log line: bytes outside printable

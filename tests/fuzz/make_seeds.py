@@ -328,6 +328,21 @@ def addr():
         write(h, "%02d" % i, struct.pack(">H", 1080) + text.encode())
 
 
+def access():
+    """Byte 0: flags (1 udp, 2 user, 4 target, 8 via; bits 4-5 limit/rule), byte 1: where the
+    rest splits into user and target, bytes 2-9: counters."""
+    h = "access"
+    counters = struct.pack("<Q", 123456789)
+    write(h, "plain", bytes([0x0E, 128]) + counters + b"alice" + b"example.com:80")
+    write(h, "nothing", bytes([0x00, 0]) + counters)
+    write(h, "udp-limit", bytes([0x17, 0]) + counters + b":0")
+    write(h, "hostile", bytes([0x3E, 100]) + counters
+          + b'ev"il\\ \n{"msg":"x"}\r\x01\x1b[31m\x7f\xff\xc3(\xe2\x82 jos\xc3\xa9 \xc2\x9b=x'
+          + b'a"b\\c\nd.\xed\xa0\x80.\xf0\x9f\x9a\xa2 q=1.example:443')
+    write(h, "all-bytes", bytes([0x2F, 128]) + counters + bytes(range(256)) * 2)
+    write(h, "long", bytes([0x0F, 128]) + counters + b"\x01" * 1000)
+
+
 if __name__ == "__main__":
     s5_greeting()
     s5_userpass()
@@ -341,3 +356,4 @@ if __name__ == "__main__":
     frontend()
     upstream()
     http_request()
+    access()

@@ -32,6 +32,7 @@ static void parse_err(const char *text, const char *want)
     ck_assert_str_eq(err, want);
     /* Nothing to free, and the defaults are in place. */
     ck_assert_ptr_null(c.users_file);
+    ck_assert_ptr_null(c.log_file);
     ck_assert_ptr_null(c.resolver_servers);
     ck_assert_uint_eq(c.max_sessions, 4096);
     ck_assert_ptr_null(c.client_rules);
@@ -100,6 +101,8 @@ static void check_defaults(const struct config *c)
     ck_assert_int_eq(c->log_target, LOG_TARGET_STDERR);
     ck_assert_int_eq(c->syslog_facility, LOG_DAEMON);
     ck_assert_int_eq(c->log_level, LOG_INFO);
+    ck_assert_int_eq(c->log_format, ACCESS_TEXT);
+    ck_assert_ptr_null(c->log_file);
     ck_assert_uint_eq(c->max_sessions, 4096);
     ck_assert_int_eq(c->relay_mode, RELAY_AUTO);
     ck_assert_uint_eq(c->auth_threads, 2);
@@ -292,13 +295,15 @@ START_TEST(test_load_resolves_users_against_absolute_config_dir)
     snprintf(path, sizeof(path), "%s/t.conf", dir);
     f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
-    fputs("auth password\nusers users.txt\n", f);
+    fputs("auth password\nusers users.txt\nlog file logs/ferryd.log\n", f);
     fclose(f);
 
     r = conf_load(&c, path, err, sizeof(err));
     ck_assert_msg(r == 0, "%s", err);
     snprintf(want, sizeof(want), "%s/users.txt", real);
     ck_assert_str_eq(c.users_file, want);
+    snprintf(want, sizeof(want), "%s/logs/ferryd.log", real);
+    ck_assert_str_eq(c.log_file, want);
     conf_release(&c);
 
     unlink(path);
@@ -757,14 +762,51 @@ START_TEST(test_log_targets)
     ck_assert_int_eq(c.log_target, LOG_TARGET_STDERR);
     conf_release(&c);
 
-    parse_err("log file\n", "t.conf:1: log: unknown target 'file' (stderr or syslog)");
+    parse_ok(&c, "log file /var/log/ferry/access.log\n");
+    ck_assert_int_eq(c.log_target, LOG_TARGET_FILE);
+    ck_assert_str_eq(c.log_file, "/var/log/ferry/access.log");
+    conf_release(&c);
+    ck_assert_ptr_null(c.log_file);
+
+    /* without a directory (conf_parse), a relative path stays as given */
+    parse_ok(&c, "log file ferryd.log\n");
+    ck_assert_str_eq(c.log_file, "ferryd.log");
+    conf_release(&c);
+
+    parse_err("log file\n", "t.conf:1: log: file needs a PATH");
+    parse_err("log file a b\n", "t.conf:1: log: too many arguments");
+    parse_err("log file /x\nlog stderr\n", "t.conf:2: duplicate 'log' (first on line 1)");
+    parse_err("log files\n", "t.conf:1: log: unknown target 'files' (stderr, syslog or file)");
     parse_err("log syslog local8\n", "t.conf:1: log: unknown syslog facility 'local8' (daemon, "
                                      "user, auth, authpriv, local0..local7)");
     parse_err("log stderr daemon\n",
               "t.conf:1: log: too many arguments (stderr takes no facility)");
     parse_err("log syslog daemon x\n", "t.conf:1: log: too many arguments");
-    parse_err("log\n", "t.conf:1: log: missing stderr or syslog");
+    parse_err("log\n", "t.conf:1: log: missing stderr, syslog or file");
     parse_err("log stderr\nlog syslog\n", "t.conf:2: duplicate 'log' (first on line 1)");
+}
+END_TEST
+
+START_TEST(test_log_formats)
+{
+    struct config c;
+
+    parse_ok(&c, "log-format json\n");
+    ck_assert_int_eq(c.log_format, ACCESS_JSON);
+    conf_release(&c);
+    parse_ok(&c, "log-format logfmt\nlog syslog\n");
+    ck_assert_int_eq(c.log_format, ACCESS_LOGFMT);
+    conf_release(&c);
+    parse_ok(&c, "log-format text\n");
+    ck_assert_int_eq(c.log_format, ACCESS_TEXT);
+    conf_release(&c);
+
+    parse_err("log-format xml\n",
+              "t.conf:1: log-format: unknown format 'xml' (text, json or logfmt)");
+    parse_err("log-format\n", "t.conf:1: log-format: missing text|json|logfmt");
+    parse_err("log-format json json\n", "t.conf:1: log-format: too many arguments");
+    parse_err("log-format json\nlog-format text\n",
+              "t.conf:2: duplicate 'log-format' (first on line 1)");
 }
 END_TEST
 
@@ -1530,6 +1572,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bind_errors);
     tcase_add_test(tc, test_udp_and_bind_settings_twice_are_duplicates);
     tcase_add_test(tc, test_log_targets);
+    tcase_add_test(tc, test_log_formats);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_max_sessions_and_auth_threads);
     tcase_add_test(tc, test_shutdown_grace_default_zero_and_errors);
