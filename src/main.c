@@ -17,12 +17,14 @@
 #include <unistd.h>
 
 #include "ferry/auth_cache.h"
+#include "ferry/cli.h"
 #include "ferry/conf.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
 #include "ferry/localaddr.h"
 #include "ferry/log.h"
 #include "ferry/notify.h"
+#include "ferry/privdrop.h"
 #include "ferry/snapshot.h"
 #include "ferry/worker.h"
 
@@ -41,21 +43,16 @@
 #define FDS_PROCESS 32
 #define FDS_OVERFLOW 64
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: ferryd [-t] [-v|-q]... [-f FILE]\n"
-                 "  -f FILE  read the configuration from FILE (default: built-in defaults,\n"
-                 "           listen on 127.0.0.1:1080 and [::1]:1080 without authentication)\n"
-                 "  -t       check the configuration and users file, then exit\n"
-                 "  -v       log more (repeatable)\n"
-                 "  -q       log less (repeatable)\n"
-                 "  -V       print the version and exit\n"
-                 "  -h       print this help and exit\n");
-}
-
 struct daemon {
-    const char *path; /* the configuration file, NULL for the built-in defaults */
+    const char *path;                /* the configuration file, NULL for the built-in defaults */
+    const struct conf_overrides *ov; /* the command line's settings, applied at every load */
     int verbosity;
+    struct privdrop drop; /* the user and group to run as, looked up at start */
+    /* Passed by the service manager (socket activation): their addresses, checked again
+     * against each reloaded configuration's safe defaults. */
+    bool activated;
+    size_t nactivated;
+    struct addr activated_addrs[CONF_MAX_LISTEN];
     struct snapshot *snap;    /* the configuration now in force */
     struct localaddrs *local; /* the host's own addresses, as the workers have them */
     ev_io local_watch;        /* rtnetlink: an address was added or removed */
@@ -135,6 +132,11 @@ static unsigned workers_wanted(const struct config *cfg)
     return cpus > MAX_WORKERS ? MAX_WORKERS : (unsigned)cpus;
 }
 
+static bool same_name(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /*
  * Settings a reload cannot change: the sockets, threads, resolver and log target were made
  * from the first configuration. Logs each one that differs.
@@ -146,7 +148,8 @@ static void warn_restart_settings(const struct config *old, const struct config 
 
     for (size_t i = 0; listen_same && i < old->nlisten; i++)
         listen_same = addr_equal(&old->listen[i], &new->listen[i]) &&
-                      addr_equal(&old->listen_advertise[i], &new->listen_advertise[i]);
+                      ((old->listen_advertise[i].len == 0 && new->listen_advertise[i].len == 0) ||
+                       addr_equal(&old->listen_advertise[i], &new->listen_advertise[i]));
     for (size_t i = 0; servers_same && i < old->nresolver_servers; i++)
         servers_same = addr_equal(&old->resolver_servers[i], &new->resolver_servers[i]);
     if (!listen_same)
@@ -160,6 +163,21 @@ static void warn_restart_settings(const struct config *old, const struct config 
         log_warn("reload: resolver settings changed; they take effect at the next restart");
     if (old->log_target != new->log_target || old->syslog_facility != new->syslog_facility)
         log_warn("reload: the log target changed; it takes effect at the next restart");
+    if (!same_name(old->run_user, new->run_user) || !same_name(old->run_group, new->run_group) ||
+        old->run_as_root != new->run_as_root)
+        log_warn("reload: user, group or run-as-root changed; it takes effect at the next "
+                 "restart");
+}
+
+/* A configuration that would serve a passed socket without authentication against the safe
+ * defaults: returns its index, or -1. */
+static int activated_exposed(const struct daemon *d, const struct config *cfg)
+{
+    for (size_t i = 0; d->activated && i < d->nactivated; i++) {
+        if (conf_listener_exposed(cfg, &d->activated_addrs[i]))
+            return (int)i;
+    }
+    return -1;
 }
 
 /* Read the host's addresses again and hand a changed list to every worker. */
@@ -272,7 +290,18 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     notify_reloading(&d->notify);
     daemon_refresh_local(d, "reload");
-    snap = snapshot_load(d->path, err, sizeof(err), warn, sizeof(warn));
+    snap = snapshot_load(d->path, d->ov, err, sizeof(err), warn, sizeof(warn));
+    if (snap != NULL && activated_exposed(d, &snap->config) >= 0) {
+        char name[ADDR_STRLEN];
+
+        snprintf(err, sizeof(err),
+                 "the passed socket %s is not a loopback address and auth allows 'none': use "
+                 "'auth password', or 'allow-unauthenticated yes' with client rules",
+                 addr_format(&d->activated_addrs[activated_exposed(d, &snap->config)], name,
+                             sizeof(name)));
+        snapshot_unref(snap);
+        snap = NULL;
+    }
     if (snap == NULL) {
         log_err("reload failed, keeping the running configuration: %s", err);
         daemon_notify_status(d, "READY=1\n");
@@ -334,6 +363,82 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
 }
 
+/*
+ * Once the sockets are open: become the configured user (threads start only after this, so
+ * every one has no_new_privs), and check that a reload will still read the files; or, kept
+ * as root, warn, or refuse when run-as-root says no.
+ */
+static int daemon_drop(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->snap->config;
+
+    if (!d->drop.wanted) {
+        if (geteuid() != 0)
+            return 0;
+        if (!cfg->run_as_root) {
+            snprintf(err, errlen,
+                     "ferryd runs as root and run-as-root is no: name the user to run as "
+                     "(user NAME, or --user NAME)");
+            return -1;
+        }
+        log_warn("running as root: name an unprivileged user to run as once the listeners are "
+                 "open (user NAME in ferryd.conf, or --user NAME)");
+        return 0;
+    }
+    if (privdrop_apply(&d->drop, err, errlen) < 0)
+        return -1;
+    log_notice("running as user %s (uid %lu), group %s (gid %lu), no_new_privs set", d->drop.user,
+               (unsigned long)d->drop.uid, d->drop.group, (unsigned long)d->drop.gid);
+    if (privdrop_check_readable(&d->drop, d->path, "configuration", err, errlen) < 0)
+        return -1;
+    if (snapshot_uses_passwords(cfg) &&
+        privdrop_check_readable(&d->drop, cfg->users_file, "users file", err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* The service manager's sockets, or the configured addresses bound. Returns 0 or -1. */
+static int daemon_listen(struct daemon *d, struct listener_set *ls, unsigned n, char *err,
+                         size_t errlen)
+{
+    const struct config *cfg = &d->snap->config;
+    char names[CONF_MAX_LISTEN][LISTENER_NAME_MAX];
+    int passed = listener_set_inherit(ls, n, names, err, errlen);
+    int exposed;
+
+    if (passed < 0)
+        return -1;
+    if (passed == 0)
+        return listener_set_open(ls, cfg, n, err, errlen);
+    d->activated = true;
+    d->nactivated = (size_t)passed;
+    memcpy(d->activated_addrs, ls->addrs, sizeof(struct addr) * (size_t)passed);
+    exposed = activated_exposed(d, cfg);
+    if (exposed >= 0) {
+        char name[ADDR_STRLEN];
+
+        snprintf(err, errlen,
+                 "socket activation: the passed socket %s is not a loopback address and auth "
+                 "allows 'none': use 'auth password' (--users FILE), or "
+                 "'allow-unauthenticated yes' with client rules",
+                 addr_format(&ls->addrs[exposed], name, sizeof(name)));
+        listener_set_close(ls);
+        return -1;
+    }
+    for (int i = 0; i < passed; i++) {
+        char name[ADDR_STRLEN];
+
+        log_info("socket activation: fd %d%s%s%s is %s", 3 + i, names[i][0] != '\0' ? " (" : "",
+                 names[i], names[i][0] != '\0' ? ")" : "",
+                 addr_format(&ls->addrs[i], name, sizeof(name)));
+    }
+    if (!cfg->listen_is_default)
+        log_notice("socket activation: %d socket%s passed; the configured listen addresses "
+                   "are not used",
+                   passed, passed == 1 ? "" : "s");
+    return 0;
+}
+
 /* Open the sockets and start the workers; on failure nothing is left running. */
 static int daemon_start(struct daemon *d, char *err, size_t errlen)
 {
@@ -341,8 +446,12 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
     struct listener_set ls;
     unsigned n = workers_wanted(cfg);
 
-    if (listener_set_open(&ls, cfg, n, err, errlen) < 0)
+    if (daemon_listen(d, &ls, n, err, errlen) < 0)
         return -1;
+    if (daemon_drop(d, err, errlen) < 0) {
+        listener_set_close(&ls);
+        return -1;
+    }
     for (unsigned i = 0; i < n; i++) {
         d->workers[i] =
             worker_start(i, d->snap, d->local, d->limits, d->auth_cache, &ls, err, errlen);
@@ -395,54 +504,48 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
 int main(int argc, char **argv)
 {
     struct daemon d = {.notify = {.fd = -1}};
-    bool check_only = false;
+    struct cli cli;
     char err[1024] = "", warn[512] = "";
     struct ev_loop *loop;
     ev_signal signals[NSIGNALS];
-    int opt;
 
-    while ((opt = getopt(argc, argv, "f:tvqVh")) != -1) {
-        switch (opt) {
-        case 'f':
-            d.path = optarg;
-            break;
-        case 't':
-            check_only = true;
-            break;
-        case 'v':
-            d.verbosity++;
-            break;
-        case 'q':
-            d.verbosity--;
-            break;
-        case 'V':
-            printf("ferryd %s\n", PACKAGE_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 1;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "ferryd: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
+    if (cli_parse(&cli, argc, argv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ferryd: %s\n", err);
+        cli_usage(stderr);
         return 1;
     }
+    switch (cli.action) {
+    case CLI_VERSION:
+        printf("ferryd %s\n", PACKAGE_VERSION);
+        return 0;
+    case CLI_HELP:
+        cli_usage(stdout);
+        return 0;
+    case CLI_RUN:
+    case CLI_CHECK:
+        break;
+    }
+    d.path = cli.config_path;
+    d.ov = &cli.ov;
+    d.verbosity = cli.verbosity;
     if (sodium_init() < 0) {
         fprintf(stderr, "ferryd: libsodium failed to initialise\n");
         return 1;
     }
-    d.snap = snapshot_load(d.path, err, sizeof(err), warn, sizeof(warn));
+    d.snap = snapshot_load(d.path, d.ov, err, sizeof(err), warn, sizeof(warn));
     if (d.snap == NULL) {
         fprintf(stderr, "ferryd: %s\n", err);
         return 1;
     }
     if (warn[0] != '\0')
         fprintf(stderr, "ferryd: warning: %s\n", warn);
-    if (check_only) {
+    if (privdrop_lookup(&d.drop, d.snap->config.run_user, d.snap->config.run_group, err,
+                        sizeof(err)) < 0) {
+        fprintf(stderr, "ferryd: %s\n", err);
+        snapshot_unref(d.snap);
+        return 1;
+    }
+    if (cli.action == CLI_CHECK) {
         printf("ferryd: %s: configuration OK\n", d.path != NULL ? d.path : "built-in defaults");
         snapshot_unref(d.snap);
         return 0;
