@@ -1235,11 +1235,17 @@ static int check_safe_defaults(struct parser *p)
         if (!conf_listener_exposed(c, &c->listen[i]))
             continue;
         p->line = p->listen_line[i];
-        if (p->line == 0)
+        if (p->line == 0) {
             p->name = "command line";
+            return fail(p,
+                        "--listen %s is not a loopback address and auth allows 'none': give "
+                        "--users FILE (password authentication), or write the listen line in "
+                        "the file with 'allow-unauthenticated yes' and client rules",
+                        addr_format(&c->listen[i], buf, sizeof(buf)));
+        }
         return fail(p,
                     "listen %s is not a loopback address and auth allows 'none': use 'auth "
-                    "password' (--users FILE), or 'allow-unauthenticated yes' with client rules",
+                    "password', or 'allow-unauthenticated yes' with client rules",
                     addr_format(&c->listen[i], buf, sizeof(buf)));
     }
     if (c->run_group != NULL && c->run_user == NULL) {
