@@ -165,11 +165,17 @@ class Ferryd:
     """The built ferryd, started with a generated config in a temporary directory."""
 
     def __init__(self, testcase, config, listeners=None, args=(), wait=True, start_timeout=10.0,
-                 env=None):
+                 env=None, prefix=(), pass_fds=()):
+        """config None: no file (no -f), only args. prefix: a command ferryd runs under
+        (systemd-socket-activate ...), before FERRYD_WRAPPER."""
         self.tmpdir = tempfile.mkdtemp(prefix="ferrytest-")
         self.conf_path = os.path.join(self.tmpdir, "ferryd.conf")
-        with open(self.conf_path, "w") as f:
-            f.write(config)
+        if config is None:
+            self.conf_path = None
+            config = ""
+        else:
+            with open(self.conf_path, "w") as f:
+                f.write(config)
         if listeners is None:
             listeners = sum(1 for l in config.splitlines() if l.strip().startswith("listen "))
         self.expected_listeners = listeners
@@ -178,8 +184,10 @@ class Ferryd:
         self.addrs = []
         if not os.access(FERRYD, os.X_OK):
             raise AssertionError("ferryd not built: %s" % FERRYD)
+        conf_args = ("-f", self.conf_path) if self.conf_path is not None else ()
         self.proc = subprocess.Popen(
-            ferryd_argv("-f", self.conf_path, *args),
+            list(prefix) + ferryd_argv(*(conf_args + tuple(args))),
+            pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
