@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -204,66 +205,121 @@ int listener_set_inherit(struct listener_set *ls, unsigned nworkers,
 {
     const char *fdnames = getenv("LISTEN_FDNAMES");
     int n = listener_activation_count(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), (long)getpid(),
-                                      CONF_MAX_LISTEN);
+                                      LISTENER_INHERIT_MAX);
+    unsigned count[CONF_MAX_LISTEN] = {0}, seen[CONF_MAX_LISTEN] = {0};
+    size_t *col = NULL; /* col[i]: the address of passed socket i */
+    bool failed = n < 0;
 
     memset(ls, 0, sizeof(*ls));
-    if (n < 0)
+    if (n < 0) {
         snprintf(err, errlen,
                  "socket activation: LISTEN_FDS='%.20s' is not a count of 1 to %d sockets",
-                 getenv("LISTEN_FDS"), CONF_MAX_LISTEN);
-    for (int i = 0; i < n; i++) {
+                 getenv("LISTEN_FDS"), LISTENER_INHERIT_MAX);
+        n = 0; /* none known to be ours */
+    }
+    if (n > 0) {
+        col = calloc((size_t)n, sizeof(*col));
+        ls->fds = malloc(sizeof(int) * nworkers * CONF_MAX_LISTEN);
+        if (col == NULL || ls->fds == NULL) {
+            snprintf(err, errlen, "out of memory");
+            failed = true;
+        }
+    }
+    /* Group the sockets by address: several per address (one per worker of the process that
+     * passed them, bound with SO_REUSEPORT) or one that every worker shares. */
+    for (int i = 0; i < n && !failed; i++) {
         const char *colon = fdnames != NULL ? strchr(fdnames, ':') : NULL;
         size_t len = fdnames == NULL ? 0
                      : colon != NULL ? (size_t)(colon - fdnames)
                                      : strlen(fdnames);
+        char name[LISTENER_NAME_MAX];
+        struct addr a;
+        size_t j;
 
         if (len >= LISTENER_NAME_MAX)
             len = LISTENER_NAME_MAX - 1;
-        memcpy(names[i], fdnames != NULL ? fdnames : "", len);
-        names[i][len] = '\0';
+        memcpy(name, fdnames != NULL ? fdnames : "", len);
+        name[len] = '\0';
         fdnames = colon != NULL ? colon + 1 : NULL;
+        if (adopt(3 + i, name, &a, err, errlen) < 0) {
+            failed = true;
+            break;
+        }
+        for (j = 0; j < ls->naddrs && !addr_equal(&ls->addrs[j], &a); j++)
+            ;
+        if (j == ls->naddrs) {
+            if (ls->naddrs == CONF_MAX_LISTEN) {
+                snprintf(err, errlen, "socket activation: more than %d addresses", CONF_MAX_LISTEN);
+                failed = true;
+                break;
+            }
+            ls->addrs[ls->naddrs++] = a;
+            memcpy(names[j], name, len + 1);
+        }
+        col[i] = j;
+        count[j]++;
     }
     /* Not for the children: a program they start must not take these for its own. */
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
-    if (n <= 0)
-        return n;
-    ls->nworkers = nworkers;
-    ls->fds = malloc(sizeof(int) * nworkers * (size_t)n);
-    if (ls->fds == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (failed)
         goto fail;
-    }
-    for (size_t i = 0; i < (size_t)nworkers * (size_t)n; i++)
-        ls->fds[i] = -1;
-    ls->naddrs = (size_t)n;
+    if (n == 0)
+        return 0;
+    ls->nworkers = nworkers;
+    for (size_t k = 0; k < (size_t)nworkers * ls->naddrs; k++)
+        ls->fds[k] = -1;
+    /* One socket per worker as far as they go; sockets beyond the workers are closed (their
+     * queued connections, if any, are reset), workers beyond the sockets share them. */
     for (int i = 0; i < n; i++) {
-        int fd = 3 + i;
+        size_t j = col[i];
+        unsigned w = seen[j]++;
 
-        if (adopt(fd, names[i], &ls->addrs[i], err, errlen) < 0)
-            goto fail;
-        ls->fds[i] = fd;
-        for (unsigned w = 1; w < nworkers; w++) {
-            ls->fds[w * (size_t)n + (size_t)i] = fcntl(fd, F_DUPFD_CLOEXEC, 3 + n);
-            if (ls->fds[w * (size_t)n + (size_t)i] < 0) {
-                snprintf(err, errlen, "socket activation: fd %d: %s", fd, strerror(errno));
+        if (w < nworkers) {
+            ls->fds[w * ls->naddrs + j] = 3 + i;
+        } else {
+            close(3 + i);
+            col[i] = SIZE_MAX;
+        }
+    }
+    for (unsigned w = 0; w < nworkers; w++) {
+        for (size_t j = 0; j < ls->naddrs; j++) {
+            int *fd = &ls->fds[w * ls->naddrs + j];
+
+            if (*fd >= 0)
+                continue;
+            *fd = fcntl(ls->fds[(w % count[j]) * ls->naddrs + j], F_DUPFD_CLOEXEC, 3 + n);
+            if (*fd < 0) {
+                snprintf(err, errlen, "socket activation: %s", strerror(errno));
                 goto fail;
             }
         }
     }
+    for (size_t j = 0; j < ls->naddrs; j++) {
+        char text[ADDR_STRLEN];
+
+        log_info("socket activation: %s%s%s%s: %u socket%s for %u worker%s",
+                 addr_format(&ls->addrs[j], text, sizeof(text)), names[j][0] != '\0' ? " (" : "",
+                 names[j], names[j][0] != '\0' ? ")" : "", count[j], count[j] == 1 ? "" : "s",
+                 nworkers, nworkers == 1 ? "" : "s");
+    }
+    free(col);
     return n;
 
 fail:
     /* The passed sockets are ours whatever happens: close them all. */
-    for (int i = 0; i < n; i++)
-        close(3 + i);
-    if (ls->fds != NULL) {
-        for (size_t i = 0; i < (size_t)nworkers * (size_t)n; i++) {
-            if (ls->fds[i] > 3 + n - 1)
-                close(ls->fds[i]);
+    for (int i = 0; i < n; i++) {
+        if (col == NULL || col[i] != SIZE_MAX)
+            close(3 + i);
+    }
+    if (ls->fds != NULL && ls->nworkers > 0) {
+        for (size_t k = 0; k < (size_t)nworkers * ls->naddrs; k++) {
+            if (ls->fds[k] >= 3 + n)
+                close(ls->fds[k]);
         }
     }
+    free(col);
     free(ls->fds);
     ls->fds = NULL;
     ls->naddrs = 0;

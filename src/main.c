@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ferry/auth_cache.h"
@@ -26,6 +28,7 @@
 #include "ferry/notify.h"
 #include "ferry/privdrop.h"
 #include "ferry/snapshot.h"
+#include "ferry/upgrade.h"
 #include "ferry/worker.h"
 
 /* Client and user entries remembered without sessions (rates, failed logins, quotas). */
@@ -42,6 +45,8 @@
 #define FDS_PER_WORKER 160
 #define FDS_PROCESS 32
 #define FDS_OVERFLOW 64
+/* How long an upgrade's new process may take to serve before it is given up. */
+#define UPGRADE_TIMEOUT 30.0
 
 struct daemon {
     const char *path;                /* the configuration file, NULL for the built-in defaults */
@@ -53,6 +58,17 @@ struct daemon {
     bool activated;
     size_t nactivated;
     struct addr activated_addrs[CONF_MAX_LISTEN];
+    /* The upgrade (SIGUSR2): the binary and command line to start again, a descriptor of
+     * every listening socket to hand on, and the new process while it starts. */
+    char exe[4096]; /* "" when unknown */
+    char **argv;
+    int *listen_fds;
+    size_t nlisten_fds;
+    int upgraded_from; /* started by an upgrade: the pipe to say we serve on, or -1 */
+    pid_t upgrade_pid; /* the new process, until it serves or fails */
+    ev_io upgrade_ready;
+    ev_timer upgrade_timeout;
+    ev_child upgrade_child;
     struct snapshot *snap;    /* the configuration now in force */
     struct localaddrs *local; /* the host's own addresses, as the workers have them */
     ev_io local_watch;        /* rtnetlink: an address was added or removed */
@@ -340,18 +356,27 @@ static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * SIGTERM/SIGINT: the first closes the listeners and gives the sessions in flight
  * shutdown-grace seconds to finish; a second signal, or the end of the grace, closes the rest.
  */
-static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+/* The descriptors kept for an upgrade: closed when ferryd stops, so the listeners do close. */
+static void daemon_close_listen_fds(struct daemon *d)
 {
-    struct daemon *d = w->data;
+    for (size_t i = 0; i < d->nlisten_fds; i++)
+        close(d->listen_fds[i]);
+    free(d->listen_fds);
+    d->listen_fds = NULL;
+    d->nlisten_fds = 0;
+}
+
+static void daemon_stop(struct daemon *d, struct ev_loop *loop, const char *why)
+{
     double grace = d->snap->config.shutdown_grace;
     unsigned live = daemon_sessions(d);
     bool now = d->stopping || live == 0 || grace <= 0;
 
     if (now)
-        log_notice("signal %d: shutting down now (%u sessions)", w->signum, live);
+        log_notice("%s: shutting down now (%u sessions)", why, live);
     else
-        log_notice("signal %d: shutting down, %u sessions may finish within %.1f s", w->signum,
-                   live, grace);
+        log_notice("%s: shutting down, %u sessions may finish within %.1f s", why, live, grace);
+    daemon_close_listen_fds(d);
     if (!d->stopping)
         notify_send(&d->notify, "STOPPING=1\nSTATUS=shutting down, %u sessions", live);
     d->stopping = true;
@@ -361,6 +386,112 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
         ev_timer_set(&d->poll, 0.01, 0.01);
         ev_timer_start(loop, &d->poll);
     }
+}
+
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    char why[32];
+
+    snprintf(why, sizeof(why), "signal %d", w->signum);
+    daemon_stop(w->data, loop, why);
+}
+
+/* The new process's start is over, one way or the other. */
+static void upgrade_end(struct daemon *d, struct ev_loop *loop)
+{
+    ev_io_stop(loop, &d->upgrade_ready);
+    close(d->upgrade_ready.fd);
+    ev_timer_stop(loop, &d->upgrade_timeout);
+    d->upgrade_pid = 0;
+}
+
+/* The new process wrote that it serves (a byte), or ended without saying so (EOF). */
+static void upgrade_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct daemon *d = w->data;
+    pid_t pid = d->upgrade_pid;
+    char byte;
+    ssize_t r = read(w->fd, &byte, 1);
+
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    upgrade_end(d, loop);
+    if (r != 1) {
+        log_err("upgrade: process %ld ended before it served; this process keeps serving",
+                (long)pid);
+        return;
+    }
+    log_notice("upgrade: process %ld serves; this process stops accepting", (long)pid);
+    /* The service manager follows the new process from now on. */
+    notify_send(&d->notify, "MAINPID=%ld\nSTATUS=upgraded: process %ld serves", (long)pid,
+                (long)pid);
+    daemon_stop(d, loop, "upgrade");
+}
+
+static void upgrade_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct daemon *d = w->data;
+
+    log_err("upgrade: process %ld did not serve within %.0f s: stopping it; this process keeps "
+            "serving",
+            (long)d->upgrade_pid, UPGRADE_TIMEOUT);
+    kill(d->upgrade_pid, SIGTERM);
+    upgrade_end(d, loop);
+}
+
+/* Reaps the new process when it ends while this one still runs. */
+static void upgrade_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    ev_child_stop(loop, w);
+    if (WIFEXITED(w->rstatus))
+        log_info("upgrade: process %d exited with status %d", w->rpid, WEXITSTATUS(w->rstatus));
+    else if (WIFSIGNALED(w->rstatus))
+        log_info("upgrade: process %d ended by signal %d", w->rpid, WTERMSIG(w->rstatus));
+}
+
+/*
+ * SIGUSR2: start the binary again with every listening socket. This process serves on until
+ * the new one says it serves too; then it stops accepting and drains as on SIGTERM.
+ */
+static void upgrade_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct daemon *d = w->data;
+    char err[256];
+    int ready_fd;
+    pid_t pid;
+
+    if (d->stopping || d->upgrade_pid > 0) {
+        log_warn("upgrade: SIGUSR2 ignored: %s",
+                 d->stopping ? "ferryd is stopping" : "a new process is starting already");
+        return;
+    }
+    if (d->exe[0] == '\0' || d->nlisten_fds == 0) {
+        log_err("upgrade: SIGUSR2 ignored: %s", d->exe[0] == '\0'
+                                                    ? "the path of ferryd's binary is unknown"
+                                                    : "no listening socket to hand on");
+        return;
+    }
+    pid =
+        upgrade_spawn(d->exe, d->argv, d->listen_fds, d->nlisten_fds, &ready_fd, err, sizeof(err));
+    if (pid < 0) {
+        log_err("upgrade: %s; this process keeps serving", err);
+        return;
+    }
+    d->upgrade_pid = pid;
+    ev_io_init(&d->upgrade_ready, upgrade_ready_cb, ready_fd, EV_READ);
+    d->upgrade_ready.data = d;
+    ev_io_start(loop, &d->upgrade_ready);
+    ev_timer_init(&d->upgrade_timeout, upgrade_timeout_cb, UPGRADE_TIMEOUT, 0.);
+    d->upgrade_timeout.data = d;
+    ev_timer_start(loop, &d->upgrade_timeout);
+    if (ev_is_active(&d->upgrade_child))
+        ev_child_stop(loop, &d->upgrade_child);
+    ev_child_init(&d->upgrade_child, upgrade_child_cb, pid, 0);
+    d->upgrade_child.data = d;
+    ev_child_start(loop, &d->upgrade_child);
+    log_notice("upgrade: started %s as process %ld with %zu listening socket%s; this process "
+               "serves until it does",
+               d->exe, (long)pid, d->nlisten_fds, d->nlisten_fds == 1 ? "" : "s");
 }
 
 /*
@@ -411,8 +542,8 @@ static int daemon_listen(struct daemon *d, struct listener_set *ls, unsigned n, 
     if (passed == 0)
         return listener_set_open(ls, cfg, n, err, errlen);
     d->activated = true;
-    d->nactivated = (size_t)passed;
-    memcpy(d->activated_addrs, ls->addrs, sizeof(struct addr) * (size_t)passed);
+    d->nactivated = ls->naddrs;
+    memcpy(d->activated_addrs, ls->addrs, sizeof(struct addr) * ls->naddrs);
     exposed = activated_exposed(d, cfg);
     if (exposed >= 0) {
         char name[ADDR_STRLEN];
@@ -425,18 +556,42 @@ static int daemon_listen(struct daemon *d, struct listener_set *ls, unsigned n, 
         listener_set_close(ls);
         return -1;
     }
-    for (int i = 0; i < passed; i++) {
-        char name[ADDR_STRLEN];
-
-        log_info("socket activation: fd %d%s%s%s is %s", 3 + i, names[i][0] != '\0' ? " (" : "",
-                 names[i], names[i][0] != '\0' ? ")" : "",
-                 addr_format(&ls->addrs[i], name, sizeof(name)));
+    /* A listen line of the same address lends its advertise address. */
+    for (size_t i = 0; i < ls->naddrs; i++) {
+        for (size_t k = 0; k < cfg->nlisten; k++) {
+            if (addr_equal(&cfg->listen[k], &ls->addrs[i]))
+                ls->advertise[i] = cfg->listen_advertise[k];
+        }
     }
-    if (!cfg->listen_is_default)
+    if (d->upgraded_from >= 0)
+        log_notice("upgrade: took over %d listening socket%s from the previous process", passed,
+                   passed == 1 ? "" : "s");
+    else if (!cfg->listen_is_default)
         log_notice("socket activation: %d socket%s passed; the configured listen addresses "
                    "are not used",
                    passed, passed == 1 ? "" : "s");
     return 0;
+}
+
+/* A descriptor of every listening socket, for an upgrade to hand on; without, none is done. */
+static void daemon_keep_listen_fds(struct daemon *d, const struct listener_set *ls)
+{
+    size_t n = (size_t)ls->nworkers * ls->naddrs;
+
+    d->listen_fds = calloc(n, sizeof(int));
+    if (d->listen_fds == NULL) {
+        log_warn("upgrade: out of memory: SIGUSR2 will not work");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        d->listen_fds[i] = fcntl(ls->fds[i], F_DUPFD_CLOEXEC, 3);
+        if (d->listen_fds[i] < 0) {
+            log_warn("upgrade: %s: SIGUSR2 will not work", strerror(errno));
+            daemon_close_listen_fds(d);
+            return;
+        }
+        d->nlisten_fds++;
+    }
 }
 
 /* Open the sockets and start the workers; on failure nothing is left running. */
@@ -452,6 +607,7 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
         listener_set_close(&ls);
         return -1;
     }
+    daemon_keep_listen_fds(d, &ls);
     for (unsigned i = 0; i < n; i++) {
         d->workers[i] =
             worker_start(i, d->snap, d->local, d->limits, d->auth_cache, &ls, err, errlen);
@@ -461,6 +617,7 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
                 worker_join(d->workers[j]);
             }
             listener_set_close(&ls);
+            daemon_close_listen_fds(d);
             return -1;
         }
     }
@@ -477,10 +634,8 @@ static const struct {
     int signum;
     void (*cb)(struct ev_loop *loop, ev_signal *w, int revents);
 } handled[] = {
-    {SIGTERM, stop_cb},
-    {SIGINT, stop_cb},
-    {SIGHUP, reload_cb},
-    {SIGUSR1, stats_cb},
+    {SIGTERM, stop_cb},  {SIGINT, stop_cb},     {SIGHUP, reload_cb},
+    {SIGUSR1, stats_cb}, {SIGUSR2, upgrade_cb},
 };
 
 #define NSIGNALS (sizeof(handled) / sizeof(handled[0]))
@@ -490,6 +645,11 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
 {
     for (size_t i = 0; i < NSIGNALS; i++)
         ev_signal_stop(loop, &signals[i]);
+    daemon_close_listen_fds(d);
+    if (d->upgrade_pid > 0)
+        upgrade_end(d, loop);
+    if (ev_is_active(&d->upgrade_child))
+        ev_child_stop(loop, &d->upgrade_child);
     if (ev_is_active(&d->local_watch)) {
         ev_io_stop(loop, &d->local_watch);
         close(d->local_watch.fd);
@@ -503,7 +663,7 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
 
 int main(int argc, char **argv)
 {
-    struct daemon d = {.notify = {.fd = -1}};
+    struct daemon d = {.notify = {.fd = -1}, .upgraded_from = -1};
     struct cli cli;
     char err[1024] = "", warn[512] = "";
     struct ev_loop *loop;
@@ -528,6 +688,14 @@ int main(int argc, char **argv)
     d.path = cli.config_path;
     d.ov = &cli.ov;
     d.verbosity = cli.verbosity;
+    d.argv = argv;
+    d.upgraded_from = upgrade_ready_fd_take();
+    /* The path of the binary now, so that an upgrade runs what is installed there then. */
+    {
+        ssize_t len = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
+
+        d.exe[len > 0 ? len : 0] = '\0';
+    }
     if (sodium_init() < 0) {
         fprintf(stderr, "ferryd: libsodium failed to initialise\n");
         return 1;
@@ -605,6 +773,12 @@ int main(int argc, char **argv)
         ev_timer_init(&d.notify_tick, notify_tick_cb, 0., watchdog > 0 ? watchdog : 10.);
         d.notify_tick.data = &d;
         ev_timer_again(loop, &d.notify_tick);
+    }
+    if (d.upgraded_from >= 0) {
+        /* The previous process stops accepting and drains once it reads this. */
+        upgrade_ready(d.upgraded_from);
+        d.upgraded_from = -1;
+        log_notice("upgrade: serving; the previous process stops accepting");
     }
     fd_budget_check(&d.snap->config, d.nworkers);
 

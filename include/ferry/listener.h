@@ -13,6 +13,8 @@
 
 /* A name from LISTEN_FDNAMES, cut to this. */
 #define LISTENER_NAME_MAX 64
+/* Sockets that may be passed: a listen address for each worker, for every address. */
+#define LISTENER_INHERIT_MAX 4096
 
 struct listener_set {
     unsigned nworkers;
@@ -31,11 +33,13 @@ int listener_set_open(struct listener_set *ls, const struct config *cfg, unsigne
                       char *err, size_t errlen);
 
 /*
- * Socket activation (sd_listen_fds(3)): when LISTEN_PID is this process, take the LISTEN_FDS
- * sockets from fd 3 on, each checked to be a listening TCP socket, instead of binding; every
- * worker gets its own descriptor of each (a dup: the workers share its queue). names receives
- * LISTEN_FDNAMES's name of each, or "". The variables are removed from the environment in any
- * case. Returns the count (0: none passed), or -1 with the problem in err, nothing kept.
+ * Socket activation (sd_listen_fds(3)), and the sockets an upgrade hands on: when LISTEN_PID
+ * is this process, take the LISTEN_FDS sockets from fd 3 on, each checked to be a listening
+ * TCP socket, instead of binding. Sockets of the same address are shared out one per worker
+ * (a previous ferryd's SO_REUSEPORT group); with fewer, workers share them (dups), and sockets
+ * beyond the workers are closed. names receives LISTEN_FDNAMES's name of each address, or "".
+ * The variables are removed from the environment in any case. Returns the count of sockets
+ * passed (0: none), or -1 with the problem in err, nothing kept.
  */
 int listener_set_inherit(struct listener_set *ls, unsigned nworkers,
                          char names[][LISTENER_NAME_MAX], char *err, size_t errlen);

@@ -1,7 +1,8 @@
 """Running as a service: socket activation through systemd's own systemd-socket-activate (the
-passed sockets used instead of binding, checked to be listening stream sockets), and the
+passed sockets used instead of binding, checked to be listening stream sockets), the
 privilege drop after binding a port below 1024 (checked in /proc/PID/status, with SOCKS
-requests and a reload after the drop)."""
+requests and a reload after the drop), and the zero-downtime upgrade on SIGUSR2 (a client loop
+through it counts no failed connection)."""
 
 import os
 import pwd
@@ -11,6 +12,8 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
 import ferrytest as ft
@@ -224,6 +227,128 @@ class PrivilegeDropTest(unittest.TestCase):
         self.assertEqual(status_fields(ferry.proc.pid)["Uid"].split()[0],
                          str(self.nobody.pw_uid))
 
+
+def wait_gone(pid, timeout):
+    """Wait until process pid (not our child) has ended; True when it did."""
+    deadline = time.monotonic() + timeout * ft.SLOW
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                if "\nState:\tZ" in f.read():
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@unittest.skipIf(ft.UNDER_VALGRIND, "the upgrade starts the binary itself, without the wrapper")
+class UpgradeTest(unittest.TestCase):
+    def new_process_cleanup(self):
+        """A list to put the new process's pid in; it is stopped at the end of the test."""
+        pids = []
+
+        def stop():
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+                if not wait_gone(pid, 10):
+                    os.kill(pid, signal.SIGKILL)
+                    raise AssertionError("the upgraded ferryd %d ignored SIGTERM" % pid)
+
+        self.addCleanup(stop)
+        return pids
+
+    def test_sigusr2_hands_over_without_a_failed_connection(self):
+        echo = ft.EchoOrigin(self)
+        ferry = ft.start_ferryd(self, extra=["workers 2", "shutdown-grace 10s"])
+        pids = self.new_process_cleanup()
+        addr = ferry.addr()
+        # A session opened before the upgrade: the old process carries it to its end.
+        held, rep, _, _ = ft.socks5_open(addr, "127.0.0.1", echo.port)
+        self.assertEqual(rep, ft.REP_SUCCEEDED)
+        counts = {"ok": 0}
+        failures = []
+        stop = threading.Event()
+
+        def client_loop():
+            # Bounded in count and time; each connection a full SOCKS5 CONNECT and echo.
+            deadline = time.monotonic() + 60 * ft.SLOW
+            for i in range(5000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                payload = b"n%d\n" % i
+                try:
+                    s, rep, _, _ = ft.socks5_open(addr, "127.0.0.1", echo.port, timeout=5)
+                    with s:
+                        if rep != ft.REP_SUCCEEDED:
+                            failures.append("connection %d: reply %d" % (i, rep))
+                        elif ft.echo_roundtrip(s, payload) != payload:
+                            failures.append("connection %d: echo differs" % i)
+                        else:
+                            counts["ok"] += 1
+                except Exception as e:  # refused, reset, timeout: all count
+                    failures.append("connection %d: %r" % (i, e))
+
+        t = threading.Thread(target=client_loop, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 60)
+        self.addCleanup(stop.set)
+        self.assertTrue(ft.wait_until(lambda: counts["ok"] >= 20, 10), failures)
+        before = counts["ok"]
+        ferry.proc.send_signal(signal.SIGUSR2)
+        m = ferry.wait_line(r"upgrade: started \S+ as process (\d+) with 2 listening sockets")
+        pids.append(int(m.group(1)))
+        ferry.wait_line(r"upgrade: process %d serves; this process stops accepting" % pids[0],
+                        timeout=30)
+        at_handover = counts["ok"]
+        # The old process no longer accepts, but finishes what it has.
+        self.assertEqual(ft.echo_roundtrip(held, b"held\n"), b"held\n")
+        self.assertIsNone(ferry.proc.poll())
+        held.close()
+        self.assertEqual(ferry.proc.wait(15 * ft.SLOW), 0)
+        # The new process goes on serving the same sockets.
+        self.assertTrue(ft.wait_until(lambda: counts["ok"] >= at_handover + 100, 20), failures)
+        stop.set()
+        t.join(60)
+        ft.log("upgrade loop: %d connections (%d before SIGUSR2, %d until the handover), "
+               "%d failed" % (counts["ok"], before, at_handover, len(failures)))
+        self.assertEqual(failures, [])
+        os.kill(pids[0], 0)  # still there
+        with ferry.cond:
+            served = [l for l in ferry.lines
+                      if "ferryd[%d]" % pids[0] in l and "session client=" in l]
+        self.assertGreaterEqual(len(served), 100)
+        ferry.wait_line(r"ferryd\[%d\].*upgrade: took over 2 listening sockets" % pids[0])
+
+    def test_failed_upgrade_keeps_the_old_process_serving(self):
+        echo = ft.EchoOrigin(self)
+        ferry = ft.start_ferryd(self)
+        pids = self.new_process_cleanup()
+        with open(ferry.conf_path) as f:
+            good = f.read()
+        with open(ferry.conf_path, "a") as f:
+            f.write("no-such-setting 1\n")
+        ferry.proc.send_signal(signal.SIGUSR2)
+        m = ferry.wait_line(r"upgrade: started \S+ as process (\d+)")
+        pids.append(int(m.group(1)))
+        ferry.wait_line(r"ferryd.conf:\d+: unknown keyword 'no-such-setting'")
+        ferry.wait_line(r"upgrade: process %d ended before it served; this process keeps "
+                        r"serving" % pids[0], timeout=10)
+        s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", echo.port)
+        with s:
+            self.assertEqual(rep, ft.REP_SUCCEEDED)
+            self.assertEqual(ft.echo_roundtrip(s, b"on\n"), b"on\n")
+        # Fixed, the next SIGUSR2 works.
+        with open(ferry.conf_path, "w") as f:
+            f.write(good)
+        start = len(ferry.lines)
+        ferry.proc.send_signal(signal.SIGUSR2)
+        m = ferry.wait_line(r"upgrade: process (\d+) serves", timeout=30, start=start)
+        pids.append(int(m.group(1)))
+        self.assertEqual(ferry.proc.wait(10 * ft.SLOW), 0)
 
 if __name__ == "__main__":
     ft.main()
