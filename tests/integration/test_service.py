@@ -68,7 +68,8 @@ class SocketActivationTest(unittest.TestCase):
         self.assertEqual(r.stdout, ft.HTTPOrigin.body("/activated"))
         ferry.wait_listening()
         self.assertEqual(ferry.addrs, [("127.0.0.1", port)])
-        ferry.wait_line(r"socket activation: fd 3 \(socks\) is 127\.0\.0\.1:%d" % port)
+        ferry.wait_line(r"socket activation: 127\.0\.0\.1:%d \(socks\): 1 socket for 1 worker"
+                        % port)
         ferry.wait_line(r"socket activation: 1 socket passed; the configured listen addresses "
                         r"are not used")
         with self.assertRaises(ConnectionRefusedError):
@@ -91,6 +92,7 @@ class SocketActivationTest(unittest.TestCase):
             r = curl_socks5(("127.0.0.1", port), origin.url("/w%d" % i))
             self.assertEqual(r.stdout, ft.HTTPOrigin.body("/w%d" % i), r.stderr)
         ferry.wait_line(r"started with 3 workers")
+        ferry.wait_line(r"socket activation: 127\.0\.0\.1:%d: 1 socket for 3 workers" % port)
 
     def test_datagram_socket_is_refused_clearly(self):
         port = ft.free_port()
