@@ -155,9 +155,11 @@ static bool same_name(const char *a, const char *b)
 
 /*
  * Settings a reload cannot change: the sockets, threads, resolver and log target were made
- * from the first configuration. Logs each one that differs.
+ * from the first configuration. Logs each one that differs (the listen lines only when ferryd
+ * bound its sockets itself: passed ones ignore them).
  */
-static void warn_restart_settings(const struct config *old, const struct config *new)
+static void warn_restart_settings(const struct config *old, const struct config *new,
+                                  bool own_listeners)
 {
     bool listen_same = old->nlisten == new->nlisten;
     bool servers_same = old->nresolver_servers == new->nresolver_servers;
@@ -168,7 +170,7 @@ static void warn_restart_settings(const struct config *old, const struct config 
                        addr_equal(&old->listen_advertise[i], &new->listen_advertise[i]));
     for (size_t i = 0; servers_same && i < old->nresolver_servers; i++)
         servers_same = addr_equal(&old->resolver_servers[i], &new->resolver_servers[i]);
-    if (!listen_same)
+    if (!listen_same && own_listeners)
         log_warn("reload: listen lines changed; they take effect at the next restart");
     if (old->workers != new->workers)
         log_warn("reload: workers changed; it takes effect at the next restart");
@@ -326,7 +328,7 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
     if (warn[0] != '\0')
         log_warn("%s", warn);
     snap->generation = d->snap->generation + 1;
-    warn_restart_settings(&d->snap->config, &snap->config);
+    warn_restart_settings(&d->snap->config, &snap->config, !d->activated);
     log_set_level(snap->config.log_level + d->verbosity);
     fd_budget_check(&snap->config, d->nworkers);
     limits_set_client_prefix6(d->limits, snap->config.client_prefix6);

@@ -189,6 +189,20 @@ class PrivilegeDropTest(unittest.TestCase):
         ferry.wait_line(r"reloaded %s \(configuration 2\)" % path, start=start)
         self.socks_echo(ferry, echo, "bob", "pw2", b"reloaded\n")
         self.socks_echo(ferry, echo, "alice", "pw", b"still\n")
+        if ft.UNDER_VALGRIND:
+            return
+        # An upgrade from the dropped process: the new one needs no root (it binds nothing)
+        # and runs as nobody with no_new_privs from the start.
+        pids = new_process_cleanup(self)
+        start = len(ferry.lines)
+        ferry.proc.send_signal(signal.SIGUSR2)
+        m = ferry.wait_line(r"upgrade: process (\d+) serves", timeout=30, start=start)
+        pids.append(int(m.group(1)))
+        self.assertEqual(ferry.proc.wait(10 * ft.SLOW), 0)
+        st = status_fields(pids[0])
+        self.assertEqual(st["Uid"].split(), [str(self.nobody.pw_uid)] * 4)
+        self.assertEqual(st["NoNewPrivs"], "1")
+        self.socks_echo(ferry, echo, "bob", "pw2", b"upgraded\n")
 
     def test_files_the_dropped_user_cannot_read_are_refused_at_start(self):
         port = ft.free_port()
@@ -244,29 +258,30 @@ def wait_gone(pid, timeout):
     return False
 
 
+def new_process_cleanup(testcase):
+    """A list to put an upgrade's new process's pid in; it is stopped when the test ends."""
+    pids = []
+
+    def stop():
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            if not wait_gone(pid, 10):
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError("the upgraded ferryd %d ignored SIGTERM" % pid)
+
+    testcase.addCleanup(stop)
+    return pids
+
+
 @unittest.skipIf(ft.UNDER_VALGRIND, "the upgrade starts the binary itself, without the wrapper")
 class UpgradeTest(unittest.TestCase):
-    def new_process_cleanup(self):
-        """A list to put the new process's pid in; it is stopped at the end of the test."""
-        pids = []
-
-        def stop():
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-                if not wait_gone(pid, 10):
-                    os.kill(pid, signal.SIGKILL)
-                    raise AssertionError("the upgraded ferryd %d ignored SIGTERM" % pid)
-
-        self.addCleanup(stop)
-        return pids
-
     def test_sigusr2_hands_over_without_a_failed_connection(self):
         echo = ft.EchoOrigin(self)
         ferry = ft.start_ferryd(self, extra=["workers 2", "shutdown-grace 10s"])
-        pids = self.new_process_cleanup()
+        pids = new_process_cleanup(self)
         addr = ferry.addr()
         # A session opened before the upgrade: the old process carries it to its end.
         held, rep, _, _ = ft.socks5_open(addr, "127.0.0.1", echo.port)
@@ -328,7 +343,7 @@ class UpgradeTest(unittest.TestCase):
     def test_failed_upgrade_keeps_the_old_process_serving(self):
         echo = ft.EchoOrigin(self)
         ferry = ft.start_ferryd(self)
-        pids = self.new_process_cleanup()
+        pids = new_process_cleanup(self)
         with open(ferry.conf_path) as f:
             good = f.read()
         with open(ferry.conf_path, "a") as f:
