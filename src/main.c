@@ -368,6 +368,15 @@ static void daemon_close_listen_fds(struct daemon *d)
     d->nlisten_fds = 0;
 }
 
+/* The new process's start is over, one way or the other. */
+static void upgrade_end(struct daemon *d, struct ev_loop *loop)
+{
+    ev_io_stop(loop, &d->upgrade_ready);
+    close(d->upgrade_ready.fd);
+    ev_timer_stop(loop, &d->upgrade_timeout);
+    d->upgrade_pid = 0;
+}
+
 static void daemon_stop(struct daemon *d, struct ev_loop *loop, const char *why)
 {
     double grace = d->snap->config.shutdown_grace;
@@ -379,6 +388,12 @@ static void daemon_stop(struct daemon *d, struct ev_loop *loop, const char *why)
     else
         log_notice("%s: shutting down, %u sessions may finish within %.1f s", why, live, grace);
     daemon_close_listen_fds(d);
+    /* An upgrade under way: the new process must not outlive the stop. */
+    if (d->upgrade_pid > 0) {
+        log_notice("upgrade: stopping process %ld too", (long)d->upgrade_pid);
+        kill(d->upgrade_pid, SIGTERM);
+        upgrade_end(d, loop);
+    }
     if (!d->stopping)
         notify_send(&d->notify, "STOPPING=1\nSTATUS=shutting down, %u sessions", live);
     d->stopping = true;
@@ -396,15 +411,6 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
     snprintf(why, sizeof(why), "signal %d", w->signum);
     daemon_stop(w->data, loop, why);
-}
-
-/* The new process's start is over, one way or the other. */
-static void upgrade_end(struct daemon *d, struct ev_loop *loop)
-{
-    ev_io_stop(loop, &d->upgrade_ready);
-    close(d->upgrade_ready.fd);
-    ev_timer_stop(loop, &d->upgrade_timeout);
-    d->upgrade_pid = 0;
 }
 
 /* The new process wrote that it serves (a byte), or ended without saying so (EOF). */

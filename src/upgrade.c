@@ -22,7 +22,7 @@ extern char **environ;
 static bool ours(const char *e)
 {
     static const char *const names[] = {
-        "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", UPGRADE_ENV "="};
+        "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", "WATCHDOG_PID=", UPGRADE_ENV "="};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strncmp(e, names[i], strlen(names[i])) == 0)
@@ -36,22 +36,31 @@ static bool ours(const char *e)
  * first copied above every target number, then put in place with dup2, which also clears
  * close-on-exec on the targets; everything above them is closed.
  */
-static void exec_child(const char *exe, char *const argv[], char **envp, char *pid_var,
-                       size_t pid_at, const int *fds, size_t nfds, int ready_w, int *high)
+/* Append the calling process's pid in decimal to var at position at (async-signal-safe). */
+static void put_pid(char *var, size_t at)
 {
-    int base = (int)(3 + nfds + 1);
     char digits[24];
     size_t len = 0;
     pid_t pid = getpid();
-    sigset_t none;
 
     do {
         digits[len++] = (char)('0' + pid % 10);
         pid /= 10;
     } while (pid > 0);
     while (len > 0)
-        pid_var[pid_at++] = digits[--len];
-    pid_var[pid_at] = '\0';
+        var[at++] = digits[--len];
+    var[at] = '\0';
+}
+
+static void exec_child(const char *exe, char *const argv[], char **envp, char *pid_var,
+                       char *watchdog_var, const int *fds, size_t nfds, int ready_w, int *high)
+{
+    int base = (int)(3 + nfds + 1);
+    sigset_t none;
+
+    put_pid(pid_var, sizeof("LISTEN_PID=") - 1);
+    if (watchdog_var != NULL)
+        put_pid(watchdog_var, sizeof("WATCHDOG_PID=") - 1);
     for (size_t i = 0; i < nfds; i++) {
         high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, base);
         if (high[i] < 0)
@@ -78,6 +87,8 @@ pid_t upgrade_spawn(const char *exe, char *const argv[], const int *fds, size_t 
                     char *err, size_t errlen)
 {
     char fds_var[32], ready_var[48], pid_var[32] = "LISTEN_PID=";
+    char watchdog_var[32] = "WATCHDOG_PID=";
+    bool watchdog = false;
     size_t nenv = 0, k = 0;
     char **envp;
     int *high, pipefd[2], saved;
@@ -85,7 +96,7 @@ pid_t upgrade_spawn(const char *exe, char *const argv[], const int *fds, size_t 
 
     for (char **e = environ; *e != NULL; e++)
         nenv++;
-    envp = calloc(nenv + 4, sizeof(*envp));
+    envp = calloc(nenv + 5, sizeof(*envp));
     high = calloc(nfds + 1, sizeof(*high));
     if (envp == NULL || high == NULL) {
         free(envp);
@@ -96,12 +107,16 @@ pid_t upgrade_spawn(const char *exe, char *const argv[], const int *fds, size_t 
     for (char **e = environ; *e != NULL; e++) {
         if (!ours(*e))
             envp[k++] = *e;
+        /* systemd's watchdog is for the main process: the new one becomes it. */
+        watchdog = watchdog || strncmp(*e, "WATCHDOG_PID=", 13) == 0;
     }
     snprintf(fds_var, sizeof(fds_var), "LISTEN_FDS=%zu", nfds);
     snprintf(ready_var, sizeof(ready_var), UPGRADE_ENV "=%zu", 3 + nfds);
     envp[k++] = fds_var;
     envp[k++] = ready_var;
     envp[k++] = pid_var; /* the child writes its pid in */
+    if (watchdog)
+        envp[k++] = watchdog_var; /* and here */
     envp[k] = NULL;
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
@@ -111,7 +126,8 @@ pid_t upgrade_spawn(const char *exe, char *const argv[], const int *fds, size_t 
     }
     pid = fork();
     if (pid == 0)
-        exec_child(exe, argv, envp, pid_var, strlen("LISTEN_PID="), fds, nfds, pipefd[1], high);
+        exec_child(exe, argv, envp, pid_var, watchdog ? watchdog_var : NULL, fds, nfds, pipefd[1],
+                   high);
     saved = errno;
     close(pipefd[1]);
     free(envp);

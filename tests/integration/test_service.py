@@ -340,6 +340,40 @@ class UpgradeTest(unittest.TestCase):
         self.assertGreaterEqual(len(served), 100)
         ferry.wait_line(r"ferryd\[%d\].*upgrade: took over 2 listening sockets" % pids[0])
 
+    def test_upgrade_under_systemd_hands_over_mainpid_and_the_watchdog(self):
+        from test_systemd import NotifySocket
+
+        ns = NotifySocket(self)
+        # WATCHDOG_PID as systemd sets it: the main process's own pid.
+        prefix = ["/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh"]
+        ferry = ft.Ferryd(self, ft.make_config(), prefix=prefix,
+                          env={"NOTIFY_SOCKET": ns.env, "WATCHDOG_USEC": "400000"})
+        pids = new_process_cleanup(self)
+        self.assertEqual(ns.wait_for("READY")["READY"], "1")
+        ns.wait_for("WATCHDOG", 2.0)
+        ferry.proc.send_signal(signal.SIGUSR2)
+        m = ferry.wait_line(r"upgrade: process (\d+) serves", timeout=30)
+        pids.append(int(m.group(1)))
+        self.assertEqual(ferry.proc.wait(10 * ft.SLOW), 0)
+        # The old process named the new one; only the new one is left to send WATCHDOG=1,
+        # which it does only when WATCHDOG_PID is its own pid.
+        seen = []
+        while True:
+            msg = ns.wait_for("MAINPID", 5.0)
+            seen.append(msg["MAINPID"])
+            if msg["MAINPID"] == str(pids[0]) and "upgraded" in msg.get("STATUS", ""):
+                break
+        # Whatever the old process sent before it ended is read and dropped.
+        ns.sock.setblocking(False)
+        try:
+            while True:
+                ns.sock.recv(4096)
+        except BlockingIOError:
+            pass
+        ns.messages.clear()
+        ns.wait_for("WATCHDOG", 2.0)
+        ns.wait_for("WATCHDOG", 2.0)
+
     def test_failed_upgrade_keeps_the_old_process_serving(self):
         echo = ft.EchoOrigin(self)
         ferry = ft.start_ferryd(self)
