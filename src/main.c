@@ -354,10 +354,6 @@ static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/*
- * SIGTERM/SIGINT: the first closes the listeners and gives the sessions in flight
- * shutdown-grace seconds to finish; a second signal, or the end of the grace, closes the rest.
- */
 /* The descriptors kept for an upgrade: closed when ferryd stops, so the listeners do close. */
 static void daemon_close_listen_fds(struct daemon *d)
 {
@@ -377,6 +373,11 @@ static void upgrade_end(struct daemon *d, struct ev_loop *loop)
     d->upgrade_pid = 0;
 }
 
+/*
+ * SIGTERM/SIGINT, or an upgrade handed over: the first closes the listeners and gives the
+ * sessions in flight shutdown-grace seconds to finish; a second signal, or the end of the
+ * grace, closes the rest.
+ */
 static void daemon_stop(struct daemon *d, struct ev_loop *loop, const char *why)
 {
     double grace = d->snap->config.shutdown_grace;
