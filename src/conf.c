@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "ferry/conf.h"
 #include "ferry/log.h"
@@ -132,6 +133,7 @@ struct parser {
     bool trusted_clients_set;              /* a trusted-clients line was read */
     unsigned listen_line[CONF_MAX_LISTEN]; /* line of each listen address */
     unsigned allow_unauthenticated_line;
+    unsigned group_line;
 };
 
 /* Write "NAME:LINE: problem" into the error buffer. Returns -1. */
@@ -144,7 +146,11 @@ static int fail(struct parser *p, const char *fmt, ...)
 
     if (p->errlen == 0)
         return -1;
-    n = snprintf(p->err, p->errlen, "%s:%u: ", p->name, p->line);
+    /* Line 0: a command-line flag (the name is "command line"). */
+    if (p->line == 0)
+        n = snprintf(p->err, p->errlen, "%s: ", p->name);
+    else
+        n = snprintf(p->err, p->errlen, "%s:%u: ", p->name, p->line);
     if (n < 0 || (size_t)n >= p->errlen)
         return -1;
     va_start(ap, fmt);
@@ -1056,6 +1062,42 @@ static int kw_route(struct parser *p, int argc, char **argv)
     return 0;
 }
 
+/* user NAME, group NAME: who ferryd runs as once its listeners are open. */
+static int set_name(struct parser *p, char **field, const char *name)
+{
+    char *copy;
+
+    if (name[0] == '\0' || strlen(name) > 255 || strpbrk(name, ":/,") != NULL)
+        return fail(p, "%s: '%s' is not a user or group name", p->keyword, Q(name));
+    copy = strdup(name);
+    if (copy == NULL)
+        return fail(p, "%s: %s", p->keyword, strerror(errno));
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static int kw_user(struct parser *p, int argc, char **argv)
+{
+    return set_name(p, &p->c->run_user, argv[0]);
+}
+
+static int kw_group(struct parser *p, int argc, char **argv)
+{
+    p->group_line = p->line;
+    return set_name(p, &p->c->run_group, argv[0]);
+}
+
+static int kw_run_as_root(struct parser *p, int argc, char **argv)
+{
+    int k = parse_choice(p, "value", argv[0], (const char *const[]){"no", "yes", NULL});
+
+    if (k < 0)
+        return -1;
+    p->c->run_as_root = k == 1;
+    return 0;
+}
+
 #define TIMEOUT_KINDS "negotiate|resolve|connect|idle|udp|bind|half-closed"
 
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
@@ -1092,6 +1134,9 @@ static const struct keyword keywords[] = {
     {"metrics", 1, 1, {"ADDRESS[:PORT] or off"}, false, .handle = kw_metrics},
     {"parent", 1, CONF_MAX_ARGS, {"NAME"}, true, .handle = kw_parent},
     {"route", 1, CONF_MAX_ARGS, {"via PATH"}, true, .handle = kw_route},
+    {"user", 1, 1, {"NAME"}, false, .handle = kw_user},
+    {"group", 1, 1, {"NAME"}, false, .handle = kw_group},
+    {"run-as-root", 1, 1, {"no or yes"}, false, .handle = kw_run_as_root},
 };
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
@@ -1218,6 +1263,9 @@ void conf_defaults(struct config *c)
     c->ntrusted_clients = 2;
     c->private_destinations = false;
     c->allow_unauthenticated = false;
+    c->run_user = NULL;
+    c->run_group = NULL;
+    c->run_as_root = true;
 }
 
 void conf_release(struct config *c)
@@ -1225,6 +1273,10 @@ void conf_release(struct config *c)
     free(c->users_file);
     free(c->log_file);
     free(c->resolver_servers);
+    free(c->run_user);
+    free(c->run_group);
+    c->run_user = NULL;
+    c->run_group = NULL;
     acl_rules_free(c->client_rules);
     acl_rules_free(c->request_rules);
     routes_free(c->routes);
@@ -1237,6 +1289,20 @@ void conf_release(struct config *c)
     c->request_rules = NULL;
 }
 
+static bool offers_none(const struct config *c)
+{
+    for (size_t i = 0; i < c->nmethods; i++) {
+        if (c->methods[i] == SOCKS5_METHOD_NOAUTH)
+            return true;
+    }
+    return false;
+}
+
+bool conf_listener_exposed(const struct config *c, const struct addr *a)
+{
+    return !c->allow_unauthenticated && offers_none(c) && !addr_is_loopback(a);
+}
+
 /*
  * Safe defaults: no open proxy by accident. A listener others can reach must ask for a
  * password, unless the file says that unauthenticated access is meant, and then client rules
@@ -1245,7 +1311,6 @@ void conf_release(struct config *c)
 static int check_safe_defaults(struct parser *p)
 {
     const struct config *c = p->c;
-    bool noauth = false;
     char buf[ADDR_STRLEN];
 
     if (c->allow_unauthenticated) {
@@ -1256,18 +1321,101 @@ static int check_safe_defaults(struct parser *p)
         }
         return 0;
     }
-    for (size_t i = 0; i < c->nmethods; i++)
-        noauth = noauth || c->methods[i] == SOCKS5_METHOD_NOAUTH;
-    if (!noauth)
-        return 0;
     for (size_t i = 0; i < c->nlisten; i++) {
-        if (addr_is_loopback(&c->listen[i]))
+        if (!conf_listener_exposed(c, &c->listen[i]))
             continue;
         p->line = p->listen_line[i];
+        if (p->line == 0) {
+            p->name = "command line";
+            return fail(p,
+                        "--listen %s is not a loopback address and auth allows 'none': give "
+                        "--users FILE (password authentication), or write the listen line in "
+                        "the file with 'allow-unauthenticated yes' and client rules",
+                        addr_format(&c->listen[i], buf, sizeof(buf)));
+        }
         return fail(p,
                     "listen %s is not a loopback address and auth allows 'none': use 'auth "
                     "password', or 'allow-unauthenticated yes' with client rules",
                     addr_format(&c->listen[i], buf, sizeof(buf)));
+    }
+    if (c->run_group != NULL && c->run_user == NULL) {
+        p->line = p->group_line;
+        if (p->line == 0)
+            p->name = "command line";
+        return fail(p, "group needs user (the user to run as: a user line or --user)");
+    }
+    return 0;
+}
+
+/*
+ * The command line's settings on top of the file's: each replaces the matching setting. A
+ * flag must not open more than the file meant: the file's allow-unauthenticated yes was
+ * written for its own listen lines, so a non-loopback --listen served without authentication
+ * under it is an error rather than a silent open proxy.
+ */
+static int apply_overrides(struct parser *p, const struct conf_overrides *ov, const char *cwd)
+{
+    struct config *c = p->c;
+    const char *file = p->name;
+    unsigned allow_line = p->allow_unauthenticated_line;
+    char *arg[1];
+
+    p->name = "command line";
+    p->line = 0;
+    if (ov->nlisten > 0) {
+        p->keyword = "listen";
+        c->nlisten = 0;
+        c->listen_is_default = false;
+        for (size_t i = 0; i < ov->nlisten; i++) {
+            arg[0] = (char *)ov->listen[i];
+            if (kw_listen(p, 1, arg) < 0)
+                return -1;
+        }
+    }
+    if (ov->users != NULL) {
+        const char *dir = p->dir;
+
+        p->keyword = "users";
+        p->dir = cwd;
+        arg[0] = (char *)ov->users;
+        free(c->users_file);
+        c->users_file = NULL;
+        if (kw_users(p, 1, arg) < 0)
+            return -1;
+        p->dir = dir;
+        if (!p->password_auth) {
+            c->methods[0] = SOCKS5_METHOD_USERPASS;
+            c->nmethods = 1;
+            p->password_auth = true;
+        }
+    }
+    if (ov->log_level != NULL) {
+        p->keyword = "log-level";
+        arg[0] = (char *)ov->log_level;
+        if (kw_log_level(p, 1, arg) < 0)
+            return -1;
+    }
+    if (ov->user != NULL) {
+        p->keyword = "user";
+        if (set_name(p, &c->run_user, ov->user) < 0)
+            return -1;
+    }
+    if (ov->group != NULL) {
+        p->keyword = "group";
+        if (set_name(p, &c->run_group, ov->group) < 0)
+            return -1;
+        p->group_line = 0;
+    }
+    for (size_t i = 0; i < ov->nlisten && c->allow_unauthenticated && offers_none(c); i++) {
+        char buf[ADDR_STRLEN];
+
+        if (addr_is_loopback(&c->listen[i]))
+            continue;
+        return fail(p,
+                    "--listen %s is not a loopback address, and %s:%u allows unauthenticated "
+                    "clients for the file's own listen lines: put this listen line in the file "
+                    "to serve it without authentication, or give --users",
+                    addr_format(&c->listen[i], buf, sizeof(buf)), file, allow_line);
     }
     return 0;
 }
@@ -1289,9 +1437,13 @@ static void scale_negotiating(struct config *c)
         m->start = m->full / 2;
 }
 
-/* Parse text of len bytes; dir is where a relative users path points (NULL: as written). */
+/*
+ * Parse text of len bytes; dir is where a relative users path points (NULL: as written). ov:
+ * the command line's settings on top (NULL: none), a relative --users path from cwd.
+ */
 static int parse_text(struct config *out, const char *text, size_t len, const char *name,
-                      const char *dir, char *err, size_t errlen)
+                      const char *dir, const struct conf_overrides *ov, const char *cwd, char *err,
+                      size_t errlen)
 {
     unsigned first[NKEYWORDS] = {0};
     struct config c;
@@ -1320,6 +1472,9 @@ static int parse_text(struct config *out, const char *text, size_t len, const ch
             goto fail;
         pos += n + (nl != NULL ? 1 : 0);
     }
+    if (ov != NULL && apply_overrides(&p, ov, cwd) < 0)
+        goto fail;
+    p.name = name;
     if (p.password_auth && c.users_file == NULL) {
         p.line = p.auth_line;
         fail(&p, "auth password needs a users file (users PATH)");
@@ -1370,27 +1525,42 @@ int conf_parse(struct config *c, const char *text, const char *name, char *err, 
     char *dir = dir_of(name);
     int r;
 
-    r = parse_text(c, text, strlen(text), name, dir, err, errlen);
+    r = parse_text(c, text, strlen(text), name, dir, NULL, NULL, err, errlen);
     free(dir);
     return r;
 }
 
 int conf_load(struct config *c, const char *path, char *err, size_t errlen)
 {
-    char *text, *dir, *absdir = NULL;
+    return conf_load_with(c, path, NULL, err, errlen);
+}
+
+int conf_load_with(struct config *c, const char *path, const struct conf_overrides *ov, char *err,
+                   size_t errlen)
+{
+    char *text, *dir, *absdir = NULL, *cwd = NULL;
     size_t len;
     int r;
 
+    if (ov != NULL && ov->users != NULL && ov->users[0] != '/')
+        cwd = getcwd(NULL, 0);
+    if (path == NULL) {
+        r = parse_text(c, "", 0, "built-in defaults", NULL, ov, cwd, err, errlen);
+        free(cwd);
+        return r;
+    }
     text = units_read_file(path, CONF_MAX_FILE, &len);
     if (text == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         conf_defaults(c);
+        free(cwd);
         return -1;
     }
     /* Resolve the directory now so the users path stays right if the daemon changes directory. */
     dir = dir_of(path);
     absdir = realpath(dir != NULL ? dir : ".", NULL);
-    r = parse_text(c, text, len, path, absdir != NULL ? absdir : dir, err, errlen);
+    r = parse_text(c, text, len, path, absdir != NULL ? absdir : dir, ov, cwd, err, errlen);
+    free(cwd);
     free(absdir);
     free(dir);
     free(text);

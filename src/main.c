@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,9 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ferry/auth_cache.h"
+#include "ferry/cli.h"
 #include "ferry/conf.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
@@ -25,7 +28,9 @@
 #include "ferry/log.h"
 #include "ferry/metrics.h"
 #include "ferry/notify.h"
+#include "ferry/privdrop.h"
 #include "ferry/snapshot.h"
+#include "ferry/upgrade.h"
 #include "ferry/worker.h"
 
 /* Client and user entries remembered without sessions (rates, failed logins, quotas). */
@@ -42,22 +47,30 @@
 #define FDS_PER_WORKER 160
 #define FDS_PROCESS 32
 #define FDS_OVERFLOW 64
-
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: ferryd [-t] [-v|-q]... [-f FILE]\n"
-                 "  -f FILE  read the configuration from FILE (default: built-in defaults,\n"
-                 "           listen on 127.0.0.1:1080 and [::1]:1080 without authentication)\n"
-                 "  -t       check the configuration and users file, then exit\n"
-                 "  -v       log more (repeatable)\n"
-                 "  -q       log less (repeatable)\n"
-                 "  -V       print the version and exit\n"
-                 "  -h       print this help and exit\n");
-}
+/* How long an upgrade's new process may take to serve before it is given up. */
+#define UPGRADE_TIMEOUT 30.0
 
 struct daemon {
-    const char *path; /* the configuration file, NULL for the built-in defaults */
+    const char *path;                /* the configuration file, NULL for the built-in defaults */
+    const struct conf_overrides *ov; /* the command line's settings, applied at every load */
     int verbosity;
+    struct privdrop drop; /* the user and group to run as, looked up at start */
+    /* Passed by the service manager (socket activation): their addresses, checked again
+     * against each reloaded configuration's safe defaults. */
+    bool activated;
+    size_t nactivated;
+    struct addr activated_addrs[CONF_MAX_LISTEN];
+    /* The upgrade (SIGUSR2): the binary and command line to start again, a descriptor of
+     * every listening socket to hand on, and the new process while it starts. */
+    char exe[4096]; /* "" when unknown */
+    char **argv;
+    int *listen_fds;
+    size_t nlisten_fds;
+    int upgraded_from; /* started by an upgrade: the pipe to say we serve on, or -1 */
+    pid_t upgrade_pid; /* the new process, until it serves or fails */
+    ev_io upgrade_ready;
+    ev_timer upgrade_timeout;
+    ev_child upgrade_child;
     struct snapshot *snap;    /* the configuration now in force */
     struct localaddrs *local; /* the host's own addresses, as the workers have them */
     ev_io local_watch;        /* rtnetlink: an address was added or removed */
@@ -180,21 +193,29 @@ static unsigned workers_wanted(const struct config *cfg)
     return cpus > MAX_WORKERS ? MAX_WORKERS : (unsigned)cpus;
 }
 
+static bool same_name(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /*
  * Settings a reload cannot change: the sockets, threads, resolver and log target were made
- * from the first configuration. Logs each one that differs.
+ * from the first configuration. Logs each one that differs (the listen lines only when ferryd
+ * bound its sockets itself: passed ones ignore them).
  */
-static void warn_restart_settings(const struct config *old, const struct config *new)
+static void warn_restart_settings(const struct config *old, const struct config *new,
+                                  bool own_listeners)
 {
     bool listen_same = old->nlisten == new->nlisten;
     bool servers_same = old->nresolver_servers == new->nresolver_servers;
 
     for (size_t i = 0; listen_same && i < old->nlisten; i++)
         listen_same = addr_equal(&old->listen[i], &new->listen[i]) &&
-                      addr_equal(&old->listen_advertise[i], &new->listen_advertise[i]);
+                      ((old->listen_advertise[i].len == 0 && new->listen_advertise[i].len == 0) ||
+                       addr_equal(&old->listen_advertise[i], &new->listen_advertise[i]));
     for (size_t i = 0; servers_same && i < old->nresolver_servers; i++)
         servers_same = addr_equal(&old->resolver_servers[i], &new->resolver_servers[i]);
-    if (!listen_same)
+    if (!listen_same && own_listeners)
         log_warn("reload: listen lines changed; they take effect at the next restart");
     if (old->workers != new->workers)
         log_warn("reload: workers changed; it takes effect at the next restart");
@@ -207,6 +228,21 @@ static void warn_restart_settings(const struct config *old, const struct config 
         log_warn("reload: the metrics listener changed; it takes effect at the next restart");
     if (!log_same_settings(old, new))
         log_warn("reload: the log target or format changed; it takes effect at the next restart");
+    if (!same_name(old->run_user, new->run_user) || !same_name(old->run_group, new->run_group) ||
+        old->run_as_root != new->run_as_root)
+        log_warn("reload: user, group or run-as-root changed; it takes effect at the next "
+                 "restart");
+}
+
+/* A configuration that would serve a passed socket without authentication against the safe
+ * defaults: returns its index, or -1. */
+static int activated_exposed(const struct daemon *d, const struct config *cfg)
+{
+    for (size_t i = 0; d->activated && i < d->nactivated; i++) {
+        if (conf_listener_exposed(cfg, &d->activated_addrs[i]))
+            return (int)i;
+    }
+    return -1;
 }
 
 /* Read the host's addresses again and hand a changed list to every worker. */
@@ -319,7 +355,18 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     notify_reloading(&d->notify);
     daemon_refresh_local(d, "reload");
-    snap = snapshot_load(d->path, err, sizeof(err), warn, sizeof(warn));
+    snap = snapshot_load(d->path, d->ov, err, sizeof(err), warn, sizeof(warn));
+    if (snap != NULL && activated_exposed(d, &snap->config) >= 0) {
+        char name[ADDR_STRLEN];
+
+        snprintf(err, sizeof(err),
+                 "the passed socket %s is not a loopback address and auth allows 'none': use "
+                 "'auth password', or 'allow-unauthenticated yes' with client rules",
+                 addr_format(&d->activated_addrs[activated_exposed(d, &snap->config)], name,
+                             sizeof(name)));
+        snapshot_unref(snap);
+        snap = NULL;
+    }
     if (snap == NULL) {
         d->reloads_failed++;
         log_err("reload failed, keeping the running configuration: %s", err);
@@ -330,7 +377,7 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
         log_warn("%s", warn);
     d->reloads_ok++;
     snap->generation = d->snap->generation + 1;
-    warn_restart_settings(&d->snap->config, &snap->config);
+    warn_restart_settings(&d->snap->config, &snap->config, !d->activated);
     log_set_level(snap->config.log_level + d->verbosity);
     fd_budget_check(&snap->config, d->nworkers);
     limits_set_client_prefix6(d->limits, snap->config.client_prefix6);
@@ -356,22 +403,47 @@ static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/*
- * SIGTERM/SIGINT: the first closes the listeners and gives the sessions in flight
- * shutdown-grace seconds to finish; a second signal, or the end of the grace, closes the rest.
- */
-static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+/* The descriptors kept for an upgrade: closed when ferryd stops, so the listeners do close. */
+static void daemon_close_listen_fds(struct daemon *d)
 {
-    struct daemon *d = w->data;
+    for (size_t i = 0; i < d->nlisten_fds; i++)
+        close(d->listen_fds[i]);
+    free(d->listen_fds);
+    d->listen_fds = NULL;
+    d->nlisten_fds = 0;
+}
+
+/* The new process's start is over, one way or the other. */
+static void upgrade_end(struct daemon *d, struct ev_loop *loop)
+{
+    ev_io_stop(loop, &d->upgrade_ready);
+    close(d->upgrade_ready.fd);
+    ev_timer_stop(loop, &d->upgrade_timeout);
+    d->upgrade_pid = 0;
+}
+
+/*
+ * SIGTERM/SIGINT, or an upgrade handed over: the first closes the listeners and gives the
+ * sessions in flight shutdown-grace seconds to finish; a second signal, or the end of the
+ * grace, closes the rest.
+ */
+static void daemon_stop(struct daemon *d, struct ev_loop *loop, const char *why)
+{
     double grace = d->snap->config.shutdown_grace;
     unsigned live = daemon_sessions(d);
     bool now = d->stopping || live == 0 || grace <= 0;
 
     if (now)
-        log_notice("signal %d: shutting down now (%u sessions)", w->signum, live);
+        log_notice("%s: shutting down now (%u sessions)", why, live);
     else
-        log_notice("signal %d: shutting down, %u sessions may finish within %.1f s", w->signum,
-                   live, grace);
+        log_notice("%s: shutting down, %u sessions may finish within %.1f s", why, live, grace);
+    daemon_close_listen_fds(d);
+    /* An upgrade under way: the new process must not outlive the stop. */
+    if (d->upgrade_pid > 0) {
+        log_notice("upgrade: stopping process %ld too", (long)d->upgrade_pid);
+        kill(d->upgrade_pid, SIGTERM);
+        upgrade_end(d, loop);
+    }
     if (!d->stopping)
         notify_send(&d->notify, "STOPPING=1\nSTATUS=shutting down, %u sessions", live);
     d->stopping = true;
@@ -383,6 +455,203 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
 }
 
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    char why[32];
+
+    snprintf(why, sizeof(why), "signal %d", w->signum);
+    daemon_stop(w->data, loop, why);
+}
+
+/* The new process wrote that it serves (a byte), or ended without saying so (EOF). */
+static void upgrade_ready_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct daemon *d = w->data;
+    pid_t pid = d->upgrade_pid;
+    char byte;
+    ssize_t r = read(w->fd, &byte, 1);
+
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    upgrade_end(d, loop);
+    if (r != 1) {
+        log_err("upgrade: process %ld ended before it served; this process keeps serving",
+                (long)pid);
+        return;
+    }
+    log_notice("upgrade: process %ld serves; this process stops accepting", (long)pid);
+    /* The service manager follows the new process from now on. */
+    notify_send(&d->notify, "MAINPID=%ld\nSTATUS=upgraded: process %ld serves", (long)pid,
+                (long)pid);
+    daemon_stop(d, loop, "upgrade");
+}
+
+static void upgrade_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct daemon *d = w->data;
+
+    log_err("upgrade: process %ld did not serve within %.0f s: stopping it; this process keeps "
+            "serving",
+            (long)d->upgrade_pid, UPGRADE_TIMEOUT);
+    kill(d->upgrade_pid, SIGTERM);
+    upgrade_end(d, loop);
+}
+
+/* Reaps the new process when it ends while this one still runs. */
+static void upgrade_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    ev_child_stop(loop, w);
+    if (WIFEXITED(w->rstatus))
+        log_info("upgrade: process %d exited with status %d", w->rpid, WEXITSTATUS(w->rstatus));
+    else if (WIFSIGNALED(w->rstatus))
+        log_info("upgrade: process %d ended by signal %d", w->rpid, WTERMSIG(w->rstatus));
+}
+
+/*
+ * SIGUSR2: start the binary again with every listening socket. This process serves on until
+ * the new one says it serves too; then it stops accepting and drains as on SIGTERM.
+ */
+static void upgrade_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct daemon *d = w->data;
+    char err[256];
+    int ready_fd;
+    pid_t pid;
+
+    if (d->stopping || d->upgrade_pid > 0) {
+        log_warn("upgrade: SIGUSR2 ignored: %s",
+                 d->stopping ? "ferryd is stopping" : "a new process is starting already");
+        return;
+    }
+    if (d->exe[0] == '\0' || d->nlisten_fds == 0) {
+        log_err("upgrade: SIGUSR2 ignored: %s", d->exe[0] == '\0'
+                                                    ? "the path of ferryd's binary is unknown"
+                                                    : "no listening socket to hand on");
+        return;
+    }
+    pid =
+        upgrade_spawn(d->exe, d->argv, d->listen_fds, d->nlisten_fds, &ready_fd, err, sizeof(err));
+    if (pid < 0) {
+        log_err("upgrade: %s; this process keeps serving", err);
+        return;
+    }
+    d->upgrade_pid = pid;
+    ev_io_init(&d->upgrade_ready, upgrade_ready_cb, ready_fd, EV_READ);
+    d->upgrade_ready.data = d;
+    ev_io_start(loop, &d->upgrade_ready);
+    ev_timer_init(&d->upgrade_timeout, upgrade_timeout_cb, UPGRADE_TIMEOUT, 0.);
+    d->upgrade_timeout.data = d;
+    ev_timer_start(loop, &d->upgrade_timeout);
+    if (ev_is_active(&d->upgrade_child))
+        ev_child_stop(loop, &d->upgrade_child);
+    ev_child_init(&d->upgrade_child, upgrade_child_cb, pid, 0);
+    d->upgrade_child.data = d;
+    ev_child_start(loop, &d->upgrade_child);
+    log_notice("upgrade: started %s as process %ld with %zu listening socket%s; this process "
+               "serves until it does",
+               d->exe, (long)pid, d->nlisten_fds, d->nlisten_fds == 1 ? "" : "s");
+}
+
+/*
+ * Once the sockets are open: become the configured user (threads start only after this, so
+ * every one has no_new_privs), and check that a reload will still read the files; or, kept
+ * as root, warn, or refuse when run-as-root says no.
+ */
+static int daemon_drop(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->snap->config;
+
+    if (!d->drop.wanted) {
+        if (geteuid() != 0)
+            return 0;
+        if (!cfg->run_as_root) {
+            snprintf(err, errlen,
+                     "ferryd runs as root and run-as-root is no: name the user to run as "
+                     "(user NAME, or --user NAME)");
+            return -1;
+        }
+        log_warn("running as root: name an unprivileged user to run as once the listeners are "
+                 "open (user NAME in ferryd.conf, or --user NAME)");
+        return 0;
+    }
+    if (privdrop_apply(&d->drop, err, errlen) < 0)
+        return -1;
+    log_notice("running as user %s (uid %lu), group %s (gid %lu), no_new_privs set", d->drop.user,
+               (unsigned long)d->drop.uid, d->drop.group, (unsigned long)d->drop.gid);
+    if (privdrop_check_readable(&d->drop, d->path, "configuration", err, errlen) < 0)
+        return -1;
+    if (snapshot_uses_passwords(cfg) &&
+        privdrop_check_readable(&d->drop, cfg->users_file, "users file", err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* The service manager's sockets, or the configured addresses bound. Returns 0 or -1. */
+static int daemon_listen(struct daemon *d, struct listener_set *ls, unsigned n, char *err,
+                         size_t errlen)
+{
+    const struct config *cfg = &d->snap->config;
+    char names[CONF_MAX_LISTEN][LISTENER_NAME_MAX];
+    int passed = listener_set_inherit(ls, n, names, err, errlen);
+    int exposed;
+
+    if (passed < 0)
+        return -1;
+    if (passed == 0)
+        return listener_set_open(ls, cfg, n, err, errlen);
+    d->activated = true;
+    d->nactivated = ls->naddrs;
+    memcpy(d->activated_addrs, ls->addrs, sizeof(struct addr) * ls->naddrs);
+    exposed = activated_exposed(d, cfg);
+    if (exposed >= 0) {
+        char name[ADDR_STRLEN];
+
+        snprintf(err, errlen,
+                 "socket activation: the passed socket %s is not a loopback address and auth "
+                 "allows 'none': use 'auth password' (--users FILE), or "
+                 "'allow-unauthenticated yes' with client rules",
+                 addr_format(&ls->addrs[exposed], name, sizeof(name)));
+        listener_set_close(ls);
+        return -1;
+    }
+    /* A listen line of the same address lends its advertise address. */
+    for (size_t i = 0; i < ls->naddrs; i++) {
+        for (size_t k = 0; k < cfg->nlisten; k++) {
+            if (addr_equal(&cfg->listen[k], &ls->addrs[i]))
+                ls->advertise[i] = cfg->listen_advertise[k];
+        }
+    }
+    if (d->upgraded_from >= 0)
+        log_notice("upgrade: took over %d listening socket%s from the previous process", passed,
+                   passed == 1 ? "" : "s");
+    else if (!cfg->listen_is_default)
+        log_notice("socket activation: %d socket%s passed; the configured listen addresses "
+                   "are not used",
+                   passed, passed == 1 ? "" : "s");
+    return 0;
+}
+
+/* A descriptor of every listening socket, for an upgrade to hand on; without, none is done. */
+static void daemon_keep_listen_fds(struct daemon *d, const struct listener_set *ls)
+{
+    size_t n = (size_t)ls->nworkers * ls->naddrs;
+
+    d->listen_fds = calloc(n, sizeof(int));
+    if (d->listen_fds == NULL) {
+        log_warn("upgrade: out of memory: SIGUSR2 will not work");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        d->listen_fds[i] = fcntl(ls->fds[i], F_DUPFD_CLOEXEC, 3);
+        if (d->listen_fds[i] < 0) {
+            log_warn("upgrade: %s: SIGUSR2 will not work", strerror(errno));
+            daemon_close_listen_fds(d);
+            return;
+        }
+        d->nlisten_fds++;
+    }
+}
+
 /* Open the sockets and start the workers; on failure nothing is left running. */
 static int daemon_start(struct daemon *d, char *err, size_t errlen)
 {
@@ -390,8 +659,13 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
     struct listener_set ls;
     unsigned n = workers_wanted(cfg);
 
-    if (listener_set_open(&ls, cfg, n, err, errlen) < 0)
+    if (daemon_listen(d, &ls, n, err, errlen) < 0)
         return -1;
+    if (daemon_drop(d, err, errlen) < 0) {
+        listener_set_close(&ls);
+        return -1;
+    }
+    daemon_keep_listen_fds(d, &ls);
     for (unsigned i = 0; i < n; i++) {
         d->workers[i] =
             worker_start(i, d->snap, d->local, d->limits, d->auth_cache, &ls, err, errlen);
@@ -401,6 +675,7 @@ static int daemon_start(struct daemon *d, char *err, size_t errlen)
                 worker_join(d->workers[j]);
             }
             listener_set_close(&ls);
+            daemon_close_listen_fds(d);
             return -1;
         }
     }
@@ -417,10 +692,8 @@ static const struct {
     int signum;
     void (*cb)(struct ev_loop *loop, ev_signal *w, int revents);
 } handled[] = {
-    {SIGTERM, stop_cb},
-    {SIGINT, stop_cb},
-    {SIGHUP, reload_cb},
-    {SIGUSR1, stats_cb},
+    {SIGTERM, stop_cb},  {SIGINT, stop_cb},     {SIGHUP, reload_cb},
+    {SIGUSR1, stats_cb}, {SIGUSR2, upgrade_cb},
 };
 
 #define NSIGNALS (sizeof(handled) / sizeof(handled[0]))
@@ -430,6 +703,11 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
 {
     for (size_t i = 0; i < NSIGNALS; i++)
         ev_signal_stop(loop, &signals[i]);
+    daemon_close_listen_fds(d);
+    if (d->upgrade_pid > 0)
+        upgrade_end(d, loop);
+    if (ev_is_active(&d->upgrade_child))
+        ev_child_stop(loop, &d->upgrade_child);
     if (ev_is_active(&d->local_watch)) {
         ev_io_stop(loop, &d->local_watch);
         close(d->local_watch.fd);
@@ -443,55 +721,57 @@ static void daemon_free(struct daemon *d, struct ev_loop *loop, ev_signal *signa
 
 int main(int argc, char **argv)
 {
-    struct daemon d = {.notify = {.fd = -1}};
-    bool check_only = false;
+    struct daemon d = {.notify = {.fd = -1}, .upgraded_from = -1};
+    struct cli cli;
     char err[1024] = "", warn[512] = "";
     struct ev_loop *loop;
     ev_signal signals[NSIGNALS];
-    int opt;
 
-    while ((opt = getopt(argc, argv, "f:tvqVh")) != -1) {
-        switch (opt) {
-        case 'f':
-            d.path = optarg;
-            break;
-        case 't':
-            check_only = true;
-            break;
-        case 'v':
-            d.verbosity++;
-            break;
-        case 'q':
-            d.verbosity--;
-            break;
-        case 'V':
-            printf("ferryd %s\n", PACKAGE_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 1;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "ferryd: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
+    if (cli_parse(&cli, argc, argv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ferryd: %s\n", err);
+        cli_usage(stderr);
         return 1;
+    }
+    switch (cli.action) {
+    case CLI_VERSION:
+        printf("ferryd %s\n", PACKAGE_VERSION);
+        return 0;
+    case CLI_HELP:
+        cli_usage(stdout);
+        return 0;
+    case CLI_RUN:
+    case CLI_CHECK:
+        break;
+    }
+    d.path = cli.config_path;
+    d.ov = &cli.ov;
+    d.verbosity = cli.verbosity;
+    d.argv = argv;
+    d.upgraded_from = upgrade_ready_fd_take();
+    /* The path of the binary now, so that an upgrade runs what is installed there then. */
+    {
+        ssize_t len = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
+
+        d.exe[len > 0 ? len : 0] = '\0';
     }
     if (sodium_init() < 0) {
         fprintf(stderr, "ferryd: libsodium failed to initialise\n");
         return 1;
     }
-    d.snap = snapshot_load(d.path, err, sizeof(err), warn, sizeof(warn));
+    d.snap = snapshot_load(d.path, d.ov, err, sizeof(err), warn, sizeof(warn));
     if (d.snap == NULL) {
         fprintf(stderr, "ferryd: %s\n", err);
         return 1;
     }
     if (warn[0] != '\0')
         fprintf(stderr, "ferryd: warning: %s\n", warn);
-    if (check_only) {
+    if (privdrop_lookup(&d.drop, d.snap->config.run_user, d.snap->config.run_group, err,
+                        sizeof(err)) < 0) {
+        fprintf(stderr, "ferryd: %s\n", err);
+        snapshot_unref(d.snap);
+        return 1;
+    }
+    if (cli.action == CLI_CHECK) {
         printf("ferryd: %s: configuration OK\n", d.path != NULL ? d.path : "built-in defaults");
         snapshot_unref(d.snap);
         return 0;
@@ -575,6 +855,12 @@ int main(int argc, char **argv)
         ev_timer_init(&d.notify_tick, notify_tick_cb, 0., watchdog > 0 ? watchdog : 10.);
         d.notify_tick.data = &d;
         ev_timer_again(loop, &d.notify_tick);
+    }
+    if (d.upgraded_from >= 0) {
+        /* The previous process stops accepting and drains once it reads this. */
+        upgrade_ready(d.upgraded_from);
+        d.upgraded_from = -1;
+        log_notice("upgrade: serving; the previous process stops accepting");
     }
     fd_budget_check(&d.snap->config, d.nworkers);
 

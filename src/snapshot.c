@@ -20,8 +20,8 @@ bool snapshot_uses_passwords(const struct config *cfg)
     return false;
 }
 
-struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char *warn,
-                               size_t warnlen)
+struct snapshot *snapshot_load(const char *path, const struct conf_overrides *ov, char *err,
+                               size_t errlen, char *warn, size_t warnlen)
 {
     struct snapshot *s = calloc(1, sizeof(*s));
     unsigned wide;
@@ -32,9 +32,9 @@ struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (path == NULL) {
+    if (path == NULL && ov == NULL) {
         conf_defaults(&s->config);
-    } else if (conf_load(&s->config, path, err, errlen) < 0) {
+    } else if (conf_load_with(&s->config, path, ov, err, errlen) < 0) {
         free(s);
         return NULL;
     }

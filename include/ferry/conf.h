@@ -121,6 +121,25 @@ struct config {
     struct addr metrics_listen;
     /* parent ... and route ... lines (route.h); NULL when there are none: all goes direct */
     struct routes *routes;
+
+    /* Privilege drop once the listeners are open (see privdrop.h). */
+    char *run_user;   /* user NAME; NULL: keep the user ferryd was started as */
+    char *run_group;  /* group NAME; NULL: the user's primary group (needs user) */
+    bool run_as_root; /* run-as-root yes (default) | no: refuse to serve as root */
+};
+
+/*
+ * Settings given on the command line. Each replaces the file's matching setting (ferryd(8)):
+ * --listen replaces every listen line, --users sets users PATH (relative to the current
+ * directory) and makes password the method unless the file offers it already.
+ */
+struct conf_overrides {
+    const char *listen[CONF_MAX_LISTEN]; /* --listen ADDR[:PORT], repeatable */
+    size_t nlisten;
+    const char *users;     /* --users PATH */
+    const char *log_level; /* --log-level LEVEL */
+    const char *user;      /* --user NAME */
+    const char *group;     /* --group NAME */
 };
 
 /* Built-in defaults: what ferryd runs with when given no file. */
@@ -134,6 +153,19 @@ int conf_parse(struct config *c, const char *text, const char *name, char *err, 
 
 /* Read and parse a file; errors as for conf_parse, or "PATH: strerror" when unreadable. */
 int conf_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/*
+ * conf_load with the command line's settings on top (ov may be NULL; path NULL: the built-in
+ * defaults). Errors in a flag read "command line: ...".
+ */
+int conf_load_with(struct config *c, const char *path, const struct conf_overrides *ov, char *err,
+                   size_t errlen);
+
+/*
+ * Whether a listener on a would serve clients others can reach without authentication against
+ * the safe defaults: a non-loopback address, 'none' offered, no allow-unauthenticated yes.
+ */
+bool conf_listener_exposed(const struct config *c, const struct addr *a);
 
 /* Release what conf_parse/conf_load allocated. */
 void conf_release(struct config *c);

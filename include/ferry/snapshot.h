@@ -21,12 +21,13 @@ struct snapshot {
 };
 
 /*
- * Load path (NULL: the built-in defaults) and, when password auth is configured, its users
- * file. Returns a snapshot holding one reference, or NULL with the problem in err (config
- * errors name file and line). warn receives a warning such as an empty users file, or "".
+ * Load path (NULL: the built-in defaults) with the command line's settings ov on top (NULL:
+ * none) and, when password auth is configured, its users file. Returns a snapshot holding one
+ * reference, or NULL with the problem in err (config errors name file and line). warn receives a
+ * warning such as an empty users file, or "".
  */
-struct snapshot *snapshot_load(const char *path, char *err, size_t errlen, char *warn,
-                               size_t warnlen);
+struct snapshot *snapshot_load(const char *path, const struct conf_overrides *ov, char *err,
+                               size_t errlen, char *warn, size_t warnlen);
 
 /* Take one more reference; returns s. Safe from any thread. */
 struct snapshot *snapshot_ref(struct snapshot *s);

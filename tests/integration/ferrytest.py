@@ -165,21 +165,30 @@ class Ferryd:
     """The built ferryd, started with a generated config in a temporary directory."""
 
     def __init__(self, testcase, config, listeners=None, args=(), wait=True, start_timeout=10.0,
-                 env=None):
+                 env=None, prefix=(), pass_fds=()):
+        """config None: no file (no -f), only args. prefix: a command ferryd runs under
+        (systemd-socket-activate ...), before FERRYD_WRAPPER."""
         self.tmpdir = tempfile.mkdtemp(prefix="ferrytest-")
         self.conf_path = os.path.join(self.tmpdir, "ferryd.conf")
-        with open(self.conf_path, "w") as f:
-            f.write(config)
+        if config is None:
+            self.conf_path = None
+            config = ""
+        else:
+            with open(self.conf_path, "w") as f:
+                f.write(config)
         if listeners is None:
             listeners = sum(1 for l in config.splitlines() if l.strip().startswith("listen "))
         self.expected_listeners = listeners
+        self.expected_rc = 0  # the exit status stop() accepts (a test may expect a failure)
         self.lines = []
         self.cond = threading.Condition()
         self.addrs = []
         if not os.access(FERRYD, os.X_OK):
             raise AssertionError("ferryd not built: %s" % FERRYD)
+        conf_args = ("-f", self.conf_path) if self.conf_path is not None else ()
         self.proc = subprocess.Popen(
-            ferryd_argv("-f", self.conf_path, *args),
+            list(prefix) + ferryd_argv(*(conf_args + tuple(args))),
+            pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -286,7 +295,7 @@ class Ferryd:
         rc = self.proc.returncode
         with self.cond:
             text = "\n".join(self.lines)
-        if rc != 0 or "runtime error:" in text or "Sanitizer" in text:
+        if rc != self.expected_rc or "runtime error:" in text or "Sanitizer" in text:
             hint = ""
             if UNDER_VALGRIND:
                 hint = " (valgrind's report is in the log file of process %d)" % self.proc.pid

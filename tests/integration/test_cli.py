@@ -1,4 +1,6 @@
-"""ferryd's command line: -V, -h, -t with good and bad files, signals, a port already in use."""
+"""ferryd's command line: -V, -h, -t with good and bad files, signals, a port already in use;
+the long forms, and the quick flags (--listen, --users, --log-level, --user, --group) over the
+file's settings, with the safe defaults kept and the flags applied again on reload."""
 
 import os
 import re
@@ -223,6 +225,126 @@ auth-threads 2
             self.assertEqual(r.returncode, 1, err)
             self.assertIn("in use", err.lower())
             self.assertIn(str(port), err)
+
+    # --- long forms and quick flags ---------------------------------------------------------
+
+    def test_long_forms_match_the_short_ones(self):
+        short, long_ = self.ferryd("-V"), self.ferryd("--version")
+        self.assertEqual((long_.returncode, long_.stdout), (0, short.stdout))
+        r = self.ferryd("--help")
+        self.assertEqual(r.returncode, 0)
+        out = r.stdout.decode()
+        for opt in ("--config", "--check", "--verbose", "--quiet", "--version", "--help",
+                    "--listen", "--users", "--log-level", "--user", "--group"):
+            self.assertIn(opt, out)
+        # The precedence is stated where the flags are listed.
+        self.assertIn("A flag replaces the file's matching setting", out)
+        path = self.write("ok.conf", "listen 127.0.0.1:0\n")
+        for args in (("--check", "--config", path), ("--config=%s" % path, "--check"),
+                     ("-t", "-f", path)):
+            r = self.ferryd(*args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(b"configuration OK", r.stdout)
+
+    def test_bad_flags_are_refused_with_usage(self):
+        for args, msg in ((("--listen",), "option --listen needs an argument"),
+                          (("--check=yes",), "option --check takes no argument"),
+                          (("--users", "a", "--users", "b"), "--users given twice"),
+                          (("extra",), "unexpected argument 'extra'")):
+            with self.subTest(args=args):
+                r = self.ferryd(*args)
+                err = r.stderr.decode()
+                self.assertEqual(r.returncode, 1, err)
+                self.assertIn("ferryd: " + msg, err)
+                self.assertIn("usage:", err)
+
+    def test_quick_flags_keep_the_safe_defaults(self):
+        users = ft.make_users_file(self, {"alice": "pw"}, self.dir)
+        # The issue's command: all it needs, checked without binding a public address.
+        r = self.ferryd("--check", "--listen", "0.0.0.0:1080", "--users", users)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"built-in defaults: configuration OK", r.stdout)
+        for args, msg in (
+                (("--listen", "0.0.0.0:1080"),
+                 "command line: --listen 0.0.0.0:1080 is not a loopback address and auth "
+                 "allows 'none': give --users FILE"),
+                (("--listen", "127.0.0.1", "--listen", "[::]"),
+                 "command line: --listen [::]:1080 is not a loopback address"),
+                (("--listen", "nowhere"), "command line: listen: 'nowhere' is not an address"),
+                (("--log-level", "loud"), "command line: log-level: unknown level 'loud'"),
+                (("--users", os.path.join(self.dir, "absent")), "absent: No such file"),
+                (("--user", "no-such-user-of-ferry"),
+                 "user no-such-user-of-ferry: no such user"),
+                (("--group", "nogroup"), "command line: group needs user"),
+                (("--user", "root"), "user root is root")):
+            with self.subTest(args=args):
+                r = self.ferryd("--check", *args)
+                err = r.stderr.decode()
+                self.assertEqual(r.returncode, 1, err)
+                self.assertIn(msg, err)
+
+    def test_listen_flag_does_not_carry_the_files_unauthenticated_exemption(self):
+        path = self.write("open.conf", "listen 10.1.2.3:1080\nallow-unauthenticated yes\n"
+                                       "client pass from 10.0.0.0/8\n")
+        self.assertEqual(self.check(path), (0, ""))
+        r = self.ferryd("--check", "-f", path, "--listen", "0.0.0.0:1080")
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("--listen 0.0.0.0:1080 is not a loopback address, and %s:2 allows "
+                      "unauthenticated clients for the file's own listen lines" % path, err)
+        # A loopback --listen is no wider than the file: accepted.
+        r = self.ferryd("--check", "-f", path, "--listen", "127.0.0.1:1080")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_flags_without_a_file_serve_with_passwords_only(self):
+        users = ft.make_users_file(self, {"alice": "pw"}, self.dir)
+        port = ft.free_port()
+        ferry = ft.Ferryd(self, None, listeners=1,
+                          args=["--listen", "127.0.0.1:%d" % port, "--users", users])
+        self.assertEqual(ferry.addrs, [("127.0.0.1", port)])
+        # No authentication is no longer offered.
+        with ft.connect("127.0.0.1", port) as s:
+            s.sendall(ft.socks5_greeting((ft.METHOD_NOAUTH,)))
+            self.assertEqual(ft.read_method(s), ft.METHOD_NONE)
+        with self.assertRaisesRegex(AssertionError, "auth status"):
+            ft.socks5_open(ferry.addr(), "127.0.0.1", 9, user="alice", password="wrong")
+        # The login passes; the loopback target stays blocked, as every safe default does
+        # with passwords (trusted-clients none).
+        s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", 9, user="alice", password="pw")
+        s.close()
+        self.assertEqual(rep, ft.REP_NOT_ALLOWED)
+
+    def test_flags_override_the_file_and_again_on_reload(self):
+        echo = ft.EchoOrigin(self)
+        users = ft.make_users_file(self, {"alice": "pw"}, self.dir)
+        file_port, flag_port = ft.free_port(), ft.free_port()
+        conf = ("listen 127.0.0.1:%d\nlog-level err\nworkers 1\nresolver 127.0.0.1:%d\n"
+                "trusted-clients 127.0.0.0/8\n" % (file_port, ft.closed_port()))
+        ferry = ft.Ferryd(self, conf, listeners=1,
+                          args=["--listen", "127.0.0.1:%d" % flag_port, "--users", users,
+                                "--log-level", "debug"])
+        self.assertEqual(ferry.addrs, [("127.0.0.1", flag_port)])
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", file_port), timeout=2).close()
+
+        def roundtrip(payload):
+            s, rep, _, _ = ft.socks5_open(ferry.addr(), "127.0.0.1", echo.port, user="alice",
+                                          password="pw")
+            with s:
+                self.assertEqual(rep, ft.REP_SUCCEEDED)
+                self.assertEqual(ft.echo_roundtrip(s, payload), payload)
+
+        roundtrip(b"before\n")
+        # --log-level debug won over the file's err.
+        ferry.wait_line(r"debug: checking the password of user 'alice'")
+        start = len(ferry.lines)
+        ferry.proc.send_signal(signal.SIGHUP)
+        ferry.wait_line(r"reloaded .* \(configuration 2\)", start=start)
+        roundtrip(b"after\n")
+        ferry.wait_line(r"debug: checking the password of user 'alice'", start=start)
+        with ferry.cond:
+            self.assertFalse([l for l in ferry.lines[start:] if "listen lines changed" in l],
+                             ferry.lines[start:])
 
 
 if __name__ == "__main__":

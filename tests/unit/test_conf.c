@@ -1534,6 +1534,135 @@ START_TEST(test_limit_errors)
 }
 END_TEST
 
+/* Write text to a fresh file; returns its path (static buffer). */
+static const char *write_conf(const char *text)
+{
+    static char path[64];
+    int fd;
+
+    strcpy(path, "/tmp/ferry-conf-XXXXXX");
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+START_TEST(test_overrides_replace_the_files_settings)
+{
+    const char *path = write_conf("listen 127.0.0.1:1\nlisten [::1]:2 advertise ::1\n"
+                                  "auth none\nlog-level err\nuser daemon\n");
+    struct conf_overrides ov = {.listen = {"127.0.0.2:3", "127.0.0.3"},
+                                .nlisten = 2,
+                                .users = "users.txt",
+                                .log_level = "debug",
+                                .user = "nobody",
+                                .group = "nogroup"};
+    char *cwd = getcwd(NULL, 0), want[PATH_MAX + 16];
+    struct config c;
+
+    ck_assert_msg(conf_load_with(&c, path, &ov, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.nlisten, 2);
+    ck_assert_str_eq(fmt_listen(&c, 0), "127.0.0.2:3");
+    ck_assert_str_eq(fmt_listen(&c, 1), "127.0.0.3:1080");
+    ck_assert_uint_eq(c.listen_advertise[1].len, 0);
+    /* --users: password only, the path from the current directory, loopback not trusted. */
+    ck_assert_uint_eq(c.nmethods, 1);
+    ck_assert_uint_eq(c.methods[0], SOCKS5_METHOD_USERPASS);
+    snprintf(want, sizeof(want), "%s/users.txt", cwd);
+    ck_assert_str_eq(c.users_file, want);
+    ck_assert_uint_eq(c.ntrusted_clients, 0);
+    ck_assert_int_eq(c.log_level, LOG_DEBUG);
+    ck_assert_str_eq(c.run_user, "nobody");
+    ck_assert_str_eq(c.run_group, "nogroup");
+    conf_release(&c);
+    unlink(path);
+    free(cwd);
+}
+END_TEST
+
+START_TEST(test_overrides_without_a_file_and_users_keeps_offered_methods)
+{
+    struct conf_overrides ov = {.users = "/etc/ferry/users"};
+    const char *path = write_conf("auth password none\nusers /elsewhere\n");
+    struct config c;
+
+    ck_assert_msg(conf_load_with(&c, NULL, &ov, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(c.listen_is_default);
+    ck_assert_uint_eq(c.nmethods, 1);
+    ck_assert_str_eq(c.users_file, "/etc/ferry/users");
+    conf_release(&c);
+    /* The file offers password already: its methods stay, only the path changes. */
+    ck_assert_msg(conf_load_with(&c, path, &ov, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.nmethods, 2);
+    ck_assert_uint_eq(c.methods[0], SOCKS5_METHOD_USERPASS);
+    ck_assert_uint_eq(c.methods[1], SOCKS5_METHOD_NOAUTH);
+    ck_assert_str_eq(c.users_file, "/etc/ferry/users");
+    conf_release(&c);
+    unlink(path);
+}
+END_TEST
+
+/* A flag must not open what the file kept closed, nor carry the file's exemption elsewhere. */
+START_TEST(test_overrides_keep_the_safe_defaults)
+{
+    struct conf_overrides wide = {.listen = {"0.0.0.0:1080"}, .nlisten = 1};
+    struct conf_overrides bad = {.listen = {"nowhere"}, .nlisten = 1};
+    struct conf_overrides level = {.log_level = "loud"};
+    struct conf_overrides group = {.group = "nogroup"};
+    const char *path = write_conf("listen 10.0.0.1\nallow-unauthenticated yes\n"
+                                  "client pass from 10.0.0.0/8\n");
+    char want[512];
+    struct config c;
+
+    ck_assert_int_eq(conf_load_with(&c, NULL, &wide, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "command line: --listen 0.0.0.0:1080 is not a loopback address and "
+                          "auth allows 'none': give --users FILE (password authentication), or "
+                          "write the listen line in the file with 'allow-unauthenticated yes' "
+                          "and client rules");
+    ck_assert_int_eq(conf_load_with(&c, path, NULL, err, sizeof(err)), 0);
+    conf_release(&c);
+    ck_assert_int_eq(conf_load_with(&c, path, &wide, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want),
+             "command line: --listen 0.0.0.0:1080 is not a loopback address, and %s:2 allows "
+             "unauthenticated clients for the file's own listen lines: put this listen line in "
+             "the file to serve it without authentication, or give --users",
+             path);
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(conf_load_with(&c, NULL, &bad, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "command line: listen: 'nowhere' is not an address");
+    ck_assert_int_eq(conf_load_with(&c, NULL, &level, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "command line: log-level: unknown level 'loud' (err, warning, notice, "
+                          "info or debug)");
+    ck_assert_int_eq(conf_load_with(&c, NULL, &group, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "command line: group needs user (the user to run as: a user line or "
+                          "--user)");
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_user_group_run_as_root)
+{
+    struct config c;
+
+    parse_ok(&c, "");
+    ck_assert_ptr_null(c.run_user);
+    ck_assert_ptr_null(c.run_group);
+    ck_assert(c.run_as_root);
+    conf_release(&c);
+    parse_ok(&c, "user ferry\ngroup ferry\nrun-as-root no\n");
+    ck_assert_str_eq(c.run_user, "ferry");
+    ck_assert_str_eq(c.run_group, "ferry");
+    ck_assert(!c.run_as_root);
+    conf_release(&c);
+    parse_err("group ferry\n", "t.conf:1: group needs user (the user to run as: a user line or "
+                               "--user)");
+    parse_err("user a:b\n", "t.conf:1: user: 'a:b' is not a user or group name");
+    parse_err("user a\nuser b\n", "t.conf:2: duplicate 'user' (first on line 1)");
+    parse_err("run-as-root maybe\n", "t.conf:1: run-as-root: unknown value 'maybe' (no or yes)");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("conf");
@@ -1606,6 +1735,10 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_limit_defaults);
     tcase_add_test(tc, test_limit_settings);
     tcase_add_test(tc, test_limit_errors);
+    tcase_add_test(tc, test_overrides_replace_the_files_settings);
+    tcase_add_test(tc, test_overrides_without_a_file_and_users_keeps_offered_methods);
+    tcase_add_test(tc, test_overrides_keep_the_safe_defaults);
+    tcase_add_test(tc, test_user_group_run_as_root);
     suite_add_tcase(s, tc);
     return s;
 }
