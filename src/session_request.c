@@ -214,6 +214,7 @@ static void session_dispatch(struct session *s, const struct addr *addrs, size_t
 {
     switch (s->cmd) {
     case REQUEST_CONNECT:
+    case REQUEST_FORWARD: /* an HTTP request to forward: connected like CONNECT */
         session_connect(s, addrs, n);
         break;
     case REQUEST_BIND:
