@@ -43,15 +43,15 @@ struct http_forward {
     http_forward_cb cb;
     void *arg;
     char via[64];
-    bool head_request;  /* HEAD: the response has no body whatever its fields say */
-    bool client_close;  /* the client asked to close after this exchange (or speaks 1.0 only) */
+    bool head_request; /* HEAD: the response has no body whatever its fields say */
+    bool client_close; /* the client asked to close after this exchange (or speaks 1.0 only) */
     uint8_t client_minor;
     bool client_eof;
     bool target_eof;
-    bool up_failed;     /* the origin stopped taking the request: the rest of it is dropped */
-    bool up_blocked;    /* the origin's socket is full */
-    bool down_blocked;  /* the client's socket is full */
-    bool keep;          /* the response allows the client's connection to carry on */
+    bool up_failed;    /* the origin stopped taking the request: the rest of it is dropped */
+    bool up_blocked;   /* the origin's socket is full */
+    bool down_blocked; /* the client's socket is full */
+    bool keep;         /* the response allows the client's connection to carry on */
     bool responded;
     int status;
     uint64_t up, down;
@@ -198,9 +198,9 @@ static int forward_response_head(struct http_forward *f, enum http_forward_end *
         snprintf(add, sizeof(add), "%sVia: 1.%u %s\r\n%s",
                  kind == HTTP_BODY_CHUNKED ? "Transfer-Encoding: chunked\r\n" : "",
                  (unsigned)h.version_minor, f->via,
-                 !f->keep                ? "Connection: close\r\n"
+                 !f->keep               ? "Connection: close\r\n"
                  : f->client_minor == 0 ? "Connection: keep-alive\r\n"
-                                         : "");
+                                        : "");
         rw.drop_length = h.coded;
     }
     f->dhead_len = http_rewrite_head(f->dbuf, used, &rw, f->dhead, sizeof(f->dhead));
@@ -343,8 +343,7 @@ static int pump_up(struct http_forward *f, enum http_forward_end *end)
         f->usend = 0;
     }
     if (!f->req_body.done && !f->client_eof && f->ulen < sizeof(f->ubuf)) {
-        n = read_some(f, f->client_fd, RELAY_UP, f->ubuf + f->ulen, sizeof(f->ubuf) - f->ulen,
-                      end);
+        n = read_some(f, f->client_fd, RELAY_UP, f->ubuf + f->ulen, sizeof(f->ubuf) - f->ulen, end);
         if (n == -3)
             return STEP_END;
         if (n == -1 || n == 0) {
@@ -401,7 +400,8 @@ static int pump_down(struct http_forward *f, enum http_forward_end *end)
         if (n > 0)
             moved = STEP_MOVED;
     }
-    if (!f->target_eof && !(f->dstate == D_BODY && f->resp_body.done) && f->dlen < sizeof(f->dbuf)) {
+    if (!f->target_eof && !(f->dstate == D_BODY && f->resp_body.done) &&
+        f->dlen < sizeof(f->dbuf)) {
         n = read_some(f, f->target_fd, RELAY_DOWN, f->dbuf + f->dlen, sizeof(f->dbuf) - f->dlen,
                       end);
         if (n == -3)
@@ -454,8 +454,8 @@ static void forward_pump(struct http_forward *f)
         /* The response is out: the exchange is over. */
         if (f->dstate == D_BODY && f->resp_body.done && f->dhead_off == f->dhead_len &&
             f->dsend == 0) {
-            bool request_done = f->req_body.done && f->uhead_off == f->uhead_len &&
-                                f->usend == 0 && !f->up_failed;
+            bool request_done =
+                f->req_body.done && f->uhead_off == f->uhead_len && f->usend == 0 && !f->up_failed;
 
             forward_finish(f, f->keep && request_done && !f->client_eof ? HTTP_FORWARD_KEEP
                                                                         : HTTP_FORWARD_CLOSE);

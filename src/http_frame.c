@@ -336,8 +336,9 @@ static bool hop_by_hop(const uint8_t *name, size_t len, const struct http_rewrit
                        const struct option *opts, size_t nopts)
 {
     static const char *const fields[] = {
-        "Connection", "Proxy-Connection",    "Keep-Alive",         "TE",      "Trailer",
-        "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate", "Transfer-Encoding",
+        "Connection",        "Proxy-Connection", "Keep-Alive",          "TE",
+        "Trailer",           "Upgrade",          "Proxy-Authorization", "Proxy-Authenticate",
+        "Transfer-Encoding",
     };
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -349,7 +350,8 @@ static bool hop_by_hop(const uint8_t *name, size_t len, const struct http_rewrit
     if (rw->drop_length && equal_nocase(name, len, "Content-Length"))
         return true;
     for (size_t i = 0; i < nopts; i++) {
-        if (opts[i].len == len && strncasecmp((const char *)opts[i].p, (const char *)name, len) == 0)
+        if (opts[i].len == len &&
+            strncasecmp((const char *)opts[i].p, (const char *)name, len) == 0)
             return true;
     }
     return false;

@@ -37,10 +37,10 @@ struct http_forward_params {
     struct ev_loop *loop;
     int client_fd;
     int target_fd;
-    const uint8_t *input; /* the client's bytes: the request head first (at most */
-    size_t input_len;     /* HTTP_FORWARD_HEAD_MAX bytes in all) */
-    bool client_eof;      /* the client has half-closed already */
-    const char *via;      /* this proxy's name in Via fields */
+    const uint8_t *input;                  /* the client's bytes: the request head first (at most */
+    size_t input_len;                      /* HTTP_FORWARD_HEAD_MAX bytes in all) */
+    bool client_eof;                       /* the client has half-closed already */
+    const char *via;                       /* this proxy's name in Via fields */
     const struct relay_throttle *throttle; /* copied; NULL for none */
     http_forward_cb cb;                    /* called once, at the end; free in it or after */
     void *arg;
