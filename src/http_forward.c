@@ -48,10 +48,8 @@ struct http_forward {
     uint8_t client_minor;
     bool client_eof;
     bool target_eof;
-    bool up_failed;    /* the origin stopped taking the request: the rest of it is dropped */
-    bool up_blocked;   /* the origin's socket is full */
-    bool down_blocked; /* the client's socket is full */
-    bool keep;         /* the response allows the client's connection to carry on */
+    bool up_failed; /* the origin stopped taking the request: the rest of it is dropped */
+    bool keep;      /* the response allows the client's connection to carry on */
     bool responded;
     int status;
     uint64_t up, down;
@@ -225,8 +223,7 @@ static int forward_response_head(struct http_forward *f, enum http_forward_end *
 /* --- moving bytes ------------------------------------------------------------------------ */
 
 /* Send what is pending from *off to len at buf; a step, or -1 on a socket error. */
-static int send_some(int fd, const uint8_t *buf, size_t *off, size_t len, bool *blocked,
-                     uint64_t *count)
+static int send_some(int fd, const uint8_t *buf, size_t *off, size_t len, uint64_t *count)
 {
     bool moved = false;
 
@@ -236,10 +233,8 @@ static int send_some(int fd, const uint8_t *buf, size_t *off, size_t len, bool *
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                *blocked = true;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
-            }
             return -1;
         }
         *off += (size_t)n;
@@ -247,29 +242,35 @@ static int send_some(int fd, const uint8_t *buf, size_t *off, size_t len, bool *
             *count += (uint64_t)n;
         moved = true;
     }
-    if (*off == len)
-        *blocked = false;
     return moved ? STEP_MOVED : STEP_IDLE;
+}
+
+/* Run the pump again within delay seconds. */
+static void wake_within(struct http_forward *f, double delay)
+{
+    if (ev_is_active(&f->wake) && ev_timer_remaining(f->loop, &f->wake) <= delay)
+        return;
+    ev_timer_stop(f->loop, &f->wake);
+    ev_timer_set(&f->wake, delay, 0.);
+    ev_timer_start(f->loop, &f->wake);
 }
 
 /* How many bytes a read in dir may take now (0: paused), -1 when the quota is used up. */
 static ssize_t allowed(struct http_forward *f, enum relay_dir_index dir, size_t want)
 {
-    double wait = 0;
+    double wait = 0, now = ev_now(f->loop);
     ssize_t n;
 
     if (!f->throttled)
         return (ssize_t)want;
-    if (f->paused_until[dir] > ev_now(f->loop))
+    if (f->paused_until[dir] > now) {
+        wake_within(f, f->paused_until[dir] - now);
         return 0;
+    }
     n = f->throttle.allow(f->throttle.arg, dir, want, &wait);
     if (n == 0) {
-        f->paused_until[dir] = ev_now(f->loop) + wait;
-        if (!ev_is_active(&f->wake) || ev_timer_remaining(f->loop, &f->wake) > wait) {
-            ev_timer_stop(f->loop, &f->wake);
-            ev_timer_set(&f->wake, wait, 0.);
-            ev_timer_start(f->loop, &f->wake);
-        }
+        f->paused_until[dir] = now + wait;
+        wake_within(f, wait);
     }
     return n;
 }
@@ -308,11 +309,11 @@ static int pump_up(struct http_forward *f, enum http_forward_end *end)
     if (!f->up_failed) {
         size_t off = 0;
 
-        r = send_some(f->target_fd, f->uhead, &f->uhead_off, f->uhead_len, &f->up_blocked, &f->up);
+        r = send_some(f->target_fd, f->uhead, &f->uhead_off, f->uhead_len, &f->up);
         if (r == STEP_MOVED)
             moved = STEP_MOVED;
         if (r >= 0 && f->uhead_off == f->uhead_len && f->usend > 0) {
-            r = send_some(f->target_fd, f->ubuf, &off, f->usend, &f->up_blocked, &f->up);
+            r = send_some(f->target_fd, f->ubuf, &off, f->usend, &f->up);
             memmove(f->ubuf, f->ubuf + off, f->ulen - off);
             f->ulen -= off;
             f->usend -= off;
@@ -323,7 +324,6 @@ static int pump_up(struct http_forward *f, enum http_forward_end *end)
             /* The origin stopped reading: its response may still come; the client's
              * connection cannot carry on, the rest of its request is lost. */
             f->up_failed = true;
-            f->up_blocked = false;
         }
     }
     if (!f->req_body.done && f->usend < f->ulen) {
@@ -366,13 +366,13 @@ static int pump_down(struct http_forward *f, enum http_forward_end *end)
     ssize_t n;
     size_t off = 0;
 
-    r = send_some(f->client_fd, f->dhead, &f->dhead_off, f->dhead_len, &f->down_blocked, &f->down);
+    r = send_some(f->client_fd, f->dhead, &f->dhead_off, f->dhead_len, &f->down);
     if (r == STEP_MOVED) {
         moved = STEP_MOVED;
         f->responded = true;
     }
     if (r >= 0 && f->dhead_off == f->dhead_len && f->dsend > 0) {
-        r = send_some(f->client_fd, f->dbuf, &off, f->dsend, &f->down_blocked, &f->down);
+        r = send_some(f->client_fd, f->dbuf, &off, f->dsend, &f->down);
         memmove(f->dbuf, f->dbuf + off, f->dlen - off);
         f->dlen -= off;
         f->dsend -= off;
@@ -461,9 +461,14 @@ static void forward_pump(struct http_forward *f)
                                                                         : HTTP_FORWARD_CLOSE);
             return;
         }
-        if (up == STEP_IDLE && down == STEP_IDLE)
-            break;
+        if (up == STEP_IDLE && down == STEP_IDLE) {
+            forward_update(f);
+            return;
+        }
     }
+    /* Rounds used up with work left (bytes read but not scanned yet, say): the loop's next
+     * iteration comes back, after the other sessions had their turn. */
+    wake_within(f, 0.);
     forward_update(f);
 }
 
@@ -476,8 +481,10 @@ static void forward_update(struct http_forward *f)
                          f->paused_until[RELAY_UP] <= now;
     bool want_target_r = !f->target_eof && !(f->dstate == D_BODY && f->resp_body.done) &&
                          f->dlen < sizeof(f->dbuf) && f->paused_until[RELAY_DOWN] <= now;
-    bool want_target_w = !f->up_failed && up_pending && f->up_blocked;
-    bool want_client_w = f->down_blocked;
+    /* Bytes waiting for a side are sent when it is writable (at once when it already is: a
+     * pump that stopped after its rounds comes back that way). */
+    bool want_target_w = !f->up_failed && up_pending;
+    bool want_client_w = f->dhead_off < f->dhead_len || f->dsend > 0;
 
 #define WATCH(w, on)                                                                               \
     do {                                                                                           \
@@ -506,8 +513,7 @@ static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)loop;
     (void)revents;
-    f->paused_until[RELAY_UP] = f->paused_until[RELAY_DOWN] = 0;
-    forward_pump(f);
+    forward_pump(f); /* a pause that is over is over by the clock (allowed) */
 }
 
 /* --- the interface ----------------------------------------------------------------------- */
@@ -548,7 +554,6 @@ struct http_forward *http_forward_start(const struct http_forward_params *p)
     f->wake.data = f;
     /* The first pump runs from the loop (the origin's socket is writable): the callback never
      * runs inside this call. */
-    f->up_blocked = true;
     forward_update(f);
     return f;
 }
