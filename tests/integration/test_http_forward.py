@@ -430,6 +430,8 @@ class HTTPForwardTest(unittest.TestCase):
         if shutil.which("git") is None:
             self.skipTest("git is not installed")
         root = tempfile.mkdtemp(prefix="ferry-git-")
+        # http.server runs CGI scripts as nobody when started as root: it must read the tree.
+        os.chmod(root, 0o755)
         self.addCleanup(shutil.rmtree, root, True)
         env = dict(CLEAN_ENV, GIT_CONFIG_NOSYSTEM="1", HOME=root,
                    GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@x", GIT_COMMITTER_NAME="t",
@@ -455,8 +457,8 @@ class HTTPForwardTest(unittest.TestCase):
         os.makedirs(cgi)
         script = os.path.join(cgi, "git")
         with open(script, "w") as f:
-            f.write("#!/bin/sh\nGIT_PROJECT_ROOT=%s GIT_HTTP_EXPORT_ALL=1 exec git http-backend\n"
-                    % os.path.join(root, "srv"))
+            f.write("#!/bin/sh\nGIT_PROJECT_ROOT=%s GIT_HTTP_EXPORT_ALL=1 exec git "
+                    "-c safe.directory='*' http-backend\n" % os.path.join(root, "srv"))
         os.chmod(script, 0o755)
         handler = lambda *a, **kw: http.server.CGIHTTPRequestHandler(  # noqa: E731
             *a, directory=os.path.join(root, "srv"), **kw)
@@ -478,13 +480,15 @@ class HTTPForwardTest(unittest.TestCase):
     def test_headless_chromium_with_proxy_server(self):
         chromium = shutil.which("chromium")
         if chromium is None:
-            self.skipTest("chromium is not installed (optional: bootstrap's OPTIONAL_PACKAGES)")
+            self.skipTest("chromium is not installed (optional: bootstrap's OPTIONAL_TEST_PACKAGES)")
         ferry = self.ferry()
         profile = tempfile.mkdtemp(prefix="ferry-chromium-")
         self.addCleanup(shutil.rmtree, profile, True)
         # The name is resolved by ferry (the proxy), never by Chromium.
         r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                             "--no-first-run", "--user-data-dir=" + profile,
+                            "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", "--no-default-browser-check",
                             "--proxy-server=" + self.proxy_url(ferry),
                             "--proxy-bypass-list=<-loopback>", "--dump-dom",
                             self.origin.url("/chromium", NAME)],
