@@ -120,10 +120,12 @@ static bool forward_request_head(struct http_forward *f)
     while (*line == '\r' || *line == '\n')
         line++;
     mlen = (size_t)((const uint8_t *)memchr(line, ' ', used) - line);
-    /* method SP origin-form SP HTTP/1.1 (an empty path is "/": RFC 9112 section 3.2.1) */
-    snprintf(start, sizeof(start), "%.*s %s%.*s HTTP/1.1", (int)mlen, (const char *)line,
+    /* method SP origin-form SP version (an empty path is "/": RFC 9112 section 3.2.1). The
+     * client's version, 1.0 or 1.1: an origin then frames its response for that client (no
+     * chunked coding for HTTP/1.0), which ferry passes through as it is. */
+    snprintf(start, sizeof(start), "%.*s %s%.*s HTTP/1.%u", (int)mlen, (const char *)line,
              req.path_len == 0 || f->ubuf[req.path_off] == '?' ? "/" : "", (int)req.path_len,
-             (const char *)f->ubuf + req.path_off);
+             (const char *)f->ubuf + req.path_off, req.version_minor == 0 ? 0u : 1u);
     if (!format_host(&req.dest, host, sizeof(host)))
         goto out;
     /* The body keeps its framing; the origin connection serves this one exchange. */
