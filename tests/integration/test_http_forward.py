@@ -304,7 +304,9 @@ class HTTPForwardTest(unittest.TestCase):
 
     def test_basic_credentials_right_wrong_and_missing(self):
         users = ft.make_users_file(self, {"alice": "correct horse"})
-        ferry = self.ferry(auth="password", users=users)
+        # Under valgrind one Argon2id check takes seconds: the negotiation deadline scales.
+        ferry = self.ferry(auth="password", users=users,
+                           extra=["timeout negotiate %ds" % int(10 * ft.SLOW)])
         r = self.curl(ferry, self.origin.url("/auth"), user="alice:correct horse")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, b"a GET /auth")
