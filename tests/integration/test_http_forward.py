@@ -401,6 +401,21 @@ class HTTPForwardTest(unittest.TestCase):
         s = ferry.wait_sessions(1)[-1]
         self.assertGreater(int(s.get("down")), n)
 
+    def test_bandwidth_limit_paces_a_forwarded_download_without_spinning(self):
+        ferry = self.ferry(extra=["limit bandwidth-per-client 1M"])
+        n = 3 * 1024 * 1024
+        cpu = ft.cpu_seconds(ferry.proc.pid)
+        start = time.monotonic()
+        r = self.curl(ferry, "-o", "/dev/null", "-w", "%{size_download}",
+                      self.origin.url("/chunked?%d" % n))
+        took = time.monotonic() - start
+        self.assertEqual(r.stdout, str(n).encode(), r.stderr)
+        # 3 MiB at 1 MiB/s (a burst of a tenth ahead): over two seconds, and a timer, not a loop.
+        self.assertGreater(took, 2.0)
+        cpu = ft.cpu_seconds(ferry.proc.pid) - cpu
+        if not ft.UNDER_VALGRIND:
+            self.assertLess(cpu, 1.0)
+
     def test_failures_answer_with_statuses(self):
         ferry = self.ferry(extra=["timeout idle 1", "request block to 127.0.0.2",
                                   "request pass"])
