@@ -119,8 +119,15 @@ static void fuzz_body(const uint8_t *data, size_t size)
 static bool is_hop_by_hop(const uint8_t *line, size_t len)
 {
     static const char *const names[] = {
-        "Connection:", "Proxy-Connection:",    "Keep-Alive:",         "TE:",      "Trailer:",
-        "Upgrade:",    "Proxy-Authorization:", "Proxy-Authenticate:", "Transfer-Encoding:",
+        "Connection:",
+        "Proxy-Connection:",
+        "Keep-Alive:",
+        "TE:",
+        "Trailer:",
+        "Upgrade:",
+        "Proxy-Authorization:",
+        "Proxy-Authenticate:",
+        "Transfer-Encoding:",
         "Host:",
     };
 
