@@ -41,6 +41,7 @@ class ForwardOrigin:
         origin = self
         self.name = name
         self.requests = []  # (method, path, [(field, value)], body length)
+        self.versions = []  # the request line's version, one per request
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -75,6 +76,7 @@ class ForwardOrigin:
                 body = self.read_body() if self.command in ("POST", "PUT") else b""
                 origin.requests.append((self.command, self.path, list(self.headers.items()),
                                         len(body)))
+                origin.versions.append(self.request_version)
                 p = self.path
                 if p.startswith("/echo"):
                     self.reply(200, ("%s %d" % (hashlib.sha256(body).hexdigest(),
@@ -387,6 +389,9 @@ class HTTPForwardTest(unittest.TestCase):
             s.sendall(("GET %s HTTP/1.0\r\n\r\n" % self.origin.url("/ten")).encode())
             data = ft.recv_until_eof(s)
         self.assertTrue(data.endswith(b"a GET /ten"), data)
+        # ... and the origin was asked in HTTP/1.0 too (so it never answers chunked).
+        self.assertEqual(self.origin.versions[-1], "HTTP/1.0")
+        self.assertEqual(self.origin.versions[0], "HTTP/1.1")
 
     def test_streamed_chunked_response_is_byte_exact(self):
         ferry = self.ferry()
