@@ -268,6 +268,14 @@ static void format_text(struct out *o, const struct access_record *r)
     } else {
         puts_(o, "-");
     }
+    if (r->method != NULL) {
+        puts_(o, " method=");
+        put_name(o, r->method);
+        if (r->status > 0)
+            putf(o, " status=%d", r->status);
+        else
+            puts_(o, " status=-");
+    }
     puts_(o, " target=");
     if (r->target != NULL) {
         size_t n = cut(r->target, r->target_len, ACCESS_STRING_MAX);
@@ -369,6 +377,13 @@ static void format_keyed(struct out *o, const struct access_record *r, bool json
     if (r->cmd != NULL)
         snprintf(cmd, sizeof(cmd), "%s%s", r->cmd_prefix != NULL ? r->cmd_prefix : "", r->cmd);
     field_name(&k, "cmd", r->cmd != NULL ? cmd : NULL);
+    if (r->method != NULL) {
+        field_name(&k, "method", r->method);
+        if (r->status > 0)
+            field_u64(&k, "status", (uint64_t)r->status);
+        else
+            field_name(&k, "status", NULL);
+    }
     field_str(&k, "target", r->target, r->target_len, ACCESS_STRING_MAX);
     field_name(&k, "addr", r->addr);
     if (r->route != 0)

@@ -1,16 +1,20 @@
 /*
  * The HTTP proxy front end (frontend.h): CONNECT host:port (RFC 9110 section 9.3.6) with Basic
  * proxy credentials (RFC 7617) checked like RFC 1929 logins, and every reply as an HTTP status.
- * Requests in absolute form (GET http://...) are answered 501 until forwarding is built.
+ * Requests in absolute form (GET http://host/path, any method) are forwarded: the head stays in
+ * the session's buffer for the forwarder (http_forward.h); https:// in absolute form is refused
+ * (a client must tunnel it with CONNECT).
  */
 #include "config.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ferry/conf.h"
 #include "ferry/frontend.h"
 #include "ferry/http.h"
+#include "ferry/http_forward.h"
 #include "ferry/socks5.h"
 
 /* The front end's own states (frontend_input.state). */
@@ -31,6 +35,18 @@ static enum frontend_step http_close(struct frontend_input *in, int status, cons
     return FRONTEND_CLOSE;
 }
 
+/* Close with a response of `status` and a short text telling the client why. */
+static enum frontend_step http_close_text(struct frontend_input *in, int status, const char *text)
+{
+    char fields[96];
+
+    snprintf(fields, sizeof(fields), "Content-Type: text/plain\r\nContent-Length: %zu\r\n",
+             strlen(text));
+    in->out_len = http_response_body((char *)in->out, sizeof(in->out), status, fields, text);
+    in->close = FRONTEND_BAD_INPUT;
+    return FRONTEND_CLOSE;
+}
+
 static enum frontend_step http_input(struct frontend_input *in)
 {
     struct http_request req;
@@ -44,11 +60,14 @@ static enum frontend_step http_input(struct frontend_input *in)
         return FRONTEND_NEED_MORE;
     if (st == PROTO_ERROR)
         return http_close(in, status, NULL, FRONTEND_BAD_INPUT);
-    if (req.method != HTTP_CONNECT) {
-        /* A request for us as a server, or one to forward (not served yet). */
-        status = req.form == HTTP_TARGET_ABSOLUTE ? 501 : 400;
+    if (req.method != HTTP_CONNECT && req.form == HTTP_TARGET_ABSOLUTE && req.https) {
         sodium_memzero(&req, sizeof(req));
-        return http_close(in, status, NULL, FRONTEND_BAD_INPUT);
+        return http_close_text(in, 501, "https:// URLs go through this proxy with CONNECT\n");
+    }
+    if (req.method != HTTP_CONNECT && req.form != HTTP_TARGET_ABSOLUTE) {
+        /* A request for us as a server. */
+        sodium_memzero(&req, sizeof(req));
+        return http_close(in, 400, NULL, FRONTEND_BAD_INPUT);
     }
     if (*in->state == HTTP_WAIT_HEAD && password && req.proxy_auth) {
         if (!req.proxy_auth_ok) {
@@ -68,11 +87,19 @@ static enum frontend_step http_input(struct frontend_input *in)
         sodium_memzero(&req, sizeof(req));
         return http_close(in, 407, PROXY_AUTHENTICATE, FRONTEND_NO_METHOD);
     }
+    in->req->dest = req.dest;
+    if (req.method != HTTP_CONNECT) {
+        /* Forwarded: the head stays for the forwarder, which rewrites it (and wipes it). */
+        in->req->cmd = REQUEST_FORWARD;
+        in->req->method = (uint8_t)req.method;
+        in->used = 0;
+        sodium_memzero(&req, sizeof(req));
+        return FRONTEND_REQUEST;
+    }
     /* The head (credentials included) leaves the buffer; bytes after it are the tunnel's. */
     if (req.proxy_auth)
         sodium_memzero(in->buf, used);
     in->req->cmd = REQUEST_CONNECT;
-    in->req->dest = req.dest;
     in->used = used;
     sodium_memzero(&req, sizeof(req));
     return FRONTEND_REQUEST;
@@ -121,4 +148,5 @@ const struct frontend frontend_http = {
     .reply_name = NULL,
     .bind_local = NULL,
     .ipv4_only = false,
+    .input_max = HTTP_FORWARD_HEAD_MAX,
 };

@@ -404,3 +404,23 @@ size_t http_response(char *out, size_t size, int status, const char *fields)
 
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
+
+size_t http_response_body(char *out, size_t size, int status, const char *fields, const char *body)
+{
+    int n = snprintf(out, size, "HTTP/1.1 %d %s\r\n%sConnection: close\r\n\r\n%s", status,
+                     http_reason(status), fields != NULL ? fields : "", body);
+
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+const char *http_method_name(enum http_method m)
+{
+    static const char *const names[] = {
+        [HTTP_CONNECT] = "CONNECT", [HTTP_GET] = "GET",     [HTTP_HEAD] = "HEAD",
+        [HTTP_POST] = "POST",       [HTTP_PUT] = "PUT",     [HTTP_DELETE] = "DELETE",
+        [HTTP_OPTIONS] = "OPTIONS", [HTTP_PATCH] = "PATCH", [HTTP_TRACE] = "TRACE",
+        [HTTP_OTHER] = "other",
+    };
+
+    return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : "other";
+}

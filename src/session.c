@@ -24,6 +24,8 @@
 #include "ferry/auth_verify.h"
 #include "ferry/binder.h"
 #include "ferry/conf.h"
+#include "ferry/http.h"
+#include "ferry/http_forward.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
 #include "ferry/outbound.h"
@@ -58,6 +60,7 @@ static const size_t state_timeouts[] = {
     [S_BIND_WAIT] = offsetof(struct config, timeout_bind),
     [S_UDP] = offsetof(struct config, timeout_udp),
     [S_RELAY] = offsetof(struct config, timeout_idle),
+    [S_FORWARD] = offsetof(struct config, timeout_idle),
     [S_CLOSING] = offsetof(struct config, timeout_negotiate), /* at most SESSION_LINGER */
 };
 
@@ -110,6 +113,8 @@ const char *session_cmd_name(const struct session *s)
         return "resolve";
     case REQUEST_RESOLVE_PTR:
         return "resolve-ptr";
+    case REQUEST_FORWARD:
+        return "forward";
     default:
         return "?";
     }
@@ -124,6 +129,8 @@ static void session_bytes(const struct session *s, uint64_t *up, uint64_t *down,
     *up = *down = 0;
     if (s->relay != NULL)
         relay_bytes(s->relay, up, down);
+    if (s->fwd != NULL)
+        http_forward_bytes(s->fwd, up, down);
     if (s->udp != NULL) {
         udp_assoc_stats(s->udp, us);
         *up = us->up_bytes;
@@ -202,6 +209,10 @@ static void session_log(const struct session *s)
         r.limit = rule;
     } else if (limited != LIMIT_OK) {
         r.limit = limit_names[limited];
+    }
+    if (s->requested && s->cmd == REQUEST_FORWARD && s->nego != NULL) {
+        r.method = http_method_name(s->nego->req.method);
+        r.status = s->http_status;
     }
     r.duration = ev_now(s->ctx->loop) - s->started;
     log_access(level, &r);
@@ -292,14 +303,34 @@ static void session_count(const struct session *s)
 
 /* --- the one release path ---------------------------------------------------------------- */
 
+void session_account(const struct session *s)
+{
+    session_count(s);
+    session_log(s);
+}
+
+/* The negotiation's state and its buffer (wiped: a head may hold credentials). */
+static void session_nego_free(struct negotiation *ng)
+{
+    if (ng == NULL)
+        return;
+    sodium_memzero(ng->buf, ng->len);
+    if (ng->buf != ng->small)
+        free(ng->buf);
+    free(ng);
+}
+
 static void session_close(struct session *s)
 {
     struct session_ctx *ctx = s->ctx;
     struct ev_loop *loop = ctx->loop;
 
-    /* Counted before the access line, so whoever has read the line sees it in the totals. */
-    session_count(s);
-    session_log(s);
+    /* Counted before the access line, so whoever has read the line sees it in the totals.
+     * A keep-alive connection closing between forwarded requests has had its lines. */
+    if (!(s->forwarded > 0 && !s->requested && (s->nego == NULL || s->nego->len == 0))) {
+        session_count(s);
+        session_log(s);
+    }
     if (s->nego != NULL) {
         struct negotiation *ng = s->nego;
 
@@ -319,6 +350,7 @@ static void session_close(struct session *s)
         udp_assoc_free(s->udp);
     limits_hold_release(&s->hold);
     relay_free(s->relay);
+    http_forward_free(s->fwd);
     ev_io_stop(loop, &s->client_readable);
     ev_timer_stop(loop, &s->timer);
     if (s->client_fd >= 0)
@@ -335,7 +367,7 @@ static void session_close(struct session *s)
     snapshot_unref(s->snap);
     free(s->target);
     free(s->user);
-    free(s->nego);
+    session_nego_free(s->nego);
     free(s);
 }
 
@@ -448,6 +480,14 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         }
         session_end(s, why);
         break;
+    case S_FORWARD:
+        left = session_forward_left(s, ev_now(loop));
+        if (left > 0.001) {
+            session_arm_timer(s, left);
+            return;
+        }
+        session_forward_timeout(s);
+        break;
     case S_REPLYING:
     case S_CLOSING:
         session_end(s, END_REPLY_TIMEOUT);
@@ -546,6 +586,12 @@ void session_reply_then_relay(struct session *s, const struct addr *bound)
      * socket has TCP_NODELAY from its listener). */
     setsockopt(s->target_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
+    if (s->cmd == REQUEST_FORWARD) {
+        /* No reply of ours: the origin's response is the answer. */
+        s->rep = SOCKS5_REP_SUCCEEDED;
+        session_forward(s);
+        return;
+    }
     switch (session_reply(s, SOCKS5_REP_SUCCEEDED, &bound->u.sa)) {
     case 0:
         session_start_relay(s);
@@ -607,14 +653,29 @@ static void session_advance(struct session *s)
             .state = &s->fe_state,
             .buf = ng->buf,
             .len = ng->len,
-            .cap = sizeof(ng->buf),
+            .cap = ng->cap,
             .req = &ng->req,
             .login = &login,
         };
         enum session_login answer;
 
-        if (s->fe == NULL)
+        if (s->fe == NULL) {
             s->fe = frontend_for(ng->buf[0]);
+            if (s->fe->input_max > ng->cap) {
+                /* Only sessions of this front end pay for its larger buffer. */
+                uint8_t *big = malloc(s->fe->input_max);
+
+                if (big == NULL) {
+                    session_end(s, END_RESOURCES);
+                    return;
+                }
+                memcpy(big, ng->buf, ng->len);
+                ng->buf = big;
+                ng->cap = s->fe->input_max;
+                in.buf = big;
+                in.cap = ng->cap;
+            }
+        }
         switch (s->fe->input(&in)) {
         case FRONTEND_NEED_MORE:
             return;
@@ -665,6 +726,16 @@ void session_login_resumed(struct session *s)
     session_advance(s);
 }
 
+void session_next_request(struct session *s)
+{
+    ev_io_start(s->ctx->loop, &s->client_readable);
+    session_arm_timer(s, s->cfg->timeout_negotiate);
+    session_enter(s, S_NEGOTIATING);
+    /* A pipelined request may be whole already; this may end the session. */
+    if (s->nego->len > 0)
+        session_advance(s);
+}
+
 /* --- the relay --------------------------------------------------------------------------- */
 
 static void on_relay_done(int err, void *arg)
@@ -698,6 +769,16 @@ static void session_throttle_used(void *arg, enum relay_dir_index dir, size_t n)
     struct session *s = arg;
 
     limits_hold_used(&s->hold, dir == RELAY_UP ? LIMIT_UP : LIMIT_DOWN, n, limits_clock());
+}
+
+const struct relay_throttle *session_throttle(struct session *s, struct relay_throttle *t)
+{
+    if (!limits_hold_throttled(&s->hold))
+        return NULL;
+    t->allow = session_throttle_allow;
+    t->used = session_throttle_used;
+    t->arg = s;
+    return t;
 }
 
 static void session_start_relay(struct session *s)
@@ -738,7 +819,7 @@ static void session_start_relay(struct session *s)
     /* The negotiation buffers go; the access line keeps the destination as text. */
     session_target_raw(&ng->req.dest, target, sizeof(target));
     s->target = strdup(target);
-    free(s->nego);
+    session_nego_free(s->nego);
     s->nego = NULL;
     session_enter(s, S_RELAY);
     /* The idle timer, or sooner to look for a half-close (or one that came with the request). */
@@ -778,12 +859,12 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
         session_drain(s);
         return;
     }
-    if (ng->len == sizeof(ng->buf)) {
+    if (ng->len == ng->cap) {
         /* Full: the request is whole by now, so this is early data waiting for the target. */
         ev_io_stop(loop, w);
         return;
     }
-    n = recv(s->client_fd, ng->buf + ng->len, sizeof(ng->buf) - ng->len, 0);
+    n = recv(s->client_fd, ng->buf + ng->len, ng->cap - ng->len, 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
@@ -910,6 +991,8 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     s->snap = snapshot_ref(ctx->snap);
     s->cfg = &s->snap->config;
     s->hold = hold;
+    s->nego->buf = s->nego->small;
+    s->nego->cap = sizeof(s->nego->small);
     s->nego->len = 0;
     s->nego->out_len = 0;
     s->nego->verify = NULL;

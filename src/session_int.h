@@ -10,6 +10,8 @@
  *                      route's chain of parents) for CONNECT and for BIND, UDP ASSOCIATE and
  *                      RESOLVE through parents
  *   session_cmd.c      the other commands: BIND, UDP ASSOCIATE, RESOLVE, RESOLVE_PTR
+ *   session_forward.c  HTTP requests in absolute form: one exchange each (http_forward.h), an
+ *                      access line each, the next request on the same client connection
  *
  * One session's path:
  *
@@ -19,6 +21,7 @@
  *                                  -> S_RELAY
  *                               -> UDP ASSOCIATE: [S_CONNECTING: parents] S_UDP
  *                               -> RESOLVE, RESOLVE_PTR: the answer, S_CLOSING
+ *                               -> HTTP FORWARD: S_FORWARD -> S_NEGOTIATING (the next request)
  *   and S_CLOSING (a final message, then close) from any of them.
  */
 #ifndef FERRY_SESSION_INT_H
@@ -35,6 +38,7 @@
 #include "ferry/policy.h"
 #include "ferry/session.h"
 
+struct http_forward;
 struct login_wait;
 struct outbound;
 struct outbound_conn;
@@ -58,6 +62,7 @@ enum session_state {
     S_BIND_WAIT,   /* the expected peer connecting to the BIND socket */
     S_UDP,         /* the association: its control connection only closes */
     S_RELAY,       /* the relay */
+    S_FORWARD,     /* an HTTP exchange forwarded (http_forward.h) */
     S_CLOSING,     /* the client taking a final message, then its EOF */
 };
 
@@ -103,7 +108,9 @@ struct negotiation {
     bool rule_counted; /* the deciding rule is in the metrics */
     ev_io upstream_control; /* that parent's control connection (target_fd): its end ends us */
     struct request req;                  /* once requested */
-    uint8_t buf[NEGOTIATION_BUF];
+    uint8_t *buf;                        /* small, or a front end's larger one (input_max) */
+    size_t cap;
+    uint8_t small[NEGOTIATION_BUF];
     uint8_t out[SESSION_OUT_BUF];
 };
 
@@ -138,6 +145,9 @@ struct session {
     struct negotiation *nego; /* freed when the relay starts */
     struct relay *relay;
     struct udp_assoc *udp;
+    struct http_forward *fwd;       /* the HTTP exchange being forwarded */
+    int http_status;                /* its response's status, for the access line (0: none) */
+    unsigned forwarded;             /* HTTP requests forwarded and logged on this connection */
     const struct addr *advertise;   /* the listener's public address, or NULL */
     unsigned route;                 /* the route (1-based rule number) the request took, 0 none */
     const char *via;                /* the path it left by ("direct", "eu>tor"): text in the
@@ -170,6 +180,13 @@ struct addr session_advertised(const struct session *s, const struct addr *bound
 const char *session_cmd_name(const struct session *s);
 /* The verifier answered a login that was PENDING: let the front end go on. */
 void session_login_resumed(struct session *s);
+/* The access line and the counters for what the session did so far (a forwarded request). */
+void session_account(const struct session *s);
+/* The session's bandwidth limits and quota as a relay throttle in *t; NULL when none. */
+struct relay_throttle;
+const struct relay_throttle *session_throttle(struct session *s, struct relay_throttle *t);
+/* Read the next request: S_NEGOTIATING under a fresh deadline, the buffer parsed first. */
+void session_next_request(struct session *s);
 
 /* --- session_auth.c ----------------------------------------------------------------------- */
 
@@ -204,5 +221,14 @@ void session_bind(struct session *s, const struct addr *peers, size_t n);
 void session_udp(struct session *s, const struct addr *upstream);
 void session_answer_resolve(struct session *s, const struct addr *addrs, size_t n);
 void session_resolve_ptr(struct session *s, const struct addr *target);
+
+/* --- session_forward.c -------------------------------------------------------------------- */
+
+/* The target is connected: forward the request whose head is in the buffer. */
+void session_forward(struct session *s);
+/* The idle deadline passed in S_FORWARD: 504 when nothing was answered yet, else close. */
+void session_forward_timeout(struct session *s);
+/* Seconds until the idle deadline of S_FORWARD. */
+double session_forward_left(const struct session *s, double now);
 
 #endif

@@ -223,6 +223,12 @@ static int session_route(const struct session *s, const struct addr *dest)
     return routes_match(r, &req);
 }
 
+/* CONNECT, or an HTTP request to forward (connected the same way). */
+static bool session_connects(const struct session *s)
+{
+    return s->cmd == REQUEST_CONNECT || s->cmd == REQUEST_FORWARD;
+}
+
 /* A route whose first path is a chain of parents (others go direct for commands but CONNECT). */
 static bool route_goes_up(const struct route *rt)
 {
@@ -435,7 +441,7 @@ static void session_dispatch(struct session *s, const struct addr *addrs, size_t
         ng->route = 0;
     s->route = (unsigned)ng->route;
     rt = routes_get(s->cfg->routes, s->route);
-    if (rt != NULL && (route_goes_up(rt) || (s->cmd == REQUEST_CONNECT && rt->npaths > 1))) {
+    if (rt != NULL && (route_goes_up(rt) || (session_connects(s) && rt->npaths > 1))) {
         /* Through parents: the name when it alone was judged and the exit resolves it, else
          * the address that was checked here. */
         if (asked->type == DEST_NAME && ng->name_decides && !rt->resolve_local)
@@ -444,7 +450,7 @@ static void session_dispatch(struct session *s, const struct addr *addrs, size_t
             socks_dest_from_addr(&dest, &addrs[0], asked->port);
         else
             dest = *asked;
-        if (s->cmd == REQUEST_CONNECT || s->cmd == REQUEST_BIND) {
+        if (s->cmd == REQUEST_CONNECT || s->cmd == REQUEST_FORWARD || s->cmd == REQUEST_BIND) {
             session_outbound(s, rt, &dest, addrs, n);
             return;
         }
@@ -453,6 +459,7 @@ static void session_dispatch(struct session *s, const struct addr *addrs, size_t
         s->via = "direct";
     switch (s->cmd) {
     case REQUEST_CONNECT:
+    case REQUEST_FORWARD: /* an HTTP request to forward: connected like CONNECT */
         session_outbound(s, NULL, asked, addrs, n);
         break;
     case REQUEST_BIND:
@@ -485,7 +492,7 @@ static void on_resolved(const struct resolver_result *res, void *arg)
                   resolver_status_name(res->status));
         /* Resolved here only for a direct alternative: the parents may still know the name. */
         if (rt != NULL && route_goes_up(rt) && ng->name_decides && !rt->resolve_local &&
-            s->cmd == REQUEST_CONNECT) {
+            session_connects(s)) {
             s->route = (unsigned)ng->route;
             session_outbound(s, rt, &ng->req.dest, NULL, 0);
             return;
@@ -562,8 +569,8 @@ void session_request(struct session *s)
         const struct route *rt = routes_get(s->cfg->routes, (unsigned)ng->route);
 
         if (route_goes_up(rt) && ng->name_decides && !rt->resolve_local &&
-            !(rt->has_direct && s->cmd == REQUEST_CONNECT) &&
-            (s->cmd == REQUEST_CONNECT || s->cmd == REQUEST_BIND || s->cmd == REQUEST_RESOLVE)) {
+            !(rt->has_direct && session_connects(s)) &&
+            (session_connects(s) || s->cmd == REQUEST_BIND || s->cmd == REQUEST_RESOLVE)) {
             s->route = (unsigned)ng->route;
             if (s->cmd == REQUEST_RESOLVE &&
                 rt->paths[0].nhops > 0 &&

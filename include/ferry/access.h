@@ -34,6 +34,8 @@ struct access_record {
     size_t user_len;
     const char *cmd_prefix; /* the front end's ("", "socks4-", "http-") */
     const char *cmd;        /* "connect"..., NULL before a request */
+    const char *method;     /* a forwarded HTTP request's method, NULL for others */
+    int status;             /* its response status, 0 none (yet) */
     const char *target;     /* "host:port" as asked (target_len bytes), NULL before a request */
     size_t target_len;
     const char *addr;             /* the address connected to, NULL none */

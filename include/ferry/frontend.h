@@ -26,11 +26,13 @@ enum request_cmd {
     REQUEST_UDP_ASSOCIATE,
     REQUEST_RESOLVE,     /* Tor: a name to an address */
     REQUEST_RESOLVE_PTR, /* Tor: an address to a name */
+    REQUEST_FORWARD,     /* HTTP: a request in absolute form, forwarded to dest (http_forward.h) */
 };
 
 struct request {
     enum request_cmd cmd;
     struct socks_dest dest; /* UDP ASSOCIATE: where the client says it will send from */
+    uint8_t method;         /* REQUEST_FORWARD: enum http_method (the head stays buffered) */
 };
 
 /* Credentials to verify: NUL-terminated copies (a name may hold a NUL: it never matches). */
@@ -96,6 +98,8 @@ struct frontend {
     void (*bind_local)(struct addr *local);
     /* Replies carry IPv4 addresses only: a RESOLVE without an IPv4 answer fails. */
     bool ipv4_only;
+    /* The input buffer it needs (0: the session's default): HTTP heads are longer. */
+    size_t input_max;
 };
 
 extern const struct frontend frontend_socks5;

@@ -75,4 +75,10 @@ const char *http_reason(int status);
  */
 size_t http_response(char *out, size_t size, int status, const char *fields);
 
+/* The same with a body: `fields` must frame it (Content-Length); Connection: close follows. */
+size_t http_response_body(char *out, size_t size, int status, const char *fields, const char *body);
+
+/* The method's name as sent ("GET"), "other" for a token ferry does not know. */
+const char *http_method_name(enum http_method m);
+
 #endif

@@ -271,6 +271,24 @@ def http_request():
     write(h, "small-cap", b"\x00\x10" + b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
 
 
+def http_frame():
+    # First byte: 0 response head (then two bytes of capacity), 1 body (then kind and length),
+    # 2 rewrite (then flags and two bytes of output size).
+    h = "http_frame"
+    cap = b"\x00\x40\x00"
+    write(h, "head-200", cap + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    write(h, "head-chunked", cap + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n")
+    write(h, "head-10-keepalive", cap + b"HTTP/1.0 200 OK\nConnection: keep-alive\nContent-Length: 0\n\n")
+    write(h, "head-100-204", cap + b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
+    write(h, "head-bad", cap + b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    write(h, "body-chunked", b"\x01\x01\x00" + b"5;a=b\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX: y\r\n\r\nGET")
+    write(h, "body-chunked-bad", b"\x01\x01\x00" + b"5\nhello\r\n")
+    write(h, "body-length", b"\x01\x00\x07" + b"0123456789")
+    write(h, "rewrite-request", b"\x02\x00\x04\x00" + b"GET http://h/x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nProxy-Authorization: Basic YTpi\r\nTE: trailers\r\nAccept: */*\r\n\r\n")
+    write(h, "rewrite-response", b"\x02\x01\x04\x00" + b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nContent-Length: 3\nKeep-Alive: 5\nUpgrade: h2c\n\n")
+    write(h, "rewrite-small", b"\x02\x00\x00\x10" + b"GET http://h/ HTTP/1.1\r\nA: b\r\n\r\n")
+
+
 def acl_head(flags, cmd, port, lport, client, dest, listener):
     def ip(b):
         return b.ljust(16, b"\x00")
@@ -357,3 +375,4 @@ if __name__ == "__main__":
     upstream()
     http_request()
     access()
+    http_frame()

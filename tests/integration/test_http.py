@@ -1,6 +1,7 @@
 """The HTTP proxy front end on a SOCKS port: CONNECT through curl (-p, and https-style
 tunnelling of plain HTTP), Basic proxy credentials, refusals as HTTP statuses, pipelined bytes
-after the head, and requests that are not CONNECT answered with a status."""
+after the head, and requests that are not CONNECT answered with a status (forwarding of
+absolute-form requests: test_http_forward.py)."""
 
 import os
 import socket
@@ -118,9 +119,9 @@ class HTTPConnectTest(unittest.TestCase):
     def test_bad_heads_and_requests_that_are_not_connect_get_statuses(self):
         ferry = ft.start_ferryd(self, dns=self.dns)
         cases = [(b"CONNECT example.com HTTP/1.1\r\n\r\n", "400"),
-                 (b"GET http://%s/ HTTP/1.1\r\nHost: x\r\n\r\n" % NAME.encode(), "501"),
+                 (b"GET https://%s/ HTTP/1.1\r\nHost: x\r\n\r\n" % NAME.encode(), "501"),
                  (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
-                 (b"CONNECT h:1 HTTP/1.1\r\nX: " + b"a" * 4000 + b"\r\n\r\n", "431"),
+                 (b"CONNECT h:1 HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", "431"),
                  (b"CONNECT h:1 HTTP/2.0\r\n\r\n", "505")]
         for msg, status in cases:
             with ft.connect(*ferry.addr()) as s:

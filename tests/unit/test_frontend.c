@@ -7,6 +7,7 @@
 
 #include "ferry/conf.h"
 #include "ferry/frontend.h"
+#include "ferry/http.h"
 #include "ferry/socks5.h"
 
 static struct config cfg;
@@ -279,9 +280,20 @@ START_TEST(test_http_errors_and_forwarding_get_statuses)
     struct frontend_input in;
     uint8_t out[256];
 
-    ck_assert_int_eq(feed(&frontend_http, &in, "GET http://h/ HTTP/1.1\r\n\r\n", 26),
+    /* Absolute form is forwarded: the head stays in the buffer for the forwarder. */
+    ck_assert_int_eq(feed(&frontend_http, &in, "POST http://h:81/p HTTP/1.1\r\n\r\n", 32),
+                     FRONTEND_REQUEST);
+    ck_assert_int_eq(req.cmd, REQUEST_FORWARD);
+    ck_assert_int_eq(req.method, HTTP_POST);
+    ck_assert_int_eq(req.dest.port, 81);
+    ck_assert_str_eq(req.dest.name, "h");
+    ck_assert_uint_eq(in.used, 0);
+    /* https:// in absolute form: 501 with a body naming CONNECT. */
+    ck_assert_int_eq(feed(&frontend_http, &in, "GET https://h/ HTTP/1.1\r\n\r\n", 27),
                      FRONTEND_CLOSE);
     ck_assert(memcmp(in.out, "HTTP/1.1 501 ", 13) == 0);
+    ck_assert_ptr_nonnull(memmem(in.out, in.out_len, "CONNECT", 7));
+    ck_assert_ptr_nonnull(memmem(in.out, in.out_len, "Content-Length: ", 16));
     ck_assert_int_eq(feed(&frontend_http, &in, "GET / HTTP/1.1\r\n\r\n", 18), FRONTEND_CLOSE);
     ck_assert(memcmp(in.out, "HTTP/1.1 400 ", 13) == 0);
     ck_assert_int_eq(feed(&frontend_http, &in, "CONNECT h HTTP/1.1\r\n\r\n", 22), FRONTEND_CLOSE);
