@@ -287,7 +287,8 @@ static int fail(struct tunnel_handshake *hs, int status)
 
 int tunnel_handshake_init(struct tunnel_handshake *hs, enum tunnel_role role,
                           const uint8_t *prologue, size_t prologue_len,
-                          const uint8_t s_priv[TUNNEL_KEYLEN], const uint8_t rs[TUNNEL_DHLEN])
+                          const uint8_t s_priv[TUNNEL_KEYLEN], const uint8_t s_pub[TUNNEL_DHLEN],
+                          const uint8_t rs[TUNNEL_DHLEN])
 {
     static const char name[] = TUNNEL_PROTOCOL_NAME;
 
@@ -303,7 +304,9 @@ int tunnel_handshake_init(struct tunnel_handshake *hs, enum tunnel_role role,
     mix_hash(hs, prologue, prologue_len);
 
     memcpy(hs->s_priv, s_priv, TUNNEL_KEYLEN);
-    if (tunnel_public_key(hs->s_priv, hs->s_pub) != 0)
+    if (s_pub != NULL)
+        memcpy(hs->s_pub, s_pub, TUNNEL_DHLEN);
+    else if (tunnel_public_key(hs->s_priv, hs->s_pub) != 0)
         return fail(hs, TUNNEL_ERR_DH);
     /* The pre-message "<- s": both sides hash the responder's static public key. */
     if (role == TUNNEL_INITIATOR) {
@@ -316,8 +319,7 @@ int tunnel_handshake_init(struct tunnel_handshake *hs, enum tunnel_role role,
     return TUNNEL_OK;
 }
 
-int tunnel_handshake_fix_ephemeral(struct tunnel_handshake *hs,
-                                   const uint8_t e_priv[TUNNEL_KEYLEN])
+int tunnel_handshake_fix_ephemeral(struct tunnel_handshake *hs, const uint8_t e_priv[TUNNEL_KEYLEN])
 {
     if (hs->step < 0 || hs->has_e)
         return TUNNEL_ERR_STATE;
@@ -342,8 +344,8 @@ static int write_e(struct tunnel_handshake *hs, uint8_t *out)
     return TUNNEL_OK;
 }
 
-int tunnel_handshake_write(struct tunnel_handshake *hs, const uint8_t *payload,
-                           size_t payload_len, uint8_t *out, size_t outsize, size_t *outlen)
+int tunnel_handshake_write(struct tunnel_handshake *hs, const uint8_t *payload, size_t payload_len,
+                           uint8_t *out, size_t outsize, size_t *outlen)
 {
     size_t overhead, pos = 0, n;
     int r;

@@ -27,13 +27,13 @@
 
 enum tunnel_status {
     TUNNEL_OK = 0,
-    TUNNEL_ERR_STATE = -1,   /* a call out of order (a message of the wrong side or turn) */
-    TUNNEL_ERR_SHORT = -2,   /* a message shorter than its pattern's fixed part */
+    TUNNEL_ERR_STATE = -1,    /* a call out of order (a message of the wrong side or turn) */
+    TUNNEL_ERR_SHORT = -2,    /* a message shorter than its pattern's fixed part */
     TUNNEL_ERR_TOO_LONG = -3, /* a message or payload beyond TUNNEL_MSG_MAX */
-    TUNNEL_ERR_SPACE = -4,   /* the output buffer is too small */
-    TUNNEL_ERR_DECRYPT = -5, /* authentication failed: tampered, wrong key or wrong order */
-    TUNNEL_ERR_DH = -6,      /* a public key of small order (all-zero X25519 output) */
-    TUNNEL_ERR_NONCE = -7,   /* the nonce space is spent: a new handshake is needed */
+    TUNNEL_ERR_SPACE = -4,    /* the output buffer is too small */
+    TUNNEL_ERR_DECRYPT = -5,  /* authentication failed: tampered, wrong key or wrong order */
+    TUNNEL_ERR_DH = -6,       /* a public key of small order (all-zero X25519 output) */
+    TUNNEL_ERR_NONCE = -7,    /* the nonce space is spent: a new handshake is needed */
 };
 
 /* A short English text for a status, for log lines. */
@@ -99,13 +99,16 @@ struct tunnel_handshake {
 };
 
 /*
- * Initialize(IK, role, prologue, s, e = empty, rs, re = empty). rs, the responder's static public
- * key, is required of the initiator and must be NULL for the responder (it learns the
- * initiator's key from the first message). TUNNEL_ERR_DH for a static key that is unusable.
+ * Initialize(IK, role, prologue, s, e = empty, rs, re = empty). s_pub, the public half of s_priv,
+ * may be NULL, and is then computed (one X25519 operation a long-lived key need not repeat per
+ * handshake). rs, the responder's static public key, is required of the initiator and must be
+ * NULL for the responder (it learns the initiator's key from the first message). TUNNEL_ERR_DH
+ * for a static key that is unusable.
  */
 int tunnel_handshake_init(struct tunnel_handshake *hs, enum tunnel_role role,
                           const uint8_t *prologue, size_t prologue_len,
-                          const uint8_t s_priv[TUNNEL_KEYLEN], const uint8_t rs[TUNNEL_DHLEN]);
+                          const uint8_t s_priv[TUNNEL_KEYLEN], const uint8_t s_pub[TUNNEL_DHLEN],
+                          const uint8_t rs[TUNNEL_DHLEN]);
 /*
  * Sets the ephemeral key the next written message would otherwise generate at random. Only for
  * test vectors, which fix it; a real handshake must not reuse an ephemeral key.
@@ -117,8 +120,8 @@ int tunnel_handshake_fix_ephemeral(struct tunnel_handshake *hs,
  * responder), carrying payload, to out (outsize bytes); its length in *outlen. The message is
  * payload_len + TUNNEL_MSG1_OVERHEAD or TUNNEL_MSG2_OVERHEAD bytes, at most TUNNEL_MSG_MAX.
  */
-int tunnel_handshake_write(struct tunnel_handshake *hs, const uint8_t *payload,
-                           size_t payload_len, uint8_t *out, size_t outsize, size_t *outlen);
+int tunnel_handshake_write(struct tunnel_handshake *hs, const uint8_t *payload, size_t payload_len,
+                           uint8_t *out, size_t outsize, size_t *outlen);
 /*
  * ReadMessage: the peer's next message (len bytes) into its payload at payload (size bytes;
  * len minus the overhead is enough), its length in *payload_len. Any failure ends the handshake:

@@ -53,13 +53,13 @@ enum tunnel_record_type {
 
 enum tunnel_record_status {
     TUNNEL_REC_OK = 0,
-    TUNNEL_REC_NEED_MORE = 1, /* not a whole record yet: call again with more bytes */
-    TUNNEL_REC_ERR_AUTH = -1, /* tampered, cut, reordered, replayed or from another key */
-    TUNNEL_REC_ERR_PROTO = -2, /* authentic but not allowed: unknown type, bad length or stream,
-                                  anything after CLOSE, too many records under one key */
-    TUNNEL_REC_ERR_NONCE = -3, /* nonces spent: a new handshake is needed */
-    TUNNEL_REC_ERR_SPACE = -4, /* the output buffer is too small */
-    TUNNEL_REC_ERR_STATE = -5, /* sealing after CLOSE, or on a failed direction */
+    TUNNEL_REC_NEED_MORE = 1,      /* not a whole record yet: call again with more bytes */
+    TUNNEL_REC_ERR_AUTH = -1,      /* tampered, cut, reordered, replayed or from another key */
+    TUNNEL_REC_ERR_PROTO = -2,     /* authentic but not allowed: unknown type, bad length or stream,
+                                      anything after CLOSE, too many records under one key */
+    TUNNEL_REC_ERR_NONCE = -3,     /* nonces spent: a new handshake is needed */
+    TUNNEL_REC_ERR_SPACE = -4,     /* the output buffer is too small */
+    TUNNEL_REC_ERR_STATE = -5,     /* sealing after CLOSE, or on a failed direction */
     TUNNEL_REC_ERR_TRUNCATED = -6, /* the stream ended without CLOSE, or inside a record */
 };
 

@@ -72,8 +72,8 @@ END_TEST
 
 START_TEST(test_hkdf_three_outputs_match_python)
 {
-    uint8_t ck[TUNNEL_HASHLEN], ikm[32], o1[TUNNEL_HASHLEN], o2[TUNNEL_HASHLEN],
-        o3[TUNNEL_HASHLEN], p1[TUNNEL_HASHLEN], p2[TUNNEL_HASHLEN];
+    uint8_t ck[TUNNEL_HASHLEN], ikm[32], o1[TUNNEL_HASHLEN], o2[TUNNEL_HASHLEN], o3[TUNNEL_HASHLEN],
+        p1[TUNNEL_HASHLEN], p2[TUNNEL_HASHLEN];
 
     for (int i = 0; i < TUNNEL_HASHLEN; i++)
         ck[i] = (uint8_t)i;
@@ -144,9 +144,8 @@ START_TEST(test_failed_decrypt_keeps_the_nonce)
 
     tunnel_cipher_init(&a, key);
     tunnel_cipher_init(&b, key);
-    ck_assert_int_eq(tunnel_cipher_encrypt(&a, (const uint8_t *)"ad", 2,
-                                           (const uint8_t *)"data", 4, msg),
-                     0);
+    ck_assert_int_eq(
+        tunnel_cipher_encrypt(&a, (const uint8_t *)"ad", 2, (const uint8_t *)"data", 4, msg), 0);
     memcpy(bad, msg, sizeof(msg));
     bad[0] ^= 1;
     ck_assert_int_eq(tunnel_cipher_decrypt(&b, (const uint8_t *)"ad", 2, bad, sizeof(bad), out),
@@ -156,8 +155,7 @@ START_TEST(test_failed_decrypt_keeps_the_nonce)
     ck_assert_int_eq(tunnel_cipher_decrypt(&b, NULL, 0, msg, TUNNEL_TAGLEN - 1, out),
                      TUNNEL_ERR_SHORT);
     ck_assert_uint_eq(tunnel_cipher_nonce(&b), 0);
-    ck_assert_int_eq(tunnel_cipher_decrypt(&b, (const uint8_t *)"ad", 2, msg, sizeof(msg), out),
-                     0);
+    ck_assert_int_eq(tunnel_cipher_decrypt(&b, (const uint8_t *)"ad", 2, msg, sizeof(msg), out), 0);
     ck_assert_mem_eq(out, "data", 4);
     ck_assert_uint_eq(tunnel_cipher_nonce(&b), 1);
     /* In place works too. */
@@ -199,18 +197,18 @@ static void run_vector(struct vector *v)
         ck_assert_mem_eq(rpub, v->init_remote_static, 32);
 
     ck_assert_int_eq(tunnel_handshake_init(&init, TUNNEL_INITIATOR, v->prologue, v->prologue_len,
-                                           v->init_static, rpub),
+                                           v->init_static, NULL, rpub),
                      0);
     ck_assert_int_eq(tunnel_handshake_init(&resp, TUNNEL_RESPONDER, v->prologue, v->prologue_len,
-                                           v->resp_static, NULL),
+                                           v->resp_static, rpub, NULL),
                      0);
     ck_assert_int_eq(tunnel_handshake_fix_ephemeral(&init, v->init_ephemeral), 0);
     ck_assert_int_eq(tunnel_handshake_fix_ephemeral(&resp, v->resp_ephemeral), 0);
 
     /* -> e, es, s, ss */
-    ck_assert_int_eq(tunnel_handshake_write(&init, v->payload[0], v->payload_len[0], buf,
-                                            TUNNEL_MSG_MAX, &n),
-                     0);
+    ck_assert_int_eq(
+        tunnel_handshake_write(&init, v->payload[0], v->payload_len[0], buf, TUNNEL_MSG_MAX, &n),
+        0);
     ck_assert_msg(n == v->ciphertext_len[0] && memcmp(buf, v->ciphertext[0], n) == 0,
                   "%s: message 0 differs", v->name);
     ck_assert_int_eq(tunnel_handshake_read(&resp, buf, n, plain, TUNNEL_MSG_MAX, &p), 0);
@@ -220,9 +218,9 @@ static void run_vector(struct vector *v)
     messages_checked++;
 
     /* <- e, ee, se */
-    ck_assert_int_eq(tunnel_handshake_write(&resp, v->payload[1], v->payload_len[1], buf,
-                                            TUNNEL_MSG_MAX, &n),
-                     0);
+    ck_assert_int_eq(
+        tunnel_handshake_write(&resp, v->payload[1], v->payload_len[1], buf, TUNNEL_MSG_MAX, &n),
+        0);
     ck_assert_msg(n == v->ciphertext_len[1] && memcmp(buf, v->ciphertext[1], n) == 0,
                   "%s: message 1 differs", v->name);
     ck_assert_int_eq(tunnel_handshake_read(&init, buf, n, plain, TUNNEL_MSG_MAX, &p), 0);
@@ -242,8 +240,7 @@ static void run_vector(struct vector *v)
         struct tunnel_cipher *enc = i % 2 == 0 ? &isend : &rsend;
         struct tunnel_cipher *dec = i % 2 == 0 ? &rrecv : &irecv;
 
-        ck_assert_int_eq(tunnel_cipher_encrypt(enc, NULL, 0, v->payload[i], v->payload_len[i],
-                                               buf),
+        ck_assert_int_eq(tunnel_cipher_encrypt(enc, NULL, 0, v->payload[i], v->payload_len[i], buf),
                          0);
         n = v->payload_len[i] + TUNNEL_TAGLEN;
         ck_assert_msg(n == v->ciphertext_len[i] && memcmp(buf, v->ciphertext[i], n) == 0,
@@ -357,10 +354,10 @@ static void pair_new(struct pair *p, const char *prologue)
     crypto_box_keypair(p->ipub, p->ipriv);
     crypto_box_keypair(p->rpub, p->rpriv);
     ck_assert_int_eq(tunnel_handshake_init(&p->init, TUNNEL_INITIATOR, (const uint8_t *)prologue,
-                                           strlen(prologue), p->ipriv, p->rpub),
+                                           strlen(prologue), p->ipriv, NULL, p->rpub),
                      0);
     ck_assert_int_eq(tunnel_handshake_init(&p->resp, TUNNEL_RESPONDER, (const uint8_t *)prologue,
-                                           strlen(prologue), p->rpriv, NULL),
+                                           strlen(prologue), p->rpriv, NULL, NULL),
                      0);
 }
 
@@ -373,8 +370,7 @@ START_TEST(test_handshake_with_random_ephemerals_then_transport)
     size_t n1, n2, pn;
 
     pair_new(&p, "ferry-tunnel/1");
-    ck_assert_int_eq(tunnel_handshake_write(&p.init, (const uint8_t *)"hi", 2, m1, sizeof(m1),
-                                            &n1),
+    ck_assert_int_eq(tunnel_handshake_write(&p.init, (const uint8_t *)"hi", 2, m1, sizeof(m1), &n1),
                      0);
     ck_assert_uint_eq(n1, 2 + TUNNEL_MSG1_OVERHEAD);
     ck_assert_ptr_null(tunnel_handshake_remote_static(&p.resp));
@@ -406,9 +402,8 @@ START_TEST(test_every_bit_flip_of_either_handshake_message_fails)
     size_t n1, n2, pn;
 
     pair_new(&p, "v1");
-    ck_assert_int_eq(tunnel_handshake_write(&p.init, (const uint8_t *)"abcd", 4, m1, sizeof(m1),
-                                            &n1),
-                     0);
+    ck_assert_int_eq(
+        tunnel_handshake_write(&p.init, (const uint8_t *)"abcd", 4, m1, sizeof(m1), &n1), 0);
     for (size_t bit = 0; bit < n1 * 8; bit++) {
         r2 = p.resp;
         m1[bit / 8] ^= (uint8_t)(1u << (bit % 8));
@@ -417,9 +412,8 @@ START_TEST(test_every_bit_flip_of_either_handshake_message_fails)
         m1[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     ck_assert_int_eq(tunnel_handshake_read(&p.resp, m1, n1, pl, sizeof(pl), &pn), 0);
-    ck_assert_int_eq(tunnel_handshake_write(&p.resp, (const uint8_t *)"wxyz", 4, m2, sizeof(m2),
-                                            &n2),
-                     0);
+    ck_assert_int_eq(
+        tunnel_handshake_write(&p.resp, (const uint8_t *)"wxyz", 4, m2, sizeof(m2), &n2), 0);
     for (size_t bit = 0; bit < n2 * 8; bit++) {
         i2 = p.init;
         m2[bit / 8] ^= (uint8_t)(1u << (bit % 8));
@@ -452,7 +446,7 @@ START_TEST(test_wrong_server_key_or_prologue_fails_at_the_server)
     pair_new(&p, "ferry-tunnel/1");
     crypto_box_keypair(other_pub, other_priv);
     ck_assert_int_eq(tunnel_handshake_init(&init, TUNNEL_INITIATOR,
-                                           (const uint8_t *)"ferry-tunnel/1", 14, p.ipriv,
+                                           (const uint8_t *)"ferry-tunnel/1", 14, p.ipriv, NULL,
                                            other_pub),
                      0);
     ck_assert_int_eq(tunnel_handshake_write(&init, NULL, 0, m1, sizeof(m1), &n), 0);
@@ -462,15 +456,15 @@ START_TEST(test_wrong_server_key_or_prologue_fails_at_the_server)
 
     /* Another version string in the prologue: refused the same way. */
     ck_assert_int_eq(tunnel_handshake_init(&init, TUNNEL_INITIATOR,
-                                           (const uint8_t *)"ferry-tunnel/2", 14, p.ipriv,
+                                           (const uint8_t *)"ferry-tunnel/2", 14, p.ipriv, NULL,
                                            p.rpub),
                      0);
     ck_assert_int_eq(tunnel_handshake_init(&resp, TUNNEL_RESPONDER,
-                                           (const uint8_t *)"ferry-tunnel/1", 14, p.rpriv, NULL),
+                                           (const uint8_t *)"ferry-tunnel/1", 14, p.rpriv, NULL,
+                                           NULL),
                      0);
     ck_assert_int_eq(tunnel_handshake_write(&init, NULL, 0, m1, sizeof(m1), &n), 0);
-    ck_assert_int_eq(tunnel_handshake_read(&resp, m1, n, pl, sizeof(pl), &pn),
-                     TUNNEL_ERR_DECRYPT);
+    ck_assert_int_eq(tunnel_handshake_read(&resp, m1, n, pl, sizeof(pl), &pn), TUNNEL_ERR_DECRYPT);
 }
 END_TEST
 
@@ -515,9 +509,9 @@ START_TEST(test_calls_out_of_turn_are_refused)
     ck_assert_int_eq(tunnel_handshake_read(&p.resp, m, n, pl, sizeof(pl), &pn), TUNNEL_ERR_STATE);
     /* A role without its keys. */
     crypto_box_keypair(pub, p.ipriv);
-    ck_assert_int_eq(tunnel_handshake_init(&p.init, TUNNEL_INITIATOR, NULL, 0, p.ipriv, NULL),
+    ck_assert_int_eq(tunnel_handshake_init(&p.init, TUNNEL_INITIATOR, NULL, 0, p.ipriv, NULL, NULL),
                      TUNNEL_ERR_STATE);
-    ck_assert_int_eq(tunnel_handshake_init(&p.resp, TUNNEL_RESPONDER, NULL, 0, p.rpriv, pub),
+    ck_assert_int_eq(tunnel_handshake_init(&p.resp, TUNNEL_RESPONDER, NULL, 0, p.rpriv, NULL, pub),
                      TUNNEL_ERR_STATE);
     ck_assert_str_eq(tunnel_strerror(TUNNEL_ERR_DECRYPT), "authentication failed");
 }

@@ -36,11 +36,11 @@ static void link_new(struct link *l)
     tunnel_hello_encode(&h, hello);
     ck_assert_int_eq(tunnel_handshake_init(&init, TUNNEL_INITIATOR,
                                            (const uint8_t *)TUNNEL_PROLOGUE,
-                                           strlen(TUNNEL_PROLOGUE), ipriv, rpub),
+                                           strlen(TUNNEL_PROLOGUE), ipriv, NULL, rpub),
                      0);
     ck_assert_int_eq(tunnel_handshake_init(&resp, TUNNEL_RESPONDER,
                                            (const uint8_t *)TUNNEL_PROLOGUE,
-                                           strlen(TUNNEL_PROLOGUE), rpriv, NULL),
+                                           strlen(TUNNEL_PROLOGUE), rpriv, NULL, NULL),
                      0);
     ck_assert_int_eq(tunnel_handshake_write(&init, hello, sizeof(hello), m1, sizeof(m1), &n1), 0);
     ck_assert_int_eq(tunnel_handshake_read(&resp, m1, n1, pl, sizeof(pl), &pn), 0);
@@ -70,16 +70,16 @@ static size_t seal(struct tunnel_record_tx *tx, uint8_t type, uint32_t stream, c
 
 START_TEST(test_round_trip_each_record_type_both_ways)
 {
-    static const uint8_t open_req[18] = "\x05\x01\x00\x03\x0b" "example.com\x00\x50";
+    static const uint8_t open_req[18] = "\x05\x01\x00\x03\x0b"
+                                        "example.com\x00\x50";
     struct link l;
     uint8_t buf[256];
     struct tunnel_record rec;
     size_t n, used;
 
     link_new(&l);
-    ck_assert_int_eq(tunnel_record_seal(&l.ctx, TUNNEL_REC_OPEN, 1, open_req, 18, buf,
-                                        sizeof(buf), &n),
-                     0);
+    ck_assert_int_eq(
+        tunnel_record_seal(&l.ctx, TUNNEL_REC_OPEN, 1, open_req, 18, buf, sizeof(buf), &n), 0);
     ck_assert_uint_eq(n, TUNNEL_RECORD_SIZE(18));
     ck_assert_int_eq(tunnel_record_open(&l.srx, buf, n, &rec, &used), TUNNEL_REC_OK);
     ck_assert_uint_eq(used, n);
@@ -358,8 +358,8 @@ START_TEST(test_invalid_records_are_refused_by_sender_and_receiver)
     link_new(&l);
     ck_assert_int_eq(tunnel_record_seal(&l.ctx, 0x0b, 1, NULL, 0, buf, sizeof(buf), &n),
                      TUNNEL_REC_ERR_PROTO);
-    ck_assert_int_eq(tunnel_record_seal(&l.ctx, TUNNEL_REC_DATA, 1, (const uint8_t *)"abc", 3,
-                                        buf, TUNNEL_RECORD_SIZE(3) - 1, &n),
+    ck_assert_int_eq(tunnel_record_seal(&l.ctx, TUNNEL_REC_DATA, 1, (const uint8_t *)"abc", 3, buf,
+                                        TUNNEL_RECORD_SIZE(3) - 1, &n),
                      TUNNEL_REC_ERR_SPACE);
     /* A peer that seals an unknown type with the right key: authentic, still refused. */
     ck_assert_int_eq(tunnel_cipher_encrypt(&l.ctx.cipher, NULL, 0, hdr, sizeof(hdr), buf), 0);
@@ -416,8 +416,8 @@ START_TEST(test_replayed_first_message_timestamp_is_refused)
     ck_assert_int_eq(tunnel_replay_check(t, k1, t1, now, 0), TUNNEL_REPLAY_OK);
     ck_assert_int_eq(tunnel_replay_check(t, k1, t1, now, 0), TUNNEL_REPLAY_OLD); /* replay */
     ck_assert_int_eq(tunnel_replay_check(t, k1, t0, now, 0), TUNNEL_REPLAY_OLD); /* older */
-    ck_assert_int_eq(tunnel_replay_check(t, k2, t0, now, 0), TUNNEL_REPLAY_OK); /* other key */
-    ck_assert_int_eq(tunnel_replay_check(t, k1, t2, now, 0), TUNNEL_REPLAY_OK); /* 1 ns later */
+    ck_assert_int_eq(tunnel_replay_check(t, k2, t0, now, 0), TUNNEL_REPLAY_OK);  /* other key */
+    ck_assert_int_eq(tunnel_replay_check(t, k1, t2, now, 0), TUNNEL_REPLAY_OK);  /* 1 ns later */
     ck_assert_int_eq(tunnel_replay_check(t, k1, t1, now, 0), TUNNEL_REPLAY_OLD);
     ck_assert_uint_eq(tunnel_replay_count(t), 2);
     /* The window: too old or too far ahead of the server's clock, however new for the key. */
