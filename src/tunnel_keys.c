@@ -32,8 +32,16 @@ int tunnel_key_decode(const char *s, size_t len, uint8_t key[TUNNEL_KEY_BYTES])
     size_t bin = 0;
     const char *end = NULL;
 
-    if (len != TUNNEL_KEY_B64)
+    if (len != TUNNEL_KEY_B64 || s[len - 1] != '=')
         return -1;
+    /* libsodium 1.0.18 maps some bytes above 0x7f to base64 digits: check the alphabet first. */
+    for (size_t i = 0; i + 1 < len; i++) {
+        char c = s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/'))
+            return -1;
+    }
     if (sodium_base642bin(key, TUNNEL_KEY_BYTES, s, len, NULL, &bin, &end,
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
         bin != TUNNEL_KEY_BYTES || end != s + len) {

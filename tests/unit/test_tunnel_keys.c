@@ -44,6 +44,12 @@ START_TEST(test_key_base64_round_trip_and_strictness)
                      -1);
     ck_assert_int_eq(tunnel_key_decode("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaG xwdHh8=", 44, back),
                      -1);
+    /* A byte above 0x7f is not a base64 digit (libsodium 1.0.18 took this one; fuzzing found it).
+     */
+    ck_assert_int_eq(tunnel_key_decode("A\xc2"
+                                       "ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                                       44, back),
+                     -1);
 }
 END_TEST
 
