@@ -130,7 +130,10 @@ int tunnel_handshake_write(struct tunnel_handshake *hs, const uint8_t *payload, 
 int tunnel_handshake_read(struct tunnel_handshake *hs, const uint8_t *msg, size_t len,
                           uint8_t *payload, size_t size, size_t *payload_len);
 bool tunnel_handshake_done(const struct tunnel_handshake *hs);
-/* The peer's static public key: the responder knows it once the first message is read. */
+/*
+ * The peer's static public key: the responder knows it once the first message is read (and
+ * must look it up in its authorized keys before it answers), until split wipes the state.
+ */
 const uint8_t *tunnel_handshake_remote_static(const struct tunnel_handshake *hs);
 /*
  * Split, once both messages are done: the CipherState this side sends with and the one it
