@@ -193,8 +193,8 @@ int main(int argc, char **argv)
     printf("libsodium %s, %.1f s of CPU time per figure, one thread\n", sodium_version_string(),
            seconds_per_figure);
     printf("X25519 operation                 %8.1f us\n", 1e6 / x);
-    printf("IK handshake, both sides          %8.1f us  (%.0f handshakes/s; 10 X25519)\n",
-           1e6 / hs, hs);
+    printf("IK handshake, both sides          %8.1f us  (%.0f handshakes/s; 10 X25519)\n", 1e6 / hs,
+           hs);
     printf("record seal 16 KiB (ChaChaPoly)   %8.0f MB/s\n", seal * RECORD / 1e6);
     printf("record open 16 KiB (ChaChaPoly)   %8.0f MB/s\n",
            RECORD / (1.0 / both - 1.0 / seal) / 1e6);
