@@ -75,8 +75,10 @@ static void handshake(void *arg)
     size_t plen = strlen(TUNNEL_PROLOGUE);
 
     (void)arg;
-    if (tunnel_handshake_init(&init, TUNNEL_INITIATOR, prologue, plen, cpriv, cpub, spub) != 0 ||
-        tunnel_handshake_init(&resp, TUNNEL_RESPONDER, prologue, plen, spriv, spub, NULL) != 0 ||
+    if (tunnel_handshake_init(&init, TUNNEL_INITIATOR, TUNNEL_CHACHAPOLY, prologue, plen, cpriv,
+                              cpub, spub) != 0 ||
+        tunnel_handshake_init(&resp, TUNNEL_RESPONDER, TUNNEL_CHACHAPOLY, prologue, plen, spriv,
+                              spub, NULL) != 0 ||
         tunnel_handshake_write(&init, hello, sizeof(hello), m1, sizeof(m1), &n1) != 0 ||
         tunnel_handshake_read(&resp, m1, n1, pl, sizeof(pl), &pn) != 0 ||
         tunnel_handshake_write(&resp, NULL, 0, m2, sizeof(m2), &n2) != 0 ||

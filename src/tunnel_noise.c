@@ -1,8 +1,9 @@
 /*
- * Noise_IK_25519_ChaChaPoly_BLAKE2b (include/ferry/tunnel_noise.h). Section numbers are those
- * of the Noise Protocol Framework, revision 34. Every primitive is libsodium's: X25519
- * (crypto_scalarmult), ChaCha20-Poly1305 IETF, BLAKE2b (crypto_generichash_blake2b, unkeyed;
- * HMAC is built over it as RFC 2104 says, not taken from BLAKE2b's keyed mode).
+ * Noise_IK_25519_ChaChaPoly_BLAKE2b and its AESGCM variant (include/ferry/tunnel_noise.h).
+ * Section numbers are those of the Noise Protocol Framework, revision 34. Every primitive is
+ * libsodium's: X25519 (crypto_scalarmult), ChaCha20-Poly1305 IETF, AES-256-GCM, BLAKE2b
+ * (crypto_generichash_blake2b, unkeyed; HMAC is built over it as RFC 2104 says, not taken from
+ * BLAKE2b's keyed mode).
  */
 #include "config.h"
 
@@ -35,18 +36,58 @@ const char *tunnel_strerror(int status)
     return "unknown error";
 }
 
-/* --- CipherState (section 5.1) with the ChaChaPoly functions (section 12.3) ----------------- */
+/* --- CipherState (section 5.1) with the ChaChaPoly and AESGCM functions (12.3, 12.4) ------ */
 
-/* The 96-bit IETF nonce: 32 bits of zeros, then n little-endian. */
-static void chachapoly_nonce(uint64_t n, uint8_t nonce[12])
+bool tunnel_suite_available(enum tunnel_suite suite)
+{
+    return suite == TUNNEL_CHACHAPOLY ||
+           (suite == TUNNEL_AESGCM && crypto_aead_aes256gcm_is_available() == 1);
+}
+
+/* The 96-bit nonce: 32 bits of zeros, then n little-endian (ChaChaPoly) or big-endian (AESGCM). */
+static void make_nonce(enum tunnel_suite suite, uint64_t n, uint8_t nonce[12])
 {
     memset(nonce, 0, 4);
     for (int i = 0; i < 8; i++)
-        nonce[4 + i] = (uint8_t)(n >> (8 * i));
+        nonce[suite == TUNNEL_AESGCM ? 11 - i : 4 + i] = (uint8_t)(n >> (8 * i));
+}
+
+/* ENCRYPT(k, n, ad, plaintext): len + 16 bytes at out. */
+static void aead_encrypt(const struct tunnel_cipher *c, uint64_t n, const uint8_t *ad, size_t adlen,
+                         const uint8_t *in, size_t len, uint8_t *out)
+{
+    uint8_t nonce[12];
+
+    make_nonce(c->suite, n, nonce);
+    if (c->suite == TUNNEL_AESGCM)
+        crypto_aead_aes256gcm_encrypt(out, NULL, in, len, ad, adlen, NULL, nonce, c->k);
+    else
+        crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, in, len, ad, adlen, NULL, nonce, c->k);
+}
+
+/* DECRYPT(k, n, ad, ciphertext): 0, or -1 when authentication fails. */
+static int aead_decrypt(const struct tunnel_cipher *c, uint64_t n, const uint8_t *ad, size_t adlen,
+                        const uint8_t *in, size_t len, uint8_t *out)
+{
+    uint8_t nonce[12];
+
+    make_nonce(c->suite, n, nonce);
+    if (c->suite == TUNNEL_AESGCM)
+        return crypto_aead_aes256gcm_decrypt(out, NULL, NULL, in, len, ad, adlen, nonce, c->k);
+    return crypto_aead_chacha20poly1305_ietf_decrypt(out, NULL, NULL, in, len, ad, adlen, nonce,
+                                                     c->k);
+}
+
+void tunnel_cipher_init_suite(struct tunnel_cipher *c, enum tunnel_suite suite,
+                              const uint8_t key[TUNNEL_KEYLEN])
+{
+    tunnel_cipher_init(c, key);
+    c->suite = suite;
 }
 
 void tunnel_cipher_init(struct tunnel_cipher *c, const uint8_t key[TUNNEL_KEYLEN])
 {
+    c->suite = TUNNEL_CHACHAPOLY;
     if (key != NULL) {
         memmove(c->k, key, TUNNEL_KEYLEN);
         c->has_key = true;
@@ -75,8 +116,6 @@ uint64_t tunnel_cipher_nonce(const struct tunnel_cipher *c)
 int tunnel_cipher_encrypt(struct tunnel_cipher *c, const uint8_t *ad, size_t adlen,
                           const uint8_t *in, size_t len, uint8_t *out)
 {
-    uint8_t nonce[12];
-
     if (!c->has_key) {
         if (len > 0)
             memmove(out, in, len);
@@ -84,8 +123,7 @@ int tunnel_cipher_encrypt(struct tunnel_cipher *c, const uint8_t *ad, size_t adl
     }
     if (c->n == TUNNEL_NONCE_MAX)
         return TUNNEL_ERR_NONCE;
-    chachapoly_nonce(c->n, nonce);
-    crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, in, len, ad, adlen, NULL, nonce, c->k);
+    aead_encrypt(c, c->n, ad, adlen, in, len, out);
     c->n++;
     return TUNNEL_OK;
 }
@@ -93,8 +131,6 @@ int tunnel_cipher_encrypt(struct tunnel_cipher *c, const uint8_t *ad, size_t adl
 int tunnel_cipher_decrypt(struct tunnel_cipher *c, const uint8_t *ad, size_t adlen,
                           const uint8_t *in, size_t len, uint8_t *out)
 {
-    uint8_t nonce[12];
-
     if (!c->has_key) {
         if (len > 0)
             memmove(out, in, len);
@@ -104,9 +140,7 @@ int tunnel_cipher_decrypt(struct tunnel_cipher *c, const uint8_t *ad, size_t adl
         return TUNNEL_ERR_NONCE;
     if (len < TUNNEL_TAGLEN)
         return TUNNEL_ERR_SHORT;
-    chachapoly_nonce(c->n, nonce);
-    if (crypto_aead_chacha20poly1305_ietf_decrypt(out, NULL, NULL, in, len, ad, adlen, nonce,
-                                                  c->k) != 0)
+    if (aead_decrypt(c, c->n, ad, adlen, in, len, out) != 0)
         return TUNNEL_ERR_DECRYPT;
     c->n++;
     return TUNNEL_OK;
@@ -116,13 +150,10 @@ void tunnel_cipher_rekey(struct tunnel_cipher *c)
 {
     uint8_t block[TUNNEL_KEYLEN + TUNNEL_TAGLEN];
     uint8_t zeros[TUNNEL_KEYLEN] = {0};
-    uint8_t nonce[12];
 
     if (!c->has_key)
         return;
-    chachapoly_nonce(TUNNEL_NONCE_MAX, nonce);
-    crypto_aead_chacha20poly1305_ietf_encrypt(block, NULL, zeros, sizeof(zeros), NULL, 0, NULL,
-                                              nonce, c->k);
+    aead_encrypt(c, TUNNEL_NONCE_MAX, NULL, 0, zeros, sizeof(zeros), block);
     memcpy(c->k, block, TUNNEL_KEYLEN);
     sodium_memzero(block, sizeof(block));
 }
@@ -218,7 +249,7 @@ static void mix_key(struct tunnel_handshake *hs, const uint8_t *ikm, size_t len)
 
     tunnel_hkdf(hs->ck, ikm, len, ck, temp_k, NULL);
     memcpy(hs->ck, ck, TUNNEL_HASHLEN);
-    tunnel_cipher_init(&hs->cipher, temp_k); /* HASHLEN 64: truncated to 32 bytes */
+    tunnel_cipher_init_suite(&hs->cipher, hs->suite, temp_k); /* HASHLEN 64: first 32 bytes */
     sodium_memzero(ck, sizeof(ck));
     sodium_memzero(temp_k, sizeof(temp_k));
 }
@@ -286,21 +317,23 @@ static int fail(struct tunnel_handshake *hs, int status)
 }
 
 int tunnel_handshake_init(struct tunnel_handshake *hs, enum tunnel_role role,
-                          const uint8_t *prologue, size_t prologue_len,
+                          enum tunnel_suite suite, const uint8_t *prologue, size_t prologue_len,
                           const uint8_t s_priv[TUNNEL_KEYLEN], const uint8_t s_pub[TUNNEL_DHLEN],
                           const uint8_t rs[TUNNEL_DHLEN])
 {
-    static const char name[] = TUNNEL_PROTOCOL_NAME;
+    const char *name = suite == TUNNEL_AESGCM ? TUNNEL_PROTOCOL_NAME_AESGCM : TUNNEL_PROTOCOL_NAME;
 
     tunnel_handshake_wipe(hs);
-    if ((role == TUNNEL_INITIATOR) != (rs != NULL))
+    if ((role == TUNNEL_INITIATOR) != (rs != NULL) || !tunnel_suite_available(suite))
         return fail(hs, TUNNEL_ERR_STATE);
     hs->role = role;
+    hs->suite = suite;
     /* InitializeSymmetric: the name is at most HASHLEN bytes, so h is the name zero-padded. */
-    _Static_assert(sizeof(name) - 1 <= TUNNEL_HASHLEN, "protocol name longer than HASHLEN");
-    memcpy(hs->h, name, sizeof(name) - 1);
+    _Static_assert(sizeof(TUNNEL_PROTOCOL_NAME) - 1 <= TUNNEL_HASHLEN, "name longer than HASHLEN");
+    _Static_assert(sizeof(TUNNEL_PROTOCOL_NAME_AESGCM) - 1 <= TUNNEL_HASHLEN, "name too long");
+    memcpy(hs->h, name, strlen(name));
     memcpy(hs->ck, hs->h, TUNNEL_HASHLEN);
-    tunnel_cipher_init(&hs->cipher, NULL);
+    tunnel_cipher_init_suite(&hs->cipher, suite, NULL);
     mix_hash(hs, prologue, prologue_len);
 
     memcpy(hs->s_priv, s_priv, TUNNEL_KEYLEN);
@@ -453,11 +486,11 @@ int tunnel_handshake_split(struct tunnel_handshake *hs, struct tunnel_cipher *se
     tunnel_hkdf(hs->ck, NULL, 0, k1, k2, NULL);
     /* c1 carries initiator to responder, c2 the other way; keys truncated to 32 bytes. */
     if (hs->role == TUNNEL_INITIATOR) {
-        tunnel_cipher_init(send, k1);
-        tunnel_cipher_init(recv, k2);
+        tunnel_cipher_init_suite(send, hs->suite, k1);
+        tunnel_cipher_init_suite(recv, hs->suite, k2);
     } else {
-        tunnel_cipher_init(send, k2);
-        tunnel_cipher_init(recv, k1);
+        tunnel_cipher_init_suite(send, hs->suite, k2);
+        tunnel_cipher_init_suite(recv, hs->suite, k1);
     }
     if (hash != NULL)
         memcpy(hash, hs->h, TUNNEL_HASHLEN);

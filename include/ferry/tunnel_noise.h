@@ -1,9 +1,10 @@
 /*
- * Noise_IK_25519_ChaChaPoly_BLAKE2b, to the letter of the Noise Protocol Framework (revision 34)
- * and from libsodium primitives only: the CipherState, SymmetricState and HandshakeState objects
- * of its section 5, HMAC-BLAKE2b and HKDF of section 4.3, the 25519, ChaChaPoly and BLAKE2b
- * functions of section 12. Pure: no I/O, no clock; randomness only for a new ephemeral key.
- * Secrets are wiped with sodium_memzero when they are replaced or no longer needed.
+ * Noise_IK_25519_ChaChaPoly_BLAKE2b (and Noise_IK_25519_AESGCM_BLAKE2b where the CPU has AES-NI),
+ * to the letter of the Noise Protocol Framework (revision 34) and from libsodium primitives only:
+ * the CipherState, SymmetricState and HandshakeState objects of its section 5, HMAC-BLAKE2b and
+ * HKDF of section 4.3, the 25519, ChaChaPoly, AESGCM and BLAKE2b functions of section 12. Pure: no
+ * I/O, no clock; randomness only for a new ephemeral key. Secrets are wiped with sodium_memzero
+ * when they are replaced or no longer needed.
  */
 #ifndef FERRY_TUNNEL_NOISE_H
 #define FERRY_TUNNEL_NOISE_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #define TUNNEL_PROTOCOL_NAME "Noise_IK_25519_ChaChaPoly_BLAKE2b"
+#define TUNNEL_PROTOCOL_NAME_AESGCM "Noise_IK_25519_AESGCM_BLAKE2b"
 #define TUNNEL_DHLEN 32      /* X25519 public keys and DH outputs */
 #define TUNNEL_KEYLEN 32     /* cipher keys, X25519 private keys */
 #define TUNNEL_HASHLEN 64    /* BLAKE2b-512 */
@@ -39,14 +41,25 @@ enum tunnel_status {
 /* A short English text for a status, for log lines. */
 const char *tunnel_strerror(int status);
 
+/* The cipher functions: ChaChaPoly (section 12.3, version 1's) or AESGCM (section 12.4). */
+enum tunnel_suite { TUNNEL_CHACHAPOLY = 0, TUNNEL_AESGCM = 1 };
+
+/* Whether this machine can run the suite (AESGCM: libsodium needs AES-NI and PCLMUL). */
+bool tunnel_suite_available(enum tunnel_suite suite);
+
 /* Section 5.1: a key k (or none yet) and the 64-bit nonce n of the next message. */
 struct tunnel_cipher {
     uint8_t k[TUNNEL_KEYLEN];
     uint64_t n;
     bool has_key;
+    enum tunnel_suite suite;
 };
 
+/* InitializeKey(key) with ChaChaPoly; key NULL is empty. */
 void tunnel_cipher_init(struct tunnel_cipher *c, const uint8_t key[TUNNEL_KEYLEN]);
+/* The same with the suite's cipher functions. */
+void tunnel_cipher_init_suite(struct tunnel_cipher *c, enum tunnel_suite suite,
+                              const uint8_t key[TUNNEL_KEYLEN]);
 bool tunnel_cipher_has_key(const struct tunnel_cipher *c);
 /* For out-of-order transports (section 11.4; the UDP path): the caller tracks replays. */
 void tunnel_cipher_set_nonce(struct tunnel_cipher *c, uint64_t n);
@@ -94,19 +107,21 @@ struct tunnel_handshake {
     uint8_t rs[TUNNEL_DHLEN], re[TUNNEL_DHLEN];
     bool has_e, has_rs, has_re;
     enum tunnel_role role;
+    enum tunnel_suite suite;
     /* Messages processed: 0 before the first, 2 when done; -1 after a failure. */
     int step;
 };
 
 /*
- * Initialize(IK, role, prologue, s, e = empty, rs, re = empty). s_pub, the public half of s_priv,
+ * Initialize(IK, role, prologue, s, e = empty, rs, re = empty) for the suite's protocol name
+ * (TUNNEL_ERR_STATE for a suite this machine cannot run). s_pub, the public half of s_priv,
  * may be NULL, and is then computed (one X25519 operation a long-lived key need not repeat per
  * handshake). rs, the responder's static public key, is required of the initiator and must be
  * NULL for the responder (it learns the initiator's key from the first message). TUNNEL_ERR_DH
  * for a static key that is unusable.
  */
 int tunnel_handshake_init(struct tunnel_handshake *hs, enum tunnel_role role,
-                          const uint8_t *prologue, size_t prologue_len,
+                          enum tunnel_suite suite, const uint8_t *prologue, size_t prologue_len,
                           const uint8_t s_priv[TUNNEL_KEYLEN], const uint8_t s_pub[TUNNEL_DHLEN],
                           const uint8_t rs[TUNNEL_DHLEN]);
 /*

@@ -62,8 +62,9 @@ static void check_handshake(const uint8_t *data, size_t size)
     int r;
 
     FUZZ_CHECK(payload != NULL);
-    FUZZ_CHECK(tunnel_handshake_init(&hs, TUNNEL_RESPONDER, (const uint8_t *)TUNNEL_PROLOGUE,
-                                     strlen(TUNNEL_PROLOGUE), spriv, NULL, NULL) == TUNNEL_OK);
+    FUZZ_CHECK(tunnel_handshake_init(&hs, TUNNEL_RESPONDER, TUNNEL_CHACHAPOLY,
+                                     (const uint8_t *)TUNNEL_PROLOGUE, strlen(TUNNEL_PROLOGUE),
+                                     spriv, NULL, NULL) == TUNNEL_OK);
     r = tunnel_handshake_read(&hs, copy, size, payload, size + 1, &plen);
     if (r == TUNNEL_OK) {
         FUZZ_CHECK(plen == size - TUNNEL_MSG1_OVERHEAD);

@@ -21,7 +21,7 @@ struct link {
     struct tunnel_record_rx crx, srx;
 };
 
-static void link_new(struct link *l)
+static void link_new_suite(struct link *l, enum tunnel_suite suite)
 {
     uint8_t ipub[32], ipriv[32], rpub[32], rpriv[32], m1[256], m2[256], pl[256];
     uint8_t hello[TUNNEL_HELLO_LEN];
@@ -34,11 +34,11 @@ static void link_new(struct link *l)
     crypto_box_keypair(rpub, rpriv);
     tunnel_tai64n(1700000000, 5, h.timestamp);
     tunnel_hello_encode(&h, hello);
-    ck_assert_int_eq(tunnel_handshake_init(&init, TUNNEL_INITIATOR,
+    ck_assert_int_eq(tunnel_handshake_init(&init, TUNNEL_INITIATOR, suite,
                                            (const uint8_t *)TUNNEL_PROLOGUE,
                                            strlen(TUNNEL_PROLOGUE), ipriv, NULL, rpub),
                      0);
-    ck_assert_int_eq(tunnel_handshake_init(&resp, TUNNEL_RESPONDER,
+    ck_assert_int_eq(tunnel_handshake_init(&resp, TUNNEL_RESPONDER, suite,
                                            (const uint8_t *)TUNNEL_PROLOGUE,
                                            strlen(TUNNEL_PROLOGUE), rpriv, NULL, NULL),
                      0);
@@ -55,6 +55,11 @@ static void link_new(struct link *l)
     ck_assert_int_eq(tunnel_handshake_split(&resp, &a, &b, NULL), 0);
     tunnel_record_tx_init(&l->stx, &a);
     tunnel_record_rx_init(&l->srx, &b);
+}
+
+static void link_new(struct link *l)
+{
+    link_new_suite(l, TUNNEL_CHACHAPOLY);
 }
 
 static size_t seal(struct tunnel_record_tx *tx, uint8_t type, uint32_t stream, const char *text,
@@ -171,6 +176,41 @@ START_TEST(test_every_single_bit_flip_is_detected)
     }
     ck_assert_uint_eq(flips, TUNNEL_RECORD_SIZE(14) * 8);
     ck_assert_int_eq(tunnel_record_open(&l.srx, buf, n, &rec, &used), TUNNEL_REC_OK);
+}
+END_TEST
+
+START_TEST(test_aesgcm_records_round_trip_and_flips_fail)
+{
+    struct link l;
+    uint8_t buf[128], copy[128];
+    struct tunnel_record rec;
+    size_t n, used;
+
+    if (!tunnel_suite_available(TUNNEL_AESGCM))
+        return;
+    link_new_suite(&l, TUNNEL_AESGCM);
+    tunnel_record_tx_rekey_after(&l.ctx, 1, 0);
+    for (int i = 0; i < 3; i++) {
+        n = seal(&l.ctx, TUNNEL_REC_DATA, 2, "over AES-256-GCM", buf);
+        for (size_t bit = 0; bit < n * 8; bit += 7) {
+            struct tunnel_record_rx rx = l.srx;
+            size_t off = 0;
+            int r;
+
+            memcpy(copy, buf, n);
+            copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            /* A REKEY record before the flipped byte still opens; the one holding it does not. */
+            while ((r = tunnel_record_open(&rx, copy + off, n - off, &rec, &used)) == 0)
+                off += used;
+            ck_assert_int_eq(r, TUNNEL_REC_ERR_AUTH);
+            ck_assert_uint_le(off, bit / 8);
+        }
+        ck_assert_int_eq(tunnel_record_open(&l.srx, buf, n, &rec, &used), 0);
+        if (rec.type == TUNNEL_REC_REKEY)
+            ck_assert_int_eq(tunnel_record_open(&l.srx, buf + used, n - used, &rec, &used), 0);
+        ck_assert_uint_eq(rec.type, TUNNEL_REC_DATA);
+        ck_assert_mem_eq(rec.payload, "over AES-256-GCM", rec.len);
+    }
 }
 END_TEST
 
@@ -446,6 +486,7 @@ static Suite *tunnel_record_suite(void)
     tcase_add_test(tc, test_round_trip_each_record_type_both_ways);
     tcase_add_test(tc, test_largest_record_and_pipelined_records);
     tcase_add_test(tc, test_every_single_bit_flip_is_detected);
+    tcase_add_test(tc, test_aesgcm_records_round_trip_and_flips_fail);
     tcase_add_test(tc, test_every_truncation_waits_then_counts_as_a_cut);
     tcase_add_test(tc, test_reordered_replayed_or_dropped_records_fail);
     tcase_add_test(tc, test_rekey_keeps_both_sides_in_step);
