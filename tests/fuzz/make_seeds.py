@@ -361,6 +361,46 @@ def access():
     write(h, "long", bytes([0x0F, 128]) + counters + b"\x01" * 1000)
 
 
+def tunnel_authkeys():
+    h = "tunnel_authkeys"
+    k0 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    k1 = "//////////////////////////////////////////8="
+    write(h, "key-user", k0 + " alice\n")
+    write(h, "user-key-crlf", "alice " + k0 + "\r\nbob\t" + k1 + "\r\n")
+    write(h, "comments", "# keys\n\n  # x\n" + k0 + " alice  # laptop\n")
+    write(h, "duplicate", k0 + " alice\nbob " + k0 + "\n")
+    write(h, "both-keys", k0 + " " + k1 + "\n")
+    write(h, "no-key", "alice bob\n")
+    write(h, "one-field", k0 + "\n")
+    write(h, "three-fields", k0 + " alice bob\n")
+    write(h, "bad-user", k0 + " al:ice\n")
+    write(h, "non-canonical", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9= alice\n")
+    write(h, "private", "# ferry-keygen X25519 private key\n" + k0 + "\n")
+    write(h, "private-two", k0 + "\n" + k1 + "\n")
+
+
+def tunnel_record():
+    h = "tunnel_record"
+
+    def rec(t, stream, payload=b""):
+        return bytes([t, stream, len(payload)]) + payload
+
+    clean = b"\x00\x00\x00\x10"
+    write(h, "data-eof-close", clean + rec(1, 1, b"hello") + rec(4, 1) + rec(10, 0))
+    write(h, "open-reply", clean + rec(2, 1, b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50") +
+          rec(3, 1, b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50"))
+    write(h, "many-rekeys", b"\x00\x00\x00\x00" + b"".join(rec(1, i + 1, b"x" * i) for i in range(12)))
+    write(h, "control", clean + rec(5, 3, b"\x01") + rec(6, 3, b"\x00\x00\x10\x00") +
+          rec(7, 0, b"12345678") + rec(8, 0, b"12345678") + rec(9, 0))
+    write(h, "invalid", clean + rec(0, 1, b"x") + rec(11, 1) + rec(1, 0, b"x") + rec(4, 1, b"x"))
+    write(h, "after-close", clean + rec(10, 0) + rec(1, 1, b"late"))
+    write(h, "flip-header", b"\x00\x05\x80\x07" + rec(1, 1, b"abc") + rec(1, 1, b"def"))
+    write(h, "flip-body", b"\x00\x30\x01\xff" + rec(1, 1, b"abc") + rec(1, 1, b"def"))
+    write(h, "flip-second", b"\x00\x40\x01\x00" + rec(1, 1, b"abc") + rec(1, 1, b"def"))
+    write(h, "long", b"\x00\x00\x00\x40" + rec(1, 9, bytes(range(255))))
+    write(h, "handshake-size", bytes(96) + b"ferry")
+
+
 if __name__ == "__main__":
     s5_greeting()
     s5_userpass()
@@ -376,3 +416,5 @@ if __name__ == "__main__":
     http_request()
     access()
     http_frame()
+    tunnel_authkeys()
+    tunnel_record()
