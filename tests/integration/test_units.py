@@ -2,13 +2,15 @@
 from ferryd.service.in) and ferryd.socket, with their Documentation= man pages found; `systemd-
 analyze security --offline=yes` rates the service's exposure "OK" or better; and every system
 call ferryd makes (a check with -t, then a run that serves password-authenticated CONNECTs by
-name relayed with splice, a UDP association, a reload, its stats and a stop) is one the unit's SystemCallFilter= lets through,
+name relayed with splice, a UDP association, notify and watchdog messages, a reload, its
+stats and a stop) is one the unit's SystemCallFilter= lets through,
 found with strace. Each part is skipped when its tool (systemd-analyze, strace) is missing."""
 
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -172,6 +174,13 @@ def traced_child(pid):
     return kids[0]
 
 
+def kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def sanitized_build():
     with open(ft.FERRYD, "rb") as f:
         return b"__asan_init" in f.read()
@@ -184,9 +193,13 @@ class SystemCalls(unittest.TestCase):
         if sanitized_build():
             self.skipTest("sanitizer build: its runtime makes system calls ferryd does not")
         with open(SERVICE) as f:
-            self.allowed = allowed_syscalls(f.read())
+            service = f.read()
+        self.allowed = allowed_syscalls(service)
         self.assertIn("epoll_wait", self.allowed)
         self.assertNotIn("setuid", self.allowed)
+        self.families = unit_settings(service, "RestrictAddressFamilies")[0].split()
+        self.assertIn("AF_NETLINK", self.families)
+        self.seen_families = set()
         self.tmp = tempfile.mkdtemp(prefix="ferrystrace-")
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         self.n = 0
@@ -198,13 +211,26 @@ class SystemCalls(unittest.TestCase):
         return [STRACE, "-f", "-qq", "-o", path], path
 
     def syscalls(self, path):
+        """The system calls in a trace, after checking two more of the unit's settings on
+        their arguments: MemoryDenyWriteExecute= (no mapping both writable and executable)
+        and RestrictAddressFamilies= (the families of every socket)."""
         names = set()
+        families = set()
         with open(path) as f:
             for line in f:
                 m = STRACE_LINE.match(line)
-                if m:
-                    names.add(m.group(1))
+                if not m:
+                    continue
+                names.add(m.group(1))
+                if m.group(1) in ("mmap", "mprotect", "pkey_mprotect"):
+                    self.assertFalse("PROT_WRITE" in line and "PROT_EXEC" in line, line)
+                elif m.group(1) in ("socket", "socketpair"):
+                    f = re.search(r"\((AF_\w+)", line)
+                    if f:  # not the "<... socket resumed>" half of a call
+                        families.add(f.group(1))
         self.assertIn("execve", names)
+        self.assertLessEqual(families, set(self.families), path)
+        self.seen_families |= families
         return names
 
     def test_every_system_call_is_in_the_filter(self):
@@ -228,12 +254,21 @@ class SystemCalls(unittest.TestCase):
 
         # ExecStart=: serve, reload, stats, stop.
         wrapper, run_trace = self.traced()
+        # As Type=notify with WatchdogSec= runs it: READY=1, STATUS=, WATCHDOG=1 on a socket.
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(notify.close)
+        notify.bind(os.path.join(self.tmp, "notify"))
+        env = {"NOTIFY_SOCKET": notify.getsockname(), "WATCHDOG_USEC": "200000"}
         saved = ft.FERRYD_WRAPPER
         ft.FERRYD_WRAPPER = wrapper
         try:
-            ferry = ft.Ferryd(self, conf, start_timeout=30)
+            ferry = ft.Ferryd(self, conf, start_timeout=30, env=env)
         finally:
             ft.FERRYD_WRAPPER = saved
+        # Signals go to ferryd itself, strace's child (strace would detach on them), and a
+        # failed test does not leave it behind.
+        pid = traced_child(ferry.proc.pid)
+        self.addCleanup(kill_quietly, pid)
         data = os.urandom(256 * 1024)
         for _ in range(3):
             s, rep, _, _ = ft.socks5_open(ferry.addr(), "origin.test", echo.port,
@@ -248,8 +283,12 @@ class SystemCalls(unittest.TestCase):
         self.assertEqual(assoc.roundtrip(udp_echo, b"datagram")[2], b"datagram")
         assoc.close()
         ferry.wait_sessions(4)
-        # Signals go to ferryd itself, strace's child (strace would detach on them).
-        pid = traced_child(ferry.proc.pid)
+        notify.settimeout(ft.IO_TIMEOUT)
+        for _ in range(10):
+            if b"WATCHDOG=1" in notify.recv(4096).split(b"\n"):
+                break
+        else:
+            raise AssertionError("no WATCHDOG=1 in 10 notify messages")
         os.kill(pid, signal.SIGHUP)
         ferry.wait_line(r"reloaded ")
         os.kill(pid, signal.SIGUSR1)
@@ -258,6 +297,8 @@ class SystemCalls(unittest.TestCase):
         ferry.stop(timeout=30)
         used |= self.syscalls(run_trace)
         ft.log("system calls made: %s" % " ".join(sorted(used)))
+        ft.log("socket families: %s" % " ".join(sorted(self.seen_families)))
+        self.assertLessEqual({"AF_INET", "AF_UNIX", "AF_NETLINK"}, self.seen_families)
 
         self.assertTrue({"accept", "accept4"} & used)
         self.assertTrue({"splice", "recvmmsg", "sendmmsg"} <= used, used)
