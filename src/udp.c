@@ -630,6 +630,24 @@ static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const 
     a->queued_bytes += len;
 }
 
+/*
+ * A datagram's SOCKS5 UDP header, or false with the drop counted: malformed, or a fragment
+ * (RFC 1928 section 7: fragmentation is optional; we do not reassemble, so drop).
+ */
+static bool header_ok(struct udp_assoc *a, const uint8_t *buf, size_t len,
+                      struct socks5_udp_header *hdr, size_t *hdrlen)
+{
+    if (socks5_parse_udp_header(buf, len, hdr, hdrlen) != PROTO_OK || *hdrlen > len) {
+        a->stats.drop_malformed++;
+        return false;
+    }
+    if (hdr->frag != 0) {
+        a->stats.drop_frag++;
+        return false;
+    }
+    return true;
+}
+
 /* Through a parent: the datagram as the client sent it, header and all, to its relay. */
 static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, const uint8_t *buf,
                           size_t len, size_t payload)
@@ -674,14 +692,8 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
         a->stats.drop_filtered++;
         return;
     }
-    if (socks5_parse_udp_header(buf, len, &hdr, &hdrlen) != PROTO_OK || hdrlen > len) {
-        a->stats.drop_malformed++;
+    if (!header_ok(a, buf, len, &hdr, &hdrlen))
         return;
-    }
-    if (hdr.frag != 0) {
-        a->stats.drop_frag++;
-        return;
-    }
     udp_queue(a, a->client_fd, true, &a->client_addr, buf, len, len - hdrlen);
 }
 
@@ -711,15 +723,8 @@ static void client_datagram(struct udp_assoc *a, const struct addr *from, const 
         a->client_known = true;
     }
 
-    if (socks5_parse_udp_header(buf, len, &hdr, &hdrlen) != PROTO_OK || hdrlen > len) {
-        a->stats.drop_malformed++;
+    if (!header_ok(a, buf, len, &hdr, &hdrlen))
         return;
-    }
-    /* RFC 1928 section 7: fragmentation is optional; we do not reassemble, so drop. */
-    if (hdr.frag != 0) {
-        a->stats.drop_frag++;
-        return;
-    }
     if (a->upstream.len > 0) {
         send_upstream(a, &hdr.dest, buf, len, len - hdrlen);
         return;

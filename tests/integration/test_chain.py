@@ -24,6 +24,8 @@ import threading
 import time
 import unittest
 
+import socks
+
 import ferrytest as ft
 
 CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -810,6 +812,128 @@ class NamesTest(ChainTest):
 
 
 # --- BIND and RESOLVE through parents -----------------------------------------------------
+
+class UDPEcho:
+    """A UDP echo server on loopback that upper-cases and records each sender."""
+
+    def __init__(self, testcase):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.peers = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        testcase.addCleanup(self.close)
+
+    def run(self):
+        deadline = time.monotonic() + 120
+        while not self.stop and time.monotonic() < deadline:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except OSError:
+                continue
+            self.peers.append(peer)
+            self.sock.sendto(data.upper(), peer)
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+class UDPThroughParentsTest(ChainTest):
+    """UDP ASSOCIATE through a SOCKS5 parent: PySocks datagrams through ferry to a UDP echo
+    behind the parent; the parent's relay is the only peer our association talks to."""
+
+    def pysocks_udp(self, ferry):
+        u = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.set_proxy(socks.SOCKS5, *ferry.addr())
+        u.settimeout(5 * ft.SLOW)
+        u.bind(("127.0.0.1", 0))
+        self.addCleanup(u.close)
+        return u
+
+    def echo_through(self, ferry, echo, payloads):
+        u = self.pysocks_udp(ferry)
+        for p in payloads:
+            u.sendto(p, ("127.0.0.1", echo.port))
+            data, src = u.recvfrom(65535)
+            self.assertEqual(data, p.upper())
+            self.assertEqual(src, ("127.0.0.1", echo.port))
+        u.close()
+
+    def test_udp_through_a_ferry_parent(self):
+        echo = UDPEcho(self)
+        b = self.exit_ferry(extra=["private-destinations allow"])
+        a = self.entry_ferry(["b socks5 %s" % hostport(*b.addr())], ["command udp via b"],
+                             extra=["private-destinations allow"])
+        self.echo_through(a, echo, [b"one", b"two", b"x" * 3000])
+        sa = self.last_session(a, cmd="udp", route="1", via="b", reply="succeeded")
+        self.assertTrue(sa["udp"].startswith("up:3/down:3"), sa)
+        # The parent relayed them: its own association saw the three datagrams both ways.
+        sb = b.wait_sessions(1)[0]
+        self.assertEqual(sb["cmd"], "udp")
+        self.assertTrue(sb["udp"].startswith("up:3/down:3"), sb)
+        # The echo heard the parent's relay, never the client.
+        self.assertEqual(len(set(echo.peers)), 1)
+
+    def test_udp_datagrams_are_checked_here_first(self):
+        echo = UDPEcho(self)
+        b = self.exit_ferry(extra=["private-destinations allow"])
+        a = self.entry_ferry(["b socks5 %s" % hostport(*b.addr())], ["command udp via b"],
+                             extra=["private-destinations allow",
+                                    "request block command udp port %d" % echo.port,
+                                    "request pass"])
+        u = self.pysocks_udp(a)
+        u.sendto(b"blocked", ("127.0.0.1", echo.port))
+        with self.assertRaises(socket.timeout):
+            u.recvfrom(100)
+        u.close()
+        sa = self.last_session(a, cmd="udp", via="b")
+        self.assertIn("blocked:1", sa["drop"])
+        self.assertEqual(echo.peers, [])
+
+    def test_udp_association_ends_with_the_parents_control_connection(self):
+        # No grace: the parent closes its sessions, our association's control connection
+        # among them, as soon as it is told to stop.
+        b = self.exit_ferry(extra=["private-destinations allow", "shutdown-grace 0"])
+        a = self.entry_ferry(["b socks5 %s" % hostport(*b.addr())], ["command udp via b"],
+                             extra=["private-destinations allow"])
+        s, rep = self.socks5(a, "0.0.0.0", 0, cmd=ft.CMD_UDP_ASSOCIATE)
+        self.assertEqual(rep, ft.REP_SUCCEEDED)
+        # Stopping the parent closes its end of the control connection: ours follows.
+        b.stop()
+        closed, _, _ = ft.wait_closed(s, 10 * ft.SLOW)
+        self.assertTrue(closed)
+        self.last_session(a, cmd="udp", via="b")
+
+    def test_udp_through_a_danted_parent_with_username(self):
+        echo = UDPEcho(self)
+        user, password = ensure_system_user(self)
+        port = start_danted(self, self.tmp)
+        cred = self.credentials(user, password)
+        a = self.entry_ferry(["dante socks5 127.0.0.1:%d credentials %s" % (port, cred)],
+                             ["command udp via dante"], extra=["private-destinations allow"])
+        self.echo_through(a, echo, [b"dante-1", b"dante-2"])
+        sa = self.last_session(a, cmd="udp", via="dante", reply="succeeded")
+        self.assertTrue(sa["udp"].startswith("up:2/down:2"), sa)
+
+    def test_udp_to_a_name_goes_on_unresolved(self):
+        echo = UDPEcho(self)
+        b = self.exit_ferry(extra=["private-destinations allow"])
+        a = self.entry_ferry(["b socks5 %s" % hostport(*b.addr())], ["command udp via b"],
+                             extra=["private-destinations allow"])
+        u = self.pysocks_udp(a)
+        u.sendto(b"by-name", (EXIT_NAME, echo.port))
+        data, _ = u.recvfrom(100)
+        self.assertEqual(data, b"BY-NAME")
+        u.close()
+        # Only the exit looked the name up.
+        self.assertGreater(self.exit_dns.count(EXIT_NAME), 0)
+        self.assertEqual(self.entry_dns.count(EXIT_NAME), 0)
+
 
 def connect_from(source, dest, timeout=5):
     s = socket.socket(socket.AF_INET6 if ":" in source else socket.AF_INET)
