@@ -30,6 +30,8 @@
 #include "ferry/notify.h"
 #include "ferry/privdrop.h"
 #include "ferry/snapshot.h"
+#include "ferry/tunnel_keys.h"
+#include "ferry/tunnel_known.h"
 #include "ferry/upgrade.h"
 #include "ferry/worker.h"
 
@@ -742,6 +744,16 @@ int main(int argc, char **argv)
     case CLI_RUN:
     case CLI_CHECK:
         break;
+    }
+    if (cli.ov.tunnel != NULL) {
+        /* The one-command mode: the default key, the known-hosts file (tunnel_known.h). */
+        static char keypath[PATH_MAX], keytext[TUNNEL_KEY_B64 + 1];
+
+        if (tunnel_known_resolve(&cli.ov, cli.accept_new_server_key, keypath, keytext, err,
+                                 sizeof(err)) < 0) {
+            fprintf(stderr, "ferryd: %s\n", err);
+            return 1;
+        }
     }
     d.path = cli.config_path;
     d.ov = &cli.ov;
