@@ -867,9 +867,11 @@ static void conn_readable(struct ev_loop *loop, ev_io *w, int revents)
             conn_free(c);
             return;
         }
-        conn_die(c, "%s", n < 0 ? strerror(errno)
-                                : c->st == C_UP ? "cut: end of file without CLOSE"
-                                                : "closed during the handshake");
+        conn_die(c, "%s",
+                 n < 0           ? strerror(errno)
+                 : c->st == C_UP ? "cut: end of file without CLOSE"
+                                 : "closed by the server without an answer to the handshake "
+                                   "(a wrong server-key, or our key is not authorized there)");
         return;
     }
     c->in_len += (size_t)n;
@@ -913,7 +915,8 @@ static void conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         conn_free(c);
         return;
     }
-    conn_die(c, "no handshake within the timeout");
+    conn_die(c, "no answer to the handshake in time (a wrong server-key, or our key is not "
+                "authorized there: the server stays silent to both)");
 }
 
 static struct tconn *conn_new(struct ev_loop *loop, int fd, bool server)
