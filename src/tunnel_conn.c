@@ -951,6 +951,18 @@ static struct tconn *conn_new(struct ev_loop *loop, int fd, bool server)
     return c;
 }
 
+/* The clean end: CLOSE (doc 3) when up, what the socket takes of it now, then free. */
+static void conn_close_clean(struct tconn *c)
+{
+    if (c->st == C_UP && conn_seal(c, TUNNEL_REC_CLOSE, 0, NULL, 0) == 0) {
+        ssize_t n = send(c->fd, c->out + c->out_head, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        (void)n;
+        shutdown(c->fd, SHUT_WR);
+    }
+    conn_free(c);
+}
+
 /* --- server ------------------------------------------------------------------------------ */
 
 void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *client)
@@ -1087,6 +1099,13 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
     }
     if (c == NULL && (c = client_connect(loop, p)) == NULL)
         return -1;
+    /* A reload that changed the parent leaves its old connection: closed once idle. */
+    for (struct tconn *k = conns, *next; k != NULL; k = next) {
+        next = k->next;
+        if (k != c && !k->server && k->nstreams == 0 && strcmp(k->pname, p->name) == 0 &&
+            !conn_matches(k, p))
+            conn_close_clean(k);
+    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
     if (stream_new(c, ++c->last_id, sv[0]) == NULL) {
@@ -1100,14 +1119,6 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
 
 void tunnel_worker_free(void)
 {
-    while (conns != NULL) {
-        struct tconn *c = conns;
-
-        if (c->st == C_UP && conn_seal(c, TUNNEL_REC_CLOSE, 0, NULL, 0) == 0) {
-            /* Best effort: what the socket takes now. */
-            (void)send(c->fd, c->out + c->out_head, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            shutdown(c->fd, SHUT_WR);
-        }
-        conn_free(c);
-    }
+    while (conns != NULL)
+        conn_close_clean(conns);
 }
