@@ -160,9 +160,10 @@ class TunnelTest(unittest.TestCase):
         ])
 
     def curl(self, proxy, url):
-        return subprocess.run(["curl", "-sS", "--max-time", "10", "-x", proxy, url],
+        return subprocess.run(["curl", "-sS", "--max-time", "%d" % (10 * ft.SLOW), "-x", proxy,
+                               url],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CURL_ENV,
-                              timeout=30)
+                              timeout=30 * ft.SLOW)
 
     def assert_silent_close(self, send, port):
         """Connect to the tunnel listener, send bytes: nothing comes back, and the server
@@ -207,7 +208,8 @@ class TunnelTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
 
     def test_bulk_both_ways_byte_exact_and_half_close(self):
-        data = os.urandom(20 * 1024 * 1024)
+        # 20 MB; 2 MB under valgrind, where every byte costs fifty times as much.
+        data = os.urandom((2 if ft.UNDER_VALGRIND else 20) * 1024 * 1024)
         bulk = ft.BulkOrigin(self, data)
         server = self.start_server()
         client = self.start_client(server.port)
@@ -232,7 +234,7 @@ class TunnelTest(unittest.TestCase):
         echo = ft.EchoOrigin(self)
         server = self.start_server()
         client = self.start_client(server.port)
-        n = 60
+        n = 12 if ft.UNDER_VALGRIND else 60
         results = [None] * n
 
         def one(i):
@@ -250,7 +252,7 @@ class TunnelTest(unittest.TestCase):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(60)
+            t.join(60 * ft.SLOW)
         self.assertEqual(results, [True] * n)
         server.wait_sessions(n)
         self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
