@@ -575,7 +575,9 @@ void session_request(struct session *s)
             if (s->cmd == REQUEST_RESOLVE &&
                 rt->paths[0].nhops > 0 &&
                 s->cfg->routes->parents[rt->paths[0].hops[rt->paths[0].nhops - 1]].kind !=
-                    PARENT_SOCKS5) {
+                    PARENT_SOCKS5 &&
+                s->cfg->routes->parents[rt->paths[0].hops[rt->paths[0].nhops - 1]].kind !=
+                    PARENT_FERRY) {
                 session_resolve_here(s);
                 return;
             }

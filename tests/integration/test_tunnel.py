@@ -257,6 +257,57 @@ class TunnelTest(unittest.TestCase):
         server.wait_sessions(n)
         self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
 
+    def test_resolve_and_bind_through_the_tunnel(self):
+        dns = ft.DNSServer(self)
+        dns.add("far.tunnel.test", a=["192.0.2.33"])
+        server = ft.start_ferryd(self, dns=dns, listen=("127.0.0.1:0 tunnel",), extra=[
+            "tunnel key %s" % self.skey, "tunnel authorized-keys %s" % self.authkeys,
+            "request pass to 127.0.0.0/8 private", "request pass to 192.0.2.0/24"])
+        client = self.start_client(server.port)
+        # RESOLVE (Tor's 0xF0): answered by the server's resolver.
+        s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+        s.sendall(b"\x05\x01\x00")
+        self.assertEqual(s.recv(2), b"\x05\x00")
+        name = b"far.tunnel.test"
+        s.sendall(b"\x05\xf0\x00\x03" + bytes([len(name)]) + name + b"\x00\x00")
+        self.assertEqual(recv_exact(s, 10), b"\x05\x00\x00\x01" + socket.inet_aton("192.0.2.33")
+                         + b"\x00\x00")
+        s.close()
+        self.assertGreaterEqual(dns.count("far.tunnel.test"), 1)  # the server asked (A, AAAA)
+        # BIND: the server listens on the tunnel listener's address; both replies and the
+        # bytes after them come through.
+        s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+        s.sendall(b"\x05\x01\x00")
+        self.assertEqual(s.recv(2), b"\x05\x00")
+        s.sendall(b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
+        first = recv_exact(s, 10)
+        self.assertEqual(first[:4], b"\x05\x00\x00\x01")
+        self.assertEqual(socket.inet_ntoa(first[4:8]), "127.0.0.1")
+        peer = socket.create_connection(("127.0.0.1", int.from_bytes(first[8:10], "big")),
+                                        timeout=ft.IO_TIMEOUT)
+        second = recv_exact(s, 10)
+        self.assertEqual(second[:2], b"\x05\x00")
+        self.assertEqual(second[8:10], peer.getsockname()[1].to_bytes(2, "big"))
+        peer.sendall(b"from the peer")
+        self.assertEqual(recv_exact(s, 13), b"from the peer")
+        s.sendall(b"to the peer")
+        self.assertEqual(recv_exact(peer, 11), b"to the peer")
+        s.close()
+        peer.close()
+        lines = server.wait_sessions(2)
+        self.assertEqual(sorted(l["cmd"] for l in lines), ["bind", "resolve"])
+        self.assertTrue(all(l["user"] == "alice" for l in lines))
+
+    def test_udp_associate_through_the_tunnel_is_refused_as_not_supported(self):
+        server = self.start_server()
+        client = self.start_client(server.port)
+        s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+        s.sendall(b"\x05\x01\x00")
+        self.assertEqual(s.recv(2), b"\x05\x00")
+        s.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+        self.assertEqual(recv_exact(s, 2), b"\x05" + bytes([ft.REP_COMMAND_NOT_SUPPORTED]))
+        s.close()
+
     # --- what the server does not answer -----------------------------------------------------
 
     def test_garbage_gets_nothing_and_is_closed_at_the_negotiate_timeout(self):
