@@ -313,8 +313,10 @@ static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool cr
             while (cap < s->qlen + len)
                 cap *= 2;
             q = realloc(s->q, cap);
-            if (q == NULL)
+            if (q == NULL) {
+                conn_die(s->c, "out of memory");
                 return -1;
+            }
             s->q = q;
             s->qcap = cap;
         }
@@ -599,12 +601,10 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
         limits_release(limits, e);
         return server_refuse_open(c, id, SOCKS5_REP_GENERAL_FAILURE);
     }
-    /* The request reaches the session as its first bytes; the session may end at once
-     * (closing sv[1]), which this stream learns from its socketpair. */
-    if (stream_queue(s, p, len, false) < 0)
-        return -1;
+    /* The session first (it owns sv[1] from here on, and may end at once, which this stream
+     * learns from its socketpair); then the request, its first bytes. */
     session_start_tunnel(c->ctx, sv[1], &c->peer, &c->local, c->user, e);
-    return 0;
+    return stream_queue(s, p, len, false);
 }
 
 static uint32_t be32(const uint8_t *p)
