@@ -958,7 +958,8 @@ static double session_draw(void)
 
 /* The session of an accepted connection; NULL when closed at once (fd closed too). */
 static struct session *session_new(struct session_ctx *ctx, int fd, const struct addr *client,
-                                   const struct addr *advertise, struct limit *client_limit)
+                                   const struct addr *advertise, struct limit *client_limit,
+                                   bool tunnel)
 {
     const struct config *cfg = &ctx->snap->config;
     struct limit_hold_caps caps = {
@@ -977,6 +978,13 @@ static struct session *session_new(struct session_ctx *ctx, int fd, const struct
     struct limit_hold hold;
     struct session *s;
 
+    if (tunnel) {
+        /* A tunnel's streams share its peer's IP but were authenticated by its key: the
+         * per-IP caps against floods before authentication do not apply; per-user ones do. */
+        caps.per_client = 0;
+        caps.negotiating = NULL;
+        caps.negotiating_per_client = 0;
+    }
     /* Beyond the negotiating budget, or the limits plus a margin answered with failure
      * replies: closed at once. */
     if (!limits_hold_begin(&hold, ctx->limits, client_limit, &caps)) {
@@ -1040,7 +1048,7 @@ static struct session *session_new(struct session_ctx *ctx, int fd, const struct
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
                    const struct addr *advertise, struct limit *client_limit)
 {
-    struct session *s = session_new(ctx, fd, client, advertise, client_limit);
+    struct session *s = session_new(ctx, fd, client, advertise, client_limit, false);
 
     if (s == NULL)
         return;
@@ -1054,7 +1062,7 @@ void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *cl
                           const struct addr *local, const char *user,
                           struct limit *client_limit)
 {
-    struct session *s = session_new(ctx, fd, client, NULL, client_limit);
+    struct session *s = session_new(ctx, fd, client, NULL, client_limit, true);
 
     if (s == NULL)
         return;

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@
 #define HEAD_MAX 600
 
 enum conn_state {
+    C_WAIT,       /* client: waiting for its turn to shake hands (hs_busy) */
     C_CONNECTING, /* client: TCP connect */
     C_HANDSHAKE,  /* msg1 / msg2 */
     C_UP,         /* records */
@@ -93,6 +95,8 @@ struct tconn {
     int fd;
     ev_io rio, wio;
     ev_timer timer;
+    ev_timer poll;    /* client: C_WAIT */
+    bool hs_holding; /* client: holds its handshake slot (hs_busy) */
     struct tunnel_handshake hs;
     struct tunnel_record_tx tx;
     struct tunnel_record_rx rx;
@@ -119,6 +123,7 @@ static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tunnel_replay *replay;
 
 static void conn_free(struct tconn *c);
+static void hs_release(struct tconn *c);
 static void conn_die(struct tconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void conn_flush(struct tconn *c);
 static void stream_readable(struct ev_loop *loop, ev_io *w, int revents);
@@ -132,12 +137,15 @@ static int conn_seal(struct tconn *c, uint8_t type, uint32_t id, const uint8_t *
     size_t need = TUNNEL_RECORD_SEAL_MAX(len), n = 0;
     int rc;
 
-    if (c->out_head > 0 && c->out_head + c->out_len + need > c->out_cap) {
+    /* Compact only once the sent part is at least half the buffer: each byte moves O(1) times. */
+    if (c->out_head + c->out_len + need > c->out_cap && c->out_head >= c->out_cap / 2) {
         memmove(c->out, c->out + c->out_head, c->out_len);
         c->out_head = 0;
     }
-    if (c->out_len + need > c->out_cap) {
-        size_t cap = c->out_cap * 2 > c->out_len + need ? c->out_cap * 2 : c->out_len + need;
+    if (c->out_head + c->out_len + need > c->out_cap) {
+        size_t cap = c->out_cap * 2 > c->out_head + c->out_len + need
+                         ? c->out_cap * 2
+                         : c->out_head + c->out_len + need;
         uint8_t *o = realloc(c->out, cap);
 
         if (o == NULL) {
@@ -243,6 +251,33 @@ static bool stream_readable_now(const struct tstream *s)
     return !s->local_eof && !s->throttled && (s->phase != P_DATA || s->send_win > 0);
 }
 
+/*
+ * The local end failed or closed too early: free the stream and tell the peer. A server
+ * stream whose session ended before its reply (a limit at its start, shutdown) answers a
+ * failure reply and EOF: a refusal of this request, not a fault of the tunnel. Otherwise
+ * RESET. -1: the connection died.
+ */
+static int stream_abort(struct tstream *s)
+{
+    struct tconn *c = s->c;
+    uint32_t id = s->id;
+    bool unreplied = c->server && s->phase == P_REPLY;
+    uint8_t reason = 0;
+
+    stream_free(s);
+    if (c->st != C_UP)
+        return 0;
+    if (unreplied) {
+        uint8_t msg[SOCKS5_REPLY_MAX];
+        size_t len = socks5_encode_reply(msg, SOCKS5_REP_GENERAL_FAILURE, NULL);
+
+        if (conn_seal(c, TUNNEL_REC_REPLY, id, msg, len) < 0)
+            return -1;
+        return conn_seal(c, TUNNEL_REC_EOF, id, NULL, 0);
+    }
+    return conn_seal(c, TUNNEL_REC_RESET, id, &reason, 1);
+}
+
 /* Write the queue to the socketpair; return credit by WINDOW. -1: the connection died. */
 static int stream_flush(struct tstream *s, bool *gone)
 {
@@ -261,12 +296,8 @@ static int stream_flush(struct tstream *s, bool *gone)
         }
         if (n < 0) {
             /* The local end is gone: abort the stream at the peer. */
-            uint32_t id = s->id;
-            uint8_t reason = 0;
-
             *gone = true;
-            stream_free(s);
-            return conn_seal(c, TUNNEL_REC_RESET, id, &reason, 1);
+            return stream_abort(s);
         }
         free_bytes = (size_t)n;
         if (s->q_nocredit > 0) {
@@ -375,12 +406,12 @@ static void stream_read_head(struct tstream *s)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
-        uint32_t id = s->id;
-        uint8_t reason = 0;
-
-        /* Closed before its head was whole: nothing to carry. */
-        stream_free(s);
-        if (c->st == C_UP && c->server && conn_seal(c, TUNNEL_REC_RESET, id, &reason, 1) == 0)
+        /* Closed before its head was whole: on the client nothing was sent yet. */
+        if (!c->server) {
+            stream_free(s);
+            return;
+        }
+        if (stream_abort(s) == 0)
             conn_flush(c);
         return;
     }
@@ -440,11 +471,7 @@ static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             break;
         if (n < 0) {
-            uint32_t id = s->id;
-            uint8_t reason = 0;
-
-            stream_free(s);
-            if (conn_seal(c, TUNNEL_REC_RESET, id, &reason, 1) == 0)
+            if (stream_abort(s) == 0)
                 conn_flush(c);
             return;
         }
@@ -489,6 +516,8 @@ static void conn_free(struct tconn *c)
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     ev_timer_stop(c->loop, &c->timer);
+    ev_timer_stop(c->loop, &c->poll);
+    hs_release(c);
     if (c->fd >= 0)
         close(c->fd);
     tunnel_handshake_wipe(&c->hs);
@@ -563,6 +592,7 @@ static void conn_up(struct tconn *c)
     tunnel_record_tx_init(&c->tx, &send);
     tunnel_record_rx_init(&c->rx, &recv);
     c->st = C_UP;
+    hs_release(c);
     ev_timer_stop(c->loop, &c->timer);
     for (struct tstream *s = c->streams; s != NULL; s = s->next)
         ev_io_start(c->loop, &s->rio);
@@ -922,6 +952,10 @@ static void conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         conn_free(c);
         return;
     }
+    if (c->st == C_WAIT) {
+        conn_die(c, "another handshake with the same server took the whole timeout");
+        return;
+    }
     conn_die(c, "no answer to the handshake in time (a wrong server-key, or our key is not "
                 "authorized there: the server stays silent to both)");
 }
@@ -945,12 +979,15 @@ static struct tconn *conn_new(struct ev_loop *loop, int fd, bool server)
     c->loop = loop;
     c->fd = fd;
     c->server = server;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    if (fd >= 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    }
     ev_io_init(&c->rio, conn_readable, fd, EV_READ);
     ev_io_init(&c->wio, conn_writable, fd, EV_WRITE);
     ev_timer_init(&c->timer, conn_timeout, 0., 0.);
-    c->rio.data = c->wio.data = c->timer.data = c;
+    ev_init(&c->poll, NULL);
+    c->rio.data = c->wio.data = c->timer.data = c->poll.data = c;
     c->next = conns;
     if (conns != NULL)
         conns->prev = c;
@@ -1027,14 +1064,88 @@ static bool conn_matches(const struct tconn *c, const struct parent *p)
            sodium_memcmp(c->key_pub, p->key_pub, TUNNEL_DHLEN) == 0;
 }
 
+/*
+ * One handshake at a time per (server key, client key) in the process: the server accepts a
+ * first message only when its timestamp is later than the last one it accepted for the key
+ * (doc 2.5), so two workers' handshakes must not reach it out of order. A worker whose slot is
+ * taken polls until it is free (only when connections are made: at the first stream, after a
+ * failure). Slots are shared by hash; a collision only serializes more.
+ */
+#define HS_SLOTS 64
+#define HS_POLL 0.002
+static atomic_bool hs_busy[HS_SLOTS];
+
+static unsigned hs_slot(const struct tconn *c)
+{
+    return (unsigned)(c->server_key[0] ^ c->server_key[1] << 1 ^ c->key_pub[0] ^ c->key_pub[1])
+           % HS_SLOTS;
+}
+
+static void hs_release(struct tconn *c)
+{
+    if (c->hs_holding) {
+        atomic_store(&hs_busy[hs_slot(c)], false);
+        c->hs_holding = false;
+    }
+}
+
+/* The slot is ours: connect and queue msg1, its timestamp taken now. false: c is gone. */
+static bool client_start(struct tconn *c)
+{
+    struct tunnel_hello hello = {.flags = 0};
+    uint8_t payload[TUNNEL_HELLO_LEN], msg1[2 + MSG1_MIN];
+    size_t n = 0;
+    int fd, one = 1, lowat = NOTSENT_LOWAT;
+
+    fd = socket(c->peer.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        conn_die(c, "socket: %s", strerror(errno));
+        return false;
+    }
+    c->fd = fd;
+    if (connect(fd, &c->peer.u.sa, c->peer.len) < 0 && errno != EINPROGRESS) {
+        conn_die(c, "connect: %s", strerror(errno));
+        return false;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    ev_io_set(&c->rio, fd, EV_READ);
+    ev_io_set(&c->wio, fd, EV_WRITE);
+    client_timestamp(hello.timestamp);
+    tunnel_hello_encode(&hello, payload);
+    if (tunnel_handshake_write(&c->hs, payload, sizeof(payload), msg1 + 2, sizeof(msg1) - 2,
+                               &n) != TUNNEL_OK) {
+        conn_die(c, "writing the first message");
+        return false;
+    }
+    msg1[0] = (uint8_t)(n >> 8);
+    msg1[1] = (uint8_t)n;
+    if (conn_queue_raw(c, msg1, n + 2) < 0) {
+        conn_die(c, "out of memory");
+        return false;
+    }
+    c->st = C_CONNECTING;
+    ev_io_start(c->loop, &c->wio);
+    return true;
+}
+
+static void client_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct tconn *c = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (atomic_exchange(&hs_busy[hs_slot(c)], true))
+        return;
+    c->hs_holding = true;
+    ev_timer_stop(c->loop, &c->poll);
+    client_start(c);
+}
+
 static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p)
 {
     struct addr a;
     struct tconn *c;
-    struct tunnel_hello hello = {.flags = 0};
-    uint8_t payload[TUNNEL_HELLO_LEN], msg1[2 + MSG1_MIN];
-    size_t n = 0;
-    int fd;
 
     if (socks_dest_to_addr(&p->addr, &a) < 0) {
         /* A name: looked up here, once per connection (not per stream). */
@@ -1050,19 +1161,8 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
         freeaddrinfo(res);
         addr_set_port(&a, p->addr.port);
     }
-    fd = socket(a.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return NULL;
-    if (connect(fd, &a.u.sa, a.len) < 0 && errno != EINPROGRESS) {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-        return NULL;
-    }
-    c = conn_new(loop, fd, false);
+    c = conn_new(loop, -1, false);
     if (c == NULL) {
-        close(fd);
         errno = ENOMEM;
         return NULL;
     }
@@ -1072,24 +1172,28 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
     memcpy(c->key_pub, p->key_pub, TUNNEL_DHLEN);
     c->peer = a;
     snprintf(c->name, sizeof(c->name), "to parent %s", p->name);
-    client_timestamp(hello.timestamp);
-    tunnel_hello_encode(&hello, payload);
     if (tunnel_handshake_init(&c->hs, TUNNEL_INITIATOR, TUNNEL_CHACHAPOLY,
                               (const uint8_t *)TUNNEL_PROLOGUE, strlen(TUNNEL_PROLOGUE), p->key,
-                              p->key_pub, p->server_key) != TUNNEL_OK ||
-        tunnel_handshake_write(&c->hs, payload, sizeof(payload), msg1 + 2, sizeof(msg1) - 2,
-                               &n) != TUNNEL_OK) {
+                              p->key_pub, p->server_key) != TUNNEL_OK) {
         conn_free(c);
         errno = EINVAL;
         return NULL;
     }
-    msg1[0] = (uint8_t)(n >> 8);
-    msg1[1] = (uint8_t)n;
-    conn_queue_raw(c, msg1, n + 2);
-    c->st = C_CONNECTING;
-    ev_io_start(loop, &c->wio);
+    /* The parent's timeout covers the wait for the slot and the handshake. */
+    c->st = C_WAIT;
     ev_timer_set(&c->timer, p->timeout, 0.);
     ev_timer_start(loop, &c->timer);
+    ev_timer_init(&c->poll, client_poll, 0., HS_POLL);
+    c->poll.data = c;
+    if (!atomic_exchange(&hs_busy[hs_slot(c)], true)) {
+        c->hs_holding = true;
+        if (!client_start(c)) {
+            errno = ECONNREFUSED;
+            return NULL;
+        }
+    } else {
+        ev_timer_again(loop, &c->poll);
+    }
     return c;
 }
 
