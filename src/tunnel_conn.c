@@ -33,10 +33,10 @@
 #include "ferry/upstream_socks.h"
 
 /* The unsent queue of a connection: streams stop being read above HIGH, go on below LOW. */
-#define OUT_HIGH (256u * 1024)
-#define OUT_LOW (64u * 1024)
+#define OUT_HIGH (64u * 1024)
+#define OUT_LOW (32u * 1024)
 /* The kernel's unsent bytes (TCP_NOTSENT_LOWAT): keeps an interactive record near the front. */
-#define NOTSENT_LOWAT (128 * 1024)
+#define NOTSENT_LOWAT (32 * 1024)
 /* Receive buffer: two whole records and room to read more. */
 #define IN_CAP (4 * TUNNEL_RECORD_SIZE(TUNNEL_RECORD_PAYLOAD_MAX))
 /* msg1 lengths the server accepts (doc 2.4), msg2 the client accepts. */
