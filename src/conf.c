@@ -1337,8 +1337,26 @@ static bool offers_none(const struct config *c)
     return false;
 }
 
+int conf_listen_index(const struct config *c, const struct addr *bound)
+{
+    for (size_t i = 0; i < c->nlisten; i++) {
+        struct addr line = c->listen[i];
+
+        if (addr_port(&line) == 0)
+            addr_set_port(&line, addr_port(bound));
+        if (addr_equal(&line, bound))
+            return (int)i;
+    }
+    return -1;
+}
+
 bool conf_listener_exposed(const struct config *c, const struct addr *a)
 {
+    int k = conf_listen_index(c, a);
+
+    /* A tunnel listener serves only clients that proved an authorized key. */
+    if (k >= 0 && c->listen_tunnel[k])
+        return false;
     return !c->allow_unauthenticated && offers_none(c) && !addr_is_loopback(a);
 }
 

@@ -616,11 +616,13 @@ static int daemon_listen(struct daemon *d, struct listener_set *ls, unsigned n, 
         listener_set_close(ls);
         return -1;
     }
-    /* A listen line of the same address lends its advertise address. */
+    /* A listen line of the same address lends its advertise address and tunnel mode. */
     for (size_t i = 0; i < ls->naddrs; i++) {
-        for (size_t k = 0; k < cfg->nlisten; k++) {
-            if (addr_equal(&cfg->listen[k], &ls->addrs[i]))
-                ls->advertise[i] = cfg->listen_advertise[k];
+        int k = conf_listen_index(cfg, &ls->addrs[i]);
+
+        if (k >= 0) {
+            ls->advertise[i] = cfg->listen_advertise[k];
+            ls->tunnel[i] = cfg->listen_tunnel[k];
         }
     }
     if (d->upgraded_from >= 0)

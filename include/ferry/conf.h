@@ -179,6 +179,10 @@ int conf_load_with(struct config *c, const char *path, const struct conf_overrid
  */
 bool conf_listener_exposed(const struct config *c, const struct addr *a);
 
+/* The listen line of a bound or passed socket's address (a line's port 0 matches any port), or
+ * -1. */
+int conf_listen_index(const struct config *c, const struct addr *bound);
+
 /* Release what conf_parse/conf_load allocated. */
 void conf_release(struct config *c);
 

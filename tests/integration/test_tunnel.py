@@ -385,6 +385,36 @@ class TunnelTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(server.wait_sessions(1)[0]["user"], "bob")
 
+    @unittest.skipIf(ft.UNDER_VALGRIND, "the upgrade starts the binary itself, without the wrapper")
+    def test_an_upgrade_keeps_the_listener_a_tunnel_listener(self):
+        server = self.start_server()
+        port = server.port
+        start = len(server.lines)
+        server.proc.send_signal(signal.SIGUSR2)
+        m = server.wait_line(r"upgrade: process (\d+) serves", timeout=30, start=start)
+        pid = int(m.group(1))
+
+        def stop():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+        self.addCleanup(stop)
+        self.assertEqual(server.proc.wait(10 * ft.SLOW), 0)
+        # Still silent to a SOCKS5 greeting, and still the tunnel.
+        self.assert_silent_close(b"\x05\x01\x00", port)
+        client = self.start_client(port)
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url("/up"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, ft.HTTPOrigin.body("/up"))
+
     def test_one_command_mode_and_known_hosts(self):
         server = self.start_server()
         home = os.path.join(self.dir, "home")
