@@ -33,12 +33,12 @@
 #include "ferry/upstream_socks.h"
 
 /* The unsent queue of a connection: streams stop being read above HIGH, go on below LOW. */
-#define OUT_HIGH (64u * 1024)
-#define OUT_LOW (32u * 1024)
+#define OUT_HIGH (256u * 1024)
+#define OUT_LOW (64u * 1024)
 /* The kernel's unsent bytes (TCP_NOTSENT_LOWAT): keeps an interactive record near the front. */
-#define NOTSENT_LOWAT (32 * 1024)
-/* Receive buffer: two whole records and room to read more. */
-#define IN_CAP (4 * TUNNEL_RECORD_SIZE(TUNNEL_RECORD_PAYLOAD_MAX))
+#define NOTSENT_LOWAT (128 * 1024)
+/* Receive buffer: several whole records per read. */
+#define IN_CAP (8 * TUNNEL_RECORD_SIZE(TUNNEL_RECORD_PAYLOAD_MAX))
 /* msg1 lengths the server accepts (doc 2.4), msg2 the client accepts. */
 #define MSG1_MIN (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_LEN)
 #define MSG1_MAX (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX)
@@ -84,6 +84,7 @@ struct tstream {
     bool peer_eof;      /* EOF received */
     bool shut;          /* shutdown(SHUT_WR) done */
     bool throttled;     /* not read while the connection's queue is long */
+    bool dirty;         /* bytes queued while the connection reads records: written after */
 };
 
 struct tconn {
@@ -107,6 +108,8 @@ struct tconn {
     struct tstream *streams;
     unsigned nstreams;
     uint32_t last_id; /* server: the highest opened; client: the last given */
+    bool batching;    /* reading records: streams' queues are written once after them */
+    unsigned ndirty;
     char *user;       /* server: the key's user */
     struct addr peer, local;
     char name[ADDR_STRLEN + PARENT_NAME_MAX + 16]; /* for logs */
@@ -360,6 +363,14 @@ static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool cr
         s->q_nocredit += len;
     if (ev_is_active(&s->wio))
         return 0;
+    if (s->c->batching) {
+        /* One write for all of this stream's records of the read. */
+        if (!s->dirty) {
+            s->dirty = true;
+            s->c->ndirty++;
+        }
+        return 0;
+    }
     return stream_flush(s, &gone);
 }
 
@@ -716,6 +727,7 @@ static void conn_read_records(struct tconn *c)
 {
     size_t off = 0;
 
+    c->batching = true;
     for (;;) {
         struct tunnel_record r;
         size_t used = 0;
@@ -733,6 +745,21 @@ static void conn_read_records(struct tconn *c)
     }
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
+    c->batching = false;
+    if (c->ndirty > 0) {
+        struct tstream *next;
+        bool gone;
+
+        c->ndirty = 0;
+        for (struct tstream *s = c->streams; s != NULL; s = next) {
+            next = s->next;
+            if (!s->dirty)
+                continue;
+            s->dirty = false;
+            if (stream_flush(s, &gone) < 0)
+                return;
+        }
+    }
     conn_flush(c);
 }
 
