@@ -194,11 +194,11 @@ int cli_parse(struct cli *cli, int argc, char **argv, char *err, size_t errlen)
     }
     if (optind < argc)
         return cli_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
-    if (cli->ov.tunnel == NULL &&
-        (cli->ov.tunnel_server_key != NULL || cli->ov.tunnel_key != NULL ||
-         cli->accept_new_server_key))
-        return cli_fail(err, errlen, "--server-key, --key and --accept-new-server-key go with "
-                                     "--tunnel HOST:PORT");
+    if (cli->ov.tunnel == NULL && (cli->ov.tunnel_server_key != NULL ||
+                                   cli->ov.tunnel_key != NULL || cli->accept_new_server_key))
+        return cli_fail(err, errlen,
+                        "--server-key, --key and --accept-new-server-key go with "
+                        "--tunnel HOST:PORT");
     if (cli->accept_new_server_key && cli->ov.tunnel_server_key == NULL)
         return cli_fail(err, errlen, "--accept-new-server-key needs the key: --server-key KEY");
     return 0;

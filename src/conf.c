@@ -1383,8 +1383,9 @@ static int check_safe_defaults(struct parser *p)
         if (c->listen_tunnel[i] &&
             (c->tunnel_key_file == NULL || c->tunnel_authkeys_file == NULL)) {
             p->line = p->listen_line[i];
-            return fail(p, "listen %s tunnel needs 'tunnel key PATH' and 'tunnel "
-                           "authorized-keys PATH'",
+            return fail(p,
+                        "listen %s tunnel needs 'tunnel key PATH' and 'tunnel "
+                        "authorized-keys PATH'",
                         addr_format(&c->listen[i], buf, sizeof(buf)));
         }
         if (c->listen_tunnel[i] || !conf_listener_exposed(c, &c->listen[i]))
@@ -1457,9 +1458,9 @@ static int apply_overrides(struct parser *p, const struct conf_overrides *ov, co
     if (ov->tunnel != NULL) {
         /* The one-command mode: a ferry parent named "tunnel" and a route taking everything
          * through it (route.h). */
-        char *targv[8] = {"tunnel", "ferry", (char *)ov->tunnel, "server-key",
-                          (char *)(ov->tunnel_server_key != NULL ? ov->tunnel_server_key : ""),
-                          "key", (char *)(ov->tunnel_key != NULL ? ov->tunnel_key : ""), NULL};
+        char *skey = (char *)(ov->tunnel_server_key != NULL ? ov->tunnel_server_key : "");
+        char *key = (char *)(ov->tunnel_key != NULL ? ov->tunnel_key : "");
+        char *targv[8] = {"tunnel", "ferry", (char *)ov->tunnel, "server-key", skey, "key", key};
         char *rargv[2] = {"via", "tunnel"};
         const char *dir = p->dir;
 

@@ -295,8 +295,8 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
     p->timeout = PARENT_DEFAULT_TIMEOUT;
     p->retry = PARENT_DEFAULT_RETRY;
     if (parse_kind(argv[1], &p->kind) < 0)
-        return say(err, errlen, "parent %s: kind '%s' is not socks5, socks4a, http or ferry", p->name,
-                   Q(argv[1]));
+        return say(err, errlen, "parent %s: kind '%s' is not socks5, socks4a, http or ferry",
+                   p->name, Q(argv[1]));
     if (parse_host_port(argv[2], &p->addr, err, errlen) < 0) {
         char msg[256];
 
@@ -339,8 +339,10 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
             }
             if (opt[0] == 's') {
                 if (tunnel_key_decode(val, strlen(val), p->server_key) < 0) {
-                    say(err, errlen, "parent %s: server-key '%s' is not a key (44 characters "
-                        "of base64, as ferry-keygen prints)", p->name, Q(val));
+                    say(err, errlen,
+                        "parent %s: server-key '%s' is not a key (44 characters "
+                        "of base64, as ferry-keygen prints)",
+                        p->name, Q(val));
                     goto fail;
                 }
                 have_server_key = true;
@@ -390,8 +392,9 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 p->retry = d;
         } else {
             say(err, errlen,
-                "parent %s: unknown option '%s' (credentials, user-id, server-key, key, timeout, retry)", p->name,
-                Q(opt));
+                "parent %s: unknown option '%s' (credentials, user-id, server-key, key, timeout, "
+                "retry)",
+                p->name, Q(opt));
             goto fail;
         }
     }

@@ -1059,8 +1059,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
 }
 
 void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
-                          const struct addr *local, const char *user,
-                          struct limit *client_limit)
+                          const struct addr *local, const char *user, struct limit *client_limit)
 {
     struct session *s = session_new(ctx, fd, client, NULL, client_limit, true);
 
@@ -1069,12 +1068,12 @@ void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *cl
     /* Logged in by its key: the SOCKS5 front end waits for the request itself. */
     s->fe = &frontend_tunnel;
     s->tunnel_local = *local;
-    s->user_len = strlen(user);
     s->user = strdup(user);
     if (s->user == NULL) {
         session_end(s, END_RESOURCES);
         return;
     }
+    s->user_len = strlen(user);
     if (limits_hold_user(&s->hold, s->user, s->cfg->sessions_per_user) < 0) {
         session_end(s, END_RESOURCES);
         return;

@@ -76,15 +76,15 @@ struct tstream {
     size_t head_len;
     uint8_t *q; /* bytes for the socketpair */
     size_t qhead, qlen, qcap;
-    size_t q_nocredit;  /* of them, REPLY/OPEN bytes that return no window */
-    int64_t send_win;   /* DATA we may still send */
-    uint32_t recv_win;  /* DATA the peer may still send */
-    uint32_t credit;    /* written out and not yet returned by WINDOW */
-    bool local_eof;     /* the socketpair said EOF: EOF sent */
-    bool peer_eof;      /* EOF received */
-    bool shut;          /* shutdown(SHUT_WR) done */
-    bool throttled;     /* not read while the connection's queue is long */
-    bool dirty;         /* bytes queued while the connection reads records: written after */
+    size_t q_nocredit; /* of them, REPLY/OPEN bytes that return no window */
+    int64_t send_win;  /* DATA we may still send */
+    uint32_t recv_win; /* DATA the peer may still send */
+    uint32_t credit;   /* written out and not yet returned by WINDOW */
+    bool local_eof;    /* the socketpair said EOF: EOF sent */
+    bool peer_eof;     /* EOF received */
+    bool shut;         /* shutdown(SHUT_WR) done */
+    bool throttled;    /* not read while the connection's queue is long */
+    bool dirty;        /* bytes queued while the connection reads records: written after */
 };
 
 struct tconn {
@@ -96,7 +96,7 @@ struct tconn {
     int fd;
     ev_io rio, wio;
     ev_timer timer;
-    ev_timer poll;    /* client: C_WAIT */
+    ev_timer poll;   /* client: C_WAIT */
     bool hs_holding; /* client: holds its handshake slot (hs_busy) */
     struct tunnel_handshake hs;
     struct tunnel_record_tx tx;
@@ -110,7 +110,7 @@ struct tconn {
     uint32_t last_id; /* server: the highest opened; client: the last given */
     bool batching;    /* reading records: streams' queues are written once after them */
     unsigned ndirty;
-    char *user;       /* server: the key's user */
+    char *user; /* server: the key's user */
     struct addr peer, local;
     char name[ADDR_STRLEN + PARENT_NAME_MAX + 16]; /* for logs */
     /* client: which parent this connects to */
@@ -855,8 +855,8 @@ static void server_handshake(struct tconn *c)
         server_silent(c, why);
         return;
     }
-    if (tunnel_handshake_write(&c->hs, welcome, sizeof(welcome), msg2 + 2, sizeof(msg2) - 2,
-                               &n) != TUNNEL_OK) {
+    if (tunnel_handshake_write(&c->hs, welcome, sizeof(welcome), msg2 + 2, sizeof(msg2) - 2, &n) !=
+        TUNNEL_OK) {
         conn_die(c, "writing the second message");
         return;
     }
@@ -892,8 +892,8 @@ static void client_handshake(struct tconn *c)
         char fp[TUNNEL_FINGERPRINT_SIZE];
 
         tunnel_key_fingerprint(c->server_key, fp);
-        conn_die(c, "the server did not prove server-key %s (%s): wrong server, or wrong key",
-                 fp, tunnel_strerror(rc));
+        conn_die(c, "the server did not prove server-key %s (%s): wrong server, or wrong key", fp,
+                 tunnel_strerror(rc));
         return;
     }
     memmove(c->in, c->in + 2 + len, c->in_len - 2 - len);
@@ -1104,8 +1104,8 @@ static atomic_bool hs_busy[HS_SLOTS];
 
 static unsigned hs_slot(const struct tconn *c)
 {
-    return (unsigned)(c->server_key[0] ^ c->server_key[1] << 1 ^ c->key_pub[0] ^ c->key_pub[1])
-           % HS_SLOTS;
+    return (unsigned)(c->server_key[0] ^ c->server_key[1] << 1 ^ c->key_pub[0] ^ c->key_pub[1]) %
+           HS_SLOTS;
 }
 
 static void hs_release(struct tconn *c)
@@ -1140,8 +1140,8 @@ static bool client_start(struct tconn *c)
     ev_io_set(&c->wio, fd, EV_WRITE);
     client_timestamp(hello.timestamp);
     tunnel_hello_encode(&hello, payload);
-    if (tunnel_handshake_write(&c->hs, payload, sizeof(payload), msg1 + 2, sizeof(msg1) - 2,
-                               &n) != TUNNEL_OK) {
+    if (tunnel_handshake_write(&c->hs, payload, sizeof(payload), msg1 + 2, sizeof(msg1) - 2, &n) !=
+        TUNNEL_OK) {
         conn_die(c, "writing the first message");
         return false;
     }

@@ -75,8 +75,8 @@ static int read_text(const char *path, char **text, size_t *len, char *err, size
     return 0;
 }
 
-int tunnel_known_resolve(struct conf_overrides *ov, bool accept_new, char *keypath,
-                         char *keytext, char *err, size_t errlen)
+int tunnel_known_resolve(struct conf_overrides *ov, bool accept_new, char *keypath, char *keytext,
+                         char *err, size_t errlen)
 {
     const char *home = getenv("HOME");
     char known[PATH_MAX], *text;
@@ -144,8 +144,7 @@ int tunnel_known_resolve(struct conf_overrides *ov, bool accept_new, char *keypa
             return -1;
         }
         tunnel_key_fingerprint(given, fp);
-        printf("ferryd: remembered the key of %s (fingerprint %s) in %s\n", ov->tunnel, fp,
-               known);
+        printf("ferryd: remembered the key of %s (fingerprint %s) in %s\n", ov->tunnel, fp, known);
         fflush(stdout);
     }
     return 0;

@@ -74,8 +74,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
  * session_start does.
  */
 void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
-                          const struct addr *local, const char *user,
-                          struct limit *client_limit);
+                          const struct addr *local, const char *user, struct limit *client_limit);
 
 /* Close every session of ctx (shutdown). */
 void session_close_all(struct session_ctx *ctx);

@@ -30,7 +30,7 @@ int tunnel_known_find(const char *text, size_t len, const char *name, const char
  * remembered (its fingerprint printed to stdout). Paths and the key text go to the buffers
  * (PATH_MAX each, keytext 45 bytes) that ov then points into. -1 with the problem in err.
  */
-int tunnel_known_resolve(struct conf_overrides *ov, bool accept_new, char *keypath,
-                         char *keytext, char *err, size_t errlen);
+int tunnel_known_resolve(struct conf_overrides *ov, bool accept_new, char *keypath, char *keytext,
+                         char *err, size_t errlen);
 
 #endif

@@ -196,8 +196,10 @@ START_TEST(test_listen_bad_address)
     parse_err("listen localhost\n", "t.conf:1: listen: 'localhost' is not an address");
     parse_err("listen [::1\n", "t.conf:1: listen: '[::1' is not an address");
     parse_err("listen\n", "t.conf:1: listen: missing ADDRESS[:PORT]");
-    parse_err("listen 127.0.0.1 ::1\n", "t.conf:1: listen: unknown option '::1' (advertise IP, tunnel)");
-    parse_err("listen 127.0.0.1 advertise 1.2.3.4 tunnel x\n", "t.conf:1: listen: too many arguments");
+    parse_err("listen 127.0.0.1 ::1\n",
+              "t.conf:1: listen: unknown option '::1' (advertise IP, tunnel)");
+    parse_err("listen 127.0.0.1 advertise 1.2.3.4 tunnel x\n",
+              "t.conf:1: listen: too many arguments");
     parse_err("listen 127.0.0.1 advertise 1.2.3.4 x\n",
               "t.conf:1: listen: unknown option 'x' (advertise IP, tunnel)");
 }
@@ -571,9 +573,10 @@ START_TEST(test_tunnel_listener_and_settings)
               "authorized-keys PATH'");
     parse_err("tunnel keys k\n",
               "t.conf:1: tunnel: unknown setting 'keys' (key, authorized-keys, replay-window)");
-    parse_err("tunnel replay-window soon\n", "t.conf:1: tunnel: replay-window 'soon' is not a duration");
+    parse_err("tunnel replay-window soon\n",
+              "t.conf:1: tunnel: replay-window 'soon' is not a duration");
     parse_err("tunnel key\n", "t.conf:1: tunnel: expected key PATH, authorized-keys PATH or "
-                             "replay-window DURATION");
+                              "replay-window DURATION");
 }
 END_TEST
 

@@ -250,7 +250,8 @@ START_TEST(test_ferry_parents)
     conf_release(&c);
 
     snprintf(text, sizeof(text), "parent home ferry 192.0.2.1:1081 key %s\n", key);
-    parse_err(text, "t.conf:1: parent home: a ferry parent needs 'server-key BASE64' and 'key PATH'");
+    parse_err(text,
+              "t.conf:1: parent home: a ferry parent needs 'server-key BASE64' and 'key PATH'");
     parse_err("parent home ferry 192.0.2.1:1081 server-key abc\n",
               "t.conf:1: parent home: server-key 'abc' is not a key (44 characters of base64, as "
               "ferry-keygen prints)");
@@ -264,8 +265,8 @@ START_TEST(test_ferry_parents)
     unlink(key);
     /* A private key others may read is refused, naming the file. */
     key = ferry_key_file(0644);
-    snprintf(text, sizeof(text), "parent home ferry 192.0.2.1:1081 server-key %s key %s\n",
-             server, key);
+    snprintf(text, sizeof(text), "parent home ferry 192.0.2.1:1081 server-key %s key %s\n", server,
+             key);
     ck_assert_int_eq(conf_parse(&c, text, "t.conf", err, sizeof(err)), -1);
     ck_assert_msg(strstr(err, key) != NULL && strncmp(err, "t.conf:1: parent home: ", 23) == 0,
                   "%s", err);

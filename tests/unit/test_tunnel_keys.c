@@ -230,23 +230,19 @@ START_TEST(test_known_hosts_find)
 
     snprintf(text, sizeof(text), "# hosts\n\n127.0.0.1:10810 %s\n  127.0.0.1:1081\t%s \r\n", k1,
              k2);
-    ck_assert_int_eq(tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:1081", key, err,
-                                       sizeof(err)),
-                     1);
+    ck_assert_int_eq(
+        tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:1081", key, err, sizeof(err)), 1);
     ck_assert_uint_eq(key[0], 1);
     ck_assert_uint_eq(key[31], 32);
-    ck_assert_int_eq(tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:10810", key, err,
-                                       sizeof(err)),
-                     1);
+    ck_assert_int_eq(
+        tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:10810", key, err, sizeof(err)), 1);
     ck_assert_uint_eq(key[0], 0);
-    ck_assert_int_eq(tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:108", key, err,
-                                       sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:108", key, err, sizeof(err)), 0);
     ck_assert_int_eq(tunnel_known_find("", 0, "kh", "h:1", key, err, sizeof(err)), 0);
     ck_assert_int_eq(tunnel_known_find("a:1\n", 4, "kh", "h:1", key, err, sizeof(err)), -1);
     ck_assert_str_eq(err, "kh:1: expected HOST:PORT KEY");
-    ck_assert_int_eq(tunnel_known_find("# x\nh:1 nokey\n", 14, "kh", "h:1", key, err,
-                                       sizeof(err)),
+    ck_assert_int_eq(tunnel_known_find("# x\nh:1 nokey\n", 14, "kh", "h:1", key, err, sizeof(err)),
                      -1);
     ck_assert_str_eq(err, "kh:2: not a key");
 }
