@@ -14,6 +14,10 @@ enum {
     OPT_LOG_LEVEL,
     OPT_USER,
     OPT_GROUP,
+    OPT_TUNNEL,
+    OPT_SERVER_KEY,
+    OPT_KEY,
+    OPT_ACCEPT_NEW,
 };
 
 static const struct option long_options[] = {
@@ -28,6 +32,10 @@ static const struct option long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
+    {"tunnel", required_argument, NULL, OPT_TUNNEL},
+    {"server-key", required_argument, NULL, OPT_SERVER_KEY},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"accept-new-server-key", no_argument, NULL, OPT_ACCEPT_NEW},
     {NULL, 0, NULL, 0},
 };
 
@@ -36,6 +44,8 @@ void cli_usage(FILE *out)
     fprintf(out,
             "usage: ferryd [-t] [-v|-q]... [-f FILE] [--listen ADDR[:PORT]]... [--users PATH]\n"
             "              [--log-level LEVEL] [--user NAME] [--group NAME]\n"
+            "              [--tunnel HOST:PORT [--server-key KEY] [--key PATH]\n"
+            "               [--accept-new-server-key]]\n"
             "  -f, --config FILE       read the configuration from FILE (default: built-in\n"
             "                          defaults, listen on 127.0.0.1:1080 and [::1]:1080\n"
             "                          without authentication)\n"
@@ -51,6 +61,12 @@ void cli_usage(FILE *out)
             "      --log-level LEVEL   err, warning, notice, info or debug\n"
             "      --user NAME         run as NAME once the listeners are open\n"
             "      --group NAME        run with group NAME (default: the user's own)\n"
+            "      --tunnel HOST:PORT  send every request through the encrypted tunnel to\n"
+            "                          the ferryd there (as ssh -D does)\n"
+            "      --server-key KEY    its public key (ferry-keygen prints it); without it,\n"
+            "                          the key remembered in ~/.config/ferry/known_hosts\n"
+            "      --key PATH          our private key (default ~/.config/ferry/key)\n"
+            "      --accept-new-server-key  remember --server-key for HOST:PORT in known_hosts\n"
             "A flag replaces the file's matching setting; the file's other settings stay, and\n"
             "the safe defaults still apply: a non-loopback listener without authentication is\n"
             "refused. A reload (SIGHUP) reads the file again and applies the flags again.\n"
@@ -137,6 +153,21 @@ int cli_parse(struct cli *cli, int argc, char **argv, char *err, size_t errlen)
                 return cli_fail(err, errlen, "%s given twice", "--group");
             cli->ov.group = optarg;
             break;
+        case OPT_TUNNEL:
+        case OPT_SERVER_KEY:
+        case OPT_KEY: {
+            const char **field = opt == OPT_TUNNEL       ? &cli->ov.tunnel
+                                 : opt == OPT_SERVER_KEY ? &cli->ov.tunnel_server_key
+                                                         : &cli->ov.tunnel_key;
+
+            if (*field != NULL)
+                return cli_fail(err, errlen, "--%s given twice", long_options[index].name);
+            *field = optarg;
+            break;
+        }
+        case OPT_ACCEPT_NEW:
+            cli->accept_new_server_key = true;
+            break;
         case ':':
             /* A missing argument: optopt is the short option, or a long one's value. */
             if (optopt > 0 && optopt < 256 && argv[optind - 1][1] != '-') {
@@ -163,5 +194,12 @@ int cli_parse(struct cli *cli, int argc, char **argv, char *err, size_t errlen)
     }
     if (optind < argc)
         return cli_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+    if (cli->ov.tunnel == NULL && (cli->ov.tunnel_server_key != NULL ||
+                                   cli->ov.tunnel_key != NULL || cli->accept_new_server_key))
+        return cli_fail(err, errlen,
+                        "--server-key, --key and --accept-new-server-key go with "
+                        "--tunnel HOST:PORT");
+    if (cli->accept_new_server_key && cli->ov.tunnel_server_key == NULL)
+        return cli_fail(err, errlen, "--accept-new-server-key needs the key: --server-key KEY");
     return 0;
 }

@@ -295,22 +295,27 @@ static int parse_ip_arg(struct parser *p, const char *what, const char *s, struc
     return 0;
 }
 
-/* listen ADDR[:PORT] [advertise IP] */
+/* listen ADDR[:PORT] [advertise IP] [tunnel] */
 static int kw_listen(struct parser *p, int argc, char **argv)
 {
     struct config *c = p->c;
     struct addr a, adv;
     char buf[ADDR_STRLEN];
+    bool tunnel = false;
 
     if (addr_parse(argv[0], CONF_DEFAULT_PORT, &a) < 0)
         return fail(p, "listen: '%s' is not an address", Q(argv[0]));
     memset(&adv, 0, sizeof(adv));
-    if (argc > 1) {
-        if (strcmp(argv[1], "advertise") != 0)
-            return fail(p, "listen: unknown option '%s' (advertise IP)", Q(argv[1]));
-        if (argc < 3)
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "tunnel") == 0) {
+            tunnel = true;
+            continue;
+        }
+        if (strcmp(argv[i], "advertise") != 0)
+            return fail(p, "listen: unknown option '%s' (advertise IP, tunnel)", Q(argv[i]));
+        if (i + 1 >= argc)
             return fail(p, "listen: advertise: missing IP");
-        if (parse_ip_arg(p, "listen: advertise", argv[2], &adv) < 0)
+        if (parse_ip_arg(p, "listen: advertise", argv[++i], &adv) < 0)
             return -1;
     }
     if (c->listen_is_default) {
@@ -324,6 +329,7 @@ static int kw_listen(struct parser *p, int argc, char **argv)
     if (c->nlisten >= CONF_MAX_LISTEN)
         return fail(p, "listen: too many listen lines (at most %d)", CONF_MAX_LISTEN);
     c->listen_advertise[c->nlisten] = adv;
+    c->listen_tunnel[c->nlisten] = tunnel;
     p->listen_line[c->nlisten] = p->line;
     c->listen[c->nlisten++] = a;
     return 0;
@@ -380,6 +386,34 @@ static int kw_users(struct parser *p, int argc, char **argv)
     if (full == NULL)
         return fail(p, "users: %s", strerror(errno));
     p->c->users_file = full;
+    return 0;
+}
+
+/* tunnel key PATH | authorized-keys PATH | replay-window DURATION */
+static int kw_tunnel(struct parser *p, int argc, char **argv)
+{
+    struct config *c = p->c;
+    char **field = NULL;
+
+    if (argc != 2)
+        return fail(p, "tunnel: expected key PATH, authorized-keys PATH or replay-window "
+                       "DURATION");
+    if (strcmp(argv[0], "replay-window") == 0) {
+        if (conf_parse_duration(argv[1], &c->tunnel_replay_window) < 0)
+            return fail(p, "tunnel: replay-window '%s' is not a duration", Q(argv[1]));
+        return 0;
+    }
+    if (strcmp(argv[0], "key") == 0)
+        field = &c->tunnel_key_file;
+    else if (strcmp(argv[0], "authorized-keys") == 0)
+        field = &c->tunnel_authkeys_file;
+    else
+        return fail(p, "tunnel: unknown setting '%s' (key, authorized-keys, replay-window)",
+                    Q(argv[0]));
+    free(*field);
+    *field = conf_path(p, argv[1]);
+    if (*field == NULL)
+        return fail(p, "tunnel: %s", strerror(errno));
     return 0;
 }
 
@@ -1102,7 +1136,8 @@ static int kw_run_as_root(struct parser *p, int argc, char **argv)
 
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
 static const struct keyword keywords[] = {
-    {"listen", 1, 3, {"ADDRESS[:PORT]"}, true, .handle = kw_listen},
+    {"listen", 1, 4, {"ADDRESS[:PORT]"}, true, .handle = kw_listen},
+    {"tunnel", 1, 2, {"key|authorized-keys|replay-window"}, true, .handle = kw_tunnel},
     {"auth", 1, 2, {"METHOD (none or password)"}, false, .handle = kw_auth},
     {"users", 1, 1, {"PATH"}, false, .handle = kw_users},
     {"resolver", 1, 1, {"'system' or SERVER[,SERVER...]"}, false, .handle = kw_resolver},
@@ -1215,6 +1250,7 @@ void conf_defaults(struct config *c)
     c->methods[0] = SOCKS5_METHOD_NOAUTH;
     c->nmethods = 1;
     c->users_file = NULL;
+    c->tunnel_replay_window = 600;
     c->resolver_servers = NULL;
     c->nresolver_servers = 0;
     c->resolver_timeout = 2;
@@ -1271,6 +1307,9 @@ void conf_defaults(struct config *c)
 void conf_release(struct config *c)
 {
     free(c->users_file);
+    free(c->tunnel_key_file);
+    free(c->tunnel_authkeys_file);
+    c->tunnel_key_file = c->tunnel_authkeys_file = NULL;
     free(c->log_file);
     free(c->resolver_servers);
     free(c->run_user);
@@ -1298,8 +1337,26 @@ static bool offers_none(const struct config *c)
     return false;
 }
 
+int conf_listen_index(const struct config *c, const struct addr *bound)
+{
+    for (size_t i = 0; i < c->nlisten; i++) {
+        struct addr line = c->listen[i];
+
+        if (addr_port(&line) == 0)
+            addr_set_port(&line, addr_port(bound));
+        if (addr_equal(&line, bound))
+            return (int)i;
+    }
+    return -1;
+}
+
 bool conf_listener_exposed(const struct config *c, const struct addr *a)
 {
+    int k = conf_listen_index(c, a);
+
+    /* A tunnel listener serves only clients that proved an authorized key. */
+    if (k >= 0 && c->listen_tunnel[k])
+        return false;
     return !c->allow_unauthenticated && offers_none(c) && !addr_is_loopback(a);
 }
 
@@ -1322,7 +1379,16 @@ static int check_safe_defaults(struct parser *p)
         return 0;
     }
     for (size_t i = 0; i < c->nlisten; i++) {
-        if (!conf_listener_exposed(c, &c->listen[i]))
+        /* A tunnel listener serves only clients that proved an authorized key. */
+        if (c->listen_tunnel[i] &&
+            (c->tunnel_key_file == NULL || c->tunnel_authkeys_file == NULL)) {
+            p->line = p->listen_line[i];
+            return fail(p,
+                        "listen %s tunnel needs 'tunnel key PATH' and 'tunnel "
+                        "authorized-keys PATH'",
+                        addr_format(&c->listen[i], buf, sizeof(buf)));
+        }
+        if (c->listen_tunnel[i] || !conf_listener_exposed(c, &c->listen[i]))
             continue;
         p->line = p->listen_line[i];
         if (p->line == 0) {
@@ -1388,6 +1454,24 @@ static int apply_overrides(struct parser *p, const struct conf_overrides *ov, co
             c->nmethods = 1;
             p->password_auth = true;
         }
+    }
+    if (ov->tunnel != NULL) {
+        /* The one-command mode: a ferry parent named "tunnel" and a route taking everything
+         * through it (route.h). */
+        char *skey = (char *)(ov->tunnel_server_key != NULL ? ov->tunnel_server_key : "");
+        char *key = (char *)(ov->tunnel_key != NULL ? ov->tunnel_key : "");
+        char *targv[8] = {"tunnel", "ferry", (char *)ov->tunnel, "server-key", skey, "key", key};
+        char *rargv[2] = {"via", "tunnel"};
+        const char *dir = p->dir;
+
+        p->dir = cwd;
+        p->keyword = "parent";
+        if (kw_parent(p, 7, targv) < 0)
+            return -1;
+        p->keyword = "route";
+        if (kw_route(p, 2, rargv) < 0)
+            return -1;
+        p->dir = dir;
     }
     if (ov->log_level != NULL) {
         p->keyword = "log-level";

@@ -144,6 +144,25 @@ const struct frontend frontend_socks5 = {
     .ipv4_only = false,
 };
 
+static size_t socks4_login_reply_none(bool ok, uint8_t *state, uint8_t *out, size_t size);
+
+/* A tunnel stream: the request is the first message (the key authenticated the client). */
+static enum frontend_step tunnel_input(struct frontend_input *in)
+{
+    return socks5_request(in);
+}
+
+const struct frontend frontend_tunnel = {
+    .name = "tunnel",
+    .cmd_prefix = "",
+    .input = tunnel_input,
+    .login_reply = socks4_login_reply_none,
+    .reply = socks5_reply,
+    .reply_name = socks5_reply_name,
+    .bind_local = NULL,
+    .ipv4_only = false,
+};
+
 /* SOCKS4 and SOCKS4a: one message, no login (the USERID is not a credential). */
 static enum frontend_step socks4_input(struct frontend_input *in)
 {
@@ -168,7 +187,7 @@ static enum frontend_step socks4_input(struct frontend_input *in)
     return FRONTEND_REQUEST;
 }
 
-static size_t socks4_login_reply(bool ok, uint8_t *state, uint8_t *out, size_t size)
+static size_t socks4_login_reply_none(bool ok, uint8_t *state, uint8_t *out, size_t size)
 {
     (void)ok;
     (void)state;
@@ -188,7 +207,7 @@ const struct frontend frontend_socks4 = {
     .name = "socks4",
     .cmd_prefix = "socks4-",
     .input = socks4_input,
-    .login_reply = socks4_login_reply,
+    .login_reply = socks4_login_reply_none,
     .reply = socks4_reply,
     .reply_name = NULL,
     .bind_local = socks4_local_address,

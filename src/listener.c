@@ -96,6 +96,7 @@ int listener_set_open(struct listener_set *ls, const struct config *cfg, unsigne
         char name[ADDR_STRLEN];
 
         ls->advertise[ls->naddrs] = cfg->listen_advertise[i];
+        ls->tunnel[ls->naddrs] = cfg->listen_tunnel[i];
         if (open_address(ls, ls->naddrs, &cfg->listen[i], stride) == 0) {
             ls->naddrs++;
             continue;

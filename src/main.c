@@ -30,6 +30,8 @@
 #include "ferry/notify.h"
 #include "ferry/privdrop.h"
 #include "ferry/snapshot.h"
+#include "ferry/tunnel_keys.h"
+#include "ferry/tunnel_known.h"
 #include "ferry/upgrade.h"
 #include "ferry/worker.h"
 
@@ -614,11 +616,13 @@ static int daemon_listen(struct daemon *d, struct listener_set *ls, unsigned n, 
         listener_set_close(ls);
         return -1;
     }
-    /* A listen line of the same address lends its advertise address. */
+    /* A listen line of the same address lends its advertise address and tunnel mode. */
     for (size_t i = 0; i < ls->naddrs; i++) {
-        for (size_t k = 0; k < cfg->nlisten; k++) {
-            if (addr_equal(&cfg->listen[k], &ls->addrs[i]))
-                ls->advertise[i] = cfg->listen_advertise[k];
+        int k = conf_listen_index(cfg, &ls->addrs[i]);
+
+        if (k >= 0) {
+            ls->advertise[i] = cfg->listen_advertise[k];
+            ls->tunnel[i] = cfg->listen_tunnel[k];
         }
     }
     if (d->upgraded_from >= 0)
@@ -742,6 +746,16 @@ int main(int argc, char **argv)
     case CLI_RUN:
     case CLI_CHECK:
         break;
+    }
+    if (cli.ov.tunnel != NULL) {
+        /* The one-command mode: the default key, the known-hosts file (tunnel_known.h). */
+        static char keypath[PATH_MAX], keytext[TUNNEL_KEY_B64 + 1];
+
+        if (tunnel_known_resolve(&cli.ov, cli.accept_new_server_key, keypath, keytext, err,
+                                 sizeof(err)) < 0) {
+            fprintf(stderr, "ferryd: %s\n", err);
+            return 1;
+        }
     }
     d.path = cli.config_path;
     d.ov = &cli.ov;

@@ -37,6 +37,7 @@
 #include "ferry/route.h"
 #include "ferry/socks4.h"
 #include "ferry/socks5.h"
+#include "ferry/tunnel_conn.h"
 #include "ferry/upstream_http.h"
 #include "ferry/upstream_socks.h"
 
@@ -261,6 +262,7 @@ static void hop_begin(struct outbound_conn *c)
         chain_send(c, upstream_socks5_greeting(c->out, p->pass != NULL), STEP_S5_METHOD);
         return;
     }
+    /* A ferry parent's stream (tunnel_conn.h) takes the SOCKS5 request without a greeting. */
     chain_send_request(c);
 }
 
@@ -273,6 +275,13 @@ static void chain_send_request(struct outbound_conn *c)
 
     hop_target(c, c->hop, &cmd, &dest);
     switch (p->kind) {
+    case PARENT_FERRY:
+        if (cmd == SOCKS5_CMD_UDP_ASSOCIATE) {
+            chain_fail(c, SOCKS5_REP_COMMAND_NOT_SUPPORTED, -1,
+                       "parent %s is a ferry tunnel: no UDP ASSOCIATE through it yet", p->name);
+            return;
+        }
+        /* fall through */
     case PARENT_SOCKS5:
         n = upstream_socks5_request(c->out, cmd, dest);
         chain_send(c, n, STEP_S5_REPLY);
@@ -650,6 +659,22 @@ static void chain_try_next(struct outbound_conn *c)
     p = hop_parent(c, 0);
     ev_timer_set(&c->timer, p->timeout, 0.);
     ev_timer_start(c->loop, &c->timer);
+    if (p->kind == PARENT_FERRY) {
+        /* A stream over the worker's tunnel to it: a socket at once, no connect. */
+        int fd = tunnel_client_open(c->loop, p);
+
+        if (fd < 0) {
+            chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, 0, "cannot reach parent %s: %s", p->name,
+                       strerror(errno));
+            return;
+        }
+        if (socks_dest_to_addr(&p->addr, &c->peer) < 0)
+            memset(&c->peer, 0, sizeof(c->peer));
+        c->fd = fd;
+        c->hop = 0;
+        hop_begin(c);
+        return;
+    }
     if (socks_dest_to_addr(&p->addr, &a) == 0) {
         chain_connect(c, &a, 1, p->addr.port);
         return;

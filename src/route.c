@@ -15,6 +15,8 @@
 
 #include "ferry/conf.h"
 #include "ferry/route.h"
+#include "ferry/tunnel_keys.h"
+#include "ferry/tunnel_noise.h"
 #include "ferry/units.h"
 
 #define Q(s) units_quote((s), (char[96]){0}, 96)
@@ -60,6 +62,7 @@ void routes_free(struct routes *r)
             sodium_memzero(r->parents[i].pass, strlen(r->parents[i].pass));
         free(r->parents[i].user);
         free(r->parents[i].pass);
+        sodium_memzero(r->parents[i].key, sizeof(r->parents[i].key));
     }
     free(r->routes);
     free(r->health);
@@ -76,6 +79,8 @@ const char *parent_kind_name(enum parent_kind k)
         return "socks5";
     case PARENT_SOCKS4A:
         return "socks4a";
+    case PARENT_FERRY:
+        return "ferry";
     default:
         return "http";
     }
@@ -255,6 +260,8 @@ static int parse_kind(const char *s, enum parent_kind *k)
         *k = PARENT_SOCKS4A;
     else if (strcmp(s, "http") == 0)
         *k = PARENT_HTTP;
+    else if (strcmp(s, "ferry") == 0)
+        *k = PARENT_FERRY;
     else
         return -1;
     return 0;
@@ -264,6 +271,7 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                       char *err, size_t errlen)
 {
     struct parent *p;
+    bool have_server_key = false, have_key = false;
     int i;
 
     if (argc < 3)
@@ -287,8 +295,8 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
     p->timeout = PARENT_DEFAULT_TIMEOUT;
     p->retry = PARENT_DEFAULT_RETRY;
     if (parse_kind(argv[1], &p->kind) < 0)
-        return say(err, errlen, "parent %s: kind '%s' is not socks5, socks4a or http", p->name,
-                   Q(argv[1]));
+        return say(err, errlen, "parent %s: kind '%s' is not socks5, socks4a, http or ferry",
+                   p->name, Q(argv[1]));
     if (parse_host_port(argv[2], &p->addr, err, errlen) < 0) {
         char msg[256];
 
@@ -324,6 +332,37 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
             free(full);
             if (rc < 0)
                 goto fail;
+        } else if (strcmp(opt, "server-key") == 0 || strcmp(opt, "key") == 0) {
+            if (p->kind != PARENT_FERRY) {
+                say(err, errlen, "parent %s: '%s' is for ferry parents", p->name, opt);
+                goto fail;
+            }
+            if (opt[0] == 's') {
+                if (tunnel_key_decode(val, strlen(val), p->server_key) < 0) {
+                    say(err, errlen,
+                        "parent %s: server-key '%s' is not a key (44 characters "
+                        "of base64, as ferry-keygen prints)",
+                        p->name, Q(val));
+                    goto fail;
+                }
+                have_server_key = true;
+            } else {
+                char *full = path_join(dir, val);
+                char msg[512];
+
+                if (full == NULL) {
+                    say(err, errlen, "parent %s: %s", p->name, strerror(errno));
+                    goto fail;
+                }
+                if (tunnel_key_load_private(full, p->key, msg, sizeof(msg)) < 0 ||
+                    tunnel_public_key(p->key, p->key_pub) < 0) {
+                    free(full);
+                    say(err, errlen, "parent %s: %s", p->name, msg);
+                    goto fail;
+                }
+                free(full);
+                have_key = true;
+            }
         } else if (strcmp(opt, "user-id") == 0) {
             if (p->kind != PARENT_SOCKS4A) {
                 say(err, errlen, "parent %s: 'user-id' is for SOCKS4a parents; use 'credentials'",
@@ -353,15 +392,22 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 p->retry = d;
         } else {
             say(err, errlen,
-                "parent %s: unknown option '%s' (credentials, user-id, timeout, retry)", p->name,
-                Q(opt));
+                "parent %s: unknown option '%s' (credentials, user-id, server-key, key, timeout, "
+                "retry)",
+                p->name, Q(opt));
             goto fail;
         }
+    }
+    if (p->kind == PARENT_FERRY && (!have_server_key || !have_key)) {
+        say(err, errlen, "parent %s: a ferry parent needs 'server-key BASE64' and 'key PATH'",
+            p->name);
+        goto fail;
     }
     r->nparents++;
     return 0;
 
 fail:
+    sodium_memzero(p->key, sizeof(p->key));
     free(p->user);
     if (p->pass != NULL)
         sodium_memzero(p->pass, strlen(p->pass));
@@ -516,6 +562,12 @@ int routes_finish(struct routes *r, unsigned *line, char *err, size_t errlen)
                         return say(err, errlen, "route: path '%s' passes parent %s twice",
                                    path->text, r->parents[idx].name);
                     }
+                }
+                if (h > 0 && r->parents[idx].kind == PARENT_FERRY) {
+                    *line = rt->line;
+                    return say(err, errlen,
+                               "route: path '%s': ferry parent %s can only be the first hop",
+                               path->text, r->parents[idx].name);
                 }
                 path->hops[h] = (unsigned)idx;
                 s = end != NULL ? end + 1 : s + n;

@@ -30,6 +30,7 @@
 #include "ferry/resolver.h"
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
+#include "ferry/tunnel_conn.h"
 #include "ferry/udp.h"
 #include "ferry/auth_verify.h"
 
@@ -51,6 +52,7 @@ struct listener {
     ev_io readable;
     struct addr addr;
     const struct addr *advertise; /* from the listen line, or NULL */
+    bool tunnel;                  /* listen ... tunnel (tunnel_conn.h) */
 };
 
 struct server {
@@ -175,6 +177,12 @@ static void accept_client(struct server *srv, struct listener *l, int fd, const 
         close(fd);
         return;
     }
+    if (l->tunnel) {
+        /* Each stream's session takes its own reference when it starts. */
+        limits_release(limits, e);
+        tunnel_server_accept(&srv->ctx, fd, client);
+        return;
+    }
     session_start(&srv->ctx, fd, client, l->advertise, e);
 }
 
@@ -270,6 +278,7 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
         l->addr = ls->addrs[i];
         srv->advertise[i] = ls->advertise[i];
         l->advertise = srv->advertise[i].len > 0 ? &srv->advertise[i] : NULL;
+        l->tunnel = ls->tunnel[i];
         ev_io_init(&l->readable, accept_cb, l->fd, EV_READ);
         l->readable.data = l;
     }
@@ -342,6 +351,7 @@ void server_free(struct server *srv)
         return;
     server_stop_listening(srv);
     session_close_all(&srv->ctx);
+    tunnel_worker_free();
     auth_verify_free(srv->ctx.verifier);
     if (srv->ctx.auth_pool != NULL)
         auth_pool_free(srv->ctx.auth_pool);

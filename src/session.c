@@ -222,7 +222,7 @@ static enum metrics_frontend session_metrics_fe(const struct session *s)
 {
     if (s->fe == &frontend_socks4)
         return METRICS_FE_SOCKS4;
-    if (s->fe == &frontend_socks5)
+    if (s->fe == &frontend_socks5 || s->fe == &frontend_tunnel)
         return METRICS_FE_SOCKS5;
     if (s->fe == &frontend_http)
         return METRICS_FE_HTTP;
@@ -608,6 +608,10 @@ void session_reply_then_relay(struct session *s, const struct addr *bound)
 
 int session_local_addr(const struct session *s, struct addr *local)
 {
+    if (s->tunnel_local.len > 0) {
+        *local = s->tunnel_local;
+        return 0;
+    }
     local->len = sizeof(local->u);
     return getsockname(s->client_fd, &local->u.sa, &local->len);
 }
@@ -952,8 +956,10 @@ static double session_draw(void)
     return (double)(x >> 11) / 9007199254740992.0; /* 2^53 */
 }
 
-void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
-                   const struct addr *advertise, struct limit *client_limit)
+/* The session of an accepted connection; NULL when closed at once (fd closed too). */
+static struct session *session_new(struct session_ctx *ctx, int fd, const struct addr *client,
+                                   const struct addr *advertise, struct limit *client_limit,
+                                   bool tunnel)
 {
     const struct config *cfg = &ctx->snap->config;
     struct limit_hold_caps caps = {
@@ -972,12 +978,19 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     struct limit_hold hold;
     struct session *s;
 
+    if (tunnel) {
+        /* A tunnel's streams share its peer's IP but were authenticated by its key: the
+         * per-IP caps against floods before authentication do not apply; per-user ones do. */
+        caps.per_client = 0;
+        caps.negotiating = NULL;
+        caps.negotiating_per_client = 0;
+    }
     /* Beyond the negotiating budget, or the limits plus a margin answered with failure
      * replies: closed at once. */
     if (!limits_hold_begin(&hold, ctx->limits, client_limit, &caps)) {
         session_closed_at_accept(ctx, client, hold.refused);
         close(fd);
-        return;
+        return NULL;
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL || (s->nego = malloc(sizeof(*s->nego))) == NULL) {
@@ -985,7 +998,7 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
         free(s);
         limits_hold_release(&hold);
         close(fd);
-        return;
+        return NULL;
     }
     s->ctx = ctx;
     s->snap = snapshot_ref(ctx->snap);
@@ -1029,9 +1042,42 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     /* The negotiation's one deadline (S_NEGOTIATING and S_VERIFYING keep it). */
     session_arm_timer(s, cfg->timeout_negotiate);
     session_enter(s, S_NEGOTIATING);
+    return s;
+}
+
+void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
+                   const struct addr *advertise, struct limit *client_limit)
+{
+    struct session *s = session_new(ctx, fd, client, advertise, client_limit, false);
+
+    if (s == NULL)
+        return;
     /* A client speaks first, and its greeting is usually in by the time it is accepted: read
      * it now rather than after a trip through the loop. This may end the session; nothing
      * here touches s after it. */
+    on_client_readable(ctx->loop, &s->client_readable, EV_READ);
+}
+
+void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
+                          const struct addr *local, const char *user, struct limit *client_limit)
+{
+    struct session *s = session_new(ctx, fd, client, NULL, client_limit, true);
+
+    if (s == NULL)
+        return;
+    /* Logged in by its key: the SOCKS5 front end waits for the request itself. */
+    s->fe = &frontend_tunnel;
+    s->tunnel_local = *local;
+    s->user = strdup(user);
+    if (s->user == NULL) {
+        session_end(s, END_RESOURCES);
+        return;
+    }
+    s->user_len = strlen(user);
+    if (limits_hold_user(&s->hold, s->user, s->cfg->sessions_per_user) < 0) {
+        session_end(s, END_RESOURCES);
+        return;
+    }
     on_client_readable(ctx->loop, &s->client_readable, EV_READ);
 }
 

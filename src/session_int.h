@@ -149,6 +149,8 @@ struct session {
     int http_status;                /* its response's status, for the access line (0: none) */
     unsigned forwarded;             /* HTTP requests forwarded and logged on this connection */
     const struct addr *advertise;   /* the listener's public address, or NULL */
+    struct addr tunnel_local;       /* a tunnel stream's: the tunnel's local address (len 0:
+                                     * not a tunnel stream) */
     unsigned route;                 /* the route (1-based rule number) the request took, 0 none */
     const char *via;                /* the path it left by ("direct", "eu>tor"): text in the
                                      * session's snapshot; NULL before an outbound was chosen */

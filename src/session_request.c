@@ -572,10 +572,11 @@ void session_request(struct session *s)
             !(rt->has_direct && session_connects(s)) &&
             (session_connects(s) || s->cmd == REQUEST_BIND || s->cmd == REQUEST_RESOLVE)) {
             s->route = (unsigned)ng->route;
-            if (s->cmd == REQUEST_RESOLVE &&
-                rt->paths[0].nhops > 0 &&
+            if (s->cmd == REQUEST_RESOLVE && rt->paths[0].nhops > 0 &&
                 s->cfg->routes->parents[rt->paths[0].hops[rt->paths[0].nhops - 1]].kind !=
-                    PARENT_SOCKS5) {
+                    PARENT_SOCKS5 &&
+                s->cfg->routes->parents[rt->paths[0].hops[rt->paths[0].nhops - 1]].kind !=
+                    PARENT_FERRY) {
                 session_resolve_here(s);
                 return;
             }

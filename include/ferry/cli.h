@@ -22,6 +22,7 @@ struct cli {
     enum cli_action action;
     const char *config_path; /* -f, --config FILE; NULL: the built-in defaults */
     int verbosity;           /* +1 per -v, -1 per -q */
+    bool accept_new_server_key; /* --accept-new-server-key (with --tunnel, --server-key) */
     struct conf_overrides ov;
 };
 

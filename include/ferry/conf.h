@@ -34,6 +34,13 @@ struct config {
      * not set. */
     struct addr listen_advertise[CONF_MAX_LISTEN];
     size_t nlisten;
+    /* listen ADDR[:PORT] tunnel: the listener speaks the tunnel protocol (tunnel_server.h) */
+    bool listen_tunnel[CONF_MAX_LISTEN];
+    /* tunnel key PATH, tunnel authorized-keys PATH (read with the users file, on SIGHUP too),
+     * tunnel replay-window DURATION (doc/tunnel-protocol.md 2.5; 0 off, default 600 s) */
+    char *tunnel_key_file;
+    char *tunnel_authkeys_file;
+    double tunnel_replay_window;
     bool listen_is_default; /* no listen line: failing to bind one default only warns */
 
     /* auth METHOD... in the server's order of preference: SOCKS5_METHOD_NOAUTH/USERPASS. */
@@ -140,6 +147,11 @@ struct conf_overrides {
     const char *log_level; /* --log-level LEVEL */
     const char *user;      /* --user NAME */
     const char *group;     /* --group NAME */
+    /* --tunnel HOST:PORT --server-key BASE64 [--key PATH]: everything through a ferry
+     * parent (the one-command mode) */
+    const char *tunnel;
+    const char *tunnel_server_key;
+    const char *tunnel_key;
 };
 
 /* Built-in defaults: what ferryd runs with when given no file. */
@@ -166,6 +178,10 @@ int conf_load_with(struct config *c, const char *path, const struct conf_overrid
  * the safe defaults: a non-loopback address, 'none' offered, no allow-unauthenticated yes.
  */
 bool conf_listener_exposed(const struct config *c, const struct addr *a);
+
+/* The listen line of a bound or passed socket's address (a line's port 0 matches any port), or
+ * -1. */
+int conf_listen_index(const struct config *c, const struct addr *bound);
 
 /* Release what conf_parse/conf_load allocated. */
 void conf_release(struct config *c);

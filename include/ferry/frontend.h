@@ -105,6 +105,8 @@ struct frontend {
 extern const struct frontend frontend_socks5;
 extern const struct frontend frontend_socks4;
 extern const struct frontend frontend_http;
+/* SOCKS5 without greeting or login: a tunnel stream's session, logged in by its key. */
+extern const struct frontend frontend_tunnel;
 
 /* The front end of a session whose first byte is `first`; NULL when none speaks it. */
 const struct frontend *frontend_for(uint8_t first);

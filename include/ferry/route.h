@@ -3,6 +3,8 @@
  *
  *   parent NAME socks5|socks4a|http HOST:PORT [credentials PATH] [user-id ID]
  *                                            [timeout DURATION] [retry DURATION]
+ *   parent NAME ferry HOST:PORT server-key BASE64 key PATH [timeout ..] [retry ..]
+ *       (the encrypted hop, tunnel_client.h: only as a path's first hop)
  *   route [from CIDR,...] [user NAME,...] [command connect|bind|udp|resolve,...]
  *         [to DEST,...] [port PORT|LOW-HIGH,...] via PATH[,PATH...] [resolve remote|local]
  *
@@ -38,6 +40,7 @@ enum parent_kind {
     PARENT_SOCKS5,
     PARENT_SOCKS4A,
     PARENT_HTTP,
+    PARENT_FERRY, /* a ferryd's tunnel listener (doc/tunnel-protocol.md) */
 };
 
 struct parent {
@@ -49,6 +52,10 @@ struct parent {
     double timeout;
     double retry;
     unsigned line;
+    /* PARENT_FERRY: the server's static public key, ours (private, wiped on free), public */
+    uint8_t server_key[32];
+    uint8_t key[32];
+    uint8_t key_pub[32];
 };
 
 /* One alternative: direct (nhops 0) or a chain of parents (indexes into routes->parents). */

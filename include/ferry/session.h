@@ -66,6 +66,16 @@ struct session_ctx {
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
                    const struct addr *advertise, struct limit *client_limit);
 
+/*
+ * A tunnel stream's session (tunnel_conn.h): fd is one end of a socketpair whose first bytes
+ * are a SOCKS5 request (no greeting), user the name the client's key maps to (the session
+ * starts logged in as it), client the tunnel peer's address, local the tunnel listener's
+ * address (what BIND and UDP replies start from). Takes client_limit's reference as
+ * session_start does.
+ */
+void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
+                          const struct addr *local, const char *user, struct limit *client_limit);
+
 /* Close every session of ctx (shutdown). */
 void session_close_all(struct session_ctx *ctx);
 

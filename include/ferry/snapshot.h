@@ -12,12 +12,17 @@
 #include "ferry/conf.h"
 
 struct auth_users;
+struct tunnel_authkeys;
 
 struct snapshot {
     atomic_uint refs;
     struct config config;
     struct auth_users *users; /* NULL when no password method is configured */
     unsigned generation;      /* 1 for the first load, +1 per successful reload */
+    /* With tunnel key and authorized-keys: the server's static key pair and the client keys
+     * (tunnel_keys.h), read at each load; NULL and zeros otherwise. */
+    struct tunnel_authkeys *authkeys;
+    uint8_t tunnel_priv[32], tunnel_pub[32];
 };
 
 /*

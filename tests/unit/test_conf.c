@@ -196,8 +196,12 @@ START_TEST(test_listen_bad_address)
     parse_err("listen localhost\n", "t.conf:1: listen: 'localhost' is not an address");
     parse_err("listen [::1\n", "t.conf:1: listen: '[::1' is not an address");
     parse_err("listen\n", "t.conf:1: listen: missing ADDRESS[:PORT]");
-    parse_err("listen 127.0.0.1 ::1\n", "t.conf:1: listen: unknown option '::1' (advertise IP)");
-    parse_err("listen 127.0.0.1 advertise 1.2.3.4 x\n", "t.conf:1: listen: too many arguments");
+    parse_err("listen 127.0.0.1 ::1\n",
+              "t.conf:1: listen: unknown option '::1' (advertise IP, tunnel)");
+    parse_err("listen 127.0.0.1 advertise 1.2.3.4 tunnel x\n",
+              "t.conf:1: listen: too many arguments");
+    parse_err("listen 127.0.0.1 advertise 1.2.3.4 x\n",
+              "t.conf:1: listen: unknown option 'x' (advertise IP, tunnel)");
 }
 END_TEST
 
@@ -545,6 +549,37 @@ START_TEST(test_listen_advertise_any_family)
 }
 END_TEST
 
+START_TEST(test_tunnel_listener_and_settings)
+{
+    struct config c;
+
+    /* A tunnel listener on any address needs no password: keys authenticate its clients. */
+    parse_ok(&c, "listen 0.0.0.0:1081 tunnel\nlisten 127.0.0.1:1080\n"
+                 "tunnel key /etc/ferry/server.key\ntunnel authorized-keys keys\n"
+                 "tunnel replay-window 2m\n");
+    ck_assert_uint_eq(c.nlisten, 2);
+    ck_assert(c.listen_tunnel[0]);
+    ck_assert(!c.listen_tunnel[1]);
+    ck_assert_str_eq(c.tunnel_key_file, "/etc/ferry/server.key");
+    ck_assert_str_eq(c.tunnel_authkeys_file, "keys");
+    ck_assert(c.tunnel_replay_window == 120);
+    conf_release(&c);
+    parse_ok(&c, "listen 127.0.0.1\n");
+    ck_assert(c.tunnel_replay_window == 600);
+    ck_assert_ptr_null(c.tunnel_key_file);
+    conf_release(&c);
+    parse_err("listen 0.0.0.0:1081 tunnel\ntunnel key k\n",
+              "t.conf:1: listen 0.0.0.0:1081 tunnel needs 'tunnel key PATH' and 'tunnel "
+              "authorized-keys PATH'");
+    parse_err("tunnel keys k\n",
+              "t.conf:1: tunnel: unknown setting 'keys' (key, authorized-keys, replay-window)");
+    parse_err("tunnel replay-window soon\n",
+              "t.conf:1: tunnel: replay-window 'soon' is not a duration");
+    parse_err("tunnel key\n", "t.conf:1: tunnel: expected key PATH, authorized-keys PATH or "
+                              "replay-window DURATION");
+}
+END_TEST
+
 START_TEST(test_listen_advertise_errors)
 {
     parse_err("listen 0.0.0.0 advertise\n", "t.conf:1: listen: advertise: missing IP");
@@ -561,7 +596,7 @@ START_TEST(test_listen_advertise_errors)
     parse_err("listen 0.0.0.0 advertise 224.0.0.1\n",
               "t.conf:1: listen: advertise: '224.0.0.1' is not a unicast address");
     parse_err("listen 0.0.0.0 advertize 1.2.3.4\n",
-              "t.conf:1: listen: unknown option 'advertize' (advertise IP)");
+              "t.conf:1: listen: unknown option 'advertize' (advertise IP, tunnel)");
 }
 END_TEST
 
@@ -1693,6 +1728,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_timeout_udp_and_bind_errors);
     tcase_add_test(tc, test_listen_advertise_any_family);
     tcase_add_test(tc, test_listen_advertise_errors);
+    tcase_add_test(tc, test_tunnel_listener_and_settings);
     tcase_add_test(tc, test_udp_settings);
     tcase_add_test(tc, test_port_range_ephemeral_forms);
     tcase_add_test(tc, test_port_range_errors);

@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,7 +180,7 @@ START_TEST(test_parent_errors_name_file_and_line)
 {
     parse_err("parent a\n", "t.conf:1: parent: expected NAME socks5|socks4a|http HOST:PORT");
     parse_err("parent a socks6 1.2.3.4:1\n",
-              "t.conf:1: parent a: kind 'socks6' is not socks5, socks4a or http");
+              "t.conf:1: parent a: kind 'socks6' is not socks5, socks4a, http or ferry");
     parse_err("parent a socks5 1.2.3.4\n", "t.conf:1: parent a: '1.2.3.4' has no port (HOST:PORT)");
     parse_err("parent a socks5 1.2.3.4:0\n",
               "t.conf:1: parent a: '1.2.3.4:0': port must be 1..65535");
@@ -200,8 +201,76 @@ START_TEST(test_parent_errors_name_file_and_line)
     parse_err("parent a socks5 1.2.3.4:1 timeout 0\n",
               "t.conf:1: parent a: timeout '0' is not a duration above 0");
     parse_err("parent a socks5 1.2.3.4:1 speed 9\n",
-              "t.conf:1: parent a: unknown option 'speed' (credentials, user-id, timeout, retry)");
+              "t.conf:1: parent a: unknown option 'speed' (credentials, user-id, server-key, key, "
+              "timeout, retry)");
     parse_err("parent a socks5 1.2.3.4:1 timeout\n", "t.conf:1: parent a: 'timeout' needs a value");
+}
+END_TEST
+
+/* A private key file of this mode holding the key of bytes 1..32; returns its path. */
+static const char *ferry_key_file(mode_t mode)
+{
+    static char path[] = "/tmp/ferry-test-route-key-XXXXXX";
+    static const char text[] = "# test key\nAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n";
+    int fd;
+
+    strcpy(path, "/tmp/ferry-test-route-key-XXXXXX");
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    fchmod(fd, mode);
+    close(fd);
+    return path;
+}
+
+START_TEST(test_ferry_parents)
+{
+    const char *server = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const char *key = ferry_key_file(0600);
+    uint8_t priv[32], pub[32], want_server[32];
+    char text[512];
+    struct config c;
+
+    for (int i = 0; i < 32; i++) {
+        priv[i] = (uint8_t)(i + 1);
+        want_server[i] = (uint8_t)i;
+    }
+    crypto_scalarmult_base(pub, priv);
+    snprintf(text, sizeof(text),
+             "parent home ferry 192.0.2.1:1081 server-key %s key %s timeout 2s\n"
+             "parent next socks5 192.0.2.2:1080\n"
+             "route via home>next,home\n",
+             server, key);
+    parse_ok(&c, text);
+    ck_assert_int_eq(c.routes->parents[0].kind, PARENT_FERRY);
+    ck_assert_str_eq(parent_kind_name(PARENT_FERRY), "ferry");
+    ck_assert_mem_eq(c.routes->parents[0].server_key, want_server, 32);
+    ck_assert_mem_eq(c.routes->parents[0].key, priv, 32);
+    ck_assert_mem_eq(c.routes->parents[0].key_pub, pub, 32);
+    conf_release(&c);
+
+    snprintf(text, sizeof(text), "parent home ferry 192.0.2.1:1081 key %s\n", key);
+    parse_err(text,
+              "t.conf:1: parent home: a ferry parent needs 'server-key BASE64' and 'key PATH'");
+    parse_err("parent home ferry 192.0.2.1:1081 server-key abc\n",
+              "t.conf:1: parent home: server-key 'abc' is not a key (44 characters of base64, as "
+              "ferry-keygen prints)");
+    snprintf(text, sizeof(text), "parent a socks5 192.0.2.1:1 server-key %s\n", server);
+    parse_err(text, "t.conf:1: parent a: 'server-key' is for ferry parents");
+    snprintf(text, sizeof(text),
+             "parent a socks5 192.0.2.1:1\nparent home ferry 192.0.2.1:1081 server-key %s key %s\n"
+             "route via a>home\n",
+             server, key);
+    parse_err(text, "t.conf:3: route: path 'a>home': ferry parent home can only be the first hop");
+    unlink(key);
+    /* A private key others may read is refused, naming the file. */
+    key = ferry_key_file(0644);
+    snprintf(text, sizeof(text), "parent home ferry 192.0.2.1:1081 server-key %s key %s\n", server,
+             key);
+    ck_assert_int_eq(conf_parse(&c, text, "t.conf", err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, key) != NULL && strncmp(err, "t.conf:1: parent home: ", 23) == 0,
+                  "%s", err);
+    unlink(key);
 }
 END_TEST
 
@@ -303,6 +372,7 @@ static Suite *route_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_no_routes_leaves_routes_null);
+    tcase_add_test(tc, test_ferry_parents);
     tcase_add_test(tc, test_parents_of_every_kind_and_address_form);
     tcase_add_test(tc, test_paths_chains_and_alternatives);
     tcase_add_test(tc, test_route_matching_uses_the_request_rule_matchers);

@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "ferry/tunnel_keys.h"
+#include "ferry/tunnel_known.h"
 
 #define KEY0 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" /* bytes 0..31 */
 #define KEYF "//////////////////////////////////////////8=" /* 32 x 0xff */
@@ -219,6 +220,34 @@ START_TEST(test_authorized_keys_load_refuses_a_group_writable_file)
 }
 END_TEST
 
+/* The one-command mode's known_hosts: the line of the host asked, exact match only. */
+START_TEST(test_known_hosts_find)
+{
+    const char *k1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const char *k2 = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+    char text[512];
+    uint8_t key[32];
+
+    snprintf(text, sizeof(text), "# hosts\n\n127.0.0.1:10810 %s\n  127.0.0.1:1081\t%s \r\n", k1,
+             k2);
+    ck_assert_int_eq(
+        tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:1081", key, err, sizeof(err)), 1);
+    ck_assert_uint_eq(key[0], 1);
+    ck_assert_uint_eq(key[31], 32);
+    ck_assert_int_eq(
+        tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:10810", key, err, sizeof(err)), 1);
+    ck_assert_uint_eq(key[0], 0);
+    ck_assert_int_eq(
+        tunnel_known_find(text, strlen(text), "kh", "127.0.0.1:108", key, err, sizeof(err)), 0);
+    ck_assert_int_eq(tunnel_known_find("", 0, "kh", "h:1", key, err, sizeof(err)), 0);
+    ck_assert_int_eq(tunnel_known_find("a:1\n", 4, "kh", "h:1", key, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "kh:1: expected HOST:PORT KEY");
+    ck_assert_int_eq(tunnel_known_find("# x\nh:1 nokey\n", 14, "kh", "h:1", key, err, sizeof(err)),
+                     -1);
+    ck_assert_str_eq(err, "kh:2: not a key");
+}
+END_TEST
+
 static Suite *tunnel_keys_suite(void)
 {
     Suite *s = suite_create("tunnel_keys");
@@ -232,6 +261,7 @@ static Suite *tunnel_keys_suite(void)
     tcase_add_test(tc, test_authorized_keys_both_orders_and_comments);
     tcase_add_test(tc, test_authorized_keys_errors_name_file_and_line);
     tcase_add_test(tc, test_authorized_keys_load_refuses_a_group_writable_file);
+    tcase_add_test(tc, test_known_hosts_find);
     suite_add_tcase(s, tc);
     return s;
 }

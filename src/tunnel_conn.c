@@ -1,0 +1,1262 @@
+/* The tunnel in the daemon: handshake, records and streams over one connection (tunnel_conn.h). */
+#include "config.h"
+
+#include "ferry/tunnel_conn.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ferry/conf.h"
+#include "ferry/limits.h"
+#include "ferry/log.h"
+#include "ferry/net.h"
+#include "ferry/route.h"
+#include "ferry/session.h"
+#include "ferry/snapshot.h"
+#include "ferry/socks5.h"
+#include "ferry/tunnel_keys.h"
+#include "ferry/tunnel_noise.h"
+#include "ferry/tunnel_record.h"
+#include "ferry/upstream_socks.h"
+
+/* The unsent queue of a connection: streams stop being read above HIGH, go on below LOW. */
+#define OUT_HIGH (256u * 1024)
+#define OUT_LOW (64u * 1024)
+/* The kernel's unsent bytes (TCP_NOTSENT_LOWAT): keeps an interactive record near the front. */
+#define NOTSENT_LOWAT (128 * 1024)
+/* Receive buffer: several whole records per read. */
+#define IN_CAP (8 * TUNNEL_RECORD_SIZE(TUNNEL_RECORD_PAYLOAD_MAX))
+/* msg1 lengths the server accepts (doc 2.4), msg2 the client accepts. */
+#define MSG1_MIN (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_LEN)
+#define MSG1_MAX (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX)
+#define MSG2_MIN (TUNNEL_MSG2_OVERHEAD + TUNNEL_WELCOME_LEN)
+#define MSG2_MAX (TUNNEL_MSG2_OVERHEAD + TUNNEL_HELLO_MAX)
+/* Records read from one stream per wake-up before the others' turn. */
+#define STREAM_BATCH 4
+/* A stream's request or reply before it is whole (RESOLVE_PTR replies carry a name). */
+#define HEAD_MAX 600
+
+enum conn_state {
+    C_WAIT,       /* client: waiting for its turn to shake hands (hs_busy) */
+    C_CONNECTING, /* client: TCP connect */
+    C_HANDSHAKE,  /* msg1 / msg2 */
+    C_UP,         /* records */
+    C_SILENT,     /* server: refused; waits for the negotiate deadline, then closes */
+};
+
+enum stream_phase {
+    P_REQUEST, /* client: the chain's request, read from the socketpair, becomes OPEN */
+    P_REPLY,   /* server: the session's reply, read from the socketpair, becomes REPLY */
+    P_DATA,
+};
+
+struct tconn;
+
+struct tstream {
+    struct tstream *prev, *next;
+    struct tconn *c;
+    uint32_t id;
+    int fd; /* our end of the socketpair */
+    ev_io rio, wio;
+    enum stream_phase phase;
+    uint8_t head[HEAD_MAX];
+    size_t head_len;
+    uint8_t *q; /* bytes for the socketpair */
+    size_t qhead, qlen, qcap;
+    size_t q_nocredit; /* of them, REPLY/OPEN bytes that return no window */
+    int64_t send_win;  /* DATA we may still send */
+    uint32_t recv_win; /* DATA the peer may still send */
+    uint32_t credit;   /* written out and not yet returned by WINDOW */
+    bool local_eof;    /* the socketpair said EOF: EOF sent */
+    bool peer_eof;     /* EOF received */
+    bool shut;         /* shutdown(SHUT_WR) done */
+    bool throttled;    /* not read while the connection's queue is long */
+    bool dirty;        /* bytes queued while the connection reads records: written after */
+};
+
+struct tconn {
+    struct tconn *prev, *next; /* the thread's list */
+    struct ev_loop *loop;
+    struct session_ctx *ctx; /* server side */
+    bool server;
+    enum conn_state st;
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer;
+    ev_timer poll;   /* client: C_WAIT */
+    bool hs_holding; /* client: holds its handshake slot (hs_busy) */
+    struct tunnel_handshake hs;
+    struct tunnel_record_tx tx;
+    struct tunnel_record_rx rx;
+    uint8_t *in;
+    size_t in_len;
+    uint8_t *out;
+    size_t out_head, out_len, out_cap;
+    struct tstream *streams;
+    unsigned nstreams;
+    uint32_t last_id; /* server: the highest opened; client: the last given */
+    bool batching;    /* reading records: streams' queues are written once after them */
+    unsigned ndirty;
+    char *user; /* server: the key's user */
+    struct addr peer, local;
+    char name[ADDR_STRLEN + PARENT_NAME_MAX + 16]; /* for logs */
+    /* client: which parent this connects to */
+    char pname[PARENT_NAME_MAX + 1];
+    struct socks_dest paddr;
+    uint8_t server_key[TUNNEL_DHLEN], key_pub[TUNNEL_DHLEN];
+};
+
+static _Thread_local struct tconn *conns;
+
+/* The replay table of section 2.5, shared by every worker. */
+static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tunnel_replay *replay;
+
+static void conn_free(struct tconn *c);
+static void hs_release(struct tconn *c);
+static void conn_die(struct tconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_flush(struct tconn *c);
+static void stream_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void stream_writable(struct ev_loop *loop, ev_io *w, int revents);
+
+/* --- sealing ----------------------------------------------------------------------------- */
+
+/* Seal a record at the end of the unsent queue. -1: the connection is dead (freed). */
+static int conn_seal(struct tconn *c, uint8_t type, uint32_t id, const uint8_t *p, size_t len)
+{
+    size_t need = TUNNEL_RECORD_SEAL_MAX(len), n = 0;
+    int rc;
+
+    /* Compact only once the sent part is at least half the buffer: each byte moves O(1) times. */
+    if (c->out_head + c->out_len + need > c->out_cap && c->out_head >= c->out_cap / 2) {
+        memmove(c->out, c->out + c->out_head, c->out_len);
+        c->out_head = 0;
+    }
+    if (c->out_head + c->out_len + need > c->out_cap) {
+        size_t cap = c->out_cap * 2 > c->out_head + c->out_len + need
+                         ? c->out_cap * 2
+                         : c->out_head + c->out_len + need;
+        uint8_t *o = realloc(c->out, cap);
+
+        if (o == NULL) {
+            conn_die(c, "out of memory");
+            return -1;
+        }
+        c->out = o;
+        c->out_cap = cap;
+    }
+    rc = tunnel_record_seal(&c->tx, type, id, p, len, c->out + c->out_head + c->out_len,
+                            c->out_cap - c->out_head - c->out_len, &n);
+    if (rc != TUNNEL_REC_OK) {
+        conn_die(c, "sealing a record: %s", tunnel_record_strerror(rc));
+        return -1;
+    }
+    c->out_len += n;
+    return 0;
+}
+
+/* Raw bytes (a handshake message with its length) on the unsent queue. */
+static int conn_queue_raw(struct tconn *c, const uint8_t *p, size_t len)
+{
+    if (c->out_cap - c->out_head - c->out_len < len) {
+        uint8_t *o = realloc(c->out, c->out_cap + len);
+
+        if (o == NULL)
+            return -1;
+        c->out = o;
+        c->out_cap += len;
+    }
+    memcpy(c->out + c->out_head + c->out_len, p, len);
+    c->out_len += len;
+    return 0;
+}
+
+/* --- streams ----------------------------------------------------------------------------- */
+
+static struct tstream *stream_find(const struct tconn *c, uint32_t id)
+{
+    for (struct tstream *s = c->streams; s != NULL; s = s->next) {
+        if (s->id == id)
+            return s;
+    }
+    return NULL;
+}
+
+static void stream_free(struct tstream *s)
+{
+    struct tconn *c = s->c;
+
+    ev_io_stop(c->loop, &s->rio);
+    ev_io_stop(c->loop, &s->wio);
+    close(s->fd);
+    free(s->q);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        c->streams = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    c->nstreams--;
+    free(s);
+}
+
+static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
+{
+    struct tstream *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->c = c;
+    s->id = id;
+    s->fd = fd;
+    s->phase = c->server ? P_REPLY : P_REQUEST;
+    s->send_win = TUNNEL_STREAM_WINDOW;
+    s->recv_win = TUNNEL_STREAM_WINDOW;
+    ev_io_init(&s->rio, stream_readable, fd, EV_READ);
+    ev_io_init(&s->wio, stream_writable, fd, EV_WRITE);
+    s->rio.data = s->wio.data = s;
+    s->next = c->streams;
+    if (c->streams != NULL)
+        c->streams->prev = s;
+    c->streams = s;
+    c->nstreams++;
+    if (c->st == C_UP)
+        ev_io_start(c->loop, &s->rio);
+    return s;
+}
+
+/* Both directions done and everything written: the stream is over. */
+static bool stream_try_done(struct tstream *s)
+{
+    if (s->local_eof && s->peer_eof && s->qlen == 0) {
+        stream_free(s);
+        return true;
+    }
+    return false;
+}
+
+/* Whether the stream may be read now. */
+static bool stream_readable_now(const struct tstream *s)
+{
+    return !s->local_eof && !s->throttled && (s->phase != P_DATA || s->send_win > 0);
+}
+
+/*
+ * The local end failed or closed too early: free the stream and tell the peer. A server
+ * stream whose session ended before its reply (a limit at its start, shutdown) answers a
+ * failure reply and EOF: a refusal of this request, not a fault of the tunnel. Otherwise
+ * RESET. -1: the connection died.
+ */
+static int stream_abort(struct tstream *s)
+{
+    struct tconn *c = s->c;
+    uint32_t id = s->id;
+    bool unreplied = c->server && s->phase == P_REPLY;
+    uint8_t reason = 0;
+
+    stream_free(s);
+    if (c->st != C_UP)
+        return 0;
+    if (unreplied) {
+        uint8_t msg[SOCKS5_REPLY_MAX];
+        size_t len = socks5_encode_reply(msg, SOCKS5_REP_GENERAL_FAILURE, NULL);
+
+        if (conn_seal(c, TUNNEL_REC_REPLY, id, msg, len) < 0)
+            return -1;
+        return conn_seal(c, TUNNEL_REC_EOF, id, NULL, 0);
+    }
+    return conn_seal(c, TUNNEL_REC_RESET, id, &reason, 1);
+}
+
+/* Write the queue to the socketpair; return credit by WINDOW. -1: the connection died. */
+static int stream_flush(struct tstream *s, bool *gone)
+{
+    struct tconn *c = s->c;
+
+    *gone = false;
+    while (s->qlen > 0) {
+        ssize_t n = send(s->fd, s->q + s->qhead, s->qlen, MSG_NOSIGNAL);
+        size_t free_bytes;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(c->loop, &s->wio);
+            return 0;
+        }
+        if (n < 0) {
+            /* The local end is gone: abort the stream at the peer. */
+            *gone = true;
+            return stream_abort(s);
+        }
+        free_bytes = (size_t)n;
+        if (s->q_nocredit > 0) {
+            size_t k = s->q_nocredit < free_bytes ? s->q_nocredit : free_bytes;
+
+            s->q_nocredit -= k;
+            free_bytes -= k;
+        }
+        s->credit += (uint32_t)free_bytes;
+        s->qhead += (size_t)n;
+        s->qlen -= (size_t)n;
+    }
+    s->qhead = 0;
+    ev_io_stop(c->loop, &s->wio);
+    if (s->credit >= TUNNEL_WINDOW_UPDATE && !s->peer_eof) {
+        uint8_t w[4] = {(uint8_t)(s->credit >> 24), (uint8_t)(s->credit >> 16),
+                        (uint8_t)(s->credit >> 8), (uint8_t)s->credit};
+
+        s->recv_win += s->credit;
+        s->credit = 0;
+        if (conn_seal(c, TUNNEL_REC_WINDOW, s->id, w, sizeof(w)) < 0)
+            return -1;
+    }
+    if (s->peer_eof && !s->shut) {
+        shutdown(s->fd, SHUT_WR);
+        s->shut = true;
+    }
+    *gone = stream_try_done(s);
+    return 0;
+}
+
+/* Bytes from the peer for the socketpair. */
+static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool credit)
+{
+    bool gone;
+
+    if (s->qhead + s->qlen + len > s->qcap) {
+        if (s->qhead > 0) {
+            memmove(s->q, s->q + s->qhead, s->qlen);
+            s->qhead = 0;
+        }
+        if (s->qlen + len > s->qcap) {
+            size_t cap = s->qcap == 0 ? 32768 : s->qcap;
+            uint8_t *q;
+
+            while (cap < s->qlen + len)
+                cap *= 2;
+            q = realloc(s->q, cap);
+            if (q == NULL) {
+                conn_die(s->c, "out of memory");
+                return -1;
+            }
+            s->q = q;
+            s->qcap = cap;
+        }
+    }
+    memcpy(s->q + s->qhead + s->qlen, p, len);
+    s->qlen += len;
+    if (!credit)
+        s->q_nocredit += len;
+    if (ev_is_active(&s->wio))
+        return 0;
+    if (s->c->batching) {
+        /* One write for all of this stream's records of the read. */
+        if (!s->dirty) {
+            s->dirty = true;
+            s->c->ndirty++;
+        }
+        return 0;
+    }
+    return stream_flush(s, &gone);
+}
+
+/* After sealing: a long unsent queue stops this stream's reading until it drains. */
+static void stream_after_seal(struct tstream *s)
+{
+    struct tconn *c = s->c;
+
+    if (c->out_len >= OUT_HIGH) {
+        s->throttled = true;
+        ev_io_stop(c->loop, &s->rio);
+    }
+    conn_flush(c);
+}
+
+/* The head of a stream (request or reply) is whole at `used` bytes: send it, then the rest. */
+static int stream_head_done(struct tstream *s, size_t used)
+{
+    struct tconn *c = s->c;
+    uint8_t type = c->server ? TUNNEL_REC_REPLY : TUNNEL_REC_OPEN;
+
+    if (conn_seal(c, type, s->id, s->head, used) < 0)
+        return -1;
+    s->phase = P_DATA;
+    if (s->head_len > used) {
+        size_t rest = s->head_len - used;
+
+        if (conn_seal(c, TUNNEL_REC_DATA, s->id, s->head + used, rest) < 0)
+            return -1;
+        s->send_win -= (int64_t)rest;
+    }
+    s->head_len = 0;
+    return 0;
+}
+
+/* Read the head (request or reply) from the socketpair until it is whole. */
+static void stream_read_head(struct tstream *s)
+{
+    struct tconn *c = s->c;
+    ssize_t n = recv(s->fd, s->head + s->head_len, sizeof(s->head) - s->head_len, 0);
+    size_t used = 0;
+    enum proto_status st;
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* Closed before its head was whole: on the client nothing was sent yet. */
+        if (!c->server) {
+            stream_free(s);
+            return;
+        }
+        if (stream_abort(s) == 0)
+            conn_flush(c);
+        return;
+    }
+    s->head_len += (size_t)n;
+    if (c->server) {
+        uint8_t rep;
+        struct socks_dest bound;
+
+        st = upstream_socks5_parse_reply(s->head, s->head_len, &rep, &bound, &used);
+    } else {
+        struct socks5_request req;
+        uint8_t rep;
+
+        st = socks5_parse_request(s->head, s->head_len, &req, &used, &rep);
+    }
+    if (st == PROTO_NEED_MORE && s->head_len < sizeof(s->head))
+        return;
+    if (st != PROTO_OK) {
+        uint32_t id = s->id;
+        uint8_t reason = SOCKS5_REP_GENERAL_FAILURE;
+
+        log_notice("tunnel %s: stream %u: not a SOCKS5 %s", c->name, id,
+                   c->server ? "reply" : "request");
+        stream_free(s);
+        if (c->server && conn_seal(c, TUNNEL_REC_RESET, id, &reason, 1) < 0)
+            return;
+        conn_flush(c);
+        return;
+    }
+    if (stream_head_done(s, used) < 0)
+        return;
+    stream_after_seal(s);
+}
+
+static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct tstream *s = w->data;
+    struct tconn *c = s->c;
+    uint8_t buf[TUNNEL_RECORD_PAYLOAD_MAX];
+
+    (void)loop;
+    (void)revents;
+    if (s->phase != P_DATA) {
+        stream_read_head(s);
+        return;
+    }
+    /* A few records per wake-up and one send for them: fewer system calls per byte, and still
+     * at most STREAM_BATCH records before the other streams' turn. */
+    for (int i = 0; i < STREAM_BATCH; i++) {
+        size_t want;
+        ssize_t n;
+
+        if (s->send_win <= 0 || c->out_len >= OUT_HIGH)
+            break;
+        want = s->send_win < (int64_t)sizeof(buf) ? (size_t)s->send_win : sizeof(buf);
+        n = recv(s->fd, buf, want, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            break;
+        if (n < 0) {
+            if (stream_abort(s) == 0)
+                conn_flush(c);
+            return;
+        }
+        if (n == 0) {
+            s->local_eof = true;
+            ev_io_stop(c->loop, &s->rio);
+            if (conn_seal(c, TUNNEL_REC_EOF, s->id, NULL, 0) < 0)
+                return;
+            stream_try_done(s);
+            conn_flush(c);
+            return;
+        }
+        if (conn_seal(c, TUNNEL_REC_DATA, s->id, buf, (size_t)n) < 0)
+            return;
+        s->send_win -= n;
+        if ((size_t)n < want)
+            break;
+    }
+    if (s->send_win <= 0)
+        ev_io_stop(c->loop, &s->rio);
+    stream_after_seal(s);
+}
+
+static void stream_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct tstream *s = w->data;
+    struct tconn *c = s->c;
+    bool gone;
+
+    (void)loop;
+    (void)revents;
+    if (stream_flush(s, &gone) == 0)
+        conn_flush(c);
+}
+
+/* --- the connection ---------------------------------------------------------------------- */
+
+static void conn_free(struct tconn *c)
+{
+    while (c->streams != NULL)
+        stream_free(c->streams);
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    ev_timer_stop(c->loop, &c->timer);
+    ev_timer_stop(c->loop, &c->poll);
+    hs_release(c);
+    if (c->fd >= 0)
+        close(c->fd);
+    tunnel_handshake_wipe(&c->hs);
+    tunnel_record_tx_wipe(&c->tx);
+    tunnel_record_rx_wipe(&c->rx);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    free(c->in);
+    free(c->out);
+    free(c->user);
+    free(c);
+}
+
+/* An error: nothing more is sent, every stream is aborted (their local ends closed). */
+static void conn_die(struct tconn *c, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    log_notice("tunnel %s: %s; %u stream%s aborted", c->name, why, c->nstreams,
+               c->nstreams == 1 ? "" : "s");
+    conn_free(c);
+}
+
+/* Write the unsent queue; when it has drained below OUT_LOW, throttled streams go on. */
+static void conn_flush(struct tconn *c)
+{
+    while (c->out_len > 0) {
+        ssize_t n = send(c->fd, c->out + c->out_head, c->out_len, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN)) {
+            ev_io_start(c->loop, &c->wio);
+            break;
+        }
+        if (n < 0) {
+            conn_die(c, "send: %s", strerror(errno));
+            return;
+        }
+        c->out_head += (size_t)n;
+        c->out_len -= (size_t)n;
+    }
+    if (c->out_len == 0) {
+        c->out_head = 0;
+        ev_io_stop(c->loop, &c->wio);
+    }
+    if (c->out_len < OUT_LOW && c->st == C_UP) {
+        for (struct tstream *s = c->streams; s != NULL; s = s->next) {
+            if (s->throttled) {
+                s->throttled = false;
+                if (stream_readable_now(s))
+                    ev_io_start(c->loop, &s->rio);
+            }
+        }
+    }
+}
+
+/* The handshake is done: records from now on; waiting streams start. */
+static void conn_up(struct tconn *c)
+{
+    struct tunnel_cipher send, recv;
+
+    tunnel_handshake_split(&c->hs, &send, &recv, NULL);
+    tunnel_record_tx_init(&c->tx, &send);
+    tunnel_record_rx_init(&c->rx, &recv);
+    c->st = C_UP;
+    hs_release(c);
+    ev_timer_stop(c->loop, &c->timer);
+    for (struct tstream *s = c->streams; s != NULL; s = s->next)
+        ev_io_start(c->loop, &s->rio);
+}
+
+/* --- records in -------------------------------------------------------------------------- */
+
+/* A refusal the server sends for a request it does not carry (UDP ASSOCIATE, doc 4.1). */
+static int server_refuse_open(struct tconn *c, uint32_t id, uint8_t rep)
+{
+    uint8_t msg[SOCKS5_REPLY_MAX];
+    size_t n = socks5_encode_reply(msg, rep, NULL);
+
+    if (conn_seal(c, TUNNEL_REC_REPLY, id, msg, n) < 0)
+        return -1;
+    return conn_seal(c, TUNNEL_REC_EOF, id, NULL, 0);
+}
+
+static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t len)
+{
+    struct limits *limits = c->ctx->limits;
+    struct tstream *s;
+    struct limit *e;
+    int sv[2];
+
+    if (id <= c->last_id) {
+        conn_die(c, "OPEN of stream %u, not above %u", id, c->last_id);
+        return -1;
+    }
+    c->last_id = id;
+    if (len >= 2 && p[1] == SOCKS5_CMD_UDP_ASSOCIATE)
+        return server_refuse_open(c, id, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
+    e = limits_client(limits, &c->peer);
+    if (e == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+        if (e != NULL)
+            limits_release(limits, e);
+        return server_refuse_open(c, id, SOCKS5_REP_GENERAL_FAILURE);
+    }
+    s = stream_new(c, id, sv[0]);
+    if (s == NULL) {
+        close(sv[0]);
+        close(sv[1]);
+        limits_release(limits, e);
+        return server_refuse_open(c, id, SOCKS5_REP_GENERAL_FAILURE);
+    }
+    /* The session first (it owns sv[1] from here on, and may end at once, which this stream
+     * learns from its socketpair); then the request, its first bytes. */
+    session_start_tunnel(c->ctx, sv[1], &c->peer, &c->local, c->user, e);
+    return stream_queue(s, p, len, false);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One record: 0 go on, -1 the connection is gone. */
+static int conn_record(struct tconn *c, const struct tunnel_record *r)
+{
+    struct tstream *s = r->stream != 0 ? stream_find(c, r->stream) : NULL;
+    bool gone;
+
+    switch (r->type) {
+    case TUNNEL_REC_OPEN:
+        if (!c->server) {
+            conn_die(c, "OPEN from the server");
+            return -1;
+        }
+        return server_open(c, r->stream, r->payload, r->len);
+    case TUNNEL_REC_REPLY:
+        if (c->server) {
+            conn_die(c, "REPLY from a client");
+            return -1;
+        }
+        if (s != NULL && stream_queue(s, r->payload, r->len, false) < 0)
+            return -1;
+        return 0;
+    case TUNNEL_REC_DATA:
+        if (s == NULL)
+            return 0; /* a stream we reset; its data in flight */
+        if (r->len > s->recv_win) {
+            conn_die(c, "stream %u: DATA beyond its window", r->stream);
+            return -1;
+        }
+        s->recv_win -= (uint32_t)r->len;
+        return stream_queue(s, r->payload, r->len, true);
+    case TUNNEL_REC_EOF:
+        if (s == NULL)
+            return 0;
+        s->peer_eof = true;
+        if (s->qlen == 0)
+            return stream_flush(s, &gone);
+        return 0;
+    case TUNNEL_REC_RESET:
+        if (s != NULL)
+            stream_free(s);
+        return 0;
+    case TUNNEL_REC_WINDOW:
+        if (s == NULL)
+            return 0;
+        s->send_win += be32(r->payload);
+        if (s->send_win > (int64_t)UINT32_MAX * 4) {
+            conn_die(c, "stream %u: window overflow", r->stream);
+            return -1;
+        }
+        if (stream_readable_now(s))
+            ev_io_start(c->loop, &s->rio);
+        return 0;
+    case TUNNEL_REC_PING:
+        return conn_seal(c, TUNNEL_REC_PONG, 0, r->payload, r->len);
+    case TUNNEL_REC_CLOSE:
+        log_info("tunnel %s: closed by the peer", c->name);
+        conn_free(c);
+        return -1;
+    default: /* PONG, REKEY (already applied) */
+        return 0;
+    }
+}
+
+static void conn_read_records(struct tconn *c)
+{
+    size_t off = 0;
+
+    c->batching = true;
+    for (;;) {
+        struct tunnel_record r;
+        size_t used = 0;
+        int rc = tunnel_record_open(&c->rx, c->in + off, c->in_len - off, &r, &used);
+
+        if (rc == TUNNEL_REC_NEED_MORE)
+            break;
+        if (rc != TUNNEL_REC_OK) {
+            conn_die(c, "%s", tunnel_record_strerror(rc));
+            return;
+        }
+        off += used;
+        if (conn_record(c, &r) < 0)
+            return;
+    }
+    memmove(c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
+    c->batching = false;
+    if (c->ndirty > 0) {
+        struct tstream *next;
+        bool gone;
+
+        c->ndirty = 0;
+        for (struct tstream *s = c->streams; s != NULL; s = next) {
+            next = s->next;
+            if (!s->dirty)
+                continue;
+            s->dirty = false;
+            if (stream_flush(s, &gone) < 0)
+                return;
+        }
+    }
+    conn_flush(c);
+}
+
+/* --- the handshake ----------------------------------------------------------------------- */
+
+/* Server: the checks of doc 2.4, in order; false with the reason in why. */
+static bool server_check_msg1(struct tconn *c, const uint8_t *msg, size_t len, char *why,
+                              size_t size)
+{
+    struct snapshot *snap = c->ctx->snap;
+    uint8_t payload[TUNNEL_HELLO_MAX];
+    size_t plen = 0;
+    struct tunnel_hello hello;
+    const uint8_t *rs;
+    const char *user;
+    char fp[TUNNEL_FINGERPRINT_SIZE];
+    int rc;
+
+    if (len < MSG1_MIN || len > MSG1_MAX) {
+        snprintf(why, size, "first message of %zu bytes", len);
+        return false;
+    }
+    rc = tunnel_handshake_init(&c->hs, TUNNEL_RESPONDER, TUNNEL_CHACHAPOLY,
+                               (const uint8_t *)TUNNEL_PROLOGUE, strlen(TUNNEL_PROLOGUE),
+                               snap->tunnel_priv, snap->tunnel_pub, NULL);
+    if (rc == TUNNEL_OK)
+        rc = tunnel_handshake_read(&c->hs, msg, len, payload, sizeof(payload), &plen);
+    if (rc != TUNNEL_OK) {
+        snprintf(why, size, "first message: %s", tunnel_strerror(rc));
+        return false;
+    }
+    rs = tunnel_handshake_remote_static(&c->hs);
+    tunnel_key_fingerprint(rs, fp);
+    user = snap->authkeys != NULL ? tunnel_authkeys_lookup(snap->authkeys, rs) : NULL;
+    if (user == NULL) {
+        snprintf(why, size, "key %s is not authorized", fp);
+        return false;
+    }
+    if (tunnel_hello_parse(payload, plen, &hello) < 0) {
+        snprintf(why, size, "key %s: malformed hello", fp);
+        return false;
+    }
+    pthread_mutex_lock(&replay_lock);
+    if (replay == NULL)
+        replay = tunnel_replay_new();
+    rc = replay == NULL ? TUNNEL_REPLAY_NOMEM
+                        : tunnel_replay_check(replay, rs, hello.timestamp, (uint64_t)time(NULL),
+                                              (uint64_t)c->ctx->snap->config.tunnel_replay_window);
+    pthread_mutex_unlock(&replay_lock);
+    if (rc != TUNNEL_REPLAY_OK) {
+        snprintf(why, size, "key %s (user %s): %s", fp, user,
+                 rc == TUNNEL_REPLAY_OLD    ? "hello timestamp not newer than the last (a replay?)"
+                 : rc == TUNNEL_REPLAY_SKEW ? "hello timestamp too far from our clock"
+                                            : "out of memory");
+        return false;
+    }
+    c->user = strdup(user);
+    snprintf(why, size, "key %s", fp);
+    return c->user != NULL;
+}
+
+/* Refused (doc 2.4): nothing is sent; the connection closes at the negotiate deadline. */
+static void server_silent(struct tconn *c, const char *why)
+{
+    log_notice("tunnel %s: refused, silently: %s", c->name, why);
+    c->st = C_SILENT;
+    ev_io_stop(c->loop, &c->rio);
+    tunnel_handshake_wipe(&c->hs);
+}
+
+static void server_handshake(struct tconn *c)
+{
+    uint8_t welcome[TUNNEL_WELCOME_LEN] = {0, 0};
+    uint8_t msg2[2 + MSG2_MIN];
+    size_t len, n = 0;
+    char why[160];
+
+    if (c->in_len < 2)
+        return;
+    len = (size_t)c->in[0] << 8 | c->in[1];
+    if (len < MSG1_MIN || len > MSG1_MAX) {
+        snprintf(why, sizeof(why), "first message of %zu bytes", len);
+        server_silent(c, why);
+        return;
+    }
+    if (c->in_len < 2 + len)
+        return;
+    if (c->in_len > 2 + len) {
+        server_silent(c, "bytes after the first message");
+        return;
+    }
+    if (!server_check_msg1(c, c->in + 2, len, why, sizeof(why))) {
+        server_silent(c, why);
+        return;
+    }
+    if (tunnel_handshake_write(&c->hs, welcome, sizeof(welcome), msg2 + 2, sizeof(msg2) - 2, &n) !=
+        TUNNEL_OK) {
+        conn_die(c, "writing the second message");
+        return;
+    }
+    msg2[0] = (uint8_t)(n >> 8);
+    msg2[1] = (uint8_t)n;
+    c->in_len = 0;
+    if (conn_queue_raw(c, msg2, n + 2) < 0) {
+        conn_die(c, "out of memory");
+        return;
+    }
+    log_info("tunnel %s: %s, user %s: up", c->name, why, c->user);
+    conn_up(c);
+    conn_flush(c);
+}
+
+static void client_handshake(struct tconn *c)
+{
+    uint8_t payload[TUNNEL_HELLO_MAX];
+    size_t len, plen = 0;
+    int rc;
+
+    if (c->in_len < 2)
+        return;
+    len = (size_t)c->in[0] << 8 | c->in[1];
+    if (len < MSG2_MIN || len > MSG2_MAX) {
+        conn_die(c, "the server's answer is not a tunnel handshake (%zu bytes)", len);
+        return;
+    }
+    if (c->in_len < 2 + len)
+        return;
+    rc = tunnel_handshake_read(&c->hs, c->in + 2, len, payload, sizeof(payload), &plen);
+    if (rc != TUNNEL_OK) {
+        char fp[TUNNEL_FINGERPRINT_SIZE];
+
+        tunnel_key_fingerprint(c->server_key, fp);
+        conn_die(c, "the server did not prove server-key %s (%s): wrong server, or wrong key", fp,
+                 tunnel_strerror(rc));
+        return;
+    }
+    memmove(c->in, c->in + 2 + len, c->in_len - 2 - len);
+    c->in_len -= 2 + len;
+    log_info("tunnel %s: up", c->name);
+    conn_up(c);
+    if (c->in_len > 0)
+        conn_read_records(c);
+    else
+        conn_flush(c);
+}
+
+static void conn_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct tconn *c = w->data;
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    if (c->in_len == IN_CAP) {
+        conn_die(c, "receive buffer full");
+        return;
+    }
+    n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        if (c->st == C_HANDSHAKE && c->server) {
+            /* Gone before the handshake: nothing to say to it. */
+            log_info("tunnel %s: closed during the handshake", c->name);
+            conn_free(c);
+            return;
+        }
+        if (c->st == C_UP && n == 0 && tunnel_record_eof(&c->rx, c->in_len) == TUNNEL_REC_OK) {
+            conn_free(c);
+            return;
+        }
+        conn_die(c, "%s",
+                 n < 0           ? strerror(errno)
+                 : c->st == C_UP ? "cut: end of file without CLOSE"
+                                 : "closed by the server without an answer to the handshake "
+                                   "(a wrong server-key, or our key is not authorized there)");
+        return;
+    }
+    c->in_len += (size_t)n;
+    if (c->st == C_UP)
+        conn_read_records(c);
+    else if (c->server)
+        server_handshake(c);
+    else
+        client_handshake(c);
+}
+
+static void conn_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct tconn *c = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (c->st == C_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err != 0) {
+            conn_die(c, "connect: %s", strerror(err));
+            return;
+        }
+        c->st = C_HANDSHAKE;
+        ev_io_start(c->loop, &c->rio);
+    }
+    conn_flush(c);
+}
+
+static void conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct tconn *c = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (c->st == C_SILENT) {
+        log_debug("tunnel %s: negotiate timeout, closing", c->name);
+        conn_free(c);
+        return;
+    }
+    if (c->st == C_WAIT) {
+        conn_die(c, "another handshake with the same server took the whole timeout");
+        return;
+    }
+    conn_die(c, "no answer to the handshake in time (a wrong server-key, or our key is not "
+                "authorized there: the server stays silent to both)");
+}
+
+static struct tconn *conn_new(struct ev_loop *loop, int fd, bool server)
+{
+    struct tconn *c = calloc(1, sizeof(*c));
+    int one = 1, lowat = NOTSENT_LOWAT;
+
+    if (c == NULL)
+        return NULL;
+    c->in = malloc(IN_CAP);
+    c->out_cap = 65536;
+    c->out = malloc(c->out_cap);
+    if (c->in == NULL || c->out == NULL) {
+        free(c->in);
+        free(c->out);
+        free(c);
+        return NULL;
+    }
+    c->loop = loop;
+    c->fd = fd;
+    c->server = server;
+    if (fd >= 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    }
+    ev_io_init(&c->rio, conn_readable, fd, EV_READ);
+    ev_io_init(&c->wio, conn_writable, fd, EV_WRITE);
+    ev_timer_init(&c->timer, conn_timeout, 0., 0.);
+    ev_init(&c->poll, NULL);
+    c->rio.data = c->wio.data = c->timer.data = c->poll.data = c;
+    c->next = conns;
+    if (conns != NULL)
+        conns->prev = c;
+    conns = c;
+    return c;
+}
+
+/* The clean end: CLOSE (doc 3) when up, what the socket takes of it now, then free. */
+static void conn_close_clean(struct tconn *c)
+{
+    if (c->st == C_UP && conn_seal(c, TUNNEL_REC_CLOSE, 0, NULL, 0) == 0) {
+        ssize_t n = send(c->fd, c->out + c->out_head, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        (void)n;
+        shutdown(c->fd, SHUT_WR);
+    }
+    conn_free(c);
+}
+
+/* --- server ------------------------------------------------------------------------------ */
+
+void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *client)
+{
+    struct tconn *c = conn_new(ctx->loop, fd, true);
+
+    if (c == NULL) {
+        log_warn("out of memory for a tunnel connection");
+        close(fd);
+        return;
+    }
+    c->ctx = ctx;
+    c->peer = *client;
+    c->local.len = sizeof(c->local.u);
+    if (getsockname(fd, &c->local.u.sa, &c->local.len) < 0)
+        c->local.len = 0;
+    {
+        char a[ADDR_STRLEN];
+
+        snprintf(c->name, sizeof(c->name), "from %s", addr_format(client, a, sizeof(a)));
+    }
+    c->st = C_HANDSHAKE;
+    ev_io_start(c->loop, &c->rio);
+    ev_timer_set(&c->timer, ctx->snap->config.timeout_negotiate, 0.);
+    ev_timer_start(c->loop, &c->timer);
+}
+
+/* --- client ------------------------------------------------------------------------------ */
+
+/* A fresh TAI64N per connection, strictly increasing within the process (doc 2.5). */
+static void client_timestamp(uint8_t ts[TUNNEL_TAI64N_LEN])
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint8_t last[TUNNEL_TAI64N_LEN];
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    tunnel_tai64n((uint64_t)now.tv_sec, (uint32_t)now.tv_nsec, ts);
+    pthread_mutex_lock(&lock);
+    if (!tunnel_replay_newer(last, ts)) {
+        /* The clock went back or stood still: the last value plus 1 ns. */
+        memcpy(ts, last, TUNNEL_TAI64N_LEN);
+        for (int i = TUNNEL_TAI64N_LEN - 1; i >= 0 && ++ts[i] == 0; i--)
+            ;
+    }
+    memcpy(last, ts, TUNNEL_TAI64N_LEN);
+    pthread_mutex_unlock(&lock);
+}
+
+static bool conn_matches(const struct tconn *c, const struct parent *p)
+{
+    return !c->server && strcmp(c->pname, p->name) == 0 &&
+           memcmp(&c->paddr, &p->addr, sizeof(p->addr)) == 0 &&
+           sodium_memcmp(c->server_key, p->server_key, TUNNEL_DHLEN) == 0 &&
+           sodium_memcmp(c->key_pub, p->key_pub, TUNNEL_DHLEN) == 0;
+}
+
+/*
+ * One handshake at a time per (server key, client key) in the process: the server accepts a
+ * first message only when its timestamp is later than the last one it accepted for the key
+ * (doc 2.5), so two workers' handshakes must not reach it out of order. A worker whose slot is
+ * taken polls until it is free (only when connections are made: at the first stream, after a
+ * failure). Slots are shared by hash; a collision only serializes more.
+ */
+#define HS_SLOTS 64
+#define HS_POLL 0.002
+static atomic_bool hs_busy[HS_SLOTS];
+
+static unsigned hs_slot(const struct tconn *c)
+{
+    return (unsigned)(c->server_key[0] ^ c->server_key[1] << 1 ^ c->key_pub[0] ^ c->key_pub[1]) %
+           HS_SLOTS;
+}
+
+static void hs_release(struct tconn *c)
+{
+    if (c->hs_holding) {
+        atomic_store(&hs_busy[hs_slot(c)], false);
+        c->hs_holding = false;
+    }
+}
+
+/* The slot is ours: connect and queue msg1, its timestamp taken now. false: c is gone. */
+static bool client_start(struct tconn *c)
+{
+    struct tunnel_hello hello = {.flags = 0};
+    uint8_t payload[TUNNEL_HELLO_LEN], msg1[2 + MSG1_MIN];
+    size_t n = 0;
+    int fd, one = 1, lowat = NOTSENT_LOWAT;
+
+    fd = socket(c->peer.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        conn_die(c, "socket: %s", strerror(errno));
+        return false;
+    }
+    c->fd = fd;
+    if (connect(fd, &c->peer.u.sa, c->peer.len) < 0 && errno != EINPROGRESS) {
+        conn_die(c, "connect: %s", strerror(errno));
+        return false;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    ev_io_set(&c->rio, fd, EV_READ);
+    ev_io_set(&c->wio, fd, EV_WRITE);
+    client_timestamp(hello.timestamp);
+    tunnel_hello_encode(&hello, payload);
+    if (tunnel_handshake_write(&c->hs, payload, sizeof(payload), msg1 + 2, sizeof(msg1) - 2, &n) !=
+        TUNNEL_OK) {
+        conn_die(c, "writing the first message");
+        return false;
+    }
+    msg1[0] = (uint8_t)(n >> 8);
+    msg1[1] = (uint8_t)n;
+    if (conn_queue_raw(c, msg1, n + 2) < 0) {
+        conn_die(c, "out of memory");
+        return false;
+    }
+    c->st = C_CONNECTING;
+    ev_io_start(c->loop, &c->wio);
+    return true;
+}
+
+static void client_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct tconn *c = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (atomic_exchange(&hs_busy[hs_slot(c)], true))
+        return;
+    c->hs_holding = true;
+    ev_timer_stop(c->loop, &c->poll);
+    client_start(c);
+}
+
+static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p)
+{
+    struct addr a;
+    struct tconn *c;
+
+    if (socks_dest_to_addr(&p->addr, &a) < 0) {
+        /* A name: looked up here, once per connection (not per stream). */
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+
+        if (getaddrinfo(p->addr.name, NULL, &hints, &res) != 0 || res == NULL) {
+            log_notice("tunnel to parent %s: cannot resolve %s", p->name, p->addr.name);
+            errno = EHOSTUNREACH;
+            return NULL;
+        }
+        memcpy(&a.u, res->ai_addr, res->ai_addrlen);
+        a.len = res->ai_addrlen;
+        freeaddrinfo(res);
+        addr_set_port(&a, p->addr.port);
+    }
+    c = conn_new(loop, -1, false);
+    if (c == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    snprintf(c->pname, sizeof(c->pname), "%s", p->name);
+    c->paddr = p->addr;
+    memcpy(c->server_key, p->server_key, TUNNEL_DHLEN);
+    memcpy(c->key_pub, p->key_pub, TUNNEL_DHLEN);
+    c->peer = a;
+    snprintf(c->name, sizeof(c->name), "to parent %s", p->name);
+    if (tunnel_handshake_init(&c->hs, TUNNEL_INITIATOR, TUNNEL_CHACHAPOLY,
+                              (const uint8_t *)TUNNEL_PROLOGUE, strlen(TUNNEL_PROLOGUE), p->key,
+                              p->key_pub, p->server_key) != TUNNEL_OK) {
+        conn_free(c);
+        errno = EINVAL;
+        return NULL;
+    }
+    /* The parent's timeout covers the wait for the slot and the handshake. */
+    c->st = C_WAIT;
+    ev_timer_set(&c->timer, p->timeout, 0.);
+    ev_timer_start(loop, &c->timer);
+    ev_timer_init(&c->poll, client_poll, 0., HS_POLL);
+    c->poll.data = c;
+    if (!atomic_exchange(&hs_busy[hs_slot(c)], true)) {
+        c->hs_holding = true;
+        if (!client_start(c)) {
+            errno = ECONNREFUSED;
+            return NULL;
+        }
+    } else {
+        ev_timer_again(loop, &c->poll);
+    }
+    return c;
+}
+
+int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
+{
+    struct tconn *c = NULL;
+    int sv[2];
+
+    for (struct tconn *k = conns; k != NULL; k = k->next) {
+        if (conn_matches(k, p) && k->last_id < UINT32_MAX - 1) {
+            c = k;
+            break;
+        }
+    }
+    if (c == NULL && (c = client_connect(loop, p)) == NULL)
+        return -1;
+    /* A reload that changed the parent leaves its old connection: closed once idle. */
+    for (struct tconn *k = conns, *next; k != NULL; k = next) {
+        next = k->next;
+        if (k != c && !k->server && k->nstreams == 0 && strcmp(k->pname, p->name) == 0 &&
+            !conn_matches(k, p))
+            conn_close_clean(k);
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    if (stream_new(c, ++c->last_id, sv[0]) == NULL) {
+        close(sv[0]);
+        close(sv[1]);
+        errno = ENOMEM;
+        return -1;
+    }
+    return sv[1];
+}
+
+void tunnel_worker_free(void)
+{
+    while (conns != NULL)
+        conn_close_clean(conns);
+}

@@ -1,0 +1,460 @@
+"""The encrypted hop (issue 15, doc/tunnel-protocol.md): a client ferryd on loopback whose route
+goes through a `ferry` parent, the server ferryd's `listen ... tunnel` listener, keys made by the
+built ferry-keygen. Driven with curl (socks5h, socks5, socks4a) and raw SOCKS5 clients: the
+server's access lines name the key's user and its request rules apply to it; bulk transfers
+byte-exact both ways with half-close; many streams at once over one tunnel connection. The
+server answers nothing to garbage, an unauthorized key, a wrong server key or a replayed first
+message (captured by a forwarder between the two ferries), and closes only at its negotiate
+timeout. The one-command mode (--tunnel, --server-key, known_hosts) and SIGHUP re-reading the
+authorized-keys file. Loopback only.
+"""
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import ferrytest as ft
+
+KEYGEN = os.environ.get("FERRY_KEYGEN",
+                        os.path.join(os.path.dirname(ft.FERRY_PASSWD), "ferry-keygen"))
+CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+NEGOTIATE = 2.0  # the server's timeout negotiate: when a refused peer is closed
+
+
+def keygen(path):
+    r = subprocess.run([KEYGEN, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
+    return r.stdout.decode().strip()
+
+
+def socks5_open(port, host, dport, atyp_name=False):
+    """A raw SOCKS5 CONNECT through the client ferryd; returns (socket, REP)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=ft.IO_TIMEOUT)
+    s.sendall(b"\x05\x01\x00")
+    if s.recv(2) != b"\x05\x00":
+        raise AssertionError("no method")
+    if atyp_name:
+        req = b"\x05\x01\x00\x03" + bytes([len(host)]) + host.encode()
+    else:
+        req = b"\x05\x01\x00\x01" + socket.inet_aton(host)
+    s.sendall(req + dport.to_bytes(2, "big"))
+    head = recv_exact(s, 4)
+    if head[3] == 1:
+        recv_exact(s, 6)
+    elif head[3] == 4:
+        recv_exact(s, 18)
+    return s, head[1]
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        b = s.recv(n - len(buf))
+        if not b:
+            raise AssertionError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += b
+    return buf
+
+
+def recv_all(s):
+    chunks = []
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+class Forwarder:
+    """A TCP forwarder between the two ferries: records the client's first bytes (msg1) and
+    counts what the server sends."""
+
+    def __init__(self, testcase, port):
+        self.port_to = port
+        self.first = None
+        self.from_server = 0
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.stopped = False
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+
+        def stop():
+            self.stopped = True
+            self.lsock.close()
+        testcase.addCleanup(stop)
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port_to))
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, a, b, up):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    b.shutdown(socket.SHUT_WR)
+                    return
+                if up and self.first is None:
+                    self.first = d
+                if not up:
+                    self.from_server += len(d)
+                b.sendall(d)
+        except OSError:
+            pass
+
+
+class TunnelTest(unittest.TestCase):
+    def setUp(self):
+        if not os.access(KEYGEN, os.X_OK):
+            raise AssertionError("ferry-keygen not built: %s" % KEYGEN)
+        self.dir = tempfile.mkdtemp(prefix="ferrytunnel-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.skey = os.path.join(self.dir, "server.key")
+        self.spub = keygen(self.skey)
+        self.akey = os.path.join(self.dir, "alice.key")
+        self.apub = keygen(self.akey)
+        self.bkey = os.path.join(self.dir, "bob.key")
+        self.bpub = keygen(self.bkey)
+        self.authkeys = os.path.join(self.dir, "authorized_keys")
+        self.write_authkeys("%s alice\n" % self.apub)
+        self.origin = ft.HTTPOrigin(self)
+        self.blocked = ft.HTTPOrigin(self)
+
+    def write_authkeys(self, text):
+        with open(self.authkeys, "w") as f:
+            f.write(text)
+        os.chmod(self.authkeys, 0o600)
+
+    def start_server(self, extra=()):
+        return ft.start_ferryd(self, extra=[
+            "tunnel key %s" % self.skey,
+            "tunnel authorized-keys %s" % self.authkeys,
+            "timeout negotiate %gs" % NEGOTIATE,
+            "request block user alice port %d" % self.blocked.port,
+            "request pass to 127.0.0.0/8 private",
+        ] + list(extra), listen=("127.0.0.1:0 tunnel",))
+
+    def start_client(self, port, key=None, server_key=None, extra=()):
+        return ft.start_ferryd(self, extra=[
+            "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
+            % (port, server_key or self.spub, key or self.akey),
+            "route via home",
+        ] + list(extra))
+
+    def curl(self, proxy, url):
+        return subprocess.run(["curl", "-sS", "--max-time", "%d" % (10 * ft.SLOW), "-x", proxy,
+                               url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CURL_ENV,
+                              timeout=30 * ft.SLOW)
+
+    def assert_silent_close(self, send, port):
+        """Connect to the tunnel listener, send bytes: nothing comes back, and the server
+        closes only once its negotiate timeout has passed."""
+        s = socket.create_connection(("127.0.0.1", port), timeout=NEGOTIATE * 5 * ft.SLOW)
+        t0 = time.monotonic()
+        s.sendall(send)
+        got = recv_all(s)
+        took = time.monotonic() - t0
+        s.close()
+        self.assertEqual(got, b"")
+        self.assertGreater(took, NEGOTIATE - 0.3)
+
+    # --- through the tunnel ------------------------------------------------------------------
+
+    def test_curl_socks5h_socks5_socks4a_reach_the_origin_as_the_keys_user(self):
+        server = self.start_server()
+        client = self.start_client(server.port)
+        for scheme, host in (("socks5h", "localhost"), ("socks5", "127.0.0.1"),
+                             ("socks4a", "localhost")):
+            r = self.curl("%s://127.0.0.1:%d" % (scheme, client.port),
+                          self.origin.url("/%s" % scheme, host=host))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, ft.HTTPOrigin.body("/%s" % scheme))
+        lines = server.wait_sessions(3)
+        self.assertTrue(all(l["user"] == "alice" and l["reply"] == "succeeded" for l in lines),
+                        lines)
+        client.wait_sessions(3, pred=lambda l: l.get("via") == "home")
+        # One tunnel connection carried all three.
+        self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
+
+    def test_a_request_rule_for_the_keys_user_refuses_with_rep_2(self):
+        server = self.start_server()
+        client = self.start_client(server.port)
+        s, rep = socks5_open(client.port, "127.0.0.1", self.blocked.port)
+        s.close()
+        self.assertEqual(rep, ft.REP_NOT_ALLOWED)
+        line = server.wait_sessions(1)[0]
+        self.assertEqual(line["user"], "alice")
+        self.assertEqual(line["rule"], "request:1")
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.blocked.url())
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_bulk_both_ways_byte_exact_and_half_close(self):
+        # 20 MB; 2 MB under valgrind, where every byte costs fifty times as much.
+        data = os.urandom((2 if ft.UNDER_VALGRIND else 20) * 1024 * 1024)
+        bulk = ft.BulkOrigin(self, data)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
+        self.assertEqual(rep, 0)
+        s.sendall(b"GET %d\n" % len(data))
+        got = recv_all(s)
+        s.close()
+        self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(data).hexdigest())
+        # Upload, then shut down our sending side: the origin's answer still comes back.
+        s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
+        self.assertEqual(rep, 0)
+        s.sendall(b"PUT\n")
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        answer = recv_all(s)
+        s.close()
+        self.assertEqual(answer, ("%s %d\n" % (hashlib.sha256(data).hexdigest(), len(data)))
+                         .encode())
+
+    def test_many_streams_at_once_over_one_connection_per_worker(self):
+        """Streams are authenticated sessions: the per-IP caps before authentication do not
+        count them (all of them come from the tunnel's one peer). Two client workers make their
+        connections at once, and the server's replay check accepts both."""
+        echo = ft.EchoOrigin(self)
+        server = self.start_server(extra=["limit negotiating-per-client 2",
+                                          "limit sessions-per-client 2"])
+        client = self.start_client(server.port, extra=["workers 2"])
+        n = 12 if ft.UNDER_VALGRIND else 60
+        results = [None] * n
+
+        def one(i):
+            try:
+                s, rep = socks5_open(client.port, "127.0.0.1", echo.port)
+                payload = os.urandom(1000 + i * 997)
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                results[i] = recv_all(s) == payload and rep == 0
+                s.close()
+            except (OSError, AssertionError) as e:
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60 * ft.SLOW)
+        self.assertEqual(results, [True] * n)
+        server.wait_sessions(n)
+        self.assertIn(sum("user alice: up" in l for l in server.lines), (1, 2))
+        self.assertFalse(any("refused" in l for l in server.lines), server.lines)
+
+    def test_resolve_and_bind_through_the_tunnel(self):
+        dns = ft.DNSServer(self)
+        dns.add("far.tunnel.test", a=["192.0.2.33"])
+        server = ft.start_ferryd(self, dns=dns, listen=("127.0.0.1:0 tunnel",), extra=[
+            "tunnel key %s" % self.skey, "tunnel authorized-keys %s" % self.authkeys,
+            "request pass to 127.0.0.0/8 private", "request pass to 192.0.2.0/24"])
+        client = self.start_client(server.port)
+        # RESOLVE (Tor's 0xF0): answered by the server's resolver.
+        s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+        s.sendall(b"\x05\x01\x00")
+        self.assertEqual(s.recv(2), b"\x05\x00")
+        name = b"far.tunnel.test"
+        s.sendall(b"\x05\xf0\x00\x03" + bytes([len(name)]) + name + b"\x00\x00")
+        self.assertEqual(recv_exact(s, 10), b"\x05\x00\x00\x01" + socket.inet_aton("192.0.2.33")
+                         + b"\x00\x00")
+        s.close()
+        self.assertGreaterEqual(dns.count("far.tunnel.test"), 1)  # the server asked (A, AAAA)
+        # BIND: the server listens on the tunnel listener's address; both replies and the
+        # bytes after them come through.
+        s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+        s.sendall(b"\x05\x01\x00")
+        self.assertEqual(s.recv(2), b"\x05\x00")
+        s.sendall(b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
+        first = recv_exact(s, 10)
+        self.assertEqual(first[:4], b"\x05\x00\x00\x01")
+        self.assertEqual(socket.inet_ntoa(first[4:8]), "127.0.0.1")
+        peer = socket.create_connection(("127.0.0.1", int.from_bytes(first[8:10], "big")),
+                                        timeout=ft.IO_TIMEOUT)
+        second = recv_exact(s, 10)
+        self.assertEqual(second[:2], b"\x05\x00")
+        self.assertEqual(second[8:10], peer.getsockname()[1].to_bytes(2, "big"))
+        peer.sendall(b"from the peer")
+        self.assertEqual(recv_exact(s, 13), b"from the peer")
+        s.sendall(b"to the peer")
+        self.assertEqual(recv_exact(peer, 11), b"to the peer")
+        s.close()
+        peer.close()
+        lines = server.wait_sessions(2)
+        self.assertEqual(sorted(l["cmd"] for l in lines), ["bind", "resolve"])
+        self.assertTrue(all(l["user"] == "alice" for l in lines))
+
+    def test_udp_associate_through_the_tunnel_is_refused_as_not_supported(self):
+        server = self.start_server()
+        client = self.start_client(server.port)
+        s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+        s.sendall(b"\x05\x01\x00")
+        self.assertEqual(s.recv(2), b"\x05\x00")
+        s.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+        self.assertEqual(recv_exact(s, 2), b"\x05" + bytes([ft.REP_COMMAND_NOT_SUPPORTED]))
+        s.close()
+
+    # --- what the server does not answer -----------------------------------------------------
+
+    def test_garbage_gets_nothing_and_is_closed_at_the_negotiate_timeout(self):
+        server = self.start_server()
+        self.assert_silent_close(b"\x05\x01\x00" + os.urandom(300), server.port)
+        self.assert_silent_close(b"\x00\x6e" + os.urandom(110), server.port)
+        server.wait_line(r"refused, silently: first message: ")
+
+    def test_an_unauthorized_key_gets_nothing(self):
+        server = self.start_server()
+        fwd = Forwarder(self, server.port)
+        client = self.start_client(fwd.port, key=self.bkey)
+        t0 = time.monotonic()
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
+        self.assertNotEqual(r.returncode, 0)
+        server.wait_line(r"refused, silently: key BLAKE2b:\S+ is not authorized")
+        self.assertEqual(fwd.from_server, 0)
+        self.assertEqual(len(fwd.first), 112)
+        # And from a raw peer: its msg1 again, nothing back until the timeout.
+        self.assert_silent_close(fwd.first, server.port)
+        self.assertFalse(any("user=" in l for l in server.lines))
+
+    def test_a_wrong_server_key_gets_nothing_and_the_client_says_so(self):
+        server = self.start_server()
+        fwd = Forwarder(self, server.port)
+        client = self.start_client(fwd.port, server_key=self.bpub)
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
+        self.assertNotEqual(r.returncode, 0)
+        server.wait_line(r"refused, silently: first message: authentication failed")
+        client.wait_line(r"tunnel to parent home: .*\(a wrong server-key, or our key is not "
+                         r"authorized there")
+        self.assertEqual(fwd.from_server, 0)
+
+    def test_a_replayed_first_message_gets_nothing(self):
+        server = self.start_server()
+        fwd = Forwarder(self, server.port)
+        client = self.start_client(fwd.port)
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(fwd.first), 112)
+        start = len(server.lines)
+        self.assert_silent_close(fwd.first, server.port)
+        server.wait_line(r"user alice\): hello timestamp not newer", start=start)
+
+    def test_a_private_key_others_may_read_is_refused(self):
+        os.chmod(self.skey, 0o644)
+        config = ft.make_config(listen=("127.0.0.1:0 tunnel",), extra=[
+            "tunnel key %s" % self.skey, "tunnel authorized-keys %s" % self.authkeys])
+        f = ft.Ferryd(self, config, wait=False)
+        f.expected_rc = 1
+        f.proc.wait(30)
+        f.reader.join(5)
+        self.assertEqual(f.proc.returncode, 1)
+        self.assertTrue(any(self.skey in l for l in f.lines), f.lines)
+
+    # --- reload, one command -----------------------------------------------------------------
+
+    def test_sighup_rereads_authorized_keys(self):
+        server = self.start_server()
+        self.write_authkeys("%s bob\n" % self.bpub)
+        start = len(server.lines)
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_line(r"reloaded", start=start)
+        client = self.start_client(server.port)
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
+        self.assertNotEqual(r.returncode, 0)
+        server.wait_line(r"is not authorized", start=start)
+        bob = self.start_client(server.port, key=self.bkey)
+        r = self.curl("socks5h://127.0.0.1:%d" % bob.port, self.origin.url())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(server.wait_sessions(1)[0]["user"], "bob")
+
+    @unittest.skipIf(ft.UNDER_VALGRIND, "the upgrade starts the binary itself, without the wrapper")
+    def test_an_upgrade_keeps_the_listener_a_tunnel_listener(self):
+        server = self.start_server()
+        port = server.port
+        start = len(server.lines)
+        server.proc.send_signal(signal.SIGUSR2)
+        m = server.wait_line(r"upgrade: process (\d+) serves", timeout=30, start=start)
+        pid = int(m.group(1))
+
+        def stop():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+        self.addCleanup(stop)
+        self.assertEqual(server.proc.wait(10 * ft.SLOW), 0)
+        # Still silent to a SOCKS5 greeting, and still the tunnel.
+        self.assert_silent_close(b"\x05\x01\x00", port)
+        client = self.start_client(port)
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url("/up"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, ft.HTTPOrigin.body("/up"))
+
+    def test_one_command_mode_and_known_hosts(self):
+        server = self.start_server()
+        home = os.path.join(self.dir, "home")
+        os.makedirs(os.path.join(home, ".config", "ferry"))
+        shutil.copy(self.akey, os.path.join(home, ".config", "ferry", "key"))
+        os.chmod(os.path.join(home, ".config", "ferry", "key"), 0o600)
+        env = {"HOME": home}
+        target = "127.0.0.1:%d" % server.port
+        known = os.path.join(home, ".config", "ferry", "known_hosts")
+        # First use: the key given and remembered.
+        one = ft.Ferryd(self, None, listeners=1, env=env, args=(
+            "--tunnel", target, "--server-key", self.spub, "--accept-new-server-key",
+            "--listen", "127.0.0.1:0"))
+        with open(known) as f:
+            self.assertEqual(f.read(), "%s %s\n" % (target, self.spub))
+        r = self.curl("socks5h://127.0.0.1:%d" % one.port, self.origin.url("/one"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, ft.HTTPOrigin.body("/one"))
+        one.stop()
+        # Then without the key: from known_hosts.
+        two = ft.Ferryd(self, None, listeners=1, env=env, args=(
+            "--tunnel", target, "--listen", "127.0.0.1:0"))
+        r = self.curl("socks5://127.0.0.1:%d" % two.port, self.origin.url("/two"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        two.stop()
+        # A different key for the same host is refused with a clear message.
+        r = subprocess.run(ft.ferryd_argv("--tunnel", target, "--server-key", self.bpub,
+                                          "--listen", "127.0.0.1:0", "-t"),
+                           env=dict(os.environ, HOME=home), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30 * ft.SLOW)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"not the one remembered", r.stderr)
+        # No key anywhere: told what to give.
+        os.unlink(known)
+        r = subprocess.run(ft.ferryd_argv("--tunnel", target, "--listen", "127.0.0.1:0", "-t"),
+                           env=dict(os.environ, HOME=home), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30 * ft.SLOW)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"--server-key", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
