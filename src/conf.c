@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ferry/conf.h"
+#include "ferry/frontend.h"
 #include "ferry/log.h"
 #include "ferry/socks5.h"
 #include "ferry/units.h"
@@ -295,13 +296,38 @@ static int parse_ip_arg(struct parser *p, const char *what, const char *s, struc
     return 0;
 }
 
-/* listen ADDR[:PORT] [advertise IP] [tunnel] */
+/* protocols socks|socks4|socks5|http[,...] into FRONTEND_* bits. */
+static int parse_protocols(struct parser *p, const char *list, uint8_t *out)
+{
+    *out = 0;
+    for (const char *s = list; s != NULL;) {
+        char item[16];
+
+        if (units_list_next(&s, item, sizeof(item)) == 0)
+            return fail(p, "listen: protocols: empty item in '%s'", Q(list));
+        if (strcmp(item, "socks") == 0)
+            *out |= FRONTEND_SOCKS4 | FRONTEND_SOCKS5;
+        else if (strcmp(item, "socks4") == 0)
+            *out |= FRONTEND_SOCKS4;
+        else if (strcmp(item, "socks5") == 0)
+            *out |= FRONTEND_SOCKS5;
+        else if (strcmp(item, "http") == 0)
+            *out |= FRONTEND_HTTP;
+        else
+            return fail(p, "listen: protocols: '%s' is not socks, socks4, socks5 or http",
+                        Q(item));
+    }
+    return 0;
+}
+
+/* listen ADDR[:PORT] [advertise IP] [protocols LIST] [tunnel] */
 static int kw_listen(struct parser *p, int argc, char **argv)
 {
     struct config *c = p->c;
     struct addr a, adv;
     char buf[ADDR_STRLEN];
-    bool tunnel = false;
+    bool tunnel = false, protocols_given = false;
+    uint8_t protocols = FRONTEND_ALL;
 
     if (addr_parse(argv[0], CONF_DEFAULT_PORT, &a) < 0)
         return fail(p, "listen: '%s' is not an address", Q(argv[0]));
@@ -311,8 +337,17 @@ static int kw_listen(struct parser *p, int argc, char **argv)
             tunnel = true;
             continue;
         }
+        if (strcmp(argv[i], "protocols") == 0) {
+            if (i + 1 >= argc)
+                return fail(p, "listen: protocols: missing LIST (socks, socks4, socks5, http)");
+            if (parse_protocols(p, argv[++i], &protocols) < 0)
+                return -1;
+            protocols_given = true;
+            continue;
+        }
         if (strcmp(argv[i], "advertise") != 0)
-            return fail(p, "listen: unknown option '%s' (advertise IP, tunnel)", Q(argv[i]));
+            return fail(p, "listen: unknown option '%s' (advertise IP, protocols LIST, tunnel)",
+                        Q(argv[i]));
         if (i + 1 >= argc)
             return fail(p, "listen: advertise: missing IP");
         if (parse_ip_arg(p, "listen: advertise", argv[++i], &adv) < 0)
@@ -329,7 +364,11 @@ static int kw_listen(struct parser *p, int argc, char **argv)
     if (c->nlisten >= CONF_MAX_LISTEN)
         return fail(p, "listen: too many listen lines (at most %d)", CONF_MAX_LISTEN);
     c->listen_advertise[c->nlisten] = adv;
+    if (tunnel && protocols_given)
+        return fail(p, "listen: a tunnel listener speaks only the tunnel protocol: no "
+                       "'protocols'");
     c->listen_tunnel[c->nlisten] = tunnel;
+    c->listen_protocols[c->nlisten] = protocols;
     p->listen_line[c->nlisten] = p->line;
     c->listen[c->nlisten++] = a;
     return 0;
@@ -1136,7 +1175,7 @@ static int kw_run_as_root(struct parser *p, int argc, char **argv)
 
 /* Every keyword of the language. New blocks of settings (access rules) get a row here. */
 static const struct keyword keywords[] = {
-    {"listen", 1, 4, {"ADDRESS[:PORT]"}, true, .handle = kw_listen},
+    {"listen", 1, 6, {"ADDRESS[:PORT]"}, true, .handle = kw_listen},
     {"tunnel", 1, 2, {"key|authorized-keys|replay-window"}, true, .handle = kw_tunnel},
     {"auth", 1, 2, {"METHOD (none or password)"}, false, .handle = kw_auth},
     {"users", 1, 1, {"PATH"}, false, .handle = kw_users},
@@ -1246,6 +1285,8 @@ void conf_defaults(struct config *c)
     addr_from_ipv4(&c->listen[0], lo4, CONF_DEFAULT_PORT);
     addr_from_ipv6(&c->listen[1], lo6, CONF_DEFAULT_PORT);
     c->nlisten = 2;
+    for (size_t i = 0; i < CONF_MAX_LISTEN; i++)
+        c->listen_protocols[i] = FRONTEND_ALL;
     c->listen_is_default = true;
     c->methods[0] = SOCKS5_METHOD_NOAUTH;
     c->nmethods = 1;

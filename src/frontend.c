@@ -14,3 +14,14 @@ const struct frontend *frontend_for(uint8_t first)
     /* SOCKS5's parser says whether the bytes are SOCKS5 (anything else: bad input, closed). */
     return &frontend_socks5;
 }
+
+bool frontend_serves(const struct frontend *fe, unsigned set)
+{
+    if (fe == &frontend_socks4)
+        return (set & FRONTEND_SOCKS4) != 0;
+    if (fe == &frontend_http)
+        return (set & FRONTEND_HTTP) != 0;
+    if (fe == &frontend_socks5)
+        return (set & FRONTEND_SOCKS5) != 0;
+    return true;
+}

@@ -97,6 +97,7 @@ int listener_set_open(struct listener_set *ls, const struct config *cfg, unsigne
 
         ls->advertise[ls->naddrs] = cfg->listen_advertise[i];
         ls->tunnel[ls->naddrs] = cfg->listen_tunnel[i];
+        ls->protocols[ls->naddrs] = cfg->listen_protocols[i];
         if (open_address(ls, ls->naddrs, &cfg->listen[i], stride) == 0) {
             ls->naddrs++;
             continue;

@@ -22,6 +22,7 @@
 #include "ferry/auth_cache.h"
 #include "ferry/cli.h"
 #include "ferry/conf.h"
+#include "ferry/frontend.h"
 #include "ferry/limits.h"
 #include "ferry/listener.h"
 #include "ferry/localaddr.h"
@@ -616,13 +617,16 @@ static int daemon_listen(struct daemon *d, struct listener_set *ls, unsigned n, 
         listener_set_close(ls);
         return -1;
     }
-    /* A listen line of the same address lends its advertise address and tunnel mode. */
+    /* A listen line of the same address lends its advertise address, protocols and tunnel
+     * mode; a passed socket without one serves every protocol. */
     for (size_t i = 0; i < ls->naddrs; i++) {
         int k = conf_listen_index(cfg, &ls->addrs[i]);
 
+        ls->protocols[i] = FRONTEND_ALL;
         if (k >= 0) {
             ls->advertise[i] = cfg->listen_advertise[k];
             ls->tunnel[i] = cfg->listen_tunnel[k];
+            ls->protocols[i] = cfg->listen_protocols[k];
         }
     }
     if (d->upgraded_from >= 0)

@@ -53,6 +53,7 @@ struct listener {
     struct addr addr;
     const struct addr *advertise; /* from the listen line, or NULL */
     bool tunnel;                  /* listen ... tunnel (tunnel_conn.h) */
+    uint8_t protocols;            /* listen ... protocols (frontend.h) */
 };
 
 struct server {
@@ -183,7 +184,7 @@ static void accept_client(struct server *srv, struct listener *l, int fd, const 
         tunnel_server_accept(&srv->ctx, fd, client);
         return;
     }
-    session_start(&srv->ctx, fd, client, l->advertise, e);
+    session_start(&srv->ctx, fd, client, l->advertise, l->protocols, e);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -279,6 +280,7 @@ struct server *server_new(struct ev_loop *loop, struct snapshot *snap, struct li
         srv->advertise[i] = ls->advertise[i];
         l->advertise = srv->advertise[i].len > 0 ? &srv->advertise[i] : NULL;
         l->tunnel = ls->tunnel[i];
+        l->protocols = ls->protocols[i];
         ev_io_init(&l->readable, accept_cb, l->fd, EV_READ);
         l->readable.data = l;
     }

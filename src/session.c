@@ -665,6 +665,12 @@ static void session_advance(struct session *s)
 
         if (s->fe == NULL) {
             s->fe = frontend_for(ng->buf[0]);
+            if (!frontend_serves(s->fe, s->protocols)) {
+                /* Not a protocol of this listener: closed as unknown bytes are. */
+                s->fe = NULL;
+                session_end(s, END_BAD_GREETING);
+                return;
+            }
             if (s->fe->input_max > ng->cap) {
                 /* Only sessions of this front end pay for its larger buffer. */
                 uint8_t *big = malloc(s->fe->input_max);
@@ -1046,12 +1052,13 @@ static struct session *session_new(struct session_ctx *ctx, int fd, const struct
 }
 
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
-                   const struct addr *advertise, struct limit *client_limit)
+                   const struct addr *advertise, unsigned protocols, struct limit *client_limit)
 {
     struct session *s = session_new(ctx, fd, client, advertise, client_limit, false);
 
     if (s == NULL)
         return;
+    s->protocols = (uint8_t)protocols;
     /* A client speaks first, and its greeting is usually in by the time it is accepted: read
      * it now rather than after a trip through the loop. This may end the session; nothing
      * here touches s after it. */

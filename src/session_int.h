@@ -124,6 +124,7 @@ struct session {
     enum session_state state;
     enum session_end end;
     uint8_t fe_state; /* the front end's own */
+    uint8_t protocols; /* the listener's (frontend.h's FRONTEND_* bits) */
     uint8_t cmd;      /* enum request_cmd, once requested */
     uint8_t rep;      /* reply sent (SOCKS5 REP vocabulary), 0xff before any */
     bool requested;   /* a request was parsed: cmd and nego->req are valid */

@@ -36,6 +36,9 @@ struct config {
     size_t nlisten;
     /* listen ADDR[:PORT] tunnel: the listener speaks the tunnel protocol (tunnel_server.h) */
     bool listen_tunnel[CONF_MAX_LISTEN];
+    /* listen ... protocols LIST: FRONTEND_* bits (frontend.h) the listener serves; all of them
+     * unless the line says otherwise */
+    uint8_t listen_protocols[CONF_MAX_LISTEN];
     /* tunnel key PATH, tunnel authorized-keys PATH (read with the users file, on SIGHUP too),
      * tunnel replay-window DURATION (doc/tunnel-protocol.md 2.5; 0 off, default 600 s) */
     char *tunnel_key_file;

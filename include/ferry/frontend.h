@@ -111,4 +111,15 @@ extern const struct frontend frontend_tunnel;
 /* The front end of a session whose first byte is `first`; NULL when none speaks it. */
 const struct frontend *frontend_for(uint8_t first);
 
+/* The protocols a listener serves (listen ... protocols LIST): a set of these bits. */
+enum frontend_protocol {
+    FRONTEND_SOCKS4 = 1 << 0, /* SOCKS4 and SOCKS4a */
+    FRONTEND_SOCKS5 = 1 << 1,
+    FRONTEND_HTTP = 1 << 2, /* CONNECT and forwarding */
+    FRONTEND_ALL = FRONTEND_SOCKS4 | FRONTEND_SOCKS5 | FRONTEND_HTTP,
+};
+
+/* Whether front end fe is one of the protocols in set (FRONTEND_* bits). */
+bool frontend_serves(const struct frontend *fe, unsigned set);
+
 #endif

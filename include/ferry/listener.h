@@ -21,6 +21,7 @@ struct listener_set {
     size_t naddrs;                          /* addresses opened */
     struct addr addrs[CONF_MAX_LISTEN];     /* as bound: a port 0 became the real one */
     struct addr advertise[CONF_MAX_LISTEN]; /* from the listen line; len 0 if none */
+    uint8_t protocols[CONF_MAX_LISTEN]; /* listen ... protocols (frontend.h's bits) */
     bool tunnel[CONF_MAX_LISTEN];           /* listen ... tunnel (an inherited socket: from the
                                              * listen line of its address, if any) */
     int *fds;                               /* fds[worker * naddrs + i]; -1 once taken */

@@ -64,7 +64,7 @@ struct session_ctx {
  * address for UDP and BIND replies, or NULL.
  */
 void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
-                   const struct addr *advertise, struct limit *client_limit);
+                   const struct addr *advertise, unsigned protocols, struct limit *client_limit);
 
 /*
  * A tunnel stream's session (tunnel_conn.h): fd is one end of a socketpair whose first bytes

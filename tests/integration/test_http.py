@@ -61,6 +61,33 @@ class HTTPConnectTest(unittest.TestCase):
         self.assertEqual(s.get("target"), "%s:%d" % (NAME, self.origin.port), s)
         self.assertEqual(s.get("end"), "eof", s)
 
+    def test_a_listener_serves_only_its_protocols(self):
+        # Two listeners: one SOCKS only, one HTTP only; each closes the other protocol at its
+        # first byte, with nothing sent back.
+        socks_port, http_port = ft.free_port(), ft.free_port()
+        ferry = ft.start_ferryd(
+            self, listen=("127.0.0.1:%d protocols socks" % socks_port,
+                          "127.0.0.1:%d protocols http" % http_port), dns=self.dns)
+        url = self.origin.url("/p", host=NAME)
+        r = self.curl(("127.0.0.1", http_port), url)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run(["curl", "-sS", "--max-time", "10", "-x",
+                            "socks5h://127.0.0.1:%d" % socks_port, url],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30,
+                           env=CURL_ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(ferry.wait_sessions(2)), 2)
+        for port, first in ((socks_port, b"CONNECT x:1 HTTP/1.1\r\n\r\n"),
+                            (http_port, b"\x05\x01\x00"), (http_port, b"\x04\x01\x00\x50")):
+            c = ft.connect("127.0.0.1", port)
+            c.sendall(first)
+            closed, data, _ = ft.wait_closed(c, 5 * ft.SLOW)
+            c.close()
+            self.assertTrue(closed)
+            self.assertEqual(data, b"", "port %d answered %r" % (port, data))
+        ends = [s.get("end") for s in ferry.wait_sessions(5)[2:]]
+        self.assertEqual(ends, ["bad-greeting"] * 3)
+
     def test_curl_with_right_credentials_gets_body(self):
         ferry = self.password_ferry()
         r = self.curl(ferry.addr(), self.origin.url("/auth"), user="alice:correct horse")

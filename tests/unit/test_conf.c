@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ferry/conf.h"
+#include "ferry/frontend.h"
 #include "ferry/socks5.h"
 
 static char err[512];
@@ -190,6 +191,40 @@ START_TEST(test_listen_addresses_and_default_port)
 }
 END_TEST
 
+START_TEST(test_listen_protocols)
+{
+    struct config c;
+
+    parse_ok(&c, "listen 127.0.0.1:1080\n"
+                 "listen 127.0.0.1:1081 protocols socks\n"
+                 "listen 127.0.0.1:1082 protocols http advertise 192.0.2.1\n"
+                 "listen 127.0.0.1:1083 protocols socks5,http\n"
+                 "listen 127.0.0.1:1084 protocols socks4\n");
+    ck_assert_uint_eq(c.listen_protocols[0], FRONTEND_ALL);
+    ck_assert_uint_eq(c.listen_protocols[1], FRONTEND_SOCKS4 | FRONTEND_SOCKS5);
+    ck_assert_uint_eq(c.listen_protocols[2], FRONTEND_HTTP);
+    ck_assert_uint_eq(c.listen_protocols[3], FRONTEND_SOCKS5 | FRONTEND_HTTP);
+    ck_assert_uint_eq(c.listen_protocols[4], FRONTEND_SOCKS4);
+    conf_release(&c);
+    /* The built-in listeners serve everything. */
+    parse_ok(&c, "");
+    ck_assert_uint_eq(c.listen_protocols[0], FRONTEND_ALL);
+    ck_assert_uint_eq(c.listen_protocols[1], FRONTEND_ALL);
+    conf_release(&c);
+    parse_err("listen 127.0.0.1 protocols gopher\n",
+              "t.conf:1: listen: protocols: 'gopher' is not socks, socks4, socks5 or http");
+    parse_err("listen 127.0.0.1 protocols\n",
+              "t.conf:1: listen: protocols: missing LIST (socks, socks4, socks5, http)");
+    parse_err("listen 127.0.0.1 protocols socks,,http\n",
+              "t.conf:1: listen: protocols: empty item in 'socks,,http'");
+    parse_err("listen 127.0.0.1 protocols socks tunnel\n",
+              "t.conf:1: listen: a tunnel listener speaks only the tunnel protocol: no "
+              "'protocols'");
+    parse_err("listen 127.0.0.1 nope\n",
+              "t.conf:1: listen: unknown option 'nope' (advertise IP, protocols LIST, tunnel)");
+}
+END_TEST
+
 START_TEST(test_listen_bad_address)
 {
     parse_err("\n\nlisten 1.2.3.4:99999\n", "t.conf:3: listen: '1.2.3.4:99999' is not an address");
@@ -197,11 +232,11 @@ START_TEST(test_listen_bad_address)
     parse_err("listen [::1\n", "t.conf:1: listen: '[::1' is not an address");
     parse_err("listen\n", "t.conf:1: listen: missing ADDRESS[:PORT]");
     parse_err("listen 127.0.0.1 ::1\n",
-              "t.conf:1: listen: unknown option '::1' (advertise IP, tunnel)");
-    parse_err("listen 127.0.0.1 advertise 1.2.3.4 tunnel x\n",
+              "t.conf:1: listen: unknown option '::1' (advertise IP, protocols LIST, tunnel)");
+    parse_err("listen 127.0.0.1 advertise 1.2.3.4 protocols socks tunnel x\n",
               "t.conf:1: listen: too many arguments");
     parse_err("listen 127.0.0.1 advertise 1.2.3.4 x\n",
-              "t.conf:1: listen: unknown option 'x' (advertise IP, tunnel)");
+              "t.conf:1: listen: unknown option 'x' (advertise IP, protocols LIST, tunnel)");
 }
 END_TEST
 
@@ -596,7 +631,7 @@ START_TEST(test_listen_advertise_errors)
     parse_err("listen 0.0.0.0 advertise 224.0.0.1\n",
               "t.conf:1: listen: advertise: '224.0.0.1' is not a unicast address");
     parse_err("listen 0.0.0.0 advertize 1.2.3.4\n",
-              "t.conf:1: listen: unknown option 'advertize' (advertise IP, tunnel)");
+              "t.conf:1: listen: unknown option 'advertize' (advertise IP, protocols LIST, tunnel)");
 }
 END_TEST
 
@@ -1708,6 +1743,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_crlf_and_missing_final_newline);
     tcase_add_test(tc, test_unknown_keyword);
     tcase_add_test(tc, test_listen_addresses_and_default_port);
+    tcase_add_test(tc, test_listen_protocols);
     tcase_add_test(tc, test_listen_bad_address);
     tcase_add_test(tc, test_listen_duplicate_address);
     tcase_add_test(tc, test_listen_too_many);

@@ -34,6 +34,7 @@
 #include "ferry/log.h"
 #include "ferry/relay.h"
 #include "ferry/resolver.h"
+#include "ferry/frontend.h"
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
 #include "ferry/udp.h"
@@ -331,7 +332,7 @@ static void session_begin(int server_fd, const struct addr *client)
 
     ck_assert_ptr_nonnull(e);
     ev_now_update(loop);
-    session_start(&ctx, server_fd, client, NULL, e);
+    session_start(&ctx, server_fd, client, NULL, FRONTEND_ALL, e);
 }
 
 /* A socketpair; *client gets the client's end (kept), the other end is returned. */
