@@ -35,6 +35,9 @@
 /* The unsent queue of a connection: streams stop being read above HIGH, go on below LOW. */
 #define OUT_HIGH (256u * 1024)
 #define OUT_LOW (64u * 1024)
+/* Streams stop reading at OUT_HIGH; what else a connection queues (control records: PONG,
+ * REPLY, EOF, WINDOW) is small. A queue past this is a peer that sends and never reads. */
+#define OUT_MAX (16u * 1024 * 1024)
 /* The kernel's unsent bytes (TCP_NOTSENT_LOWAT): keeps an interactive record near the front. */
 #define NOTSENT_LOWAT (128 * 1024)
 /* Receive buffer: several whole records per read. */
@@ -139,6 +142,11 @@ static int conn_seal(struct tconn *c, uint8_t type, uint32_t id, const uint8_t *
 {
     size_t need = TUNNEL_RECORD_SEAL_MAX(len), n = 0;
     int rc;
+
+    if (c->out_len + need > OUT_MAX) {
+        conn_die(c, "the peer does not read: over %u bytes wait for it", OUT_MAX);
+        return -1;
+    }
 
     /* Compact only once the sent part is at least half the buffer: each byte moves O(1) times. */
     if (c->out_head + c->out_len + need > c->out_cap && c->out_head >= c->out_cap / 2) {
@@ -1025,9 +1033,12 @@ static struct tconn *conn_new(struct ev_loop *loop, int fd, bool server)
 /* The clean end: CLOSE (doc 3) when up, what the socket takes of it now, then free. */
 static void conn_close_clean(struct tconn *c)
 {
-    if (c->st == C_UP && conn_seal(c, TUNNEL_REC_CLOSE, 0, NULL, 0) == 0) {
-        ssize_t n = send(c->fd, c->out + c->out_head, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (c->st == C_UP) {
+        ssize_t n;
 
+        if (conn_seal(c, TUNNEL_REC_CLOSE, 0, NULL, 0) < 0)
+            return; /* conn_die freed c */
+        n = send(c->fd, c->out + c->out_head, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)n;
         shutdown(c->fd, SHUT_WR);
     }
