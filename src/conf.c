@@ -402,20 +402,7 @@ static int kw_auth(struct parser *p, int argc, char **argv)
 /* PATH as given when absolute, else relative to the config file's directory (NULL: errno). */
 static char *conf_path(const struct parser *p, const char *path)
 {
-    size_t dl, pl;
-    char *full;
-
-    if (path[0] == '/' || p->dir == NULL)
-        return strdup(path);
-    dl = strlen(p->dir);
-    pl = strlen(path);
-    full = malloc(dl + 1 + pl + 1);
-    if (full != NULL) {
-        memcpy(full, p->dir, dl);
-        full[dl] = '/';
-        memcpy(full + dl + 1, path, pl + 1);
-    }
-    return full;
+    return units_path_join(p->dir, path);
 }
 
 static int kw_users(struct parser *p, int argc, char **argv)

@@ -170,24 +170,6 @@ static int parse_host_port(const char *s, struct socks_dest *d, char *err, size_
     return 0;
 }
 
-static char *path_join(const char *dir, const char *path)
-{
-    size_t dl, pl;
-    char *full;
-
-    if (path[0] == '/' || dir == NULL)
-        return strdup(path);
-    dl = strlen(dir);
-    pl = strlen(path);
-    full = malloc(dl + 1 + pl + 1);
-    if (full != NULL) {
-        memcpy(full, dir, dl);
-        full[dl] = '/';
-        memcpy(full + dl + 1, path, pl + 1);
-    }
-    return full;
-}
-
 int routes_read_credentials(const char *path, char **user, char **pass, char *err, size_t errlen)
 {
     char buf[600];
@@ -323,7 +305,7 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 say(err, errlen, "parent %s: credentials given twice", p->name);
                 goto fail;
             }
-            full = path_join(dir, val);
+            full = units_path_join(dir, val);
             if (full == NULL) {
                 say(err, errlen, "parent %s: %s", p->name, strerror(errno));
                 goto fail;
@@ -347,7 +329,7 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 }
                 have_server_key = true;
             } else {
-                char *full = path_join(dir, val);
+                char *full = units_path_join(dir, val);
                 char msg[512];
 
                 if (full == NULL) {

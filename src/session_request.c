@@ -74,10 +74,10 @@ static unsigned session_acl_command(const struct session *s)
 }
 
 /*
- * Check the request with the name it asked for (if any) and dest, the address to judge (NULL
- * before resolution). UDP ASSOCIATE names no destination: its datagrams are checked one by one.
+ * What the rules and routes judge of s's request: dest is the address (NULL before
+ * resolution). UDP ASSOCIATE names no destination: its datagrams are checked one by one.
  */
-struct policy_decision session_policy(const struct session *s, const struct addr *dest)
+static struct acl_request session_acl_request(const struct session *s, const struct addr *dest)
 {
     const struct socks_dest *asked = &s->nego->req.dest;
     struct acl_request req = {
@@ -91,6 +91,14 @@ struct policy_decision session_policy(const struct session *s, const struct addr
         req.name = asked->type == DEST_NAME ? asked->name : NULL;
         req.dest = dest;
     }
+    return req;
+}
+
+/* The rules on s's request by name, or on dest (session_int.h). */
+struct policy_decision session_policy(const struct session *s, const struct addr *dest)
+{
+    struct acl_request req = session_acl_request(s, dest);
+
     return policy_check_request(s->cfg, s->ctx->local, &req);
 }
 
@@ -206,20 +214,11 @@ static uint8_t session_socks5_cmd(const struct session *s)
 static int session_route(const struct session *s, const struct addr *dest)
 {
     const struct routes *r = s->cfg->routes;
-    const struct socks_dest *asked = &s->nego->req.dest;
-    struct acl_request req = {
-        .client = &s->client_addr,
-        .user = s->user,
-        .command = session_acl_command(s),
-        .port = asked->port,
-    };
+    struct acl_request req;
 
     if (r == NULL || r->nroutes == 0)
         return 0;
-    if (s->cmd != REQUEST_UDP_ASSOCIATE) {
-        req.name = asked->type == DEST_NAME ? asked->name : NULL;
-        req.dest = dest;
-    }
+    req = session_acl_request(s, dest);
     return routes_match(r, &req);
 }
 

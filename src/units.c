@@ -155,3 +155,21 @@ char *units_read_file(const char *path, size_t max, size_t *len)
     errno = saved;
     return buf;
 }
+
+char *units_path_join(const char *dir, const char *path)
+{
+    size_t dl, pl;
+    char *full;
+
+    if (path[0] == '/' || dir == NULL)
+        return strdup(path);
+    dl = strlen(dir);
+    pl = strlen(path);
+    full = malloc(dl + 1 + pl + 1);
+    if (full != NULL) {
+        memcpy(full, dir, dl);
+        full[dl] = '/';
+        memcpy(full + dl + 1, path, pl + 1);
+    }
+    return full;
+}

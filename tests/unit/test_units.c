@@ -109,6 +109,21 @@ START_TEST(test_read_file_larger_than_max_is_efbig)
 }
 END_TEST
 
+START_TEST(test_path_join)
+{
+    char *p = units_path_join("/etc/ferry", "users");
+
+    ck_assert_str_eq(p, "/etc/ferry/users");
+    free(p);
+    p = units_path_join("/etc/ferry", "/var/lib/cred");
+    ck_assert_str_eq(p, "/var/lib/cred");
+    free(p);
+    p = units_path_join(NULL, "cred");
+    ck_assert_str_eq(p, "cred");
+    free(p);
+}
+END_TEST
+
 START_TEST(test_read_missing_file_sets_errno)
 {
     size_t len = 0;
@@ -130,6 +145,7 @@ static Suite *units_suite(void)
     tcase_add_test(tc, test_read_file_whole_with_nul_bytes_and_terminator);
     tcase_add_test(tc, test_read_file_larger_than_max_is_efbig);
     tcase_add_test(tc, test_read_missing_file_sets_errno);
+    tcase_add_test(tc, test_path_join);
     suite_add_tcase(s, tc);
     return s;
 }
