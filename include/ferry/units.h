@@ -46,4 +46,7 @@ char *units_read_fd(int fd, size_t max, size_t *len);
 /* The same for the file at path, opened and closed here. */
 char *units_read_file(const char *path, size_t max, size_t *len);
 
+/* path as given when absolute or dir is NULL, else dir/path; malloc'd (NULL: errno). */
+char *units_path_join(const char *dir, const char *path);
+
 #endif
