@@ -1,7 +1,8 @@
 /*
  * Unit tests for src/tunnel_noise.c: every Noise_IK_25519_ChaChaPoly_BLAKE2b vector of
  * tests/unit/noise_vectors.txt (flynn/noise, cacophony, snow: handshake and transport messages,
- * the handshake hash where given), HMAC-BLAKE2b, HKDF and Rekey against values computed with
+ * the handshake hash where given) and every one of flynn/noise's vectors.txt as Debian's
+ * golang-github-flynn-noise-dev installs it, HMAC-BLAKE2b, HKDF and Rekey against values computed with
  * independent code (Python's hmac over hashlib.blake2b, and python3-cryptography's
  * ChaCha20Poly1305), and the failures: tampering, wrong keys, small-order keys, out of turn,
  * nonce exhaustion.
@@ -17,6 +18,9 @@
 
 #include "ferry/tunnel_noise.h"
 
+#ifndef FLYNN_VECTORS
+#define FLYNN_VECTORS "/usr/share/gocode/src/github.com/flynn/noise/vectors.txt"
+#endif
 #ifndef NOISE_VECTORS
 #define NOISE_VECTORS "tests/unit/noise_vectors.txt"
 #endif
@@ -382,6 +386,100 @@ START_TEST(test_every_published_ik_chachapoly_blake2b_vector)
 }
 END_TEST
 
+/*
+ * The same vectors as the Debian package golang-github-flynn-noise-dev installs them (bootstrap
+ * installs it), read in flynn/noise's own format: blocks of key=value lines started by
+ * "handshake=PROTOCOL" and ended by a blank line; gen_*_ephemeral are the ephemeral private
+ * keys; msg_N_payload / msg_N_ciphertext in message order. Every block of our two protocols
+ * is run: the in-tree copy above cannot drift from what the package ships.
+ */
+START_TEST(test_flynn_noise_vectors_as_debian_ships_them)
+{
+    FILE *f = fopen(FLYNN_VECTORS, "r");
+    static char line[16384];
+    struct vector v;
+    bool in = false, done = false;
+    size_t chachapoly = 0, aesgcm = 0;
+
+    ck_assert_msg(f != NULL, "cannot open %s: install golang-github-flynn-noise-dev (bootstrap does)",
+                  FLYNN_VECTORS);
+    memset(&v, 0, sizeof(v));
+    vectors_run = messages_checked = vectors_skipped = 0;
+    while (!done) {
+        char *eq, *val;
+        unsigned idx;
+        int off = 0;
+
+        if (fgets(line, sizeof(line), f) == NULL) {
+            done = true;
+            line[0] = '\0';
+        }
+        ck_assert_msg(done || strchr(line, '\n') != NULL, "line too long in %s", FLYNN_VECTORS);
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0') {
+            if (in) {
+                run_vector(&v);
+                free_vector(&v);
+                in = false;
+            }
+            continue;
+        }
+        eq = strchr(line, '=');
+        ck_assert_msg(eq != NULL, "bad line: %s", line);
+        *eq = '\0';
+        val = eq + 1;
+        if (strcmp(line, "handshake") == 0) {
+            ck_assert(!in);
+            if (strcmp(val, TUNNEL_PROTOCOL_NAME) == 0) {
+                v.suite = TUNNEL_CHACHAPOLY;
+                chachapoly++;
+            } else if (strcmp(val, TUNNEL_PROTOCOL_NAME_AESGCM) == 0) {
+                v.suite = TUNNEL_AESGCM;
+                aesgcm++;
+            } else {
+                continue; /* another protocol: its lines are skipped below */
+            }
+            in = true;
+            snprintf(v.name, sizeof(v.name), "flynn %s #%zu", val,
+                     v.suite == TUNNEL_AESGCM ? aesgcm : chachapoly);
+        } else if (!in) {
+            continue;
+        } else if (strcmp(line, "prologue") == 0) {
+            v.prologue_len = unhex(val, v.prologue, sizeof(v.prologue));
+        } else if (strcmp(line, "init_static") == 0) {
+            ck_assert_uint_eq(unhex(val, v.init_static, 32), 32);
+        } else if (strcmp(line, "gen_init_ephemeral") == 0) {
+            ck_assert_uint_eq(unhex(val, v.init_ephemeral, 32), 32);
+        } else if (strcmp(line, "resp_static") == 0) {
+            ck_assert_uint_eq(unhex(val, v.resp_static, 32), 32);
+        } else if (strcmp(line, "gen_resp_ephemeral") == 0) {
+            ck_assert_uint_eq(unhex(val, v.resp_ephemeral, 32), 32);
+        } else if (sscanf(line, "msg_%u_payload%n", &idx, &off) == 1 && line[off] == '\0') {
+            ck_assert_uint_eq(idx, v.nmsg);
+            ck_assert_uint_lt(v.nmsg, 16);
+            v.payload[v.nmsg] = unhex_alloc(val, &v.payload_len[v.nmsg]);
+        } else if (sscanf(line, "msg_%u_ciphertext%n", &idx, &off) == 1 && line[off] == '\0') {
+            ck_assert_uint_eq(idx, v.nmsg);
+            ck_assert_ptr_nonnull(v.payload[v.nmsg]);
+            v.ciphertext[v.nmsg] = unhex_alloc(val, &v.ciphertext_len[v.nmsg]);
+            v.nmsg++;
+        } else {
+            ck_abort_msg("%s: unknown key %s", v.name, line);
+        }
+    }
+    fclose(f);
+    ck_assert(!in);
+    /* flynn/noise 1.0.0 has four blocks per protocol (payloads and prologue on or off), each of
+     * 4 messages: 2 handshake, 2 transport. */
+    ck_assert_uint_eq(chachapoly, 4);
+    ck_assert_uint_eq(aesgcm, 4);
+    ck_assert_uint_eq(messages_checked, 4 * vectors_run);
+    ck_assert_uint_ge(vectors_run, 4);
+    fprintf(stderr, "flynn/noise (Debian): %zu vectors, %zu messages checked, %zu skipped\n",
+            vectors_run, messages_checked, vectors_skipped);
+}
+END_TEST
+
 /* --- handshakes with fresh keys ---------------------------------------------------------- */
 
 struct pair {
@@ -577,6 +675,7 @@ static Suite *tunnel_noise_suite(void)
     tcase_add_test(tc, test_nonce_max_is_reserved_for_both_directions);
     tcase_add_test(tc, test_failed_decrypt_keeps_the_nonce);
     tcase_add_test(tc, test_every_published_ik_chachapoly_blake2b_vector);
+    tcase_add_test(tc, test_flynn_noise_vectors_as_debian_ships_them);
     tcase_add_test(tc, test_handshake_with_random_ephemerals_then_transport);
     tcase_add_test(tc, test_every_bit_flip_of_either_handshake_message_fails);
     tcase_add_test(tc, test_wrong_server_key_or_prologue_fails_at_the_server);
