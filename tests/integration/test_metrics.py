@@ -171,6 +171,43 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(e.exception.code, 503)
         self.assertEqual(e.exception.read(), b"stopping\n")
 
+    def test_a_failed_route_path_is_counted(self):
+        # Route every request via a parent nobody listens on, then directly: the first request
+        # fails over (one path failure), the second skips the parent now marked down.
+        dead = ft.closed_port()
+        f = self.start(extra=("parent dead socks5 127.0.0.1:%d retry 60s" % dead,
+                              "route via dead,direct"))
+        origin = ft.HTTPOrigin(self)
+        self.assertEqual(values(scrape(self.mport)[2])["ferry_route_path_failures_total"], 0)
+        for _ in range(2):
+            r = curl("-x", "socks5h://%s:%d" % (f.host, f.port), origin.url("/", "origin.test"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+        f.wait_sessions(2)
+        v = values(scrape(self.mport)[2])
+        self.assertEqual(v["ferry_route_path_failures_total"], 1)
+        self.assertEqual(v['ferry_replies_total{code="succeeded"}'], 2)
+
+    def test_the_metrics_listener_survives_an_upgrade(self):
+        f = self.start()
+        pids = []
+
+        def stop():
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        self.addCleanup(stop)
+        f.proc.send_signal(signal.SIGUSR2)
+        m = f.wait_line(r"upgrade: process (\d+) serves", timeout=30)
+        pids.append(int(m.group(1)))
+        self.assertEqual(f.proc.wait(10 * ft.SLOW), 0)
+        # The old process is gone: what answers now is the new one's listener.
+        status, _, text = scrape(self.mport)
+        self.assertEqual(status, 200)
+        self.assertEqual(values(text)["ferry_workers"], 1)
+        self.assertEqual(scrape(self.mport, "/health")[2], "ok\n")
+
     def test_bad_metrics_lines_are_refused(self):
         for value, msg in (("localhost:9180", "is not ADDRESS\\[:PORT\\]"),
                            ("127.0.0.1:0", "is not ADDRESS\\[:PORT\\]")):
