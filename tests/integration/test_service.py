@@ -84,6 +84,25 @@ class SocketActivationTest(unittest.TestCase):
         self.assertEqual(r.stdout, ft.HTTPOrigin.body("/reloaded"))
         self.assertEqual(len(ferry.wait_sessions(3)), 3)
 
+    def test_a_passed_socket_takes_protocols_from_the_listen_line_of_its_address(self):
+        origin = ft.HTTPOrigin(self)
+        port = ft.free_port()
+        conf = ft.make_config(listen=["127.0.0.1:%d protocols http" % port])
+        self.activated(port, conf)
+        # The first connection starts ferryd: HTTP CONNECT is served ...
+        argv = ["curl", "-sS", "--max-time", str(10 * ft.SLOW), "-p", "-x",
+                "http://127.0.0.1:%d" % port, origin.url("/http")]
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=30 * ft.SLOW, env=CURL_ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, ft.HTTPOrigin.body("/http"))
+        # ... and SOCKS5 is closed without a reply, as on a listener of that line.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"\x05\x01\x00")
+            self.assertEqual(s.recv(10), b"")
+        r = curl_socks5(("127.0.0.1", port), origin.url("/socks"))
+        self.assertNotEqual(r.returncode, 0)
+
     def test_workers_share_the_passed_socket(self):
         origin = ft.HTTPOrigin(self)
         port = ft.free_port()
