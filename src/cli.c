@@ -18,6 +18,8 @@ enum {
     OPT_SERVER_KEY,
     OPT_KEY,
     OPT_ACCEPT_NEW,
+    OPT_TUNNEL_LISTEN,
+    OPT_AUTHORIZED_KEYS,
 };
 
 static const struct option long_options[] = {
@@ -36,6 +38,8 @@ static const struct option long_options[] = {
     {"server-key", required_argument, NULL, OPT_SERVER_KEY},
     {"key", required_argument, NULL, OPT_KEY},
     {"accept-new-server-key", no_argument, NULL, OPT_ACCEPT_NEW},
+    {"tunnel-listen", required_argument, NULL, OPT_TUNNEL_LISTEN},
+    {"authorized-keys", required_argument, NULL, OPT_AUTHORIZED_KEYS},
     {NULL, 0, NULL, 0},
 };
 
@@ -46,6 +50,7 @@ void cli_usage(FILE *out)
             "              [--log-level LEVEL] [--user NAME] [--group NAME]\n"
             "              [--tunnel HOST:PORT [--server-key KEY] [--key PATH]\n"
             "               [--accept-new-server-key]]\n"
+            "              [--tunnel-listen ADDR[:PORT]]... [--key PATH] [--authorized-keys PATH]\n"
             "  -f, --config FILE       read the configuration from FILE (default: built-in\n"
             "                          defaults, listen on 127.0.0.1:1080 and [::1]:1080\n"
             "                          without authentication)\n"
@@ -67,6 +72,10 @@ void cli_usage(FILE *out)
             "                          the key remembered in ~/.config/ferry/known_hosts\n"
             "      --key PATH          our private key (default ~/.config/ferry/key)\n"
             "      --accept-new-server-key  remember --server-key for HOST:PORT in known_hosts\n"
+            "      --tunnel-listen ADDR[:PORT]  serve the encrypted tunnel here, instead of the\n"
+            "                          file's listen lines (repeatable; with --listen: both)\n"
+            "      --key PATH          with --tunnel-listen: the server's private key\n"
+            "      --authorized-keys PATH  the client keys the tunnel accepts, with their users\n"
             "A flag replaces the file's matching setting; the file's other settings stay, and\n"
             "the safe defaults still apply: a non-loopback listener without authentication is\n"
             "refused. A reload (SIGHUP) reads the file again and applies the flags again.\n"
@@ -168,6 +177,17 @@ int cli_parse(struct cli *cli, int argc, char **argv, char *err, size_t errlen)
         case OPT_ACCEPT_NEW:
             cli->accept_new_server_key = true;
             break;
+        case OPT_TUNNEL_LISTEN:
+            if (cli->ov.ntunnel_listen == CONF_MAX_LISTEN)
+                return cli_fail(err, errlen, "--tunnel-listen: too many (at most %d)",
+                                CONF_MAX_LISTEN);
+            cli->ov.tunnel_listen[cli->ov.ntunnel_listen++] = optarg;
+            break;
+        case OPT_AUTHORIZED_KEYS:
+            if (cli->ov.authorized_keys != NULL)
+                return cli_fail(err, errlen, "%s given twice", "--authorized-keys");
+            cli->ov.authorized_keys = optarg;
+            break;
         case ':':
             /* A missing argument: optopt is the short option, or a long one's value. */
             if (optopt > 0 && optopt < 256 && argv[optind - 1][1] != '-') {
@@ -194,11 +214,13 @@ int cli_parse(struct cli *cli, int argc, char **argv, char *err, size_t errlen)
     }
     if (optind < argc)
         return cli_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
-    if (cli->ov.tunnel == NULL && (cli->ov.tunnel_server_key != NULL ||
-                                   cli->ov.tunnel_key != NULL || cli->accept_new_server_key))
+    if (cli->ov.tunnel == NULL &&
+        (cli->ov.tunnel_server_key != NULL || cli->accept_new_server_key))
         return cli_fail(err, errlen,
-                        "--server-key, --key and --accept-new-server-key go with "
-                        "--tunnel HOST:PORT");
+                        "--server-key and --accept-new-server-key go with --tunnel HOST:PORT");
+    if (cli->ov.tunnel == NULL && cli->ov.ntunnel_listen == 0 && cli->ov.tunnel_key != NULL)
+        return cli_fail(err, errlen,
+                        "--key goes with --tunnel HOST:PORT or --tunnel-listen ADDR[:PORT]");
     if (cli->accept_new_server_key && cli->ov.tunnel_server_key == NULL)
         return cli_fail(err, errlen, "--accept-new-server-key needs the key: --server-key KEY");
     return 0;

@@ -1413,8 +1413,10 @@ static int check_safe_defaults(struct parser *p)
             p->line = p->listen_line[i];
             return fail(p,
                         "listen %s tunnel needs 'tunnel key PATH' and 'tunnel "
-                        "authorized-keys PATH'",
-                        addr_format(&c->listen[i], buf, sizeof(buf)));
+                        "authorized-keys PATH'%s",
+                        addr_format(&c->listen[i], buf, sizeof(buf)),
+                        p->line == 0 ? " (on the command line: --key PATH --authorized-keys PATH)"
+                                     : "");
         }
         if (c->listen_tunnel[i] || !conf_listener_exposed(c, &c->listen[i]))
             continue;
@@ -1465,6 +1467,33 @@ static int apply_overrides(struct parser *p, const struct conf_overrides *ov, co
             if (kw_listen(p, 1, arg) < 0)
                 return -1;
         }
+    }
+    if (ov->ntunnel_listen > 0) {
+        p->keyword = "listen";
+        if (ov->nlisten == 0) {
+            c->nlisten = 0;
+            c->listen_is_default = false;
+        }
+        for (size_t i = 0; i < ov->ntunnel_listen; i++) {
+            char *largv[2] = {(char *)ov->tunnel_listen[i], "tunnel"};
+
+            if (kw_listen(p, 2, largv) < 0)
+                return -1;
+        }
+    }
+    if (ov->authorized_keys != NULL || (ov->ntunnel_listen > 0 && ov->tunnel_key != NULL)) {
+        const char *dir = p->dir;
+        char *kargv[2] = {"authorized-keys", (char *)ov->authorized_keys};
+
+        p->keyword = "tunnel";
+        p->dir = cwd;
+        if (ov->authorized_keys != NULL && kw_tunnel(p, 2, kargv) < 0)
+            return -1;
+        kargv[0] = "key";
+        kargv[1] = (char *)ov->tunnel_key;
+        if (ov->ntunnel_listen > 0 && ov->tunnel_key != NULL && kw_tunnel(p, 2, kargv) < 0)
+            return -1;
+        p->dir = dir;
     }
     if (ov->users != NULL) {
         const char *dir = p->dir;

@@ -154,7 +154,12 @@ struct conf_overrides {
      * parent (the one-command mode) */
     const char *tunnel;
     const char *tunnel_server_key;
-    const char *tunnel_key;
+    const char *tunnel_key; /* with --tunnel-listen also the server's key (tunnel key) */
+    /* --tunnel-listen ADDR[:PORT], repeatable: tunnel listeners instead of the file's listen
+     * lines (with any --listen); --authorized-keys PATH: tunnel authorized-keys */
+    const char *tunnel_listen[CONF_MAX_LISTEN];
+    size_t ntunnel_listen;
+    const char *authorized_keys;
 };
 
 /* Built-in defaults: what ferryd runs with when given no file. */

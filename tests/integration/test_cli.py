@@ -347,5 +347,50 @@ auth-threads 2
                              ferry.lines[start:])
 
 
+
+class TunnelFlagsTest(unittest.TestCase):
+    """The README's "Instead of ssh -D": three commands on each side and no configuration file.
+    The server: ferry-keygen, one line into authorized_keys, ferryd --tunnel-listen ... --key
+    ... --authorized-keys ...; the client: ferry-keygen, ferryd --tunnel ... --server-key."""
+
+    def test_server_and_client_from_flags_alone(self):
+        from test_tunnel import keygen, CURL_ENV
+        d = tempfile.mkdtemp(prefix="ferrycli-")
+        self.addCleanup(__import__("shutil").rmtree, d, True)
+        spub = keygen(os.path.join(d, "server.key"))
+        cpub = keygen(os.path.join(d, "client.key"))
+        with open(os.path.join(d, "authorized_keys"), "w") as f:
+            f.write("%s alice\n" % cpub)
+        server = ft.Ferryd(self, None, listeners=1, args=(
+            "--tunnel-listen", "127.0.0.1:0", "--key", os.path.join(d, "server.key"),
+            "--authorized-keys", os.path.join(d, "authorized_keys")))
+        # Only the tunnel listener: the built-in loopback SOCKS port is not opened.
+        self.assertEqual(len(server.addrs), 1)
+        client = ft.Ferryd(self, None, listeners=1, args=(
+            "--tunnel", "127.0.0.1:%d" % server.port, "--server-key", spub,
+            "--key", os.path.join(d, "client.key"), "--listen", "127.0.0.1:0"))
+        origin = ft.HTTPOrigin(self)
+        r = subprocess.run(["curl", "-sS", "--max-time", "%d" % (10 * ft.SLOW), "-x",
+                            "socks5h://127.0.0.1:%d" % client.port, origin.url("/flags")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CURL_ENV,
+                           timeout=30 * ft.SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, ft.HTTPOrigin.body("/flags"))
+        line = server.wait_sessions(1)[0]
+        self.assertEqual(line["user"], "alice")
+        # Plain SOCKS on the tunnel port gets nothing back.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"\x05\x01\x00")
+            s.settimeout(0.5)
+            with self.assertRaises(socket.timeout):
+                s.recv(10)
+
+    def test_tunnel_listen_without_keys_names_the_flags(self):
+        r = subprocess.run(ft.ferryd_argv("-t", "--tunnel-listen", "127.0.0.1:1081"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("needs 'tunnel key PATH' and 'tunnel authorized-keys PATH' (on the command "
+                      "line: --key PATH --authorized-keys PATH)", r.stderr.decode())
+
 if __name__ == "__main__":
     ft.main()

@@ -72,6 +72,25 @@ START_TEST(test_quick_flags_are_collected_in_order)
 }
 END_TEST
 
+START_TEST(test_tunnel_server_flags_are_collected)
+{
+    char *argv[] = {"ferryd", "--tunnel-listen", "0.0.0.0:1081", "--tunnel-listen=[::]:1081",
+                    "--key", "/etc/ferry/server.key", "--authorized-keys", "/etc/ferry/ak",
+                    NULL};
+    struct cli cli;
+    char err[256];
+
+    ck_assert_msg(cli_parse(&cli, ARGC(argv), argv, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(cli.ov.ntunnel_listen, 2);
+    ck_assert_str_eq(cli.ov.tunnel_listen[0], "0.0.0.0:1081");
+    ck_assert_str_eq(cli.ov.tunnel_listen[1], "[::]:1081");
+    ck_assert_str_eq(cli.ov.tunnel_key, "/etc/ferry/server.key");
+    ck_assert_str_eq(cli.ov.authorized_keys, "/etc/ferry/ak");
+    ck_assert_uint_eq(cli.ov.nlisten, 0);
+    ck_assert_ptr_null(cli.ov.tunnel);
+}
+END_TEST
+
 START_TEST(test_help_wins_over_version_and_check)
 {
     char *a[] = {"ferryd", "-t", "-V", NULL};
@@ -105,6 +124,10 @@ START_TEST(test_bad_command_lines_name_the_problem)
         {{"stray"}, "unexpected argument 'stray'"},
         {{"--check=yes"}, "option --check takes no argument"},
         {{"--listen=1.2.3.4", "--frob=1"}, "unknown option --frob=1"},
+        {{"--key", "k"}, "--key goes with --tunnel HOST:PORT or --tunnel-listen"},
+        {{"--server-key", "k"}, "--server-key and --accept-new-server-key go with --tunnel"},
+        {{"--authorized-keys", "a", "--authorized-keys", "b"}, "--authorized-keys given twice"},
+        {{"--tunnel-listen"}, "option --tunnel-listen needs an argument"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -170,6 +193,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_no_arguments_run_with_built_in_defaults);
     tcase_add_test(tc, test_short_and_long_forms_agree);
     tcase_add_test(tc, test_quick_flags_are_collected_in_order);
+    tcase_add_test(tc, test_tunnel_server_flags_are_collected);
     tcase_add_test(tc, test_help_wins_over_version_and_check);
     tcase_add_test(tc, test_bad_command_lines_name_the_problem);
     tcase_add_test(tc, test_listen_flags_beyond_the_limit_are_refused);
