@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ferry/auth_cache.h"
@@ -30,6 +31,7 @@
 #include "ferry/metrics.h"
 #include "ferry/notify.h"
 #include "ferry/privdrop.h"
+#include "ferry/route.h"
 #include "ferry/snapshot.h"
 #include "ferry/tunnel_keys.h"
 #include "ferry/tunnel_known.h"
@@ -384,6 +386,16 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
     log_set_level(snap->config.log_level + d->verbosity);
     fd_budget_check(&snap->config, d->nworkers);
     limits_set_client_prefix6(d->limits, snap->config.client_prefix6);
+    {
+        struct timespec ts;
+        unsigned down;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        down = routes_carry_health(snap->config.routes, d->snap->config.routes,
+                                   (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        if (down > 0)
+            log_notice("reload: %u parent%s still marked down", down, down == 1 ? "" : "s");
+    }
     for (unsigned i = 0; i < d->nworkers; i++)
         worker_reload(d->workers[i], snap);
     snapshot_unref(d->snap);

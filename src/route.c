@@ -617,3 +617,52 @@ bool routes_mark_up(const struct routes *r, unsigned i)
 {
     return atomic_exchange_explicit(&r->health[i].down_until_ms, 0, memory_order_relaxed) != 0;
 }
+
+static bool same_secret(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strlen(a) == strlen(b) && sodium_memcmp(a, b, strlen(a)) == 0;
+}
+
+static bool same_dest(const struct socks_dest *a, const struct socks_dest *b)
+{
+    if (a->type != b->type || a->port != b->port)
+        return false;
+    if (a->type == DEST_NAME)
+        return strcmp(a->name, b->name) == 0;
+    return memcmp(a->ip, b->ip, a->type == DEST_IPV4 ? 4 : 16) == 0;
+}
+
+static bool same_parent(const struct parent *a, const struct parent *b)
+{
+    return strcmp(a->name, b->name) == 0 && a->kind == b->kind && same_dest(&a->addr, &b->addr) &&
+           same_secret(a->user, b->user) && same_secret(a->pass, b->pass) &&
+           memcmp(a->server_key, b->server_key, sizeof(a->server_key)) == 0 &&
+           memcmp(a->key_pub, b->key_pub, sizeof(a->key_pub)) == 0;
+}
+
+unsigned routes_carry_health(const struct routes *to, const struct routes *from, int64_t now_ms)
+{
+    unsigned carried = 0;
+
+    if (to == NULL || from == NULL)
+        return 0;
+    for (size_t i = 0; i < to->nparents; i++) {
+        for (size_t j = 0; j < from->nparents; j++) {
+            int64_t until, cap;
+
+            if (!same_parent(&to->parents[i], &from->parents[j]))
+                continue;
+            until = atomic_load_explicit(&from->health[j].down_until_ms, memory_order_relaxed);
+            cap = now_ms + (int64_t)(to->parents[i].retry * 1000.0);
+            if (until > now_ms) {
+                atomic_store_explicit(&to->health[i].down_until_ms, until < cap ? until : cap,
+                                      memory_order_relaxed);
+                carried++;
+            }
+            break;
+        }
+    }
+    return carried;
+}

@@ -127,6 +127,13 @@ bool routes_parent_down(const struct routes *r, unsigned i, int64_t now_ms);
 bool routes_mark_down(const struct routes *r, unsigned i, int64_t now_ms);
 bool routes_mark_up(const struct routes *r, unsigned i);
 
+/*
+ * A reload: each parent of to that from has too (same name, kind, address, credentials and
+ * keys) stays down as long as it was, at most its new retry from now_ms. Returns how many
+ * parents were carried over down.
+ */
+unsigned routes_carry_health(const struct routes *to, const struct routes *from, int64_t now_ms);
+
 /* Read "USER:PASSWORD" (one line) from path; refuses a file group or others may read or
  * write. Returns 0, or -1 with a message naming the file in err. */
 int routes_read_credentials(const char *path, char **user, char **pass, char *err, size_t errlen);

@@ -634,6 +634,23 @@ class FailoverTest(ChainTest):
         self.last_session(a, n=3, via="b")
         self.assertEqual(len(b.wait_sessions(3)), 3)
 
+    def test_a_reload_keeps_a_parent_marked_down(self):
+        b = self.exit_ferry()
+        dead = ft.closed_port()
+        a = self.entry_ferry(["dead socks5 127.0.0.1:%d retry 60s" % dead,
+                              "b socks5 %s" % hostport(*b.addr())], ["via dead,b"])
+        cannot = r"via dead: cannot reach parent dead: Connection refused"
+        self.get("socks5h", a.addr(), "/1", host=EXIT_NAME)
+        a.wait_line(r"parent dead \(line \d+\) marked down for 60 s")
+        start = len(a.lines)
+        a.proc.send_signal(signal.SIGHUP)
+        a.wait_line(r"reload: 1 parent still marked down", start=start)
+        a.wait_line(r"reloaded .*configuration 2", start=start)
+        # The same parent in the new configuration: still skipped, not tried again.
+        self.get("socks5h", a.addr(), "/2", host=EXIT_NAME)
+        self.last_session(a, n=2, via="b")
+        self.assertEqual(self.count(a, cannot), 1)
+
     def test_parent_up_again_after_retry(self):
         port = ft.closed_port()
         b = self.exit_ferry()

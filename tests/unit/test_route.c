@@ -366,6 +366,35 @@ START_TEST(test_health_marks_down_and_up)
 }
 END_TEST
 
+/* A reload keeps a parent that is still the same parent down; any change makes it new. */
+START_TEST(test_health_carries_over_a_reload_for_the_same_parent)
+{
+    struct config old, new;
+
+    parse_ok(&old, "parent a socks5 127.0.0.1:1 retry 60s\nparent b socks5 127.0.0.1:2\n"
+                   "parent c socks5 127.0.0.1:3\nparent d http 127.0.0.1:4\nroute via a,b,c,d\n");
+    for (unsigned i = 0; i < 4; i++)
+        ck_assert(routes_mark_down(old.routes, i, 1000));
+    /* a: the same (retry now 10 s: at most 10 s from the reload); b: another port; c: another
+     * kind; d: not in the new file; e: new. */
+    parse_ok(&new, "parent e socks5 127.0.0.1:5\nparent c socks4a 127.0.0.1:3\n"
+                   "parent b socks5 127.0.0.1:22\nparent a socks5 127.0.0.1:1 retry 10s\n"
+                   "route via a,b,c,e\n");
+    ck_assert_uint_eq(routes_carry_health(new.routes, old.routes, 2000), 1);
+    ck_assert(routes_parent_down(new.routes, 3, 11999)); /* a, now index 3 */
+    ck_assert(!routes_parent_down(new.routes, 3, 12000));
+    for (unsigned i = 0; i < 3; i++)
+        ck_assert(!routes_parent_down(new.routes, i, 2000));
+    /* Once up again, nothing is carried. */
+    ck_assert(routes_mark_up(old.routes, 0));
+    ck_assert(routes_mark_up(new.routes, 3));
+    ck_assert_uint_eq(routes_carry_health(new.routes, old.routes, 2000), 0);
+    ck_assert_uint_eq(routes_carry_health(NULL, old.routes, 2000), 0);
+    conf_release(&old);
+    conf_release(&new);
+}
+END_TEST
+
 static Suite *route_suite(void)
 {
     Suite *s = suite_create("route");
@@ -381,6 +410,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, test_route_errors_name_file_and_line);
     tcase_add_test(tc, test_credentials_file);
     tcase_add_test(tc, test_health_marks_down_and_up);
+    tcase_add_test(tc, test_health_carries_over_a_reload_for_the_same_parent);
     suite_add_tcase(s, tc);
     return s;
 }
