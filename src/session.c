@@ -186,6 +186,10 @@ static void session_log(const struct session *s)
             .drop_send = us.drop_send,
             .drop_oversize = us.drop_oversize,
             .drop_blocked = us.drop_blocked,
+            .sealed = us.sealed,
+            .drop_auth = us.drop_auth,
+            .drop_replay = us.drop_replay,
+            .drop_old = us.drop_old,
         };
         r.udp = &au;
     }

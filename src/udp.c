@@ -126,6 +126,10 @@ struct udp_assoc {
     struct udp_pending *pending;
     size_t queued, queued_bytes;
 
+    bool sealed;                 /* a tunnel's association (udp.h) */
+    struct tunnel_udp_dir seal_tx; /* toward the other ferry */
+    struct tunnel_udp_dir seal_rx; /* from it */
+
     double last_activity;
     struct udp_stats stats;
 };
@@ -135,13 +139,15 @@ static void touch(struct udp_assoc *a)
     a->last_activity = ev_now(a->loop);
 }
 
-/* A datagram slot: room for the reply header we prepend, then the datagram as read. */
-#define UDP_SLOT (UDP_REPLY_HEADER_MAX + UDP_DATAGRAM_MAX + 1)
+/* Room before a datagram read: the reply header we prepend, and a tunnel's sealed head. */
+#define UDP_HEADROOM (UDP_REPLY_HEADER_MAX + TUNNEL_UDP_HEAD)
+/* A datagram slot: the headroom, the datagram as read, room for a tunnel's tag after it. */
+#define UDP_SLOT (UDP_HEADROOM + UDP_DATAGRAM_MAX + 1 + TUNNEL_UDP_TAG)
 
 /*
  * The loop's batch buffers (callbacks never nest). Datagrams are read into slots after
- * UDP_REPLY_HEADER_MAX bytes of room, so a reply's header and payload go out in one send
- * without a copy. Sends queue in `out` until udp_flush: all to one socket, for one
+ * UDP_HEADROOM bytes of room, so a reply's header and payload go out in one send
+ * without a copy, and a tunnel's datagrams are sealed and opened in place. Sends queue in `out` until udp_flush: all to one socket, for one
  * association, pointing into the slots or into a name's queue, which stay until the flush.
  * The slots are one large allocation whose pages the kernel touches only as datagrams fill
  * them.
@@ -174,7 +180,7 @@ struct udp_batch *udp_batch_new(void)
         return NULL;
     }
     for (size_t i = 0; i < UDP_MMSG; i++) {
-        b->in_iov[i].iov_base = b->slots + i * UDP_SLOT + UDP_REPLY_HEADER_MAX;
+        b->in_iov[i].iov_base = b->slots + i * UDP_SLOT + UDP_HEADROOM;
         b->in_iov[i].iov_len = UDP_DATAGRAM_MAX + 1;
     }
     b->out_fd = -1;
@@ -631,6 +637,51 @@ static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const 
 }
 
 /*
+ * A tunnel's datagram (tunnel_udp.h) of len bytes opened in place: the plaintext is at
+ * buf + TUNNEL_UDP_HEAD. False with the drop counted by reason.
+ */
+static bool sealed_open(struct udp_assoc *a, uint8_t *buf, size_t len)
+{
+    switch (tunnel_udp_open(&a->seal_rx, buf, len)) {
+    case TUNNEL_UDP_OK:
+        return true;
+    case TUNNEL_UDP_ERR_DUPLICATE:
+        a->stats.drop_replay++;
+        return false;
+    case TUNNEL_UDP_ERR_OLD:
+        a->stats.drop_old++;
+        return false;
+    default:
+        a->stats.drop_auth++;
+        return false;
+    }
+}
+
+/*
+ * Seal *len bytes at *buf in place for the other ferry at `to`: they become the datagram at
+ * *buf - TUNNEL_UDP_HEAD, TUNNEL_UDP_OVERHEAD bytes longer (the slot has room both sides).
+ * False with the drop counted when it would not fit in one datagram, or the counters are
+ * spent.
+ */
+static bool sealed_seal(struct udp_assoc *a, uint8_t **buf, size_t *len, const struct addr *to)
+{
+    size_t limit = addr_family(to) == AF_INET ? UDP_PAYLOAD_MAX_IPV4 : UDP_PAYLOAD_MAX_IPV6;
+    uint8_t *start = *buf - TUNNEL_UDP_HEAD;
+
+    if (*len > limit - TUNNEL_UDP_OVERHEAD) {
+        a->stats.drop_oversize++;
+        return false;
+    }
+    if (tunnel_udp_seal(&a->seal_tx, start, *len) != TUNNEL_UDP_OK) {
+        a->stats.drop_send++;
+        return false;
+    }
+    *buf = start;
+    *len += TUNNEL_UDP_OVERHEAD;
+    return true;
+}
+
+/*
  * A datagram's SOCKS5 UDP header, or false with the drop counted: malformed, or a fragment
  * (RFC 1928 section 7: fragmentation is optional; we do not reassemble, so drop).
  */
@@ -649,7 +700,7 @@ static bool header_ok(struct udp_assoc *a, const uint8_t *buf, size_t len,
 }
 
 /* Through a parent: the datagram as the client sent it, header and all, to its relay. */
-static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, const uint8_t *buf,
+static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, uint8_t *buf,
                           size_t len, size_t payload)
 {
     struct addr to;
@@ -672,6 +723,10 @@ static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, co
         a->stats.drop_send++;
         return;
     }
+    if (a->sealed) {
+        if (!sealed_seal(a, &buf, &len, &a->upstream))
+            return;
+    }
     udp_queue(a, fd, false, &a->upstream, buf, len, payload);
 }
 
@@ -688,6 +743,12 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
         a->stats.drop_stranger++;
         return;
     }
+    if (a->sealed) {
+        if (!sealed_open(a, buf, len))
+            return;
+        buf += TUNNEL_UDP_HEAD;
+        len -= TUNNEL_UDP_OVERHEAD;
+    }
     if (!a->client_known) {
         a->stats.drop_filtered++;
         return;
@@ -698,7 +759,7 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
 }
 
 /* One datagram from the client-facing socket: check its source, parse, forward. */
-static void client_datagram(struct udp_assoc *a, const struct addr *from, const uint8_t *buf,
+static void client_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *buf,
                             size_t len)
 {
     struct socks5_udp_header hdr;
@@ -709,7 +770,19 @@ static void client_datagram(struct udp_assoc *a, const struct addr *from, const 
         a->stats.drop_stranger++;
         return;
     }
-    if (a->client_known) {
+    if (a->sealed && a->upstream.len == 0) {
+        /* The other ferry: only an authentic, fresh datagram says where replies go. */
+        if (a->client_port != 0 && addr_port(from) != a->client_port) {
+            a->stats.drop_stranger++;
+            return;
+        }
+        if (!sealed_open(a, buf, len))
+            return;
+        buf += TUNNEL_UDP_HEAD;
+        len -= TUNNEL_UDP_OVERHEAD;
+        a->client_addr = *from;
+        a->client_known = true;
+    } else if (a->client_known) {
         if (addr_port(from) != addr_port(&a->client_addr)) {
             a->stats.drop_stranger++;
             return;
@@ -780,12 +853,12 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* One datagram from a target: filter, prepend the header naming the sender, queue it for the
- * client. payload sits in a batch slot after UDP_REPLY_HEADER_MAX bytes of room. */
+ * client (sealed for a tunnel). payload sits in a batch slot after UDP_HEADROOM bytes. */
 static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *payload,
                             size_t len)
 {
     uint8_t hdr[UDP_REPLY_HEADER_MAX];
-    size_t hdrlen, limit;
+    size_t hdrlen, limit, total;
     uint8_t *start;
 
     if (!a->client_known || !peers_let_in(a, from)) {
@@ -804,7 +877,10 @@ static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_
     }
     start = payload - hdrlen;
     memcpy(start, hdr, hdrlen);
-    udp_queue(a, a->client_fd, true, &a->client_addr, start, hdrlen + len, len);
+    total = hdrlen + len;
+    if (a->sealed && !sealed_seal(a, &start, &total, &a->client_addr))
+        return;
+    udp_queue(a, a->client_fd, true, &a->client_addr, start, total, len);
 }
 
 static void on_out_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -878,6 +954,14 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
         errno = err;
         return NULL;
     }
+    if (p->sealed != NULL) {
+        bool client = a->upstream.len > 0;
+
+        a->sealed = true;
+        a->stats.sealed = true;
+        tunnel_udp_dir_init(&a->seal_tx, p->sealed->id, client ? p->sealed->up : p->sealed->down);
+        tunnel_udp_dir_init(&a->seal_rx, p->sealed->id, client ? p->sealed->down : p->sealed->up);
+    }
     ev_io_init(&a->client_io, on_client_readable, a->client_fd, EV_READ);
     a->client_io.data = a;
     ev_io_start(a->loop, &a->client_io);
@@ -923,5 +1007,7 @@ void udp_assoc_free(struct udp_assoc *a)
         resolver_cancel(p->query);
         pending_free(a, p);
     }
+    tunnel_udp_dir_wipe(&a->seal_tx);
+    tunnel_udp_dir_wipe(&a->seal_rx);
     free(a);
 }
