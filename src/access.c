@@ -411,11 +411,11 @@ static void format_keyed(struct out *o, const struct access_record *r, bool json
              u->drop_stranger, u->drop_frag, u->drop_malformed);
         putf(o, ",\"filtered\":%" PRIu64 ",\"resolve\":%" PRIu64 ",\"queue\":%" PRIu64,
              u->drop_filtered, u->drop_resolve, u->drop_queue);
-        putf(o, ",\"send\":%" PRIu64 ",\"oversize\":%" PRIu64 ",\"blocked\":%" PRIu64,
-             u->drop_send, u->drop_oversize, u->drop_blocked);
+        putf(o, ",\"send\":%" PRIu64 ",\"oversize\":%" PRIu64 ",\"blocked\":%" PRIu64, u->drop_send,
+             u->drop_oversize, u->drop_blocked);
         if (u->sealed)
-            putf(o, ",\"auth\":%" PRIu64 ",\"replay\":%" PRIu64 ",\"old\":%" PRIu64,
-                 u->drop_auth, u->drop_replay, u->drop_old);
+            putf(o, ",\"auth\":%" PRIu64 ",\"replay\":%" PRIu64 ",\"old\":%" PRIu64, u->drop_auth,
+                 u->drop_replay, u->drop_old);
         puts_(o, "}}");
         return;
     }

@@ -461,8 +461,8 @@ static void chain_message(struct outbound_conn *c)
         if (c->step == STEP_S5_REPLY) {
             upstream_socks5_parse_reply(c->in, c->in_len, &rep, &c->bound, &consumed);
             if (c->in_len == consumed + TUNNEL_UDP_GRANT_LEN) /* chain_parse made sure */
-                c->sealed = tunnel_udp_grant_decode(c->in + consumed, TUNNEL_UDP_GRANT_LEN,
-                                                    &c->grant) == 0;
+                c->sealed =
+                    tunnel_udp_grant_decode(c->in + consumed, TUNNEL_UDP_GRANT_LEN, &c->grant) == 0;
         } else
             upstream_socks4_parse_reply(c->in, c->in_len, &rep, &c->bound, &consumed);
         c->in_len = 0;

@@ -81,7 +81,8 @@ int tunnel_udp_grant_decode(const uint8_t *in, size_t len, struct tunnel_udp_gra
     return 0;
 }
 
-void tunnel_udp_dir_init(struct tunnel_udp_dir *d, uint32_t id, const uint8_t key[TUNNEL_UDP_KEYLEN])
+void tunnel_udp_dir_init(struct tunnel_udp_dir *d, uint32_t id,
+                         const uint8_t key[TUNNEL_UDP_KEYLEN])
 {
     memset(d, 0, sizeof(*d));
     d->id = id;
@@ -156,9 +157,8 @@ int tunnel_udp_open(struct tunnel_udp_dir *rx, uint8_t *buf, size_t len)
     counter = get_le64(buf + 4);
     make_nonce(nonce, counter);
     /* The tag is checked before anything is decrypted; in place is allowed. */
-    if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(cipher, NULL, cipher, clen, cipher + clen,
-                                                           buf, TUNNEL_UDP_HEAD, nonce,
-                                                           rx->key) != 0)
+    if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+            cipher, NULL, cipher, clen, cipher + clen, buf, TUNNEL_UDP_HEAD, nonce, rx->key) != 0)
         return TUNNEL_UDP_ERR_AUTH;
     return tunnel_udp_window_take(rx, counter);
 }

@@ -126,7 +126,7 @@ struct udp_assoc {
     struct udp_pending *pending;
     size_t queued, queued_bytes;
 
-    bool sealed;                 /* a tunnel's association (udp.h) */
+    bool sealed;                   /* a tunnel's association (udp.h) */
     struct tunnel_udp_dir seal_tx; /* toward the other ferry */
     struct tunnel_udp_dir seal_rx; /* from it */
 
@@ -147,10 +147,10 @@ static void touch(struct udp_assoc *a)
 /*
  * The loop's batch buffers (callbacks never nest). Datagrams are read into slots after
  * UDP_HEADROOM bytes of room, so a reply's header and payload go out in one send
- * without a copy, and a tunnel's datagrams are sealed and opened in place. Sends queue in `out` until udp_flush: all to one socket, for one
- * association, pointing into the slots or into a name's queue, which stay until the flush.
- * The slots are one large allocation whose pages the kernel touches only as datagrams fill
- * them.
+ * without a copy, and a tunnel's datagrams are sealed and opened in place. Sends queue in `out`
+ * until udp_flush: all to one socket, for one association, pointing into the slots or into a name's
+ * queue, which stay until the flush. The slots are one large allocation whose pages the kernel
+ * touches only as datagrams fill them.
  */
 struct udp_batch {
     struct mmsghdr in[UDP_MMSG];
@@ -759,8 +759,7 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
 }
 
 /* One datagram from the client-facing socket: check its source, parse, forward. */
-static void client_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *buf,
-                            size_t len)
+static void client_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *buf, size_t len)
 {
     struct socks5_udp_header hdr;
     size_t hdrlen;

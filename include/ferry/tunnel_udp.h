@@ -57,12 +57,13 @@ int tunnel_udp_grant_decode(const uint8_t *in, size_t len, struct tunnel_udp_gra
 struct tunnel_udp_dir {
     uint32_t id;
     uint8_t key[TUNNEL_UDP_KEYLEN];
-    uint64_t counter;                    /* sender: the next; receiver: the highest taken */
-    bool any;                            /* receiver: a datagram was taken */
-    uint64_t bitmap[TUNNEL_UDP_WORDS];   /* receiver: counters taken, a ring of words */
+    uint64_t counter;                  /* sender: the next; receiver: the highest taken */
+    bool any;                          /* receiver: a datagram was taken */
+    uint64_t bitmap[TUNNEL_UDP_WORDS]; /* receiver: counters taken, a ring of words */
 };
 
-void tunnel_udp_dir_init(struct tunnel_udp_dir *d, uint32_t id, const uint8_t key[TUNNEL_UDP_KEYLEN]);
+void tunnel_udp_dir_init(struct tunnel_udp_dir *d, uint32_t id,
+                         const uint8_t key[TUNNEL_UDP_KEYLEN]);
 /* Wipe the key (sodium_memzero) and the rest. */
 void tunnel_udp_dir_wipe(struct tunnel_udp_dir *d);
 

@@ -360,8 +360,8 @@ START_TEST(test_sealed_udp_drops_in_every_format)
 
     r.udp = &u;
     ck_assert_ptr_nonnull(strstr(fmt(ACCESS_TEXT, &r), ",blocked:11,auth:12,replay:13,old:14"));
-    ck_assert_ptr_nonnull(strstr(fmt(ACCESS_LOGFMT, &r),
-                                 "drop_blocked=11 drop_auth=12 drop_replay=13 drop_old=14"));
+    ck_assert_ptr_nonnull(
+        strstr(fmt(ACCESS_LOGFMT, &r), "drop_blocked=11 drop_auth=12 drop_replay=13 drop_old=14"));
     ck_assert_ptr_nonnull(
         strstr(json(&r), "\"blocked\":11,\"auth\":12,\"replay\":13,\"old\":14}}}"));
 }

@@ -49,7 +49,7 @@ START_TEST(test_seal_open_round_trip_and_layout)
     ck_assert_uint_eq((uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | buf[2] << 8 | buf[3],
                       p.g.id);
     for (int i = 4; i < 12; i++)
-        ck_assert_uint_eq(buf[i], 0); /* counter 0 */
+        ck_assert_uint_eq(buf[i], 0);                       /* counter 0 */
     ck_assert(memcmp(buf + 12, msg, sizeof(msg) - 1) != 0); /* encrypted */
     ck_assert_int_eq(tunnel_udp_open(&p.rx, buf, n), TUNNEL_UDP_OK);
     ck_assert_mem_eq(buf + 12, msg, sizeof(msg) - 1);
