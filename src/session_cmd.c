@@ -168,18 +168,18 @@ void session_udp(struct session *s, const struct addr *upstream,
     }
     /* A tunnel stream's association (doc/tunnel-protocol.md 4.3): its keys are made here and
      * follow the reply; through a ferry parent they came with its reply. */
-    if (upstream == NULL && s->tunnel_local.len > 0) {
+    if (s->tunnel_local.len > 0) {
         tunnel_udp_grant_new(&grant);
-        p.sealed = &grant;
-    } else {
-        p.sealed = sealed;
+        p.sealed_client = &grant;
     }
+    p.sealed_upstream = sealed;
     s->udp = udp_assoc_start(&p);
-    if (p.sealed == &grant) {
+    if (p.sealed_client != NULL) {
         tunnel_udp_grant_encode(&grant, wire);
         sodium_memzero(&grant, sizeof(grant));
     }
     if (s->udp == NULL) {
+        sodium_memzero(wire, sizeof(wire));
         log_warn("udp: cannot open an association: %s", strerror(errno));
         session_fail(s, reply_from_errno(errno));
         return;
@@ -187,12 +187,12 @@ void session_udp(struct session *s, const struct addr *upstream,
     s->target_addr = *udp_assoc_local(s->udp);
     shown = session_advertised(s, &s->target_addr);
     sent = session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa);
-    if (sent >= 0 && p.sealed != NULL && upstream == NULL) {
+    if (sent >= 0 && p.sealed_client != NULL) {
         sent = session_send(s, wire, sizeof(wire));
-        sodium_memzero(wire, sizeof(wire));
         if (sent == 0) /* out, all of it: no copy of the keys stays in the buffer */
             sodium_memzero(s->nego->out, sizeof(s->nego->out));
     }
+    sodium_memzero(wire, sizeof(wire));
     if (sent < 0) {
         session_end(s, END_CLIENT_ERROR);
         return;

@@ -92,6 +92,13 @@ struct udp_name {
     double expires;
 };
 
+/* One side's sealing (udp.h: sealed_client, sealed_upstream). */
+struct udp_seal {
+    bool on;
+    struct tunnel_udp_dir tx; /* toward the other ferry */
+    struct tunnel_udp_dir rx; /* from it */
+};
+
 /* One outbound socket (-1 until the first datagram to its family). */
 struct udp_out {
     int fd;
@@ -126,9 +133,8 @@ struct udp_assoc {
     struct udp_pending *pending;
     size_t queued, queued_bytes;
 
-    bool sealed;                   /* a tunnel's association (udp.h) */
-    struct tunnel_udp_dir seal_tx; /* toward the other ferry */
-    struct tunnel_udp_dir seal_rx; /* from it */
+    struct udp_seal seal_client; /* a tunnel's association (udp.h) */
+    struct udp_seal seal_up;
 
     double last_activity;
     struct udp_stats stats;
@@ -640,9 +646,9 @@ static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const 
  * A tunnel's datagram (tunnel_udp.h) of len bytes opened in place: the plaintext is at
  * buf + TUNNEL_UDP_HEAD. False with the drop counted by reason.
  */
-static bool sealed_open(struct udp_assoc *a, uint8_t *buf, size_t len)
+static bool sealed_open(struct udp_assoc *a, struct udp_seal *sl, uint8_t *buf, size_t len)
 {
-    switch (tunnel_udp_open(&a->seal_rx, buf, len)) {
+    switch (tunnel_udp_open(&sl->rx, buf, len)) {
     case TUNNEL_UDP_OK:
         return true;
     case TUNNEL_UDP_ERR_DUPLICATE:
@@ -663,7 +669,8 @@ static bool sealed_open(struct udp_assoc *a, uint8_t *buf, size_t len)
  * False with the drop counted when it would not fit in one datagram, or the counters are
  * spent.
  */
-static bool sealed_seal(struct udp_assoc *a, uint8_t **buf, size_t *len, const struct addr *to)
+static bool sealed_seal(struct udp_assoc *a, struct udp_seal *sl, uint8_t **buf, size_t *len,
+                        const struct addr *to)
 {
     size_t limit = addr_family(to) == AF_INET ? UDP_PAYLOAD_MAX_IPV4 : UDP_PAYLOAD_MAX_IPV6;
     uint8_t *start = *buf - TUNNEL_UDP_HEAD;
@@ -672,7 +679,7 @@ static bool sealed_seal(struct udp_assoc *a, uint8_t **buf, size_t *len, const s
         a->stats.drop_oversize++;
         return false;
     }
-    if (tunnel_udp_seal(&a->seal_tx, start, *len) != TUNNEL_UDP_OK) {
+    if (tunnel_udp_seal(&sl->tx, start, *len) != TUNNEL_UDP_OK) {
         a->stats.drop_send++;
         return false;
     }
@@ -723,10 +730,8 @@ static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, ui
         a->stats.drop_send++;
         return;
     }
-    if (a->sealed) {
-        if (!sealed_seal(a, &buf, &len, &a->upstream))
-            return;
-    }
+    if (a->seal_up.on && !sealed_seal(a, &a->seal_up, &buf, &len, &a->upstream))
+        return;
     udp_queue(a, fd, false, &a->upstream, buf, len, payload);
 }
 
@@ -735,7 +740,7 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
                               size_t len)
 {
     struct socks5_udp_header hdr;
-    size_t hdrlen;
+    size_t hdrlen, payload;
     struct addr src = *from;
 
     addr_unmap(&src);
@@ -743,8 +748,8 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
         a->stats.drop_stranger++;
         return;
     }
-    if (a->sealed) {
-        if (!sealed_open(a, buf, len))
+    if (a->seal_up.on) {
+        if (!sealed_open(a, &a->seal_up, buf, len))
             return;
         buf += TUNNEL_UDP_HEAD;
         len -= TUNNEL_UDP_OVERHEAD;
@@ -755,7 +760,11 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
     }
     if (!header_ok(a, buf, len, &hdr, &hdrlen))
         return;
-    udp_queue(a, a->client_fd, true, &a->client_addr, buf, len, len - hdrlen);
+    payload = len - hdrlen;
+    /* A tunnel stream's association whose own route goes through a parent. */
+    if (a->seal_client.on && !sealed_seal(a, &a->seal_client, &buf, &len, &a->client_addr))
+        return;
+    udp_queue(a, a->client_fd, true, &a->client_addr, buf, len, payload);
 }
 
 /* One datagram from the client-facing socket: check its source, parse, forward. */
@@ -769,13 +778,13 @@ static void client_datagram(struct udp_assoc *a, const struct addr *from, uint8_
         a->stats.drop_stranger++;
         return;
     }
-    if (a->sealed && a->upstream.len == 0) {
+    if (a->seal_client.on) {
         /* The other ferry: only an authentic, fresh datagram says where replies go. */
         if (a->client_port != 0 && addr_port(from) != a->client_port) {
             a->stats.drop_stranger++;
             return;
         }
-        if (!sealed_open(a, buf, len))
+        if (!sealed_open(a, &a->seal_client, buf, len))
             return;
         buf += TUNNEL_UDP_HEAD;
         len -= TUNNEL_UDP_OVERHEAD;
@@ -877,7 +886,7 @@ static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_
     start = payload - hdrlen;
     memcpy(start, hdr, hdrlen);
     total = hdrlen + len;
-    if (a->sealed && !sealed_seal(a, &start, &total, &a->client_addr))
+    if (a->seal_client.on && !sealed_seal(a, &a->seal_client, &start, &total, &a->client_addr))
         return;
     udp_queue(a, a->client_fd, true, &a->client_addr, start, total, len);
 }
@@ -953,14 +962,17 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
         errno = err;
         return NULL;
     }
-    if (p->sealed != NULL) {
-        bool client = a->upstream.len > 0;
-
-        a->sealed = true;
-        a->stats.sealed = true;
-        tunnel_udp_dir_init(&a->seal_tx, p->sealed->id, client ? p->sealed->up : p->sealed->down);
-        tunnel_udp_dir_init(&a->seal_rx, p->sealed->id, client ? p->sealed->down : p->sealed->up);
+    if (p->sealed_client != NULL) {
+        a->seal_client.on = true;
+        tunnel_udp_dir_init(&a->seal_client.tx, p->sealed_client->id, p->sealed_client->down);
+        tunnel_udp_dir_init(&a->seal_client.rx, p->sealed_client->id, p->sealed_client->up);
     }
+    if (p->sealed_upstream != NULL && a->upstream.len > 0) {
+        a->seal_up.on = true;
+        tunnel_udp_dir_init(&a->seal_up.tx, p->sealed_upstream->id, p->sealed_upstream->up);
+        tunnel_udp_dir_init(&a->seal_up.rx, p->sealed_upstream->id, p->sealed_upstream->down);
+    }
+    a->stats.sealed = a->seal_client.on || a->seal_up.on;
     ev_io_init(&a->client_io, on_client_readable, a->client_fd, EV_READ);
     a->client_io.data = a;
     ev_io_start(a->loop, &a->client_io);
@@ -1006,7 +1018,9 @@ void udp_assoc_free(struct udp_assoc *a)
         resolver_cancel(p->query);
         pending_free(a, p);
     }
-    tunnel_udp_dir_wipe(&a->seal_tx);
-    tunnel_udp_dir_wipe(&a->seal_rx);
+    tunnel_udp_dir_wipe(&a->seal_client.tx);
+    tunnel_udp_dir_wipe(&a->seal_client.rx);
+    tunnel_udp_dir_wipe(&a->seal_up.tx);
+    tunnel_udp_dir_wipe(&a->seal_up.rx);
     free(a);
 }

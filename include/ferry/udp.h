@@ -58,14 +58,15 @@ struct udp_assoc_params {
                                  * relay socket is bound there, so the parent sees our
                                  * datagrams come from the control connection's address */
     /*
-     * A tunnel's association (tunnel_udp.h, doc/tunnel-protocol.md 4.3), or NULL: datagrams
-     * with the other ferry are sealed. Server (upstream len 0): the client's are opened with
-     * sealed->up (bad, duplicate and old ones dropped, never answered) and then handled as
-     * any client datagram; replies are sealed with sealed->down. Client (upstream set): what
-     * goes to the upstream relay is sealed with sealed->up, what comes from it opened with
-     * sealed->down. Copied: the caller wipes its own.
+     * A tunnel's association (tunnel_udp.h, doc/tunnel-protocol.md 4.3): datagrams with the
+     * other ferry are sealed. sealed_client (the server of a tunnel stream): the client's are
+     * opened with ->up (bad, duplicate and old ones dropped, never answered) and then handled
+     * as any client datagram; what goes to the client is sealed with ->down. sealed_upstream
+     * (through a ferry parent): what goes to the upstream relay is sealed with ->up, what
+     * comes from it opened with ->down. NULL: plain. Copied: the caller wipes its own.
      */
-    const struct tunnel_udp_grant *sealed;
+    const struct tunnel_udp_grant *sealed_client;
+    const struct tunnel_udp_grant *sealed_upstream;
 };
 
 /* Why datagrams were dropped; counted per association. */

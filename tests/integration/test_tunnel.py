@@ -6,7 +6,11 @@ byte-exact both ways with half-close; many streams at once over one tunnel conne
 server answers nothing to garbage, an unauthorized key, a wrong server key or a replayed first
 message (captured by a forwarder between the two ferries), and closes only at its negotiate
 timeout. The one-command mode (--tunnel, --server-key, known_hosts) and SIGHUP re-reading the
-authorized-keys file. Loopback only.
+authorized-keys file. UDP ASSOCIATE through the hop (PySocks): datagrams byte-exact, counted
+on both access lines; a DNS query; names resolved by the server only; its rules and its own
+route through a SOCKS5 parent; the stream's end closing the server's socket; captured sealed
+datagrams sent again (duplicated, reordered, stale, tampered) dropped and counted. Loopback
+only; the replay test needs root (AF_PACKET capture, IP_HDRINCL injection).
 """
 
 import hashlib
@@ -397,6 +401,46 @@ class TunnelTest(unittest.TestCase):
         self.assertEqual(ft.udp_packets(sl), (1, 1), sl)
         self.assertEqual(ft.drops(cl)["blocked"], 0, cl)
         self.assertEqual(ft.udp_packets(cl), (2, 1), cl)
+
+    def test_udp_the_servers_own_route_through_a_socks5_parent(self):
+        """The server's association goes on, in the clear, to its own SOCKS5 parent's relay;
+        between the two ferries it stays sealed both ways."""
+        echo = ft.UDPEcho(self)
+        far = ft.start_ferryd(self)
+        server = self.start_server(extra=["parent far socks5 127.0.0.1:%d" % far.port,
+                                          "route via far"])
+        client = self.start_client(server.port)
+        u = self.udp_assoc(client)
+        for data in (b"one", os.urandom(1400)):
+            u.sendto(data, ("127.0.0.1", echo.port))
+            self.assertEqual(u.recvfrom(4096), (data, ("127.0.0.1", echo.port)))
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        fl = far.wait_sessions(1, timeout=10 * ft.SLOW, pred=ft.is_udp)[0]
+        self.assertEqual(sl["via"], "far", sl)
+        for line in (sl, cl, fl):
+            self.assertEqual(ft.udp_packets(line), (2, 2), line)
+            self.assertEqual(sum(ft.drops(line).values()), 0, line)
+        self.assertIn("auth", ft.drops(sl))
+        self.assertNotIn("auth", ft.drops(fl))  # plain SOCKS5 there
+
+    def test_udp_through_a_ferry_parent_with_parents_after_it_is_refused(self):
+        """The datagrams would go to the last parent's relay straight, past the tunnel."""
+        far = ft.start_ferryd(self)
+        server = self.start_server()
+        client = ft.start_ferryd(self, extra=[
+            "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
+            % (server.port, self.spub, self.akey),
+            "parent far socks5 127.0.0.1:%d" % far.port,
+            "route via home>far",
+        ])
+        s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+        s.sendall(b"\x05\x01\x00")
+        self.assertEqual(s.recv(2), b"\x05\x00")
+        s.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+        self.assertEqual(recv_exact(s, 2), b"\x05" + bytes([ft.REP_COMMAND_NOT_SUPPORTED]))
+        s.close()
+        client.wait_line(r"UDP ASSOCIATE only with it as the last hop")
 
     def test_udp_the_streams_end_ends_the_association_on_the_server(self):
         echo = ft.UDPEcho(self)
