@@ -353,6 +353,26 @@ class TunnelTest(unittest.TestCase):
         self.assertEqual(sl["up"], str(1 + 1400 + 3000))
         self.assertEqual(cl["down"], str(1 + 1400 + 3000))
 
+    def test_udp_echo_over_an_ipv6_tunnel(self):
+        if not ft.ipv6_available():
+            self.skipTest("no IPv6 loopback")
+        echo = ft.UDPEcho(self)
+        server = ft.start_ferryd(self, listen=("[::1]:0 tunnel",), extra=[
+            "tunnel key %s" % self.skey, "tunnel authorized-keys %s" % self.authkeys,
+            "request pass to 127.0.0.0/8 private"])
+        client = ft.start_ferryd(self, extra=[
+            "parent home ferry [::1]:%d server-key %s key %s timeout 3s"
+            % (server.port, self.spub, self.akey), "route via home"])
+        u = self.udp_assoc(client)
+        data = os.urandom(1400)
+        u.sendto(data, ("127.0.0.1", echo.port))
+        self.assertEqual(u.recvfrom(4096), (data, ("127.0.0.1", echo.port)))
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        self.assertTrue(sl["addr"].startswith("[::1]:"), sl)  # the tunnel's address
+        self.assertEqual(ft.udp_packets(sl), (1, 1), sl)
+        self.assertEqual(ft.udp_packets(cl), (1, 1), cl)
+
     def test_udp_dns_query_and_a_name_resolved_by_the_server_only(self):
         far_dns = ft.DNSServer(self)
         far_dns.add("echo.tunnel.test", a=["127.0.0.1"])
