@@ -310,6 +310,9 @@ static void format_text(struct out *o, const struct access_record *r)
              u->drop_resolve, u->drop_queue);
         putf(o, ",send:%" PRIu64 ",oversize:%" PRIu64 ",blocked:%" PRIu64, u->drop_send,
              u->drop_oversize, u->drop_blocked);
+        if (u->sealed)
+            putf(o, ",auth:%" PRIu64 ",replay:%" PRIu64 ",old:%" PRIu64, u->drop_auth,
+                 u->drop_replay, u->drop_old);
     }
 }
 
@@ -408,8 +411,12 @@ static void format_keyed(struct out *o, const struct access_record *r, bool json
              u->drop_stranger, u->drop_frag, u->drop_malformed);
         putf(o, ",\"filtered\":%" PRIu64 ",\"resolve\":%" PRIu64 ",\"queue\":%" PRIu64,
              u->drop_filtered, u->drop_resolve, u->drop_queue);
-        putf(o, ",\"send\":%" PRIu64 ",\"oversize\":%" PRIu64 ",\"blocked\":%" PRIu64 "}}",
-             u->drop_send, u->drop_oversize, u->drop_blocked);
+        putf(o, ",\"send\":%" PRIu64 ",\"oversize\":%" PRIu64 ",\"blocked\":%" PRIu64, u->drop_send,
+             u->drop_oversize, u->drop_blocked);
+        if (u->sealed)
+            putf(o, ",\"auth\":%" PRIu64 ",\"replay\":%" PRIu64 ",\"old\":%" PRIu64, u->drop_auth,
+                 u->drop_replay, u->drop_old);
+        puts_(o, "}}");
         return;
     }
     field_u64(&k, "udp_up", u->up);
@@ -423,6 +430,11 @@ static void format_keyed(struct out *o, const struct access_record *r, bool json
     field_u64(&k, "drop_send", u->drop_send);
     field_u64(&k, "drop_oversize", u->drop_oversize);
     field_u64(&k, "drop_blocked", u->drop_blocked);
+    if (u->sealed) {
+        field_u64(&k, "drop_auth", u->drop_auth);
+        field_u64(&k, "drop_replay", u->drop_replay);
+        field_u64(&k, "drop_old", u->drop_old);
+    }
 }
 
 int access_format(enum access_format f, const struct access_record *r, char *out, size_t size)

@@ -22,7 +22,8 @@ static const char *const cmd_names[METRICS_CMD_COUNT] = {"connect", "bind",     
                                                          "resolve", "resolve-ptr", "none"};
 static const char *const relay_names[METRICS_RELAY_COUNT] = {"splice", "buffered"};
 static const char *const udp_drop_names[METRICS_UDP_DROP_COUNT] = {
-    "stranger", "frag", "malformed", "filtered", "resolve", "queue", "send", "oversize", "blocked"};
+    "stranger", "frag",     "malformed", "filtered", "resolve", "queue",
+    "send",     "oversize", "blocked",   "auth",     "replay",  "old"};
 /* enum limit_refusal, LIMIT_OK first (not rendered) */
 static const char *const limit_names[METRICS_LIMITS] = {NULL,
                                                         "max-sessions",

@@ -38,6 +38,7 @@
 #include "ferry/socks4.h"
 #include "ferry/socks5.h"
 #include "ferry/tunnel_conn.h"
+#include "ferry/tunnel_udp.h"
 #include "ferry/upstream_http.h"
 #include "ferry/upstream_socks.h"
 
@@ -85,6 +86,8 @@ struct outbound_conn {
     size_t out_len, out_off;
     size_t in_len;
     struct socks_dest bound;
+    bool sealed; /* grant holds a ferry parent's UDP grant */
+    struct tunnel_udp_grant grant;
     uint8_t out[UPSTREAM_HTTP_REQUEST_MAX];
     uint8_t in[UPSTREAM_HTTP_HEAD_MAX];
 };
@@ -133,6 +136,8 @@ static void chain_reset(struct outbound_conn *c)
 static void chain_free(struct outbound_conn *c)
 {
     chain_reset(c);
+    sodium_memzero(&c->grant, sizeof(c->grant));
+    sodium_memzero(c->in, sizeof(c->in));
     free(c);
 }
 
@@ -154,8 +159,10 @@ static void chain_deliver(struct outbound_conn *c, uint8_t rep, bool interim)
                        c->cmd == SOCKS5_CMD_RESOLVE_PTR || c->cmd == SOCKS5_CMD_UDP_ASSOCIATE);
     struct socks_dest bound = c->bound;
     struct addr peer = c->peer;
+    struct tunnel_udp_grant grant = c->grant;
 
     res.bound = with_bound ? &bound : NULL;
+    res.sealed = c->sealed && rep == SOCKS5_REP_SUCCEEDED ? &grant : NULL;
     res.peer = &peer;
     if (interim) {
         cb(&res, arg);
@@ -171,6 +178,7 @@ static void chain_deliver(struct outbound_conn *c, uint8_t rep, bool interim)
     /* The path text lives in the configuration, not in c. */
     chain_free(c);
     cb(&res, arg);
+    sodium_memzero(&grant, sizeof(grant));
 }
 
 static void chain_try_next(struct outbound_conn *c);
@@ -276,9 +284,12 @@ static void chain_send_request(struct outbound_conn *c)
     hop_target(c, c->hop, &cmd, &dest);
     switch (p->kind) {
     case PARENT_FERRY:
-        if (cmd == SOCKS5_CMD_UDP_ASSOCIATE) {
+        /* Its datagrams are sealed only to the ferry itself: a relay behind it would get them
+         * in the clear, from us, past the tunnel. */
+        if (c->cmd == SOCKS5_CMD_UDP_ASSOCIATE && cmd != SOCKS5_CMD_UDP_ASSOCIATE) {
             chain_fail(c, SOCKS5_REP_COMMAND_NOT_SUPPORTED, -1,
-                       "parent %s is a ferry tunnel: no UDP ASSOCIATE through it yet", p->name);
+                       "parent %s is a ferry tunnel: UDP ASSOCIATE only with it as the last hop",
+                       p->name);
             return;
         }
         /* fall through */
@@ -386,6 +397,13 @@ static ssize_t chain_parse(struct outbound_conn *c, size_t len)
         break;
     case STEP_S5_REPLY:
         st = upstream_socks5_parse_reply(c->in, len, &rep, &c->bound, &consumed);
+        /* A ferry's UDP ASSOCIATE reply carries the association's grant (tunnel_udp.h). */
+        if (st == PROTO_OK && rep == SOCKS5_REP_SUCCEEDED && p->kind == PARENT_FERRY &&
+            c->cmd == SOCKS5_CMD_UDP_ASSOCIATE) {
+            consumed += TUNNEL_UDP_GRANT_LEN;
+            if (len < consumed)
+                st = PROTO_NEED_MORE;
+        }
         break;
     case STEP_S4_REPLY:
         st = upstream_socks4_parse_reply(c->in, len, &rep, &c->bound, &consumed);
@@ -440,9 +458,12 @@ static void chain_message(struct outbound_conn *c)
         return;
     case STEP_S5_REPLY:
     case STEP_S4_REPLY:
-        if (c->step == STEP_S5_REPLY)
+        if (c->step == STEP_S5_REPLY) {
             upstream_socks5_parse_reply(c->in, c->in_len, &rep, &c->bound, &consumed);
-        else
+            if (c->in_len == consumed + TUNNEL_UDP_GRANT_LEN) /* chain_parse made sure */
+                c->sealed =
+                    tunnel_udp_grant_decode(c->in + consumed, TUNNEL_UDP_GRANT_LEN, &c->grant) == 0;
+        } else
             upstream_socks4_parse_reply(c->in, c->in_len, &rep, &c->bound, &consumed);
         c->in_len = 0;
         if (second) {

@@ -186,6 +186,10 @@ static void session_log(const struct session *s)
             .drop_send = us.drop_send,
             .drop_oversize = us.drop_oversize,
             .drop_blocked = us.drop_blocked,
+            .sealed = us.sealed,
+            .drop_auth = us.drop_auth,
+            .drop_replay = us.drop_replay,
+            .drop_old = us.drop_old,
         };
         r.udp = &au;
     }
@@ -278,6 +282,9 @@ static void session_metrics(const struct session *s, struct metrics_worker *m, u
         metrics_add(&m->udp_drops[METRICS_UDP_SEND], us->drop_send);
         metrics_add(&m->udp_drops[METRICS_UDP_OVERSIZE], us->drop_oversize);
         metrics_add(&m->udp_drops[METRICS_UDP_BLOCKED], us->drop_blocked);
+        metrics_add(&m->udp_drops[METRICS_UDP_AUTH], us->drop_auth);
+        metrics_add(&m->udp_drops[METRICS_UDP_REPLAY], us->drop_replay);
+        metrics_add(&m->udp_drops[METRICS_UDP_OLD], us->drop_old);
     }
 }
 

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "ferry/acl.h"
 #include "ferry/binder.h"
 #include "ferry/conf.h"
@@ -16,6 +18,7 @@
 #include "ferry/reply.h"
 #include "ferry/resolver.h"
 #include "ferry/socks5.h"
+#include "ferry/tunnel_udp.h"
 #include "ferry/udp.h"
 #include "session_int.h"
 
@@ -112,7 +115,8 @@ static void on_upstream_control(struct ev_loop *loop, ev_io *w, int revents)
     session_end(s, n == 0 ? END_DONE : END_TARGET_ERROR);
 }
 
-void session_udp(struct session *s, const struct addr *upstream)
+void session_udp(struct session *s, const struct addr *upstream,
+                 const struct tunnel_udp_grant *sealed)
 {
     struct session_ctx *ctx = s->ctx;
     const struct config *cfg = s->cfg;
@@ -129,6 +133,9 @@ void session_udp(struct session *s, const struct addr *upstream)
         .policy_arg = s,
     };
     struct addr shown;
+    struct tunnel_udp_grant grant;
+    uint8_t wire[TUNNEL_UDP_GRANT_LEN];
+    int sent;
 
     if (!limits_hold_udp(&s->hold, cfg->udp_max_total, cfg->udp_max_per_client)) {
         log_notice("udp: association limit reached (max-total %u, max-per-client %u)",
@@ -159,15 +166,34 @@ void session_udp(struct session *s, const struct addr *upstream)
         session_fail(s, reply_from_errno(errno));
         return;
     }
+    /* A tunnel stream's association (doc/tunnel-protocol.md 4.3): its keys are made here and
+     * follow the reply; through a ferry parent they came with its reply. */
+    if (s->tunnel_local.len > 0) {
+        tunnel_udp_grant_new(&grant);
+        p.sealed_client = &grant;
+    }
+    p.sealed_upstream = sealed;
     s->udp = udp_assoc_start(&p);
+    if (p.sealed_client != NULL) {
+        tunnel_udp_grant_encode(&grant, wire);
+        sodium_memzero(&grant, sizeof(grant));
+    }
     if (s->udp == NULL) {
+        sodium_memzero(wire, sizeof(wire));
         log_warn("udp: cannot open an association: %s", strerror(errno));
         session_fail(s, reply_from_errno(errno));
         return;
     }
     s->target_addr = *udp_assoc_local(s->udp);
     shown = session_advertised(s, &s->target_addr);
-    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa) < 0) {
+    sent = session_reply(s, SOCKS5_REP_SUCCEEDED, &shown.u.sa);
+    if (sent >= 0 && p.sealed_client != NULL) {
+        sent = session_send(s, wire, sizeof(wire));
+        if (sent == 0) /* out, all of it: no copy of the keys stays in the buffer */
+            sodium_memzero(s->nego->out, sizeof(s->nego->out));
+    }
+    sodium_memzero(wire, sizeof(wire));
+    if (sent < 0) {
         session_end(s, END_CLIENT_ERROR);
         return;
     }

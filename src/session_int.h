@@ -220,8 +220,12 @@ bool session_allowed(struct session *s, const struct policy_decision *d);
 /* --- session_cmd.c ------------------------------------------------------------------------ */
 
 void session_bind(struct session *s, const struct addr *peers, size_t n);
-/* UDP ASSOCIATE, direct (upstream NULL) or through a parent's relay at upstream. */
-void session_udp(struct session *s, const struct addr *upstream);
+/* UDP ASSOCIATE, direct (upstream NULL) or through a parent's relay at upstream; sealed: a
+ * ferry parent's grant (its datagrams sealed, tunnel_udp.h), else NULL. A tunnel stream's
+ * association makes its own grant and sends it after the reply. */
+struct tunnel_udp_grant;
+void session_udp(struct session *s, const struct addr *upstream,
+                 const struct tunnel_udp_grant *sealed);
 void session_answer_resolve(struct session *s, const struct addr *addrs, size_t n);
 void session_resolve_ptr(struct session *s, const struct addr *target);
 

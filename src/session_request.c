@@ -335,7 +335,7 @@ static void on_udp_upstream(struct session *s, const struct outbound_result *res
         addr_set_port(&relay, port);
     }
     s->target_addr = relay;
-    session_udp(s, &relay);
+    session_udp(s, &relay, res->sealed);
 }
 
 static void on_outbound(const struct outbound_result *res, void *arg)
@@ -417,7 +417,7 @@ static void session_udp_route(struct session *s)
     if (s->cfg->routes != NULL)
         s->via = "direct";
     if (!route_goes_up(rt)) {
-        session_udp(s, NULL);
+        session_udp(s, NULL, NULL);
         return;
     }
     s->route = (unsigned)r;

@@ -30,6 +30,7 @@
 #include "ferry/tunnel_keys.h"
 #include "ferry/tunnel_noise.h"
 #include "ferry/tunnel_record.h"
+#include "ferry/tunnel_udp.h"
 #include "ferry/upstream_socks.h"
 
 /* The unsent queue of a connection: streams stop being read above HIGH, go on below LOW. */
@@ -75,6 +76,7 @@ struct tstream {
     int fd; /* our end of the socketpair */
     ev_io rio, wio;
     enum stream_phase phase;
+    bool udp; /* server: a UDP ASSOCIATE, whose reply is followed by its grant (doc 4.3) */
     uint8_t head[HEAD_MAX];
     size_t head_len;
     uint8_t *q; /* bytes for the socketpair */
@@ -440,6 +442,11 @@ static void stream_read_head(struct tstream *s)
         struct socks_dest bound;
 
         st = upstream_socks5_parse_reply(s->head, s->head_len, &rep, &bound, &used);
+        if (st == PROTO_OK && s->udp && rep == SOCKS5_REP_SUCCEEDED) {
+            used += TUNNEL_UDP_GRANT_LEN; /* the association's keys travel in the REPLY */
+            if (s->head_len < used)
+                st = PROTO_NEED_MORE;
+        }
     } else {
         struct socks5_request req;
         uint8_t rep;
@@ -462,6 +469,8 @@ static void stream_read_head(struct tstream *s)
     }
     if (stream_head_done(s, used) < 0)
         return;
+    if (s->udp)
+        sodium_memzero(s->head, sizeof(s->head));
     stream_after_seal(s);
 }
 
@@ -619,7 +628,7 @@ static void conn_up(struct tconn *c)
 
 /* --- records in -------------------------------------------------------------------------- */
 
-/* A refusal the server sends for a request it does not carry (UDP ASSOCIATE, doc 4.1). */
+/* A refusal the server sends for a request it cannot start. */
 static int server_refuse_open(struct tconn *c, uint32_t id, uint8_t rep)
 {
     uint8_t msg[SOCKS5_REPLY_MAX];
@@ -642,8 +651,6 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
         return -1;
     }
     c->last_id = id;
-    if (len >= 2 && p[1] == SOCKS5_CMD_UDP_ASSOCIATE)
-        return server_refuse_open(c, id, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
     e = limits_client(limits, &c->peer);
     if (e == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
         if (e != NULL)
@@ -659,6 +666,7 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
     }
     /* The session first (it owns sv[1] from here on, and may end at once, which this stream
      * learns from its socketpair); then the request, its first bytes. */
+    s->udp = len >= 2 && p[1] == SOCKS5_CMD_UDP_ASSOCIATE;
     session_start_tunnel(c->ctx, sv[1], &c->peer, &c->local, c->user, e);
     return stream_queue(s, p, len, false);
 }

@@ -92,6 +92,13 @@ struct udp_name {
     double expires;
 };
 
+/* One side's sealing (udp.h: sealed_client, sealed_upstream). */
+struct udp_seal {
+    bool on;
+    struct tunnel_udp_dir tx; /* toward the other ferry */
+    struct tunnel_udp_dir rx; /* from it */
+};
+
 /* One outbound socket (-1 until the first datagram to its family). */
 struct udp_out {
     int fd;
@@ -126,6 +133,9 @@ struct udp_assoc {
     struct udp_pending *pending;
     size_t queued, queued_bytes;
 
+    struct udp_seal seal_client; /* a tunnel's association (udp.h) */
+    struct udp_seal seal_up;
+
     double last_activity;
     struct udp_stats stats;
 };
@@ -135,16 +145,18 @@ static void touch(struct udp_assoc *a)
     a->last_activity = ev_now(a->loop);
 }
 
-/* A datagram slot: room for the reply header we prepend, then the datagram as read. */
-#define UDP_SLOT (UDP_REPLY_HEADER_MAX + UDP_DATAGRAM_MAX + 1)
+/* Room before a datagram read: the reply header we prepend, and a tunnel's sealed head. */
+#define UDP_HEADROOM (UDP_REPLY_HEADER_MAX + TUNNEL_UDP_HEAD)
+/* A datagram slot: the headroom, the datagram as read, room for a tunnel's tag after it. */
+#define UDP_SLOT (UDP_HEADROOM + UDP_DATAGRAM_MAX + 1 + TUNNEL_UDP_TAG)
 
 /*
  * The loop's batch buffers (callbacks never nest). Datagrams are read into slots after
- * UDP_REPLY_HEADER_MAX bytes of room, so a reply's header and payload go out in one send
- * without a copy. Sends queue in `out` until udp_flush: all to one socket, for one
- * association, pointing into the slots or into a name's queue, which stay until the flush.
- * The slots are one large allocation whose pages the kernel touches only as datagrams fill
- * them.
+ * UDP_HEADROOM bytes of room, so a reply's header and payload go out in one send
+ * without a copy, and a tunnel's datagrams are sealed and opened in place. Sends queue in `out`
+ * until udp_flush: all to one socket, for one association, pointing into the slots or into a name's
+ * queue, which stay until the flush. The slots are one large allocation whose pages the kernel
+ * touches only as datagrams fill them.
  */
 struct udp_batch {
     struct mmsghdr in[UDP_MMSG];
@@ -174,7 +186,7 @@ struct udp_batch *udp_batch_new(void)
         return NULL;
     }
     for (size_t i = 0; i < UDP_MMSG; i++) {
-        b->in_iov[i].iov_base = b->slots + i * UDP_SLOT + UDP_REPLY_HEADER_MAX;
+        b->in_iov[i].iov_base = b->slots + i * UDP_SLOT + UDP_HEADROOM;
         b->in_iov[i].iov_len = UDP_DATAGRAM_MAX + 1;
     }
     b->out_fd = -1;
@@ -631,6 +643,52 @@ static void send_to_name(struct udp_assoc *a, const struct socks_dest *d, const 
 }
 
 /*
+ * A tunnel's datagram (tunnel_udp.h) of len bytes opened in place: the plaintext is at
+ * buf + TUNNEL_UDP_HEAD. False with the drop counted by reason.
+ */
+static bool sealed_open(struct udp_assoc *a, struct udp_seal *sl, uint8_t *buf, size_t len)
+{
+    switch (tunnel_udp_open(&sl->rx, buf, len)) {
+    case TUNNEL_UDP_OK:
+        return true;
+    case TUNNEL_UDP_ERR_DUPLICATE:
+        a->stats.drop_replay++;
+        return false;
+    case TUNNEL_UDP_ERR_OLD:
+        a->stats.drop_old++;
+        return false;
+    default:
+        a->stats.drop_auth++;
+        return false;
+    }
+}
+
+/*
+ * Seal *len bytes at *buf in place for the other ferry at `to`: they become the datagram at
+ * *buf - TUNNEL_UDP_HEAD, TUNNEL_UDP_OVERHEAD bytes longer (the slot has room both sides).
+ * False with the drop counted when it would not fit in one datagram, or the counters are
+ * spent.
+ */
+static bool sealed_seal(struct udp_assoc *a, struct udp_seal *sl, uint8_t **buf, size_t *len,
+                        const struct addr *to)
+{
+    size_t limit = addr_family(to) == AF_INET ? UDP_PAYLOAD_MAX_IPV4 : UDP_PAYLOAD_MAX_IPV6;
+    uint8_t *start = *buf - TUNNEL_UDP_HEAD;
+
+    if (*len > limit - TUNNEL_UDP_OVERHEAD) {
+        a->stats.drop_oversize++;
+        return false;
+    }
+    if (tunnel_udp_seal(&sl->tx, start, *len) != TUNNEL_UDP_OK) {
+        a->stats.drop_send++;
+        return false;
+    }
+    *buf = start;
+    *len += TUNNEL_UDP_OVERHEAD;
+    return true;
+}
+
+/*
  * A datagram's SOCKS5 UDP header, or false with the drop counted: malformed, or a fragment
  * (RFC 1928 section 7: fragmentation is optional; we do not reassemble, so drop).
  */
@@ -649,7 +707,7 @@ static bool header_ok(struct udp_assoc *a, const uint8_t *buf, size_t len,
 }
 
 /* Through a parent: the datagram as the client sent it, header and all, to its relay. */
-static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, const uint8_t *buf,
+static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, uint8_t *buf,
                           size_t len, size_t payload)
 {
     struct addr to;
@@ -672,6 +730,8 @@ static void send_upstream(struct udp_assoc *a, const struct socks_dest *dest, co
         a->stats.drop_send++;
         return;
     }
+    if (a->seal_up.on && !sealed_seal(a, &a->seal_up, &buf, &len, &a->upstream))
+        return;
     udp_queue(a, fd, false, &a->upstream, buf, len, payload);
 }
 
@@ -680,7 +740,7 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
                               size_t len)
 {
     struct socks5_udp_header hdr;
-    size_t hdrlen;
+    size_t hdrlen, payload;
     struct addr src = *from;
 
     addr_unmap(&src);
@@ -688,18 +748,27 @@ static void upstream_datagram(struct udp_assoc *a, const struct addr *from, uint
         a->stats.drop_stranger++;
         return;
     }
+    if (a->seal_up.on) {
+        if (!sealed_open(a, &a->seal_up, buf, len))
+            return;
+        buf += TUNNEL_UDP_HEAD;
+        len -= TUNNEL_UDP_OVERHEAD;
+    }
     if (!a->client_known) {
         a->stats.drop_filtered++;
         return;
     }
     if (!header_ok(a, buf, len, &hdr, &hdrlen))
         return;
-    udp_queue(a, a->client_fd, true, &a->client_addr, buf, len, len - hdrlen);
+    payload = len - hdrlen;
+    /* A tunnel stream's association whose own route goes through a parent. */
+    if (a->seal_client.on && !sealed_seal(a, &a->seal_client, &buf, &len, &a->client_addr))
+        return;
+    udp_queue(a, a->client_fd, true, &a->client_addr, buf, len, payload);
 }
 
 /* One datagram from the client-facing socket: check its source, parse, forward. */
-static void client_datagram(struct udp_assoc *a, const struct addr *from, const uint8_t *buf,
-                            size_t len)
+static void client_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *buf, size_t len)
 {
     struct socks5_udp_header hdr;
     size_t hdrlen;
@@ -709,7 +778,19 @@ static void client_datagram(struct udp_assoc *a, const struct addr *from, const 
         a->stats.drop_stranger++;
         return;
     }
-    if (a->client_known) {
+    if (a->seal_client.on) {
+        /* The other ferry: only an authentic, fresh datagram says where replies go. */
+        if (a->client_port != 0 && addr_port(from) != a->client_port) {
+            a->stats.drop_stranger++;
+            return;
+        }
+        if (!sealed_open(a, &a->seal_client, buf, len))
+            return;
+        buf += TUNNEL_UDP_HEAD;
+        len -= TUNNEL_UDP_OVERHEAD;
+        a->client_addr = *from;
+        a->client_known = true;
+    } else if (a->client_known) {
         if (addr_port(from) != addr_port(&a->client_addr)) {
             a->stats.drop_stranger++;
             return;
@@ -780,12 +861,12 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* One datagram from a target: filter, prepend the header naming the sender, queue it for the
- * client. payload sits in a batch slot after UDP_REPLY_HEADER_MAX bytes of room. */
+ * client (sealed for a tunnel). payload sits in a batch slot after UDP_HEADROOM bytes. */
 static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_t *payload,
                             size_t len)
 {
     uint8_t hdr[UDP_REPLY_HEADER_MAX];
-    size_t hdrlen, limit;
+    size_t hdrlen, limit, total;
     uint8_t *start;
 
     if (!a->client_known || !peers_let_in(a, from)) {
@@ -804,7 +885,10 @@ static void target_datagram(struct udp_assoc *a, const struct addr *from, uint8_
     }
     start = payload - hdrlen;
     memcpy(start, hdr, hdrlen);
-    udp_queue(a, a->client_fd, true, &a->client_addr, start, hdrlen + len, len);
+    total = hdrlen + len;
+    if (a->seal_client.on && !sealed_seal(a, &a->seal_client, &start, &total, &a->client_addr))
+        return;
+    udp_queue(a, a->client_fd, true, &a->client_addr, start, total, len);
 }
 
 static void on_out_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -878,6 +962,17 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p)
         errno = err;
         return NULL;
     }
+    if (p->sealed_client != NULL) {
+        a->seal_client.on = true;
+        tunnel_udp_dir_init(&a->seal_client.tx, p->sealed_client->id, p->sealed_client->down);
+        tunnel_udp_dir_init(&a->seal_client.rx, p->sealed_client->id, p->sealed_client->up);
+    }
+    if (p->sealed_upstream != NULL && a->upstream.len > 0) {
+        a->seal_up.on = true;
+        tunnel_udp_dir_init(&a->seal_up.tx, p->sealed_upstream->id, p->sealed_upstream->up);
+        tunnel_udp_dir_init(&a->seal_up.rx, p->sealed_upstream->id, p->sealed_upstream->down);
+    }
+    a->stats.sealed = a->seal_client.on || a->seal_up.on;
     ev_io_init(&a->client_io, on_client_readable, a->client_fd, EV_READ);
     a->client_io.data = a;
     ev_io_start(a->loop, &a->client_io);
@@ -923,5 +1018,9 @@ void udp_assoc_free(struct udp_assoc *a)
         resolver_cancel(p->query);
         pending_free(a, p);
     }
+    tunnel_udp_dir_wipe(&a->seal_client.tx);
+    tunnel_udp_dir_wipe(&a->seal_client.rx);
+    tunnel_udp_dir_wipe(&a->seal_up.tx);
+    tunnel_udp_dir_wipe(&a->seal_up.rx);
     free(a);
 }

@@ -5,6 +5,7 @@
 #ifndef FERRY_ACCESS_H
 #define FERRY_ACCESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,8 @@ struct access_udp {
     uint64_t up, down; /* datagrams relayed each way */
     uint64_t drop_stranger, drop_frag, drop_malformed, drop_filtered, drop_resolve, drop_queue,
         drop_send, drop_oversize, drop_blocked;
+    bool sealed; /* a tunnel's association: the sealed datagrams' drops below are shown */
+    uint64_t drop_auth, drop_replay, drop_old;
 };
 
 /* A session's access line. NULL strings are absent ("-" in text, null in JSON, no key in

@@ -51,6 +51,9 @@ enum metrics_udp_drop {
     METRICS_UDP_SEND,
     METRICS_UDP_OVERSIZE,
     METRICS_UDP_BLOCKED,
+    METRICS_UDP_AUTH,   /* a tunnel's sealed datagrams (tunnel_udp.h): not authentic */
+    METRICS_UDP_REPLAY, /* duplicate counter */
+    METRICS_UDP_OLD,    /* behind the replay window */
     METRICS_UDP_DROP_COUNT,
 };
 

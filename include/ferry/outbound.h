@@ -26,6 +26,7 @@ struct metrics_worker;
 struct resolver;
 struct route;
 struct routes;
+struct tunnel_udp_grant;
 
 struct outbound_request {
     struct ev_loop *loop;
@@ -49,6 +50,8 @@ struct outbound_result {
     const struct addr *peer;        /* what fd reaches (the first hop of a chain) */
     const struct socks_dest *bound; /* the last parent's BND (BIND, RESOLVE), or NULL */
     const char *via;                /* the path taken: "direct", "eu>tor" (static text) */
+    /* UDP ASSOCIATE at a ferry parent: the grant that came with its reply (tunnel_udp.h) */
+    const struct tunnel_udp_grant *sealed;
 };
 
 /* Runs from the loop; once, or twice for BIND (interim, then final). */

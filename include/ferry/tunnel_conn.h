@@ -7,7 +7,9 @@
  * nothing and is closed when the negotiate timeout expires. Each OPEN then becomes an ordinary
  * session (session_start_tunnel) whose client is one end of a socketpair, already logged in as
  * the key's user: the request rules, limits, quotas and access lines apply per key as per
- * password user. The session's SOCKS5 reply goes back as REPLY, its bytes as DATA.
+ * password user. The session's SOCKS5 reply goes back as REPLY, its bytes as DATA; a UDP
+ * ASSOCIATE's successful reply is followed by the association's grant (tunnel_udp.h), and
+ * REPLY carries both.
  *
  * Client side: a ferry parent (route.h) keeps one long-lived connection per worker, connected
  * on first use and again after a failure. tunnel_client_open gives the chain outbound one end of

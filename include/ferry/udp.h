@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "ferry/addr.h"
+#include "ferry/tunnel_udp.h"
 
 struct ev_loop;
 struct resolver;
@@ -56,6 +57,16 @@ struct udp_assoc_params {
     struct addr upstream_local; /* the local IP of the parent's control connection: the
                                  * relay socket is bound there, so the parent sees our
                                  * datagrams come from the control connection's address */
+    /*
+     * A tunnel's association (tunnel_udp.h, doc/tunnel-protocol.md 4.3): datagrams with the
+     * other ferry are sealed. sealed_client (the server of a tunnel stream): the client's are
+     * opened with ->up (bad, duplicate and old ones dropped, never answered) and then handled
+     * as any client datagram; what goes to the client is sealed with ->down. sealed_upstream
+     * (through a ferry parent): what goes to the upstream relay is sealed with ->up, what
+     * comes from it opened with ->down. NULL: plain. Copied: the caller wipes its own.
+     */
+    const struct tunnel_udp_grant *sealed_client;
+    const struct tunnel_udp_grant *sealed_upstream;
 };
 
 /* Why datagrams were dropped; counted per association. */
@@ -73,6 +84,10 @@ struct udp_stats {
     uint64_t drop_send;      /* sendto failed (ENOBUFS, EAGAIN, unreachable...) */
     uint64_t drop_oversize;  /* a reply too large to carry with its header */
     uint64_t drop_blocked;   /* destination refused by the policy */
+    bool sealed;             /* a tunnel's association: the three below count */
+    uint64_t drop_auth;      /* sealed: not authentic (tampered, other key or id, short) */
+    uint64_t drop_replay;    /* sealed: authentic, its counter already taken */
+    uint64_t drop_old;       /* sealed: authentic, behind the replay window */
 };
 
 /*

@@ -123,6 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     target = (char *)fuzz_dup(data + 10 + split, rest - split);
     if (data[0] & 1) {
         memcpy(&u.up, data + 2, 8);
+        memcpy(&u.drop_replay, data + 2, 8);
+        u.sealed = (data[0] & 0x80) != 0; /* a tunnel's association: three more reasons */
         r.udp = &u;
     }
     if (data[0] & 2) {

@@ -401,6 +401,34 @@ def tunnel_record():
     write(h, "handshake-size", bytes(96) + b"ferry")
 
 
+def tunnel_udp():
+    h = "tunnel_udp"
+
+    def seal(n, a=1, b=3):
+        return bytes([0, n, a, b])
+
+    def deliver(i, pos=0, mask=0):
+        return bytes([1, i, pos, mask])
+
+    def skip(n, shift):
+        return bytes([2, n, shift, 0])
+
+    write(h, "in-order", b"".join(seal(10 * i) for i in range(4)) +
+          b"".join(deliver(i) for i in range(4)))
+    write(h, "reordered-duplicates", b"".join(seal(5) for i in range(6)) +
+          b"".join(deliver(i) for i in (5, 1, 3, 0, 2, 4, 4, 1, 0)))
+    write(h, "tampered", seal(20) + deliver(0, 3, 0x01) + deliver(0, 31, 0x80) + deliver(0) +
+          deliver(0, 0, 0xff))
+    write(h, "old", seal(1) + skip(9, 8) + seal(2) + deliver(1) + deliver(0) +
+          skip(255, 3) + skip(7, 0) + seal(3) + deliver(2) + deliver(1))
+    write(h, "window-edge", seal(1) + skip(255, 3) + skip(6, 0) + seal(1) + deliver(1) + deliver(0) +
+          skip(0, 0) + seal(1) + deliver(2) + deliver(0))
+    write(h, "counter-end", skip(255, 56) + seal(4) + skip(255, 63) + seal(4) + seal(0) +
+          deliver(0) + deliver(1))
+    write(h, "raw", bytes([3]) + bytes(range(40)))
+    write(h, "empty-plaintext", seal(0) + deliver(0) + deliver(0, 27, 1))
+
+
 if __name__ == "__main__":
     s5_greeting()
     s5_userpass()
@@ -418,3 +446,4 @@ if __name__ == "__main__":
     http_frame()
     tunnel_authkeys()
     tunnel_record()
+    tunnel_udp()

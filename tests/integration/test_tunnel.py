@@ -6,7 +6,11 @@ byte-exact both ways with half-close; many streams at once over one tunnel conne
 server answers nothing to garbage, an unauthorized key, a wrong server key or a replayed first
 message (captured by a forwarder between the two ferries), and closes only at its negotiate
 timeout. The one-command mode (--tunnel, --server-key, known_hosts) and SIGHUP re-reading the
-authorized-keys file. Loopback only.
+authorized-keys file. UDP ASSOCIATE through the hop (PySocks): datagrams byte-exact, counted
+on both access lines; a DNS query; names resolved by the server only; its rules and its own
+route through a SOCKS5 parent; the stream's end closing the server's socket; captured sealed
+datagrams sent again (duplicated, reordered, stale, tampered) dropped and counted. Loopback
+only; the replay test needs root (AF_PACKET capture, IP_HDRINCL injection).
 """
 
 import hashlib
@@ -18,9 +22,12 @@ import subprocess
 import tempfile
 import threading
 import time
+import struct
 import unittest
 
 import ferrytest as ft
+
+import socks  # python3-socks (PySocks): bootstrap's TEST_PACKAGES
 
 KEYGEN = os.environ.get("FERRY_KEYGEN",
                         os.path.join(os.path.dirname(ft.FERRY_PASSWD), "ferry-keygen"))
@@ -143,8 +150,8 @@ class TunnelTest(unittest.TestCase):
             f.write(text)
         os.chmod(self.authkeys, 0o600)
 
-    def start_server(self, extra=()):
-        return ft.start_ferryd(self, extra=[
+    def start_server(self, extra=(), dns=None):
+        return ft.start_ferryd(self, dns=dns, extra=[
             "tunnel key %s" % self.skey,
             "tunnel authorized-keys %s" % self.authkeys,
             "timeout negotiate %gs" % NEGOTIATE,
@@ -152,8 +159,8 @@ class TunnelTest(unittest.TestCase):
             "request pass to 127.0.0.0/8 private",
         ] + list(extra), listen=("127.0.0.1:0 tunnel",))
 
-    def start_client(self, port, key=None, server_key=None, extra=()):
-        return ft.start_ferryd(self, extra=[
+    def start_client(self, port, key=None, server_key=None, extra=(), dns=None):
+        return ft.start_ferryd(self, dns=dns, extra=[
             "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
             % (port, server_key or self.spub, key or self.akey),
             "route via home",
@@ -303,15 +310,269 @@ class TunnelTest(unittest.TestCase):
         self.assertEqual(sorted(l["cmd"] for l in lines), ["bind", "resolve"])
         self.assertTrue(all(l["user"] == "alice" for l in lines))
 
-    def test_udp_associate_through_the_tunnel_is_refused_as_not_supported(self):
+    # --- UDP through the tunnel (doc 4.3) ---------------------------------------------------
+
+    def udp_assoc(self, client):
+        """A PySocks UDP socket associated through the client ferryd (names resolved far)."""
+        u = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.set_proxy(socks.SOCKS5, "127.0.0.1", client.port, rdns=True)
+        u.settimeout(ft.IO_TIMEOUT)
+        u.bind(("127.0.0.1", 0))
+        self.addCleanup(u.close)
+        return u
+
+    def udp_lines(self, server, client):
+        """The association's access line on both sides, once it ended."""
+        sl = server.wait_sessions(1, timeout=10 * ft.SLOW, pred=ft.is_udp)[0]
+        cl = client.wait_sessions(1, timeout=10 * ft.SLOW, pred=ft.is_udp)[0]
+        return sl, cl
+
+    def test_udp_echo_through_the_tunnel_byte_exact_and_counted_on_both_sides(self):
+        echo = ft.UDPEcho(self)
         server = self.start_server()
         client = self.start_client(server.port)
+        u = self.udp_assoc(client)
+        for size in (1, 1400, 3000):
+            data = os.urandom(size)
+            u.sendto(data, ("127.0.0.1", echo.port))
+            got, frm = u.recvfrom(65535)
+            self.assertEqual(got, data)
+            self.assertEqual(frm, ("127.0.0.1", echo.port))
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        self.assertEqual(ft.udp_packets(sl), (3, 3), sl)
+        self.assertEqual(ft.udp_packets(cl), (3, 3), cl)
+        self.assertEqual(sl["user"], "alice")
+        self.assertEqual(cl["via"], "home")
+        for line in (sl, cl):
+            d = ft.drops(line)
+            self.assertEqual(sum(d.values()), 0, line)
+            # Both are sealed associations: their lines count the sealed drops too.
+            self.assertEqual((d["auth"], d["replay"], d["old"]), (0, 0, 0), line)
+        # The bytes counted are the payloads, the same on both sides.
+        self.assertEqual(sl["up"], str(1 + 1400 + 3000))
+        self.assertEqual(cl["down"], str(1 + 1400 + 3000))
+
+    def test_udp_echo_over_an_ipv6_tunnel(self):
+        if not ft.ipv6_available():
+            self.skipTest("no IPv6 loopback")
+        echo = ft.UDPEcho(self)
+        server = ft.start_ferryd(self, listen=("[::1]:0 tunnel",), extra=[
+            "tunnel key %s" % self.skey, "tunnel authorized-keys %s" % self.authkeys,
+            "request pass to 127.0.0.0/8 private"])
+        client = ft.start_ferryd(self, extra=[
+            "parent home ferry [::1]:%d server-key %s key %s timeout 3s"
+            % (server.port, self.spub, self.akey), "route via home"])
+        u = self.udp_assoc(client)
+        data = os.urandom(1400)
+        u.sendto(data, ("127.0.0.1", echo.port))
+        self.assertEqual(u.recvfrom(4096), (data, ("127.0.0.1", echo.port)))
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        self.assertTrue(sl["addr"].startswith("[::1]:"), sl)  # the tunnel's address
+        self.assertEqual(ft.udp_packets(sl), (1, 1), sl)
+        self.assertEqual(ft.udp_packets(cl), (1, 1), cl)
+
+    def test_udp_dns_query_and_a_name_resolved_by_the_server_only(self):
+        far_dns = ft.DNSServer(self)
+        far_dns.add("echo.tunnel.test", a=["127.0.0.1"])
+        far_dns.add("dns.tunnel.test", a=["192.0.2.53"])
+        near_dns = ft.DNSServer(self)  # the client's resolver: must never be asked
+        near_dns.add("echo.tunnel.test", a=["192.0.2.99"])
+        echo = ft.UDPEcho(self)
+        server = self.start_server(dns=far_dns)
+        client = self.start_client(server.port, dns=near_dns)
+        u = self.udp_assoc(client)
+        # A DNS query to a DNS server (our test one, on loopback) answered through the hop.
+        qname = b"".join(bytes([len(l)]) + l.encode() for l in "dns.tunnel.test".split("."))
+        query = (struct.pack("!HHHHHH", 0x5151, 0x0100, 1, 0, 0, 0) + qname + b"\0"
+                 + struct.pack("!HH", ft.QTYPE_A, 1))
+        u.sendto(query, (far_dns.host, far_dns.port))
+        answer, frm = u.recvfrom(4096)
+        self.assertEqual(frm, (far_dns.host, far_dns.port))
+        qid, flags, _, ancount = struct.unpack("!HHHH", answer[:8])
+        self.assertEqual((qid, flags & 0xF, ancount), (0x5151, ft.RCODE_NOERROR, 1))
+        self.assertEqual(answer[-4:], socket.inet_aton("192.0.2.53"))
+        # A datagram to a name: the server resolves it (its resolver says 127.0.0.1, the
+        # client's would have said 192.0.2.99), the echo answers.
+        u.sendto(b"by name", ("echo.tunnel.test", echo.port))
+        got, frm = u.recvfrom(4096)
+        self.assertEqual((got, frm), (b"by name", ("127.0.0.1", echo.port)))
+        self.assertGreaterEqual(far_dns.count("echo.tunnel.test"), 1)
+        self.assertEqual(near_dns.count(), 0)
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        self.assertEqual(ft.udp_packets(sl), (2, 2), sl)
+        self.assertEqual(ft.udp_packets(cl), (2, 2), cl)
+
+    def test_udp_the_servers_rules_refuse_a_datagram(self):
+        echo = ft.UDPEcho(self)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        u = self.udp_assoc(client)
+        # alice may not reach the blocked port: the server drops the datagram and counts it.
+        u.sendto(b"refused", ("127.0.0.1", self.blocked.port))
+        u.sendto(b"allowed", ("127.0.0.1", echo.port))
+        got, _ = u.recvfrom(4096)
+        self.assertEqual(got, b"allowed")
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        self.assertEqual(ft.drops(sl)["blocked"], 1, sl)
+        self.assertEqual(ft.udp_packets(sl), (1, 1), sl)
+        self.assertEqual(ft.drops(cl)["blocked"], 0, cl)
+        self.assertEqual(ft.udp_packets(cl), (2, 1), cl)
+
+    def test_udp_the_servers_own_route_through_a_socks5_parent(self):
+        """The server's association goes on, in the clear, to its own SOCKS5 parent's relay;
+        between the two ferries it stays sealed both ways."""
+        echo = ft.UDPEcho(self)
+        far = ft.start_ferryd(self)
+        server = self.start_server(extra=["parent far socks5 127.0.0.1:%d" % far.port,
+                                          "route via far"])
+        client = self.start_client(server.port)
+        u = self.udp_assoc(client)
+        for data in (b"one", os.urandom(1400)):
+            u.sendto(data, ("127.0.0.1", echo.port))
+            self.assertEqual(u.recvfrom(4096), (data, ("127.0.0.1", echo.port)))
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        fl = far.wait_sessions(1, timeout=10 * ft.SLOW, pred=ft.is_udp)[0]
+        self.assertEqual(sl["via"], "far", sl)
+        for line in (sl, cl, fl):
+            self.assertEqual(ft.udp_packets(line), (2, 2), line)
+            self.assertEqual(sum(ft.drops(line).values()), 0, line)
+        self.assertIn("auth", ft.drops(sl))
+        self.assertNotIn("auth", ft.drops(fl))  # plain SOCKS5 there
+
+    def test_udp_through_a_ferry_parent_with_parents_after_it_is_refused(self):
+        """The datagrams would go to the last parent's relay straight, past the tunnel."""
+        far = ft.start_ferryd(self)
+        server = self.start_server()
+        client = ft.start_ferryd(self, extra=[
+            "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
+            % (server.port, self.spub, self.akey),
+            "parent far socks5 127.0.0.1:%d" % far.port,
+            "route via home>far",
+        ])
         s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
         s.sendall(b"\x05\x01\x00")
         self.assertEqual(s.recv(2), b"\x05\x00")
         s.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
         self.assertEqual(recv_exact(s, 2), b"\x05" + bytes([ft.REP_COMMAND_NOT_SUPPORTED]))
         s.close()
+        client.wait_line(r"UDP ASSOCIATE only with it as the last hop")
+
+    def test_udp_the_streams_end_ends_the_association_on_the_server(self):
+        echo = ft.UDPEcho(self)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        u = self.udp_assoc(client)
+        u.sendto(b"ping", ("127.0.0.1", echo.port))
+        self.assertEqual(u.recvfrom(4096)[0], b"ping")
+        t0 = time.monotonic()
+        u.close()  # the local control connection ends: the stream ends, the server's side too
+        sl, cl = self.udp_lines(server, client)
+        self.assertLess(time.monotonic() - t0, 5 * ft.SLOW)
+        self.assertEqual(sl["end"], "client-closed", sl)  # its socketpair: the stream's EOF
+        # The server's UDP socket is closed: a datagram to it is refused by the kernel.
+        host, _, port = sl["addr"].rpartition(":")
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(probe.close)
+        probe.settimeout(2)
+        probe.connect((host, int(port)))
+        probe.send(b"anyone?")
+        with self.assertRaises(ConnectionRefusedError):
+            probe.recv(100)
+
+    def test_udp_replayed_reordered_stale_and_tampered_datagrams_are_dropped_and_counted(self):
+        """Sealed datagrams captured on lo (AF_PACKET) and sent again, unchanged, from the
+        client ferry's own address and port: duplicates, out of order, and one behind the
+        window of 2048, are dropped and counted by reason; one with a flipped bit fails
+        authentication. None of them reaches the target."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root for AF_PACKET on lo")
+        echo = ft.UDPEcho(self)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        u = self.udp_assoc(client)
+        cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
+        self.addCleanup(cap.close)
+        cap.bind(("lo", 0))
+        cap.setblocking(False)
+        frames = []  # the sealed client -> server frames of the three datagrams
+        flow = None
+        for i in range(3):
+            data = b"sealed-%d-" % i + os.urandom(40)
+            u.sendto(data, ("127.0.0.1", echo.port))
+            self.assertEqual(u.recvfrom(4096)[0], data)
+            sealed_len = 10 + len(data) + 28  # the SOCKS5 header (IPv4) + data, sealed
+            while True:
+                try:
+                    frame, meta = cap.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                if meta[2] != socket.PACKET_HOST or frame[12:14] != b"\x08\x00":
+                    continue
+                ihl = (frame[14] & 0xF) * 4
+                if frame[23] != 17:
+                    continue
+                udp = frame[14 + ihl:]
+                sport, dport, ulen = struct.unpack("!HHH", udp[:6])
+                if ulen - 8 != sealed_len:
+                    continue
+                if flow is None:
+                    flow = (sport, dport)  # the first sealed one goes up
+                if (sport, dport) == flow:
+                    frames.append(frame)
+                    break
+        self.assertEqual(len(frames), 3)
+        self.assertNotIn(echo.port, flow)
+        # Sent again as they were, IP header and all (IP_HDRINCL): the client's own source
+        # address and port.
+        inject = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.addCleanup(inject.close)
+
+        def send(frame, flip=None):
+            packet = bytearray(frame[14:])
+            ihl = (packet[0] & 0xF) * 4
+            packet[ihl + 6:ihl + 8] = b"\0\0"  # no UDP checksum (lo's may be partial)
+            if flip is not None:
+                packet[ihl + 8 + flip] ^= 0x04
+            inject.sendto(bytes(packet), (socket.inet_ntoa(packet[16:20]), 0))
+
+        before = echo.count
+        # Duplicates, and reordered: 2, 0, 1, 2.
+        for k in (2, 0, 1, 2):
+            send(frames[k])
+        # A flipped bit in the ciphertext.
+        send(frames[1], flip=20)
+        # The association still works, and nothing injected reached the echo.
+        u.sendto(b"after", ("127.0.0.1", echo.port))
+        self.assertEqual(u.recvfrom(4096)[0], b"after")
+        self.assertEqual(echo.count, before + 1)
+        # Move the window past 2048 counters, then the first datagram again: stale.
+        n = 2100
+        for i in range(n):
+            u.sendto(b"w", ("127.0.0.1", echo.port))
+            if i % 50 == 49:
+                time.sleep(0.005 * ft.SLOW)
+        self.assertTrue(ft.wait_until(lambda: echo.count >= before + 1 + 2050,
+                                      timeout=20 * ft.SLOW), echo.count)
+        u.settimeout(0.5 * ft.SLOW)  # the echoes of the flood (some lost on loopback)
+        try:
+            while True:
+                u.recvfrom(4096)
+        except socket.timeout:
+            pass
+        u.settimeout(ft.IO_TIMEOUT)
+        send(frames[0])
+        u.sendto(b"last", ("127.0.0.1", echo.port))
+        self.assertEqual(u.recvfrom(4096)[0], b"last")
+        u.close()
+        sl, cl = self.udp_lines(server, client)
+        d = ft.drops(sl)
+        self.assertEqual((d["replay"], d["auth"], d["old"]), (4, 1, 1), sl)
+        self.assertEqual(sum(ft.drops(cl).values()), 0, cl)
 
     # --- what the server does not answer -----------------------------------------------------
 

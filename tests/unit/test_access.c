@@ -49,7 +49,7 @@ static const char *json_member(const struct access_record *r, const char *key, s
 
 START_TEST(test_text_is_the_historical_line)
 {
-    struct access_udp u = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    struct access_udp u = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, false, 0, 0, 0};
     struct access_record r = base;
 
     ck_assert_str_eq(fmt(ACCESS_TEXT, &r), "session client=127.0.0.1:40000 user=- cmd=- target=- "
@@ -204,7 +204,7 @@ END_TEST
 
 START_TEST(test_json_fields_and_nulls)
 {
-    struct access_udp u = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    struct access_udp u = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, false, 0, 0, 0};
     struct access_record r = base;
 
     ck_assert_str_eq(json(&r), "{\"msg\":\"session\",\"client\":\"127.0.0.1:40000\",\"user\":null,"
@@ -340,7 +340,7 @@ END_TEST
 
 START_TEST(test_logfmt_udp_counters)
 {
-    struct access_udp u = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    struct access_udp u = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, false, 0, 0, 0};
     struct access_record r = base;
 
     r.udp = &u;
@@ -349,6 +349,21 @@ START_TEST(test_logfmt_udp_counters)
                      "udp_up=1 udp_down=2 drop_stranger=3 drop_frag=4 drop_malformed=5 "
                      "drop_filtered=6 drop_resolve=7 drop_queue=8 drop_send=9 drop_oversize=10 "
                      "drop_blocked=11");
+}
+END_TEST
+
+/* A tunnel's association (sealed) adds its three drop reasons in every format. */
+START_TEST(test_sealed_udp_drops_in_every_format)
+{
+    struct access_udp u = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, true, 12, 13, 14};
+    struct access_record r = base;
+
+    r.udp = &u;
+    ck_assert_ptr_nonnull(strstr(fmt(ACCESS_TEXT, &r), ",blocked:11,auth:12,replay:13,old:14"));
+    ck_assert_ptr_nonnull(
+        strstr(fmt(ACCESS_LOGFMT, &r), "drop_blocked=11 drop_auth=12 drop_replay=13 drop_old=14"));
+    ck_assert_ptr_nonnull(
+        strstr(json(&r), "\"blocked\":11,\"auth\":12,\"replay\":13,\"old\":14}}}"));
 }
 END_TEST
 
@@ -413,6 +428,7 @@ static Suite *access_suite(void)
     tcase_add_test(tc, test_logfmt_line);
     tcase_add_test(tc, test_logfmt_values);
     tcase_add_test(tc, test_logfmt_udp_counters);
+    tcase_add_test(tc, test_sealed_udp_drops_in_every_format);
     tcase_add_test(tc, test_small_buffer_is_refused_not_overrun);
     tcase_add_test(tc, test_format_names);
     tcase_add_test(tc, test_jsoncheck_refuses_broken_json);

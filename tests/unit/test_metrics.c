@@ -40,6 +40,7 @@ START_TEST(test_counters_are_summed_over_workers)
     metrics_add(&b->rule_hits[METRICS_RULES], 6);
     metrics_add(&a->limit_refusals[1], 1);
     metrics_add(&b->udp_drops[METRICS_UDP_BLOCKED], 8);
+    metrics_add(&a->udp_drops[METRICS_UDP_REPLAY], 3);
     n = render(a, b);
     ck_assert_uint_gt(n, 0);
     ck_assert_uint_eq(strlen(buf), n);
@@ -55,6 +56,8 @@ START_TEST(test_counters_are_summed_over_workers)
     ck_assert_ptr_null(strstr(buf, "ferry_rule_hits_total{rule=\"2\"}"));
     ck_assert_ptr_nonnull(strstr(buf, "ferry_limit_refusals_total{limit=\"max-sessions\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(buf, "ferry_udp_dropped_total{reason=\"blocked\"} 8\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "ferry_udp_dropped_total{reason=\"replay\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "ferry_udp_dropped_total{reason=\"old\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(buf, "ferry_sessions_open 7\n"));
     ck_assert_ptr_nonnull(strstr(buf, "ferry_build_info{version=\"9.9\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(buf, "# TYPE ferry_sessions_total counter\n"));
