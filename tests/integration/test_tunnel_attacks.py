@@ -4,7 +4,8 @@ points at it, and the server's tunnel listener) changes the byte stream at chose
 attack must fail safely and be logged by the side(s) that see it, with no crash, and both
 daemons must still carry a fresh connection afterwards:
 
-- a bit flipped in msg1: the server sends nothing and closes at its negotiate timeout;
+- a bit flipped in msg1: the server sends nothing and closes at its negotiate timeout; the
+  same for a msg1 shorter than its length field says;
 - a bit flipped in msg2: the client refuses it, says so, and sends nothing more;
 - a bit flipped in a transport record, either way: the connection ends at once, its stream is
   aborted, the reason is logged on the side that opened the record (the other sees a cut);
@@ -12,7 +13,11 @@ daemons must still carry a fresh connection afterwards:
   bytes than the origin sent, and both ferries log the cut;
 - msg1 captured and replayed on a new connection (with the records that followed it): the
   server answers nothing and the request is not repeated;
-- a record of one connection spliced into another: it fails authentication.
+- a record of one connection spliced into another, a record sent again in its own connection,
+  a record left out (the next one then): each fails authentication.
+
+One test is skipped for a bug it found (its reason names it): the server logs the client's
+reason ("no answer ... a wrong server-key") for a peer that stalls before a whole msg1.
 
 Loopback only; the relay and every wait are bounded in time.
 """
@@ -92,8 +97,8 @@ def read_until_end(s):
 class RelayConn:
     """One connection through the relay: a thread per direction copies bytes, applying the
     rules armed for that direction at absolute offsets of its byte stream (what the sender
-    sent, counted from 0): flip (XOR a mask into one byte), inject (insert bytes before one)
-    and cut (forward the bytes before it, then end both TCP connections with a FIN each and
+    sent, counted from 0): flip (XOR a mask into one byte), inject (insert bytes before one),
+    drop (leave out a number of bytes) and cut (forward the bytes before it, then end both TCP connections with a FIN each and
     throw away whatever either side still sends). The first CAPTURE bytes of each direction
     are kept as they arrived."""
 
@@ -131,10 +136,11 @@ class RelayConn:
 
     def _apply(self, direction, start, chunk):
         """The bytes to send for chunk (which starts at offset start) and whether to cut after
-        them; rules that fall in the chunk are used up."""
+        them; rules that fall in the chunk are used up (a drop that goes on past the chunk
+        leaves a rule for the rest)."""
         out = bytearray(chunk)
         end = start + len(chunk)
-        inserts = []
+        edits = []  # (position, bytes removed there, bytes inserted there)
         cut_at = None
         keep = []
         for rule in self.rules[direction]:
@@ -145,15 +151,20 @@ class RelayConn:
             if action == "flip":
                 out[off - start] ^= arg or 0x01
             elif action == "inject":
-                inserts.append((off - start, arg))
+                edits.append((off - start, 0, arg))
+            elif action == "drop":
+                n = min(arg, end - off)
+                edits.append((off - start, n, b""))
+                if n < arg:
+                    keep.append((end, "drop", arg - n))
             elif action == "cut":
                 cut_at = off - start if cut_at is None else min(cut_at, off - start)
         self.rules[direction] = keep
         if cut_at is not None:
             out = out[:cut_at]
-            inserts = [i for i in inserts if i[0] <= cut_at]
-        for pos, data in sorted(inserts, reverse=True):
-            out[pos:pos] = data
+            edits = [e for e in edits if e[0] <= cut_at]
+        for pos, n, data in sorted(edits, key=lambda e: e[0], reverse=True):
+            out[pos:pos + n] = data
         return bytes(out), cut_at is not None
 
     def _pump(self, d):
@@ -400,6 +411,35 @@ class TunnelAttackTest(unittest.TestCase):
         self.assertFalse(any("session" in l and "client=" in l for l in self.server.lines))
         self.assert_serving()
 
+    def stall_msg1(self):
+        """msg1's length field says one byte more than comes: the server waits for it, sends
+        nothing, and closes at its negotiate timeout; the client says it got no answer."""
+        start_s, start_c = len(self.server.lines), len(self.client.lines)
+        self.relay.arm_next(UP, "flip", 1, 0x01)  # 110 -> 111
+        s, rep = socks5_connect(self.client.port, "127.0.0.1", self.origin.port)
+        s.close()
+        self.assertNotEqual(rep, 0)
+        conn = self.relay.conn(0)
+        conn.wait_done(NEGOTIATE * 5)
+        self.assertEqual((conn.count, conn.ended[DOWN]), ([MSG1, 0], "eof"))
+        self.assertGreater(conn.server_closed_after(), NEGOTIATE - 0.3)
+        self.client.wait_line(r"tunnel to parent home: .*\(a wrong server-key, or our key is not "
+                              r"authorized there.*; 1 stream aborted", start=start_c)
+        return conn, start_s
+
+    def test_a_msg1_shorter_than_its_length_gets_silence_until_the_negotiate_timeout(self):
+        self.stall_msg1()
+        self.assert_serving()
+
+    @unittest.skip("bug: tunnel_conn.c conn_timeout logs the client's reason (no answer, wrong "
+                   "server-key) for a server's peer that stalls before a whole msg1")
+    def test_the_server_logs_a_stalled_msg1_as_its_own_refusal(self):
+        conn, start_s = self.stall_msg1()
+        line = self.server.wait_line(r"tunnel from %s: .*" % re.escape(conn.name),
+                                     start=start_s).group(0)
+        self.assertIn("first message", line)
+        self.assertNotIn("server-key", line)
+
     # --- records -----------------------------------------------------------------------------
 
     def check_record_flip(self, direction, ahead):
@@ -464,6 +504,47 @@ class TunnelAttackTest(unittest.TestCase):
         self.server.wait_line(r"tunnel from %s: cut: end of file without CLOSE; 1 stream "
                               r"aborted" % re.escape(conn.name), start=start_s)
         self.assert_serving()
+
+    def check_record_fails_at_the_server(self, s, conn, echo, start_s, start_c, sent):
+        """After the relay's tampering of the records that carried sent: the server refuses the
+        next record it opens, the stream ends without the echo, the origin got only what came
+        before, both sides log it, and a fresh connection works."""
+        got, how = read_until_end(s)
+        ft.log("the SOCKS client saw %s after %d bytes" % (how, len(got)))
+        self.assertEqual(got, b"")
+        conn.wait_done()
+        self.server.wait_line(r"tunnel from %s: record failed authentication; 1 stream aborted"
+                              % re.escape(conn.name), start=start_s)
+        self.client.wait_line(r"tunnel to parent home: (cut: end of file without CLOSE|%s); 1 "
+                              r"stream aborted" % os.strerror(104), start=start_c)
+        ft.wait_until(lambda: len(echo.received) == 1)
+        self.assertEqual(echo.received, [b"before the attack"])
+        self.assertNotIn(sent, echo.received[0])
+        self.assert_serving()
+
+    def test_a_record_sent_again_in_its_own_connection_fails_authentication(self):
+        echo = ft.EchoOrigin(self)
+        s, conn = self.open_echo_stream(echo)
+        # The last record the client sent: the DATA of "before the attack" (17 bytes).
+        last = bytes(conn.data[UP][-(HEADER + 17 + TAG):])
+        start_s, start_c = len(self.server.lines), len(self.client.lines)
+        conn.arm(UP, "inject", 0, last)
+        s.sendall(b"after the copy")
+        self.check_record_fails_at_the_server(s, conn, echo, start_s, start_c, b"after the copy")
+
+    def test_a_record_left_out_makes_the_next_one_fail_authentication(self):
+        echo = ft.EchoOrigin(self)
+        s, conn = self.open_echo_stream(echo)
+        start_s, start_c = len(self.server.lines), len(self.client.lines)
+        conn.arm(UP, "drop", 0, HEADER + 7 + TAG)
+        s.sendall(b"dropped")
+        # The server never saw that record; it cannot tell until the next one.
+        ft.wait_until(lambda: conn.rules[UP] == [], 5)
+        self.assertEqual(conn.rules[UP], [])
+        time.sleep(0.2)
+        self.assertFalse(any("failed" in l for l in self.server.lines[start_s:]))
+        s.sendall(b"the next record")
+        self.check_record_fails_at_the_server(s, conn, echo, start_s, start_c, b"dropped")
 
     # --- replay and splice -------------------------------------------------------------------
 
