@@ -651,7 +651,7 @@ class TunnelAttackTest(unittest.TestCase):
                       r"aborted" % os.strerror(104), start=start_b)
         # Alice's connection is untouched.
         self.assertEqual(ft.echo_roundtrip(s, b"alice again"), b"alice again")
-        self.assertFalse(any("alice" in l and "aborted" in l for l in self.server.lines))
+        self.assertFalse(any(a.name in l and "aborted" in l for l in self.server.lines))
         self.assert_serving(bob)
         self.assert_serving(self.client, "/alice")
 
