@@ -62,9 +62,8 @@ static void init(struct tunnel_handshake *hs, enum tunnel_role role, enum tunnel
     bool initiator = role == TUNNEL_INITIATOR;
 
     FUZZ_CHECK(tunnel_handshake_init(hs, role, suite, (const uint8_t *)TUNNEL_PROLOGUE,
-                                     strlen(TUNNEL_PROLOGUE),
-                                     initiator ? client_priv : server_priv, NULL,
-                                     initiator ? server_pub : NULL) == TUNNEL_OK);
+                                     strlen(TUNNEL_PROLOGUE), initiator ? client_priv : server_priv,
+                                     NULL, initiator ? server_pub : NULL) == TUNNEL_OK);
     FUZZ_CHECK(tunnel_handshake_fix_ephemeral(hs, initiator ? ie_priv : re_priv) == TUNNEL_OK);
 }
 
@@ -81,8 +80,7 @@ static size_t write_msg1(struct tunnel_handshake *hs, enum tunnel_suite suite,
 }
 
 /* After a failed read: no payload, the state wiped, the handshake over. */
-static void check_failed(struct tunnel_handshake *hs, int rc, size_t plen, size_t len,
-                         size_t fixed)
+static void check_failed(struct tunnel_handshake *hs, int rc, size_t plen, size_t len, size_t fixed)
 {
     uint8_t again[1];
     size_t n = 0;
@@ -91,8 +89,7 @@ static void check_failed(struct tunnel_handshake *hs, int rc, size_t plen, size_
     FUZZ_CHECK(len >= fixed || rc == TUNNEL_ERR_SHORT);
     FUZZ_CHECK(!tunnel_handshake_done(hs));
     FUZZ_CHECK(tunnel_handshake_read(hs, again, 0, again, sizeof(again), &n) == TUNNEL_ERR_STATE);
-    FUZZ_CHECK(tunnel_handshake_write(hs, NULL, 0, again, sizeof(again), &n) ==
-               TUNNEL_ERR_STATE);
+    FUZZ_CHECK(tunnel_handshake_write(hs, NULL, 0, again, sizeof(again), &n) == TUNNEL_ERR_STATE);
 }
 
 /* A msg1 payload that was opened: as the daemon's server reads it (doc 2.4, 2.5). */
@@ -168,8 +165,7 @@ static void raw_msg1(enum tunnel_suite suite, const uint8_t *data, size_t size)
         FUZZ_CHECK(n == sizeof(msg2));
         if (is_ref) {
             /* The fixed initiator takes the answer to its own message. */
-            FUZZ_CHECK(tunnel_handshake_read(&ini, msg2, n, got, sizeof(got), &plen) ==
-                       TUNNEL_OK);
+            FUZZ_CHECK(tunnel_handshake_read(&ini, msg2, n, got, sizeof(got), &plen) == TUNNEL_OK);
             FUZZ_CHECK(plen == sizeof(welcome) && memcmp(got, welcome, plen) == 0);
             check_split(&ini, &resp);
         }
@@ -194,8 +190,7 @@ static void raw_msg2(enum tunnel_suite suite, const uint8_t *data, size_t size)
     FUZZ_CHECK(payload != NULL);
     n1 = write_msg1(&ini, suite, hello, sizeof(hello), msg1, sizeof(msg1));
     init(&resp, TUNNEL_RESPONDER, suite);
-    FUZZ_CHECK(tunnel_handshake_read(&resp, msg1, n1, opened, sizeof(opened), &plen) ==
-               TUNNEL_OK);
+    FUZZ_CHECK(tunnel_handshake_read(&resp, msg1, n1, opened, sizeof(opened), &plen) == TUNNEL_OK);
     FUZZ_CHECK(tunnel_handshake_write(&resp, welcome, sizeof(welcome), ref, sizeof(ref), &n) ==
                TUNNEL_OK);
     is_ref = n == size && memcmp(ref, data, size) == 0;
@@ -245,8 +240,7 @@ static void made(enum tunnel_suite suite, bool second, const uint8_t *data, size
         size_t n1 = write_msg1(&ini, suite, hello, sizeof(hello), msg1, sizeof(msg1));
 
         init(&resp, TUNNEL_RESPONDER, suite);
-        FUZZ_CHECK(tunnel_handshake_read(&resp, msg1, n1, opened, sizeof(opened), &n) ==
-                   TUNNEL_OK);
+        FUZZ_CHECK(tunnel_handshake_read(&resp, msg1, n1, opened, sizeof(opened), &n) == TUNNEL_OK);
         FUZZ_CHECK(tunnel_handshake_write(&resp, data, plen, msg, len, &n) == TUNNEL_OK);
         FUZZ_CHECK(n == len);
     }

@@ -100,9 +100,9 @@ class RelayConn:
     """One connection through the relay: a thread per direction copies bytes, applying the
     rules armed for that direction at absolute offsets of its byte stream (what the sender
     sent, counted from 0): flip (XOR a mask into one byte), inject (insert bytes before one),
-    drop (leave out a number of bytes) and cut (forward the bytes before it, then end both TCP connections with a FIN each and
-    throw away whatever either side still sends). The first CAPTURE bytes of each direction
-    are kept as they arrived."""
+    drop (leave out a number of bytes) and cut (forward the bytes before it, then end both TCP
+    connections with a FIN each and throw away whatever either side still sends). The first
+    CAPTURE bytes of each direction are kept as they arrived."""
 
     CAPTURE = 1 << 16
 
