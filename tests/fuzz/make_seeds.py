@@ -429,6 +429,119 @@ def tunnel_udp():
     write(h, "empty-plaintext", seal(0) + deliver(0) + deliver(0, 27, 1))
 
 
+def noise_ik_messages(aesgcm=False):
+    """The fixed msg1 and msg2 of fuzz_tunnel_handshake.c (its keys, ephemeral keys, hello and
+    welcome), made here from python3-cryptography's X25519 and AEADs and hashlib's BLAKE2b, as
+    Noise_IK_25519_ChaChaPoly_BLAKE2b (or _AESGCM_) with the prologue ferry-tunnel/1."""
+    import hashlib
+    import hmac
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (X25519PrivateKey,
+                                                                  X25519PublicKey)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+    def pub(priv):
+        return X25519PrivateKey.from_private_bytes(priv).public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def dh(priv, peer):
+        return X25519PrivateKey.from_private_bytes(priv).exchange(
+            X25519PublicKey.from_public_bytes(peer))
+
+    def mac(key, data):
+        return hmac.new(key, data, hashlib.blake2b).digest()
+
+    def hkdf(ck, ikm):
+        temp = mac(ck, ikm)
+        o1 = mac(temp, b"\x01")
+        return o1, mac(temp, o1 + b"\x02")
+
+    class State:
+        def __init__(self):
+            name = b"Noise_IK_25519_%s_BLAKE2b" % (b"AESGCM" if aesgcm else b"ChaChaPoly")
+            self.h = name.ljust(64, b"\0")
+            self.ck = self.h
+            self.k = None
+            self.n = 0
+
+        def mix_hash(self, data):
+            self.h = hashlib.blake2b(self.h + data).digest()
+
+        def mix_key(self, ikm):
+            self.ck, temp = hkdf(self.ck, ikm)
+            self.k, self.n = temp[:32], 0
+
+        def encrypt_and_hash(self, plain):
+            if aesgcm:
+                out = AESGCM(self.k).encrypt(b"\0" * 4 + self.n.to_bytes(8, "big"), plain,
+                                             self.h)
+            else:
+                out = ChaCha20Poly1305(self.k).encrypt(b"\0" * 4 + self.n.to_bytes(8, "little"),
+                                                       plain, self.h)
+            self.n += 1
+            self.mix_hash(out)
+            return out
+
+    s_priv, c_priv = b"\x53" * 32, b"\x43" * 32
+    ie_priv, re_priv = b"\x45" * 32, b"\x65" * 32
+    s_pub, c_pub, ie_pub, re_pub = pub(s_priv), pub(c_priv), pub(ie_priv), pub(re_priv)
+    # 2023-11-14T22:13:20Z as TAI64N, no nanoseconds; flags 0.
+    hello = ((1 << 62) + 10 + 1700000000).to_bytes(8, "big") + bytes(4) + b"\0\0"
+    st = State()
+    st.mix_hash(b"ferry-tunnel/1")
+    st.mix_hash(s_pub)
+    # -> e, es, s, ss (the initiator's view; the responder computes the same DHs).
+    msg1 = ie_pub
+    st.mix_hash(ie_pub)
+    st.mix_key(dh(ie_priv, s_pub))
+    msg1 += st.encrypt_and_hash(c_pub)
+    st.mix_key(dh(c_priv, s_pub))
+    msg1 += st.encrypt_and_hash(hello)
+    # <- e, ee, se (the responder's view).
+    msg2 = re_pub
+    st.mix_hash(re_pub)
+    st.mix_key(dh(re_priv, ie_pub))
+    st.mix_key(dh(re_priv, c_pub))
+    msg2 += st.encrypt_and_hash(b"\0\0")
+    return msg1, msg2, hello
+
+
+def tunnel_handshake():
+    h = "tunnel_handshake"
+    try:
+        msg1, msg2, hello = noise_ik_messages()
+    except ImportError:
+        print("make_seeds: python3-cryptography missing: no valid tunnel handshake seeds")
+        msg1 = msg2 = None
+        hello = ((1 << 62) + 10 + 1700000000).to_bytes(8, "big") + bytes(6)
+    if msg1 is not None:
+        write(h, "msg1-valid", b"\x00" + msg1)
+        write(h, "msg2-valid", b"\x01" + msg2)
+        write(h, "msg1-flip-static", b"\x00" + msg1[:40] + bytes([msg1[40] ^ 1]) + msg1[41:])
+        write(h, "msg2-flip-tag", b"\x01" + msg2[:-1] + bytes([msg2[-1] ^ 0x80]))
+        write(h, "msg1-truncated", b"\x00" + msg1[:-1])
+        write(h, "msg2-padded", b"\x01" + msg2 + b"\0")
+        try:
+            gcm1, gcm2, _ = noise_ik_messages(aesgcm=True)
+            write(h, "aesgcm-msg1-valid", b"\x04" + gcm1)
+            write(h, "aesgcm-msg2-valid", b"\x05" + gcm2)
+        except ImportError:
+            pass
+    write(h, "msg1-short", b"\x00" + bytes(95))
+    write(h, "msg1-zero-keys", b"\x00" + bytes(110))
+    write(h, "msg2-short", b"\x01" + bytes(47))
+    write(h, "msg2-zero-key", b"\x01" + bytes(50))
+    write(h, "made-msg1", b"\x02\x00\x00\x00" + hello)
+    write(h, "made-msg1-padded", b"\x02\x00\x00\x00" + hello + bytes(1010))
+    write(h, "made-msg1-short-hello", b"\x02\x00\x00\x00" + hello[:13])
+    write(h, "made-msg1-flip-e", b"\x02\x00\x05\x01" + hello)
+    write(h, "made-msg1-flip-payload", b"\x02\x00\x70\x80" + hello)
+    write(h, "made-msg2", b"\x03\x00\x00\x00\x00\x00")
+    write(h, "made-msg2-flip", b"\x03\x00\x21\x04\x00\x00")
+    write(h, "made-aesgcm-msg1", b"\x06\x00\x00\x00" + hello)
+    write(h, "made-aesgcm-msg2-flip", b"\x07\x00\x31\x01\x00\x00")
+
+
 if __name__ == "__main__":
     s5_greeting()
     s5_userpass()
@@ -447,3 +560,4 @@ if __name__ == "__main__":
     tunnel_authkeys()
     tunnel_record()
     tunnel_udp()
+    tunnel_handshake()
