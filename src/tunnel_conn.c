@@ -853,14 +853,14 @@ static void server_handshake(struct tconn *c)
         server_silent(c, why);
         return;
     }
-    if (len < MSG1_MIN || len > MSG1_MAX) {
-        snprintf(why, sizeof(why), "first message of %zu bytes", len);
-        server_silent(c, why);
-        return;
-    }
     if (!tunnel_suite_available(c->suite)) {
         snprintf(why, sizeof(why), "first message: cipher %s, and this machine has no AES-NI",
                  tunnel_suite_name(c->suite));
+        server_silent(c, why);
+        return;
+    }
+    if (len < MSG1_MIN || len > MSG1_MAX) {
+        snprintf(why, sizeof(why), "first message of %zu bytes", len);
         server_silent(c, why);
         return;
     }
