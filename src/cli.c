@@ -17,6 +17,7 @@ enum {
     OPT_TUNNEL,
     OPT_SERVER_KEY,
     OPT_KEY,
+    OPT_CIPHER,
     OPT_ACCEPT_NEW,
     OPT_TUNNEL_LISTEN,
     OPT_AUTHORIZED_KEYS,
@@ -37,6 +38,7 @@ static const struct option long_options[] = {
     {"tunnel", required_argument, NULL, OPT_TUNNEL},
     {"server-key", required_argument, NULL, OPT_SERVER_KEY},
     {"key", required_argument, NULL, OPT_KEY},
+    {"cipher", required_argument, NULL, OPT_CIPHER},
     {"accept-new-server-key", no_argument, NULL, OPT_ACCEPT_NEW},
     {"tunnel-listen", required_argument, NULL, OPT_TUNNEL_LISTEN},
     {"authorized-keys", required_argument, NULL, OPT_AUTHORIZED_KEYS},
@@ -49,7 +51,7 @@ void cli_usage(FILE *out)
             "usage: ferryd [-t] [-v|-q]... [-f FILE] [--listen ADDR[:PORT]]... [--users PATH]\n"
             "              [--log-level LEVEL] [--user NAME] [--group NAME]\n"
             "              [--tunnel HOST:PORT [--server-key KEY] [--key PATH]\n"
-            "               [--accept-new-server-key]]\n"
+            "               [--cipher NAME] [--accept-new-server-key]]\n"
             "              [--tunnel-listen ADDR[:PORT]]... [--key PATH] [--authorized-keys PATH]\n"
             "  -f, --config FILE       read the configuration from FILE (default: built-in\n"
             "                          defaults, listen on 127.0.0.1:1080 and [::1]:1080\n"
@@ -71,6 +73,8 @@ void cli_usage(FILE *out)
             "      --server-key KEY    its public key (ferry-keygen prints it); without it,\n"
             "                          the key remembered in ~/.config/ferry/known_hosts\n"
             "      --key PATH          our private key (default ~/.config/ferry/key)\n"
+            "      --cipher NAME       chacha20-poly1305 (default) or aes-256-gcm (both ends\n"
+            "                          need AES instructions)\n"
             "      --accept-new-server-key  remember --server-key for HOST:PORT in known_hosts\n"
             "      --tunnel-listen ADDR[:PORT]  serve the encrypted tunnel here, instead of the\n"
             "                          file's listen lines (repeatable; with --listen: both)\n"
@@ -164,10 +168,12 @@ int cli_parse(struct cli *cli, int argc, char **argv, char *err, size_t errlen)
             break;
         case OPT_TUNNEL:
         case OPT_SERVER_KEY:
-        case OPT_KEY: {
+        case OPT_KEY:
+        case OPT_CIPHER: {
             const char **field = opt == OPT_TUNNEL       ? &cli->ov.tunnel
                                  : opt == OPT_SERVER_KEY ? &cli->ov.tunnel_server_key
-                                                         : &cli->ov.tunnel_key;
+                                 : opt == OPT_KEY        ? &cli->ov.tunnel_key
+                                                         : &cli->ov.tunnel_cipher;
 
             if (*field != NULL)
                 return cli_fail(err, errlen, "--%s given twice", long_options[index].name);
@@ -215,9 +221,11 @@ int cli_parse(struct cli *cli, int argc, char **argv, char *err, size_t errlen)
     if (optind < argc)
         return cli_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
     if (cli->ov.tunnel == NULL &&
-        (cli->ov.tunnel_server_key != NULL || cli->accept_new_server_key))
+        (cli->ov.tunnel_server_key != NULL || cli->ov.tunnel_cipher != NULL ||
+         cli->accept_new_server_key))
         return cli_fail(err, errlen,
-                        "--server-key and --accept-new-server-key go with --tunnel HOST:PORT");
+                        "--server-key, --cipher and --accept-new-server-key go with "
+                        "--tunnel HOST:PORT");
     if (cli->ov.tunnel == NULL && cli->ov.ntunnel_listen == 0 && cli->ov.tunnel_key != NULL)
         return cli_fail(err, errlen,
                         "--key goes with --tunnel HOST:PORT or --tunnel-listen ADDR[:PORT]");

@@ -1517,13 +1517,14 @@ static int apply_overrides(struct parser *p, const struct conf_overrides *ov, co
          * through it (route.h). */
         char *skey = (char *)(ov->tunnel_server_key != NULL ? ov->tunnel_server_key : "");
         char *key = (char *)(ov->tunnel_key != NULL ? ov->tunnel_key : "");
-        char *targv[8] = {"tunnel", "ferry", (char *)ov->tunnel, "server-key", skey, "key", key};
+        char *targv[9] = {"tunnel", "ferry",  (char *)ov->tunnel,       "server-key", skey, "key",
+                          key,      "cipher", (char *)ov->tunnel_cipher};
         char *rargv[2] = {"via", "tunnel"};
         const char *dir = p->dir;
 
         p->dir = cwd;
         p->keyword = "parent";
-        if (kw_parent(p, 7, targv) < 0)
+        if (kw_parent(p, ov->tunnel_cipher != NULL ? 9 : 7, targv) < 0)
             return -1;
         p->keyword = "route";
         if (kw_route(p, 2, rargv) < 0)

@@ -345,6 +345,23 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 free(full);
                 have_key = true;
             }
+        } else if (strcmp(opt, "cipher") == 0) {
+            if (p->kind != PARENT_FERRY) {
+                say(err, errlen, "parent %s: 'cipher' is for ferry parents", p->name);
+                goto fail;
+            }
+            if (tunnel_suite_parse(val, &p->suite) < 0) {
+                say(err, errlen, "parent %s: cipher '%s' is not chacha20-poly1305 or aes-256-gcm",
+                    p->name, Q(val));
+                goto fail;
+            }
+            if (!tunnel_suite_available(p->suite)) {
+                say(err, errlen,
+                    "parent %s: cipher %s needs AES instructions (AES-NI) this machine lacks; "
+                    "use chacha20-poly1305",
+                    p->name, val);
+                goto fail;
+            }
         } else if (strcmp(opt, "user-id") == 0) {
             if (p->kind != PARENT_SOCKS4A) {
                 say(err, errlen, "parent %s: 'user-id' is for SOCKS4a parents; use 'credentials'",
@@ -374,8 +391,8 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 p->retry = d;
         } else {
             say(err, errlen,
-                "parent %s: unknown option '%s' (credentials, user-id, server-key, key, timeout, "
-                "retry)",
+                "parent %s: unknown option '%s' (credentials, user-id, server-key, key, cipher, "
+                "timeout, retry)",
                 p->name, Q(opt));
             goto fail;
         }

@@ -122,6 +122,7 @@ struct tconn {
     char pname[PARENT_NAME_MAX + 1];
     struct socks_dest paddr;
     uint8_t server_key[TUNNEL_DHLEN], key_pub[TUNNEL_DHLEN];
+    enum tunnel_suite suite; /* the cipher: the parent's (client), msg1's prefix (server) */
 };
 
 static _Thread_local struct tconn *conns;
@@ -798,9 +799,8 @@ static bool server_check_msg1(struct tconn *c, const uint8_t *msg, size_t len, c
         snprintf(why, size, "first message of %zu bytes", len);
         return false;
     }
-    rc = tunnel_handshake_init(&c->hs, TUNNEL_RESPONDER, TUNNEL_CHACHAPOLY,
-                               (const uint8_t *)TUNNEL_PROLOGUE, strlen(TUNNEL_PROLOGUE),
-                               snap->tunnel_priv, snap->tunnel_pub, NULL);
+    rc = tunnel_handshake_init(&c->hs, TUNNEL_RESPONDER, c->suite, (const uint8_t *)TUNNEL_PROLOGUE,
+                               strlen(TUNNEL_PROLOGUE), snap->tunnel_priv, snap->tunnel_pub, NULL);
     if (rc == TUNNEL_OK)
         rc = tunnel_handshake_read(&c->hs, msg, len, payload, sizeof(payload), &plen);
     if (rc != TUNNEL_OK) {
@@ -833,7 +833,7 @@ static bool server_check_msg1(struct tconn *c, const uint8_t *msg, size_t len, c
         return false;
     }
     c->user = strdup(user);
-    snprintf(why, size, "key %s", fp);
+    snprintf(why, size, "key %s, %s", fp, tunnel_suite_name(c->suite));
     return c->user != NULL;
 }
 
@@ -853,9 +853,20 @@ static void server_handshake(struct tconn *c)
     size_t len, n = 0;
     char why[160];
 
-    if (c->in_len < 2)
+    if (c->in_len < TUNNEL_MSG1_PREFIX)
         return;
-    len = (size_t)c->in[0] << 8 | c->in[1];
+    /* The suite is known before msg1 is read (doc 2.2): no trial decryption. */
+    if (tunnel_msg1_prefix_parse(c->in, &c->suite, &len) < 0) {
+        snprintf(why, sizeof(why), "first message: unknown cipher suite %u", c->in[0] >> 4);
+        server_silent(c, why);
+        return;
+    }
+    if (!tunnel_suite_available(c->suite)) {
+        snprintf(why, sizeof(why), "first message: cipher %s, and this machine has no AES-NI",
+                 tunnel_suite_name(c->suite));
+        server_silent(c, why);
+        return;
+    }
     if (len < MSG1_MIN || len > MSG1_MAX) {
         snprintf(why, sizeof(why), "first message of %zu bytes", len);
         server_silent(c, why);
@@ -914,7 +925,7 @@ static void client_handshake(struct tconn *c)
     }
     memmove(c->in, c->in + 2 + len, c->in_len - 2 - len);
     c->in_len -= 2 + len;
-    log_info("tunnel %s: up", c->name);
+    log_info("tunnel %s: up, %s", c->name, tunnel_suite_name(c->suite));
     conn_up(c);
     if (c->in_len > 0)
         conn_read_records(c);
@@ -1107,7 +1118,7 @@ static bool conn_matches(const struct tconn *c, const struct parent *p)
     return !c->server && strcmp(c->pname, p->name) == 0 &&
            memcmp(&c->paddr, &p->addr, sizeof(p->addr)) == 0 &&
            sodium_memcmp(c->server_key, p->server_key, TUNNEL_DHLEN) == 0 &&
-           sodium_memcmp(c->key_pub, p->key_pub, TUNNEL_DHLEN) == 0;
+           sodium_memcmp(c->key_pub, p->key_pub, TUNNEL_DHLEN) == 0 && c->suite == p->suite;
 }
 
 /*
@@ -1164,8 +1175,7 @@ static bool client_start(struct tconn *c)
         conn_die(c, "writing the first message");
         return false;
     }
-    msg1[0] = (uint8_t)(n >> 8);
-    msg1[1] = (uint8_t)n;
+    tunnel_msg1_prefix_encode(c->suite, n, msg1);
     if (conn_queue_raw(c, msg1, n + 2) < 0) {
         conn_die(c, "out of memory");
         return false;
@@ -1216,11 +1226,12 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
     c->paddr = p->addr;
     memcpy(c->server_key, p->server_key, TUNNEL_DHLEN);
     memcpy(c->key_pub, p->key_pub, TUNNEL_DHLEN);
+    c->suite = p->suite;
     c->peer = a;
     snprintf(c->name, sizeof(c->name), "to parent %s", p->name);
-    if (tunnel_handshake_init(&c->hs, TUNNEL_INITIATOR, TUNNEL_CHACHAPOLY,
-                              (const uint8_t *)TUNNEL_PROLOGUE, strlen(TUNNEL_PROLOGUE), p->key,
-                              p->key_pub, p->server_key) != TUNNEL_OK) {
+    if (tunnel_handshake_init(&c->hs, TUNNEL_INITIATOR, c->suite, (const uint8_t *)TUNNEL_PROLOGUE,
+                              strlen(TUNNEL_PROLOGUE), p->key, p->key_pub,
+                              p->server_key) != TUNNEL_OK) {
         conn_free(c);
         errno = EINVAL;
         return NULL;

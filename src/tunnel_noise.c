@@ -44,6 +44,22 @@ bool tunnel_suite_available(enum tunnel_suite suite)
            (suite == TUNNEL_AESGCM && crypto_aead_aes256gcm_is_available() == 1);
 }
 
+const char *tunnel_suite_name(enum tunnel_suite suite)
+{
+    return suite == TUNNEL_AESGCM ? "aes-256-gcm" : "chacha20-poly1305";
+}
+
+int tunnel_suite_parse(const char *name, enum tunnel_suite *suite)
+{
+    if (strcmp(name, "chacha20-poly1305") == 0)
+        *suite = TUNNEL_CHACHAPOLY;
+    else if (strcmp(name, "aes-256-gcm") == 0)
+        *suite = TUNNEL_AESGCM;
+    else
+        return -1;
+    return 0;
+}
+
 /* The 96-bit nonce: 32 bits of zeros, then n little-endian (ChaChaPoly) or big-endian (AESGCM). */
 static void make_nonce(enum tunnel_suite suite, uint64_t n, uint8_t nonce[12])
 {

@@ -251,6 +251,31 @@ int tunnel_record_eof(const struct tunnel_record_rx *rx, size_t pending)
 
 /* --- handshake payloads ------------------------------------------------------------------- */
 
+void tunnel_msg1_prefix_encode(enum tunnel_suite suite, size_t len, uint8_t out[TUNNEL_MSG1_PREFIX])
+{
+    unsigned v = (unsigned)suite << 12 | ((unsigned)len & TUNNEL_MSG1_LEN_MASK);
+
+    out[0] = (uint8_t)(v >> 8);
+    out[1] = (uint8_t)v;
+}
+
+int tunnel_msg1_prefix_parse(const uint8_t in[TUNNEL_MSG1_PREFIX], enum tunnel_suite *suite,
+                             size_t *len)
+{
+    unsigned v = (unsigned)in[0] << 8 | in[1];
+
+    *len = v & TUNNEL_MSG1_LEN_MASK;
+    *suite = TUNNEL_CHACHAPOLY;
+    switch (v >> 12) {
+    case 0:
+        return 0;
+    case 1:
+        *suite = TUNNEL_AESGCM;
+        return 0;
+    }
+    return -1;
+}
+
 /* TAI64: 2^62 + TAI seconds; TAI was 10 s ahead of UTC in 1970 (leap seconds since ignored). */
 #define TAI64_BASE (UINT64_C(1) << 62)
 #define TAI64_UNIX_OFFSET 10

@@ -150,11 +150,12 @@ struct conf_overrides {
     const char *log_level; /* --log-level LEVEL */
     const char *user;      /* --user NAME */
     const char *group;     /* --group NAME */
-    /* --tunnel HOST:PORT --server-key BASE64 [--key PATH]: everything through a ferry
-     * parent (the one-command mode) */
+    /* --tunnel HOST:PORT --server-key BASE64 [--key PATH] [--cipher NAME]: everything
+     * through a ferry parent (the one-command mode) */
     const char *tunnel;
     const char *tunnel_server_key;
     const char *tunnel_key; /* with --tunnel-listen also the server's key (tunnel key) */
+    const char *tunnel_cipher;
     /* --tunnel-listen ADDR[:PORT], repeatable: tunnel listeners instead of the file's listen
      * lines (with any --listen); --authorized-keys PATH: tunnel authorized-keys */
     const char *tunnel_listen[CONF_MAX_LISTEN];

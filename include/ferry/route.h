@@ -3,7 +3,8 @@
  *
  *   parent NAME socks5|socks4a|http HOST:PORT [credentials PATH] [user-id ID]
  *                                            [timeout DURATION] [retry DURATION]
- *   parent NAME ferry HOST:PORT server-key BASE64 key PATH [timeout ..] [retry ..]
+ *   parent NAME ferry HOST:PORT server-key BASE64 key PATH
+ *                    [cipher chacha20-poly1305|aes-256-gcm] [timeout ..] [retry ..]
  *       (the encrypted hop, tunnel_client.h: only as a path's first hop)
  *   route [from CIDR,...] [user NAME,...] [command connect|bind|udp|resolve,...]
  *         [to DEST,...] [port PORT|LOW-HIGH,...] via PATH[,PATH...] [resolve remote|local]
@@ -24,6 +25,7 @@
 
 #include "ferry/acl.h"
 #include "ferry/proto.h"
+#include "ferry/tunnel_noise.h"
 
 #define ROUTE_MAX_PARENTS 64
 #define ROUTE_MAX_ROUTES 256
@@ -56,6 +58,7 @@ struct parent {
     uint8_t server_key[32];
     uint8_t key[32];
     uint8_t key_pub[32];
+    enum tunnel_suite suite; /* cipher: ChaChaPoly unless aes-256-gcm is asked for */
 };
 
 /* One alternative: direct (nhops 0) or a chain of parents (indexes into routes->parents). */

@@ -46,6 +46,10 @@ enum tunnel_suite { TUNNEL_CHACHAPOLY = 0, TUNNEL_AESGCM = 1 };
 
 /* Whether this machine can run the suite (AESGCM: libsodium needs AES-NI and PCLMUL). */
 bool tunnel_suite_available(enum tunnel_suite suite);
+/* The configuration's name of a suite: "chacha20-poly1305" or "aes-256-gcm". */
+const char *tunnel_suite_name(enum tunnel_suite suite);
+/* A name back to its suite; -1 for an unknown name. */
+int tunnel_suite_parse(const char *name, enum tunnel_suite *suite);
 
 /* Section 5.1: a key k (or none yet) and the 64-bit nonce n of the next message. */
 struct tunnel_cipher {

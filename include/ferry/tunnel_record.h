@@ -137,6 +137,20 @@ int tunnel_record_eof(const struct tunnel_record_rx *rx, size_t pending);
 /* The second message's payload: flags (2 bytes), then padding. */
 #define TUNNEL_WELCOME_LEN 2
 
+/*
+ * The 2-byte prefix of the first message (doc 2.2): the suite's code in its top 4 bits (0
+ * ChaChaPoly, version 1's format unchanged; 1 AESGCM), the message's length in the low 12
+ * (msg1 is at most 1120 bytes). The suite is also bound by the Noise protocol name, so a
+ * flipped code fails the handshake; the prefix only lets the server pick it before reading.
+ */
+#define TUNNEL_MSG1_PREFIX 2
+#define TUNNEL_MSG1_LEN_MASK 0x0fffu
+void tunnel_msg1_prefix_encode(enum tunnel_suite suite, size_t len,
+                               uint8_t out[TUNNEL_MSG1_PREFIX]);
+/* The length in *len and the suite in *suite; -1 for a suite code not defined (*len is set). */
+int tunnel_msg1_prefix_parse(const uint8_t in[TUNNEL_MSG1_PREFIX], enum tunnel_suite *suite,
+                             size_t *len);
+
 /* TAI64N (cr.yp.to/libtai/tai64.html) for a Unix time: 2^62 + 10 + sec, then nanoseconds. */
 void tunnel_tai64n(uint64_t unix_sec, uint32_t nsec, uint8_t out[TUNNEL_TAI64N_LEN]);
 /* The Unix seconds of a TAI64N label; -1 for a label before 1970 or past 2^62 s. */

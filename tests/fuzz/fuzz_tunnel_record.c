@@ -1,6 +1,10 @@
 /*
  * The tunnel's wire parsers: tunnel_record_open, tunnel_handshake_read and tunnel_hello_parse.
  *
+ * The first two bytes also go through tunnel_msg1_prefix_parse (doc 2.2): it accepts exactly
+ * the suite codes 0 and 1, the length is the low 12 bits, encoding gives the bytes back; the rest
+ * as the first message of a responder of that suite never passes.
+ *
  * Input: two bytes of position and one of XOR mask (a tampering), one byte of read size, then
  * records as TYPE STREAM LEN PAYLOAD[LEN] (stream and length one byte each). The valid ones are
  * sealed by a sender that rekeys every 3 records and read back by a receiver fed in reads of the
@@ -80,6 +84,35 @@ static void check_handshake(const uint8_t *data, size_t size)
     free(payload);
 }
 
+static void check_prefix(const uint8_t *data, size_t size)
+{
+    static const uint8_t spriv[TUNNEL_KEYLEN] = {1, 2, 3};
+    struct tunnel_handshake hs;
+    enum tunnel_suite suite;
+    uint8_t back[TUNNEL_MSG1_PREFIX], payload[TUNNEL_HELLO_MAX];
+    size_t len, plen;
+    int r;
+
+    if (size < TUNNEL_MSG1_PREFIX)
+        return;
+    r = tunnel_msg1_prefix_parse(data, &suite, &len);
+    FUZZ_CHECK(len == (((size_t)data[0] << 8 | data[1]) & 0x0fff));
+    FUZZ_CHECK((r == 0) == (data[0] >> 4 <= 1));
+    if (r < 0 || !tunnel_suite_available(suite))
+        return;
+    FUZZ_CHECK(suite == (data[0] >> 4 == 1 ? TUNNEL_AESGCM : TUNNEL_CHACHAPOLY));
+    tunnel_msg1_prefix_encode(suite, len, back);
+    FUZZ_CHECK(memcmp(back, data, TUNNEL_MSG1_PREFIX) == 0);
+    FUZZ_CHECK(tunnel_handshake_init(&hs, TUNNEL_RESPONDER, suite, (const uint8_t *)TUNNEL_PROLOGUE,
+                                     strlen(TUNNEL_PROLOGUE), spriv, NULL, NULL) == TUNNEL_OK);
+    if (size - TUNNEL_MSG1_PREFIX <= TUNNEL_MSG1_OVERHEAD + sizeof(payload)) {
+        r = tunnel_handshake_read(&hs, data + TUNNEL_MSG1_PREFIX, size - TUNNEL_MSG1_PREFIX,
+                                  payload, sizeof(payload), &plen);
+        FUZZ_CHECK(r < 0 && plen == 0);
+    }
+    tunnel_handshake_wipe(&hs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct tunnel_record_tx tx;
@@ -94,6 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     check_raw(data, size);
     check_handshake(data, size);
+    check_prefix(data, size);
     if (size < 4)
         return 0;
     flip_pos = (size_t)data[0] << 8 | data[1];

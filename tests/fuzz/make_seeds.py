@@ -398,6 +398,11 @@ def tunnel_record():
     write(h, "flip-body", b"\x00\x30\x01\xff" + rec(1, 1, b"abc") + rec(1, 1, b"def"))
     write(h, "flip-second", b"\x00\x40\x01\x00" + rec(1, 1, b"abc") + rec(1, 1, b"def"))
     write(h, "long", b"\x00\x00\x00\x40" + rec(1, 9, bytes(range(255))))
+    # msg1 prefixes (doc 2.2): ChaChaPoly, AESGCM and an undefined suite code, each before 110
+    # bytes that are no first message.
+    for name, prefix in (("msg1-chacha", b"\x00\x6e"), ("msg1-aesgcm", b"\x10\x6e"),
+                         ("msg1-suite-7", b"\x70\x6e")):
+        write(h, name, prefix + bytes(range(110)))
     write(h, "handshake-size", bytes(96) + b"ferry")
 
 

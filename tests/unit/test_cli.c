@@ -125,9 +125,13 @@ START_TEST(test_bad_command_lines_name_the_problem)
         {{"--check=yes"}, "option --check takes no argument"},
         {{"--listen=1.2.3.4", "--frob=1"}, "unknown option --frob=1"},
         {{"--key", "k"}, "--key goes with --tunnel HOST:PORT or --tunnel-listen"},
-        {{"--server-key", "k"}, "--server-key and --accept-new-server-key go with --tunnel"},
+        {{"--server-key", "k"}, "--server-key, --cipher and --accept-new-server-key go with"},
         {{"--authorized-keys", "a", "--authorized-keys", "b"}, "--authorized-keys given twice"},
         {{"--tunnel-listen"}, "option --tunnel-listen needs an argument"},
+        {{"--cipher", "aes-256-gcm"},
+         "--server-key, --cipher and --accept-new-server-key go with --tunnel HOST:PORT"},
+        {{"--tunnel", "h:1", "--cipher=aes-256-gcm", "--cipher=chacha20-poly1305"},
+         "--cipher given twice"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -143,6 +147,21 @@ START_TEST(test_bad_command_lines_name_the_problem)
         ck_assert_msg(strstr(err, cases[i].message) != NULL, "case %zu: '%s' lacks '%s'", i, err,
                       cases[i].message);
     }
+}
+END_TEST
+
+START_TEST(test_tunnel_flags_are_collected)
+{
+    char *argv[] = {"ferryd",      "--tunnel", "h.example:1081", "--cipher",
+                    "aes-256-gcm", "--key",    "/tmp/k.key",     NULL};
+    struct cli cli;
+    char err[256];
+
+    ck_assert_int_eq(cli_parse(&cli, ARGC(argv), argv, err, sizeof(err)), 0);
+    ck_assert_str_eq(cli.ov.tunnel, "h.example:1081");
+    ck_assert_str_eq(cli.ov.tunnel_cipher, "aes-256-gcm");
+    ck_assert_str_eq(cli.ov.tunnel_key, "/tmp/k.key");
+    ck_assert_ptr_null(cli.ov.tunnel_server_key);
 }
 END_TEST
 
@@ -196,6 +215,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_tunnel_server_flags_are_collected);
     tcase_add_test(tc, test_help_wins_over_version_and_check);
     tcase_add_test(tc, test_bad_command_lines_name_the_problem);
+    tcase_add_test(tc, test_tunnel_flags_are_collected);
     tcase_add_test(tc, test_listen_flags_beyond_the_limit_are_refused);
     tcase_add_test(tc, test_activation_count_only_for_this_process);
     suite_add_tcase(s, tc);

@@ -202,7 +202,7 @@ START_TEST(test_parent_errors_name_file_and_line)
               "t.conf:1: parent a: timeout '0' is not a duration above 0");
     parse_err("parent a socks5 1.2.3.4:1 speed 9\n",
               "t.conf:1: parent a: unknown option 'speed' (credentials, user-id, server-key, key, "
-              "timeout, retry)");
+              "cipher, timeout, retry)");
     parse_err("parent a socks5 1.2.3.4:1 timeout\n", "t.conf:1: parent a: 'timeout' needs a value");
 }
 END_TEST
@@ -247,7 +247,37 @@ START_TEST(test_ferry_parents)
     ck_assert_mem_eq(c.routes->parents[0].server_key, want_server, 32);
     ck_assert_mem_eq(c.routes->parents[0].key, priv, 32);
     ck_assert_mem_eq(c.routes->parents[0].key_pub, pub, 32);
+    ck_assert_int_eq(c.routes->parents[0].suite, TUNNEL_CHACHAPOLY); /* the default */
     conf_release(&c);
+
+    /* cipher: chacha20-poly1305 or aes-256-gcm, the latter only where AES-NI is. */
+    snprintf(text, sizeof(text),
+             "parent home ferry 192.0.2.1:1081 server-key %s key %s cipher chacha20-poly1305\n",
+             server, key);
+    parse_ok(&c, text);
+    ck_assert_int_eq(c.routes->parents[0].suite, TUNNEL_CHACHAPOLY);
+    conf_release(&c);
+    snprintf(text, sizeof(text),
+             "parent home ferry 192.0.2.1:1081 cipher aes-256-gcm server-key %s key %s\n", server,
+             key);
+    if (tunnel_suite_available(TUNNEL_AESGCM)) {
+        parse_ok(&c, text);
+        ck_assert_int_eq(c.routes->parents[0].suite, TUNNEL_AESGCM);
+        conf_release(&c);
+    } else {
+        parse_err(text, "t.conf:1: parent home: cipher aes-256-gcm needs AES instructions "
+                        "(AES-NI) this machine lacks; use chacha20-poly1305");
+    }
+    snprintf(text, sizeof(text),
+             "parent home ferry 192.0.2.1:1081 server-key %s key %s cipher aes-128-cbc\n", server,
+             key);
+    parse_err(text, "t.conf:1: parent home: cipher 'aes-128-cbc' is not chacha20-poly1305 or "
+                    "aes-256-gcm");
+    parse_err("parent a socks5 192.0.2.1:1 cipher aes-256-gcm\n",
+              "t.conf:1: parent a: 'cipher' is for ferry parents");
+    snprintf(text, sizeof(text), "parent home ferry 192.0.2.1:1081 server-key %s key %s cipher\n",
+             server, key);
+    parse_err(text, "t.conf:1: parent home: 'cipher' needs a value");
 
     snprintf(text, sizeof(text), "parent home ferry 192.0.2.1:1081 key %s\n", key);
     parse_err(text,

@@ -214,6 +214,164 @@ START_TEST(test_aesgcm_records_round_trip_and_flips_fail)
 }
 END_TEST
 
+START_TEST(test_msg1_prefix_carries_the_suite_and_leaves_version_1_unchanged)
+{
+    enum tunnel_suite suite;
+    uint8_t b[TUNNEL_MSG1_PREFIX];
+    size_t len;
+
+    /* ChaChaPoly: the plain big-endian length, version 1's format. */
+    tunnel_msg1_prefix_encode(TUNNEL_CHACHAPOLY, 110, b);
+    ck_assert_mem_eq(b, "\x00\x6e", 2);
+    tunnel_msg1_prefix_encode(TUNNEL_AESGCM, 1120, b);
+    ck_assert_mem_eq(b, "\x14\x60", 2);
+    ck_assert_int_eq(tunnel_msg1_prefix_parse(b, &suite, &len), 0);
+    ck_assert_int_eq(suite, TUNNEL_AESGCM);
+    ck_assert_uint_eq(len, 1120);
+    ck_assert_int_eq(tunnel_msg1_prefix_parse((const uint8_t *)"\x04\x60", &suite, &len), 0);
+    ck_assert_int_eq(suite, TUNNEL_CHACHAPOLY);
+    ck_assert_uint_eq(len, 1120);
+    for (unsigned code = 2; code < 16; code++) {
+        b[0] = (uint8_t)(code << 4);
+        b[1] = 110;
+        ck_assert_int_eq(tunnel_msg1_prefix_parse(b, &suite, &len), -1);
+        ck_assert_uint_eq(len, 110);
+    }
+    ck_assert_str_eq(tunnel_suite_name(TUNNEL_AESGCM), "aes-256-gcm");
+    ck_assert_str_eq(tunnel_suite_name(TUNNEL_CHACHAPOLY), "chacha20-poly1305");
+    ck_assert_int_eq(tunnel_suite_parse("aes-256-gcm", &suite), 0);
+    ck_assert_int_eq(suite, TUNNEL_AESGCM);
+    ck_assert_int_eq(tunnel_suite_parse("chacha20-poly1305", &suite), 0);
+    ck_assert_int_eq(suite, TUNNEL_CHACHAPOLY);
+    ck_assert_int_eq(tunnel_suite_parse("aes-128-gcm", &suite), -1);
+    ck_assert_int_eq(tunnel_suite_parse("", &suite), -1);
+}
+END_TEST
+
+/* A first message with its prefix, as the client sends it; its length in *n. */
+static void msg1_with_prefix(enum tunnel_suite suite, const uint8_t rpub[32], uint8_t *out,
+                             size_t size, size_t *n)
+{
+    uint8_t ipub[32], ipriv[32], hello[TUNNEL_HELLO_LEN];
+    struct tunnel_hello h = {.flags = 0};
+    struct tunnel_handshake init;
+
+    crypto_box_keypair(ipub, ipriv);
+    tunnel_tai64n(1700000000, 7, h.timestamp);
+    tunnel_hello_encode(&h, hello);
+    ck_assert_int_eq(tunnel_handshake_init(&init, TUNNEL_INITIATOR, suite,
+                                           (const uint8_t *)TUNNEL_PROLOGUE,
+                                           strlen(TUNNEL_PROLOGUE), ipriv, NULL, rpub),
+                     0);
+    ck_assert_int_eq(tunnel_handshake_write(&init, hello, sizeof(hello), out + 2, size - 2, n), 0);
+    tunnel_msg1_prefix_encode(suite, *n, out);
+    *n += 2;
+    tunnel_handshake_wipe(&init);
+}
+
+/* The server's side of doc 2.2: the suite from the prefix, then ReadMessage under it. */
+static int server_reads_msg1(const uint8_t *msg, size_t n, const uint8_t rpriv[32])
+{
+    struct tunnel_handshake resp;
+    enum tunnel_suite suite;
+    uint8_t pl[TUNNEL_HELLO_MAX];
+    size_t len, pn;
+    int r;
+
+    if (tunnel_msg1_prefix_parse(msg, &suite, &len) < 0 || len != n - 2)
+        return -100;
+    r = tunnel_handshake_init(&resp, TUNNEL_RESPONDER, suite, (const uint8_t *)TUNNEL_PROLOGUE,
+                              strlen(TUNNEL_PROLOGUE), rpriv, NULL, NULL);
+    if (r == TUNNEL_OK)
+        r = tunnel_handshake_read(&resp, msg + 2, len, pl, sizeof(pl), &pn);
+    tunnel_handshake_wipe(&resp);
+    return r;
+}
+
+START_TEST(test_a_flipped_suite_code_fails_the_handshake)
+{
+    uint8_t rpub[32], rpriv[32], m1[256];
+    size_t n;
+
+    if (!tunnel_suite_available(TUNNEL_AESGCM))
+        return;
+    crypto_box_keypair(rpub, rpriv);
+    msg1_with_prefix(TUNNEL_AESGCM, rpub, m1, sizeof(m1), &n);
+    ck_assert_uint_eq(m1[0] >> 4, 1);
+    ck_assert_int_eq(server_reads_msg1(m1, n, rpriv), TUNNEL_OK);
+    /* Downgraded to ChaChaPoly on the way: the protocol name differs, ReadMessage fails. */
+    m1[0] &= 0x0f;
+    ck_assert_int_eq(server_reads_msg1(m1, n, rpriv), TUNNEL_ERR_DECRYPT);
+    /* And the other way. */
+    msg1_with_prefix(TUNNEL_CHACHAPOLY, rpub, m1, sizeof(m1), &n);
+    ck_assert_uint_eq(m1[0], 0);
+    ck_assert_int_eq(server_reads_msg1(m1, n, rpriv), TUNNEL_OK);
+    m1[0] |= 0x10;
+    ck_assert_int_eq(server_reads_msg1(m1, n, rpriv), TUNNEL_ERR_DECRYPT);
+}
+END_TEST
+
+/* AES-256-GCM with the counter big-endian in the nonce (Noise 12.4), straight from libsodium. */
+static int aesgcm_open(const uint8_t k[32], uint64_t n, const uint8_t *in, size_t len, uint8_t *out)
+{
+    uint8_t nonce[12] = {0};
+
+    for (int i = 0; i < 8; i++)
+        nonce[11 - i] = (uint8_t)(n >> (8 * i));
+    return crypto_aead_aes256gcm_decrypt(out, NULL, NULL, in, len, NULL, 0, nonce, k);
+}
+
+START_TEST(test_aesgcm_records_are_aes_gcm_and_rekey_under_it)
+{
+    struct link l;
+    uint8_t buf[256], k[32], hdr[TUNNEL_RECORD_HEADER], body[64], zeros[32] = {0};
+    uint8_t block[48], nonce[12];
+    struct tunnel_record rec;
+    size_t n, used;
+
+    if (!tunnel_suite_available(TUNNEL_AESGCM))
+        return;
+    link_new_suite(&l, TUNNEL_AESGCM);
+    ck_assert_int_eq(l.ctx.cipher.suite, TUNNEL_AESGCM);
+    ck_assert_int_eq(l.srx.cipher.suite, TUNNEL_AESGCM);
+    /* The first record is AES-256-GCM at nonces 0 and 1, opened without our code. */
+    memcpy(k, l.ctx.cipher.k, 32);
+    n = seal(&l.ctx, TUNNEL_REC_DATA, 5, "aes", buf);
+    ck_assert_int_eq(aesgcm_open(k, 0, buf, TUNNEL_RECORD_HEADER_SEALED, hdr), 0);
+    ck_assert_mem_eq(hdr, "\x01\x00\x00\x00\x05\x00\x03", TUNNEL_RECORD_HEADER);
+    ck_assert_int_eq(aesgcm_open(k, 1, buf + TUNNEL_RECORD_HEADER_SEALED, 3 + TUNNEL_TAGLEN, body),
+                     0);
+    ck_assert_mem_eq(body, "aes", 3);
+    ck_assert_int_eq(tunnel_record_open(&l.srx, buf, n, &rec, &used), 0);
+
+    /* REKEY: the sender's key becomes AES-GCM's ENCRYPT(k, 2^64-1, "", zeros)[0..32]. */
+    memset(nonce, 0xff, sizeof(nonce));
+    memset(nonce, 0, 4);
+    crypto_aead_aes256gcm_encrypt(block, NULL, zeros, sizeof(zeros), NULL, 0, NULL, nonce, k);
+    n = seal(&l.ctx, TUNNEL_REC_REKEY, 0, NULL, buf);
+    ck_assert_mem_eq(l.ctx.cipher.k, block, 32);
+    ck_assert_int_eq(tunnel_record_open(&l.srx, buf, n, &rec, &used), 0);
+    ck_assert_uint_eq(rec.type, TUNNEL_REC_REKEY);
+    ck_assert_mem_eq(l.srx.cipher.k, block, 32);
+    /* The counter goes on (Noise 11.3): the next record is at nonces 3 and 4 under the new key. */
+    n = seal(&l.ctx, TUNNEL_REC_DATA, 5, "after", buf);
+    ck_assert_int_eq(aesgcm_open(block, 3, buf, TUNNEL_RECORD_HEADER_SEALED, hdr), 0);
+    ck_assert_int_eq(tunnel_record_open(&l.srx, buf, n, &rec, &used), 0);
+    ck_assert_mem_eq(rec.payload, "after", 5);
+    /* Many records with a rekey every 2: both sides stay in step. */
+    tunnel_record_tx_rekey_after(&l.ctx, 2, 0);
+    for (int i = 0; i < 9; i++) {
+        n = seal(&l.ctx, TUNNEL_REC_DATA, 5, "step", buf);
+        for (size_t off = 0; off < n; off += used) {
+            ck_assert_int_eq(tunnel_record_open(&l.srx, buf + off, n - off, &rec, &used), 0);
+        }
+        ck_assert_uint_eq(rec.type, TUNNEL_REC_DATA);
+    }
+    ck_assert_mem_eq(l.ctx.cipher.k, l.srx.cipher.k, 32);
+    ck_assert_mem_ne(l.ctx.cipher.k, block, 32);
+}
+END_TEST
+
 START_TEST(test_every_truncation_waits_then_counts_as_a_cut)
 {
     struct link l;
@@ -487,6 +645,9 @@ static Suite *tunnel_record_suite(void)
     tcase_add_test(tc, test_largest_record_and_pipelined_records);
     tcase_add_test(tc, test_every_single_bit_flip_is_detected);
     tcase_add_test(tc, test_aesgcm_records_round_trip_and_flips_fail);
+    tcase_add_test(tc, test_msg1_prefix_carries_the_suite_and_leaves_version_1_unchanged);
+    tcase_add_test(tc, test_a_flipped_suite_code_fails_the_handshake);
+    tcase_add_test(tc, test_aesgcm_records_are_aes_gcm_and_rekey_under_it);
     tcase_add_test(tc, test_every_truncation_waits_then_counts_as_a_cut);
     tcase_add_test(tc, test_reordered_replayed_or_dropped_records_fail);
     tcase_add_test(tc, test_rekey_keeps_both_sides_in_step);
