@@ -32,14 +32,20 @@
 #include "ferry/tunnel_record.h"
 #include "ferry/upstream_socks.h"
 
-/* The unsent queue of a connection: streams stop being read above HIGH, go on below LOW. */
-#define OUT_HIGH (256u * 1024)
-#define OUT_LOW (64u * 1024)
-/* Streams stop reading at OUT_HIGH; what else a connection queues (control records: PONG,
- * REPLY, EOF, WINDOW) is small. A queue past this is a peer that sends and never reads. */
-#define OUT_MAX (16u * 1024 * 1024)
+/*
+ * Records are sealed on demand ("pull"): a stream with bytes ready waits in the connection's
+ * ready ring, unread, until the socket can take more (its unsent queue below NOTSENT_LOWAT);
+ * then streams are read round-robin, up to PULL_BUDGET sealed bytes per send. Control records
+ * (OPEN, REPLY, WINDOW, EOF, RESET, PONG) are sealed when they arise, behind at most that.
+ */
+#define PULL_BUDGET (64u * 1024)
 /* The kernel's unsent bytes (TCP_NOTSENT_LOWAT): keeps an interactive record near the front. */
-#define NOTSENT_LOWAT (128 * 1024)
+#define NOTSENT_LOWAT (32 * 1024)
+/* Records one stream gives per turn: STREAM_BATCH when it is the only one ready, else one. */
+#define STREAM_BATCH 4
+/* Data is only sealed when the socket takes it, so the unsent queue holds control records (PONG,
+ * WINDOW...) and one budget: a queue past this is a peer that sends and never reads. */
+#define OUT_MAX (16u * 1024 * 1024)
 /* Receive buffer: several whole records per read. */
 #define IN_CAP (8 * TUNNEL_RECORD_SIZE(TUNNEL_RECORD_PAYLOAD_MAX))
 /* msg1 lengths the server accepts (doc 2.4), msg2 the client accepts. */
@@ -47,8 +53,6 @@
 #define MSG1_MAX (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX)
 #define MSG2_MIN (TUNNEL_MSG2_OVERHEAD + TUNNEL_WELCOME_LEN)
 #define MSG2_MAX (TUNNEL_MSG2_OVERHEAD + TUNNEL_HELLO_MAX)
-/* Records read from one stream per wake-up before the others' turn. */
-#define STREAM_BATCH 4
 /* A stream's request or reply before it is whole (RESOLVE_PTR replies carry a name). */
 #define HEAD_MAX 600
 
@@ -79,15 +83,16 @@ struct tstream {
     size_t head_len;
     uint8_t *q; /* bytes for the socketpair */
     size_t qhead, qlen, qcap;
-    size_t q_nocredit; /* of them, REPLY/OPEN bytes that return no window */
-    int64_t send_win;  /* DATA we may still send */
-    uint32_t recv_win; /* DATA the peer may still send */
-    uint32_t credit;   /* written out and not yet returned by WINDOW */
-    bool local_eof;    /* the socketpair said EOF: EOF sent */
-    bool peer_eof;     /* EOF received */
-    bool shut;         /* shutdown(SHUT_WR) done */
-    bool throttled;    /* not read while the connection's queue is long */
-    bool dirty;        /* bytes queued while the connection reads records: written after */
+    size_t q_nocredit;             /* of them, REPLY/OPEN bytes that return no window */
+    int64_t send_win;              /* DATA we may still send */
+    uint32_t recv_win;             /* DATA the peer may still send */
+    uint32_t credit;               /* written out and not yet returned by WINDOW */
+    bool local_eof;                /* the socketpair said EOF: EOF sent */
+    bool peer_eof;                 /* EOF received */
+    bool shut;                     /* shutdown(SHUT_WR) done */
+    bool ready;                    /* in the ready ring: bytes to read when the socket takes them */
+    struct tstream *rnext, *rprev; /* the ready ring, in turn order */
+    bool dirty; /* bytes queued while the connection reads records: written after */
 };
 
 struct tconn {
@@ -110,8 +115,9 @@ struct tconn {
     size_t out_head, out_len, out_cap;
     struct tstream *streams;
     unsigned nstreams;
-    uint32_t last_id; /* server: the highest opened; client: the last given */
-    bool batching;    /* reading records: streams' queues are written once after them */
+    struct tstream *rhead, *rtail; /* streams ready to be read, round-robin from rhead */
+    uint32_t last_id;              /* server: the highest opened; client: the last given */
+    bool batching; /* reading records: streams' queues are written once after them */
     unsigned ndirty;
     char *user; /* server: the key's user */
     struct addr peer, local;
@@ -132,6 +138,7 @@ static void conn_free(struct tconn *c);
 static void hs_release(struct tconn *c);
 static void conn_die(struct tconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void conn_flush(struct tconn *c);
+static int conn_pull(struct tconn *c);
 static void stream_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void stream_writable(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -194,6 +201,39 @@ static int conn_queue_raw(struct tconn *c, const uint8_t *p, size_t len)
 
 /* --- streams ----------------------------------------------------------------------------- */
 
+/* The ready ring: a stream joins at the tail when its local end has bytes for the peer. */
+static void ready_push(struct tstream *s)
+{
+    struct tconn *c = s->c;
+
+    s->ready = true;
+    s->rnext = NULL;
+    s->rprev = c->rtail;
+    if (c->rtail != NULL)
+        c->rtail->rnext = s;
+    else
+        c->rhead = s;
+    c->rtail = s;
+}
+
+static void ready_remove(struct tstream *s)
+{
+    struct tconn *c = s->c;
+
+    if (!s->ready)
+        return;
+    if (s->rprev != NULL)
+        s->rprev->rnext = s->rnext;
+    else
+        c->rhead = s->rnext;
+    if (s->rnext != NULL)
+        s->rnext->rprev = s->rprev;
+    else
+        c->rtail = s->rprev;
+    s->ready = false;
+    s->rnext = s->rprev = NULL;
+}
+
 static struct tstream *stream_find(const struct tconn *c, uint32_t id)
 {
     for (struct tstream *s = c->streams; s != NULL; s = s->next) {
@@ -207,6 +247,7 @@ static void stream_free(struct tstream *s)
 {
     struct tconn *c = s->c;
 
+    ready_remove(s);
     ev_io_stop(c->loop, &s->rio);
     ev_io_stop(c->loop, &s->wio);
     close(s->fd);
@@ -256,10 +297,10 @@ static bool stream_try_done(struct tstream *s)
     return false;
 }
 
-/* Whether the stream may be read now. */
+/* Whether the stream's local end should be watched now (not while it waits in the ready ring). */
 static bool stream_readable_now(const struct tstream *s)
 {
-    return !s->local_eof && !s->throttled && (s->phase != P_DATA || s->send_win > 0);
+    return !s->local_eof && !s->ready && (s->phase != P_DATA || s->send_win > 0);
 }
 
 /*
@@ -382,18 +423,6 @@ static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool cr
     return stream_flush(s, &gone);
 }
 
-/* After sealing: a long unsent queue stops this stream's reading until it drains. */
-static void stream_after_seal(struct tstream *s)
-{
-    struct tconn *c = s->c;
-
-    if (c->out_len >= OUT_HIGH) {
-        s->throttled = true;
-        ev_io_stop(c->loop, &s->rio);
-    }
-    conn_flush(c);
-}
-
 /* The head of a stream (request or reply) is whole at `used` bytes: send it, then the rest. */
 static int stream_head_done(struct tstream *s, size_t used)
 {
@@ -462,14 +491,13 @@ static void stream_read_head(struct tstream *s)
     }
     if (stream_head_done(s, used) < 0)
         return;
-    stream_after_seal(s);
+    conn_flush(c);
 }
 
 static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct tstream *s = w->data;
     struct tconn *c = s->c;
-    uint8_t buf[TUNNEL_RECORD_PAYLOAD_MAX];
 
     (void)loop;
     (void)revents;
@@ -477,41 +505,11 @@ static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
         stream_read_head(s);
         return;
     }
-    /* A few records per wake-up and one send for them: fewer system calls per byte, and still
-     * at most STREAM_BATCH records before the other streams' turn. */
-    for (int i = 0; i < STREAM_BATCH; i++) {
-        size_t want;
-        ssize_t n;
-
-        if (s->send_win <= 0 || c->out_len >= OUT_HIGH)
-            break;
-        want = s->send_win < (int64_t)sizeof(buf) ? (size_t)s->send_win : sizeof(buf);
-        n = recv(s->fd, buf, want, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            break;
-        if (n < 0) {
-            if (stream_abort(s) == 0)
-                conn_flush(c);
-            return;
-        }
-        if (n == 0) {
-            s->local_eof = true;
-            ev_io_stop(c->loop, &s->rio);
-            if (conn_seal(c, TUNNEL_REC_EOF, s->id, NULL, 0) < 0)
-                return;
-            stream_try_done(s);
-            conn_flush(c);
-            return;
-        }
-        if (conn_seal(c, TUNNEL_REC_DATA, s->id, buf, (size_t)n) < 0)
-            return;
-        s->send_win -= n;
-        if ((size_t)n < want)
-            break;
-    }
-    if (s->send_win <= 0)
-        ev_io_stop(c->loop, &s->rio);
-    stream_after_seal(s);
+    /* Read when the socket can take records (conn_pull), in turn with the other streams. */
+    ev_io_stop(c->loop, &s->rio);
+    ready_push(s);
+    if (!ev_is_active(&c->wio) && conn_pull(c) == 0)
+        conn_flush(c);
 }
 
 static void stream_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -568,7 +566,64 @@ static void conn_die(struct tconn *c, const char *fmt, ...)
     conn_free(c);
 }
 
-/* Write the unsent queue; when it has drained below OUT_LOW, throttled streams go on. */
+/*
+ * Seal records from the streams in the ready ring, round-robin, until PULL_BUDGET bytes wait:
+ * a stream alone in the ring gives up to STREAM_BATCH records in one read, otherwise each gives
+ * one record per turn. -1: the connection died.
+ */
+static int conn_pull(struct tconn *c)
+{
+    static _Thread_local uint8_t buf[STREAM_BATCH * TUNNEL_RECORD_PAYLOAD_MAX];
+
+    while (c->rhead != NULL && c->out_len < PULL_BUDGET) {
+        struct tstream *s = c->rhead;
+        size_t want = s->rnext == NULL ? sizeof(buf) : TUNNEL_RECORD_PAYLOAD_MAX;
+        ssize_t n;
+
+        ready_remove(s);
+        if (s->send_win < (int64_t)want)
+            want = (size_t)s->send_win;
+        n = recv(s->fd, buf, want, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            ev_io_start(c->loop, &s->rio);
+            continue;
+        }
+        if (n < 0) {
+            if (stream_abort(s) < 0)
+                return -1;
+            continue;
+        }
+        if (n == 0) {
+            s->local_eof = true;
+            if (conn_seal(c, TUNNEL_REC_EOF, s->id, NULL, 0) < 0)
+                return -1;
+            stream_try_done(s);
+            continue;
+        }
+        for (size_t off = 0; off < (size_t)n; off += TUNNEL_RECORD_PAYLOAD_MAX) {
+            size_t len = (size_t)n - off;
+
+            if (len > TUNNEL_RECORD_PAYLOAD_MAX)
+                len = TUNNEL_RECORD_PAYLOAD_MAX;
+            if (conn_seal(c, TUNNEL_REC_DATA, s->id, buf + off, len) < 0)
+                return -1;
+        }
+        s->send_win -= n;
+        if (s->send_win <= 0)
+            continue; /* a WINDOW record starts it again */
+        if ((size_t)n < want)
+            ev_io_start(c->loop, &s->rio); /* read it all: wait for more */
+        else
+            ready_push(s); /* maybe more: its next turn comes after the others' */
+    }
+    return 0;
+}
+
+/*
+ * Write the unsent queue. While streams wait in the ready ring the write watcher stays on: the
+ * socket reports writable when its unsent bytes are below NOTSENT_LOWAT, and conn_writable then
+ * pulls the next records.
+ */
 static void conn_flush(struct tconn *c)
 {
     while (c->out_len > 0) {
@@ -578,7 +633,7 @@ static void conn_flush(struct tconn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN)) {
             ev_io_start(c->loop, &c->wio);
-            break;
+            return;
         }
         if (n < 0) {
             conn_die(c, "send: %s", strerror(errno));
@@ -587,19 +642,11 @@ static void conn_flush(struct tconn *c)
         c->out_head += (size_t)n;
         c->out_len -= (size_t)n;
     }
-    if (c->out_len == 0) {
-        c->out_head = 0;
+    c->out_head = 0;
+    if (c->rhead != NULL)
+        ev_io_start(c->loop, &c->wio);
+    else
         ev_io_stop(c->loop, &c->wio);
-    }
-    if (c->out_len < OUT_LOW && c->st == C_UP) {
-        for (struct tstream *s = c->streams; s != NULL; s = s->next) {
-            if (s->throttled) {
-                s->throttled = false;
-                if (stream_readable_now(s))
-                    ev_io_start(c->loop, &s->rio);
-            }
-        }
-    }
 }
 
 /* The handshake is done: records from now on; waiting streams start. */
@@ -973,6 +1020,8 @@ static void conn_writable(struct ev_loop *loop, ev_io *w, int revents)
         c->st = C_HANDSHAKE;
         ev_io_start(c->loop, &c->rio);
     }
+    if (c->st == C_UP && c->out_len == 0 && conn_pull(c) < 0)
+        return;
     conn_flush(c);
 }
 
