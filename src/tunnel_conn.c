@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@
 #include "ferry/limits.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
+#include "ferry/relay.h"
 #include "ferry/route.h"
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
@@ -71,28 +74,50 @@ enum stream_phase {
 };
 
 struct tconn;
+struct tstream;
+
+/*
+ * A session's relay through a tunnel stream (tunnel_relay_start): the stream reads and writes
+ * the session's own socket, no socketpair between. Owned by the session; the stream points to it
+ * while both live, and it outlives the stream with the figures the session asks for at its end.
+ */
+struct tunnel_relay {
+    struct tstream *s; /* NULL once the stream is gone */
+    relay_done_cb cb;
+    void *arg;
+    uint64_t bytes[2]; /* RELAY_UP, RELAY_DOWN */
+    double last;       /* ev_now of the last byte moved */
+};
 
 struct tstream {
     struct tstream *prev, *next;
     struct tconn *c;
     uint32_t id;
-    int fd; /* our end of the socketpair */
+    int fd; /* our end of the socketpair; the session's socket once tr is set */
     ev_io rio, wio;
     enum stream_phase phase;
     uint8_t head[HEAD_MAX];
     size_t head_len;
     uint8_t *q; /* bytes for the socketpair */
     size_t qhead, qlen, qcap;
-    size_t q_nocredit;             /* of them, REPLY/OPEN bytes that return no window */
-    int64_t send_win;              /* DATA we may still send */
-    uint32_t recv_win;             /* DATA the peer may still send */
-    uint32_t credit;               /* written out and not yet returned by WINDOW */
-    bool local_eof;                /* the socketpair said EOF: EOF sent */
-    bool peer_eof;                 /* EOF received */
-    bool shut;                     /* shutdown(SHUT_WR) done */
-    bool ready;                    /* in the ready ring: bytes to read when the socket takes them */
-    struct tstream *rnext, *rprev; /* the ready ring, in turn order */
-    bool dirty; /* bytes queued while the connection reads records: written after */
+    size_t q_nocredit; /* of them, REPLY/OPEN bytes that return no window */
+    int64_t send_win;  /* DATA we may still send */
+    uint32_t recv_win; /* DATA the peer may still send */
+    uint32_t credit;   /* written out and not yet returned by WINDOW */
+    bool local_eof;    /* the socketpair said EOF: EOF sent */
+    bool peer_eof;     /* EOF received */
+    bool shut;         /* shutdown(SHUT_WR) done */
+    bool dirty;        /* bytes queued while the connection reads records: written after */
+
+    /* The ready ring (conn_pull): bytes to read when the socket takes records. */
+    bool ready;
+    struct tstream *rnext, *rprev;
+
+    /* A session relaying through this stream (tunnel_relay_start). */
+    int sess_fd;             /* the session's end of the socketpair (-1: none, or adopted) */
+    ino_t sess_ino;          /* its inode: fd numbers are reused once the session closes it */
+    struct tunnel_relay *tr; /* set: fd is the session's socket, not ours */
+    int end_err;             /* why the stream ends, for tr's callback: 0 a clean end */
 };
 
 struct tconn {
@@ -115,10 +140,11 @@ struct tconn {
     size_t out_head, out_len, out_cap;
     struct tstream *streams;
     unsigned nstreams;
-    struct tstream *rhead, *rtail; /* streams ready to be read, round-robin from rhead */
-    uint32_t last_id;              /* server: the highest opened; client: the last given */
-    bool batching; /* reading records: streams' queues are written once after them */
+    uint32_t last_id; /* server: the highest opened; client: the last given */
+    bool batching;    /* reading records: streams' queues are written once after them */
     unsigned ndirty;
+    /* the ready ring, in turn from rhead */
+    struct tstream *rhead, *rtail;
     char *user; /* server: the key's user */
     struct addr peer, local;
     char name[ADDR_STRLEN + PARENT_NAME_MAX + 16]; /* for logs */
@@ -129,6 +155,9 @@ struct tconn {
 };
 
 static _Thread_local struct tconn *conns;
+/* Streams freed by this thread: a caller that cannot know which it was compares before and after.
+ */
+static _Thread_local unsigned long stream_frees;
 
 /* The replay table of section 2.5, shared by every worker. */
 static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -243,14 +272,30 @@ static struct tstream *stream_find(const struct tconn *c, uint32_t id)
     return NULL;
 }
 
+/*
+ * Free a stream. A session relaying through it is told (its callback runs last, once the stream
+ * is gone): its socket is the session's to close, reset (SO_LINGER 0) when the stream was
+ * aborted so that its peer sees an abort, not an end (doc 8).
+ */
 static void stream_free(struct tstream *s)
 {
     struct tconn *c = s->c;
+    struct tunnel_relay *tr = s->tr;
+    int err = s->end_err;
 
     ready_remove(s);
     ev_io_stop(c->loop, &s->rio);
     ev_io_stop(c->loop, &s->wio);
-    close(s->fd);
+    if (tr != NULL) {
+        if (err != 0) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+            setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        tr->s = NULL;
+    } else if (s->fd >= 0) {
+        close(s->fd);
+    }
     free(s->q);
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -260,6 +305,9 @@ static void stream_free(struct tstream *s)
         s->next->prev = s->prev;
     c->nstreams--;
     free(s);
+    stream_frees++;
+    if (tr != NULL)
+        tr->cb(err, tr->arg);
 }
 
 static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
@@ -271,6 +319,8 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     s->c = c;
     s->id = id;
     s->fd = fd;
+    s->sess_fd = -1;
+    s->end_err = ECONNABORTED;
     s->phase = c->server ? P_REPLY : P_REQUEST;
     s->send_win = TUNNEL_STREAM_WINDOW;
     s->recv_win = TUNNEL_STREAM_WINDOW;
@@ -287,10 +337,22 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     return s;
 }
 
+/* The session's end of the socketpair: a session may hand its relay to the stream by it. */
+static void stream_set_session_fd(struct tstream *s, int fd)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) == 0) {
+        s->sess_fd = fd;
+        s->sess_ino = st.st_ino;
+    }
+}
+
 /* Both directions done and everything written: the stream is over. */
 static bool stream_try_done(struct tstream *s)
 {
     if (s->local_eof && s->peer_eof && s->qlen == 0) {
+        s->end_err = 0;
         stream_free(s);
         return true;
     }
@@ -349,7 +411,12 @@ static int stream_flush(struct tstream *s, bool *gone)
         if (n < 0) {
             /* The local end is gone: abort the stream at the peer. */
             *gone = true;
+            s->end_err = errno;
             return stream_abort(s);
+        }
+        if (s->tr != NULL) {
+            s->tr->bytes[c->server ? RELAY_UP : RELAY_DOWN] += (uint64_t)n;
+            s->tr->last = ev_now(c->loop);
         }
         free_bytes = (size_t)n;
         if (s->q_nocredit > 0) {
@@ -589,9 +656,14 @@ static int conn_pull(struct tconn *c)
             continue;
         }
         if (n < 0) {
+            s->end_err = errno;
             if (stream_abort(s) < 0)
                 return -1;
             continue;
+        }
+        if (s->tr != NULL && n > 0) {
+            s->tr->bytes[c->server ? RELAY_DOWN : RELAY_UP] += (uint64_t)n;
+            s->tr->last = ev_now(c->loop);
         }
         if (n == 0) {
             s->local_eof = true;
@@ -704,6 +776,7 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
         limits_release(limits, e);
         return server_refuse_open(c, id, SOCKS5_REP_GENERAL_FAILURE);
     }
+    stream_set_session_fd(s, sv[1]);
     /* The session first (it owns sv[1] from here on, and may end at once, which this stream
      * learns from its socketpair); then the request, its first bytes. */
     session_start_tunnel(c->ctx, sv[1], &c->peer, &c->local, c->user, e);
@@ -753,8 +826,10 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
             return stream_flush(s, &gone);
         return 0;
     case TUNNEL_REC_RESET:
-        if (s != NULL)
+        if (s != NULL) {
+            s->end_err = ECONNRESET;
             stream_free(s);
+        }
         return 0;
     case TUNNEL_REC_WINDOW:
         if (s == NULL)
@@ -1287,6 +1362,7 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
 int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
 {
     struct tconn *c = NULL;
+    struct tstream *s;
     int sv[2];
 
     for (struct tconn *k = conns; k != NULL; k = k->next) {
@@ -1306,12 +1382,14 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
-    if (stream_new(c, ++c->last_id, sv[0]) == NULL) {
+    s = stream_new(c, ++c->last_id, sv[0]);
+    if (s == NULL) {
         close(sv[0]);
         close(sv[1]);
         errno = ENOMEM;
         return -1;
     }
+    stream_set_session_fd(s, sv[1]);
     return sv[1];
 }
 
@@ -1319,4 +1397,206 @@ void tunnel_worker_free(void)
 {
     while (conns != NULL)
         conn_close_clean(conns);
+}
+
+/* --- a session's relay through its stream ------------------------------------------------- */
+
+/* The stream of this thread whose socketpair's other end is fd (a session's), or NULL. */
+static struct tstream *stream_by_session_fd(int fd)
+{
+    struct stat st;
+
+    for (struct tconn *c = conns; c != NULL; c = c->next) {
+        for (struct tstream *s = c->streams; s != NULL; s = s->next) {
+            if (s->sess_fd == fd)
+                return fstat(fd, &st) == 0 && st.st_ino == s->sess_ino ? s : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Whether the stream's end of the socketpair has bytes not read yet (or its EOF). */
+static bool stream_pending_input(const struct tstream *s)
+{
+    uint8_t b;
+    ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/*
+ * What the socketpair held for the session's side, and early bytes, go before the stream's
+ * queue: [head][what fd still held][queue]. None of it returns credit (already returned when it
+ * was written to the socketpair, or never from the peer). -1: nothing changed.
+ */
+static int stream_prepend(struct tstream *s, const uint8_t *head, size_t head_len, int fd)
+{
+    int held = 0;
+    size_t cap, len = head_len;
+    uint8_t *q;
+
+    if (ioctl(fd, FIONREAD, &held) < 0 || held < 0)
+        return -1;
+    cap = head_len + (size_t)held + s->qlen;
+    if (cap == 0)
+        return 0;
+    if ((q = malloc(cap)) == NULL)
+        return -1;
+    if (head_len > 0)
+        memcpy(q, head, head_len);
+    while (len < head_len + (size_t)held) {
+        ssize_t n = recv(fd, q + len, head_len + (size_t)held - len, MSG_DONTWAIT);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    if (s->qlen > 0)
+        memcpy(q + len, s->q + s->qhead, s->qlen);
+    free(s->q);
+    s->q = q;
+    s->qhead = 0;
+    s->qlen += len;
+    s->qcap = cap;
+    s->q_nocredit += len;
+    return 0;
+}
+
+/* The client's bytes read with its request, and its half-close then: DATA and EOF. -1: gone. */
+static int stream_send_early(struct tstream *s, const struct relay_params *p)
+{
+    struct tconn *c = s->c;
+
+    for (size_t off = 0; off < p->early_len; off += TUNNEL_RECORD_PAYLOAD_MAX) {
+        size_t len = p->early_len - off;
+
+        if (len > TUNNEL_RECORD_PAYLOAD_MAX)
+            len = TUNNEL_RECORD_PAYLOAD_MAX;
+        if (conn_seal(c, TUNNEL_REC_DATA, s->id, p->early + off, len) < 0)
+            return -1;
+    }
+    s->send_win -= (int64_t)p->early_len;
+    if (p->client_eof) {
+        s->local_eof = true;
+        if (conn_seal(c, TUNNEL_REC_EOF, s->id, NULL, 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
+{
+    int client_fd = p->client_io->fd, local_fd, sess_fd;
+    struct tstream *s;
+    struct tconn *c;
+    struct tunnel_relay *tr;
+    unsigned long frees;
+
+    if (conns == NULL || p->throttle != NULL)
+        return NULL;
+    /* Server: the session's client is the socketpair; client: its target (the chain's fd). */
+    if ((s = stream_by_session_fd(client_fd)) != NULL && s->c->server) {
+        local_fd = p->target_fd;
+        sess_fd = client_fd;
+    } else if ((s = stream_by_session_fd(p->target_fd)) != NULL && !s->c->server) {
+        local_fd = client_fd;
+        sess_fd = p->target_fd;
+    } else {
+        return NULL;
+    }
+    c = s->c;
+    if (c->st != C_UP || c->batching || s->local_eof)
+        return NULL;
+    if (s->phase == P_REPLY) {
+        /* The session's reply is in the socketpair: REPLY first, as it would have gone. */
+        frees = stream_frees;
+        stream_read_head(s);
+        if (stream_frees != frees)
+            return NULL; /* the stream (or its connection) is gone; the session learns it */
+    }
+    if (s->phase != P_DATA || stream_pending_input(s))
+        return NULL;
+    if (!c->server && (int64_t)p->early_len > s->send_win)
+        return NULL;
+    tr = calloc(1, sizeof(*tr));
+    if (tr == NULL)
+        return NULL;
+    if (c->server ? stream_prepend(s, p->early, p->early_len, sess_fd) < 0
+                  : stream_prepend(s, NULL, 0, sess_fd) < 0) {
+        free(tr);
+        return NULL;
+    }
+    if (!c->server && (p->early_len > 0 || p->client_eof)) {
+        frees = stream_frees;
+        if (stream_send_early(s, p) < 0 || stream_frees != frees) {
+            free(tr); /* the connection died: the session's relay fails at once */
+            return NULL;
+        }
+        tr->bytes[RELAY_UP] = p->early_len;
+    }
+    /* From here on the stream is the session's relay: its callback runs from the loop. */
+    ev_io_stop(c->loop, p->client_io);
+    ready_remove(s);
+    ev_io_stop(c->loop, &s->rio);
+    ev_io_stop(c->loop, &s->wio);
+    if (s->dirty) {
+        s->dirty = false;
+        c->ndirty--;
+    }
+    close(s->fd);
+    s->fd = local_fd;
+    s->sess_fd = -1;
+    s->shut = false;
+    ev_io_set(&s->rio, local_fd, EV_READ);
+    ev_io_set(&s->wio, local_fd, EV_WRITE);
+    tr->s = s;
+    tr->cb = p->cb;
+    tr->arg = p->arg;
+    tr->last = ev_now(c->loop);
+    s->tr = tr;
+    log_debug("tunnel %s: stream %u: relayed without its socketpair", c->name, s->id);
+    if (stream_readable_now(s))
+        ev_io_start(c->loop, &s->rio);
+    if (s->qlen > 0 || s->peer_eof)
+        ev_io_start(c->loop, &s->wio); /* written (and shut, and maybe done) from the loop */
+    if (c->out_len > 0)
+        ev_io_start(c->loop, &c->wio);
+    return tr;
+}
+
+/* The session ends first (a timeout, shutdown): the stream is aborted at the peer. */
+void tunnel_relay_free(struct tunnel_relay *tr)
+{
+    struct tstream *s;
+
+    if (tr == NULL)
+        return;
+    s = tr->s;
+    if (s != NULL) {
+        struct tconn *c = s->c;
+
+        s->tr = NULL;
+        s->fd = -1; /* the session's socket, closed by it */
+        if (stream_abort(s) == 0 && c->out_len > 0)
+            ev_io_start(c->loop, &c->wio);
+    }
+    free(tr);
+}
+
+void tunnel_relay_bytes(const struct tunnel_relay *tr, uint64_t *up, uint64_t *down)
+{
+    *up = tr->bytes[RELAY_UP];
+    *down = tr->bytes[RELAY_DOWN];
+}
+
+double tunnel_relay_last_activity(const struct tunnel_relay *tr)
+{
+    return tr->last;
+}
+
+bool tunnel_relay_half_closed(const struct tunnel_relay *tr)
+{
+    return tr->s != NULL && tr->s->local_eof != tr->s->peer_eof;
 }

@@ -262,6 +262,66 @@ class TunnelTest(unittest.TestCase):
         self.assertIn(sum("user alice: up" in l for l in server.lines), (1, 2))
         self.assertFalse(any("refused" in l for l in server.lines), server.lines)
 
+    def open_held_stream(self, client):
+        """A CONNECT through the tunnel to a listener of ours, bytes moved both ways (so both
+        sessions relay); returns (the SOCKS client's socket, the origin's)."""
+        hold = socket.socket()
+        hold.bind(("127.0.0.1", 0))
+        hold.listen(4)
+        self.addCleanup(hold.close)
+        s, rep = socks5_open(client.port, "127.0.0.1", hold.getsockname()[1])
+        self.addCleanup(s.close)
+        self.assertEqual(rep, 0)
+        hold.settimeout(ft.IO_TIMEOUT)
+        conn, _ = hold.accept()
+        conn.settimeout(ft.IO_TIMEOUT)
+        self.addCleanup(conn.close)
+        s.sendall(b"ping")
+        self.assertEqual(recv_exact(conn, 4), b"ping")
+        conn.sendall(b"pong")
+        self.assertEqual(recv_exact(s, 4), b"pong")
+        return s, conn
+
+    def assert_reset(self, s):
+        with self.assertRaises(ConnectionResetError):
+            while s.recv(4096):
+                pass
+
+    def test_a_cut_tunnel_resets_the_local_client_and_the_target(self):
+        """doc 8: a connection cut (no CLOSE) aborts its streams; the SOCKS client on the
+        client side and the target on the server side see a TCP reset, not an end of file."""
+        server = self.start_server()
+        client = self.start_client(server.port)
+        s, conn = self.open_held_stream(client)
+        server.expected_rc = -signal.SIGKILL
+        os.kill(server.proc.pid, signal.SIGKILL)
+        self.assert_reset(s)
+        client.wait_line(r"cut: end of file without CLOSE; 1 stream aborted")
+        # The other way: the client ferryd vanishes, the server resets the target.
+        server2 = self.start_server()
+        client2 = self.start_client(server2.port)
+        s2, conn2 = self.open_held_stream(client2)
+        client2.expected_rc = -signal.SIGKILL
+        os.kill(client2.proc.pid, signal.SIGKILL)
+        self.assert_reset(conn2)
+        line = server2.wait_sessions(1)[0]
+        self.assertEqual(line["end"], "relay-error")
+
+    def test_a_server_session_timing_out_resets_the_socks_client_through_the_stream(self):
+        """The server's session ends first (timeout idle): its target is closed as by any
+        session, the stream is RESET, and the SOCKS client at the other end sees a TCP reset
+        (an abort, not an end); the tunnel connection stays up."""
+        server = self.start_server(extra=["timeout idle 1s"])
+        client = self.start_client(server.port)
+        s, conn = self.open_held_stream(client)
+        self.assert_reset(s)
+        self.assertEqual(recv_all(conn), b"")
+        self.assertEqual(server.wait_sessions(1)[0]["end"], "idle-timeout")
+        self.assertEqual(client.wait_sessions(1)[0]["end"], "relay-error")
+        # The connection carries the next stream.
+        s, conn = self.open_held_stream(client)
+        self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
+
     def test_resolve_and_bind_through_the_tunnel(self):
         dns = ft.DNSServer(self)
         dns.add("far.tunnel.test", a=["192.0.2.33"])
