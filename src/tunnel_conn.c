@@ -56,6 +56,9 @@
 #define MSG1_MAX (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX)
 #define MSG2_MIN (TUNNEL_MSG2_OVERHEAD + TUNNEL_WELCOME_LEN)
 #define MSG2_MAX (TUNNEL_MSG2_OVERHEAD + TUNNEL_HELLO_MAX)
+/* Streams open at once on one connection: a server refuses OPEN past it (REP 1), a client opens
+ * another connection. */
+#define STREAMS_MAX 4096
 /* A stream's request or reply before it is whole (RESOLVE_PTR replies carry a name). */
 #define HEAD_MAX 600
 
@@ -118,6 +121,9 @@ struct tstream {
     ino_t sess_ino;          /* its inode: fd numbers are reused once the session closes it */
     struct tunnel_relay *tr; /* set: fd is the session's socket, not ours */
     int end_err;             /* why the stream ends, for tr's callback: 0 a clean end */
+
+    struct tstream *hnext; /* the connection's table by id */
+    bool got_reply;        /* client: REPLY came */
 };
 
 struct tconn {
@@ -145,6 +151,9 @@ struct tconn {
     unsigned ndirty;
     /* the ready ring, in turn from rhead */
     struct tstream *rhead, *rtail;
+    /* streams by id: a power of two of chains, grown with the streams */
+    struct tstream **table;
+    unsigned table_size;
     char *user; /* server: the key's user */
     struct addr peer, local;
     char name[ADDR_STRLEN + PARENT_NAME_MAX + 16]; /* for logs */
@@ -263,13 +272,84 @@ static void ready_remove(struct tstream *s)
     s->rnext = s->rprev = NULL;
 }
 
+/* --- streams by id, and by the session's fd --------------------------------------------- */
+
+static unsigned table_index(const struct tconn *c, uint32_t id)
+{
+    return (id * 2654435761u) & (c->table_size - 1);
+}
+
 static struct tstream *stream_find(const struct tconn *c, uint32_t id)
 {
-    for (struct tstream *s = c->streams; s != NULL; s = s->next) {
+    if (c->table == NULL)
+        return NULL;
+    for (struct tstream *s = c->table[table_index(c, id)]; s != NULL; s = s->hnext) {
         if (s->id == id)
             return s;
     }
     return NULL;
+}
+
+/* Add s to the table, doubling it when the streams outnumber its chains. -1: out of memory. */
+static int table_add(struct tconn *c, struct tstream *s)
+{
+    if (c->nstreams >= c->table_size) {
+        unsigned size = c->table_size == 0 ? 16 : c->table_size * 2;
+        struct tstream **table = calloc(size, sizeof(*table));
+
+        if (table == NULL)
+            return -1;
+        free(c->table);
+        c->table = table;
+        c->table_size = size;
+        for (struct tstream *k = c->streams; k != NULL; k = k->next) {
+            unsigned i = table_index(c, k->id);
+
+            k->hnext = c->table[i];
+            c->table[i] = k;
+        }
+    }
+    s->hnext = c->table[table_index(c, s->id)];
+    c->table[table_index(c, s->id)] = s;
+    return 0;
+}
+
+static void table_remove(struct tconn *c, struct tstream *s)
+{
+    struct tstream **pp = &c->table[table_index(c, s->id)];
+
+    while (*pp != NULL && *pp != s)
+        pp = &(*pp)->hnext;
+    if (*pp == s)
+        *pp = s->hnext;
+}
+
+/* The thread's streams by the fd of their session's end of the socketpair (tunnel_relay_start). */
+static _Thread_local struct tstream **by_fd;
+static _Thread_local size_t by_fd_size;
+
+static void by_fd_set(int fd, struct tstream *s)
+{
+    if ((size_t)fd >= by_fd_size) {
+        size_t size = by_fd_size == 0 ? 1024 : by_fd_size;
+        struct tstream **a;
+
+        while (size <= (size_t)fd)
+            size *= 2;
+        if ((a = realloc(by_fd, size * sizeof(*a))) == NULL)
+            return; /* that stream's session keeps the socketpair */
+        memset(a + by_fd_size, 0, (size - by_fd_size) * sizeof(*a));
+        by_fd = a;
+        by_fd_size = size;
+    }
+    by_fd[fd] = s;
+}
+
+static void by_fd_clear(struct tstream *s)
+{
+    if (s->sess_fd >= 0 && (size_t)s->sess_fd < by_fd_size && by_fd[s->sess_fd] == s)
+        by_fd[s->sess_fd] = NULL;
+    s->sess_fd = -1;
 }
 
 /*
@@ -284,6 +364,8 @@ static void stream_free(struct tstream *s)
     int err = s->end_err;
 
     ready_remove(s);
+    table_remove(c, s);
+    by_fd_clear(s);
     ev_io_stop(c->loop, &s->rio);
     ev_io_stop(c->loop, &s->wio);
     if (tr != NULL) {
@@ -327,6 +409,10 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     ev_io_init(&s->rio, stream_readable, fd, EV_READ);
     ev_io_init(&s->wio, stream_writable, fd, EV_WRITE);
     s->rio.data = s->wio.data = s;
+    if (table_add(c, s) < 0) {
+        free(s);
+        return NULL;
+    }
     s->next = c->streams;
     if (c->streams != NULL)
         c->streams->prev = s;
@@ -345,6 +431,7 @@ static void stream_set_session_fd(struct tstream *s, int fd)
     if (fstat(fd, &st) == 0) {
         s->sess_fd = fd;
         s->sess_ino = st.st_ino;
+        by_fd_set(fd, s);
     }
 }
 
@@ -615,6 +702,7 @@ static void conn_free(struct tconn *c)
         c->next->prev = c->prev;
     free(c->in);
     free(c->out);
+    free(c->table);
     free(c->user);
     free(c);
 }
@@ -761,6 +849,10 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
         return -1;
     }
     c->last_id = id;
+    if (c->nstreams >= STREAMS_MAX) {
+        log_notice("tunnel %s: stream %u refused: %u streams open", c->name, id, c->nstreams);
+        return server_refuse_open(c, id, SOCKS5_REP_GENERAL_FAILURE);
+    }
     if (len >= 2 && p[1] == SOCKS5_CMD_UDP_ASSOCIATE)
         return server_refuse_open(c, id, SOCKS5_REP_COMMAND_NOT_SUPPORTED);
     e = limits_client(limits, &c->peer);
@@ -788,12 +880,45 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/*
+ * Whether a record fits the state of its stream (doc 3, 4): NULL if so, else what is wrong (a
+ * protocol error). A stream we no longer know is fine (records cross a RESET), one never opened
+ * is not; a client's stream hears nothing before its OPEN and nothing but REPLY or RESET before
+ * REPLY; nothing but RESET or WINDOW after EOF.
+ */
+static const char *stream_record_wrong(const struct tconn *c, const struct tstream *s,
+                                       const struct tunnel_record *r)
+{
+    if (r->stream == 0 || r->type == TUNNEL_REC_OPEN)
+        return NULL;
+    if (s == NULL)
+        return r->stream > c->last_id ? "a stream never opened" : NULL;
+    if (!c->server && s->phase == P_REQUEST)
+        return "a stream not opened yet";
+    switch (r->type) {
+    case TUNNEL_REC_REPLY:
+        return s->got_reply ? "a second REPLY" : NULL;
+    case TUNNEL_REC_DATA:
+    case TUNNEL_REC_EOF:
+        if (s->peer_eof)
+            return r->type == TUNNEL_REC_DATA ? "DATA after EOF" : "EOF twice";
+        return !c->server && !s->got_reply ? "DATA or EOF before REPLY" : NULL;
+    default:
+        return NULL;
+    }
+}
+
 /* One record: 0 go on, -1 the connection is gone. */
 static int conn_record(struct tconn *c, const struct tunnel_record *r)
 {
     struct tstream *s = r->stream != 0 ? stream_find(c, r->stream) : NULL;
+    const char *wrong = stream_record_wrong(c, s, r);
     bool gone;
 
+    if (wrong != NULL) {
+        conn_die(c, "stream %u: %s", r->stream, wrong);
+        return -1;
+    }
     switch (r->type) {
     case TUNNEL_REC_OPEN:
         if (!c->server) {
@@ -806,9 +931,10 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
             conn_die(c, "REPLY from a client");
             return -1;
         }
-        if (s != NULL && stream_queue(s, r->payload, r->len, false) < 0)
-            return -1;
-        return 0;
+        if (s == NULL)
+            return 0;
+        s->got_reply = true;
+        return stream_queue(s, r->payload, r->len, false);
     case TUNNEL_REC_DATA:
         if (s == NULL)
             return 0; /* a stream we reset; its data in flight */
@@ -845,7 +971,12 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
     case TUNNEL_REC_PING:
         return conn_seal(c, TUNNEL_REC_PONG, 0, r->payload, r->len);
     case TUNNEL_REC_CLOSE:
-        log_info("tunnel %s: closed by the peer", c->name);
+        if (c->nstreams > 0)
+            log_notice("tunnel %s: closed by the peer with %u stream%s open (not a clean end: "
+                       "they are aborted)",
+                       c->name, c->nstreams, c->nstreams == 1 ? "" : "s");
+        else
+            log_info("tunnel %s: closed by the peer", c->name);
         conn_free(c);
         return -1;
     default: /* PONG, REKEY (already applied) */
@@ -1366,7 +1497,7 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
     int sv[2];
 
     for (struct tconn *k = conns; k != NULL; k = k->next) {
-        if (conn_matches(k, p) && k->last_id < UINT32_MAX - 1) {
+        if (conn_matches(k, p) && k->last_id < UINT32_MAX - 1 && k->nstreams < STREAMS_MAX) {
             c = k;
             break;
         }
@@ -1397,6 +1528,9 @@ void tunnel_worker_free(void)
 {
     while (conns != NULL)
         conn_close_clean(conns);
+    free(by_fd);
+    by_fd = NULL;
+    by_fd_size = 0;
 }
 
 /* --- a session's relay through its stream ------------------------------------------------- */
@@ -1404,15 +1538,12 @@ void tunnel_worker_free(void)
 /* The stream of this thread whose socketpair's other end is fd (a session's), or NULL. */
 static struct tstream *stream_by_session_fd(int fd)
 {
+    struct tstream *s = fd >= 0 && (size_t)fd < by_fd_size ? by_fd[fd] : NULL;
     struct stat st;
 
-    for (struct tconn *c = conns; c != NULL; c = c->next) {
-        for (struct tstream *s = c->streams; s != NULL; s = s->next) {
-            if (s->sess_fd == fd)
-                return fstat(fd, &st) == 0 && st.st_ino == s->sess_ino ? s : NULL;
-        }
-    }
-    return NULL;
+    if (s == NULL || s->sess_fd != fd)
+        return NULL;
+    return fstat(fd, &st) == 0 && st.st_ino == s->sess_ino ? s : NULL;
 }
 
 /* Whether the stream's end of the socketpair has bytes not read yet (or its EOF). */
@@ -1547,7 +1678,7 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     }
     close(s->fd);
     s->fd = local_fd;
-    s->sess_fd = -1;
+    by_fd_clear(s);
     s->shut = false;
     ev_io_set(&s->rio, local_fd, EV_READ);
     ev_io_set(&s->wio, local_fd, EV_WRITE);

@@ -6,10 +6,14 @@ byte-exact both ways with half-close; many streams at once over one tunnel conne
 server answers nothing to garbage, an unauthorized key, a wrong server key or a replayed first
 message (captured by a forwarder between the two ferries), and closes only at its negotiate
 timeout. The one-command mode (--tunnel, --server-key, known_hosts) and SIGHUP re-reading the
-authorized-keys file. Loopback only.
+authorized-keys file. A cut tunnel, or a stream reset, resets the SOCKS client's TCP connection;
+records out of a stream's turn, sent by a minimal client written from the document (NoisePeer,
+python3-cryptography), end the connection. Loopback only.
 """
 
+import base64
 import hashlib
+import hmac
 import os
 import shutil
 import signal
@@ -119,6 +123,111 @@ class Forwarder:
                 b.sendall(d)
         except OSError:
             pass
+
+
+class NoisePeer:
+    """A minimal tunnel client written from doc/tunnel-protocol.md alone (the IK handshake of
+    section 2 as initiator, the records of section 3), to send what a ferryd never sends."""
+
+    def __init__(self, testcase, port, key_file, server_pub):
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (X25519PrivateKey,
+                                                                      X25519PublicKey)
+        from cryptography.hazmat.primitives import serialization
+        self.aead = __import__("cryptography.hazmat.primitives.ciphers.aead",
+                               fromlist=["ChaCha20Poly1305"]).ChaCha20Poly1305
+        raw = lambda k: k.public_bytes(serialization.Encoding.Raw,
+                                       serialization.PublicFormat.Raw)
+        with open(key_file) as f:
+            line = [l for l in f.read().split("\n") if l.strip() and not l.startswith("#")][0]
+        s = X25519PrivateKey.from_private_bytes(base64.b64decode(line.strip()))
+        rs = base64.b64decode(server_pub)
+        e = X25519PrivateKey.generate()
+        self.h = b"Noise_IK_25519_ChaChaPoly_BLAKE2b".ljust(64, b"\0")
+        self.ck, self.k, self.n = self.h, None, 0
+        self.mix_hash(b"ferry-tunnel/1")
+        self.mix_hash(rs)
+        # -> e, es, s, ss with the hello: TAI64N of now, flags 0
+        now = time.time()
+        hello = ((1 << 62) + 10 + int(now)).to_bytes(8, "big") + \
+            int((now % 1) * 1e9).to_bytes(4, "big") + b"\0\0"
+        msg = raw(e.public_key())
+        self.mix_hash(msg)
+        self.mix_key(e.exchange(X25519PublicKey.from_public_bytes(rs)))
+        msg += self.encrypt_and_hash(raw(s.public_key()))
+        self.mix_key(s.exchange(X25519PublicKey.from_public_bytes(rs)))
+        msg += self.encrypt_and_hash(hello)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=ft.IO_TIMEOUT)
+        testcase.addCleanup(self.sock.close)
+        self.sock.sendall(len(msg).to_bytes(2, "big") + msg)
+        # <- e, ee, se
+        msg2 = recv_exact(self.sock, int.from_bytes(recv_exact(self.sock, 2), "big"))
+        re = X25519PublicKey.from_public_bytes(msg2[:32])
+        self.mix_hash(msg2[:32])
+        self.mix_key(e.exchange(re))
+        self.mix_key(s.exchange(re))
+        self.aead(self.k).decrypt(self.nonce(self.n), msg2[32:], self.h)
+        k1, k2 = self.hkdf(self.ck, b"")
+        self.tx, self.rx = [self.aead(k1[:32]), 0], [self.aead(k2[:32]), 0]
+
+    @staticmethod
+    def hkdf(ck, ikm):
+        mac = lambda k, d: hmac.new(k, d, hashlib.blake2b).digest()
+        temp = mac(ck, ikm)
+        o1 = mac(temp, b"\x01")
+        return o1, mac(temp, o1 + b"\x02")
+
+    @staticmethod
+    def nonce(n):
+        return b"\0" * 4 + n.to_bytes(8, "little")
+
+    def mix_hash(self, data):
+        self.h = hashlib.blake2b(self.h + data).digest()
+
+    def mix_key(self, ikm):
+        self.ck, temp = self.hkdf(self.ck, ikm)
+        self.k, self.n = temp[:32], 0
+
+    def encrypt_and_hash(self, pt):
+        c = self.aead(self.k).encrypt(self.nonce(self.n), pt, self.h)
+        self.n += 1
+        self.mix_hash(c)
+        return c
+
+    def seal(self, rtype, stream, payload=b""):
+        cs = self.tx
+        head = bytes([rtype]) + stream.to_bytes(4, "big") + len(payload).to_bytes(2, "big")
+        out = cs[0].encrypt(self.nonce(cs[1]), head, b"")
+        if payload:
+            out += cs[0].encrypt(self.nonce(cs[1] + 1), payload, b"")
+        cs[1] += 2 if payload else 1
+        return out
+
+    def send(self, rtype, stream, payload=b""):
+        self.sock.sendall(self.seal(rtype, stream, payload))
+
+    def recv(self):
+        """The next record as (type, stream, payload); None at the end of the connection."""
+        cs = self.rx
+        try:
+            head = cs[0].decrypt(self.nonce(cs[1]), recv_exact(self.sock, 23), b"")
+            length = int.from_bytes(head[5:7], "big")
+            payload = b""
+            if length:
+                payload = cs[0].decrypt(self.nonce(cs[1] + 1),
+                                        recv_exact(self.sock, length + 16), b"")
+        except (AssertionError, ConnectionResetError):
+            return None
+        cs[1] += 2 if length else 1
+        return head[0], int.from_bytes(head[1:5], "big"), payload
+
+    def open_stream(self, stream, port):
+        """OPEN a CONNECT to 127.0.0.1:port; the REPLY's REP."""
+        self.send(0x02, stream, b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") +
+                  port.to_bytes(2, "big"))
+        while True:
+            r = self.recv()
+            if r is None or (r[0] == 0x03 and r[1] == stream):
+                return None if r is None else r[2][1]
 
 
 class TunnelTest(unittest.TestCase):
@@ -321,6 +430,34 @@ class TunnelTest(unittest.TestCase):
         # The connection carries the next stream.
         s, conn = self.open_held_stream(client)
         self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
+
+    def test_records_out_of_a_streams_turn_end_the_connection(self):
+        """doc 3/4, from a client written from the document: DATA after the stream's EOF, DATA
+        for a stream never opened, CLOSE with a stream open. The first two are protocol errors
+        that end the connection at once; the last is a clean CLOSE logged as not clean. A
+        well-behaved stream first, so the peer itself is checked."""
+        echo = ft.EchoOrigin(self)
+        server = self.start_server()
+        peer = NoisePeer(self, server.port, self.akey, self.spub)
+        self.assertEqual(peer.open_stream(1, echo.port), 0)
+        peer.send(0x01, 1, b"hello")
+        r = peer.recv()
+        self.assertEqual(r, (0x01, 1, b"hello"))
+        # In one write, so that the stream is still there when DATA comes.
+        peer.sock.sendall(peer.seal(0x04, 1) + peer.seal(0x01, 1, b"late"))
+        while peer.recv() is not None:
+            pass
+        server.wait_line(r"stream 1: DATA after EOF; 1 stream aborted")
+
+        peer = NoisePeer(self, server.port, self.akey, self.spub)
+        peer.send(0x01, 5, b"x")
+        self.assertIsNone(peer.recv())
+        server.wait_line(r"stream 5: a stream never opened")
+
+        peer = NoisePeer(self, server.port, self.akey, self.spub)
+        self.assertEqual(peer.open_stream(1, echo.port), 0)
+        peer.send(0x0a, 0)
+        server.wait_line(r"closed by the peer with 1 stream open \(not a clean end")
 
     def test_resolve_and_bind_through_the_tunnel(self):
         dns = ft.DNSServer(self)
