@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,7 +117,6 @@ struct tstream {
 
     /* A session relaying through this stream (tunnel_relay_start). */
     int sess_fd;             /* the session's end of the socketpair (-1: none, or adopted) */
-    ino_t sess_ino;          /* its inode: fd numbers are reused once the session closes it */
     struct tunnel_relay *tr; /* set: fd is the session's socket, not ours */
     int end_err;             /* why the stream ends, for tr's callback: 0 a clean end */
 
@@ -426,13 +424,8 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
 /* The session's end of the socketpair: a session may hand its relay to the stream by it. */
 static void stream_set_session_fd(struct tstream *s, int fd)
 {
-    struct stat st;
-
-    if (fstat(fd, &st) == 0) {
-        s->sess_fd = fd;
-        s->sess_ino = st.st_ino;
-        by_fd_set(fd, s);
-    }
+    s->sess_fd = fd;
+    by_fd_set(fd, s);
 }
 
 /* Both directions done and everything written: the stream is over. */
@@ -1535,15 +1528,16 @@ void tunnel_worker_free(void)
 
 /* --- a session's relay through its stream ------------------------------------------------- */
 
-/* The stream of this thread whose socketpair's other end is fd (a session's), or NULL. */
+/*
+ * The stream of this thread whose socketpair's other end was fd when the stream began, or NULL.
+ * The session may have closed that end since and fd be another socket now: the caller finds that
+ * out when the stream's own end reads EOF (stream_pending_input), before it changes anything.
+ */
 static struct tstream *stream_by_session_fd(int fd)
 {
     struct tstream *s = fd >= 0 && (size_t)fd < by_fd_size ? by_fd[fd] : NULL;
-    struct stat st;
 
-    if (s == NULL || s->sess_fd != fd)
-        return NULL;
-    return fstat(fd, &st) == 0 && st.st_ino == s->sess_ino ? s : NULL;
+    return s != NULL && s->sess_fd == fd ? s : NULL;
 }
 
 /* Whether the stream's end of the socketpair has bytes not read yet (or its EOF). */
