@@ -15,7 +15,9 @@
  * to it becomes OPEN, REPLY comes back into it, then the stream's bytes.
  *
  * Both: DATA under per-stream windows, EOF as half-close, RESET, a sender never reading a
- * stream whose window is spent nor more while the connection's unsent queue is long. Every
+ * stream whose window is spent, nor any stream before the socket can take its records (sealed
+ * on demand, round-robin). Once a session's relay starts, its stream moves the bytes of the
+ * session's other socket itself (tunnel_relay_start), no socketpair between. Every
  * connection of a worker's loop is in a per-thread list that tunnel_worker_free closes (CLOSE
  * first, when up).
  */
