@@ -339,6 +339,28 @@ class TunnelTest(unittest.TestCase):
         self.assertEqual(answer, ("%s %d\n" % (hashlib.sha256(data).hexdigest(), len(data)))
                          .encode())
 
+    def test_bytes_sent_with_the_request_and_a_half_close_arrive_in_order(self):
+        """A client that does not wait: greeting, request, payload and its half-close in one
+        go. Both sessions read bytes with the request (and the server's stream may get DATA
+        before its session replies); they go first when the stream takes over the relay."""
+        echo = ft.EchoOrigin(self)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        for size in (1, 5000, 200000):
+            payload = os.urandom(size)
+            s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+            s.sendall(b"\x05\x01\x00" + b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") +
+                      echo.port.to_bytes(2, "big") + payload)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_exact(s, 2), b"\x05\x00")
+            self.assertEqual(recv_exact(s, 10)[:2], b"\x05\x00")
+            self.assertEqual(recv_all(s), payload)
+            s.close()
+        for ferryd in (client, server):
+            lines = ferryd.wait_sessions(3)
+            self.assertEqual(sorted(int(l["up"]) for l in lines), [1, 5000, 200000])
+            self.assertEqual(sorted(int(l["down"]) for l in lines), [1, 5000, 200000])
+
     def test_many_streams_at_once_over_one_connection_per_worker(self):
         """Streams are authenticated sessions: the per-IP caps before authentication do not
         count them (all of them come from the tunnel's one peer). Two client workers make their
