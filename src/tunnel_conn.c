@@ -119,6 +119,7 @@ struct tstream {
     int sess_fd;             /* the session's end of the socketpair (-1: none, or adopted) */
     struct tunnel_relay *tr; /* set: fd is the session's socket, not ours */
     int end_err;             /* why the stream ends, for tr's callback: 0 a clean end */
+    int pair_fd;             /* tr set: our end of the socketpair, closed with the stream */
 
     struct tstream *hnext; /* the connection's table by id */
     bool got_reply;        /* client: REPLY came */
@@ -144,7 +145,7 @@ struct tconn {
     size_t out_head, out_len, out_cap;
     struct tstream *streams;
     unsigned nstreams;
-    uint32_t last_id; /* server: the highest opened; client: the last given */
+    uint32_t last_id; /* the highest stream id opened (client: given to an OPEN) */
     bool batching;    /* reading records: streams' queues are written once after them */
     unsigned ndirty;
     /* the ready ring, in turn from rhead */
@@ -303,6 +304,8 @@ static int table_add(struct tconn *c, struct tstream *s)
         for (struct tstream *k = c->streams; k != NULL; k = k->next) {
             unsigned i = table_index(c, k->id);
 
+            if (k->id == 0)
+                continue; /* a client's stream before its OPEN */
             k->hnext = c->table[i];
             c->table[i] = k;
         }
@@ -314,8 +317,11 @@ static int table_add(struct tconn *c, struct tstream *s)
 
 static void table_remove(struct tconn *c, struct tstream *s)
 {
-    struct tstream **pp = &c->table[table_index(c, s->id)];
+    struct tstream **pp;
 
+    if (c->table == NULL || s->id == 0)
+        return;
+    pp = &c->table[table_index(c, s->id)];
     while (*pp != NULL && *pp != s)
         pp = &(*pp)->hnext;
     if (*pp == s)
@@ -376,6 +382,8 @@ static void stream_free(struct tstream *s)
     } else if (s->fd >= 0) {
         close(s->fd);
     }
+    if (s->pair_fd >= 0)
+        close(s->pair_fd);
     free(s->q);
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -400,6 +408,7 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     s->id = id;
     s->fd = fd;
     s->sess_fd = -1;
+    s->pair_fd = -1;
     s->end_err = ECONNABORTED;
     s->phase = c->server ? P_REPLY : P_REQUEST;
     s->send_win = TUNNEL_STREAM_WINDOW;
@@ -407,7 +416,7 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     ev_io_init(&s->rio, stream_readable, fd, EV_READ);
     ev_io_init(&s->wio, stream_writable, fd, EV_WRITE);
     s->rio.data = s->wio.data = s;
-    if (table_add(c, s) < 0) {
+    if (id != 0 && table_add(c, s) < 0) {
         free(s);
         return NULL;
     }
@@ -576,6 +585,15 @@ static int stream_head_done(struct tstream *s, size_t used)
     struct tconn *c = s->c;
     uint8_t type = c->server ? TUNNEL_REC_REPLY : TUNNEL_REC_OPEN;
 
+    if (!c->server) {
+        /* The id now: the server takes OPENs only in increasing order (doc 4.1), and streams'
+         * requests come in whatever order their chains write them. */
+        s->id = ++c->last_id;
+        if (table_add(c, s) < 0) {
+            conn_die(c, "out of memory");
+            return -1;
+        }
+    }
     if (conn_seal(c, type, s->id, s->head, used) < 0)
         return -1;
     s->phase = P_DATA;
@@ -876,8 +894,8 @@ static uint32_t be32(const uint8_t *p)
 /*
  * Whether a record fits the state of its stream (doc 3, 4): NULL if so, else what is wrong (a
  * protocol error). A stream we no longer know is fine (records cross a RESET), one never opened
- * is not; a client's stream hears nothing before its OPEN and nothing but REPLY or RESET before
- * REPLY; nothing but RESET or WINDOW after EOF.
+ * is not (a client's stream has an id from its OPEN on); a client's stream hears no DATA or EOF
+ * before REPLY, and one REPLY; nothing but RESET or WINDOW after EOF.
  */
 static const char *stream_record_wrong(const struct tconn *c, const struct tstream *s,
                                        const struct tunnel_record *r)
@@ -886,8 +904,6 @@ static const char *stream_record_wrong(const struct tconn *c, const struct tstre
         return NULL;
     if (s == NULL)
         return r->stream > c->last_id ? "a stream never opened" : NULL;
-    if (!c->server && s->phase == P_REQUEST)
-        return "a stream not opened yet";
     switch (r->type) {
     case TUNNEL_REC_REPLY:
         return s->got_reply ? "a second REPLY" : NULL;
@@ -1490,7 +1506,9 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
     int sv[2];
 
     for (struct tconn *k = conns; k != NULL; k = k->next) {
-        if (conn_matches(k, p) && k->last_id < UINT32_MAX - 1 && k->nstreams < STREAMS_MAX) {
+        /* Streams not opened yet take their ids later: room for all of them. */
+        if (conn_matches(k, p) && (uint64_t)k->last_id + k->nstreams < UINT32_MAX - 1 &&
+            k->nstreams < STREAMS_MAX) {
             c = k;
             break;
         }
@@ -1506,7 +1524,7 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
-    s = stream_new(c, ++c->last_id, sv[0]);
+    s = stream_new(c, 0, sv[0]); /* its id comes with its OPEN */
     if (s == NULL) {
         close(sv[0]);
         close(sv[1]);
@@ -1670,7 +1688,9 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
         s->dirty = false;
         c->ndirty--;
     }
-    close(s->fd);
+    /* Our end of the socketpair stays open (idle) until the stream ends: closed now, it would
+     * wake the loop once more for the session's end, which libev still watches (lazily). */
+    s->pair_fd = s->fd;
     s->fd = local_fd;
     by_fd_clear(s);
     s->shut = false;
