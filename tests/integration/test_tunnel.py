@@ -372,6 +372,26 @@ class TunnelTest(unittest.TestCase):
             self.assertEqual(sorted(int(l["up"]) for l in lines), [1, 5000, 200000])
             self.assertEqual(sorted(int(l["down"]) for l in lines), [1, 5000, 200000])
 
+    def test_a_bandwidth_limit_for_the_keys_user_applies_through_the_tunnel(self):
+        """A throttled session keeps relay.c (its socketpair): the limit holds, and the bytes
+        are whole."""
+        data = os.urandom(600 * 1024)
+        bulk = ft.BulkOrigin(self, data)
+        server = self.start_server(extra=["limit bandwidth-per-user 256K"])
+        client = self.start_client(server.port)
+        s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
+        self.assertEqual(rep, 0)
+        t0 = time.monotonic()
+        s.sendall(b"GET %d\n" % len(data))
+        got = recv_all(s)
+        took = time.monotonic() - t0
+        s.close()
+        self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
+        # 600 KiB at 256 KiB/s (a burst of a second's worth allowed): well over a second.
+        self.assertGreater(took, 1.2)
+        line = server.wait_sessions(1)[0]
+        self.assertEqual((line["user"], int(line["down"])), ("alice", len(data)))
+
     def test_many_streams_at_once_over_one_connection_per_worker(self):
         """Streams are authenticated sessions: the per-IP caps before authentication do not
         count them (all of them come from the tunnel's one peer). Two client workers make their
