@@ -163,8 +163,7 @@ struct tconn {
 };
 
 static _Thread_local struct tconn *conns;
-/* Streams freed by this thread: a caller that cannot know which it was compares before and after.
- */
+/* Streams freed by this thread: a caller that cannot tell which compares before and after. */
 static _Thread_local unsigned long stream_frees;
 
 /* The replay table of section 2.5, shared by every worker. */
@@ -304,8 +303,8 @@ static int table_add(struct tconn *c, struct tstream *s)
         for (struct tstream *k = c->streams; k != NULL; k = k->next) {
             unsigned i = table_index(c, k->id);
 
-            if (k->id == 0)
-                continue; /* a client's stream before its OPEN */
+            if (k->id == 0 || k == s)
+                continue; /* a client's stream before its OPEN; s (in the list when opened) */
             k->hnext = c->table[i];
             c->table[i] = k;
         }

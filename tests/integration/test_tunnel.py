@@ -392,6 +392,31 @@ class TunnelTest(unittest.TestCase):
         line = server.wait_sessions(1)[0]
         self.assertEqual((line["user"], int(line["down"])), ("alice", len(data)))
 
+    def test_streams_held_open_while_more_open_then_all_answer(self):
+        """One client worker: 100 streams opened one after another and held, each answering
+        before the next opens (the streams' tables grow on both sides meanwhile), then every
+        one of them answers again, and they all close cleanly."""
+        echo = ft.EchoOrigin(self)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        n = 20 if ft.UNDER_VALGRIND else 100
+        socks = []
+        for i in range(n):
+            s, rep = socks5_open(client.port, "127.0.0.1", echo.port)
+            self.assertEqual(rep, 0)
+            socks.append(s)
+            s.sendall(b"%d" % i)
+            self.assertEqual(recv_exact(s, len(b"%d" % i)), b"%d" % i)
+        for i, s in enumerate(socks):
+            s.sendall(b"again %d" % i)
+        for i, s in enumerate(socks):
+            self.assertEqual(recv_exact(s, len(b"again %d" % i)), b"again %d" % i)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"")
+            s.close()
+        lines = server.wait_sessions(n)
+        self.assertEqual([l["end"] for l in lines], ["eof"] * n)
+
     def test_many_streams_at_once_over_one_connection_per_worker(self):
         """Streams are authenticated sessions: the per-IP caps before authentication do not
         count them (all of them come from the tunnel's one peer). Two client workers make their
