@@ -78,6 +78,7 @@ struct outbound_conn {
 
     int fd;
     struct addr peer; /* what fd reaches */
+    bool fd_fresh;    /* a tunnel stream's new socketpair (writable at once), nothing sent yet */
     ev_io io;
     ev_timer timer;
     struct connector *connector;
@@ -130,6 +131,7 @@ static void chain_reset(struct outbound_conn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    c->fd_fresh = false;
     c->in_len = c->out_len = c->out_off = 0;
 }
 
@@ -226,6 +228,7 @@ static void chain_fail(struct outbound_conn *c, uint8_t rep, int faulty, const c
 /* --- writing and reading the handshake --------------------------------------------------- */
 
 static void chain_io(struct ev_loop *loop, ev_io *w, int revents);
+static void chain_writable(struct outbound_conn *c);
 
 static void chain_want(struct outbound_conn *c, int events)
 {
@@ -242,6 +245,11 @@ static void chain_send(struct outbound_conn *c, size_t len, enum chain_step next
     c->step = next;
     c->in_len = 0;
     chain_want(c, EV_WRITE);
+    if (c->fd_fresh) {
+        /* Written now, not after a trip through the loop (every caller returns after this). */
+        c->fd_fresh = false;
+        chain_writable(c);
+    }
 }
 
 static void chain_send_request(struct outbound_conn *c);
@@ -692,6 +700,7 @@ static void chain_try_next(struct outbound_conn *c)
         if (socks_dest_to_addr(&p->addr, &c->peer) < 0)
             memset(&c->peer, 0, sizeof(c->peer));
         c->fd = fd;
+        c->fd_fresh = true;
         c->hop = 0;
         hop_begin(c);
         return;

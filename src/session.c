@@ -34,6 +34,7 @@
 #include "ferry/resolver.h"
 #include "ferry/snapshot.h"
 #include "ferry/socks5.h"
+#include "ferry/tunnel_conn.h"
 #include "ferry/udp.h"
 #include "session_int.h"
 
@@ -129,6 +130,8 @@ static void session_bytes(const struct session *s, uint64_t *up, uint64_t *down,
     *up = *down = 0;
     if (s->relay != NULL)
         relay_bytes(s->relay, up, down);
+    if (s->trelay != NULL)
+        tunnel_relay_bytes(s->trelay, up, down);
     if (s->fwd != NULL)
         http_forward_bytes(s->fwd, up, down);
     if (s->udp != NULL) {
@@ -357,6 +360,7 @@ static void session_close(struct session *s)
         udp_assoc_free(s->udp);
     limits_hold_release(&s->hold);
     relay_free(s->relay);
+    tunnel_relay_free(s->trelay);
     http_forward_free(s->fwd);
     ev_io_stop(loop, &s->client_readable);
     ev_timer_stop(loop, &s->timer);
@@ -419,8 +423,11 @@ void session_enter(struct session *s, enum session_state state)
 static double session_relay_left(const struct session *s, double now, enum session_end *why)
 {
     double idle = s->cfg->timeout_idle, half = s->cfg->timeout_half_closed;
-    double last = relay_last_activity(s->relay), limit = idle, left;
-    bool half_closed = half > 0 && relay_half_closed(s->relay);
+    double last =
+        s->trelay != NULL ? tunnel_relay_last_activity(s->trelay) : relay_last_activity(s->relay);
+    double limit = idle, left;
+    bool half_closed = half > 0 && (s->trelay != NULL ? tunnel_relay_half_closed(s->trelay)
+                                                      : relay_half_closed(s->relay));
 
     *why = END_IDLE_TIMEOUT;
     if (half_closed && (limit <= 0 || half < limit)) {
@@ -828,8 +835,11 @@ static void session_start_relay(struct session *s)
     if (net_stream_tune(s->client_fd, &s->cfg->stream) < 0 ||
         net_stream_tune(s->target_fd, &s->cfg->stream) < 0)
         log_debug("relay socket options: %s", strerror(errno));
-    s->relay = relay_start(&p);
-    if (s->relay == NULL) {
+    /* A tunnel stream at one end relays itself (no socketpair between); else relay.c. */
+    s->trelay = tunnel_relay_start(&p);
+    if (s->trelay == NULL)
+        s->relay = relay_start(&p);
+    if (s->relay == NULL && s->trelay == NULL) {
         session_end(s, END_RESOURCES);
         return;
     }

@@ -145,6 +145,7 @@ struct session {
     size_t user_len;
     struct negotiation *nego; /* freed when the relay starts */
     struct relay *relay;
+    struct tunnel_relay *trelay; /* or the relay through a tunnel stream (tunnel_conn.h) */
     struct udp_assoc *udp;
     struct http_forward *fwd;       /* the HTTP exchange being forwarded */
     int http_status;                /* its response's status, for the access line (0: none) */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "ferry/limits.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
+#include "ferry/relay.h"
 #include "ferry/route.h"
 #include "ferry/session.h"
 #include "ferry/snapshot.h"
@@ -33,14 +35,20 @@
 #include "ferry/tunnel_udp.h"
 #include "ferry/upstream_socks.h"
 
-/* The unsent queue of a connection: streams stop being read above HIGH, go on below LOW. */
-#define OUT_HIGH (256u * 1024)
-#define OUT_LOW (64u * 1024)
-/* Streams stop reading at OUT_HIGH; what else a connection queues (control records: PONG,
- * REPLY, EOF, WINDOW) is small. A queue past this is a peer that sends and never reads. */
-#define OUT_MAX (16u * 1024 * 1024)
+/*
+ * Records are sealed on demand ("pull"): a stream with bytes ready waits in the connection's
+ * ready ring, unread, until the socket can take more (its unsent queue below NOTSENT_LOWAT);
+ * then streams are read round-robin, up to PULL_BUDGET sealed bytes per send. Control records
+ * (OPEN, REPLY, WINDOW, EOF, RESET, PONG) are sealed when they arise, behind at most that.
+ */
+#define PULL_BUDGET (64u * 1024)
 /* The kernel's unsent bytes (TCP_NOTSENT_LOWAT): keeps an interactive record near the front. */
-#define NOTSENT_LOWAT (128 * 1024)
+#define NOTSENT_LOWAT (32 * 1024)
+/* Records one stream gives per turn: STREAM_BATCH when it is the only one ready, else one. */
+#define STREAM_BATCH 4
+/* Data is only sealed when the socket takes it, so the unsent queue holds control records (PONG,
+ * WINDOW...) and one budget: a queue past this is a peer that sends and never reads. */
+#define OUT_MAX (16u * 1024 * 1024)
 /* Receive buffer: several whole records per read. */
 #define IN_CAP (8 * TUNNEL_RECORD_SIZE(TUNNEL_RECORD_PAYLOAD_MAX))
 /* msg1 lengths the server accepts (doc 2.4), msg2 the client accepts. */
@@ -48,8 +56,9 @@
 #define MSG1_MAX (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX)
 #define MSG2_MIN (TUNNEL_MSG2_OVERHEAD + TUNNEL_WELCOME_LEN)
 #define MSG2_MAX (TUNNEL_MSG2_OVERHEAD + TUNNEL_HELLO_MAX)
-/* Records read from one stream per wake-up before the others' turn. */
-#define STREAM_BATCH 4
+/* Streams open at once on one connection: a server refuses OPEN past it (REP 1), a client opens
+ * another connection. */
+#define STREAMS_MAX 4096
 /* A stream's request or reply before it is whole (RESOLVE_PTR replies carry a name). */
 #define HEAD_MAX 600
 
@@ -68,12 +77,26 @@ enum stream_phase {
 };
 
 struct tconn;
+struct tstream;
+
+/*
+ * A session's relay through a tunnel stream (tunnel_relay_start): the stream reads and writes
+ * the session's own socket, no socketpair between. Owned by the session; the stream points to it
+ * while both live, and it outlives the stream with the figures the session asks for at its end.
+ */
+struct tunnel_relay {
+    struct tstream *s; /* NULL once the stream is gone */
+    relay_done_cb cb;
+    void *arg;
+    uint64_t bytes[2]; /* RELAY_UP, RELAY_DOWN */
+    double last;       /* ev_now of the last byte moved */
+};
 
 struct tstream {
     struct tstream *prev, *next;
     struct tconn *c;
     uint32_t id;
-    int fd; /* our end of the socketpair */
+    int fd; /* our end of the socketpair; the session's socket once tr is set */
     ev_io rio, wio;
     enum stream_phase phase;
     bool udp; /* server: a UDP ASSOCIATE, whose reply is followed by its grant (doc 4.3) */
@@ -88,8 +111,20 @@ struct tstream {
     bool local_eof;    /* the socketpair said EOF: EOF sent */
     bool peer_eof;     /* EOF received */
     bool shut;         /* shutdown(SHUT_WR) done */
-    bool throttled;    /* not read while the connection's queue is long */
     bool dirty;        /* bytes queued while the connection reads records: written after */
+
+    /* The ready ring (conn_pull): bytes to read when the socket takes records. */
+    bool ready;
+    struct tstream *rnext, *rprev;
+
+    /* A session relaying through this stream (tunnel_relay_start). */
+    int sess_fd;             /* the session's end of the socketpair (-1: none, or adopted) */
+    struct tunnel_relay *tr; /* set: fd is the session's socket, not ours */
+    int end_err;             /* why the stream ends, for tr's callback: 0 a clean end */
+    int pair_fd;             /* tr set: our end of the socketpair, closed with the stream */
+
+    struct tstream *hnext; /* the connection's table by id */
+    bool got_reply;        /* client: REPLY came */
 };
 
 struct tconn {
@@ -112,9 +147,14 @@ struct tconn {
     size_t out_head, out_len, out_cap;
     struct tstream *streams;
     unsigned nstreams;
-    uint32_t last_id; /* server: the highest opened; client: the last given */
+    uint32_t last_id; /* the highest stream id opened (client: given to an OPEN) */
     bool batching;    /* reading records: streams' queues are written once after them */
     unsigned ndirty;
+    /* the ready ring, in turn from rhead */
+    struct tstream *rhead, *rtail;
+    /* streams by id: a power of two of chains, grown with the streams */
+    struct tstream **table;
+    unsigned table_size;
     char *user; /* server: the key's user */
     struct addr peer, local;
     char name[ADDR_STRLEN + PARENT_NAME_MAX + 16]; /* for logs */
@@ -126,6 +166,8 @@ struct tconn {
 };
 
 static _Thread_local struct tconn *conns;
+/* Streams freed by this thread: a caller that cannot tell which compares before and after. */
+static _Thread_local unsigned long stream_frees;
 
 /* The replay table of section 2.5, shared by every worker. */
 static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -135,6 +177,7 @@ static void conn_free(struct tconn *c);
 static void hs_release(struct tconn *c);
 static void conn_die(struct tconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void conn_flush(struct tconn *c);
+static int conn_pull(struct tconn *c);
 static void stream_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void stream_writable(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -197,22 +240,152 @@ static int conn_queue_raw(struct tconn *c, const uint8_t *p, size_t len)
 
 /* --- streams ----------------------------------------------------------------------------- */
 
+/* The ready ring: a stream joins at the tail when its local end has bytes for the peer. */
+static void ready_push(struct tstream *s)
+{
+    struct tconn *c = s->c;
+
+    s->ready = true;
+    s->rnext = NULL;
+    s->rprev = c->rtail;
+    if (c->rtail != NULL)
+        c->rtail->rnext = s;
+    else
+        c->rhead = s;
+    c->rtail = s;
+}
+
+static void ready_remove(struct tstream *s)
+{
+    struct tconn *c = s->c;
+
+    if (!s->ready)
+        return;
+    if (s->rprev != NULL)
+        s->rprev->rnext = s->rnext;
+    else
+        c->rhead = s->rnext;
+    if (s->rnext != NULL)
+        s->rnext->rprev = s->rprev;
+    else
+        c->rtail = s->rprev;
+    s->ready = false;
+    s->rnext = s->rprev = NULL;
+}
+
+/* --- streams by id, and by the session's fd --------------------------------------------- */
+
+static unsigned table_index(const struct tconn *c, uint32_t id)
+{
+    return (id * 2654435761u) & (c->table_size - 1);
+}
+
 static struct tstream *stream_find(const struct tconn *c, uint32_t id)
 {
-    for (struct tstream *s = c->streams; s != NULL; s = s->next) {
+    if (c->table == NULL)
+        return NULL;
+    for (struct tstream *s = c->table[table_index(c, id)]; s != NULL; s = s->hnext) {
         if (s->id == id)
             return s;
     }
     return NULL;
 }
 
+/* Add s to the table, doubling it when the streams outnumber its chains. -1: out of memory. */
+static int table_add(struct tconn *c, struct tstream *s)
+{
+    if (c->nstreams >= c->table_size) {
+        unsigned size = c->table_size == 0 ? 16 : c->table_size * 2;
+        struct tstream **table = calloc(size, sizeof(*table));
+
+        if (table == NULL)
+            return -1;
+        free(c->table);
+        c->table = table;
+        c->table_size = size;
+        for (struct tstream *k = c->streams; k != NULL; k = k->next) {
+            unsigned i = table_index(c, k->id);
+
+            if (k->id == 0 || k == s)
+                continue; /* a client's stream before its OPEN; s (in the list when opened) */
+            k->hnext = c->table[i];
+            c->table[i] = k;
+        }
+    }
+    s->hnext = c->table[table_index(c, s->id)];
+    c->table[table_index(c, s->id)] = s;
+    return 0;
+}
+
+static void table_remove(struct tconn *c, struct tstream *s)
+{
+    struct tstream **pp;
+
+    if (c->table == NULL || s->id == 0)
+        return;
+    pp = &c->table[table_index(c, s->id)];
+    while (*pp != NULL && *pp != s)
+        pp = &(*pp)->hnext;
+    if (*pp == s)
+        *pp = s->hnext;
+}
+
+/* The thread's streams by the fd of their session's end of the socketpair (tunnel_relay_start). */
+static _Thread_local struct tstream **by_fd;
+static _Thread_local size_t by_fd_size;
+
+static void by_fd_set(int fd, struct tstream *s)
+{
+    if ((size_t)fd >= by_fd_size) {
+        size_t size = by_fd_size == 0 ? 1024 : by_fd_size;
+        struct tstream **a;
+
+        while (size <= (size_t)fd)
+            size *= 2;
+        if ((a = realloc(by_fd, size * sizeof(*a))) == NULL)
+            return; /* that stream's session keeps the socketpair */
+        memset(a + by_fd_size, 0, (size - by_fd_size) * sizeof(*a));
+        by_fd = a;
+        by_fd_size = size;
+    }
+    by_fd[fd] = s;
+}
+
+static void by_fd_clear(struct tstream *s)
+{
+    if (s->sess_fd >= 0 && (size_t)s->sess_fd < by_fd_size && by_fd[s->sess_fd] == s)
+        by_fd[s->sess_fd] = NULL;
+    s->sess_fd = -1;
+}
+
+/*
+ * Free a stream. A session relaying through it is told (its callback runs last, once the stream
+ * is gone): its socket is the session's to close, reset (SO_LINGER 0) when the stream was
+ * aborted so that its peer sees an abort, not an end (doc 8).
+ */
 static void stream_free(struct tstream *s)
 {
     struct tconn *c = s->c;
+    struct tunnel_relay *tr = s->tr;
+    int err = s->end_err;
 
+    ready_remove(s);
+    table_remove(c, s);
+    by_fd_clear(s);
     ev_io_stop(c->loop, &s->rio);
     ev_io_stop(c->loop, &s->wio);
-    close(s->fd);
+    if (tr != NULL) {
+        if (err != 0) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+            setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        tr->s = NULL;
+    } else if (s->fd >= 0) {
+        close(s->fd);
+    }
+    if (s->pair_fd >= 0)
+        close(s->pair_fd);
     free(s->q);
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -222,6 +395,9 @@ static void stream_free(struct tstream *s)
         s->next->prev = s->prev;
     c->nstreams--;
     free(s);
+    stream_frees++;
+    if (tr != NULL)
+        tr->cb(err, tr->arg);
 }
 
 static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
@@ -233,12 +409,19 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     s->c = c;
     s->id = id;
     s->fd = fd;
+    s->sess_fd = -1;
+    s->pair_fd = -1;
+    s->end_err = ECONNABORTED;
     s->phase = c->server ? P_REPLY : P_REQUEST;
     s->send_win = TUNNEL_STREAM_WINDOW;
     s->recv_win = TUNNEL_STREAM_WINDOW;
     ev_io_init(&s->rio, stream_readable, fd, EV_READ);
     ev_io_init(&s->wio, stream_writable, fd, EV_WRITE);
     s->rio.data = s->wio.data = s;
+    if (id != 0 && table_add(c, s) < 0) {
+        free(s);
+        return NULL;
+    }
     s->next = c->streams;
     if (c->streams != NULL)
         c->streams->prev = s;
@@ -249,20 +432,28 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     return s;
 }
 
+/* The session's end of the socketpair: a session may hand its relay to the stream by it. */
+static void stream_set_session_fd(struct tstream *s, int fd)
+{
+    s->sess_fd = fd;
+    by_fd_set(fd, s);
+}
+
 /* Both directions done and everything written: the stream is over. */
 static bool stream_try_done(struct tstream *s)
 {
     if (s->local_eof && s->peer_eof && s->qlen == 0) {
+        s->end_err = 0;
         stream_free(s);
         return true;
     }
     return false;
 }
 
-/* Whether the stream may be read now. */
+/* Whether the stream's local end should be watched now (not while it waits in the ready ring). */
 static bool stream_readable_now(const struct tstream *s)
 {
-    return !s->local_eof && !s->throttled && (s->phase != P_DATA || s->send_win > 0);
+    return !s->local_eof && !s->ready && (s->phase != P_DATA || s->send_win > 0);
 }
 
 /*
@@ -311,7 +502,12 @@ static int stream_flush(struct tstream *s, bool *gone)
         if (n < 0) {
             /* The local end is gone: abort the stream at the peer. */
             *gone = true;
+            s->end_err = errno;
             return stream_abort(s);
+        }
+        if (s->tr != NULL) {
+            s->tr->bytes[c->server ? RELAY_UP : RELAY_DOWN] += (uint64_t)n;
+            s->tr->last = ev_now(c->loop);
         }
         free_bytes = (size_t)n;
         if (s->q_nocredit > 0) {
@@ -385,24 +581,21 @@ static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool cr
     return stream_flush(s, &gone);
 }
 
-/* After sealing: a long unsent queue stops this stream's reading until it drains. */
-static void stream_after_seal(struct tstream *s)
-{
-    struct tconn *c = s->c;
-
-    if (c->out_len >= OUT_HIGH) {
-        s->throttled = true;
-        ev_io_stop(c->loop, &s->rio);
-    }
-    conn_flush(c);
-}
-
 /* The head of a stream (request or reply) is whole at `used` bytes: send it, then the rest. */
 static int stream_head_done(struct tstream *s, size_t used)
 {
     struct tconn *c = s->c;
     uint8_t type = c->server ? TUNNEL_REC_REPLY : TUNNEL_REC_OPEN;
 
+    if (!c->server) {
+        /* The id now: the server takes OPENs only in increasing order (doc 4.1), and streams'
+         * requests come in whatever order their chains write them. */
+        s->id = ++c->last_id;
+        if (table_add(c, s) < 0) {
+            conn_die(c, "out of memory");
+            return -1;
+        }
+    }
     if (conn_seal(c, type, s->id, s->head, used) < 0)
         return -1;
     s->phase = P_DATA;
@@ -472,14 +665,13 @@ static void stream_read_head(struct tstream *s)
         return;
     if (s->udp)
         sodium_memzero(s->head, sizeof(s->head));
-    stream_after_seal(s);
+    conn_flush(c);
 }
 
 static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct tstream *s = w->data;
     struct tconn *c = s->c;
-    uint8_t buf[TUNNEL_RECORD_PAYLOAD_MAX];
 
     (void)loop;
     (void)revents;
@@ -487,41 +679,11 @@ static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
         stream_read_head(s);
         return;
     }
-    /* A few records per wake-up and one send for them: fewer system calls per byte, and still
-     * at most STREAM_BATCH records before the other streams' turn. */
-    for (int i = 0; i < STREAM_BATCH; i++) {
-        size_t want;
-        ssize_t n;
-
-        if (s->send_win <= 0 || c->out_len >= OUT_HIGH)
-            break;
-        want = s->send_win < (int64_t)sizeof(buf) ? (size_t)s->send_win : sizeof(buf);
-        n = recv(s->fd, buf, want, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            break;
-        if (n < 0) {
-            if (stream_abort(s) == 0)
-                conn_flush(c);
-            return;
-        }
-        if (n == 0) {
-            s->local_eof = true;
-            ev_io_stop(c->loop, &s->rio);
-            if (conn_seal(c, TUNNEL_REC_EOF, s->id, NULL, 0) < 0)
-                return;
-            stream_try_done(s);
-            conn_flush(c);
-            return;
-        }
-        if (conn_seal(c, TUNNEL_REC_DATA, s->id, buf, (size_t)n) < 0)
-            return;
-        s->send_win -= n;
-        if ((size_t)n < want)
-            break;
-    }
-    if (s->send_win <= 0)
-        ev_io_stop(c->loop, &s->rio);
-    stream_after_seal(s);
+    /* Read when the socket can take records (conn_pull), in turn with the other streams. */
+    ev_io_stop(c->loop, &s->rio);
+    ready_push(s);
+    if (!ev_is_active(&c->wio) && conn_pull(c) == 0)
+        conn_flush(c);
 }
 
 static void stream_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -560,6 +722,7 @@ static void conn_free(struct tconn *c)
         c->next->prev = c->prev;
     free(c->in);
     free(c->out);
+    free(c->table);
     free(c->user);
     free(c);
 }
@@ -578,7 +741,69 @@ static void conn_die(struct tconn *c, const char *fmt, ...)
     conn_free(c);
 }
 
-/* Write the unsent queue; when it has drained below OUT_LOW, throttled streams go on. */
+/*
+ * Seal records from the streams in the ready ring, round-robin, until PULL_BUDGET bytes wait:
+ * a stream alone in the ring gives up to STREAM_BATCH records in one read, otherwise each gives
+ * one record per turn. -1: the connection died.
+ */
+static int conn_pull(struct tconn *c)
+{
+    static _Thread_local uint8_t buf[STREAM_BATCH * TUNNEL_RECORD_PAYLOAD_MAX];
+
+    while (c->rhead != NULL && c->out_len < PULL_BUDGET) {
+        struct tstream *s = c->rhead;
+        size_t want = s->rnext == NULL ? sizeof(buf) : TUNNEL_RECORD_PAYLOAD_MAX;
+        ssize_t n;
+
+        ready_remove(s);
+        if (s->send_win < (int64_t)want)
+            want = (size_t)s->send_win;
+        n = recv(s->fd, buf, want, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            ev_io_start(c->loop, &s->rio);
+            continue;
+        }
+        if (n < 0) {
+            s->end_err = errno;
+            if (stream_abort(s) < 0)
+                return -1;
+            continue;
+        }
+        if (s->tr != NULL && n > 0) {
+            s->tr->bytes[c->server ? RELAY_DOWN : RELAY_UP] += (uint64_t)n;
+            s->tr->last = ev_now(c->loop);
+        }
+        if (n == 0) {
+            s->local_eof = true;
+            if (conn_seal(c, TUNNEL_REC_EOF, s->id, NULL, 0) < 0)
+                return -1;
+            stream_try_done(s);
+            continue;
+        }
+        for (size_t off = 0; off < (size_t)n; off += TUNNEL_RECORD_PAYLOAD_MAX) {
+            size_t len = (size_t)n - off;
+
+            if (len > TUNNEL_RECORD_PAYLOAD_MAX)
+                len = TUNNEL_RECORD_PAYLOAD_MAX;
+            if (conn_seal(c, TUNNEL_REC_DATA, s->id, buf + off, len) < 0)
+                return -1;
+        }
+        s->send_win -= n;
+        if (s->send_win <= 0)
+            continue; /* a WINDOW record starts it again */
+        if ((size_t)n < want)
+            ev_io_start(c->loop, &s->rio); /* read it all: wait for more */
+        else
+            ready_push(s); /* maybe more: its next turn comes after the others' */
+    }
+    return 0;
+}
+
+/*
+ * Write the unsent queue. While streams wait in the ready ring the write watcher stays on: the
+ * socket reports writable when its unsent bytes are below NOTSENT_LOWAT, and conn_writable then
+ * pulls the next records.
+ */
 static void conn_flush(struct tconn *c)
 {
     while (c->out_len > 0) {
@@ -588,7 +813,7 @@ static void conn_flush(struct tconn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN)) {
             ev_io_start(c->loop, &c->wio);
-            break;
+            return;
         }
         if (n < 0) {
             conn_die(c, "send: %s", strerror(errno));
@@ -597,19 +822,11 @@ static void conn_flush(struct tconn *c)
         c->out_head += (size_t)n;
         c->out_len -= (size_t)n;
     }
-    if (c->out_len == 0) {
-        c->out_head = 0;
+    c->out_head = 0;
+    if (c->rhead != NULL)
+        ev_io_start(c->loop, &c->wio);
+    else
         ev_io_stop(c->loop, &c->wio);
-    }
-    if (c->out_len < OUT_LOW && c->st == C_UP) {
-        for (struct tstream *s = c->streams; s != NULL; s = s->next) {
-            if (s->throttled) {
-                s->throttled = false;
-                if (stream_readable_now(s))
-                    ev_io_start(c->loop, &s->rio);
-            }
-        }
-    }
 }
 
 /* The handshake is done: records from now on; waiting streams start. */
@@ -652,6 +869,10 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
         return -1;
     }
     c->last_id = id;
+    if (c->nstreams >= STREAMS_MAX) {
+        log_notice("tunnel %s: stream %u refused: %u streams open", c->name, id, c->nstreams);
+        return server_refuse_open(c, id, SOCKS5_REP_GENERAL_FAILURE);
+    }
     e = limits_client(limits, &c->peer);
     if (e == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
         if (e != NULL)
@@ -665,6 +886,7 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
         limits_release(limits, e);
         return server_refuse_open(c, id, SOCKS5_REP_GENERAL_FAILURE);
     }
+    stream_set_session_fd(s, sv[1]);
     /* The session first (it owns sv[1] from here on, and may end at once, which this stream
      * learns from its socketpair); then the request, its first bytes. */
     s->udp = len >= 2 && p[1] == SOCKS5_CMD_UDP_ASSOCIATE;
@@ -677,12 +899,43 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/*
+ * Whether a record fits the state of its stream (doc 3, 4): NULL if so, else what is wrong (a
+ * protocol error). A stream we no longer know is fine (records cross a RESET), one never opened
+ * is not (a client's stream has an id from its OPEN on); a client's stream hears no DATA or EOF
+ * before REPLY, and one REPLY; nothing but RESET or WINDOW after EOF.
+ */
+static const char *stream_record_wrong(const struct tconn *c, const struct tstream *s,
+                                       const struct tunnel_record *r)
+{
+    if (r->stream == 0 || r->type == TUNNEL_REC_OPEN)
+        return NULL;
+    if (s == NULL)
+        return r->stream > c->last_id ? "a stream never opened" : NULL;
+    switch (r->type) {
+    case TUNNEL_REC_REPLY:
+        return s->got_reply ? "a second REPLY" : NULL;
+    case TUNNEL_REC_DATA:
+    case TUNNEL_REC_EOF:
+        if (s->peer_eof)
+            return r->type == TUNNEL_REC_DATA ? "DATA after EOF" : "EOF twice";
+        return !c->server && !s->got_reply ? "DATA or EOF before REPLY" : NULL;
+    default:
+        return NULL;
+    }
+}
+
 /* One record: 0 go on, -1 the connection is gone. */
 static int conn_record(struct tconn *c, const struct tunnel_record *r)
 {
     struct tstream *s = r->stream != 0 ? stream_find(c, r->stream) : NULL;
+    const char *wrong = stream_record_wrong(c, s, r);
     bool gone;
 
+    if (wrong != NULL) {
+        conn_die(c, "stream %u: %s", r->stream, wrong);
+        return -1;
+    }
     switch (r->type) {
     case TUNNEL_REC_OPEN:
         if (!c->server) {
@@ -695,9 +948,10 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
             conn_die(c, "REPLY from a client");
             return -1;
         }
-        if (s != NULL && stream_queue(s, r->payload, r->len, false) < 0)
-            return -1;
-        return 0;
+        if (s == NULL)
+            return 0;
+        s->got_reply = true;
+        return stream_queue(s, r->payload, r->len, false);
     case TUNNEL_REC_DATA:
         if (s == NULL)
             return 0; /* a stream we reset; its data in flight */
@@ -715,8 +969,10 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
             return stream_flush(s, &gone);
         return 0;
     case TUNNEL_REC_RESET:
-        if (s != NULL)
+        if (s != NULL) {
+            s->end_err = ECONNRESET;
             stream_free(s);
+        }
         return 0;
     case TUNNEL_REC_WINDOW:
         if (s == NULL)
@@ -732,7 +988,12 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
     case TUNNEL_REC_PING:
         return conn_seal(c, TUNNEL_REC_PONG, 0, r->payload, r->len);
     case TUNNEL_REC_CLOSE:
-        log_info("tunnel %s: closed by the peer", c->name);
+        if (c->nstreams > 0)
+            log_notice("tunnel %s: closed by the peer with %u stream%s open (not a clean end: "
+                       "they are aborted)",
+                       c->name, c->nstreams, c->nstreams == 1 ? "" : "s");
+        else
+            log_info("tunnel %s: closed by the peer", c->name);
         conn_free(c);
         return -1;
     default: /* PONG, REKEY (already applied) */
@@ -992,6 +1253,8 @@ static void conn_writable(struct ev_loop *loop, ev_io *w, int revents)
         c->st = C_HANDSHAKE;
         ev_io_start(c->loop, &c->rio);
     }
+    if (c->st == C_UP && c->out_len == 0 && conn_pull(c) < 0)
+        return;
     conn_flush(c);
 }
 
@@ -1257,10 +1520,13 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
 int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
 {
     struct tconn *c = NULL;
+    struct tstream *s;
     int sv[2];
 
     for (struct tconn *k = conns; k != NULL; k = k->next) {
-        if (conn_matches(k, p) && k->last_id < UINT32_MAX - 1) {
+        /* Streams not opened yet take their ids later: room for all of them. */
+        if (conn_matches(k, p) && (uint64_t)k->last_id + k->nstreams < UINT32_MAX - 1 &&
+            k->nstreams < STREAMS_MAX) {
             c = k;
             break;
         }
@@ -1276,12 +1542,14 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
-    if (stream_new(c, ++c->last_id, sv[0]) == NULL) {
+    s = stream_new(c, 0, sv[0]); /* its id comes with its OPEN */
+    if (s == NULL) {
         close(sv[0]);
         close(sv[1]);
         errno = ENOMEM;
         return -1;
     }
+    stream_set_session_fd(s, sv[1]);
     return sv[1];
 }
 
@@ -1289,4 +1557,209 @@ void tunnel_worker_free(void)
 {
     while (conns != NULL)
         conn_close_clean(conns);
+    free(by_fd);
+    by_fd = NULL;
+    by_fd_size = 0;
+}
+
+/* --- a session's relay through its stream ------------------------------------------------- */
+
+/*
+ * The stream of this thread whose socketpair's other end was fd when the stream began, or NULL.
+ * The session may have closed that end since and fd be another socket now: the caller finds that
+ * out when the stream's own end reads EOF (stream_pending_input), before it changes anything.
+ */
+static struct tstream *stream_by_session_fd(int fd)
+{
+    struct tstream *s = fd >= 0 && (size_t)fd < by_fd_size ? by_fd[fd] : NULL;
+
+    return s != NULL && s->sess_fd == fd ? s : NULL;
+}
+
+/* Whether the stream's end of the socketpair has bytes not read yet (or its EOF). */
+static bool stream_pending_input(const struct tstream *s)
+{
+    uint8_t b;
+    ssize_t n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/*
+ * What the socketpair held for the session's side, and early bytes, go before the stream's
+ * queue: [head][what fd still held][queue]. None of it returns credit (already returned when it
+ * was written to the socketpair, or never from the peer). -1: nothing changed.
+ */
+static int stream_prepend(struct tstream *s, const uint8_t *head, size_t head_len, int fd)
+{
+    int held = 0;
+    size_t cap, len = head_len;
+    uint8_t *q;
+
+    if (ioctl(fd, FIONREAD, &held) < 0 || held < 0)
+        return -1;
+    cap = head_len + (size_t)held + s->qlen;
+    if (cap == 0)
+        return 0;
+    if ((q = malloc(cap)) == NULL)
+        return -1;
+    if (head_len > 0)
+        memcpy(q, head, head_len);
+    while (len < head_len + (size_t)held) {
+        ssize_t n = recv(fd, q + len, head_len + (size_t)held - len, MSG_DONTWAIT);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    if (s->qlen > 0)
+        memcpy(q + len, s->q + s->qhead, s->qlen);
+    free(s->q);
+    s->q = q;
+    s->qhead = 0;
+    s->qlen += len;
+    s->qcap = cap;
+    s->q_nocredit += len;
+    return 0;
+}
+
+/* The client's bytes read with its request, and its half-close then: DATA and EOF. -1: gone. */
+static int stream_send_early(struct tstream *s, const struct relay_params *p)
+{
+    struct tconn *c = s->c;
+
+    for (size_t off = 0; off < p->early_len; off += TUNNEL_RECORD_PAYLOAD_MAX) {
+        size_t len = p->early_len - off;
+
+        if (len > TUNNEL_RECORD_PAYLOAD_MAX)
+            len = TUNNEL_RECORD_PAYLOAD_MAX;
+        if (conn_seal(c, TUNNEL_REC_DATA, s->id, p->early + off, len) < 0)
+            return -1;
+    }
+    s->send_win -= (int64_t)p->early_len;
+    if (p->client_eof) {
+        s->local_eof = true;
+        if (conn_seal(c, TUNNEL_REC_EOF, s->id, NULL, 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
+{
+    int client_fd = p->client_io->fd, local_fd, sess_fd;
+    struct tstream *s;
+    struct tconn *c;
+    struct tunnel_relay *tr;
+    unsigned long frees;
+
+    if (conns == NULL || p->throttle != NULL)
+        return NULL;
+    /* Server: the session's client is the socketpair; client: its target (the chain's fd). */
+    if ((s = stream_by_session_fd(client_fd)) != NULL && s->c->server) {
+        local_fd = p->target_fd;
+        sess_fd = client_fd;
+    } else if ((s = stream_by_session_fd(p->target_fd)) != NULL && !s->c->server) {
+        local_fd = client_fd;
+        sess_fd = p->target_fd;
+    } else {
+        return NULL;
+    }
+    c = s->c;
+    if (c->st != C_UP || c->batching || s->local_eof)
+        return NULL;
+    if (s->phase == P_REPLY) {
+        /* The session's reply is in the socketpair: REPLY first, as it would have gone. */
+        frees = stream_frees;
+        stream_read_head(s);
+        if (stream_frees != frees)
+            return NULL; /* the stream (or its connection) is gone; the session learns it */
+    }
+    if (s->phase != P_DATA || stream_pending_input(s))
+        return NULL;
+    if (!c->server && (int64_t)p->early_len > s->send_win)
+        return NULL;
+    tr = calloc(1, sizeof(*tr));
+    if (tr == NULL)
+        return NULL;
+    if (c->server ? stream_prepend(s, p->early, p->early_len, sess_fd) < 0
+                  : stream_prepend(s, NULL, 0, sess_fd) < 0) {
+        free(tr);
+        return NULL;
+    }
+    if (!c->server && (p->early_len > 0 || p->client_eof)) {
+        frees = stream_frees;
+        if (stream_send_early(s, p) < 0 || stream_frees != frees) {
+            free(tr); /* the connection died: the session's relay fails at once */
+            return NULL;
+        }
+        tr->bytes[RELAY_UP] = p->early_len;
+    }
+    /* From here on the stream is the session's relay: its callback runs from the loop. */
+    ev_io_stop(c->loop, p->client_io);
+    ready_remove(s);
+    ev_io_stop(c->loop, &s->rio);
+    ev_io_stop(c->loop, &s->wio);
+    if (s->dirty) {
+        s->dirty = false;
+        c->ndirty--;
+    }
+    /* Our end of the socketpair stays open (idle) until the stream ends: closed now, it would
+     * wake the loop once more for the session's end, which libev still watches (lazily). */
+    s->pair_fd = s->fd;
+    s->fd = local_fd;
+    by_fd_clear(s);
+    s->shut = false;
+    ev_io_set(&s->rio, local_fd, EV_READ);
+    ev_io_set(&s->wio, local_fd, EV_WRITE);
+    tr->s = s;
+    tr->cb = p->cb;
+    tr->arg = p->arg;
+    tr->last = ev_now(c->loop);
+    s->tr = tr;
+    log_debug("tunnel %s: stream %u: relayed without its socketpair", c->name, s->id);
+    if (stream_readable_now(s))
+        ev_io_start(c->loop, &s->rio);
+    if (s->qlen > 0 || s->peer_eof)
+        ev_io_start(c->loop, &s->wio); /* written (and shut, and maybe done) from the loop */
+    if (c->out_len > 0)
+        ev_io_start(c->loop, &c->wio);
+    return tr;
+}
+
+/* The session ends first (a timeout, shutdown): the stream is aborted at the peer. */
+void tunnel_relay_free(struct tunnel_relay *tr)
+{
+    struct tstream *s;
+
+    if (tr == NULL)
+        return;
+    s = tr->s;
+    if (s != NULL) {
+        struct tconn *c = s->c;
+
+        s->tr = NULL;
+        s->fd = -1; /* the session's socket, closed by it */
+        if (stream_abort(s) == 0 && c->out_len > 0)
+            ev_io_start(c->loop, &c->wio);
+    }
+    free(tr);
+}
+
+void tunnel_relay_bytes(const struct tunnel_relay *tr, uint64_t *up, uint64_t *down)
+{
+    *up = tr->bytes[RELAY_UP];
+    *down = tr->bytes[RELAY_DOWN];
+}
+
+double tunnel_relay_last_activity(const struct tunnel_relay *tr)
+{
+    return tr->last;
+}
+
+bool tunnel_relay_half_closed(const struct tunnel_relay *tr)
+{
+    return tr->s != NULL && tr->s->local_eof != tr->s->peer_eof;
 }

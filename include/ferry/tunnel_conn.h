@@ -17,12 +17,17 @@
  * to it becomes OPEN, REPLY comes back into it, then the stream's bytes.
  *
  * Both: DATA under per-stream windows, EOF as half-close, RESET, a sender never reading a
- * stream whose window is spent nor more while the connection's unsent queue is long. Every
+ * stream whose window is spent, nor any stream before the socket can take its records (sealed
+ * on demand, round-robin). Once a session's relay starts, its stream moves the bytes of the
+ * session's other socket itself (tunnel_relay_start), no socketpair between. Every
  * connection of a worker's loop is in a per-thread list that tunnel_worker_free closes (CLOSE
  * first, when up).
  */
 #ifndef FERRY_TUNNEL_CONN_H
 #define FERRY_TUNNEL_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "ferry/addr.h"
 
@@ -44,6 +49,24 @@ void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *cl
  * socketpair, or -1 with errno (the connection could not even be started).
  */
 int tunnel_client_open(struct ev_loop *loop, const struct parent *p);
+
+/*
+ * A session's relay through its tunnel stream, no socketpair between (doc 8): when the session's
+ * client (server side) or target (client side) is a stream's socketpair, the stream takes the
+ * session's other socket and moves its bytes itself, with relay.h's contract (p's sockets stay
+ * the session's; the callback runs once, from the loop). NULL: not possible now (a throttled
+ * session, bytes in flight on the socketpair, no such stream): relay_start as usual. A stream
+ * aborted by the peer or a cut connection resets the socket (SO_LINGER 0) before the callback.
+ */
+struct relay_params;
+struct tunnel_relay;
+struct tunnel_relay *tunnel_relay_start(const struct relay_params *p);
+/* The session's end: a stream still running is aborted at the peer (RESET). NULL is fine. */
+void tunnel_relay_free(struct tunnel_relay *tr);
+/* relay.h's figures: bytes client -> target and back, last activity, one direction ended. */
+void tunnel_relay_bytes(const struct tunnel_relay *tr, uint64_t *up, uint64_t *down);
+double tunnel_relay_last_activity(const struct tunnel_relay *tr);
+bool tunnel_relay_half_closed(const struct tunnel_relay *tr);
 
 /* Close every tunnel connection of this thread (the worker's end). */
 void tunnel_worker_free(void);

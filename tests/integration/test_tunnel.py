@@ -10,10 +10,15 @@ authorized-keys file. UDP ASSOCIATE through the hop (PySocks): datagrams byte-ex
 on both access lines; a DNS query; names resolved by the server only; its rules and its own
 route through a SOCKS5 parent; the stream's end closing the server's socket; captured sealed
 datagrams sent again (duplicated, reordered, stale, tampered) dropped and counted. Loopback
-only; the replay test needs root (AF_PACKET capture, IP_HDRINCL injection).
+only; the replay test needs root (AF_PACKET capture, IP_HDRINCL injection). A cut tunnel, or a
+stream reset, resets the SOCKS client's TCP connection; records out of a stream's turn, sent by
+a minimal client written from the document (NoisePeer, python3-cryptography), end the
+connection.
 """
 
+import base64
 import hashlib
+import hmac
 import os
 import shutil
 import signal
@@ -94,6 +99,7 @@ class Forwarder:
         self.lsock.listen(16)
         self.port = self.lsock.getsockname()[1]
         self.stopped = False
+        self.socks = []
         t = threading.Thread(target=self._accept, daemon=True)
         t.start()
 
@@ -109,8 +115,18 @@ class Forwarder:
             except OSError:
                 return
             u = socket.create_connection(("127.0.0.1", self.port_to))
+            self.socks += [c, u]
             threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def cut(self):
+        """End every forwarded connection both ways, as a network that fails would: each ferry
+        reads an end of file where a record or CLOSE should be."""
+        for s in self.socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _pump(self, a, b, up):
         try:
@@ -126,6 +142,111 @@ class Forwarder:
                 b.sendall(d)
         except OSError:
             pass
+
+
+class NoisePeer:
+    """A minimal tunnel client written from doc/tunnel-protocol.md alone (the IK handshake of
+    section 2 as initiator, the records of section 3), to send what a ferryd never sends."""
+
+    def __init__(self, testcase, port, key_file, server_pub):
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (X25519PrivateKey,
+                                                                      X25519PublicKey)
+        from cryptography.hazmat.primitives import serialization
+        self.aead = __import__("cryptography.hazmat.primitives.ciphers.aead",
+                               fromlist=["ChaCha20Poly1305"]).ChaCha20Poly1305
+        raw = lambda k: k.public_bytes(serialization.Encoding.Raw,
+                                       serialization.PublicFormat.Raw)
+        with open(key_file) as f:
+            line = [l for l in f.read().split("\n") if l.strip() and not l.startswith("#")][0]
+        s = X25519PrivateKey.from_private_bytes(base64.b64decode(line.strip()))
+        rs = base64.b64decode(server_pub)
+        e = X25519PrivateKey.generate()
+        self.h = b"Noise_IK_25519_ChaChaPoly_BLAKE2b".ljust(64, b"\0")
+        self.ck, self.k, self.n = self.h, None, 0
+        self.mix_hash(b"ferry-tunnel/1")
+        self.mix_hash(rs)
+        # -> e, es, s, ss with the hello: TAI64N of now, flags 0
+        now = time.time()
+        hello = ((1 << 62) + 10 + int(now)).to_bytes(8, "big") + \
+            int((now % 1) * 1e9).to_bytes(4, "big") + b"\0\0"
+        msg = raw(e.public_key())
+        self.mix_hash(msg)
+        self.mix_key(e.exchange(X25519PublicKey.from_public_bytes(rs)))
+        msg += self.encrypt_and_hash(raw(s.public_key()))
+        self.mix_key(s.exchange(X25519PublicKey.from_public_bytes(rs)))
+        msg += self.encrypt_and_hash(hello)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=ft.IO_TIMEOUT)
+        testcase.addCleanup(self.sock.close)
+        self.sock.sendall(len(msg).to_bytes(2, "big") + msg)
+        # <- e, ee, se
+        msg2 = recv_exact(self.sock, int.from_bytes(recv_exact(self.sock, 2), "big"))
+        re = X25519PublicKey.from_public_bytes(msg2[:32])
+        self.mix_hash(msg2[:32])
+        self.mix_key(e.exchange(re))
+        self.mix_key(s.exchange(re))
+        self.aead(self.k).decrypt(self.nonce(self.n), msg2[32:], self.h)
+        k1, k2 = self.hkdf(self.ck, b"")
+        self.tx, self.rx = [self.aead(k1[:32]), 0], [self.aead(k2[:32]), 0]
+
+    @staticmethod
+    def hkdf(ck, ikm):
+        mac = lambda k, d: hmac.new(k, d, hashlib.blake2b).digest()
+        temp = mac(ck, ikm)
+        o1 = mac(temp, b"\x01")
+        return o1, mac(temp, o1 + b"\x02")
+
+    @staticmethod
+    def nonce(n):
+        return b"\0" * 4 + n.to_bytes(8, "little")
+
+    def mix_hash(self, data):
+        self.h = hashlib.blake2b(self.h + data).digest()
+
+    def mix_key(self, ikm):
+        self.ck, temp = self.hkdf(self.ck, ikm)
+        self.k, self.n = temp[:32], 0
+
+    def encrypt_and_hash(self, pt):
+        c = self.aead(self.k).encrypt(self.nonce(self.n), pt, self.h)
+        self.n += 1
+        self.mix_hash(c)
+        return c
+
+    def seal(self, rtype, stream, payload=b""):
+        cs = self.tx
+        head = bytes([rtype]) + stream.to_bytes(4, "big") + len(payload).to_bytes(2, "big")
+        out = cs[0].encrypt(self.nonce(cs[1]), head, b"")
+        if payload:
+            out += cs[0].encrypt(self.nonce(cs[1] + 1), payload, b"")
+        cs[1] += 2 if payload else 1
+        return out
+
+    def send(self, rtype, stream, payload=b""):
+        self.sock.sendall(self.seal(rtype, stream, payload))
+
+    def recv(self):
+        """The next record as (type, stream, payload); None at the end of the connection."""
+        cs = self.rx
+        try:
+            head = cs[0].decrypt(self.nonce(cs[1]), recv_exact(self.sock, 23), b"")
+            length = int.from_bytes(head[5:7], "big")
+            payload = b""
+            if length:
+                payload = cs[0].decrypt(self.nonce(cs[1] + 1),
+                                        recv_exact(self.sock, length + 16), b"")
+        except (AssertionError, ConnectionResetError):
+            return None
+        cs[1] += 2 if length else 1
+        return head[0], int.from_bytes(head[1:5], "big"), payload
+
+    def open_stream(self, stream, port):
+        """OPEN a CONNECT to 127.0.0.1:port; the REPLY's REP."""
+        self.send(0x02, stream, b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") +
+                  port.to_bytes(2, "big"))
+        while True:
+            r = self.recv()
+            if r is None or (r[0] == 0x03 and r[1] == stream):
+                return None if r is None else r[2][1]
 
 
 class TunnelTest(unittest.TestCase):
@@ -237,6 +358,73 @@ class TunnelTest(unittest.TestCase):
         self.assertEqual(answer, ("%s %d\n" % (hashlib.sha256(data).hexdigest(), len(data)))
                          .encode())
 
+    def test_bytes_sent_with_the_request_and_a_half_close_arrive_in_order(self):
+        """A client that does not wait: greeting, request, payload and its half-close in one
+        go. Both sessions read bytes with the request (and the server's stream may get DATA
+        before its session replies); they go first when the stream takes over the relay."""
+        echo = ft.EchoOrigin(self)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        for size in (1, 5000, 200000):
+            payload = os.urandom(size)
+            s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+            s.sendall(b"\x05\x01\x00" + b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") +
+                      echo.port.to_bytes(2, "big") + payload)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_exact(s, 2), b"\x05\x00")
+            self.assertEqual(recv_exact(s, 10)[:2], b"\x05\x00")
+            self.assertEqual(recv_all(s), payload)
+            s.close()
+        for ferryd in (client, server):
+            lines = ferryd.wait_sessions(3)
+            self.assertEqual(sorted(int(l["up"]) for l in lines), [1, 5000, 200000])
+            self.assertEqual(sorted(int(l["down"]) for l in lines), [1, 5000, 200000])
+
+    def test_a_bandwidth_limit_for_the_keys_user_applies_through_the_tunnel(self):
+        """A throttled session keeps relay.c (its socketpair): the limit holds, and the bytes
+        are whole."""
+        data = os.urandom(600 * 1024)
+        bulk = ft.BulkOrigin(self, data)
+        server = self.start_server(extra=["limit bandwidth-per-user 256K"])
+        client = self.start_client(server.port)
+        s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
+        self.assertEqual(rep, 0)
+        t0 = time.monotonic()
+        s.sendall(b"GET %d\n" % len(data))
+        got = recv_all(s)
+        took = time.monotonic() - t0
+        s.close()
+        self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
+        # 600 KiB at 256 KiB/s (a burst of a second's worth allowed): well over a second.
+        self.assertGreater(took, 1.2)
+        line = server.wait_sessions(1)[0]
+        self.assertEqual((line["user"], int(line["down"])), ("alice", len(data)))
+
+    def test_streams_held_open_while_more_open_then_all_answer(self):
+        """One client worker: 100 streams opened one after another and held, each answering
+        before the next opens (the streams' tables grow on both sides meanwhile), then every
+        one of them answers again, and they all close cleanly."""
+        echo = ft.EchoOrigin(self)
+        server = self.start_server()
+        client = self.start_client(server.port)
+        n = 20 if ft.UNDER_VALGRIND else 100
+        socks = []
+        for i in range(n):
+            s, rep = socks5_open(client.port, "127.0.0.1", echo.port)
+            self.assertEqual(rep, 0)
+            socks.append(s)
+            s.sendall(b"%d" % i)
+            self.assertEqual(recv_exact(s, len(b"%d" % i)), b"%d" % i)
+        for i, s in enumerate(socks):
+            s.sendall(b"again %d" % i)
+        for i, s in enumerate(socks):
+            self.assertEqual(recv_exact(s, len(b"again %d" % i)), b"again %d" % i)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"")
+            s.close()
+        lines = server.wait_sessions(n)
+        self.assertEqual([l["end"] for l in lines], ["eof"] * n)
+
     def test_many_streams_at_once_over_one_connection_per_worker(self):
         """Streams are authenticated sessions: the per-IP caps before authentication do not
         count them (all of them come from the tunnel's one peer). Two client workers make their
@@ -268,6 +456,88 @@ class TunnelTest(unittest.TestCase):
         server.wait_sessions(n)
         self.assertIn(sum("user alice: up" in l for l in server.lines), (1, 2))
         self.assertFalse(any("refused" in l for l in server.lines), server.lines)
+
+    def open_held_stream(self, client):
+        """A CONNECT through the tunnel to a listener of ours, bytes moved both ways (so both
+        sessions relay); returns (the SOCKS client's socket, the origin's)."""
+        hold = socket.socket()
+        hold.bind(("127.0.0.1", 0))
+        hold.listen(4)
+        self.addCleanup(hold.close)
+        s, rep = socks5_open(client.port, "127.0.0.1", hold.getsockname()[1])
+        self.addCleanup(s.close)
+        self.assertEqual(rep, 0)
+        hold.settimeout(ft.IO_TIMEOUT)
+        conn, _ = hold.accept()
+        conn.settimeout(ft.IO_TIMEOUT)
+        self.addCleanup(conn.close)
+        s.sendall(b"ping")
+        self.assertEqual(recv_exact(conn, 4), b"ping")
+        conn.sendall(b"pong")
+        self.assertEqual(recv_exact(s, 4), b"pong")
+        return s, conn
+
+    def assert_reset(self, s):
+        with self.assertRaises(ConnectionResetError):
+            while s.recv(4096):
+                pass
+
+    def test_a_cut_tunnel_resets_the_local_client_and_the_target(self):
+        """doc 8: a connection cut (no CLOSE) aborts its streams; the SOCKS client on the
+        client side and the target on the server side see a TCP reset, not an end of file."""
+        server = self.start_server()
+        fwd = Forwarder(self, server.port)
+        client = self.start_client(fwd.port)
+        s, conn = self.open_held_stream(client)
+        fwd.cut()
+        self.assert_reset(s)
+        self.assert_reset(conn)
+        for ferryd in (client, server):
+            ferryd.wait_line(r"cut: end of file without CLOSE; 1 stream aborted")
+            self.assertEqual(ferryd.wait_sessions(1)[0]["end"], "relay-error")
+
+    def test_a_server_session_timing_out_resets_the_socks_client_through_the_stream(self):
+        """The server's session ends first (timeout idle): its target is closed as by any
+        session, the stream is RESET, and the SOCKS client at the other end sees a TCP reset
+        (an abort, not an end); the tunnel connection stays up."""
+        server = self.start_server(extra=["timeout idle 1s"])
+        client = self.start_client(server.port)
+        s, conn = self.open_held_stream(client)
+        self.assert_reset(s)
+        self.assertEqual(recv_all(conn), b"")
+        self.assertEqual(server.wait_sessions(1)[0]["end"], "idle-timeout")
+        self.assertEqual(client.wait_sessions(1)[0]["end"], "relay-error")
+        # The connection carries the next stream.
+        s, conn = self.open_held_stream(client)
+        self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
+
+    def test_records_out_of_a_streams_turn_end_the_connection(self):
+        """doc 3/4, from a client written from the document: DATA after the stream's EOF, DATA
+        for a stream never opened, CLOSE with a stream open. The first two are protocol errors
+        that end the connection at once; the last is a clean CLOSE logged as not clean. A
+        well-behaved stream first, so the peer itself is checked."""
+        echo = ft.EchoOrigin(self)
+        server = self.start_server()
+        peer = NoisePeer(self, server.port, self.akey, self.spub)
+        self.assertEqual(peer.open_stream(1, echo.port), 0)
+        peer.send(0x01, 1, b"hello")
+        r = peer.recv()
+        self.assertEqual(r, (0x01, 1, b"hello"))
+        # In one write, so that the stream is still there when DATA comes.
+        peer.sock.sendall(peer.seal(0x04, 1) + peer.seal(0x01, 1, b"late"))
+        while peer.recv() is not None:
+            pass
+        server.wait_line(r"stream 1: DATA after EOF; 1 stream aborted")
+
+        peer = NoisePeer(self, server.port, self.akey, self.spub)
+        peer.send(0x01, 5, b"x")
+        self.assertIsNone(peer.recv())
+        server.wait_line(r"stream 5: a stream never opened")
+
+        peer = NoisePeer(self, server.port, self.akey, self.spub)
+        self.assertEqual(peer.open_stream(1, echo.port), 0)
+        peer.send(0x0a, 0)
+        server.wait_line(r"closed by the peer with 1 stream open \(not a clean end")
 
     def test_resolve_and_bind_through_the_tunnel(self):
         dns = ft.DNSServer(self)

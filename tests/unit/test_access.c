@@ -245,6 +245,7 @@ START_TEST(test_json_worst_record_fits)
     memset(junk, '\x01', sizeof(junk));
     junk[sizeof(junk) - 1] = '\0';
     memset(&u, 0xff, sizeof(u));
+    u.sealed = true; /* a bool holds 0 or 1: 0xff is not a value of it */
     r.client = r.cmd_prefix = r.cmd = r.addr = r.via = r.reply = r.rule = r.end = junk;
     r.user = r.target = junk;
     r.user_len = r.target_len = sizeof(junk);
