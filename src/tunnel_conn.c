@@ -1273,6 +1273,15 @@ static void conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         conn_die(c, "another handshake with the same server took the whole timeout");
         return;
     }
+    if (c->server) {
+        /* A peer that never sent a whole first message: refused like any other (doc 2.4),
+         * nothing was sent, and the negotiate timeout is what closes it. */
+        log_notice("tunnel %s: refused, silently: first message: not whole (%zu bytes) when "
+                   "the negotiate timeout expired",
+                   c->name, c->in_len);
+        conn_free(c);
+        return;
+    }
     conn_die(c, "no answer to the handshake in time (a wrong server-key, or our key is not "
                 "authorized there: the server stays silent to both)");
 }

@@ -16,10 +16,9 @@ daemons must still carry a fresh connection afterwards:
 - a record of one connection spliced into another, a record sent again in its own connection,
   a record left out (the next one then): each fails authentication.
 
-Two tests are skipped for bugs they found (their reasons name them): the server logs the
-client's reason ("no answer ... a wrong server-key") for a peer that stalls before a whole msg1;
-an upload cut in the middle reaches the origin as a clean end of file, so the origin takes the
-part it got for the whole (doc 3 says the streams of a cut connection are reset).
+A peer that stalls before a whole msg1 is logged by the server as its own refusal ("first
+message: not whole"), and an upload cut in the middle never reaches the origin as a clean end of
+file (the server resets the target: doc 3, the streams of a cut connection are aborted).
 
 Loopback only; the relay and every wait are bounded in time.
 """
@@ -433,8 +432,6 @@ class TunnelAttackTest(unittest.TestCase):
         self.stall_msg1()
         self.assert_serving()
 
-    @unittest.skip("bug: tunnel_conn.c conn_timeout logs the client's reason (no answer, wrong "
-                   "server-key) for a server's peer that stalls before a whole msg1")
     def test_the_server_logs_a_stalled_msg1_as_its_own_refusal(self):
         conn, start_s = self.stall_msg1()
         line = self.server.wait_line(r"tunnel from %s: .*" % re.escape(conn.name),
@@ -584,8 +581,6 @@ class TunnelAttackTest(unittest.TestCase):
         self.cut_upload()
         self.assert_serving()
 
-    @unittest.skip("bug: a cut or RESET stream reaches the target as a clean end of file "
-                   "(tunnel_conn.c stream_free closes the socketpair; the session half-closes)")
     def test_a_cut_upload_never_looks_complete_to_the_origin(self):
         bulk, size = self.cut_upload()
         # doc 3: the streams of a cut connection are aborted (reset, not shut down), so the
