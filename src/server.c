@@ -179,9 +179,7 @@ static void accept_client(struct server *srv, struct listener *l, int fd, const 
         return;
     }
     if (l->tunnel) {
-        /* Each stream's session takes its own reference when it starts. */
-        limits_release(limits, e);
-        tunnel_server_accept(&srv->ctx, fd, client);
+        tunnel_server_accept(&srv->ctx, fd, client, e);
         return;
     }
     session_start(&srv->ctx, fd, client, l->advertise, l->protocols, e);

@@ -935,13 +935,14 @@ static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
 /* --- start and shutdown ------------------------------------------------------------------ */
 
 /* A new connection closed at accept by a limit: one notice per CLOSED_LOG_INTERVAL at most. */
-static void session_closed_at_accept(struct session_ctx *ctx, const struct addr *client,
-                                     enum limit_refusal why)
+void session_closed_at_accept(struct session_ctx *ctx, const struct addr *client, int why)
 {
     const struct config *cfg = &ctx->snap->config;
     double now = ev_now(ctx->loop);
     char name[ADDR_STRLEN];
 
+    if (why < LIMIT_OK || why > LIMIT_NEGOTIATING_CLIENT)
+        why = LIMIT_TOTAL;
     if ((unsigned)why < METRICS_LIMITS)
         metrics_add(&ctx->counters->metrics.limit_refusals[why], 1);
     addr_format(client, name, sizeof(name));

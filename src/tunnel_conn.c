@@ -51,6 +51,11 @@
 #define OUT_MAX (16u * 1024 * 1024)
 /* Receive buffer: several whole records per read. */
 #define IN_CAP (8 * TUNNEL_RECORD_SIZE(TUNNEL_RECORD_PAYLOAD_MAX))
+/* Until the handshake is done: the largest handshake message with its length, and one byte
+ * more (a server refuses bytes after msg1); the buffers grow at conn_up, so a connection that
+ * never proves a key holds about 4 KiB, not the 200 KiB of a working one. */
+#define HS_IN_CAP (2 + TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX + 1)
+#define HS_OUT_CAP 2048
 /* msg1 lengths the server accepts (doc 2.4), msg2 the client accepts. */
 #define MSG1_MIN (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_LEN)
 #define MSG1_MAX (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX)
@@ -142,7 +147,9 @@ struct tconn {
     struct tunnel_record_tx tx;
     struct tunnel_record_rx rx;
     uint8_t *in;
-    size_t in_len;
+    size_t in_len, in_cap;
+    struct limit_hold hold; /* server, until the handshake is done: a negotiating connection */
+    bool holding;
     uint8_t *out;
     size_t out_head, out_len, out_cap;
     struct tstream *streams;
@@ -704,6 +711,8 @@ static void conn_free(struct tconn *c)
 {
     while (c->streams != NULL)
         stream_free(c->streams);
+    if (c->holding)
+        limits_hold_release(&c->hold);
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     ev_timer_stop(c->loop, &c->timer);
@@ -829,19 +838,33 @@ static void conn_flush(struct tconn *c)
         ev_io_stop(c->loop, &c->wio);
 }
 
-/* The handshake is done: records from now on; waiting streams start. */
-static void conn_up(struct tconn *c)
+/* The handshake is done: records from now on; waiting streams start. -1: the connection is gone
+ * (out of memory). */
+static int conn_up(struct tconn *c)
 {
     struct tunnel_cipher send, recv;
+    uint8_t *in = realloc(c->in, IN_CAP);
 
+    if (in == NULL) {
+        conn_die(c, "out of memory");
+        return -1;
+    }
+    c->in = in;
+    c->in_cap = IN_CAP;
     tunnel_handshake_split(&c->hs, &send, &recv, NULL);
     tunnel_record_tx_init(&c->tx, &send);
     tunnel_record_rx_init(&c->rx, &recv);
     c->st = C_UP;
+    if (c->holding) {
+        /* Authenticated: its streams are counted as the key's user's sessions from now on. */
+        limits_hold_release(&c->hold);
+        c->holding = false;
+    }
     hs_release(c);
     ev_timer_stop(c->loop, &c->timer);
     for (struct tstream *s = c->streams; s != NULL; s = s->next)
         ev_io_start(c->loop, &s->rio);
+    return 0;
 }
 
 /* --- records in -------------------------------------------------------------------------- */
@@ -1156,7 +1179,8 @@ static void server_handshake(struct tconn *c)
         return;
     }
     log_info("tunnel %s: %s, user %s: up", c->name, why, c->user);
-    conn_up(c);
+    if (conn_up(c) < 0)
+        return;
     conn_flush(c);
 }
 
@@ -1187,7 +1211,8 @@ static void client_handshake(struct tconn *c)
     memmove(c->in, c->in + 2 + len, c->in_len - 2 - len);
     c->in_len -= 2 + len;
     log_info("tunnel %s: up, %s", c->name, tunnel_suite_name(c->suite));
-    conn_up(c);
+    if (conn_up(c) < 0)
+        return;
     if (c->in_len > 0)
         conn_read_records(c);
     else
@@ -1201,11 +1226,11 @@ static void conn_readable(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    if (c->in_len == IN_CAP) {
+    if (c->in_len == c->in_cap) {
         conn_die(c, "receive buffer full");
         return;
     }
-    n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
+    n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
@@ -1293,8 +1318,9 @@ static struct tconn *conn_new(struct ev_loop *loop, int fd, bool server)
 
     if (c == NULL)
         return NULL;
-    c->in = malloc(IN_CAP);
-    c->out_cap = 65536;
+    c->in_cap = HS_IN_CAP;
+    c->in = malloc(c->in_cap);
+    c->out_cap = HS_OUT_CAP;
     c->out = malloc(c->out_cap);
     if (c->in == NULL || c->out == NULL) {
         free(c->in);
@@ -1338,15 +1364,42 @@ static void conn_close_clean(struct tconn *c)
 
 /* --- server ------------------------------------------------------------------------------ */
 
-void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *client)
+void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *client,
+                          struct limit *client_limit)
 {
-    struct tconn *c = conn_new(ctx->loop, fd, true);
+    const struct config *cfg = &ctx->snap->config;
+    /* Until it proves a key, a connection is one more client negotiating (max-negotiating,
+     * negotiating-per-client) and one more session (max-sessions), as a SOCKS client before
+     * its login is; past any of them it is closed at once, which tells a scanner nothing a full
+     * port would not. Not sessions-per-client: the streams of the IP's working tunnels count
+     * there, and must not keep a reconnection out. */
+    struct limit_hold_caps caps = {
+        .max_total = cfg->max_sessions,
+        .negotiating = &cfg->max_negotiating,
+        .negotiating_per_client = cfg->negotiating_per_client,
+        .draw = (double)randombytes_uniform(1u << 30) / (double)(1u << 30),
+    };
+    struct limit_hold hold;
+    struct tconn *c;
 
-    if (c == NULL) {
-        log_warn("out of memory for a tunnel connection");
+    if (!limits_hold_begin(&hold, ctx->limits, client_limit, &caps) || hold.refused != LIMIT_OK) {
+        enum limit_refusal why = hold.refused != LIMIT_OK ? hold.refused : LIMIT_TOTAL;
+
+        if (hold.limits != NULL)
+            limits_hold_release(&hold);
+        session_closed_at_accept(ctx, client, why);
         close(fd);
         return;
     }
+    c = conn_new(ctx->loop, fd, true);
+    if (c == NULL) {
+        log_warn("out of memory for a tunnel connection");
+        limits_hold_release(&hold);
+        close(fd);
+        return;
+    }
+    c->hold = hold;
+    c->holding = true;
     c->ctx = ctx;
     c->peer = *client;
     c->local.len = sizeof(c->local.u);

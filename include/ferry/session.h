@@ -76,6 +76,12 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
 void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
                           const struct addr *local, const char *user, struct limit *client_limit);
 
+/*
+ * A new connection closed at accept by a limit (why: an enum limit_refusal): counted in the
+ * metrics, and a notice at most every few seconds naming the limits.
+ */
+void session_closed_at_accept(struct session_ctx *ctx, const struct addr *client, int why);
+
 /* Close every session of ctx (shutdown). */
 void session_close_all(struct session_ctx *ctx);
 

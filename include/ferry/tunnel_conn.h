@@ -41,8 +41,14 @@ struct session_ctx;
 /* Credit is returned in WINDOW records of at least this much. */
 #define TUNNEL_WINDOW_UPDATE 65536u
 
-/* A connection accepted on a tunnel listener (the fd is the tunnel's from now on). */
-void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *client);
+/*
+ * A connection accepted on a tunnel listener (the fd is the tunnel's from now on). Takes
+ * client_limit's reference: until it proves a key the connection counts as negotiating and as
+ * a session (max-negotiating, negotiating-per-client, max-sessions), as a SOCKS client does
+ * before its login.
+ */
+void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *client,
+                          struct limit *client_limit);
 
 /*
  * A new stream to parent p (PARENT_FERRY) from this worker's loop: the chain's end of a

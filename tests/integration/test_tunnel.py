@@ -852,6 +852,38 @@ class TunnelTest(unittest.TestCase):
         self.assert_silent_close(b"\x00\x6e" + os.urandom(110), server.port)
         server.wait_line(r"refused, silently: first message: ")
 
+    def test_connections_that_prove_no_key_count_as_negotiating(self):
+        """Until it proves a key a tunnel connection is a client negotiating: past
+        negotiating-per-client the next one from the IP is closed at once; the streams of a
+        working tunnel are not counted there."""
+        server = self.start_server(extra=["limit negotiating-per-client 2"])
+        client = self.start_client(server.port)
+        # A working tunnel first, with a stream held open.
+        s, rep = socks5_open(client.port, "127.0.0.1", self.origin.port)
+        self.assertEqual(rep, 0)
+        self.addCleanup(s.close)
+        silent = []
+        for _ in range(2):
+            t = socket.create_connection(("127.0.0.1", server.port), timeout=NEGOTIATE * 5)
+            t.sendall(b"\x00")  # one byte of a length: never a whole first message
+            silent.append(t)
+            self.addCleanup(t.close)
+        time.sleep(0.2)
+        third = socket.create_connection(("127.0.0.1", server.port), timeout=NEGOTIATE * 5)
+        t0 = time.monotonic()
+        got = recv_all(third)
+        third.close()
+        self.assertEqual(got, b"")
+        self.assertLess(time.monotonic() - t0, NEGOTIATE - 0.5)  # at once, not at the timeout
+        server.wait_line(r"closed 1 new connection at accept .*limit negotiating-per-client")
+        # The two silent ones end at the negotiate timeout, as their own refusal.
+        for t in silent:
+            self.assertEqual(recv_all(t), b"")
+        server.wait_line(r"refused, silently: first message: not whole \(1 bytes\)")
+        # The working tunnel was never in the way, and a new stream still goes through.
+        r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url("/after"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_an_unauthorized_key_gets_nothing(self):
         server = self.start_server()
         fwd = Forwarder(self, server.port)
