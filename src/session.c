@@ -319,12 +319,14 @@ void session_account(const struct session *s)
     session_log(s);
 }
 
-/* The negotiation's state and its buffer (wiped: a head may hold credentials). */
+/* The negotiation's state and its buffers (wiped: a head may hold credentials, the output a
+ * tunnel's UDP grant). */
 static void session_nego_free(struct negotiation *ng)
 {
     if (ng == NULL)
         return;
     sodium_memzero(ng->buf, ng->len);
+    sodium_memzero(ng->out, sizeof(ng->out));
     if (ng->buf != ng->small)
         free(ng->buf);
     free(ng);

@@ -104,7 +104,8 @@ struct tstream {
     int fd; /* our end of the socketpair; the session's socket once tr is set */
     ev_io rio, wio;
     enum stream_phase phase;
-    bool udp; /* server: a UDP ASSOCIATE, whose reply is followed by its grant (doc 4.3) */
+    bool udp; /* a UDP ASSOCIATE, whose reply is followed by its grant (doc 4.3): the
+               * buffers that held the grant's keys are wiped when the stream ends */
     uint8_t head[HEAD_MAX];
     size_t head_len;
     uint8_t *q; /* bytes for the socketpair */
@@ -393,6 +394,11 @@ static void stream_free(struct tstream *s)
     }
     if (s->pair_fd >= 0)
         close(s->pair_fd);
+    if (s->udp) {
+        if (s->q != NULL)
+            sodium_memzero(s->q, s->qcap);
+        sodium_memzero(s->head, sizeof(s->head));
+    }
     free(s->q);
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -653,6 +659,8 @@ static void stream_read_head(struct tstream *s)
         uint8_t rep;
 
         st = socks5_parse_request(s->head, s->head_len, &req, &used, &rep);
+        if (st == PROTO_OK)
+            s->udp = req.cmd == SOCKS5_CMD_UDP_ASSOCIATE;
     }
     if (st == PROTO_NEED_MORE && s->head_len < sizeof(s->head))
         return;
@@ -954,6 +962,7 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
     struct tstream *s = r->stream != 0 ? stream_find(c, r->stream) : NULL;
     const char *wrong = stream_record_wrong(c, s, r);
     bool gone;
+    int rc;
 
     if (wrong != NULL) {
         conn_die(c, "stream %u: %s", r->stream, wrong);
@@ -974,7 +983,12 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
         if (s == NULL)
             return 0;
         s->got_reply = true;
-        return stream_queue(s, r->payload, r->len, false);
+        rc = stream_queue(s, r->payload, r->len, false);
+        /* Opened in place in the receive buffer: a UDP grant's keys leave no copy there (-1:
+         * the connection, and its buffer, are gone). */
+        if (rc == 0)
+            sodium_memzero((void *)r->payload, r->len);
+        return rc;
     case TUNNEL_REC_DATA:
         if (s == NULL)
             return 0; /* a stream we reset; its data in flight */
