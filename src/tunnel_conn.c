@@ -283,9 +283,12 @@ static void ready_remove(struct tstream *s)
 
 /* --- streams by id, and by the session's fd --------------------------------------------- */
 
+/* Fibonacci hashing: the product's high bits, so that ids a power of two apart (which a peer
+ * may pick) spread over the table as consecutive ones do. table_size is 16 or more, a power of
+ * two. */
 static unsigned table_index(const struct tconn *c, uint32_t id)
 {
-    return (id * 2654435761u) & (c->table_size - 1);
+    return (unsigned)((uint32_t)(id * 2654435761u) >> (32 - __builtin_ctz(c->table_size)));
 }
 
 static struct tstream *stream_find(const struct tconn *c, uint32_t id)
