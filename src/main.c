@@ -229,7 +229,8 @@ static void warn_restart_settings(const struct config *old, const struct config 
     if (!servers_same || old->resolver_timeout != new->resolver_timeout ||
         old->resolver_tries != new->resolver_tries)
         log_warn("reload: resolver settings changed; they take effect at the next restart");
-    if (!addr_equal(&old->metrics_listen, &new->metrics_listen))
+    if ((old->metrics_listen.len != 0 || new->metrics_listen.len != 0) &&
+        !addr_equal(&old->metrics_listen, &new->metrics_listen))
         log_warn("reload: the metrics listener changed; it takes effect at the next restart");
     if (!log_same_settings(old, new))
         log_warn("reload: the log target or format changed; it takes effect at the next restart");
@@ -597,6 +598,14 @@ static int daemon_drop(struct daemon *d, char *err, size_t errlen)
         return -1;
     if (snapshot_uses_passwords(cfg) &&
         privdrop_check_readable(&d->drop, cfg->users_file, "users file", err, errlen) < 0)
+        return -1;
+    /* The tunnel's files are read again at every reload, as this user. */
+    if (cfg->tunnel_key_file != NULL &&
+        privdrop_check_readable(&d->drop, cfg->tunnel_key_file, "tunnel key", err, errlen) < 0)
+        return -1;
+    if (cfg->tunnel_authkeys_file != NULL &&
+        privdrop_check_readable(&d->drop, cfg->tunnel_authkeys_file, "tunnel authorized-keys",
+                                err, errlen) < 0)
         return -1;
     return 0;
 }

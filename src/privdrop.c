@@ -137,6 +137,15 @@ int privdrop_check_readable(const struct privdrop *pd, const char *path, const c
         close(fd);
         return 0;
     }
+    if (strcmp(what, "tunnel key") == 0) {
+        /* A private key is its owner's only (mode 600): the user must own it. */
+        snprintf(err, errlen,
+                 "%s: %s as user %s: ferryd reads its %s again on reload (SIGHUP) after "
+                 "dropping privileges; give it to that user (chown %s %s; it stays mode 600) "
+                 "and make its directories searchable by it",
+                 path, strerror(errno), pd->user, what, pd->user, path);
+        return -1;
+    }
     snprintf(err, errlen,
              "%s: %s as user %s: ferryd reads its %s again on reload (SIGHUP) after dropping "
              "privileges; make it and its directories readable by %s or group %s (for "

@@ -152,7 +152,7 @@ int tunnel_key_check_mode(const char *name, mode_t mode, uid_t owner, uid_t euid
                     "UNPROTECTED PRIVATE KEY FILE: mode %04o lets %s at it; it must be its "
                     "owner's only: chmod 600 %s",
                     (unsigned)(mode & 07777), (mode & S_IRWXO) ? "every user" : "its group", name);
-    if (owner != euid && owner != 0)
+    if (owner != euid && owner != 0 && euid != 0)
         return fail(err, errlen, name, 0, "belongs to user %u, not to this process' user %u",
                     (unsigned)owner, (unsigned)euid);
     return 0;

@@ -40,7 +40,9 @@ int tunnel_key_parse_private(const char *text, size_t len, const char *name,
 /*
  * Whether a private key file with this mode and owner may be used by a process of user euid:
  * not when its group or others have any access to it, nor when it belongs to another user
- * (root's files aside). -1 with the reason in err.
+ * (root's files aside; and root, which ferryd starts as before it becomes its configured user,
+ * may use the files of that user, which must own them to read them again on SIGHUP). -1 with
+ * the reason in err.
  */
 int tunnel_key_check_mode(const char *name, mode_t mode, uid_t owner, uid_t euid, char *err,
                           size_t errlen);

@@ -246,6 +246,41 @@ class PrivilegeDropTest(unittest.TestCase):
         self.assertIn("%s: Permission denied as user nobody: ferryd reads its users file" %
                       self.users, err)
 
+    def test_tunnel_server_dropping_to_the_owner_of_its_keys(self):
+        """The README's tunnel server with --user: root starts it with keys the dropped user
+        owns (mode 600), and a reload reads them again as that user; keys only root can read
+        are refused at start, naming the chown."""
+        from test_tunnel import keygen
+        skey = os.path.join(self.dir, "server.key")
+        keygen(skey)
+        ckey = os.path.join(self.dir, "client.key")
+        cpub = keygen(ckey)
+        ak = os.path.join(self.dir, "authorized_keys")
+        with open(ak, "w") as f:
+            f.write("%s alice\n" % cpub)
+        os.chmod(ak, 0o600)
+        argv = ["--tunnel-listen", "127.0.0.1:0", "--key", skey, "--authorized-keys", ak,
+                "--user", "nobody"]
+        r = ft.run(ft.ferryd_argv(*(argv[:-2] + ["--user", "nobody", "-t"])), timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = ft.run(ft.ferryd_argv("--tunnel-listen", "127.0.0.1:%d" % ft.free_port(), "--key",
+                                  skey, "--authorized-keys", ak, "--user", "nobody"), timeout=10)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("%s: Permission denied as user nobody: ferryd reads its tunnel key again "
+                      "on reload (SIGHUP) after dropping privileges; give it to that user "
+                      "(chown nobody %s; it stays mode 600)" % (skey, skey), err)
+        for path in (skey, ak):
+            os.chown(path, self.nobody.pw_uid, self.nogroup.gr_gid)
+        ferry = ft.Ferryd(self, None, listeners=1, args=argv)
+        ferry.wait_line(r"running as user nobody")
+        start = len(ferry.lines)
+        ferry.proc.send_signal(signal.SIGHUP)
+        ferry.wait_line(r"reloaded built-in defaults \(configuration 2\)", start=start)
+        with ferry.cond:
+            after = ferry.lines[start:]
+        self.assertFalse([l for l in after if "warning" in l or "error" in l], after)
+
     def test_root_without_a_user_warns_or_is_refused(self):
         port = ft.free_port()
         ferry = ft.start_ferryd(self, listen=["127.0.0.1:%d" % port])

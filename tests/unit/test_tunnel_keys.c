@@ -106,6 +106,9 @@ START_TEST(test_private_key_mode_refused_when_others_may_read)
     ck_assert_int_eq(tunnel_key_check_mode("k", S_IFREG | 0601, 1000, 1000, err, sizeof(err)), -1);
     ck_assert_int_eq(tunnel_key_check_mode("k", S_IFREG | 0600, 1001, 1000, err, sizeof(err)), -1);
     ck_assert_str_eq(err, "k: belongs to user 1001, not to this process' user 1000");
+    /* root (before it drops to the configured user) may use that user's key; not loose ones */
+    ck_assert_int_eq(tunnel_key_check_mode("k", S_IFREG | 0600, 1001, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(tunnel_key_check_mode("k", S_IFREG | 0640, 1001, 0, err, sizeof(err)), -1);
 }
 END_TEST
 
