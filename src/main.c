@@ -607,6 +607,14 @@ static int daemon_drop(struct daemon *d, char *err, size_t errlen)
         privdrop_check_readable(&d->drop, cfg->tunnel_authkeys_file, "tunnel authorized-keys",
                                 err, errlen) < 0)
         return -1;
+    for (size_t i = 0; cfg->routes != NULL && i < cfg->routes->nparents; i++) {
+        const struct parent *p = &cfg->routes->parents[i];
+
+        if (privdrop_check_readable(&d->drop, p->credentials_file, "parent credentials", err,
+                                    errlen) < 0 ||
+            privdrop_check_readable(&d->drop, p->key_file, "tunnel key", err, errlen) < 0)
+            return -1;
+    }
     return 0;
 }
 

@@ -137,8 +137,9 @@ int privdrop_check_readable(const struct privdrop *pd, const char *path, const c
         close(fd);
         return 0;
     }
-    if (strcmp(what, "tunnel key") == 0) {
-        /* A private key is its owner's only (mode 600): the user must own it. */
+    if (strcmp(what, "tunnel key") == 0 || strcmp(what, "parent credentials") == 0) {
+        /* A private key or a password file is its owner's only (mode 600): the user must own
+         * it. */
         snprintf(err, errlen,
                  "%s: %s as user %s: ferryd reads its %s again on reload (SIGHUP) after "
                  "dropping privileges; give it to that user (chown %s %s; it stays mode 600) "

@@ -62,6 +62,8 @@ void routes_free(struct routes *r)
             sodium_memzero(r->parents[i].pass, strlen(r->parents[i].pass));
         free(r->parents[i].user);
         free(r->parents[i].pass);
+        free(r->parents[i].credentials_file);
+        free(r->parents[i].key_file);
         sodium_memzero(r->parents[i].key, sizeof(r->parents[i].key));
     }
     free(r->routes);
@@ -311,7 +313,8 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                 goto fail;
             }
             rc = routes_read_credentials(full, &p->user, &p->pass, err, errlen);
-            free(full);
+            free(p->credentials_file);
+            p->credentials_file = full;
             if (rc < 0)
                 goto fail;
         } else if (strcmp(opt, "server-key") == 0 || strcmp(opt, "key") == 0) {
@@ -336,13 +339,13 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
                     say(err, errlen, "parent %s: %s", p->name, strerror(errno));
                     goto fail;
                 }
+                free(p->key_file);
+                p->key_file = full;
                 if (tunnel_key_load_private(full, p->key, msg, sizeof(msg)) < 0 ||
                     tunnel_public_key(p->key, p->key_pub) < 0) {
-                    free(full);
                     say(err, errlen, "parent %s: %s", p->name, msg);
                     goto fail;
                 }
-                free(full);
                 have_key = true;
             }
         } else if (strcmp(opt, "cipher") == 0) {
@@ -407,6 +410,9 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
 
 fail:
     sodium_memzero(p->key, sizeof(p->key));
+    free(p->credentials_file);
+    free(p->key_file);
+    p->credentials_file = p->key_file = NULL;
     free(p->user);
     if (p->pass != NULL)
         sodium_memzero(p->pass, strlen(p->pass));

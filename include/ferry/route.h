@@ -59,6 +59,10 @@ struct parent {
     uint8_t key[32];
     uint8_t key_pub[32];
     enum tunnel_suite suite; /* cipher: ChaChaPoly unless aes-256-gcm is asked for */
+    /* the files read for it (NULL: none): a reload reads them again, as the user ferryd runs
+     * as */
+    char *credentials_file;
+    char *key_file;
 };
 
 /* One alternative: direct (nhops 0) or a chain of parents (indexes into routes->parents). */

@@ -5,6 +5,7 @@ requests and a reload after the drop), and the zero-downtime upgrade on SIGUSR2 
 through it counts no failed connection)."""
 
 import os
+import re
 import pwd
 import grp
 import shutil
@@ -280,6 +281,38 @@ class PrivilegeDropTest(unittest.TestCase):
         with ferry.cond:
             after = ferry.lines[start:]
         self.assertFalse([l for l in after if "warning" in l or "error" in l], after)
+
+    def test_parent_files_the_dropped_user_cannot_read_are_refused_at_start(self):
+        from test_tunnel import keygen
+        cred = os.path.join(self.dir, "cred")
+        with open(cred, "w") as f:
+            f.write("u:p\n")
+        os.chmod(cred, 0o600)
+        key = os.path.join(self.dir, "client.key")
+        keygen(key)
+        spub = keygen(os.path.join(self.dir, "server.key"))
+        path = self.conf(ft.make_config(
+            listen=["127.0.0.1:%d" % ft.free_port()],
+            extra=["user nobody", "parent p socks5 127.0.0.1:1 credentials %s" % cred,
+                   "parent f ferry 127.0.0.1:2 server-key %s key %s" % (spub, key),
+                   "route via p,f"]))
+        r = ft.run(ft.ferryd_argv("-f", path), timeout=10)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("%s: Permission denied as user nobody: ferryd reads its parent credentials "
+                      "again on reload" % cred, err)
+        os.chown(cred, self.nobody.pw_uid, self.nogroup.gr_gid)
+        r = ft.run(ft.ferryd_argv("-f", path), timeout=10)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("%s: Permission denied as user nobody: ferryd reads its tunnel key again "
+                      "on reload" % key, err)
+        os.chown(key, self.nobody.pw_uid, self.nogroup.gr_gid)
+        ferry = ft.Ferryd(self, None, listeners=1, args=["-f", path])
+        ferry.wait_line(r"running as user nobody")
+        start = len(ferry.lines)
+        ferry.proc.send_signal(signal.SIGHUP)
+        ferry.wait_line(r"reloaded %s \(configuration 2\)" % re.escape(path), start=start)
 
     def test_root_without_a_user_warns_or_is_refused(self):
         port = ft.free_port()
