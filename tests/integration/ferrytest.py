@@ -1241,3 +1241,68 @@ def nothing_arrives(sock, wait=0.3):
     except socket.timeout:
         return True
     raise AssertionError("unexpected datagram %r" % data[:64])
+
+
+# --- the encrypted hop's keys, and helper programs -------------------------------------------
+
+KEYGEN = os.environ.get("FERRY_KEYGEN", os.path.join(os.path.dirname(FERRY_PASSWD), "ferry-keygen"))
+# curl's environment without proxy settings of the machine running the tests.
+CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+def keygen(path):
+    """A key pair made by the built ferry-keygen: the private key at path; the public key."""
+    r = subprocess.run([KEYGEN, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
+    return r.stdout.decode().strip()
+
+
+class Proc:
+    """A parent proxy (or another helper) started by the test in a session of its own, stopped
+    by its process group id (the process's own id) in the cleanups; its output goes to the
+    test's log then."""
+
+    def __init__(self, testcase, name, argv, port=None, host="127.0.0.1", timeout=10.0):
+        self.name = name
+        self.out = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        testcase.addCleanup(self.stop)
+        log("%s[%d] started: %s" % (name, self.proc.pid, " ".join(argv)))
+        if port is not None:
+            self.wait_port(host, port, timeout)
+
+    def wait_port(self, host, port, timeout):
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError("%s exited with status %d at start:\n%s"
+                                     % (self.name, self.proc.returncode, self.output()))
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("%s does not listen on %s:%d:\n%s"
+                                         % (self.name, host, port, self.output()))
+                time.sleep(0.05)
+
+    def output(self):
+        self.out.seek(0)
+        return self.out.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        log("%s[%d] output:\n%s" % (self.name, self.proc.pid, self.output()))
+        self.out.close()

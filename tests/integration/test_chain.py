@@ -27,8 +27,8 @@ import unittest
 import socks
 
 import ferrytest as ft
+from ferrytest import CURL_ENV, Proc
 
-CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 
 # Known to the exit's DNS only; the first hop's DNS answers NXDOMAIN for it.
 EXIT_NAME = "exit.chain.test"
@@ -66,55 +66,6 @@ def write_secret(directory, name, text, mode=0o600):
         f.write(text)
     os.chmod(path, mode)
     return path
-
-
-class Proc:
-    """A parent proxy (or another helper) started by the test in a session of its own, stopped
-    by its process group id (the process's own id) in the cleanups; its output goes to the
-    test's log then."""
-
-    def __init__(self, testcase, name, argv, port=None, host="127.0.0.1", timeout=10.0):
-        self.name = name
-        self.out = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        testcase.addCleanup(self.stop)
-        ft.log("%s[%d] started: %s" % (name, self.proc.pid, " ".join(argv)))
-        if port is not None:
-            self.wait_port(host, port, timeout)
-
-    def wait_port(self, host, port, timeout):
-        deadline = time.monotonic() + timeout * ft.SLOW
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError("%s exited with status %d at start:\n%s"
-                                     % (self.name, self.proc.returncode, self.output()))
-            try:
-                socket.create_connection((host, port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("%s does not listen on %s:%d:\n%s"
-                                         % (self.name, host, port, self.output()))
-                time.sleep(0.05)
-
-    def output(self):
-        self.out.seek(0)
-        return self.out.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        ft.log("%s[%d] output:\n%s" % (self.name, self.proc.pid, self.output()))
-        self.out.close()
 
 
 def start_microsocks(testcase, user=None, password=None):

@@ -354,7 +354,7 @@ class TunnelFlagsTest(unittest.TestCase):
     ... --authorized-keys ...; the client: ferry-keygen, ferryd --tunnel ... --server-key."""
 
     def test_server_and_client_from_flags_alone(self):
-        from test_tunnel import keygen, CURL_ENV
+        from ferrytest import keygen, CURL_ENV
         d = tempfile.mkdtemp(prefix="ferrycli-")
         self.addCleanup(__import__("shutil").rmtree, d, True)
         spub = keygen(os.path.join(d, "server.key"))

@@ -251,7 +251,7 @@ class PrivilegeDropTest(unittest.TestCase):
         """The README's tunnel server with --user: root starts it with keys the dropped user
         owns (mode 600), and a reload reads them again as that user; keys only root can read
         are refused at start, naming the chown."""
-        from test_tunnel import keygen
+        from ferrytest import keygen
         skey = os.path.join(self.dir, "server.key")
         keygen(skey)
         ckey = os.path.join(self.dir, "client.key")
@@ -283,7 +283,7 @@ class PrivilegeDropTest(unittest.TestCase):
         self.assertFalse([l for l in after if "warning" in l or "error" in l], after)
 
     def test_parent_files_the_dropped_user_cannot_read_are_refused_at_start(self):
-        from test_tunnel import keygen
+        from ferrytest import keygen
         cred = os.path.join(self.dir, "cred")
         with open(cred, "w") as f:
             f.write("u:p\n")

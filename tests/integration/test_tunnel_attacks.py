@@ -35,10 +35,8 @@ import time
 import unittest
 
 import ferrytest as ft
+from ferrytest import CURL_ENV, KEYGEN, keygen
 
-KEYGEN = os.environ.get("FERRY_KEYGEN",
-                        os.path.join(os.path.dirname(ft.FERRY_PASSWD), "ferry-keygen"))
-CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 NEGOTIATE = 2.0  # the server's timeout negotiate: when a refused peer is closed
 
 # The wire (doc 2.2 and 3): msg1 and msg2 with their 2-byte lengths, a record's sealed header.
@@ -48,14 +46,6 @@ HEADER = 23
 TAG = 16
 
 UP, DOWN = 0, 1  # client -> server, server -> client
-
-
-def keygen(path):
-    r = subprocess.run([KEYGEN, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
-    if r.returncode != 0:
-        raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
-    return r.stdout.decode().strip()
 
 
 def socks5_connect(port, host, dport):

@@ -17,10 +17,8 @@ import time
 import unittest
 
 import ferrytest as ft
+from ferrytest import CURL_ENV, KEYGEN, keygen
 
-KEYGEN = os.environ.get("FERRY_KEYGEN",
-                        os.path.join(os.path.dirname(ft.FERRY_PASSWD), "ferry-keygen"))
-CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 NEGOTIATE = 2.0
 
 
@@ -32,14 +30,6 @@ def aes_ni():
     except (OSError, StopIteration):
         return False
     return "aes" in flags and "pclmulqdq" in flags
-
-
-def keygen(path):
-    r = subprocess.run([KEYGEN, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
-    if r.returncode != 0:
-        raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
-    return r.stdout.decode().strip()
 
 
 class FlipForwarder:

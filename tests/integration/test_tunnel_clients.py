@@ -24,52 +24,11 @@ import time
 import unittest
 
 import ferrytest as ft
+from ferrytest import CURL_ENV, KEYGEN, Proc, keygen
 
-KEYGEN = os.environ.get("FERRY_KEYGEN",
-                        os.path.join(os.path.dirname(ft.FERRY_PASSWD), "ferry-keygen"))
-CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None)
 # netcat-openbsd's nc (-X 5 -x): /usr/bin/nc may be ncat, which has neither.
 NC_OPENBSD = shutil.which("nc.openbsd")
-
-
-def keygen(path):
-    r = subprocess.run([KEYGEN, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
-    if r.returncode != 0:
-        raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
-    return r.stdout.decode().strip()
-
-
-class Proc:
-    """A helper program in a session of its own, stopped by its process group in the cleanups;
-    its output goes to the test's log then."""
-
-    def __init__(self, testcase, name, argv):
-        self.name = name
-        self.out = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        testcase.addCleanup(self.stop)
-        ft.log("%s[%d] started: %s" % (name, self.proc.pid, " ".join(argv)))
-
-    def output(self):
-        self.out.seek(0)
-        return self.out.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        ft.log("%s[%d] output:\n%s" % (self.name, self.proc.pid, self.output()))
-        self.out.close()
 
 
 class TunnelClientsTest(unittest.TestCase):

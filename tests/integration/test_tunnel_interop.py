@@ -19,9 +19,8 @@ import time
 import unittest
 
 import ferrytest as ft
+from ferrytest import KEYGEN, keygen
 
-KEYGEN = os.environ.get("FERRY_KEYGEN",
-                        os.path.join(os.path.dirname(ft.FERRY_PASSWD), "ferry-keygen"))
 SOURCE = os.path.join(ft.SRCDIR, "tests", "interop", "tunnel_peer.go")
 GOPATH = "/usr/share/gocode"
 NOISE = os.path.join(GOPATH, "src", "github.com", "flynn", "noise")
@@ -72,14 +71,6 @@ def build():
     os.replace(BINARY + ".tmp", BINARY)
     ft.log("go build of the peer: %.1f s" % (time.monotonic() - t0))
     return BINARY
-
-
-def keygen(path):
-    r = subprocess.run([KEYGEN, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
-    if r.returncode != 0:
-        raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
-    return r.stdout.decode().strip()
 
 
 class InteropTest(unittest.TestCase):
