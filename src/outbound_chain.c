@@ -639,6 +639,8 @@ static void chain_connect(struct outbound_conn *c, const struct addr *addrs, siz
         on_first_hop(-1, errno, NULL, c); /* c->connector is NULL: the same path as a late one */
 }
 
+static void ferry_open(struct outbound_conn *c, const struct parent *p, const struct addr *resolved);
+
 static void on_parent_resolved(const struct resolver_result *res, void *arg)
 {
     struct outbound_conn *c = arg;
@@ -650,7 +652,40 @@ static void on_parent_resolved(const struct resolver_result *res, void *arg)
                    p->addr.name, resolver_status_name(res->status));
         return;
     }
+    if (p->kind == PARENT_FERRY) {
+        ferry_open(c, p, &res->addrs[0]);
+        return;
+    }
     chain_connect(c, res->addrs, res->count, p->addr.port);
+}
+
+/*
+ * A stream over the worker's tunnel to ferry parent p: a socket at once, no connect. A new
+ * tunnel connection to a parent given by name needs its address: looked up first (resolved
+ * NULL), then this runs again from on_parent_resolved.
+ */
+static void ferry_open(struct outbound_conn *c, const struct parent *p, const struct addr *resolved)
+{
+    int fd = tunnel_client_open(c->loop, p, resolved);
+
+    if (fd < 0 && errno == EAGAIN && resolved == NULL) {
+        c->query = resolver_lookup(c->resolver, p->addr.name, on_parent_resolved, c);
+        if (c->query == NULL)
+            chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, -1, "cannot resolve parent %s: %s",
+                       p->name, strerror(errno));
+        return;
+    }
+    if (fd < 0) {
+        chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, 0, "cannot reach parent %s: %s", p->name,
+                   strerror(errno));
+        return;
+    }
+    if (socks_dest_to_addr(&p->addr, &c->peer) < 0)
+        memset(&c->peer, 0, sizeof(c->peer));
+    c->fd = fd;
+    c->fd_fresh = true;
+    c->hop = 0;
+    hop_begin(c);
 }
 
 static bool path_is_down(const struct outbound_conn *c, const struct route_path *path, int64_t now)
@@ -689,20 +724,7 @@ static void chain_try_next(struct outbound_conn *c)
     ev_timer_set(&c->timer, p->timeout, 0.);
     ev_timer_start(c->loop, &c->timer);
     if (p->kind == PARENT_FERRY) {
-        /* A stream over the worker's tunnel to it: a socket at once, no connect. */
-        int fd = tunnel_client_open(c->loop, p);
-
-        if (fd < 0) {
-            chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, 0, "cannot reach parent %s: %s", p->name,
-                       strerror(errno));
-            return;
-        }
-        if (socks_dest_to_addr(&p->addr, &c->peer) < 0)
-            memset(&c->peer, 0, sizeof(c->peer));
-        c->fd = fd;
-        c->fd_fresh = true;
-        c->hop = 0;
-        hop_begin(c);
+        ferry_open(c, p, NULL);
         return;
     }
     if (socks_dest_to_addr(&p->addr, &a) == 0) {

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <ev.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -1540,23 +1539,19 @@ static void client_poll(struct ev_loop *loop, ev_timer *w, int revents)
     client_start(c);
 }
 
-static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p)
+static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p,
+                                    const struct addr *resolved)
 {
     struct addr a;
     struct tconn *c;
 
     if (socks_dest_to_addr(&p->addr, &a) < 0) {
-        /* A name: looked up here, once per connection (not per stream). */
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-
-        if (getaddrinfo(p->addr.name, NULL, &hints, &res) != 0 || res == NULL) {
-            log_notice("tunnel to parent %s: cannot resolve %s", p->name, p->addr.name);
-            errno = EHOSTUNREACH;
+        /* A name: the chain looked it up with the worker's resolver (never a blocking one). */
+        if (resolved == NULL) {
+            errno = EAGAIN;
             return NULL;
         }
-        memcpy(&a.u, res->ai_addr, res->ai_addrlen);
-        a.len = res->ai_addrlen;
-        freeaddrinfo(res);
+        a = *resolved;
         addr_set_port(&a, p->addr.port);
     }
     c = conn_new(loop, -1, false);
@@ -1596,7 +1591,7 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
     return c;
 }
 
-int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
+int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved)
 {
     struct tconn *c = NULL;
     struct tstream *s;
@@ -1610,7 +1605,7 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p)
             break;
         }
     }
-    if (c == NULL && (c = client_connect(loop, p)) == NULL)
+    if (c == NULL && (c = client_connect(loop, p, resolved)) == NULL)
         return -1;
     /* A reload that changed the parent leaves its old connection: closed once idle. */
     for (struct tconn *k = conns, *next; k != NULL; k = next) {

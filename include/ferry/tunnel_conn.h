@@ -54,7 +54,7 @@ void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *cl
  * A new stream to parent p (PARENT_FERRY) from this worker's loop: the chain's end of a
  * socketpair, or -1 with errno (the connection could not even be started).
  */
-int tunnel_client_open(struct ev_loop *loop, const struct parent *p);
+int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved);
 
 /*
  * A session's relay through its tunnel stream, no socketpair between (doc 8): when the session's

@@ -31,21 +31,11 @@ import struct
 import unittest
 
 import ferrytest as ft
+from ferrytest import CURL_ENV, KEYGEN, keygen
 
 import socks  # python3-socks (PySocks): bootstrap's TEST_PACKAGES
 
-KEYGEN = os.environ.get("FERRY_KEYGEN",
-                        os.path.join(os.path.dirname(ft.FERRY_PASSWD), "ferry-keygen"))
-CURL_ENV = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 NEGOTIATE = 2.0  # the server's timeout negotiate: when a refused peer is closed
-
-
-def keygen(path):
-    r = subprocess.run([KEYGEN, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
-    if r.returncode != 0:
-        raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
-    return r.stdout.decode().strip()
 
 
 def socks5_open(port, host, dport, atyp_name=False):
@@ -322,6 +312,23 @@ class TunnelTest(unittest.TestCase):
         client.wait_sessions(3, pred=lambda l: l.get("via") == "home")
         # One tunnel connection carried all three.
         self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
+
+    def test_a_ferry_parent_by_name_is_looked_up_by_the_workers_resolver(self):
+        """The tunnel's own connection to a parent named by a host name asks ferryd's DNS
+        resolver (c-ares), not a blocking getaddrinfo: the name exists only in the test's DNS
+        server."""
+        server = self.start_server()
+        dns = ft.DNSServer(self)
+        dns.add("tunnel-server.test", a=["127.0.0.1"])
+        client = ft.start_ferryd(self, dns=dns, extra=[
+            "parent home ferry tunnel-server.test:%d server-key %s key %s timeout 3s"
+            % (server.port, self.spub, self.akey), "route via home"])
+        for path in ("/by-name", "/again"):
+            r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url(path))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, ft.HTTPOrigin.body(path))
+        self.assertGreaterEqual(dns.count("tunnel-server.test"), 1)
+        self.assertEqual(len(server.wait_sessions(2)), 2)
 
     def test_a_request_rule_for_the_keys_user_refuses_with_rep_2(self):
         server = self.start_server()
