@@ -356,20 +356,21 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
     struct daemon *d = w->data;
     char err[1024] = "", warn[512] = "";
     struct snapshot *snap;
+    int exposed;
 
     if (d->stopping)
         return;
     notify_reloading(&d->notify);
     daemon_refresh_local(d, "reload");
     snap = snapshot_load(d->path, d->ov, err, sizeof(err), warn, sizeof(warn));
-    if (snap != NULL && activated_exposed(d, &snap->config) >= 0) {
+    exposed = snap != NULL ? activated_exposed(d, &snap->config) : -1;
+    if (exposed >= 0) {
         char name[ADDR_STRLEN];
 
         snprintf(err, sizeof(err),
                  "the passed socket %s is not a loopback address and auth allows 'none': use "
                  "'auth password', or 'allow-unauthenticated yes' with client rules",
-                 addr_format(&d->activated_addrs[activated_exposed(d, &snap->config)], name,
-                             sizeof(name)));
+                 addr_format(&d->activated_addrs[exposed], name, sizeof(name)));
         snapshot_unref(snap);
         snap = NULL;
     }

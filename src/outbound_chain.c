@@ -132,6 +132,8 @@ static void chain_reset(struct outbound_conn *c)
         close(c->fd);
     c->fd = -1;
     c->fd_fresh = false;
+    /* What was left unsent may be a parent's credentials. */
+    sodium_memzero(c->out, sizeof(c->out));
     c->in_len = c->out_len = c->out_off = 0;
 }
 
@@ -476,12 +478,8 @@ static void chain_message(struct outbound_conn *c)
         c->in_len = 0;
         if (second) {
             ev_io_stop(c->loop, &c->io);
-            if (rep != SOCKS5_REP_SUCCEEDED) {
-                c->last_err = 0;
-                chain_deliver(c, rep, false);
-                return;
-            }
-            chain_deliver(c, SOCKS5_REP_SUCCEEDED, false);
+            c->last_err = 0; /* a refusal is the parent's answer, not an errno */
+            chain_deliver(c, rep, false);
             return;
         }
         if (rep != SOCKS5_REP_SUCCEEDED) {
@@ -611,7 +609,6 @@ static void on_first_hop(int fd, int err, const struct addr *peer, void *arg)
         if (p == NULL) {
             char target[SOCKS_DEST_STRLEN];
 
-            c->last_rep = reply_from_errno(err);
             chain_fail(c, reply_from_errno(err), -1, "%s: %s",
                        socks_dest_format(&c->dest, target, sizeof(target)), strerror(err));
             return;

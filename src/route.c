@@ -53,19 +53,25 @@ struct routes *routes_new(void)
     return r;
 }
 
+/* What a parent holds: secrets wiped, strings freed, the pointers NULL. */
+static void parent_clear(struct parent *p)
+{
+    sodium_memzero(p->key, sizeof(p->key));
+    if (p->pass != NULL)
+        sodium_memzero(p->pass, strlen(p->pass));
+    free(p->pass);
+    free(p->user);
+    free(p->credentials_file);
+    free(p->key_file);
+    p->user = p->pass = p->credentials_file = p->key_file = NULL;
+}
+
 void routes_free(struct routes *r)
 {
     if (r == NULL)
         return;
-    for (size_t i = 0; i < r->nparents; i++) {
-        if (r->parents[i].pass != NULL)
-            sodium_memzero(r->parents[i].pass, strlen(r->parents[i].pass));
-        free(r->parents[i].user);
-        free(r->parents[i].pass);
-        free(r->parents[i].credentials_file);
-        free(r->parents[i].key_file);
-        sodium_memzero(r->parents[i].key, sizeof(r->parents[i].key));
-    }
+    for (size_t i = 0; i < r->nparents; i++)
+        parent_clear(&r->parents[i]);
     free(r->routes);
     free(r->health);
     acl_rules_free(r->match);
@@ -409,15 +415,7 @@ int routes_add_parent(struct routes *r, int argc, char **argv, unsigned line, co
     return 0;
 
 fail:
-    sodium_memzero(p->key, sizeof(p->key));
-    free(p->credentials_file);
-    free(p->key_file);
-    p->credentials_file = p->key_file = NULL;
-    free(p->user);
-    if (p->pass != NULL)
-        sodium_memzero(p->pass, strlen(p->pass));
-    free(p->pass);
-    p->user = p->pass = NULL;
+    parent_clear(p);
     return -1;
 }
 

@@ -291,6 +291,10 @@ static void on_bind_upstream(struct session *s, const struct outbound_result *re
 
     if (res->interim) {
         if (!bound_addr(res->bound, &a)) {
+            /* The chain still waits for the second reply: stop it, or it would answer a
+             * session already closing. */
+            s->nego->outbound->cancel(s->nego->outbound_conn);
+            s->nego->outbound_conn = NULL;
             session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
             return;
         }
