@@ -529,7 +529,11 @@ class BulkOrigin:
                     total = 0
                     # Whatever the buffered reader already holds, then the socket.
                     while True:
-                        chunk = f.read1(1 << 20)
+                        try:
+                            chunk = f.read1(1 << 20)
+                        except ConnectionResetError:  # cut: never taken for the whole
+                            origin.results.append(("PUT reset", total))
+                            return
                         if not chunk:
                             break
                         h.update(chunk)

@@ -936,7 +936,8 @@ class TunnelTest(unittest.TestCase):
         f.proc.wait(30)
         f.reader.join(5)
         self.assertEqual(f.proc.returncode, 1)
-        self.assertTrue(any(self.skey in l for l in f.lines), f.lines)
+        self.assertTrue(any(self.skey in l and "UNPROTECTED PRIVATE KEY FILE" in l
+                            for l in f.lines), f.lines)
 
     # --- reload, one command -----------------------------------------------------------------
 

@@ -479,10 +479,9 @@ class TunnelAttackTest(unittest.TestCase):
         s.sendall(b"GET %d\n" % size)
         got, how = read_until_end(s)
         ft.log("the SOCKS client saw %s after %d of %d bytes" % (how, len(got), size))
-        # A prefix of the data, then the end of the connection: an end of file, as the tunnel's
-        # streams are socketpairs that cannot carry a reset (doc 8, "Limits of this version"),
-        # so only the count tells the client; a reset would be better still.
-        self.assertIn(how, ("eof", "reset"))
+        # A prefix of the data, then a reset (the stream relays the SOCKS client's own socket,
+        # which an aborted stream resets): never an end of file that could pass for the end.
+        self.assertEqual(how, "reset")
         self.assertLess(len(got), size)
         self.assertLess(len(got), size // 4 + 1000)
         self.assertEqual(got, data[:len(got)])
@@ -574,8 +573,10 @@ class TunnelAttackTest(unittest.TestCase):
     def test_a_cut_upload_never_looks_complete_to_the_origin(self):
         bulk, size = self.cut_upload()
         # doc 3: the streams of a cut connection are aborted (reset, not shut down), so the
-        # origin must not take the part it got for the whole upload.
-        self.assertFalse([r for r in bulk.results if r[0] == "PUT"], bulk.results)
+        # origin must not take the part it got for the whole upload: it sees the reset.
+        self.assertTrue(ft.wait_until(lambda: bulk.results, 5))
+        self.assertEqual([r[0] for r in bulk.results], ["PUT reset"], bulk.results)
+        self.assertLess(bulk.results[0][1], size)
 
     # --- replay and splice -------------------------------------------------------------------
 
