@@ -432,6 +432,29 @@ class TunnelTest(unittest.TestCase):
         lines = server.wait_sessions(n)
         self.assertEqual([l["end"] for l in lines], ["eof"] * n)
 
+    def test_a_stream_nobody_reads_does_not_stall_the_others(self):
+        """Per-stream windows (doc 4.2): a download whose SOCKS client never reads fills its
+        window and stops; another stream on the same tunnel connection still echoes."""
+        data = os.urandom(8 * 1024 * 1024)
+        bulk = ft.BulkOrigin(self, data)
+        echo = ft.EchoOrigin(self)
+        server = self.start_server(extra=["workers 1"])
+        client = self.start_client(server.port, extra=["workers 1"])
+        stuck, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
+        self.assertEqual(rep, 0)
+        self.addCleanup(stuck.close)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"GET %d\n" % len(data))
+        time.sleep(1)  # the window and every buffer on the way fill up
+        for i in range(5):
+            s, rep = socks5_open(client.port, "127.0.0.1", echo.port)
+            self.assertEqual(rep, 0)
+            payload = b"beside a stuck stream %d\n" % i
+            self.assertEqual(ft.echo_roundtrip(s, payload), payload)
+            s.close()
+        # Exactly one tunnel connection carried them all.
+        self.assertEqual(sum("user alice: up" in l for l in server.lines), 1)
+
     def test_many_streams_at_once_over_one_connection_per_worker(self):
         """Streams are authenticated sessions: the per-IP caps before authentication do not
         count them (all of them come from the tunnel's one peer). Two client workers make their
