@@ -175,6 +175,8 @@ static void chain_deliver(struct outbound_conn *c, uint8_t rep, bool interim)
     if (rep == SOCKS5_REP_SUCCEEDED && c->cmd != SOCKS5_CMD_RESOLVE &&
         c->cmd != SOCKS5_CMD_RESOLVE_PTR) {
         res.fd = c->fd; /* the caller's now */
+        res.tunnel = c->path != NULL && c->path->nhops > 0 &&
+                     hop_parent(c, 0)->kind == PARENT_FERRY;
         c->fd = -1;
     }
     if (c->path == NULL)
@@ -552,6 +554,10 @@ static void chain_readable(struct outbound_conn *c)
 
 static void chain_writable(struct outbound_conn *c)
 {
+    /* A ferry parent's stream takes its request straight (tunnel_conn.h). */
+    if (c->out_off == 0 && c->out_len > 0 && hop_parent(c, 0)->kind == PARENT_FERRY &&
+        tunnel_session_write(c->fd, c->out, c->out_len))
+        c->out_off = c->out_len;
     while (c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
 

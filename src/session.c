@@ -522,6 +522,10 @@ static int session_flush(struct session *s)
 {
     struct negotiation *ng = s->nego;
 
+    /* A tunnel stream's session: the reply straight to the stream (tunnel_conn.h). */
+    if (ng->out_len > 0 && s->tunnel_local.len > 0 &&
+        tunnel_session_write(s->client_fd, ng->out, ng->out_len))
+        ng->out_len = 0;
     while (ng->out_len > 0) {
         ssize_t n = send(s->client_fd, ng->out, ng->out_len, MSG_NOSIGNAL);
         if (n < 0) {
@@ -600,7 +604,8 @@ void session_reply_then_relay(struct session *s, const struct addr *bound)
 
     /* The proxy must not add Nagle delays the endpoints did not ask for (the client's
      * socket has TCP_NODELAY from its listener). */
-    setsockopt(s->target_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (!s->target_tunnel)
+        setsockopt(s->target_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     if (s->cmd == REQUEST_FORWARD) {
         /* No reply of ours: the origin's response is the answer. */
@@ -825,6 +830,7 @@ static void session_start_relay(struct session *s)
         .early = ng->buf,
         .early_len = ng->len,
         .client_eof = s->client_eof,
+        .tunnel_end = s->tunnel_local.len > 0 || s->target_tunnel,
         .throttle = limits_hold_throttled(&s->hold) ? &throttle : NULL,
         .cb = on_relay_done,
         .arg = s,
@@ -1085,27 +1091,38 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
     on_client_readable(ctx->loop, &s->client_readable, EV_READ);
 }
 
-void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
-                          const struct addr *local, const char *user, struct limit *client_limit)
+bool session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
+                          const struct addr *local, const char *user, struct limit *client_limit,
+                          const uint8_t *req, size_t len)
 {
     struct session *s = session_new(ctx, fd, client, NULL, client_limit, true);
+    struct negotiation *ng;
 
     if (s == NULL)
-        return;
+        return false;
     /* Logged in by its key: the SOCKS5 front end waits for the request itself. */
     s->fe = &frontend_tunnel;
     s->tunnel_local = *local;
     s->user = strdup(user);
     if (s->user == NULL) {
         session_end(s, END_RESOURCES);
-        return;
+        return true; /* nobody reads it: the stream sees its socketpair close */
     }
     s->user_len = strlen(user);
     if (limits_hold_user(&s->hold, s->user, s->cfg->sessions_per_user) < 0) {
         session_end(s, END_RESOURCES);
-        return;
+        return true;
     }
-    on_client_readable(ctx->loop, &s->client_readable, EV_READ);
+    ng = s->nego;
+    if (len > ng->cap - ng->len) {
+        on_client_readable(ctx->loop, &s->client_readable, EV_READ);
+        return false;
+    }
+    /* The request as if read from the socketpair: no write and read through it. */
+    memcpy(ng->buf + ng->len, req, len);
+    ng->len += len;
+    session_advance(s);
+    return true;
 }
 
 void session_close_all(struct session_ctx *ctx)

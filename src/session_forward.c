@@ -48,6 +48,7 @@ static void session_forward_next(struct session *s)
     s->fwd = NULL;
     close(s->target_fd);
     s->target_fd = -1;
+    s->target_tunnel = false;
     /* What belonged to that request; the login, the limits hold and the rule's hold stay
      * (the connection's, as for any session). */
     s->requested = false;

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <netinet/in.h>
+
 #include "ferry/acl.h"
 #include "ferry/conf.h"
 #include "ferry/log.h"
@@ -312,6 +314,7 @@ static void on_bind_upstream(struct session *s, const struct outbound_result *re
         return;
     }
     s->target_fd = res->fd;
+    s->target_tunnel = res->tunnel;
     if (!bound_addr(res->bound, &a))
         a = *res->peer;
     session_reply_then_relay(s, &a);
@@ -327,6 +330,7 @@ static void on_udp_upstream(struct session *s, const struct outbound_result *res
         return;
     }
     s->target_fd = res->fd;
+    s->target_tunnel = res->tunnel;
     if (!bound_addr(res->bound, &relay)) {
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
         return;
@@ -368,10 +372,15 @@ static void on_outbound(const struct outbound_result *res, void *arg)
         return;
     }
     s->target_fd = res->fd;
+    s->target_tunnel = res->tunnel;
     s->target_addr = *res->peer;
-    /* BND.ADDR and BND.PORT are ours, also through parents. */
+    /* BND.ADDR and BND.PORT are ours, also through parents; a tunnel stream has none (0). */
     bound.len = sizeof(bound.u);
-    if (getsockname(res->fd, &bound.u.sa, &bound.len) < 0) {
+    if (res->tunnel) {
+        memset(&bound, 0, sizeof(bound));
+        bound.u.sa.sa_family = AF_INET;
+        bound.len = sizeof(struct sockaddr_in);
+    } else if (getsockname(res->fd, &bound.u.sa, &bound.len) < 0) {
         session_fail(s, SOCKS5_REP_GENERAL_FAILURE);
         return;
     }

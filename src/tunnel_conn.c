@@ -117,6 +117,11 @@ struct tstream {
     bool peer_eof;     /* EOF received */
     bool shut;         /* shutdown(SHUT_WR) done */
     bool dirty;        /* bytes queued while the connection reads records: written after */
+    /* The head without the socketpair (tunnel_session_write): head_direct, the session's head
+     * came straight from it; sess_raw, the session wrote into the socketpair itself, so
+     * everything it writes goes that way from then on, in order. pair_data: the stream wrote
+     * into the socketpair bytes (DATA, a request) the session may not have read. */
+    bool head_direct, sess_raw, pair_data;
 
     /* The ready ring (conn_pull): bytes to read when the socket takes records. */
     bool ready;
@@ -170,11 +175,19 @@ struct tconn {
     struct socks_dest paddr;
     uint8_t server_key[TUNNEL_DHLEN], key_pub[TUNNEL_DHLEN];
     enum tunnel_suite suite; /* the cipher: the parent's (client), msg1's prefix (server) */
+    bool flush_pending;      /* on flush_list: records wait for the end of the loop's round */
+    struct tconn *flush_next;
 };
 
 static _Thread_local struct tconn *conns;
 /* Streams freed by this thread: a caller that cannot tell which compares before and after. */
 static _Thread_local unsigned long stream_frees;
+/* Connections with records sealed by stream events in this round of the loop: written once,
+ * just before the loop waits (an ev_prepare), so the OPENs, REPLYs and DATA of many streams
+ * go out in one send. */
+static _Thread_local ev_prepare flush_prep;
+static _Thread_local struct ev_loop *flush_loop;
+static _Thread_local struct tconn *flush_list;
 
 /* The replay table of section 2.5, shared by every worker. */
 static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -184,6 +197,7 @@ static void conn_free(struct tconn *c);
 static void hs_release(struct tconn *c);
 static void conn_die(struct tconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void conn_flush(struct tconn *c);
+static void conn_flush_soon(struct tconn *c);
 static int conn_pull(struct tconn *c);
 static void stream_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void stream_writable(struct ev_loop *loop, ev_io *w, int revents);
@@ -583,6 +597,10 @@ static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool cr
     s->qlen += len;
     if (!credit)
         s->q_nocredit += len;
+    /* A client's REPLY is read whole by its chain before the relay starts; anything else may
+     * still wait in the socketpair then. */
+    if (credit || s->c->server)
+        s->pair_data = true;
     if (ev_is_active(&s->wio))
         return 0;
     if (s->c->batching) {
@@ -626,12 +644,12 @@ static int stream_head_done(struct tstream *s, size_t used)
 }
 
 /* Read the head (request or reply) from the socketpair until it is whole. */
+static void stream_head_input(struct tstream *s);
+
 static void stream_read_head(struct tstream *s)
 {
     struct tconn *c = s->c;
     ssize_t n = recv(s->fd, s->head + s->head_len, sizeof(s->head) - s->head_len, 0);
-    size_t used = 0;
-    enum proto_status st;
 
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
@@ -642,10 +660,20 @@ static void stream_read_head(struct tstream *s)
             return;
         }
         if (stream_abort(s) == 0)
-            conn_flush(c);
+            conn_flush_soon(c);
         return;
     }
     s->head_len += (size_t)n;
+    stream_head_input(s);
+}
+
+/* The head so far is in s->head: when it is whole, send it (OPEN or REPLY) and the rest. */
+static void stream_head_input(struct tstream *s)
+{
+    struct tconn *c = s->c;
+    size_t used = 0;
+    enum proto_status st;
+
     if (c->server) {
         uint8_t rep;
         struct socks_dest bound;
@@ -675,14 +703,14 @@ static void stream_read_head(struct tstream *s)
         stream_free(s);
         if (c->server && conn_seal(c, TUNNEL_REC_RESET, id, &reason, 1) < 0)
             return;
-        conn_flush(c);
+        conn_flush_soon(c);
         return;
     }
     if (stream_head_done(s, used) < 0)
         return;
     if (s->udp)
         sodium_memzero(s->head, sizeof(s->head));
-    conn_flush(c);
+    conn_flush_soon(c);
 }
 
 static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -700,7 +728,7 @@ static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
     ev_io_stop(c->loop, &s->rio);
     ready_push(s);
     if (!ev_is_active(&c->wio) && conn_pull(c) == 0)
-        conn_flush(c);
+        conn_flush_soon(c);
 }
 
 static void stream_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -712,13 +740,20 @@ static void stream_writable(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     if (stream_flush(s, &gone) == 0)
-        conn_flush(c);
+        conn_flush_soon(c);
 }
 
 /* --- the connection ---------------------------------------------------------------------- */
 
 static void conn_free(struct tconn *c)
 {
+    if (c->flush_pending) {
+        struct tconn **pp = &flush_list;
+
+        while (*pp != c)
+            pp = &(*pp)->flush_next;
+        *pp = c->flush_next;
+    }
     while (c->streams != NULL)
         stream_free(c->streams);
     if (c->holding)
@@ -848,6 +883,33 @@ static void conn_flush(struct tconn *c)
         ev_io_stop(c->loop, &c->wio);
 }
 
+static void flush_round(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    ev_prepare_stop(loop, w);
+    while (flush_list != NULL) {
+        struct tconn *c = flush_list;
+
+        flush_list = c->flush_next;
+        c->flush_pending = false;
+        conn_flush(c); /* may free c: it is off the list already */
+    }
+}
+
+static void conn_flush_soon(struct tconn *c)
+{
+    if (c->flush_pending)
+        return;
+    c->flush_pending = true;
+    c->flush_next = flush_list;
+    flush_list = c;
+    if (!ev_is_active(&flush_prep)) {
+        ev_prepare_init(&flush_prep, flush_round);
+        ev_prepare_start(c->loop, &flush_prep);
+        flush_loop = c->loop;
+    }
+}
+
 /* The handshake is done: records from now on; waiting streams start. -1: the connection is gone
  * (out of memory). */
 static int conn_up(struct tconn *c)
@@ -923,7 +985,8 @@ static int server_open(struct tconn *c, uint32_t id, const uint8_t *p, size_t le
     /* The session first (it owns sv[1] from here on, and may end at once, which this stream
      * learns from its socketpair); then the request, its first bytes. */
     s->udp = len >= 2 && p[1] == SOCKS5_CMD_UDP_ASSOCIATE;
-    session_start_tunnel(c->ctx, sv[1], &c->peer, &c->local, c->user, e);
+    if (session_start_tunnel(c->ctx, sv[1], &c->peer, &c->local, c->user, e, p, len))
+        return 0; /* the session took the request as if it had read it */
     return stream_queue(s, p, len, false);
 }
 
@@ -1077,7 +1140,7 @@ static void conn_read_records(struct tconn *c)
                 return;
         }
     }
-    conn_flush(c);
+    conn_flush_soon(c);
 }
 
 /* --- the handshake ----------------------------------------------------------------------- */
@@ -1631,6 +1694,8 @@ void tunnel_worker_free(void)
 {
     while (conns != NULL)
         conn_close_clean(conns);
+    if (ev_is_active(&flush_prep))
+        ev_prepare_stop(flush_loop, &flush_prep);
     free(by_fd);
     by_fd = NULL;
     by_fd_size = 0;
@@ -1648,6 +1713,26 @@ static struct tstream *stream_by_session_fd(int fd)
     struct tstream *s = fd >= 0 && (size_t)fd < by_fd_size ? by_fd[fd] : NULL;
 
     return s != NULL && s->sess_fd == fd ? s : NULL;
+}
+
+bool tunnel_session_write(int fd, const uint8_t *p, size_t len)
+{
+    struct tstream *s = stream_by_session_fd(fd);
+
+    if (s == NULL)
+        return false;
+    /* Only a head, only while records may be sealed and streams freed (not in the middle of
+     * reading records), and never after a byte went through the socketpair: order is kept. */
+    if (s->sess_raw || s->tr != NULL || s->phase == P_DATA || s->c->st != C_UP ||
+        s->c->batching || len > sizeof(s->head) - s->head_len) {
+        s->sess_raw = true;
+        return false;
+    }
+    memcpy(s->head + s->head_len, p, len);
+    s->head_len += len;
+    s->head_direct = true;
+    stream_head_input(s); /* may free the stream: the session learns it from its socket */
+    return true;
 }
 
 /* Whether the stream's end of the socketpair has bytes not read yet (or its EOF). */
@@ -1670,7 +1755,8 @@ static int stream_prepend(struct tstream *s, const uint8_t *head, size_t head_le
     size_t cap, len = head_len;
     uint8_t *q;
 
-    if (ioctl(fd, FIONREAD, &held) < 0 || held < 0)
+    /* Nothing for the session waits in the socketpair unless the stream wrote it there. */
+    if (s->pair_data && (ioctl(fd, FIONREAD, &held) < 0 || held < 0))
         return -1;
     cap = head_len + (size_t)held + s->qlen;
     if (cap == 0)
@@ -1729,7 +1815,7 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     struct tunnel_relay *tr;
     unsigned long frees;
 
-    if (conns == NULL || p->throttle != NULL)
+    if (!p->tunnel_end || conns == NULL || p->throttle != NULL)
         return NULL;
     /* Server: the session's client is the socketpair; client: its target (the chain's fd). */
     if ((s = stream_by_session_fd(client_fd)) != NULL && s->c->server) {
@@ -1751,7 +1837,9 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
         if (stream_frees != frees)
             return NULL; /* the stream (or its connection) is gone; the session learns it */
     }
-    if (s->phase != P_DATA || stream_pending_input(s))
+    /* The socketpair's unread bytes for the stream: none when the session's head came
+     * straight (tunnel_session_write) and it wrote nothing into the socketpair itself. */
+    if (s->phase != P_DATA || ((s->sess_raw || !s->head_direct) && stream_pending_input(s)))
         return NULL;
     if (!c->server && (int64_t)p->early_len > s->send_win)
         return NULL;

@@ -50,6 +50,8 @@ struct outbound_result {
     const struct addr *peer;        /* what fd reaches (the first hop of a chain) */
     const struct socks_dest *bound; /* the last parent's BND (BIND, RESOLVE), or NULL */
     const char *via;                /* the path taken: "direct", "eu>tor" (static text) */
+    bool tunnel;                    /* fd is a ferry parent's stream (tunnel_conn.h): one end
+                                     * of a socketpair, not a TCP socket */
     /* UDP ASSOCIATE at a ferry parent: the grant that came with its reply (tunnel_udp.h) */
     const struct tunnel_udp_grant *sealed;
 };

@@ -62,6 +62,8 @@ struct relay_params {
     const uint8_t *early; /* client bytes read before the relay started, sent to the target */
     size_t early_len;     /* first (at most one relay chunk, 128 KiB) */
     bool client_eof;      /* the client already half-closed */
+    bool tunnel_end;      /* the client (a tunnel session's) or the target (a ferry parent's
+                           * stream) is a tunnel stream's socketpair: tunnel_relay_start */
     const struct relay_throttle *throttle; /* copied; NULL for none */
     relay_done_cb cb;                      /* runs once, from the loop */
     void *arg;

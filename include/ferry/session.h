@@ -3,6 +3,8 @@
 #define FERRY_SESSION_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ferry/addr.h"
@@ -71,10 +73,12 @@ void session_start(struct session_ctx *ctx, int fd, const struct addr *client,
  * are a SOCKS5 request (no greeting), user the name the client's key maps to (the session
  * starts logged in as it), client the tunnel peer's address, local the tunnel listener's
  * address (what BIND and UDP replies start from). Takes client_limit's reference as
- * session_start does.
+ * session_start does. The request (req, len bytes) is taken as if read from fd (true); false:
+ * not taken (too long, or no session), the caller writes it into the socketpair.
  */
-void session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
-                          const struct addr *local, const char *user, struct limit *client_limit);
+bool session_start_tunnel(struct session_ctx *ctx, int fd, const struct addr *client,
+                          const struct addr *local, const char *user, struct limit *client_limit,
+                          const uint8_t *req, size_t len);
 
 /*
  * A new connection closed at accept by a limit (why: an enum limit_refusal): counted in the

@@ -27,6 +27,7 @@
 #define FERRY_TUNNEL_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ferry/addr.h"
@@ -67,6 +68,16 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struc
 struct relay_params;
 struct tunnel_relay;
 struct tunnel_relay *tunnel_relay_start(const struct relay_params *p);
+
+/*
+ * A session writes the head of its stream (a server session's reply, a client chain's request)
+ * by this instead of send() on its end of the socketpair: taken whole (true), or not at all
+ * (false: send it, and everything after it, through the socketpair). Two system calls fewer
+ * per head, and at the relay's start the socketpair need not be asked whether it holds bytes.
+ * fd must be the caller's own open end of a stream's socketpair (a tunnel session's client, a
+ * ferry parent's stream): a closed one's number may name another socket by now.
+ */
+bool tunnel_session_write(int fd, const uint8_t *p, size_t len);
 /* The session's end: a stream still running is aborted at the peer (RESET). NULL is fine. */
 void tunnel_relay_free(struct tunnel_relay *tr);
 /* relay.h's figures: bytes client -> target and back, last activity, one direction ended. */
