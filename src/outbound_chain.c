@@ -79,6 +79,8 @@ struct outbound_conn {
     int fd;
     struct addr peer; /* what fd reaches */
     bool fd_fresh;    /* a tunnel stream's new socketpair (writable at once), nothing sent yet */
+    bool ferry_fd;    /* fd is a ferry parent's stream (the first hop): its REPLY comes to
+                       * on_ferry_reply, not through fd */
     ev_io io;
     ev_timer timer;
     struct connector *connector;
@@ -128,10 +130,14 @@ static void chain_reset(struct outbound_conn *c)
     if (c->query != NULL)
         resolver_cancel(c->query);
     c->query = NULL;
-    if (c->fd >= 0)
+    if (c->fd >= 0) {
+        if (c->ferry_fd)
+            tunnel_session_forget(c->fd, c);
         close(c->fd);
+    }
     c->fd = -1;
     c->fd_fresh = false;
+    c->ferry_fd = false;
     /* What was left unsent may be a parent's credentials. */
     sodium_memzero(c->out, sizeof(c->out));
     c->in_len = c->out_len = c->out_off = 0;
@@ -175,8 +181,9 @@ static void chain_deliver(struct outbound_conn *c, uint8_t rep, bool interim)
     if (rep == SOCKS5_REP_SUCCEEDED && c->cmd != SOCKS5_CMD_RESOLVE &&
         c->cmd != SOCKS5_CMD_RESOLVE_PTR) {
         res.fd = c->fd; /* the caller's now */
-        res.tunnel = c->path != NULL && c->path->nhops > 0 &&
-                     hop_parent(c, 0)->kind == PARENT_FERRY;
+        res.tunnel = c->ferry_fd;
+        if (c->ferry_fd)
+            tunnel_session_forget(c->fd, c);
         c->fd = -1;
     }
     if (c->path == NULL)
@@ -555,7 +562,7 @@ static void chain_readable(struct outbound_conn *c)
 static void chain_writable(struct outbound_conn *c)
 {
     /* A ferry parent's stream takes its request straight (tunnel_conn.h). */
-    if (c->out_off == 0 && c->out_len > 0 && hop_parent(c, 0)->kind == PARENT_FERRY &&
+    if (c->out_off == 0 && c->out_len > 0 && c->ferry_fd &&
         tunnel_session_write(c->fd, c->out, c->out_len))
         c->out_off = c->out_len;
     while (c->out_off < c->out_len) {
@@ -667,9 +674,33 @@ static void on_parent_resolved(const struct resolver_result *res, void *arg)
  * tunnel connection to a parent given by name needs its address: looked up first (resolved
  * NULL), then this runs again from on_parent_resolved.
  */
+/* The first hop's REPLY from its ferry stream (tunnel_client_open), as if read from c->fd. */
+static void on_ferry_reply(void *arg, const uint8_t *reply, size_t len)
+{
+    struct outbound_conn *c = arg;
+    ssize_t whole;
+
+    if (c->hop != 0 || c->step != STEP_S5_REPLY || c->in_len != 0 || len > sizeof(c->in)) {
+        chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, 0, "parent %s: a reply out of turn",
+                   hop_parent(c, 0)->name);
+        return;
+    }
+    memcpy(c->in, reply, len);
+    whole = chain_parse(c, len);
+    if (whole < 0)
+        return;
+    if ((size_t)whole != len) {
+        chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, 0, "parent %s (ferry) broke the protocol",
+                   hop_parent(c, 0)->name);
+        return;
+    }
+    c->in_len = len;
+    chain_message(c);
+}
+
 static void ferry_open(struct outbound_conn *c, const struct parent *p, const struct addr *resolved)
 {
-    int fd = tunnel_client_open(c->loop, p, resolved);
+    int fd = tunnel_client_open(c->loop, p, resolved, on_ferry_reply, c);
 
     if (fd < 0 && errno == EAGAIN && resolved == NULL) {
         c->query = resolver_lookup(c->resolver, p->addr.name, on_parent_resolved, c);
@@ -687,6 +718,7 @@ static void ferry_open(struct outbound_conn *c, const struct parent *p, const st
         memset(&c->peer, 0, sizeof(c->peer));
     c->fd = fd;
     c->fd_fresh = true;
+    c->ferry_fd = true;
     c->hop = 0;
     hop_begin(c);
 }

@@ -101,7 +101,8 @@ struct tstream {
     struct tconn *c;
     uint32_t id;
     int fd; /* our end of the socketpair; the session's socket once tr is set */
-    ev_io rio, wio;
+    ev_io rio_own, wio;
+    ev_io *rio; /* rio_own, or the session's watcher on its client (tunnel_relay_start) */
     enum stream_phase phase;
     bool udp; /* a UDP ASSOCIATE, whose reply is followed by its grant (doc 4.3): the
                * buffers that held the grant's keys are wiped when the stream ends */
@@ -135,6 +136,14 @@ struct tstream {
 
     struct tstream *hnext; /* the connection's table by id */
     bool got_reply;        /* client: REPLY came */
+
+    /* Client: the chain's callback for REPLY (tunnel_client_open), instead of the socketpair.
+     * The REPLY waits in head, on the thread's deliver list, until the end of the loop's round
+     * (records are being read then: a relay could not start). */
+    tunnel_reply_cb reply_cb;
+    void *reply_arg;
+    bool deliver_pending;
+    struct tstream *dnext;
 };
 
 struct tconn {
@@ -188,6 +197,9 @@ static _Thread_local unsigned long stream_frees;
 static _Thread_local ev_prepare flush_prep;
 static _Thread_local struct ev_loop *flush_loop;
 static _Thread_local struct tconn *flush_list;
+static _Thread_local struct tstream *deliver_list;
+static void round_schedule(struct ev_loop *loop);
+static struct tstream *stream_by_session_fd(int fd);
 
 /* The replay table of section 2.5, shared by every worker. */
 static pthread_mutex_t replay_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -393,10 +405,17 @@ static void stream_free(struct tstream *s)
     struct tunnel_relay *tr = s->tr;
     int err = s->end_err;
 
+    if (s->deliver_pending) {
+        struct tstream **pp = &deliver_list;
+
+        while (*pp != s)
+            pp = &(*pp)->dnext;
+        *pp = s->dnext;
+    }
     ready_remove(s);
     table_remove(c, s);
     by_fd_clear(s);
-    ev_io_stop(c->loop, &s->rio);
+    ev_io_stop(c->loop, s->rio);
     ev_io_stop(c->loop, &s->wio);
     if (tr != NULL) {
         if (err != 0) {
@@ -444,9 +463,10 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     s->phase = c->server ? P_REPLY : P_REQUEST;
     s->send_win = TUNNEL_STREAM_WINDOW;
     s->recv_win = TUNNEL_STREAM_WINDOW;
-    ev_io_init(&s->rio, stream_readable, fd, EV_READ);
+    s->rio = &s->rio_own;
+    ev_io_init(s->rio, stream_readable, fd, EV_READ);
     ev_io_init(&s->wio, stream_writable, fd, EV_WRITE);
-    s->rio.data = s->wio.data = s;
+    s->rio->data = s->wio.data = s;
     if (id != 0 && table_add(c, s) < 0) {
         free(s);
         return NULL;
@@ -457,7 +477,7 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     c->streams = s;
     c->nstreams++;
     if (c->st == C_UP)
-        ev_io_start(c->loop, &s->rio);
+        ev_io_start(c->loop, s->rio);
     return s;
 }
 
@@ -725,7 +745,7 @@ static void stream_readable(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     /* Read when the socket can take records (conn_pull), in turn with the other streams. */
-    ev_io_stop(c->loop, &s->rio);
+    ev_io_stop(c->loop, s->rio);
     ready_push(s);
     if (!ev_is_active(&c->wio) && conn_pull(c) == 0)
         conn_flush_soon(c);
@@ -814,7 +834,7 @@ static int conn_pull(struct tconn *c)
             want = (size_t)s->send_win;
         n = recv(s->fd, buf, want, 0);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            ev_io_start(c->loop, &s->rio);
+            ev_io_start(c->loop, s->rio);
             continue;
         }
         if (n < 0) {
@@ -846,7 +866,7 @@ static int conn_pull(struct tconn *c)
         if (s->send_win <= 0)
             continue; /* a WINDOW record starts it again */
         if ((size_t)n < want)
-            ev_io_start(c->loop, &s->rio); /* read it all: wait for more */
+            ev_io_start(c->loop, s->rio); /* read it all: wait for more */
         else
             ready_push(s); /* maybe more: its next turn comes after the others' */
     }
@@ -883,16 +903,44 @@ static void conn_flush(struct tconn *c)
         ev_io_stop(c->loop, &c->wio);
 }
 
+/* The end of a round of the loop: REPLYs to their chains (which may start relays and seal
+ * records), then every connection's records out. */
 static void flush_round(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
     ev_prepare_stop(loop, w);
-    while (flush_list != NULL) {
+    while (deliver_list != NULL || flush_list != NULL) {
+        if (deliver_list != NULL) {
+            struct tstream *s = deliver_list;
+            tunnel_reply_cb cb = s->reply_cb;
+            void *arg = s->reply_arg;
+            uint8_t reply[HEAD_MAX];
+            size_t len = s->head_len;
+
+            deliver_list = s->dnext;
+            s->deliver_pending = false;
+            s->reply_cb = NULL;
+            memcpy(reply, s->head, len);
+            sodium_memzero(s->head, len);
+            s->head_len = 0;
+            cb(arg, reply, len); /* may free s */
+            sodium_memzero(reply, len);
+            continue;
+        }
         struct tconn *c = flush_list;
 
         flush_list = c->flush_next;
         c->flush_pending = false;
         conn_flush(c); /* may free c: it is off the list already */
+    }
+}
+
+static void round_schedule(struct ev_loop *loop)
+{
+    if (!ev_is_active(&flush_prep)) {
+        ev_prepare_init(&flush_prep, flush_round);
+        ev_prepare_start(loop, &flush_prep);
+        flush_loop = loop;
     }
 }
 
@@ -903,11 +951,7 @@ static void conn_flush_soon(struct tconn *c)
     c->flush_pending = true;
     c->flush_next = flush_list;
     flush_list = c;
-    if (!ev_is_active(&flush_prep)) {
-        ev_prepare_init(&flush_prep, flush_round);
-        ev_prepare_start(c->loop, &flush_prep);
-        flush_loop = c->loop;
-    }
+    round_schedule(c->loop);
 }
 
 /* The handshake is done: records from now on; waiting streams start. -1: the connection is gone
@@ -935,7 +979,7 @@ static int conn_up(struct tconn *c)
     hs_release(c);
     ev_timer_stop(c->loop, &c->timer);
     for (struct tstream *s = c->streams; s != NULL; s = s->next)
-        ev_io_start(c->loop, &s->rio);
+        ev_io_start(c->loop, s->rio);
     return 0;
 }
 
@@ -1048,6 +1092,18 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
         if (s == NULL)
             return 0;
         s->got_reply = true;
+        if (s->reply_cb != NULL && r->len <= sizeof(s->head)) {
+            /* To the chain at the end of this round: no write and read through the pair. */
+            memcpy(s->head, r->payload, r->len);
+            s->head_len = r->len;
+            sodium_memzero((void *)r->payload, r->len);
+            s->deliver_pending = true;
+            s->dnext = deliver_list;
+            deliver_list = s;
+            round_schedule(c->loop);
+            return 0;
+        }
+        s->reply_cb = NULL;
         rc = stream_queue(s, r->payload, r->len, false);
         /* Opened in place in the receive buffer: a UDP grant's keys leave no copy there (-1:
          * the connection, and its buffer, are gone). */
@@ -1085,7 +1141,7 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
             return -1;
         }
         if (stream_readable_now(s))
-            ev_io_start(c->loop, &s->rio);
+            ev_io_start(c->loop, s->rio);
         return 0;
     case TUNNEL_REC_PING:
         return conn_seal(c, TUNNEL_REC_PONG, 0, r->payload, r->len);
@@ -1654,7 +1710,8 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
     return c;
 }
 
-int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved)
+int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved,
+                       tunnel_reply_cb cb, void *arg)
 {
     struct tconn *c = NULL;
     struct tstream *s;
@@ -1687,7 +1744,29 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struc
         return -1;
     }
     stream_set_session_fd(s, sv[1]);
+    s->reply_cb = cb;
+    s->reply_arg = arg;
     return sv[1];
+}
+
+void tunnel_session_forget(int fd, void *arg)
+{
+    struct tstream *s = stream_by_session_fd(fd);
+
+    if (s == NULL || s->reply_arg != arg)
+        return;
+    if (s->deliver_pending) {
+        struct tstream **pp = &deliver_list;
+
+        while (*pp != s)
+            pp = &(*pp)->dnext;
+        *pp = s->dnext;
+        s->deliver_pending = false;
+        sodium_memzero(s->head, s->head_len);
+        s->head_len = 0;
+    }
+    s->reply_cb = NULL;
+    s->reply_arg = NULL;
 }
 
 void tunnel_worker_free(void)
@@ -1862,7 +1941,7 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     /* From here on the stream is the session's relay: its callback runs from the loop. */
     ev_io_stop(c->loop, p->client_io);
     ready_remove(s);
-    ev_io_stop(c->loop, &s->rio);
+    ev_io_stop(c->loop, s->rio);
     ev_io_stop(c->loop, &s->wio);
     if (s->dirty) {
         s->dirty = false;
@@ -1874,7 +1953,16 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     s->fd = local_fd;
     by_fd_clear(s);
     s->shut = false;
-    ev_io_set(&s->rio, local_fd, EV_READ);
+    if (local_fd == client_fd) {
+        /* The session's own watcher on its client (stopped above), as relay.c takes it: libev
+         * knows that fd already, so moving it costs no epoll_ctl. */
+        s->rio = p->client_io;
+        ev_set_cb(s->rio, stream_readable);
+        ev_io_modify(s->rio, EV_READ);
+        s->rio->data = s;
+    } else {
+        ev_io_set(s->rio, local_fd, EV_READ);
+    }
     ev_io_set(&s->wio, local_fd, EV_WRITE);
     tr->s = s;
     tr->cb = p->cb;
@@ -1883,7 +1971,7 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     s->tr = tr;
     log_debug("tunnel %s: stream %u: relayed without its socketpair", c->name, s->id);
     if (stream_readable_now(s))
-        ev_io_start(c->loop, &s->rio);
+        ev_io_start(c->loop, s->rio);
     if (s->qlen > 0 || s->peer_eof)
         ev_io_start(c->loop, &s->wio); /* written (and shut, and maybe done) from the loop */
     if (c->out_len > 0)

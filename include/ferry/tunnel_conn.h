@@ -51,11 +51,21 @@ struct session_ctx;
 void tunnel_server_accept(struct session_ctx *ctx, int fd, const struct addr *client,
                           struct limit *client_limit);
 
+/* A client stream's REPLY (reply, len bytes: the SOCKS5 reply, and a UDP grant after it). */
+typedef void (*tunnel_reply_cb)(void *arg, const uint8_t *reply, size_t len);
+
 /*
  * A new stream to parent p (PARENT_FERRY) from this worker's loop: the chain's end of a
- * socketpair, or -1 with errno (the connection could not even be started).
+ * socketpair, or -1 with errno (the connection could not even be started). The stream's REPLY
+ * goes to cb (from the loop, never from inside a call of the chain's), not into the socketpair;
+ * anything after it, and the stream's end before a REPLY, through the socketpair.
  */
-int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved);
+int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved,
+                       tunnel_reply_cb cb, void *arg);
+
+/* The chain (arg) is done with its stream's socketpair fd, before it closes it: no callback
+ * (a REPLY from now on goes into the socketpair). */
+void tunnel_session_forget(int fd, void *arg);
 
 /*
  * A session's relay through its tunnel stream, no socketpair between (doc 8): when the session's
