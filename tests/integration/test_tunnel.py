@@ -330,6 +330,35 @@ class TunnelTest(unittest.TestCase):
         self.assertGreaterEqual(dns.count("tunnel-server.test"), 1)
         self.assertEqual(len(server.wait_sessions(2)), 2)
 
+    def test_connect_through_a_ferry_parent_then_a_socks5_parent(self):
+        """The ferry's REPLY reaches the chain by callback; the next parent's greeting, method
+        and reply then go through the stream as data. Several requests at once, the first
+        while the tunnel connection is still being made (its request goes through the
+        socketpair), the rest on the connection once up."""
+        far = ft.start_ferryd(self)
+        server = self.start_server()
+        client = ft.start_ferryd(self, extra=[
+            "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
+            % (server.port, self.spub, self.akey),
+            "parent far socks5 127.0.0.1:%d" % far.port,
+            "route via home>far",
+        ])
+        procs = [subprocess.Popen(["curl", "-sS", "--max-time", "%d" % (10 * ft.SLOW), "-x",
+                                   "socks5h://127.0.0.1:%d" % client.port,
+                                   self.origin.url("/two-hops-%d" % i)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CURL_ENV)
+                 for i in range(6)]
+        for i, p in enumerate(procs):
+            out, err = p.communicate(timeout=30 * ft.SLOW)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertEqual(out, ft.HTTPOrigin.body("/two-hops-%d" % i))
+        lines = client.wait_sessions(6)
+        self.assertTrue(all(l["via"] == "home>far" and l["reply"] == "succeeded"
+                            for l in lines), lines)
+        # The server was asked for the far parent; far for the origin, from the server.
+        self.assertTrue(all(l["user"] == "alice" for l in server.wait_sessions(6)))
+        self.assertEqual(len(far.wait_sessions(6)), 6)
+
     def test_a_request_rule_for_the_keys_user_refuses_with_rep_2(self):
         server = self.start_server()
         client = self.start_client(server.port)
