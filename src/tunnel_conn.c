@@ -599,7 +599,10 @@ static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool cr
             s->qhead = 0;
         }
         if (s->qlen + len > s->qcap) {
-            size_t cap = s->qcap == 0 ? 32768 : s->qcap;
+            /* Small at first: most streams queue a reply or a short answer, and a 32 KiB
+             * block per stream made malloc grow and trim the worker's heap at every stream
+             * (sysmalloc, madvise); a bulk stream doubles its way up to the window. */
+            size_t cap = s->qcap == 0 ? 2048 : s->qcap;
             uint8_t *q;
 
             while (cap < s->qlen + len)
