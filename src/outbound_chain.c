@@ -81,6 +81,8 @@ struct outbound_conn {
     bool fd_fresh;    /* a tunnel stream's new socketpair (writable at once), nothing sent yet */
     bool ferry_fd;    /* fd is a ferry parent's stream (the first hop): its REPLY comes to
                        * on_ferry_reply, not through fd */
+    bool stream_ok;   /* the request's: a CONNECT may end in a stream with no socket */
+    struct tunnel_stream *stream; /* that stream (fd -1), the path's only hop */
     ev_io io;
     ev_timer timer;
     struct connector *connector;
@@ -135,6 +137,8 @@ static void chain_reset(struct outbound_conn *c)
             tunnel_session_forget(c->fd, c);
         close(c->fd);
     }
+    tunnel_stream_release(c->stream);
+    c->stream = NULL;
     c->fd = -1;
     c->fd_fresh = false;
     c->ferry_fd = false;
@@ -181,7 +185,9 @@ static void chain_deliver(struct outbound_conn *c, uint8_t rep, bool interim)
     if (rep == SOCKS5_REP_SUCCEEDED && c->cmd != SOCKS5_CMD_RESOLVE &&
         c->cmd != SOCKS5_CMD_RESOLVE_PTR) {
         res.fd = c->fd; /* the caller's now */
-        res.tunnel = c->ferry_fd;
+        res.stream = c->stream;
+        c->stream = NULL;
+        res.tunnel = c->ferry_fd || res.stream != NULL;
         if (c->ferry_fd)
             tunnel_session_forget(c->fd, c);
         c->fd = -1;
@@ -669,17 +675,19 @@ static void on_parent_resolved(const struct resolver_result *res, void *arg)
     chain_connect(c, res->addrs, res->count, p->addr.port);
 }
 
-/*
- * A stream over the worker's tunnel to ferry parent p: a socket at once, no connect. A new
- * tunnel connection to a parent given by name needs its address: looked up first (resolved
- * NULL), then this runs again from on_parent_resolved.
- */
 /* The first hop's REPLY from its ferry stream (tunnel_client_open), as if read from c->fd. */
 static void on_ferry_reply(void *arg, const uint8_t *reply, size_t len)
 {
     struct outbound_conn *c = arg;
     ssize_t whole;
 
+    if (reply == NULL) {
+        /* A stream with no socket (tunnel_stream_open) ended before its REPLY. */
+        c->last_err = ECONNRESET;
+        chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, 0, "parent %s closed the stream",
+                   hop_parent(c, 0)->name);
+        return;
+    }
     if (c->hop != 0 || c->step != STEP_S5_REPLY || c->in_len != 0 || len > sizeof(c->in)) {
         chain_fail(c, SOCKS5_REP_GENERAL_FAILURE, 0, "parent %s: a reply out of turn",
                    hop_parent(c, 0)->name);
@@ -698,9 +706,48 @@ static void on_ferry_reply(void *arg, const uint8_t *reply, size_t len)
     chain_message(c);
 }
 
+/* The path's only hop is ferry parent p and the caller takes a stream with no socket: the
+ * request goes with it, its REPLY to on_ferry_reply. false with errno: nothing started. */
+static bool ferry_open_stream(struct outbound_conn *c, const struct parent *p,
+                              const struct addr *resolved)
+{
+    const struct socks_dest *dest;
+    uint8_t cmd;
+    size_t n;
+
+    hop_target(c, 0, &cmd, &dest);
+    n = upstream_socks5_request(c->out, cmd, dest);
+    c->stream = tunnel_stream_open(c->loop, p, resolved, c->out, n, on_ferry_reply, c);
+    sodium_memzero(c->out, n);
+    if (c->stream == NULL)
+        return false;
+    if (socks_dest_to_addr(&p->addr, &c->peer) < 0)
+        memset(&c->peer, 0, sizeof(c->peer));
+    c->hop = 0;
+    c->step = STEP_S5_REPLY;
+    c->in_len = 0;
+    ev_timer_stop(c->loop, &c->timer);
+    ev_timer_set(&c->timer, p->timeout, 0.);
+    ev_timer_start(c->loop, &c->timer);
+    return true;
+}
+
+/*
+ * A stream over the worker's tunnel to ferry parent p: a socket at once (or none), no connect.
+ * A new tunnel connection to a parent given by name needs its address: looked up first
+ * (resolved NULL), then this runs again from on_parent_resolved.
+ */
 static void ferry_open(struct outbound_conn *c, const struct parent *p, const struct addr *resolved)
 {
-    int fd = tunnel_client_open(c->loop, p, resolved, on_ferry_reply, c);
+    int fd;
+
+    if (c->stream_ok && c->cmd == SOCKS5_CMD_CONNECT && c->path->nhops == 1) {
+        if (ferry_open_stream(c, p, resolved))
+            return;
+        fd = -1;
+    } else {
+        fd = tunnel_client_open(c->loop, p, resolved, on_ferry_reply, c);
+    }
 
     if (fd < 0 && errno == EAGAIN && resolved == NULL) {
         c->query = resolver_lookup(c->resolver, p->addr.name, on_parent_resolved, c);
@@ -805,6 +852,7 @@ static struct outbound_conn *chain_start(const struct outbound_request *req, out
     c->route_no = req->route_no;
     c->metrics = req->metrics;
     c->cmd = req->cmd;
+    c->stream_ok = req->stream_ok;
     c->dest = *req->dest;
     c->naddrs = req->naddrs < RESOLVER_MAX_ADDRS ? req->naddrs : RESOLVER_MAX_ADDRS;
     if (c->naddrs > 0) /* a name passed on comes without addresses (addrs NULL) */

@@ -370,6 +370,7 @@ static void session_close(struct session *s)
         close(s->client_fd);
     if (s->target_fd >= 0)
         close(s->target_fd);
+    tunnel_stream_release(s->target_stream);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -831,6 +832,7 @@ static void session_start_relay(struct session *s)
         .early_len = ng->len,
         .client_eof = s->client_eof,
         .tunnel_end = s->tunnel_local.len > 0 || s->target_tunnel,
+        .target_stream = s->target_stream,
         .throttle = limits_hold_throttled(&s->hold) ? &throttle : NULL,
         .cb = on_relay_done,
         .arg = s,
@@ -841,10 +843,25 @@ static void session_start_relay(struct session *s)
     ev_io_stop(s->ctx->loop, &s->nego->client_writable);
     /* Buffer caps and keepalive (tune, tcp-keepalive): best effort, the relay works without. */
     if (net_stream_tune(s->client_fd, &s->cfg->stream) < 0 ||
-        net_stream_tune(s->target_fd, &s->cfg->stream) < 0)
+        (s->target_fd >= 0 && net_stream_tune(s->target_fd, &s->cfg->stream) < 0))
         log_debug("relay socket options: %s", strerror(errno));
     /* A tunnel stream at one end relays itself (no socketpair between); else relay.c. */
     s->trelay = tunnel_relay_start(&p);
+    if (s->target_stream != NULL) {
+        /* A stream with no socket: relay.c (a throttled session) needs a socketpair now. */
+        int fd = s->trelay == NULL ? tunnel_stream_pair(s->target_stream) : -1;
+
+        tunnel_stream_release(s->target_stream);
+        s->target_stream = NULL;
+        if (s->trelay == NULL && fd < 0) {
+            log_debug("relay through the tunnel: %s", strerror(errno));
+            session_end(s, END_TARGET_ERROR);
+            return;
+        }
+        if (fd >= 0)
+            s->target_fd = p.target_fd = fd;
+        p.target_stream = NULL;
+    }
     if (s->trelay == NULL)
         s->relay = relay_start(&p);
     if (s->relay == NULL && s->trelay == NULL) {

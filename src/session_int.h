@@ -132,7 +132,8 @@ struct session {
     bool refused;     /* the access policy refused the request: see refusal */
     int client_fd;
     int target_fd;
-    bool target_tunnel; /* target_fd is a ferry parent's stream: a socketpair's end */
+    bool target_tunnel; /* target_fd is a ferry parent's stream: a socketpair's end; or: */
+    struct tunnel_stream *target_stream; /* a ferry parent's stream with no socket (fd -1) */
     ev_io client_readable; /* the negotiation's; the relay takes it over (its callback too) */
     ev_timer timer;
     ev_tstamp started;

@@ -366,12 +366,13 @@ static void on_outbound(const struct outbound_result *res, void *arg)
         on_udp_upstream(s, res);
         return;
     }
-    if (res->fd < 0) {
+    if (res->fd < 0 && res->stream == NULL) {
         log_debug("connect failed: %s", res->err != 0 ? strerror(res->err) : reply_name(res->rep));
         session_fail(s, res->rep);
         return;
     }
     s->target_fd = res->fd;
+    s->target_stream = res->stream;
     s->target_tunnel = res->tunnel;
     s->target_addr = *res->peer;
     /* BND.ADDR and BND.PORT are ours, also through parents; a tunnel stream has none (0). */
@@ -405,6 +406,7 @@ static void session_outbound(struct session *s, const struct route *rt, const st
         .route = rt,
         .route_no = s->route,
         .metrics = &s->ctx->counters->metrics,
+        .stream_ok = s->cmd == REQUEST_CONNECT,
     };
 
     s->nego->outbound = rt != NULL ? &outbound_chain : &outbound_direct;

@@ -144,6 +144,18 @@ struct tstream {
     void *reply_arg;
     bool deliver_pending;
     struct tstream *dnext;
+    /* A stream with no socketpair (tunnel_stream_open): fd -1 until a relay starts; h is its
+     * owner's handle, told of an end before the REPLY. */
+    struct tunnel_stream *h;
+};
+
+/* The handle of a stream with no socketpair (tunnel_conn.h): it outlives the stream. */
+struct tunnel_stream {
+    struct tstream *s; /* NULL once the stream is gone */
+    tunnel_reply_cb cb;
+    void *arg;
+    bool failing; /* on fail_list: the stream ended before its REPLY reached cb */
+    struct tunnel_stream *fnext;
 };
 
 struct tconn {
@@ -198,6 +210,7 @@ static _Thread_local ev_prepare flush_prep;
 static _Thread_local struct ev_loop *flush_loop;
 static _Thread_local struct tconn *flush_list;
 static _Thread_local struct tstream *deliver_list;
+static _Thread_local struct tunnel_stream *fail_list;
 static void round_schedule(struct ev_loop *loop);
 static struct tstream *stream_by_session_fd(int fd);
 
@@ -411,6 +424,19 @@ static void stream_free(struct tstream *s)
         while (*pp != s)
             pp = &(*pp)->dnext;
         *pp = s->dnext;
+        sodium_memzero(s->head, s->head_len);
+    }
+    if (s->h != NULL) {
+        struct tunnel_stream *h = s->h;
+
+        h->s = NULL;
+        if (s->reply_cb != NULL) {
+            /* Ended before its REPLY reached the owner: it learns at the round's end. */
+            h->failing = true;
+            h->fnext = fail_list;
+            fail_list = h;
+            round_schedule(c->loop);
+        }
     }
     ready_remove(s);
     table_remove(c, s);
@@ -476,7 +502,7 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
         c->streams->prev = s;
     c->streams = s;
     c->nstreams++;
-    if (c->st == C_UP)
+    if (c->st == C_UP && fd >= 0)
         ev_io_start(c->loop, s->rio);
     return s;
 }
@@ -538,6 +564,8 @@ static int stream_flush(struct tstream *s, bool *gone)
     struct tconn *c = s->c;
 
     *gone = false;
+    if (s->fd < 0)
+        return 0; /* no socket yet (tunnel_stream_open): the queue waits for the relay */
     while (s->qlen > 0) {
         ssize_t n = send(s->fd, s->q + s->qhead, s->qlen, MSG_NOSIGNAL);
         size_t free_bytes;
@@ -912,7 +940,15 @@ static void flush_round(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
     ev_prepare_stop(loop, w);
-    while (deliver_list != NULL || flush_list != NULL) {
+    while (deliver_list != NULL || fail_list != NULL || flush_list != NULL) {
+        if (fail_list != NULL) {
+            struct tunnel_stream *h = fail_list;
+
+            fail_list = h->fnext;
+            h->failing = false;
+            h->cb(h->arg, NULL, 0); /* may release h */
+            continue;
+        }
         if (deliver_list != NULL) {
             struct tstream *s = deliver_list;
             tunnel_reply_cb cb = s->reply_cb;
@@ -981,8 +1017,13 @@ static int conn_up(struct tconn *c)
     }
     hs_release(c);
     ev_timer_stop(c->loop, &c->timer);
-    for (struct tstream *s = c->streams; s != NULL; s = s->next)
-        ev_io_start(c->loop, s->rio);
+    for (struct tstream *s = c->streams, *next; s != NULL; s = next) {
+        next = s->next;
+        if (s->fd >= 0)
+            ev_io_start(c->loop, s->rio);
+        else if (s->head_len > 0)
+            stream_head_input(s); /* its request came with tunnel_stream_open: OPEN now */
+    }
     return 0;
 }
 
@@ -1143,7 +1184,7 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
             conn_die(c, "stream %u: window overflow", r->stream);
             return -1;
         }
-        if (stream_readable_now(s))
+        if (stream_readable_now(s) && s->fd >= 0)
             ev_io_start(c->loop, s->rio);
         return 0;
     case TUNNEL_REC_PING:
@@ -1713,12 +1754,11 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
     return c;
 }
 
-int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved,
-                       tunnel_reply_cb cb, void *arg)
+/* The worker's connection to p for one more stream (a new one if none has room), or NULL. */
+static struct tconn *client_conn_for(struct ev_loop *loop, const struct parent *p,
+                                    const struct addr *resolved)
 {
     struct tconn *c = NULL;
-    struct tstream *s;
-    int sv[2];
 
     for (struct tconn *k = conns; k != NULL; k = k->next) {
         /* Streams not opened yet take their ids later: room for all of them. */
@@ -1729,7 +1769,7 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struc
         }
     }
     if (c == NULL && (c = client_connect(loop, p, resolved)) == NULL)
-        return -1;
+        return NULL;
     /* A reload that changed the parent leaves its old connection: closed once idle. */
     for (struct tconn *k = conns, *next; k != NULL; k = next) {
         next = k->next;
@@ -1737,6 +1777,18 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struc
             !conn_matches(k, p))
             conn_close_clean(k);
     }
+    return c;
+}
+
+int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struct addr *resolved,
+                       tunnel_reply_cb cb, void *arg)
+{
+    struct tconn *c = client_conn_for(loop, p, resolved);
+    struct tstream *s;
+    int sv[2];
+
+    if (c == NULL)
+        return -1;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
     s = stream_new(c, 0, sv[0]); /* its id comes with its OPEN */
@@ -1749,6 +1801,91 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struc
     stream_set_session_fd(s, sv[1]);
     s->reply_cb = cb;
     s->reply_arg = arg;
+    return sv[1];
+}
+
+struct tunnel_stream *tunnel_stream_open(struct ev_loop *loop, const struct parent *p,
+                                         const struct addr *resolved, const uint8_t *req,
+                                         size_t len, tunnel_reply_cb cb, void *arg)
+{
+    struct tunnel_stream *h;
+    struct tconn *c;
+    struct tstream *s;
+
+    if (len == 0 || len > HEAD_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if ((c = client_conn_for(loop, p, resolved)) == NULL)
+        return NULL;
+    if ((h = calloc(1, sizeof(*h))) == NULL)
+        return NULL;
+    if ((s = stream_new(c, 0, -1)) == NULL) {
+        free(h);
+        errno = ENOMEM;
+        return NULL;
+    }
+    h->s = s;
+    h->cb = cb;
+    h->arg = arg;
+    s->h = h;
+    s->reply_cb = cb;
+    s->reply_arg = arg;
+    memcpy(s->head, req, len);
+    s->head_len = len;
+    s->head_direct = true;
+    if (c->st == C_UP)
+        stream_head_input(s); /* OPEN now; else when the connection is up (conn_up) */
+    return h;
+}
+
+void tunnel_stream_release(struct tunnel_stream *h)
+{
+    if (h == NULL)
+        return;
+    if (h->failing) {
+        struct tunnel_stream **pp = &fail_list;
+
+        while (*pp != h)
+            pp = &(*pp)->fnext;
+        *pp = h->fnext;
+    }
+    if (h->s != NULL) {
+        struct tstream *s = h->s;
+        struct tconn *c = s->c;
+
+        s->h = NULL;
+        s->reply_cb = NULL;
+        if (s->id == 0)
+            stream_free(s); /* no OPEN sent: nothing to tell the server */
+        else if (stream_abort(s) == 0)
+            conn_flush_soon(c);
+    }
+    free(h);
+}
+
+int tunnel_stream_pair(struct tunnel_stream *h)
+{
+    struct tstream *s = h->s;
+    int sv[2];
+
+    if (s == NULL || s->fd >= 0) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    s->fd = sv[0];
+    ev_io_set(s->rio, sv[0], EV_READ);
+    ev_io_set(&s->wio, sv[0], EV_WRITE);
+    stream_set_session_fd(s, sv[1]);
+    s->h = NULL;
+    h->s = NULL;
+    /* From here on a stream like tunnel_client_open's, in its data phase. */
+    if (stream_readable_now(s))
+        ev_io_start(s->c->loop, s->rio);
+    if (s->qlen > 0 || s->peer_eof)
+        ev_io_start(s->c->loop, &s->wio);
     return sv[1];
 }
 
@@ -1838,7 +1975,7 @@ static int stream_prepend(struct tstream *s, const uint8_t *head, size_t head_le
     uint8_t *q;
 
     /* Nothing for the session waits in the socketpair unless the stream wrote it there. */
-    if (s->pair_data && (ioctl(fd, FIONREAD, &held) < 0 || held < 0))
+    if (fd >= 0 && s->pair_data && (ioctl(fd, FIONREAD, &held) < 0 || held < 0))
         return -1;
     cap = head_len + (size_t)held + s->qlen;
     if (cap == 0)
@@ -1899,8 +2036,14 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
 
     if (!p->tunnel_end || conns == NULL || p->throttle != NULL)
         return NULL;
-    /* Server: the session's client is the socketpair; client: its target (the chain's fd). */
-    if ((s = stream_by_session_fd(client_fd)) != NULL && s->c->server) {
+    /* Server: the session's client is the socketpair; client: its target (the chain's fd), or
+     * a stream with no socketpair at all (target_stream). */
+    if (p->target_stream != NULL) {
+        if ((s = p->target_stream->s) == NULL)
+            return NULL;
+        local_fd = client_fd;
+        sess_fd = -1;
+    } else if ((s = stream_by_session_fd(client_fd)) != NULL && s->c->server) {
         local_fd = p->target_fd;
         sess_fd = client_fd;
     } else if ((s = stream_by_session_fd(p->target_fd)) != NULL && !s->c->server) {
@@ -1972,6 +2115,11 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     tr->arg = p->arg;
     tr->last = ev_now(c->loop);
     s->tr = tr;
+    if (p->target_stream != NULL) {
+        /* The session's handle is done: it frees it (tunnel_stream_release). */
+        p->target_stream->s = NULL;
+        s->h = NULL;
+    }
     log_debug("tunnel %s: stream %u: relayed without its socketpair", c->name, s->id);
     if (stream_readable_now(s))
         ev_io_start(c->loop, s->rio);

@@ -26,6 +26,7 @@ struct metrics_worker;
 struct resolver;
 struct route;
 struct routes;
+struct tunnel_stream;
 struct tunnel_udp_grant;
 
 struct outbound_request {
@@ -40,6 +41,8 @@ struct outbound_request {
     const struct route *route;
     unsigned route_no;              /* its number, for logs */
     struct metrics_worker *metrics; /* failed paths are counted here; or NULL */
+    bool stream_ok;                 /* a CONNECT whose caller takes a ferry parent's stream
+                                     * with no socket (outbound_result.stream) */
 };
 
 struct outbound_result {
@@ -51,7 +54,9 @@ struct outbound_result {
     const struct socks_dest *bound; /* the last parent's BND (BIND, RESOLVE), or NULL */
     const char *via;                /* the path taken: "direct", "eu>tor" (static text) */
     bool tunnel;                    /* fd is a ferry parent's stream (tunnel_conn.h): one end
-                                     * of a socketpair, not a TCP socket */
+                                     * of a socketpair, not a TCP socket; or stream is set */
+    struct tunnel_stream *stream;   /* instead of fd (-1): a ferry parent's stream with no
+                                     * socket (stream_ok), the caller's now */
     /* UDP ASSOCIATE at a ferry parent: the grant that came with its reply (tunnel_udp.h) */
     const struct tunnel_udp_grant *sealed;
 };

@@ -48,6 +48,8 @@ struct relay_pool *relay_pool_new(struct ev_loop *loop);
 void relay_pool_free(struct relay_pool *p);
 
 /* What relay_start needs. */
+struct tunnel_stream;
+
 struct relay_params {
     struct relay_pool *pool;
     struct ev_loop *loop;
@@ -64,6 +66,8 @@ struct relay_params {
     bool client_eof;      /* the client already half-closed */
     bool tunnel_end;      /* the client (a tunnel session's) or the target (a ferry parent's
                            * stream) is a tunnel stream's socketpair: tunnel_relay_start */
+    struct tunnel_stream *target_stream; /* the target is a ferry parent's stream with no
+                                          * socketpair (target_fd -1): tunnel_relay_start */
     const struct relay_throttle *throttle; /* copied; NULL for none */
     relay_done_cb cb;                      /* runs once, from the loop */
     void *arg;

@@ -68,6 +68,28 @@ int tunnel_client_open(struct ev_loop *loop, const struct parent *p, const struc
 void tunnel_session_forget(int fd, void *arg);
 
 /*
+ * A CONNECT through ferry parent p with no socketpair at all (the path's only hop): req, the
+ * SOCKS5 request, goes as OPEN once the connection is up; cb gets the REPLY, or (NULL, 0) if
+ * the stream ends before one, from the loop at the end of a round, never from inside a call
+ * of the caller's. The handle is the caller's until tunnel_stream_release; a relay started
+ * with it (relay_params.target_stream) leaves it empty, to be released all the same. NULL
+ * with errno when nothing could start (EAGAIN: p is named and resolved is needed).
+ */
+struct tunnel_stream *tunnel_stream_open(struct ev_loop *loop, const struct parent *p,
+                                         const struct addr *resolved, const uint8_t *req,
+                                         size_t len, tunnel_reply_cb cb, void *arg);
+
+/* Free the handle; a stream still there is reset at the server (no callback after this). */
+void tunnel_stream_release(struct tunnel_stream *h);
+
+/*
+ * For a relay that needs a socket at the target's side (relay.c: a session with a bandwidth
+ * limit or quota): a socketpair between, the stream relaying its end from now on; the other
+ * end is the caller's, and h is left empty. -1 with errno (ECONNRESET: the stream is gone).
+ */
+int tunnel_stream_pair(struct tunnel_stream *h);
+
+/*
  * A session's relay through its tunnel stream, no socketpair between (doc 8): when the session's
  * client (server side) or target (client side) is a stream's socketpair, the stream takes the
  * session's other socket and moves its bytes itself, with relay.h's contract (p's sockets stay

@@ -436,6 +436,27 @@ class TunnelTest(unittest.TestCase):
         line = server.wait_sessions(1)[0]
         self.assertEqual((line["user"], int(line["down"])), ("alice", len(data)))
 
+    def test_a_bandwidth_limit_on_the_client_side_relays_through_a_late_socketpair(self):
+        """The client's own limit: its session's stream has no socket until the relay, which
+        relay.c does through a socketpair made then (tunnel_stream_pair). Bytes sent with the
+        request and the half-close arrive too, in order, and the answer comes back whole."""
+        data = os.urandom(600 * 1024)
+        bulk = ft.BulkOrigin(self, data)
+        server = self.start_server()
+        client = self.start_client(server.port, extra=["limit bandwidth-per-client 256K"])
+        s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
+        self.assertEqual(rep, 0)
+        t0 = time.monotonic()
+        s.sendall(b"GET %d\n" % len(data))
+        got = recv_all(s)
+        took = time.monotonic() - t0
+        s.close()
+        self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
+        self.assertGreater(took, 1.2)
+        line = client.wait_sessions(1)[0]
+        self.assertEqual((line["via"], int(line["down"])), ("home", len(data)))
+        self.assertEqual(int(server.wait_sessions(1)[0]["down"]), len(data))
+
     def test_streams_held_open_while_more_open_then_all_answer(self):
         """One client worker: 100 streams opened one after another and held, each answering
         before the next opens (the streams' tables grow on both sides meanwhile), then every
