@@ -203,6 +203,7 @@ struct tconn {
 static _Thread_local struct tconn *conns;
 /* Streams freed by this thread: a caller that cannot tell which compares before and after. */
 static _Thread_local unsigned long stream_frees;
+static _Thread_local unsigned long conn_frees;
 /* Connections with records sealed by stream events in this round of the loop: written once,
  * just before the loop waits (an ev_prepare), so the OPENs, REPLYs and DATA of many streams
  * go out in one send. */
@@ -830,6 +831,7 @@ static void conn_free(struct tconn *c)
     free(c->table);
     free(c->user);
     free(c);
+    conn_frees++;
 }
 
 /* An error: nothing more is sent, every stream is aborted (their local ends closed). */
@@ -1018,11 +1020,16 @@ static int conn_up(struct tconn *c)
     hs_release(c);
     ev_timer_stop(c->loop, &c->timer);
     for (struct tstream *s = c->streams, *next; s != NULL; s = next) {
+        unsigned long frees = conn_frees;
+
         next = s->next;
-        if (s->fd >= 0)
+        if (s->fd >= 0) {
             ev_io_start(c->loop, s->rio);
-        else if (s->head_len > 0)
+        } else if (s->head_len > 0) {
             stream_head_input(s); /* its request came with tunnel_stream_open: OPEN now */
+            if (conn_frees != frees)
+                return -1;
+        }
     }
     return 0;
 }
@@ -1146,6 +1153,10 @@ static int conn_record(struct tconn *c, const struct tunnel_record *r)
             deliver_list = s;
             round_schedule(c->loop);
             return 0;
+        }
+        if (s->h != NULL) {
+            conn_die(c, "stream %u: a REPLY of %u bytes", r->stream, (unsigned)r->len);
+            return -1;
         }
         s->reply_cb = NULL;
         rc = stream_queue(s, r->payload, r->len, false);

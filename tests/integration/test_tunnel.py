@@ -416,46 +416,52 @@ class TunnelTest(unittest.TestCase):
             self.assertEqual(sorted(int(l["up"]) for l in lines), [1, 5000, 200000])
             self.assertEqual(sorted(int(l["down"]) for l in lines), [1, 5000, 200000])
 
+    def throttled_download(self, client, early):
+        """600 KiB from a BulkOrigin through the client, at a 256 KiB/s limit somewhere on the
+        way: the bytes whole, and well over a second (a second's burst allowed). early: the
+        origin's GET line goes in the same write as the SOCKS5 request, before its reply."""
+        data = os.urandom(600 * 1024)
+        bulk = ft.BulkOrigin(self, data)
+        get = b"GET %d\n" % len(data)
+        t0 = time.monotonic()
+        if early:
+            s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
+            s.sendall(b"\x05\x01\x00")
+            self.assertEqual(recv_exact(s, 2), b"\x05\x00")
+            s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") +
+                      bulk.port.to_bytes(2, "big") + get)
+            self.assertEqual(recv_exact(s, 10)[:2], b"\x05\x00")
+        else:
+            s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
+            self.assertEqual(rep, 0)
+            s.sendall(get)
+        got = recv_all(s)
+        took = time.monotonic() - t0
+        s.close()
+        self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
+        self.assertGreater(took, 1.2)
+        return len(data)
+
     def test_a_bandwidth_limit_for_the_keys_user_applies_through_the_tunnel(self):
         """A throttled session keeps relay.c (its socketpair): the limit holds, and the bytes
         are whole."""
-        data = os.urandom(600 * 1024)
-        bulk = ft.BulkOrigin(self, data)
         server = self.start_server(extra=["limit bandwidth-per-user 256K"])
         client = self.start_client(server.port)
-        s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
-        self.assertEqual(rep, 0)
-        t0 = time.monotonic()
-        s.sendall(b"GET %d\n" % len(data))
-        got = recv_all(s)
-        took = time.monotonic() - t0
-        s.close()
-        self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
-        # 600 KiB at 256 KiB/s (a burst of a second's worth allowed): well over a second.
-        self.assertGreater(took, 1.2)
+        n = self.throttled_download(client, early=False)
         line = server.wait_sessions(1)[0]
-        self.assertEqual((line["user"], int(line["down"])), ("alice", len(data)))
+        self.assertEqual((line["user"], int(line["down"])), ("alice", n))
 
     def test_a_bandwidth_limit_on_the_client_side_relays_through_a_late_socketpair(self):
         """The client's own limit: its session's stream has no socket until the relay, which
-        relay.c does through a socketpair made then (tunnel_stream_pair). Bytes sent with the
-        request and the half-close arrive too, in order, and the answer comes back whole."""
-        data = os.urandom(600 * 1024)
-        bulk = ft.BulkOrigin(self, data)
+        relay.c does through a socketpair made then (tunnel_stream_pair); the bytes the client
+        sent with its request go first."""
         server = self.start_server()
         client = self.start_client(server.port, extra=["limit bandwidth-per-client 256K"])
-        s, rep = socks5_open(client.port, "127.0.0.1", bulk.port)
-        self.assertEqual(rep, 0)
-        t0 = time.monotonic()
-        s.sendall(b"GET %d\n" % len(data))
-        got = recv_all(s)
-        took = time.monotonic() - t0
-        s.close()
-        self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
-        self.assertGreater(took, 1.2)
+        n = self.throttled_download(client, early=True)
         line = client.wait_sessions(1)[0]
-        self.assertEqual((line["via"], int(line["down"])), ("home", len(data)))
-        self.assertEqual(int(server.wait_sessions(1)[0]["down"]), len(data))
+        self.assertEqual((line["via"], int(line["down"]), int(line["up"])),
+                         ("home", n, len(b"GET %d\n" % n)))
+        self.assertEqual(int(server.wait_sessions(1)[0]["down"]), n)
 
     def test_streams_held_open_while_more_open_then_all_answer(self):
         """One client worker: 100 streams opened one after another and held, each answering
