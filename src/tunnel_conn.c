@@ -118,6 +118,7 @@ struct tstream {
     bool peer_eof;     /* EOF received */
     bool shut;         /* shutdown(SHUT_WR) done */
     bool dirty;        /* bytes queued while the connection reads records: written after */
+    struct tstream *dirty_next; /* the connection's dirty list */
     /* The head without the socketpair (tunnel_session_write): head_direct, the session's head
      * came straight from it; sess_raw, the session wrote into the socketpair itself, so
      * everything it writes goes that way from then on, in order. pair_data: the stream wrote
@@ -182,7 +183,7 @@ struct tconn {
     unsigned nstreams;
     uint32_t last_id; /* the highest stream id opened (client: given to an OPEN) */
     bool batching;    /* reading records: streams' queues are written once after them */
-    unsigned ndirty;
+    struct tstream *dirty_list; /* streams with bytes queued during this read */
     /* the ready ring, in turn from rhead */
     struct tstream *rhead, *rtail;
     /* streams by id: a power of two of chains, grown with the streams */
@@ -288,6 +289,18 @@ static int conn_queue_raw(struct tconn *c, const uint8_t *p, size_t len)
 /* --- streams ----------------------------------------------------------------------------- */
 
 /* The ready ring: a stream joins at the tail when its local end has bytes for the peer. */
+static void dirty_remove(struct tstream *s)
+{
+    struct tstream **pp = &s->c->dirty_list;
+
+    if (!s->dirty)
+        return;
+    while (*pp != s)
+        pp = &(*pp)->dirty_next;
+    *pp = s->dirty_next;
+    s->dirty = false;
+}
+
 static void ready_push(struct tstream *s)
 {
     struct tconn *c = s->c;
@@ -439,6 +452,7 @@ static void stream_free(struct tstream *s)
             round_schedule(c->loop);
         }
     }
+    dirty_remove(s);
     ready_remove(s);
     table_remove(c, s);
     by_fd_clear(s);
@@ -659,7 +673,8 @@ static int stream_queue(struct tstream *s, const uint8_t *p, size_t len, bool cr
         /* One write for all of this stream's records of the read. */
         if (!s->dirty) {
             s->dirty = true;
-            s->c->ndirty++;
+            s->dirty_next = s->c->dirty_list;
+            s->c->dirty_list = s;
         }
         return 0;
     }
@@ -1237,19 +1252,14 @@ static void conn_read_records(struct tconn *c)
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
     c->batching = false;
-    if (c->ndirty > 0) {
-        struct tstream *next;
+    while (c->dirty_list != NULL) {
+        struct tstream *s = c->dirty_list;
         bool gone;
 
-        c->ndirty = 0;
-        for (struct tstream *s = c->streams; s != NULL; s = next) {
-            next = s->next;
-            if (!s->dirty)
-                continue;
-            s->dirty = false;
-            if (stream_flush(s, &gone) < 0)
-                return;
-        }
+        c->dirty_list = s->dirty_next;
+        s->dirty = false;
+        if (stream_flush(s, &gone) < 0)
+            return;
     }
     conn_flush_soon(c);
 }
@@ -2100,10 +2110,7 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     ready_remove(s);
     ev_io_stop(c->loop, s->rio);
     ev_io_stop(c->loop, &s->wio);
-    if (s->dirty) {
-        s->dirty = false;
-        c->ndirty--;
-    }
+    dirty_remove(s);
     /* Our end of the socketpair stays open (idle) until the stream ends: closed now, it would
      * wake the loop once more for the session's end, which libev still watches (lazily). */
     s->pair_fd = s->fd;
