@@ -862,6 +862,19 @@ static void session_start_relay(struct session *s)
             s->target_fd = p.target_fd = fd;
         p.target_stream = NULL;
     }
+    if (s->trelay != NULL) {
+        /* The socketpair between the session and its stream is idle now: closed (the stream
+         * closed its end), so a tunnel session holds one descriptor. */
+        int idle = tunnel_relay_idle_fd(s->trelay);
+
+        if (idle >= 0 && idle == s->client_fd) {
+            close(s->client_fd);
+            s->client_fd = -1;
+        } else if (idle >= 0 && idle == s->target_fd) {
+            close(s->target_fd);
+            s->target_fd = -1;
+        }
+    }
     if (s->trelay == NULL)
         s->relay = relay_start(&p);
     if (s->relay == NULL && s->trelay == NULL) {

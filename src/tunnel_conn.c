@@ -94,6 +94,7 @@ struct tunnel_relay {
     void *arg;
     uint64_t bytes[2]; /* RELAY_UP, RELAY_DOWN */
     double last;       /* ev_now of the last byte moved */
+    int idle_fd;       /* the session's end of the socketpair, for it to close, or -1 */
 };
 
 struct tstream {
@@ -133,7 +134,6 @@ struct tstream {
     int sess_fd;             /* the session's end of the socketpair (-1: none, or adopted) */
     struct tunnel_relay *tr; /* set: fd is the session's socket, not ours */
     int end_err;             /* why the stream ends, for tr's callback: 0 a clean end */
-    int pair_fd;             /* tr set: our end of the socketpair, closed with the stream */
 
     struct tstream *hnext; /* the connection's table by id */
     bool got_reply;        /* client: REPLY came */
@@ -468,8 +468,6 @@ static void stream_free(struct tstream *s)
     } else if (s->fd >= 0) {
         close(s->fd);
     }
-    if (s->pair_fd >= 0)
-        close(s->pair_fd);
     if (s->udp) {
         if (s->q != NULL)
             sodium_memzero(s->q, s->qcap);
@@ -499,7 +497,6 @@ static struct tstream *stream_new(struct tconn *c, uint32_t id, int fd)
     s->id = id;
     s->fd = fd;
     s->sess_fd = -1;
-    s->pair_fd = -1;
     s->end_err = ECONNABORTED;
     s->phase = c->server ? P_REPLY : P_REQUEST;
     s->send_win = TUNNEL_STREAM_WINDOW;
@@ -2111,9 +2108,12 @@ struct tunnel_relay *tunnel_relay_start(const struct relay_params *p)
     ev_io_stop(c->loop, s->rio);
     ev_io_stop(c->loop, &s->wio);
     dirty_remove(s);
-    /* Our end of the socketpair stays open (idle) until the stream ends: closed now, it would
-     * wake the loop once more for the session's end, which libev still watches (lazily). */
-    s->pair_fd = s->fd;
+    /* The socketpair is idle from here on: our end is closed now and the session closes its
+     * own at once (tunnel_relay_idle_fd), so that neither end wakes the loop and a stream holds
+     * one descriptor, not three. */
+    if (s->fd >= 0)
+        close(s->fd);
+    tr->idle_fd = sess_fd;
     s->fd = local_fd;
     by_fd_clear(s);
     s->shut = false;
@@ -2176,6 +2176,11 @@ void tunnel_relay_bytes(const struct tunnel_relay *tr, uint64_t *up, uint64_t *d
 double tunnel_relay_last_activity(const struct tunnel_relay *tr)
 {
     return tr->last;
+}
+
+int tunnel_relay_idle_fd(const struct tunnel_relay *tr)
+{
+    return tr->idle_fd;
 }
 
 bool tunnel_relay_half_closed(const struct tunnel_relay *tr)

@@ -116,6 +116,9 @@ void tunnel_relay_free(struct tunnel_relay *tr);
 void tunnel_relay_bytes(const struct tunnel_relay *tr, uint64_t *up, uint64_t *down);
 double tunnel_relay_last_activity(const struct tunnel_relay *tr);
 bool tunnel_relay_half_closed(const struct tunnel_relay *tr);
+/* The session's end of the socketpair, idle once the relay started: the session closes it at
+ * once (the stream closed its own). -1: none (a stream with no socketpair). */
+int tunnel_relay_idle_fd(const struct tunnel_relay *tr);
 
 /* Close every tunnel connection of this thread (the worker's end). */
 void tunnel_worker_free(void);

@@ -466,18 +466,25 @@ class TunnelTest(unittest.TestCase):
     def test_streams_held_open_while_more_open_then_all_answer(self):
         """One client worker: 100 streams opened one after another and held, each answering
         before the next opens (the streams' tables grow on both sides meanwhile), then every
-        one of them answers again, and they all close cleanly."""
+        one of them answers again, and they all close cleanly. A held stream costs one
+        descriptor on each side (the SOCKS client's socket, the target's): no socketpair."""
         echo = ft.EchoOrigin(self)
         server = self.start_server()
         client = self.start_client(server.port)
         n = 20 if ft.UNDER_VALGRIND else 100
         socks = []
+        base = (ft.open_fds(server.proc.pid), ft.open_fds(client.proc.pid))
         for i in range(n):
             s, rep = socks5_open(client.port, "127.0.0.1", echo.port)
             self.assertEqual(rep, 0)
             socks.append(s)
             s.sendall(b"%d" % i)
             self.assertEqual(recv_exact(s, len(b"%d" % i)), b"%d" % i)
+        held = (ft.open_fds(server.proc.pid), ft.open_fds(client.proc.pid))
+        # n, and the tunnel connection's socket (and a spare or two).
+        self.assertLessEqual(held[0] - base[0], n + 3, (base, held))
+        self.assertLessEqual(held[1] - base[1], n + 3, (base, held))
+        self.assertGreaterEqual(held[0] - base[0], n, (base, held))
         for i, s in enumerate(socks):
             s.sendall(b"again %d" % i)
         for i, s in enumerate(socks):
