@@ -288,7 +288,7 @@ static int conn_queue_raw(struct tconn *c, const uint8_t *p, size_t len)
 
 /* --- streams ----------------------------------------------------------------------------- */
 
-/* The ready ring: a stream joins at the tail when its local end has bytes for the peer. */
+/* Off the connection's list of streams to write after the read of records. */
 static void dirty_remove(struct tstream *s)
 {
     struct tstream **pp = &s->c->dirty_list;
@@ -301,6 +301,7 @@ static void dirty_remove(struct tstream *s)
     s->dirty = false;
 }
 
+/* The ready ring: a stream joins at the tail when its local end has bytes for the peer. */
 static void ready_push(struct tstream *s)
 {
     struct tconn *c = s->c;
@@ -1774,7 +1775,7 @@ static struct tconn *client_connect(struct ev_loop *loop, const struct parent *p
 
 /* The worker's connection to p for one more stream (a new one if none has room), or NULL. */
 static struct tconn *client_conn_for(struct ev_loop *loop, const struct parent *p,
-                                    const struct addr *resolved)
+                                     const struct addr *resolved)
 {
     struct tconn *c = NULL;
 
