@@ -277,6 +277,19 @@ class TunnelTest(unittest.TestCase):
             "route via home",
         ] + list(extra))
 
+    def start_ferry_then_socks5(self):
+        """A client whose one route is the ferry parent home, then a plain SOCKS5 ferryd far
+        behind it: (far, server, client)."""
+        far = ft.start_ferryd(self)
+        server = self.start_server()
+        client = ft.start_ferryd(self, extra=[
+            "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
+            % (server.port, self.spub, self.akey),
+            "parent far socks5 127.0.0.1:%d" % far.port,
+            "route via home>far",
+        ])
+        return far, server, client
+
     def curl(self, proxy, url):
         return subprocess.run(["curl", "-sS", "--max-time", "%d" % (10 * ft.SLOW), "-x", proxy,
                                url],
@@ -335,14 +348,7 @@ class TunnelTest(unittest.TestCase):
         and reply then go through the stream as data. Several requests at once, the first
         while the tunnel connection is still being made (its request goes through the
         socketpair), the rest on the connection once up."""
-        far = ft.start_ferryd(self)
-        server = self.start_server()
-        client = ft.start_ferryd(self, extra=[
-            "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
-            % (server.port, self.spub, self.akey),
-            "parent far socks5 127.0.0.1:%d" % far.port,
-            "route via home>far",
-        ])
+        far, server, client = self.start_ferry_then_socks5()
         procs = [subprocess.Popen(["curl", "-sS", "--max-time", "%d" % (10 * ft.SLOW), "-x",
                                    "socks5h://127.0.0.1:%d" % client.port,
                                    self.origin.url("/two-hops-%d" % i)],
@@ -809,14 +815,7 @@ class TunnelTest(unittest.TestCase):
 
     def test_udp_through_a_ferry_parent_with_parents_after_it_is_refused(self):
         """The datagrams would go to the last parent's relay straight, past the tunnel."""
-        far = ft.start_ferryd(self)
-        server = self.start_server()
-        client = ft.start_ferryd(self, extra=[
-            "parent home ferry 127.0.0.1:%d server-key %s key %s timeout 3s"
-            % (server.port, self.spub, self.akey),
-            "parent far socks5 127.0.0.1:%d" % far.port,
-            "route via home>far",
-        ])
+        far, server, client = self.start_ferry_then_socks5()
         s = socket.create_connection(("127.0.0.1", client.port), timeout=ft.IO_TIMEOUT)
         s.sendall(b"\x05\x01\x00")
         self.assertEqual(s.recv(2), b"\x05\x00")
@@ -981,7 +980,6 @@ class TunnelTest(unittest.TestCase):
         server = self.start_server()
         fwd = Forwarder(self, server.port)
         client = self.start_client(fwd.port, key=self.bkey)
-        t0 = time.monotonic()
         r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
         self.assertNotEqual(r.returncode, 0)
         server.wait_line(r"refused, silently: key BLAKE2b:\S+ is not authorized")
