@@ -60,9 +60,12 @@
 #define MSG1_MAX (TUNNEL_MSG1_OVERHEAD + TUNNEL_HELLO_MAX)
 #define MSG2_MIN (TUNNEL_MSG2_OVERHEAD + TUNNEL_WELCOME_LEN)
 #define MSG2_MAX (TUNNEL_MSG2_OVERHEAD + TUNNEL_HELLO_MAX)
-/* Streams open at once on one connection: a server refuses OPEN past it (REP 1), a client opens
- * another connection. */
+/* Streams open at once on one connection: a server refuses OPEN past it (REP 1). A client opens
+ * another connection STREAMS_SLACK streams earlier: the server may still count streams the
+ * client has already let go (their last bytes still going to a slow target), and the two counts
+ * must not meet. */
 #define STREAMS_MAX 4096
+#define STREAMS_SLACK 256
 /* A stream's request or reply before it is whole (RESOLVE_PTR replies carry a name). */
 #define HEAD_MAX 600
 
@@ -1782,7 +1785,7 @@ static struct tconn *client_conn_for(struct ev_loop *loop, const struct parent *
     for (struct tconn *k = conns; k != NULL; k = k->next) {
         /* Streams not opened yet take their ids later: room for all of them. */
         if (conn_matches(k, p) && (uint64_t)k->last_id + k->nstreams < UINT32_MAX - 1 &&
-            k->nstreams < STREAMS_MAX) {
+            k->nstreams < STREAMS_MAX - STREAMS_SLACK) {
             c = k;
             break;
         }

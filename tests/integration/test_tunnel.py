@@ -556,6 +556,45 @@ class TunnelTest(unittest.TestCase):
         self.assertIn(sum("user alice: up" in l for l in server.lines), (1, 2))
         self.assertFalse(any("refused" in l for l in server.lines), server.lines)
 
+    @unittest.skipIf(ft.UNDER_VALGRIND, "3,850 streams")
+    def test_a_client_opens_another_connection_before_the_servers_stream_limit(self):
+        """4096 streams at most on one connection at the server; the client moves to a second
+        connection at 3840, so the two counts (the server's may lag: streams the client has
+        let go) never meet. 3,850 streams held at once through one client worker: all
+        succeed, over two tunnel connections."""
+        n = 3850
+        try:
+            import resource
+            if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < n + 500:
+                ft.set_nofile(0, n + 500)
+        except (ValueError, OSError) as e:
+            self.skipTest("cannot hold %d sockets here: %s" % (n, e))
+        # Nobody accepts: the origin's connections wait in its backlog, no descriptor here.
+        origin = socket.socket()
+        origin.bind(("127.0.0.1", 0))
+        origin.listen(4096)
+        self.addCleanup(origin.close)
+        server = self.start_server(extra=["max-sessions 10000"])
+        client = self.start_client(server.port, extra=[
+            "max-sessions 10000", "limit sessions-per-client off"])
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(n):
+            s, rep = socks5_open(client.port, "127.0.0.1", origin.getsockname()[1])
+            socks.append(s)
+            self.assertEqual(rep, 0, len(socks))
+        deadline = time.monotonic() + 5 * ft.SLOW
+        while sum("user alice: up" in l for l in server.lines) < 2 and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(sum("user alice: up" in l for l in server.lines), 2)
+        self.assertFalse(any("streams open" in l for l in server.lines))
+        # The origin's backlog resets every target, then every stream ends: a quick stop.
+        origin.close()
+        for s in socks:
+            s.close()
+        client.wait_sessions(n, timeout=30)
+
     def open_held_stream(self, client):
         """A CONNECT through the tunnel to a listener of ours, bytes moved both ways (so both
         sessions relay); returns (the SOCKS client's socket, the origin's)."""
