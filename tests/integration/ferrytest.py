@@ -13,6 +13,7 @@ import os
 import re
 import select
 import shlex
+import shutil
 import signal
 import socket
 import socketserver
@@ -1261,6 +1262,91 @@ def keygen(path):
     if r.returncode != 0:
         raise AssertionError("ferry-keygen: %s" % r.stderr.decode())
     return r.stdout.decode().strip()
+
+
+class Forwarder:
+    """A TCP forwarder between the two ferries of a tunnel: records the client's first bytes
+    (msg1) and counts what the server sends; mask, when not 0, is XORed into the first byte the
+    client sends (the suite code's bits of msg1's length prefix)."""
+
+    def __init__(self, testcase, port, mask=0):
+        self.port_to = port
+        self.mask = mask
+        self.first = None
+        self.from_server = 0
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.stopped = False
+        self.socks = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+
+        def stop():
+            self.stopped = True
+            self.lsock.close()
+        testcase.addCleanup(stop)
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port_to))
+            self.socks += [c, u]
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def cut(self):
+        """End every forwarded connection both ways, as a network that fails would: each ferry
+        reads an end of file where a record or CLOSE should be."""
+        for s in self.socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _pump(self, a, b, up):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    b.shutdown(socket.SHUT_WR)
+                    return
+                if up and self.first is None:
+                    self.first = d
+                    if self.mask:
+                        d = bytes([d[0] ^ self.mask]) + d[1:]
+                if not up:
+                    self.from_server += len(d)
+                b.sendall(d)
+        except OSError:
+            pass
+
+
+def tunnel_keys(testcase, prefix, clients=("alice",), authorized=None):
+    """Keys for a tunnel test, in a temporary directory removed at the end (testcase.dir): the
+    server's pair (testcase.skey, .spub) and one pair per client name, named by its first
+    letter (alice: testcase.akey, .apub; bob: .bkey, .bpub), and testcase.authkeys, an
+    authorized-keys file (mode 0600) mapping the keys of `authorized` (default: every client)
+    to their names."""
+    testcase.dir = tempfile.mkdtemp(prefix=prefix)
+    testcase.addCleanup(shutil.rmtree, testcase.dir, True)
+    testcase.skey = os.path.join(testcase.dir, "server.key")
+    testcase.spub = keygen(testcase.skey)
+    pubs = {}
+    for name in clients:
+        path = os.path.join(testcase.dir, name + ".key")
+        pubs[name] = keygen(path)
+        setattr(testcase, name[0] + "key", path)
+        setattr(testcase, name[0] + "pub", pubs[name])
+    testcase.authkeys = os.path.join(testcase.dir, "authorized_keys")
+    with open(testcase.authkeys, "w") as f:
+        f.writelines("%s %s\n" % (pubs[n], n)
+                     for n in (clients if authorized is None else authorized))
+    os.chmod(testcase.authkeys, 0o600)
 
 
 class Proc:

@@ -24,14 +24,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import struct
 import unittest
 
 import ferrytest as ft
-from ferrytest import CURL_ENV, KEYGEN, keygen
+from ferrytest import CURL_ENV, KEYGEN
 
 import socks  # python3-socks (PySocks): bootstrap's TEST_PACKAGES
 
@@ -74,64 +73,6 @@ def recv_all(s):
         if not b:
             return b"".join(chunks)
         chunks.append(b)
-
-
-class Forwarder:
-    """A TCP forwarder between the two ferries: records the client's first bytes (msg1) and
-    counts what the server sends."""
-
-    def __init__(self, testcase, port):
-        self.port_to = port
-        self.first = None
-        self.from_server = 0
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.stopped = False
-        self.socks = []
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-
-        def stop():
-            self.stopped = True
-            self.lsock.close()
-        testcase.addCleanup(stop)
-
-    def _accept(self):
-        while not self.stopped:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.port_to))
-            self.socks += [c, u]
-            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
-
-    def cut(self):
-        """End every forwarded connection both ways, as a network that fails would: each ferry
-        reads an end of file where a record or CLOSE should be."""
-        for s in self.socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def _pump(self, a, b, up):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    b.shutdown(socket.SHUT_WR)
-                    return
-                if up and self.first is None:
-                    self.first = d
-                if not up:
-                    self.from_server += len(d)
-                b.sendall(d)
-        except OSError:
-            pass
 
 
 class NoisePeer:
@@ -243,16 +184,7 @@ class TunnelTest(unittest.TestCase):
     def setUp(self):
         if not os.access(KEYGEN, os.X_OK):
             raise AssertionError("ferry-keygen not built: %s" % KEYGEN)
-        self.dir = tempfile.mkdtemp(prefix="ferrytunnel-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.skey = os.path.join(self.dir, "server.key")
-        self.spub = keygen(self.skey)
-        self.akey = os.path.join(self.dir, "alice.key")
-        self.apub = keygen(self.akey)
-        self.bkey = os.path.join(self.dir, "bob.key")
-        self.bpub = keygen(self.bkey)
-        self.authkeys = os.path.join(self.dir, "authorized_keys")
-        self.write_authkeys("%s alice\n" % self.apub)
+        ft.tunnel_keys(self, "ferrytunnel-", ("alice", "bob"), authorized=("alice",))
         self.origin = ft.HTTPOrigin(self)
         self.blocked = ft.HTTPOrigin(self)
 
@@ -624,7 +556,7 @@ class TunnelTest(unittest.TestCase):
         """doc 8: a connection cut (no CLOSE) aborts its streams; the SOCKS client on the
         client side and the target on the server side see a TCP reset, not an end of file."""
         server = self.start_server()
-        fwd = Forwarder(self, server.port)
+        fwd = ft.Forwarder(self, server.port)
         client = self.start_client(fwd.port)
         s, conn = self.open_held_stream(client)
         fwd.cut()
@@ -1017,7 +949,7 @@ class TunnelTest(unittest.TestCase):
 
     def test_an_unauthorized_key_gets_nothing(self):
         server = self.start_server()
-        fwd = Forwarder(self, server.port)
+        fwd = ft.Forwarder(self, server.port)
         client = self.start_client(fwd.port, key=self.bkey)
         r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
         self.assertNotEqual(r.returncode, 0)
@@ -1030,7 +962,7 @@ class TunnelTest(unittest.TestCase):
 
     def test_a_wrong_server_key_gets_nothing_and_the_client_says_so(self):
         server = self.start_server()
-        fwd = Forwarder(self, server.port)
+        fwd = ft.Forwarder(self, server.port)
         client = self.start_client(fwd.port, server_key=self.bpub)
         r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
         self.assertNotEqual(r.returncode, 0)
@@ -1041,7 +973,7 @@ class TunnelTest(unittest.TestCase):
 
     def test_a_replayed_first_message_gets_nothing(self):
         server = self.start_server()
-        fwd = Forwarder(self, server.port)
+        fwd = ft.Forwarder(self, server.port)
         client = self.start_client(fwd.port)
         r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -25,17 +25,15 @@ Loopback only; the relay and every wait are bounded in time.
 
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
 import ferrytest as ft
-from ferrytest import CURL_ENV, KEYGEN, keygen
+from ferrytest import CURL_ENV, KEYGEN
 
 NEGOTIATE = 2.0  # the server's timeout negotiate: when a refused peer is closed
 
@@ -291,18 +289,7 @@ class TunnelAttackTest(unittest.TestCase):
     def setUp(self):
         if not os.access(KEYGEN, os.X_OK):
             raise AssertionError("ferry-keygen not built: %s" % KEYGEN)
-        self.dir = tempfile.mkdtemp(prefix="ferryattack-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.skey = os.path.join(self.dir, "server.key")
-        self.spub = keygen(self.skey)
-        self.akey = os.path.join(self.dir, "alice.key")
-        self.apub = keygen(self.akey)
-        self.bkey = os.path.join(self.dir, "bob.key")
-        self.bpub = keygen(self.bkey)
-        self.authkeys = os.path.join(self.dir, "authorized_keys")
-        with open(self.authkeys, "w") as f:
-            f.write("%s alice\n%s bob\n" % (self.apub, self.bpub))
-        os.chmod(self.authkeys, 0o600)
+        ft.tunnel_keys(self, "ferryattack-", ("alice", "bob"))
         self.origin = ft.HTTPOrigin(self)
         self.server = ft.start_ferryd(self, extra=[
             "tunnel key %s" % self.skey,

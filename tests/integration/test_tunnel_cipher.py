@@ -8,16 +8,13 @@ refuses AES-256-GCM. Loopback only.
 
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
-import threading
 import time
 import unittest
 
 import ferrytest as ft
-from ferrytest import CURL_ENV, KEYGEN, keygen
+from ferrytest import CURL_ENV
 
 NEGOTIATE = 2.0
 
@@ -32,62 +29,10 @@ def aes_ni():
     return "aes" in flags and "pclmulqdq" in flags
 
 
-class FlipForwarder:
-    """A TCP forwarder between the two ferries that XORs the first byte the client sends (the
-    suite code's bits of msg1's length prefix) with mask."""
-
-    def __init__(self, testcase, port, mask):
-        self.port_to = port
-        self.mask = mask
-        self.from_server = 0
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-        testcase.addCleanup(self.lsock.close)
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.port_to))
-            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
-
-    def _pump(self, a, b, up):
-        first = up
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    b.shutdown(socket.SHUT_WR)
-                    return
-                if first:
-                    d = bytes([d[0] ^ self.mask]) + d[1:]
-                    first = False
-                if not up:
-                    self.from_server += len(d)
-                b.sendall(d)
-        except OSError:
-            pass
-
-
 @unittest.skipUnless(aes_ni(), "no AES-NI: ferryd refuses AES-256-GCM here")
 class CipherTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="ferrycipher-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.skey = os.path.join(self.dir, "server.key")
-        self.spub = keygen(self.skey)
-        self.akey = os.path.join(self.dir, "alice.key")
-        self.apub = keygen(self.akey)
-        self.authkeys = os.path.join(self.dir, "authorized_keys")
-        with open(self.authkeys, "w") as f:
-            f.write("%s alice\n" % self.apub)
-        os.chmod(self.authkeys, 0o600)
+        ft.tunnel_keys(self, "ferrycipher-")
         self.origin = ft.HTTPOrigin(self)
 
     def start_server(self):
@@ -166,7 +111,7 @@ class CipherTest(unittest.TestCase):
 
     def downgraded(self, cipher, mask, reason):
         server = self.start_server()
-        fwd = FlipForwarder(self, server.port, mask)
+        fwd = ft.Forwarder(self, server.port, mask)
         client = self.start_client(fwd.port, cipher)
         t0 = time.monotonic()
         r = self.curl("socks5h://127.0.0.1:%d" % client.port, self.origin.url())

@@ -15,16 +15,14 @@ when its program is missing.
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import unittest
 
 import ferrytest as ft
-from ferrytest import CURL_ENV, KEYGEN, Proc, keygen
+from ferrytest import CURL_ENV, KEYGEN, Proc
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None)
 # netcat-openbsd's nc (-X 5 -x): /usr/bin/nc may be ncat, which has neither.
@@ -35,16 +33,7 @@ class TunnelClientsTest(unittest.TestCase):
     def setUp(self):
         if not os.access(KEYGEN, os.X_OK):
             raise AssertionError("ferry-keygen not built: %s" % KEYGEN)
-        self.dir = tempfile.mkdtemp(prefix="ferrytunnelclients-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.skey = os.path.join(self.dir, "server.key")
-        self.spub = keygen(self.skey)
-        self.akey = os.path.join(self.dir, "alice.key")
-        self.apub = keygen(self.akey)
-        self.authkeys = os.path.join(self.dir, "authorized_keys")
-        with open(self.authkeys, "w") as f:
-            f.write("%s alice\n" % self.apub)
-        os.chmod(self.authkeys, 0o600)
+        ft.tunnel_keys(self, "ferrytunnelclients-")
         self.server = ft.start_ferryd(self, extra=[
             "tunnel key %s" % self.skey,
             "tunnel authorized-keys %s" % self.authkeys,

@@ -14,12 +14,11 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import unittest
 
 import ferrytest as ft
-from ferrytest import KEYGEN, keygen
+from ferrytest import keygen
 
 SOURCE = os.path.join(ft.SRCDIR, "tests", "interop", "tunnel_peer.go")
 GOPATH = "/usr/share/gocode"
@@ -82,16 +81,7 @@ class InteropTest(unittest.TestCase):
         cls.peer = build()
 
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="ferryinterop-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.skey = os.path.join(self.dir, "server.key")
-        self.spub = keygen(self.skey)
-        self.gkey = os.path.join(self.dir, "gopher.key")
-        self.gpub = keygen(self.gkey)
-        self.authkeys = os.path.join(self.dir, "authorized_keys")
-        with open(self.authkeys, "w") as f:
-            f.write("%s gopher\n" % self.gpub)
-        os.chmod(self.authkeys, 0o600)
+        ft.tunnel_keys(self, "ferryinterop-", ("gopher",))
 
     def start_server(self):
         return ft.start_ferryd(self, extra=[
