@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import unittest
@@ -1347,6 +1348,22 @@ def tunnel_keys(testcase, prefix, clients=("alice",), authorized=None):
         f.writelines("%s %s\n" % (pubs[n], n)
                      for n in (clients if authorized is None else authorized))
     os.chmod(testcase.authkeys, 0o600)
+
+
+# An anonymous FTP server (python3-pyftpdlib) on ARGV[1], a free port (printed), serving
+# the directory ARGV[2]: active FTP's BIND through chains and the tunnel.
+FTP_SERVER = textwrap.dedent("""
+    import sys
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.servers import FTPServer
+    authorizer = DummyAuthorizer()
+    authorizer.add_anonymous(sys.argv[2])
+    FTPHandler.authorizer = authorizer
+    server = FTPServer((sys.argv[1], 0), FTPHandler)
+    print(server.socket.getsockname()[1], flush=True)
+    server.serve_forever()
+""")
 
 
 class Proc:

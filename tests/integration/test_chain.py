@@ -27,7 +27,7 @@ import unittest
 import socks
 
 import ferrytest as ft
-from ferrytest import CURL_ENV, Proc
+from ferrytest import CURL_ENV, FTP_SERVER, Proc
 
 
 # Known to the exit's DNS only; the first hop's DNS answers NXDOMAIN for it.
@@ -994,18 +994,6 @@ class BindResolveTest(ChainTest):
 
 # --- active FTP (BIND) through a chain ----------------------------------------------------
 
-FTP_SERVER = textwrap.dedent("""
-    import sys
-    from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
-    from pyftpdlib.servers import FTPServer
-    authorizer = DummyAuthorizer()
-    authorizer.add_anonymous(sys.argv[2])
-    FTPHandler.authorizer = authorizer
-    server = FTPServer((sys.argv[1], 0), FTPHandler)
-    print(server.socket.getsockname()[1], flush=True)
-    server.serve_forever()
-""")
 
 
 def pyftpdlib_available():

@@ -22,7 +22,7 @@ import time
 import unittest
 
 import ferrytest as ft
-from ferrytest import CURL_ENV, KEYGEN, Proc
+from ferrytest import CURL_ENV, FTP_SERVER, KEYGEN, Proc
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None)
 # netcat-openbsd's nc (-X 5 -x): /usr/bin/nc may be ncat, which has neither.
@@ -196,20 +196,6 @@ class TunnelClientsTest(unittest.TestCase):
         via = self.client.wait_sessions(2, timeout=10)
         self.assertEqual(sorted(l["cmd"] for l in via), ["bind", "connect"])
         self.assertTrue(all(l.get("via") == "home" for l in via), via)
-
-
-FTP_SERVER = textwrap.dedent("""
-    import sys
-    from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
-    from pyftpdlib.servers import FTPServer
-    authorizer = DummyAuthorizer()
-    authorizer.add_anonymous(sys.argv[2])
-    FTPHandler.authorizer = authorizer
-    server = FTPServer((sys.argv[1], 0), FTPHandler)
-    print(server.socket.getsockname()[1], flush=True)
-    server.serve_forever()
-""")
 
 
 if __name__ == "__main__":
