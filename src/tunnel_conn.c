@@ -291,6 +291,21 @@ static int conn_queue_raw(struct tconn *c, const uint8_t *p, size_t len)
 
 /* --- streams ----------------------------------------------------------------------------- */
 
+/* A REPLY waiting for the end of the round (flush_round) is not delivered after all. */
+static void deliver_cancel(struct tstream *s)
+{
+    struct tstream **pp = &deliver_list;
+
+    if (!s->deliver_pending)
+        return;
+    while (*pp != s)
+        pp = &(*pp)->dnext;
+    *pp = s->dnext;
+    s->deliver_pending = false;
+    sodium_memzero(s->head, s->head_len);
+    s->head_len = 0;
+}
+
 /* Off the connection's list of streams to write after the read of records. */
 static void dirty_remove(struct tstream *s)
 {
@@ -436,14 +451,7 @@ static void stream_free(struct tstream *s)
     struct tunnel_relay *tr = s->tr;
     int err = s->end_err;
 
-    if (s->deliver_pending) {
-        struct tstream **pp = &deliver_list;
-
-        while (*pp != s)
-            pp = &(*pp)->dnext;
-        *pp = s->dnext;
-        sodium_memzero(s->head, s->head_len);
-    }
+    deliver_cancel(s);
     if (s->h != NULL) {
         struct tunnel_stream *h = s->h;
 
@@ -1917,16 +1925,7 @@ void tunnel_session_forget(int fd, void *arg)
 
     if (s == NULL || s->reply_arg != arg)
         return;
-    if (s->deliver_pending) {
-        struct tstream **pp = &deliver_list;
-
-        while (*pp != s)
-            pp = &(*pp)->dnext;
-        *pp = s->dnext;
-        s->deliver_pending = false;
-        sodium_memzero(s->head, s->head_len);
-        s->head_len = 0;
-    }
+    deliver_cancel(s);
     s->reply_cb = NULL;
     s->reply_arg = NULL;
 }

@@ -1350,6 +1350,16 @@ def tunnel_keys(testcase, prefix, clients=("alice",), authorized=None):
     os.chmod(testcase.authkeys, 0o600)
 
 
+def aes_ni():
+    """Whether libsodium can run AES-256-GCM here (it needs AES-NI and PCLMULQDQ)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(l for l in f if l.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return False
+    return "aes" in flags and "pclmulqdq" in flags
+
+
 # An anonymous FTP server (python3-pyftpdlib) on ARGV[1], a free port (printed), serving
 # the directory ARGV[2]: active FTP's BIND through chains and the tunnel.
 FTP_SERVER = textwrap.dedent("""

@@ -332,19 +332,6 @@ class Socks4BindOverIPv6Test(unittest.TestCase):
 
 # --- active-mode FTP through socksify -------------------------------------------------------
 
-FTP_SERVER = textwrap.dedent("""
-    import sys
-    from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
-    from pyftpdlib.servers import FTPServer
-    authorizer = DummyAuthorizer()
-    authorizer.add_anonymous(sys.argv[2])
-    FTPHandler.authorizer = authorizer
-    server = FTPServer((sys.argv[1], 0), FTPHandler)
-    print(server.socket.getsockname()[1], flush=True)
-    server.serve_forever()
-""")
-
 
 def pyftpdlib_available():
     r = subprocess.run([sys.executable, "-c", "import pyftpdlib"], stdout=subprocess.DEVNULL,
@@ -374,7 +361,7 @@ class ActiveFTPTest(unittest.TestCase):
         with open(os.path.join(self.root, "data.bin"), "wb") as f:
             f.write(self.data)
         self.ferry = ft.start_ferryd(self)
-        self.ftpd = subprocess.Popen([sys.executable, "-c", FTP_SERVER, "127.0.0.1", self.root],
+        self.ftpd = subprocess.Popen([sys.executable, "-c", ft.FTP_SERVER, "127.0.0.1", self.root],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.addCleanup(self.stop_ftpd)

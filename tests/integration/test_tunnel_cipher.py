@@ -19,17 +19,7 @@ from ferrytest import CURL_ENV
 NEGOTIATE = 2.0
 
 
-def aes_ni():
-    """Whether libsodium can run AES-256-GCM here (it needs AES-NI and PCLMULQDQ)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next(l for l in f if l.startswith("flags")).split(":")[1].split())
-    except (OSError, StopIteration):
-        return False
-    return "aes" in flags and "pclmulqdq" in flags
-
-
-@unittest.skipUnless(aes_ni(), "no AES-NI: ferryd refuses AES-256-GCM here")
+@unittest.skipUnless(ft.aes_ni(), "no AES-NI: ferryd refuses AES-256-GCM here")
 class CipherTest(unittest.TestCase):
     def setUp(self):
         ft.tunnel_keys(self, "ferrycipher-")

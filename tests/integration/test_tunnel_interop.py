@@ -44,16 +44,6 @@ def missing():
     return None
 
 
-def aes_ni():
-    """Whether libsodium can run AES-256-GCM here (it needs AES-NI and PCLMULQDQ)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next(l for l in f if l.startswith("flags")).split(":")[1].split())
-    except (OSError, StopIteration):
-        return False
-    return "aes" in flags and "pclmulqdq" in flags
-
-
 def build():
     """The Go peer, built offline (GOPATH mode, no module proxy); its path."""
     if (os.path.exists(BINARY) and os.path.getmtime(BINARY) >= os.path.getmtime(SOURCE)):
@@ -119,7 +109,7 @@ class InteropTest(unittest.TestCase):
     def test_go_client_chacha20_poly1305_echo_as_the_keys_user(self):
         self.client_echo("chacha20-poly1305")
 
-    @unittest.skipUnless(aes_ni(), "no AES-NI: ferryd refuses AES-256-GCM here")
+    @unittest.skipUnless(ft.aes_ni(), "no AES-NI: ferryd refuses AES-256-GCM here")
     def test_go_client_aes_256_gcm_echo_as_the_keys_user(self):
         self.client_echo("aes-256-gcm")
 
@@ -190,7 +180,7 @@ class InteropTest(unittest.TestCase):
     def test_ferry_parent_through_the_go_server_chacha20_poly1305(self):
         self.server_echo("chacha20-poly1305")
 
-    @unittest.skipUnless(aes_ni(), "no AES-NI: ferryd refuses AES-256-GCM here")
+    @unittest.skipUnless(ft.aes_ni(), "no AES-NI: ferryd refuses AES-256-GCM here")
     def test_ferry_parent_through_the_go_server_aes_256_gcm(self):
         self.server_echo("aes-256-gcm")
 
